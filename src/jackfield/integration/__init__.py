@@ -1,0 +1,1 @@
+"""integration layer (see DESIGN.md §2)."""

@@ -1,0 +1,61 @@
+"""Email category: send one message."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from .._async import call_async
+from ..errors import ConnectorConfigError
+from ..provider import Category, ConnectorProvider
+
+
+@dataclass(frozen=True)
+class EmailMessage:
+    to: tuple[str, ...]
+    subject: str
+    text: str = ""
+    html: str | None = None
+    sender: str | None = None
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
+    reply_to: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> EmailMessage:
+        to = payload.get("to")
+        recipients = (to,) if isinstance(to, str) else tuple(to or ())
+        if not recipients:
+            raise ConnectorConfigError("an email needs at least one recipient in 'to'")
+        return cls(
+            to=recipients,
+            subject=str(payload.get("subject", "")),
+            text=str(payload.get("text", "")),
+            html=payload.get("html"),
+            sender=payload.get("from") or payload.get("sender"),
+            cc=tuple(payload.get("cc") or ()),
+            bcc=tuple(payload.get("bcc") or ()),
+            reply_to=payload.get("reply_to"),
+            headers=dict(payload.get("headers") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class SendResult:
+    message_id: str
+
+
+class EmailProvider(ConnectorProvider):
+    category: ClassVar[str] = Category.EMAIL
+
+    @abstractmethod
+    def send(self, message: EmailMessage) -> Any: ...
+
+    def operations(self) -> dict[str, Any]:
+        return {"send_email": self._send_payload}
+
+    async def _send_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        result = await call_async(self.send, EmailMessage.from_payload(payload))
+        return {"message_id": result.message_id} if isinstance(result, SendResult) else {}

@@ -1,0 +1,63 @@
+"""Storage category: objects addressed by a slash-separated path."""
+
+from __future__ import annotations
+
+import base64
+from abc import abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from ..errors import ConnectorConfigError
+from ..provider import Category, ConnectorProvider
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    path: str
+    size: int
+    modified_at: datetime | None = None
+    content_type: str | None = None
+
+
+class StorageProvider(ConnectorProvider):
+    """put/get/delete/list/stat. ``get``/``stat``/``delete`` of a missing path raise
+    ``ConnectorNotFoundError``; paths that escape the store raise ``ConnectorConfigError``."""
+
+    category: ClassVar[str] = Category.STORAGE
+
+    @abstractmethod
+    def put(self, path: str, data: bytes, content_type: str | None = None) -> Any: ...
+
+    @abstractmethod
+    def get(self, path: str) -> Any: ...
+
+    @abstractmethod
+    def delete(self, path: str) -> Any: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> Any: ...
+
+    @abstractmethod
+    def stat(self, path: str) -> Any: ...
+
+    def operations(self) -> dict[str, Any]:
+        return {"put_object": self._put_payload, "delete_object": self._delete_payload}
+
+    def _put_payload(self, payload: dict[str, Any]) -> Any:
+        path = _require(payload, "path")
+        if "content_base64" in payload:
+            data = base64.b64decode(payload["content_base64"], validate=True)
+        else:
+            data = str(payload.get("content", "")).encode()
+        return self.put(path, data, payload.get("content_type"))
+
+    def _delete_payload(self, payload: dict[str, Any]) -> Any:
+        return self.delete(_require(payload, "path"))
+
+
+def _require(payload: dict[str, Any], key: str) -> str:
+    value = payload.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConnectorConfigError(f"payload field {key!r} is required")
+    return value

@@ -1,0 +1,202 @@
+"""Config schemas: the list of ``ConfigField`` a provider declares.
+
+One schema drives validation, the admin form, CLI prompts, redaction (``secret``) and
+the JSON Schema served by ``/api/connectors/types``. Keys use dot notation
+(``installed.client_id``) and map onto the nested config dict.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+
+from .errors import ConnectorConfigError
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+SECRET_MASK = "********"
+
+
+class FieldType(StrEnum):
+    STRING = "string"
+    TEXT = "text"
+    INTEGER = "integer"
+    NUMBER = "number"
+    BOOLEAN = "boolean"
+    SELECT = "select"
+    FILE = "file"
+
+
+@dataclass(frozen=True)
+class ConfigField:
+    """One configurable value of a provider."""
+
+    key: str
+    label: str
+    required: bool = False
+    secret: bool = False
+    type: FieldType = FieldType.STRING
+    default: Any = None
+    help: str = ""
+    choices: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not KEY_PATTERN.match(self.key):
+            raise ValueError(f"invalid config key {self.key!r}: use dot-separated words")
+        object.__setattr__(self, "type", FieldType(self.type))
+        object.__setattr__(self, "choices", tuple(self.choices))
+
+    def coerce(self, value: Any) -> Any:
+        """Turn a stored (text) value into the field's type; raise ``ValueError`` if it isn't."""
+        if self.type is FieldType.BOOLEAN:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in {"1", "true", "yes", "on"}:
+                return True
+            if text in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError("expected true or false")
+        if self.type is FieldType.INTEGER:
+            if isinstance(value, bool):
+                raise ValueError("expected a whole number")
+            try:
+                return int(str(value).strip())
+            except ValueError:
+                raise ValueError("expected a whole number") from None
+        if self.type is FieldType.NUMBER:
+            try:
+                return float(str(value).strip())
+            except ValueError:
+                raise ValueError("expected a number") from None
+        if self.type is FieldType.SELECT and self.choices and str(value) not in self.choices:
+            raise ValueError(f"expected one of: {', '.join(self.choices)}")
+        return value if isinstance(value, str) else str(value)
+
+    def json_schema(self) -> dict[str, Any]:
+        kind = {
+            FieldType.INTEGER: "integer",
+            FieldType.NUMBER: "number",
+            FieldType.BOOLEAN: "boolean",
+        }.get(self.type, "string")
+        schema: dict[str, Any] = {"type": kind, "title": self.label}
+        if self.help:
+            schema["description"] = self.help
+        if self.default is not None:
+            schema["default"] = self.default
+        if self.choices:
+            schema["enum"] = list(self.choices)
+        if self.secret:
+            schema["writeOnly"] = True
+            schema["format"] = "password"
+        if self.type is FieldType.FILE:
+            schema["contentEncoding"] = "base64"
+        if self.type is FieldType.TEXT:
+            schema["format"] = "textarea"
+        return schema
+
+
+def get_path(config: Mapping[str, Any], key: str) -> Any:
+    """The value at dot-notation ``key`` in a nested dict, or ``None``."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def set_path(config: dict[str, Any], key: str, value: Any) -> None:
+    node = config
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+
+
+def validate_config(fields: Iterable[ConfigField], config: Mapping[str, Any]) -> dict[str, Any]:
+    """Check ``config`` against ``fields``: required values, types, choices.
+
+    Returns a new nested dict with defaults applied and values coerced. Keys the schema
+    does not name are kept as they are (providers may read extra settings). Raises
+    ``ConnectorConfigError`` listing every problem at once.
+    """
+    result = _deep_copy(config)
+    errors: dict[str, str] = {}
+    for field in fields:
+        value = get_path(result, field.key)
+        if value is None or value == "":
+            if field.default is not None:
+                set_path(result, field.key, field.default)
+            elif field.required:
+                errors[field.key] = f"{field.label} is required"
+            continue
+        if isinstance(value, Mapping):
+            errors[field.key] = f"{field.label} must be a single value, not a group"
+            continue
+        try:
+            set_path(result, field.key, field.coerce(value))
+        except ValueError as exc:
+            errors[field.key] = f"{field.label}: {exc}"
+    if errors:
+        summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
+        raise ConnectorConfigError(f"invalid configuration ({summary})", field_errors=errors)
+    return result
+
+
+def schema_to_json_schema(fields: Iterable[ConfigField]) -> dict[str, Any]:
+    """A JSON Schema (draft 2020-12) of the nested config object the fields describe."""
+    root: dict[str, Any] = {"type": "object", "properties": {}, "required": []}
+    for order, field in enumerate(fields):
+        parts = field.key.split(".")
+        node = root
+        for part in parts[:-1]:
+            child = node["properties"].setdefault(
+                part, {"type": "object", "properties": {}, "required": []}
+            )
+            node = child
+        prop = field.json_schema()
+        prop["x-order"] = order
+        node["properties"][parts[-1]] = prop
+        if field.required:
+            node["required"].append(parts[-1])
+    return root
+
+
+def fields_from_model(model: type[BaseModel]) -> list[ConfigField]:
+    """Derive ``ConfigField``s from a pydantic model (``SecretStr`` marks a secret)."""
+    fields: list[ConfigField] = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        secret = annotation is SecretStr or (info.json_schema_extra or {}) == {"secret": True}
+        ftype = {bool: FieldType.BOOLEAN, int: FieldType.INTEGER, float: FieldType.NUMBER}.get(
+            annotation,  # type: ignore[arg-type]
+            FieldType.STRING,
+        )
+        default = None if info.is_required() else info.default
+        if isinstance(default, SecretStr):
+            default = default.get_secret_value()
+        fields.append(
+            ConfigField(
+                key=info.alias or name,
+                label=info.title or name.replace("_", " ").capitalize(),
+                required=info.is_required(),
+                secret=secret,
+                type=ftype,
+                default=default,
+                help=info.description or "",
+            )
+        )
+    return fields
+
+
+def secret_keys(fields: Iterable[ConfigField]) -> set[str]:
+    return {field.key for field in fields if field.secret}
+
+
+def _deep_copy(value: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in value.items()}

@@ -1,0 +1,151 @@
+"""The provider base class: metadata, config schema, life cycle and delivery."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel
+
+from ._async import call_async
+from .config import ConfigField, fields_from_model, validate_config
+from .envelope import Delivered, DeliveryOutcome, Envelope, outcome_from_error
+from .errors import ConnectorError, ConnectorNotSupportedError
+
+
+class Tier(StrEnum):
+    SUPPORTED = "supported"
+    INTERNAL_TEST_ONLY = "internal_test_only"
+    DEFERRED = "deferred"
+
+
+class Category(StrEnum):
+    STORAGE = "storage"
+    EMAIL = "email"
+    MESSAGING = "messaging"
+    QUEUE = "queue"
+    HTTP = "http"
+    DATABASE = "database"
+
+
+class Capability(StrEnum):
+    THREADS = "threads"
+    REACTIONS = "reactions"
+    EDIT = "edit"
+    ATTACHMENTS = "attachments"
+    WEBHOOK = "webhook"
+    POLLING = "polling"
+    SUBSCRIPTION = "subscription"
+    OAUTH2 = "oauth2"
+
+
+@dataclass(frozen=True)
+class ConnectionTestResult:
+    success: bool
+    message: str
+    details: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class OAuthAuthorization:
+    """What the generic OAuth2 flow needs to send the browser to the provider."""
+
+    authorize_url: str
+    token_url: str
+    client_id: str
+    scopes: tuple[str, ...] = ()
+    extra_params: dict[str, str] = field(default_factory=dict)
+
+
+class ConnectorProvider:
+    """Base of every provider: one class per external system and category.
+
+    Subclasses set the metadata class attributes, declare ``config_schema()`` (or a
+    pydantic ``config_model``) and implement ``test_connection`` plus their category
+    interface. Methods may be sync or async; sync ones run in a worker thread.
+    """
+
+    category: ClassVar[str]
+    provider_type: ClassVar[str]
+    display_name: ClassVar[str]
+    tier: ClassVar[Tier] = Tier.SUPPORTED
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    config_model: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self.config: Mapping[str, Any] = config
+
+    # -- configuration -------------------------------------------------------------
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return fields_from_model(cls.config_model) if cls.config_model else []
+
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        return validate_config(cls.config_schema(), config)
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        return cls(cls.validate_config(config))
+
+    @classmethod
+    def normalize_import_json(cls, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    # -- OAuth2 hooks ---------------------------------------------------------------
+    @classmethod
+    def oauth_authorization(cls, config: Mapping[str, Any]) -> OAuthAuthorization | None:
+        return None
+
+    @classmethod
+    def exchange_oauth_code(cls, code: str, config: Mapping[str, Any]) -> Any:
+        """Trade an authorization code for the params to store (sync or async)."""
+        return {}
+
+    # -- life cycle -------------------------------------------------------------------
+    def test_connection(self) -> Any:
+        """Check that the external system is reachable with this config."""
+        return ConnectionTestResult(True, "configuration is valid (no live check)")
+
+    def open(self) -> Any:
+        return None
+
+    def close(self) -> Any:
+        return None
+
+    # -- outbound -------------------------------------------------------------------
+    def operations(self) -> dict[str, Any]:
+        """Named outbound operations: name -> callable taking the payload dict."""
+        return {}
+
+    @property
+    def default_operation(self) -> str | None:
+        ops = self.operations()
+        return next(iter(ops)) if len(ops) == 1 else None
+
+    async def deliver(self, envelope: Envelope) -> DeliveryOutcome:
+        """Perform ``envelope.operation``; errors become the outcome their class calls for.
+
+        Unexpected exceptions propagate: the runtime counts them as crashes.
+        """
+        name = envelope.operation or self.default_operation
+        operation = self.operations().get(name or "")
+        if operation is None:
+            known = ", ".join(sorted(self.operations())) or "none"
+            exc = ConnectorNotSupportedError(
+                f"{self.provider_type} has no operation {name!r} (known: {known})",
+                operation=name,
+            )
+            return outcome_from_error(exc)
+        try:
+            result = await call_async(operation, envelope.payload)
+        except ConnectorError as exc:
+            if exc.operation is None:
+                exc.operation = name
+            return outcome_from_error(exc)
+        if inspect.isawaitable(result):
+            result = await result
+        return Delivered(result if isinstance(result, dict) else {})

@@ -1,0 +1,1 @@
+"""secrets layer (see DESIGN.md §2)."""

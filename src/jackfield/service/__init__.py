@@ -1,0 +1,1 @@
+"""service layer (see DESIGN.md §2)."""
