@@ -1,1 +1,5 @@
-"""api layer (see DESIGN.md §2)."""
+"""REST API (FastAPI): translate HTTP <-> service calls."""
+
+from .app import create_app
+
+__all__ = ["create_app"]

@@ -1,1 +1,59 @@
-"""integration layer (see DESIGN.md §2)."""
+"""Toolkit for provider authors (see DESIGN.md §2): the HTTP client, auth modes, error
+translation and the egress (SSRF) guard. Imports only ``jackfield.kernel``."""
+
+from .auth import (
+    AUTH_MODES,
+    HeaderAuth,
+    OAuth2ClientCredentials,
+    OAuth2RefreshingAuth,
+    QueryParamAuth,
+    TokenSource,
+    auth_config_errors,
+    bearer_auth,
+    build_auth,
+    drop_foreign_credentials,
+)
+from .client import MAX_REDIRECTS, create_client, request, user_agent
+from .egress import (
+    ALLOWLIST_ENV,
+    EgressDeniedError,
+    EgressGuardTransport,
+    EgressPolicy,
+    classify,
+)
+from .errors import (
+    body_excerpt,
+    parse_retry_after,
+    raise_for_response,
+    redact,
+    request_secrets,
+    translate_transport_errors,
+)
+
+__all__ = [
+    "ALLOWLIST_ENV",
+    "AUTH_MODES",
+    "MAX_REDIRECTS",
+    "EgressDeniedError",
+    "EgressGuardTransport",
+    "EgressPolicy",
+    "HeaderAuth",
+    "OAuth2ClientCredentials",
+    "OAuth2RefreshingAuth",
+    "QueryParamAuth",
+    "TokenSource",
+    "auth_config_errors",
+    "bearer_auth",
+    "body_excerpt",
+    "build_auth",
+    "classify",
+    "create_client",
+    "drop_foreign_credentials",
+    "parse_retry_after",
+    "raise_for_response",
+    "redact",
+    "request",
+    "request_secrets",
+    "translate_transport_errors",
+    "user_agent",
+]

@@ -17,7 +17,15 @@ from .categories import (
     StorageProvider,
 )
 from .config import SECRET_MASK, ConfigField, FieldType, schema_to_json_schema, validate_config
-from .envelope import AuthFailed, Delivered, DeliveryOutcome, Envelope, Permanent, Retry
+from .envelope import (
+    AuthFailed,
+    Delivered,
+    DeliveryOutcome,
+    Envelope,
+    Permanent,
+    Retry,
+    outcome_from_error,
+)
 from .errors import (
     AuthenticationError,
     AuthError,
@@ -107,6 +115,7 @@ __all__ = [
     "call_sync",
     "connector_registry",
     "flatten_config",
+    "outcome_from_error",
     "schema_to_json_schema",
     "unflatten_params",
     "validate_config",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from abc import ABC
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -60,7 +61,7 @@ class OAuthAuthorization:
     extra_params: dict[str, str] = field(default_factory=dict)
 
 
-class ConnectorProvider:
+class ConnectorProvider(ABC):
     """Base of every provider: one class per external system and category.
 
     Subclasses set the metadata class attributes, declare ``config_schema()`` (or a

@@ -57,9 +57,9 @@ class ConnectorRegistry:
         module_name, _, attr = target.partition(":")
         if not module_name or not attr:
             raise ValueError(f"expected 'module:Class', got {target!r}")
-        cls = getattr(import_module(module_name), attr)
+        cls: type[ConnectorProvider] = getattr(import_module(module_name), attr)
         if self._providers.get((cls.category, cls.provider_type)) is cls:
-            return cls  # type: ignore[no-any-return]
+            return cls
         return self.register(cls)
 
     def discover(self) -> None:
@@ -121,7 +121,7 @@ def _validate(cls: object) -> None:
     base = CATEGORY_BASES.get(cls.category)
     if base is not None and not issubclass(cls, base):
         raise TypeError(f"{where}: a {cls.category} provider must subclass {base.__name__}")
-    abstract = getattr(cls, "__abstractmethods__", frozenset())
+    abstract: frozenset[str] = getattr(cls, "__abstractmethods__", frozenset())
     if abstract:
         raise TypeError(f"{where} does not implement: {', '.join(sorted(abstract))}")
     cls.config_schema()  # a broken schema should fail registration, not the first request

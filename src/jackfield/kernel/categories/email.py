@@ -25,8 +25,7 @@ class EmailMessage:
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> EmailMessage:
-        to = payload.get("to")
-        recipients = (to,) if isinstance(to, str) else tuple(to or ())
+        recipients = _addresses(payload.get("to"))
         if not recipients:
             raise ConnectorConfigError("an email needs at least one recipient in 'to'")
         return cls(
@@ -35,8 +34,8 @@ class EmailMessage:
             text=str(payload.get("text", "")),
             html=payload.get("html"),
             sender=payload.get("from") or payload.get("sender"),
-            cc=tuple(payload.get("cc") or ()),
-            bcc=tuple(payload.get("bcc") or ()),
+            cc=_addresses(payload.get("cc")),
+            bcc=_addresses(payload.get("bcc")),
             reply_to=payload.get("reply_to"),
             headers=dict(payload.get("headers") or {}),
         )
@@ -59,3 +58,10 @@ class EmailProvider(ConnectorProvider):
     async def _send_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         result = await call_async(self.send, EmailMessage.from_payload(payload))
         return {"message_id": result.message_id} if isinstance(result, SendResult) else {}
+
+
+def _addresses(value: Any) -> tuple[str, ...]:
+    """One address or a list of them."""
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value or ())

@@ -53,9 +53,11 @@ class MessagingProvider(ConnectorProvider):
     def operations(self) -> dict[str, Any]:
         ops: dict[str, Any] = {"send_message": self._send_payload}
         if Capability.EDIT in self.capabilities:
-            ops["edit_message"] = lambda p: self.edit_message(p["message_id"], p["text"])
+            ops["edit_message"] = lambda p: self.edit_message(
+                _field(p, "message_id"), _field(p, "text")
+            )
         if Capability.REACTIONS in self.capabilities:
-            ops["react"] = lambda p: self.react(p["message_id"], p["emoji"])
+            ops["react"] = lambda p: self.react(_field(p, "message_id"), _field(p, "emoji"))
         return ops
 
     @property
@@ -67,3 +69,10 @@ class MessagingProvider(ConnectorProvider):
         if isinstance(sent, SentMessage):
             return {"message_id": sent.message_id, "channel": sent.channel}
         return {}
+
+
+def _field(payload: dict[str, Any], key: str) -> str:
+    value = payload.get(key)
+    if not isinstance(value, str) or not value:
+        raise ConnectorConfigError(f"payload field {key!r} is required")
+    return value

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
 
+from .._async import call_async
 from ..errors import ConnectorConfigError
 from ..provider import Category, ConnectorProvider
 
@@ -44,13 +45,16 @@ class StorageProvider(ConnectorProvider):
     def operations(self) -> dict[str, Any]:
         return {"put_object": self._put_payload, "delete_object": self._delete_payload}
 
-    def _put_payload(self, payload: dict[str, Any]) -> Any:
+    async def _put_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         path = _require(payload, "path")
         if "content_base64" in payload:
             data = base64.b64decode(payload["content_base64"], validate=True)
         else:
             data = str(payload.get("content", "")).encode()
-        return self.put(path, data, payload.get("content_type"))
+        info = await call_async(self.put, path, data, payload.get("content_type"))
+        if isinstance(info, ObjectInfo):
+            return {"path": info.path, "size": info.size}
+        return {"path": path, "size": len(data)}
 
     def _delete_payload(self, payload: dict[str, Any]) -> Any:
         return self.delete(_require(payload, "path"))

@@ -1,0 +1,123 @@
+"""The composition root: ``Jackfield`` wires settings, store, registry, secrets and
+services. Embedded use is ``Jackfield(database_url=..., secret_key=...)``; ``jackfield
+serve`` builds the same object and puts the REST API, UI and runtime on top."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from .kernel.registry import ConnectorRegistry, connector_registry
+from .secrets import SecretBox, load_keyring, write_key_file
+from .secrets.keys import MasterKey, key_file_path
+from .service import (
+    AccountService,
+    ConnectorService,
+    DefaultResolver,
+    FileStore,
+    ParamCodec,
+    ResolvedConnector,
+    check_master_key,
+    reencrypt_all,
+)
+from .settings import Settings
+from .store import Database, upgrade
+
+
+class Jackfield:
+    """Connector service, defaults and (with the runtime) sending and event handlers."""
+
+    def __init__(
+        self,
+        database_url: str | None = None,
+        secret_key: str | None = None,
+        *,
+        data_dir: str | Path | None = None,
+        settings: Settings | None = None,
+        registry: ConnectorRegistry | None = None,
+        migrate: bool = True,
+    ) -> None:
+        overrides: dict[str, Any] = {}
+        if database_url is not None:
+            overrides["database_url"] = database_url
+        if secret_key is not None:
+            overrides["secret_key"] = secret_key
+        if data_dir is not None:
+            overrides["data_dir"] = Path(data_dir)
+        base = settings or Settings()
+        self.settings = base.model_copy(update=overrides) if overrides else base
+        self.registry = registry or connector_registry
+        self.registry.discover()
+        self.db = Database(self.settings.database_url)
+        if migrate:
+            upgrade(self.db.engine)
+        self.box = SecretBox(self._keyring())
+        check_master_key(self.db, self.box)
+        self.files = FileStore(self.settings.data_dir / "files")
+        self.codec = ParamCodec(self.box, self.files)
+        self.accounts = AccountService(self.db)
+        self.connectors = ConnectorService(self.db, self.registry, self.codec, self.files)
+        self.defaults = DefaultResolver(self.db, self.registry, self.codec, self._builtin_adapter)
+
+    def _keyring(self) -> Any:
+        key = self.settings.secret_key
+        return load_keyring(
+            key.get_secret_value() if key else None,
+            self.settings.fallback_keys,
+            self.settings.data_dir,
+        )
+
+    # -- defaults -----------------------------------------------------------------------
+    def default(self, category: str, org: str) -> ResolvedConnector:
+        """The connector to use for ``category`` in organization ``org`` (name or id)."""
+        return self.defaults.get_default_for_category(self.accounts.org_id(org), category)
+
+    def _builtin_adapter(
+        self, category: str, organization_id: str
+    ) -> tuple[str, dict[str, Any]] | None:
+        s = self.settings
+        if category == "storage":
+            return "local_fs", {"root": str(s.data_dir / "storage" / organization_id)}
+        if category == "email":
+            return "smtp", {
+                "host": s.smtp_host,
+                "port": s.smtp_port,
+                "username": s.smtp_username,
+                "password": s.smtp_password.get_secret_value(),
+                "from_address": s.smtp_from,
+                "starttls": s.smtp_starttls,
+                "tls": s.smtp_tls,
+            }
+        return None
+
+    # -- keys ---------------------------------------------------------------------------
+    def rotate_keys(self) -> int:
+        """Re-encrypt every secret under the current key; returns how many moved.
+
+        With ``JACKFIELD_SECRET_KEY`` the old keys come from the fallbacks. With the
+        generated key file, a new key file is made and the old one is kept as
+        ``secret.key.old`` until every secret is re-encrypted (a crash in between
+        leaves both readable; running the command again finishes the job).
+        """
+        if self.settings.secret_key is None:
+            path = key_file_path(self.settings.data_dir)
+            old = path.with_name(path.name + ".old")
+            if not old.exists():
+                shutil.copy2(path, old)
+                write_key_file(path, MasterKey.generate())
+            self.box.keyring = self._keyring()
+            count = reencrypt_all(self.db, self.codec)
+            old.unlink()
+            self.box.keyring = self._keyring()
+            return count
+        return reencrypt_all(self.db, self.codec)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def __enter__(self) -> Jackfield:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,84 @@
+"""Output and error conventions shared by every command.
+
+``--json`` prints machine-readable output (a list is ``{"items": [...]}``); otherwise rich
+tables. A user error prints one line on stderr and exits 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import OperationalError
+
+from ..kernel.errors import JackfieldError
+from ..secrets import redactor
+
+JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
+console = Console()
+
+
+@cache
+def jackfield() -> Any:
+    """The application for this command, built from the environment (as ``serve`` is)."""
+    from ..app import Jackfield
+    from ..logs import configure_logging
+    from ..settings import Settings
+
+    settings = Settings()
+    configure_logging(settings.log_format)
+    return Jackfield(settings=settings)
+
+
+def fail(message: str, remediation: str = "") -> None:
+    text = f"error: {message}" + (f" ({remediation})" if remediation else "")
+    print(redactor.redact(text), file=sys.stderr)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn Jackfield's errors into one line on stderr and exit code 1."""
+    try:
+        yield
+    except JackfieldError as exc:
+        fail(str(exc), exc.remediation)
+    except OperationalError as exc:
+        fail(f"cannot use the database: {exc.orig}", "check JACKFIELD_DATABASE_URL")
+
+
+def emit(data: Any, as_json: bool, render: Callable[[Any], None] | None = None) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+    elif render is not None:
+        render(data)
+    else:
+        console.print_json(json.dumps(data, default=str))
+
+
+def emit_items(items: list[dict[str, Any]], as_json: bool, columns: Iterable[str]) -> None:
+    if as_json:
+        print(json.dumps({"items": items}, indent=2, default=str))
+        return
+    cols = list(columns)
+    table = Table(*cols)
+    for item in items:
+        table.add_row(*(_cell(item.get(c)) for c in cols))
+    console.print(table)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(map(str, value))
+    return str(value)

@@ -1,0 +1,128 @@
+"""Echo: a loopback messaging provider for tests, demos and the simulator.
+
+Every delivered message comes back as an inbound ``message.received`` event on the same
+connector, so the whole path (send -> outbox -> delivery -> inbox -> handlers) can be
+exercised without an external system. The payload field ``simulate`` injects faults so
+the runtime's retry, dead-letter, reauth and crash handling can be tested end to end:
+
+==================  =============================================================
+``transient:N``     retryable failure while ``envelope.attempt <= N``, then success
+``permanent``       permanent failure (the message goes to ``dead``)
+``auth``            credentials refused (the connector needs reauth)
+``crash``           an unexpected exception: the runtime counts it as a crash
+``slow:MS``         sleep MS milliseconds, then succeed
+==================  =============================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import replace
+from typing import ClassVar
+
+from jackfield.kernel import (
+    AuthError,
+    Capability,
+    ConfigField,
+    ConnectionTestResult,
+    ConnectorError,
+    Delivered,
+    DeliveryOutcome,
+    Envelope,
+    FieldType,
+    InboundEvent,
+    MessagingProvider,
+    OutboundMessage,
+    PermanentError,
+    SentMessage,
+    Tier,
+    TransientError,
+)
+from jackfield.kernel.envelope import outcome_from_error
+
+SIMULATE_FIELD = "simulate"
+LOOPBACK_EVENT = "message.received"
+
+
+class EchoProvider(MessagingProvider):
+    """Sends nowhere; hands every delivered message back as an inbound event."""
+
+    provider_type: ClassVar[str] = "echo"
+    display_name: ClassVar[str] = "Echo (loopback)"
+    tier: ClassVar[Tier] = Tier.INTERNAL_TEST_ONLY
+    capabilities: ClassVar[frozenset[str]] = frozenset({Capability.THREADS})
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return [
+            ConfigField(
+                "delay_ms",
+                "Delay (ms)",
+                type=FieldType.INTEGER,
+                default=0,
+                help="Added to every send, to imitate a slow system.",
+            )
+        ]
+
+    def test_connection(self) -> ConnectionTestResult:
+        return ConnectionTestResult(True, "echo is a loopback and always reachable")
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        delay_ms = int(self.config.get("delay_ms") or 0)
+        if delay_ms > 0:
+            await asyncio.sleep(delay_ms / 1000)
+        return SentMessage(message_id=f"echo-{uuid.uuid4().hex}", channel=message.channel)
+
+    async def deliver(self, envelope: Envelope) -> DeliveryOutcome:
+        """Apply ``simulate``, deliver the rest of the payload, and loop it back."""
+        payload = {k: v for k, v in envelope.payload.items() if k != SIMULATE_FIELD}
+        simulate = envelope.payload.get(SIMULATE_FIELD)
+        if simulate is not None:
+            try:
+                await _simulate(simulate, envelope.attempt)
+            except ConnectorError as exc:
+                exc.operation = envelope.operation or self.default_operation
+                return outcome_from_error(exc)
+        outcome = await super().deliver(replace(envelope, payload=payload))
+        if not isinstance(outcome, Delivered):
+            return outcome
+        event = InboundEvent(
+            event_id=f"echo:{envelope.envelope_id}",
+            event_type=LOOPBACK_EVENT,
+            payload={
+                **payload,
+                "envelope_id": envelope.envelope_id,
+                "message_id": outcome.result.get("message_id"),
+            },
+        )
+        return Delivered(result=outcome.result, events=(event,))
+
+
+async def _simulate(spec: object, attempt: int) -> None:
+    """Raise the fault ``spec`` asks for; return normally to let the delivery go on."""
+    mode, _, arg = str(spec).partition(":")
+    if mode == "transient":
+        failures = _count(spec, arg)
+        if attempt <= failures:
+            raise TransientError(f"simulated transient failure (attempt {attempt} of {failures})")
+    elif mode == "slow":
+        await asyncio.sleep(_count(spec, arg) / 1000)
+    elif arg:
+        raise PermanentError(f"simulate mode {mode!r} takes no argument (got {spec!r})")
+    elif mode == "permanent":
+        raise PermanentError("simulated permanent failure")
+    elif mode == "auth":
+        raise AuthError("simulated authentication failure")
+    elif mode == "crash":
+        raise RuntimeError("simulated crash (unexpected exception in the echo provider)")
+    else:
+        raise PermanentError(
+            f"unknown simulate mode {spec!r}: use transient:N, permanent, auth, crash or slow:MS"
+        )
+
+
+def _count(spec: object, arg: str) -> int:
+    if not arg.isdigit():
+        raise PermanentError(f"simulate {spec!r} needs a whole number after the colon")
+    return int(arg)

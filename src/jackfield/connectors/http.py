@@ -1,0 +1,179 @@
+"""The generic REST provider (``http``): one base URL, one auth mode, operation ``request``.
+
+The HTTP client, auth modes, egress guard and error translation come from
+``jackfield.integration``; they are imported inside methods so that loading this module
+(the registry does, to list providers) imports no HTTP library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import urlsplit
+
+from jackfield.kernel.categories.http import HttpProvider, HttpRequest, HttpResponse
+from jackfield.kernel.config import ConfigField, FieldType
+from jackfield.kernel.errors import ConnectorConfigError, ConnectorError
+from jackfield.kernel.provider import ConnectionTestResult, Tier
+
+if TYPE_CHECKING:
+    import httpx2
+
+AUTH_MODES = (
+    "none",
+    "api_key",
+    "basic",
+    "bearer",
+    "oauth2_client_credentials",
+    "oauth2_authorization_code",
+)
+
+_SCHEMA = [
+    ConfigField("base_url", "Base URL", required=True, help="e.g. https://api.example.com/v1"),
+    ConfigField("health_path", "Health check path", help="GET by Test; default: the base URL"),
+    ConfigField("timeout_seconds", "Timeout (seconds)", type=FieldType.INTEGER, default=30),
+    ConfigField(
+        "auth.mode", "Authentication", type=FieldType.SELECT, default="none", choices=AUTH_MODES
+    ),
+    ConfigField("auth.api_key", "API key", secret=True),
+    ConfigField("auth.api_key_header", "API key header", default="X-API-Key"),
+    ConfigField(
+        "auth.api_key_in",
+        "Send API key in",
+        type=FieldType.SELECT,
+        default="header",
+        choices=("header", "query"),
+    ),
+    ConfigField("auth.api_key_param", "API key query parameter", default="api_key"),
+    ConfigField("auth.username", "Username"),
+    ConfigField("auth.password", "Password", secret=True),
+    ConfigField("auth.token", "Bearer / access token", secret=True),
+    ConfigField("auth.client_id", "OAuth2 client ID"),
+    ConfigField("auth.client_secret", "OAuth2 client secret", secret=True),
+    ConfigField("auth.token_url", "OAuth2 token URL"),
+    ConfigField("auth.scopes", "OAuth2 scopes", help="space- or comma-separated"),
+    ConfigField("auth.refresh_token", "OAuth2 refresh token", secret=True),
+]
+
+
+def _url_problem(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected an absolute http:// or https:// URL"
+    if parts.username or parts.password:
+        return "put credentials in the auth fields, not in the URL"
+    return None
+
+
+class HttpRestProvider(HttpProvider):
+    """Requests against one REST API. Payload: ``{method, path, headers, params, json|body}``.
+
+    ``path`` is relative to ``base_url``; an absolute URL is refused so a payload cannot
+    send the configured credentials to another host.
+    """
+
+    provider_type: ClassVar[str] = "http"
+    display_name: ClassVar[str] = "HTTP (generic REST)"
+    tier: ClassVar[Tier] = Tier.SUPPORTED
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__(config)
+        self._auth: httpx2.Auth | None = None
+        self._auth_built = False
+        self._client: httpx2.AsyncClient | None = None
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return list(_SCHEMA)
+
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        from jackfield.integration import auth_config_errors
+
+        result = super().validate_config(config)
+        errors: dict[str, str] = {}
+        problem = _url_problem(str(result["base_url"]))
+        if problem:
+            errors["base_url"] = problem
+        if int(result.get("timeout_seconds") or 0) <= 0:
+            errors["timeout_seconds"] = "must be a positive number of seconds"
+        errors.update(auth_config_errors(result.get("auth") or {}))
+        if errors:
+            summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
+            raise ConnectorConfigError(f"invalid configuration ({summary})", field_errors=errors)
+        return result
+
+    # -- client --------------------------------------------------------------------
+    def _get_auth(self) -> httpx2.Auth | None:
+        """Built once per instance so a client-credentials token outlives each client."""
+        if not self._auth_built:
+            from jackfield.integration import build_auth
+
+            self._auth = build_auth(self.config.get("auth") or {})
+            self._auth_built = True
+        return self._auth
+
+    def _new_client(self) -> httpx2.AsyncClient:
+        from jackfield.integration import create_client
+
+        return create_client(
+            str(self.config["base_url"]),
+            auth=self._get_auth(),
+            timeout=float(self.config.get("timeout_seconds") or 30),
+        )
+
+    @asynccontextmanager
+    async def _session(self) -> AsyncIterator[httpx2.AsyncClient]:
+        """The open client, or a short-lived one when ``open()`` was not called."""
+        if self._client is not None:
+            yield self._client
+            return
+        async with self._new_client() as client:
+            yield client
+
+    async def open(self) -> None:
+        if self._client is None:
+            self._client = self._new_client()
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    # -- operations ------------------------------------------------------------------
+    async def request(self, request: HttpRequest) -> HttpResponse:
+        from jackfield.integration import request as send
+
+        parts = urlsplit(request.path)
+        if parts.scheme or parts.netloc or request.path.startswith("//"):
+            raise ConnectorConfigError(
+                "payload field 'path' must be relative to the connector's base URL",
+                operation="request",
+            )
+        kwargs: dict[str, Any] = {"headers": request.headers, "params": request.params}
+        if request.json is not None:
+            kwargs["json"] = request.json
+        elif request.body is not None:
+            kwargs["content"] = request.body
+        async with self._session() as client:
+            response = await send(client, request.method, request.path, **kwargs)
+        return HttpResponse(
+            status=response.status_code, headers=dict(response.headers), body=response.content
+        )
+
+    async def test_connection(self) -> ConnectionTestResult:
+        from jackfield.integration import request as send
+
+        path = str(self.config.get("health_path") or "")
+        host = urlsplit(str(self.config["base_url"])).hostname
+        try:
+            async with self._session() as client:
+                response = await send(client, "GET", path, operation="test_connection")
+        except ConnectorError as exc:
+            details = {"code": exc.code, "remediation": exc.remediation}
+            return ConnectionTestResult(False, exc.message, details)
+        return ConnectionTestResult(
+            True, f"{host} answered HTTP {response.status_code}", {"status": response.status_code}
+        )

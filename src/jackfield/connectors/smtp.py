@@ -1,0 +1,268 @@
+"""SMTP email: send through any SMTP server with ``aiosmtplib``.
+
+This is the built-in email adapter. ``aiosmtplib`` is imported inside the methods that
+need it, so discovering providers never loads a mail library. Its exceptions are
+translated here, at the boundary, into the kernel's error tree so the outbox can tell a
+retry (connection trouble, 4xx answers) from a dead letter (5xx answers) from a reauth
+(login refused). The password never appears in an error message.
+"""
+
+from __future__ import annotations
+
+import email.message
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from jackfield.kernel import (
+    AuthError,
+    ConfigField,
+    ConnectionFailedError,
+    ConnectionTestResult,
+    ConnectorConfigError,
+    ConnectorError,
+    EmailMessage,
+    EmailProvider,
+    FieldType,
+    PermanentError,
+    SendResult,
+    Tier,
+    TransientError,
+)
+
+if TYPE_CHECKING:
+    import aiosmtplib
+
+log = logging.getLogger(__name__)
+
+RESERVED_HEADERS = frozenset(
+    {"from", "to", "cc", "bcc", "subject", "reply-to", "date", "mime-version", "content-type"}
+)
+"""Headers built from the message fields; custom ``headers`` may not override them."""
+
+
+class SmtpProvider(EmailProvider):
+    """Email over SMTP, with optional STARTTLS, implicit TLS and login."""
+
+    provider_type: ClassVar[str] = "smtp"
+    display_name: ClassVar[str] = "SMTP"
+    tier: ClassVar[Tier] = Tier.SUPPORTED
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return [
+            ConfigField("host", "Host", required=True, help="SMTP server name or address."),
+            ConfigField("port", "Port", type=FieldType.INTEGER, default=587),
+            ConfigField("username", "Username", help="Leave empty if the server needs no login."),
+            ConfigField("password", "Password", secret=True),
+            ConfigField(
+                "from_address",
+                "From address",
+                help="Sender used when a message does not name one.",
+            ),
+            ConfigField(
+                "starttls",
+                "STARTTLS",
+                type=FieldType.BOOLEAN,
+                default=False,
+                help="Upgrade the connection with STARTTLS (usually port 587).",
+            ),
+            ConfigField(
+                "tls",
+                "Implicit TLS",
+                type=FieldType.BOOLEAN,
+                default=False,
+                help="Connect over TLS from the start (usually port 465).",
+            ),
+            ConfigField("timeout_seconds", "Timeout (seconds)", type=FieldType.INTEGER, default=10),
+        ]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Self:
+        provider = super().from_config(config)
+        if provider.config.get("tls") and provider.config.get("starttls"):
+            problem = "choose either implicit TLS or STARTTLS, not both"
+            raise ConnectorConfigError(
+                f"invalid configuration ({problem})",
+                field_errors={"tls": problem, "starttls": problem},
+            )
+        return provider
+
+    @property
+    def _where(self) -> str:
+        return f"{self.config['host']}:{self.config['port']}"
+
+    # -- email interface ----------------------------------------------------------
+    async def send(self, message: EmailMessage) -> SendResult:
+        mime, sender, recipients = self._build(message)
+        async with self._session("send_email") as smtp:
+            try:
+                refused, _ = await smtp.send_message(mime, sender=sender, recipients=recipients)
+            except ValueError as exc:  # an address aiosmtplib cannot encode safely
+                raise PermanentError(
+                    f"cannot send this message: {exc}", operation="send_email"
+                ) from exc
+        if refused:
+            # Some recipients got it; retrying would send it to them twice.
+            log.warning(
+                "smtp %s: message %s not accepted for %s",
+                self._where,
+                mime["Message-ID"],
+                ", ".join(f"{rcpt} ({resp.code})" for rcpt, resp in refused.items()),
+            )
+        return SendResult(message_id=str(mime["Message-ID"]))
+
+    async def test_connection(self) -> ConnectionTestResult:
+        """Connect, say EHLO, upgrade and log in as configured, then quit."""
+        details: dict[str, Any] = {"host": self.config["host"], "port": self.config["port"]}
+        try:
+            async with self._session("test_connection"):
+                pass
+        except ConnectorError as exc:
+            details.update(code=exc.code, remediation=exc.remediation)
+            return ConnectionTestResult(False, exc.message, details)
+        steps = [f"connected to {self._where}"]
+        if self.config.get("tls"):
+            steps.append("over TLS")
+        elif self.config.get("starttls"):
+            steps.append("upgraded with STARTTLS")
+        if self.config.get("username"):
+            steps.append(f"logged in as {self.config['username']}")
+        return ConnectionTestResult(True, ", ".join(steps), details)
+
+    # -- helpers ------------------------------------------------------------------
+    def _build(self, message: EmailMessage) -> tuple[email.message.EmailMessage, str, list[str]]:
+        """The MIME message, the envelope sender and every envelope recipient (bcc only
+        here: it never becomes a header)."""
+        sender = message.sender or self.config.get("from_address")
+        if not sender:
+            raise ConnectorConfigError(
+                "no sender: set the connector's from_address or the message's 'from'",
+                field_errors={"from_address": "required when messages do not name a sender"},
+                operation="send_email",
+            )
+        mime = email.message.EmailMessage()
+        try:
+            mime["From"] = sender
+            mime["To"] = ", ".join(message.to)
+            if message.cc:
+                mime["Cc"] = ", ".join(message.cc)
+            if message.reply_to:
+                mime["Reply-To"] = message.reply_to
+            mime["Subject"] = message.subject
+            mime["Date"] = format_datetime(datetime.now(UTC))
+            for name, value in message.headers.items():
+                if name.lower() in RESERVED_HEADERS:
+                    raise ConnectorConfigError(
+                        f"header {name!r} is set from the message fields; use them instead",
+                        operation="send_email",
+                    )
+                mime[name] = value
+            if "Message-ID" not in mime:
+                mime["Message-ID"] = make_msgid(domain=_domain(sender))
+            mime.set_content(message.text)
+            if message.html is not None:
+                mime.add_alternative(message.html, subtype="html")
+        except ValueError as exc:  # e.g. a line break in a header value
+            raise ConnectorConfigError(
+                f"invalid email message: {exc}", operation="send_email"
+            ) from exc
+        recipients = [_address(r) for r in (*message.to, *message.cc, *message.bcc)]
+        return mime, _address(sender), recipients
+
+    @asynccontextmanager
+    async def _session(self, operation: str) -> AsyncIterator[aiosmtplib.SMTP]:
+        """A connected (and, as configured, upgraded and logged in) client; every
+        ``aiosmtplib`` or socket error inside becomes a kernel error."""
+        import aiosmtplib
+
+        client = aiosmtplib.SMTP(
+            hostname=str(self.config["host"]),
+            port=int(self.config["port"]),
+            username=self.config.get("username") or None,
+            password=self.config.get("password") or None,
+            use_tls=bool(self.config.get("tls")),
+            start_tls=bool(self.config.get("starttls")),
+            timeout=float(self.config["timeout_seconds"]),
+        )
+        try:
+            await client.connect()
+            try:
+                yield client
+            finally:
+                await _quit(client)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise self._translate(exc, operation) from exc
+
+    def _translate(self, exc: Exception, operation: str) -> ConnectorError:
+        import aiosmtplib
+
+        if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+            user = self.config.get("username")
+            reason = self._redact(f"{exc.code} {exc.message}")
+            return AuthError(
+                f"the SMTP server {self._where} refused the login for {user!r} ({reason})",
+                operation=operation,
+            )
+        if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+            answers = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
+            cls = TransientError if all(_is_4xx(r.code) for r in exc.recipients) else PermanentError
+            return cls(
+                self._redact(f"the SMTP server refused every recipient ({answers})"),
+                operation=operation,
+            )
+        if isinstance(exc, aiosmtplib.SMTPResponseException):
+            cls = TransientError if _is_4xx(exc.code) else PermanentError
+            return cls(
+                self._redact(f"the SMTP server {self._where} answered {exc.code} {exc.message}"),
+                operation=operation,
+            )
+        if isinstance(exc, OSError):  # refused, reset, timeouts, TLS handshake, disconnects
+            reason = getattr(exc, "message", None) or exc.strerror or str(exc)
+            reason = reason or f"no answer within {self.config['timeout_seconds']} s"
+            return ConnectionFailedError(
+                self._redact(f"cannot reach the SMTP server {self._where}: {reason}"),
+                operation=operation,
+            )
+        # What is left are mismatches between the config and the server's extensions
+        # ("STARTTLS extension not supported", "no suitable authentication method").
+        return ConnectorConfigError(
+            self._redact(f"the SMTP server {self._where} cannot do what the config asks: {exc}"),
+            operation=operation,
+            remediation="Check the tls, starttls, port and username settings.",
+        )
+
+    def _redact(self, text: str) -> str:
+        password = self.config.get("password")
+        return text.replace(str(password), "********") if password else text
+
+
+async def _quit(client: aiosmtplib.SMTP) -> None:
+    """Say QUIT; if the server already hung up, just drop the socket. A failed goodbye
+    must not turn a sent message into an error (a retry would send it twice)."""
+    import aiosmtplib
+
+    if not client.is_connected:
+        return
+    try:
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError):
+        client.close()
+
+
+def _address(value: str) -> str:
+    address = parseaddr(value)[1]
+    if "@" not in address:
+        raise ConnectorConfigError(f"{value!r} is not an email address", operation="send_email")
+    return address
+
+
+def _domain(sender: str) -> str:
+    return parseaddr(sender)[1].rpartition("@")[2] or "localhost"
+
+
+def _is_4xx(code: int) -> bool:
+    return 400 <= code < 500

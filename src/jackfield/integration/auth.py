@@ -1,0 +1,283 @@
+"""Auth modes for HTTP connectors, as httpx2 ``Auth`` classes.
+
+Each mode is an ``Auth`` so it is applied per request by the client and never baked
+into default headers, where it would follow the client to any host. Credentials placed
+in a custom header are recorded on the request (``credential_extensions``) so the client
+can drop them when a redirect leaves the origin, as httpx2 already does for
+``Authorization``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable, Generator, Mapping
+from typing import Any, Protocol
+
+import httpx2
+
+from jackfield.kernel.errors import AuthError, ConnectorConfigError
+
+from .errors import body_excerpt, raise_for_response, redact
+
+AUTH_MODES = (
+    "none",
+    "api_key",
+    "basic",
+    "bearer",
+    "oauth2_client_credentials",
+    "oauth2_authorization_code",
+)
+CREDENTIAL_ORIGIN = "jackfield.credential_origin"
+CREDENTIAL_HEADERS = "jackfield.credential_headers"
+AuthFlow = Generator[httpx2.Request, httpx2.Response, None]
+
+
+def _origin(url: httpx2.URL) -> tuple[str, str, int | None]:
+    return (url.scheme, url.host, url.port)
+
+
+def _mark_credential_header(request: httpx2.Request, name: str) -> None:
+    request.extensions[CREDENTIAL_ORIGIN] = _origin(request.url)
+    names = tuple(request.extensions.get(CREDENTIAL_HEADERS, ()))
+    request.extensions[CREDENTIAL_HEADERS] = (*names, name)
+
+
+async def drop_foreign_credentials(request: httpx2.Request) -> None:
+    """Request hook: strip credential headers from a redirect hop to another origin."""
+    origin = request.extensions.get(CREDENTIAL_ORIGIN)
+    if origin is not None and origin != _origin(request.url):
+        for name in request.extensions.get(CREDENTIAL_HEADERS, ()):
+            request.headers.pop(name, None)
+
+
+class HeaderAuth(httpx2.Auth):
+    """A fixed credential in one header: API keys, or ``Authorization: Bearer ...``."""
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name = name
+        self._value = value
+
+    def auth_flow(self, request: httpx2.Request) -> AuthFlow:
+        request.headers[self.name] = self._value
+        _mark_credential_header(request, self.name)
+        yield request
+
+
+def bearer_auth(token: str) -> HeaderAuth:
+    return HeaderAuth("Authorization", f"Bearer {token}")
+
+
+class QueryParamAuth(httpx2.Auth):
+    """An API key in the query string (for APIs that accept nothing else)."""
+
+    def __init__(self, param: str, value: str) -> None:
+        self.param = param
+        self._value = value
+
+    def auth_flow(self, request: httpx2.Request) -> AuthFlow:
+        request.url = request.url.copy_set_param(self.param, self._value)
+        yield request
+
+
+class OAuth2ClientCredentials(httpx2.Auth):
+    """OAuth2 client credentials grant with a cached token.
+
+    The token is fetched through the same client (so the egress guard and timeouts
+    apply), reused until shortly before ``expires_in`` runs out, and fetched again on
+    expiry or when the API answers 401. Concurrent first requests may each fetch a token;
+    that is harmless (the last one wins) and keeps this class free of loop-bound locks.
+    """
+
+    requires_request_body = True
+    requires_response_body = True
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        scopes: tuple[str, ...] = (),
+        *,
+        leeway: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.token_url = token_url
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.scopes = scopes
+        self.leeway = leeway
+        self._clock = clock
+        self._token: str | None = None
+        self._expires_at: float | None = None
+
+    @property
+    def token_valid(self) -> bool:
+        if self._token is None:
+            return False
+        return self._expires_at is None or self._clock() < self._expires_at
+
+    def _token_request(self, original: httpx2.Request) -> httpx2.Request:
+        """The token request; it inherits the API request's timeouts and User-Agent."""
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.client_id,
+            "client_secret": self._client_secret,
+        }
+        if self.scopes:
+            form["scope"] = " ".join(self.scopes)
+        headers = {"Accept": "application/json"}
+        if "User-Agent" in original.headers:
+            headers["User-Agent"] = original.headers["User-Agent"]
+        timeout = original.extensions.get("timeout")
+        return httpx2.Request(
+            "POST",
+            self.token_url,
+            data=form,
+            headers=headers,
+            extensions={"timeout": timeout} if timeout is not None else None,
+        )
+
+    def _store(self, response: httpx2.Response) -> None:
+        """Keep the token from a token endpoint response, or raise ``AuthError``."""
+        operation = "oauth2_token"
+        secrets = (self._client_secret,)
+        if response.status_code == 429 or response.status_code >= 500:
+            raise_for_response(response, operation, secrets=secrets)  # retryable outage
+        try:
+            data: Any = response.json()
+        except ValueError:
+            data = None
+        if response.status_code >= 400 or not isinstance(data, dict):
+            code = data.get("error") if isinstance(data, dict) else None
+            excerpt = redact(body_excerpt(response), secrets)
+            raise AuthError(
+                f"token endpoint refused the client credentials (HTTP {response.status_code}"
+                f"{', ' + str(code) if code else ''}): {excerpt}",
+                operation=operation,
+                remediation="Check client_id, client_secret, token_url and scopes.",
+            )
+        token = data.get("access_token")
+        if not isinstance(token, str) or not token:
+            raise AuthError("token endpoint answered without an access_token", operation=operation)
+        self._token = token
+        expires_in = data.get("expires_in")
+        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+            margin = min(self.leeway, float(expires_in) / 2)
+            self._expires_at = self._clock() + float(expires_in) - margin
+        else:
+            self._expires_at = None
+
+    def auth_flow(self, request: httpx2.Request) -> AuthFlow:
+        if not self.token_valid:
+            self._store((yield self._token_request(request)))
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        response = yield request
+        if response.status_code == 401:
+            self._store((yield self._token_request(request)))
+            request.headers["Authorization"] = f"Bearer {self._token}"
+            yield request
+
+
+class TokenSource(Protocol):
+    """Supplies a valid access token; ``force_refresh`` asks for a new one.
+
+    The service layer implements it (refresh ahead of expiry, single-flight under a
+    database lock, rotated refresh tokens persisted); this toolkit only calls it.
+    """
+
+    async def __call__(self, *, force_refresh: bool = False) -> str: ...
+
+
+class OAuth2RefreshingAuth(httpx2.Auth):
+    """Bearer auth from a ``TokenSource``; on 401, one forced refresh and one retry."""
+
+    requires_request_body = True
+
+    def __init__(self, get_access_token: TokenSource) -> None:
+        self._get_access_token = get_access_token
+
+    def sync_auth_flow(self, request: httpx2.Request) -> AuthFlow:
+        raise RuntimeError("OAuth2RefreshingAuth works with httpx2.AsyncClient only")
+
+    async def async_auth_flow(
+        self, request: httpx2.Request
+    ) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        await request.aread()
+        token = await self._get_access_token(force_refresh=False)
+        request.headers["Authorization"] = f"Bearer {token}"
+        response = yield request
+        if response.status_code == 401:
+            token = await self._get_access_token(force_refresh=True)
+            request.headers["Authorization"] = f"Bearer {token}"
+            yield request
+
+
+def _scopes(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list | tuple):
+        return tuple(str(s) for s in value if str(s).strip())
+    return tuple(s for s in str(value or "").replace(",", " ").split() if s)
+
+
+_REQUIRED = {
+    "api_key": ("api_key",),
+    "basic": ("username",),
+    "bearer": ("token",),
+    "oauth2_client_credentials": ("client_id", "client_secret", "token_url"),
+    "oauth2_authorization_code": ("token",),
+}
+
+
+def auth_config_errors(config: Mapping[str, Any], key_prefix: str = "auth.") -> dict[str, str]:
+    """Field errors of an ``auth`` config group (empty when it is usable)."""
+    mode = str(config.get("mode") or "none")
+    if mode not in AUTH_MODES:
+        return {f"{key_prefix}mode": f"unknown auth mode {mode!r} ({', '.join(AUTH_MODES)})"}
+    errors = {
+        f"{key_prefix}{name}": f"required when auth mode is {mode}"
+        for name in _REQUIRED.get(mode, ())
+        if not config.get(name)
+    }
+    if mode == "api_key" and str(config.get("api_key_in") or "header") not in ("header", "query"):
+        errors[f"{key_prefix}api_key_in"] = "expected header or query"
+    return errors
+
+
+def build_auth(
+    config: Mapping[str, Any],
+    *,
+    token_source: TokenSource | None = None,
+    key_prefix: str = "auth.",
+) -> httpx2.Auth | None:
+    """The ``Auth`` for an ``auth`` config group (``mode`` plus that mode's fields).
+
+    In ``oauth2_authorization_code`` mode a ``token_source`` (the service's refresher)
+    is used when given; otherwise ``token`` is sent as a static bearer token.
+    """
+    errors = auth_config_errors(config, key_prefix)
+    if token_source is not None:
+        errors.pop(f"{key_prefix}token", None)
+    if errors:
+        summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
+        raise ConnectorConfigError(f"invalid auth configuration ({summary})", field_errors=errors)
+    mode = str(config.get("mode") or "none")
+    if mode == "api_key":
+        key = str(config["api_key"])
+        if str(config.get("api_key_in") or "header") == "query":
+            return QueryParamAuth(str(config.get("api_key_param") or "api_key"), key)
+        return HeaderAuth(str(config.get("api_key_header") or "X-API-Key"), key)
+    if mode == "basic":
+        return httpx2.BasicAuth(str(config["username"]), str(config.get("password") or ""))
+    if mode == "bearer":
+        return bearer_auth(str(config["token"]))
+    if mode == "oauth2_client_credentials":
+        return OAuth2ClientCredentials(
+            str(config["token_url"]),
+            str(config["client_id"]),
+            str(config["client_secret"]),
+            _scopes(config.get("scopes")),
+        )
+    if mode == "oauth2_authorization_code":
+        if token_source is not None:
+            return OAuth2RefreshingAuth(token_source)
+        return bearer_auth(str(config["token"]))
+    return None

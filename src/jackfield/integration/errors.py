@@ -1,0 +1,197 @@
+"""Translate HTTP statuses and httpx2 exceptions into the kernel's error tree.
+
+Providers should never leak vendor exceptions: the runtime decides retry, dead-letter
+or reauth from the error *class* (``retry_class``), so the translation happens once,
+here, at the boundary (``raise ... from exc``).
+
+Error messages end up in the outbox, the API, the UI and logs, so they are built from
+the operation, the method, host, path and status only: never the query string, never
+request headers. The short body excerpt is scrubbed of any credential the request
+carried, in case the server echoes it back.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import httpx2
+
+from jackfield.kernel.errors import (
+    AuthError,
+    ConnectionFailedError,
+    ConnectorError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
+
+EXCERPT_LIMIT = 200
+_SENSITIVE_NAME = re.compile(
+    r"auth|key|token|secret|pass|cookie|session|signature|^sig$|credential", re.IGNORECASE
+)
+_REDACTED = "[redacted]"
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+
+
+def request_secrets(request: httpx2.Request) -> set[str]:
+    """Credential values a request carries (auth headers, key-like query params)."""
+    found: set[str] = set()
+    for name, value in request.headers.items():
+        if not _SENSITIVE_NAME.search(name):
+            continue
+        found.add(value)
+        scheme, _, credential = value.partition(" ")
+        if credential:
+            found.add(credential)
+        if scheme.lower() == "basic" and credential:
+            try:
+                decoded = base64.b64decode(credential, validate=True).decode("utf-8", "replace")
+            except (binascii.Error, ValueError):
+                continue
+            found.update({decoded, decoded.partition(":")[2]})
+    for name, value in request.url.params.multi_items():
+        if _SENSITIVE_NAME.search(name):
+            found.add(value)
+    return {value for value in found if len(value) >= 4}
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret replaced (longest first)."""
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
+def _request_of(exc_or_response: httpx2.Response | httpx2.HTTPError) -> httpx2.Request | None:
+    try:
+        return exc_or_response.request
+    except RuntimeError:  # httpx2 raises when no request is attached
+        return None
+
+
+def _where(request: httpx2.Request | None) -> str:
+    """``GET api.example.com/v1/items``: no scheme, no userinfo, no query string."""
+    if request is None:
+        return "the remote system"
+    return f"{request.method} {request.url.host}{request.url.path}"
+
+
+def body_excerpt(response: httpx2.Response, limit: int = EXCERPT_LIMIT) -> str:
+    """A short, single-line, credential-scrubbed excerpt of the response body."""
+    try:
+        text = response.text
+    except (httpx2.ResponseNotRead, httpx2.DecodingError):
+        return ""
+    text = " ".join(text.split())
+    request = _request_of(response)
+    if request is not None:
+        text = redact(text, request_secrets(request))
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def raise_for_response(
+    response: httpx2.Response, operation: str | None = None, *, secrets: Iterable[str] = ()
+) -> None:
+    """Raise the kernel error a ``>= 400`` status calls for; return on success.
+
+    401/403 → ``AuthError``, 429 → ``RateLimitedError`` (with ``Retry-After``),
+    5xx → ``TransientError``, other 4xx → ``PermanentError``. ``secrets`` are extra
+    values to scrub from the excerpt (e.g. a client secret sent in a form body).
+    """
+    status = response.status_code
+    if status < 400:
+        return
+    label = operation or "request"
+    excerpt = redact(body_excerpt(response), secrets)
+    message = (
+        f"{label} failed with HTTP {status} {response.reason_phrase} "
+        f"({_where(_request_of(response))})"
+    )
+    if excerpt:
+        message = f"{message}: {excerpt}"
+    if status in (401, 403):
+        remediation = (
+            "Check the credentials, or reconnect the connector."
+            if status == 401
+            else "The credentials were accepted but may not do this; check scopes or roles."
+        )
+        raise AuthError(message, operation=operation, remediation=remediation)
+    if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        raise RateLimitedError(message, retry_after=retry_after, operation=operation)
+    if status >= 500:
+        raise TransientError(
+            message,
+            operation=operation,
+            remediation="The remote system failed; the request is retried later.",
+        )
+    raise PermanentError(
+        message,
+        operation=operation,
+        remediation="Check the base URL, path and request payload.",
+    )
+
+
+def _translate(exc: httpx2.HTTPError, operation: str | None) -> ConnectorError:
+    request = _request_of(exc)
+    host = request.url.host if request is not None else "the remote system"
+    detail = redact(str(exc), request_secrets(request)) if request is not None else str(exc)
+    if isinstance(exc, httpx2.ConnectTimeout):
+        return ConnectionFailedError(f"timed out connecting to {host}", operation=operation)
+    if isinstance(exc, httpx2.ConnectError):
+        return ConnectionFailedError(f"cannot connect to {host}: {detail}", operation=operation)
+    if isinstance(exc, httpx2.TimeoutException):
+        return TransientError(
+            f"timed out waiting for {host} ({type(exc).__name__})", operation=operation
+        )
+    if isinstance(exc, httpx2.TooManyRedirects):
+        return PermanentError(f"too many redirects from {host}", operation=operation)
+    if isinstance(exc, httpx2.UnsupportedProtocol):
+        return PermanentError(f"unsupported URL scheme: {detail}", operation=operation)
+    return TransientError(f"{type(exc).__name__} talking to {host}: {detail}", operation=operation)
+
+
+@contextmanager
+def translate_transport_errors(operation: str | None = None) -> Iterator[None]:
+    """Turn httpx2 exceptions raised inside the block into kernel errors.
+
+    Connect failures become ``ConnectionFailedError``; read/write timeouts and broken
+    connections ``TransientError``; ``HTTPStatusError`` goes through
+    ``raise_for_response``. Kernel errors (e.g. the egress guard's) pass through.
+    """
+    try:
+        yield
+    except httpx2.HTTPStatusError as exc:
+        try:
+            raise_for_response(exc.response, operation)
+        except ConnectorError as translated:
+            raise translated from exc
+        raise
+    except httpx2.HTTPError as exc:
+        raise _translate(exc, operation) from exc
+    except httpx2.InvalidURL as exc:
+        raise PermanentError(f"invalid URL: {exc}", operation=operation) from exc

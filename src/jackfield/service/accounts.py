@@ -1,0 +1,196 @@
+"""Organizations, users and API tokens; authentication of tokens and passwords."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..kernel.errors import AuthenticationError, ConflictError, ConnectorConfigError
+from ..store import ApiToken, Database, Organization, User
+from . import audit
+from .context import Principal, Role
+from .passwords import hash_password, hash_token, new_token, verify_password
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+BOOTSTRAP_ORG = "default"
+BOOTSTRAP_EMAIL = "admin@localhost"
+
+
+class NotFound(ConnectorConfigError):
+    """A named organization or user that does not exist (a user error, not a 404 route)."""
+
+    code = "not_found"
+
+
+@dataclass(frozen=True)
+class BootstrapAdmin:
+    email: str
+    password: str
+    generated: bool
+
+
+class AccountService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- organizations ----------------------------------------------------------------
+    def create_org(self, name: str, *, actor: str = "cli") -> dict[str, Any]:
+        name = _clean_name(name, "organization name")
+        with self.db.transaction() as s:
+            if s.scalar(select(Organization).where(Organization.name == name)):
+                raise ConflictError(f"organization {name!r} already exists")
+            org = Organization(name=name)
+            s.add(org)
+            s.flush()
+            audit.record(s, Principal.operator(org.id, actor), "org.create", "organization", org.id)
+            return _org_view(org)
+
+    def list_orgs(self) -> list[dict[str, Any]]:
+        with self.db.transaction() as s:
+            return [
+                _org_view(o) for o in s.scalars(select(Organization).order_by(Organization.name))
+            ]
+
+    def org_id(self, name_or_id: str) -> str:
+        """Resolve an organization given by name (or id); raises ``NotFound``."""
+        with self.db.transaction() as s:
+            org = s.scalar(
+                select(Organization).where(
+                    (Organization.name == name_or_id) | (Organization.id == name_or_id)
+                )
+            )
+            if org is None:
+                raise NotFound(
+                    f"no organization {name_or_id!r}",
+                    remediation="Create it with 'jackfield orgs create NAME'.",
+                )
+            return org.id
+
+    # -- users and tokens ------------------------------------------------------------
+    def create_user(
+        self,
+        email: str,
+        org: str,
+        role: str,
+        *,
+        password: str | None = None,
+        with_token: bool = False,
+        actor: str = "cli",
+    ) -> tuple[dict[str, Any], str | None]:
+        """Create a user (and its organization if missing); returns (user, new token)."""
+        email = email.strip().lower()
+        if not _EMAIL.match(email):
+            raise ConnectorConfigError(f"{email!r} is not an email address")
+        try:
+            role_value = Role(role)
+        except ValueError:
+            raise ConnectorConfigError(f"role must be 'admin' or 'user', not {role!r}") from None
+        if password is not None and len(password) < 8:
+            raise ConnectorConfigError("a password needs at least 8 characters")
+        with self.db.transaction() as s:
+            if s.scalar(select(User).where(User.email == email)):
+                raise ConflictError(f"user {email!r} already exists")
+            organization = s.scalar(select(Organization).where(Organization.name == org))
+            if organization is None:
+                organization = Organization(name=_clean_name(org, "organization name"))
+                s.add(organization)
+                s.flush()
+            user = User(
+                organization_id=organization.id,
+                email=email,
+                role=role_value.value,
+                password_hash=hash_password(password) if password else None,
+            )
+            s.add(user)
+            s.flush()
+            token = self._issue_token(s, user, "default") if with_token else None
+            who = Principal.operator(organization.id, actor)
+            audit.record(s, who, "user.create", "user", user.id, details={"email": email})
+            return _user_view(user, organization.name), token
+
+    def create_token(self, email: str, name: str = "", *, actor: str = "cli") -> str:
+        with self.db.transaction() as s:
+            user = s.scalar(select(User).where(User.email == email.strip().lower()))
+            if user is None:
+                raise NotFound(f"no user {email!r}")
+            token = self._issue_token(s, user, name)
+            who = Principal.operator(user.organization_id, actor)
+            audit.record(s, who, "token.create", "user", user.id, details={"name": name})
+            return token
+
+    @staticmethod
+    def _issue_token(session: Session, user: User, name: str) -> str:
+        token = new_token()
+        session.add(ApiToken(user_id=user.id, name=name, token_hash=hash_token(token)))
+        return token
+
+    # -- authentication ----------------------------------------------------------------
+    def authenticate_token(self, token: str) -> Principal:
+        with self.db.transaction() as s:
+            row = s.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(token)))
+            if row is None or not row.user.is_active:
+                raise AuthenticationError("invalid API token")
+            row.last_used_at = datetime.now(UTC)
+            return _principal(row.user)
+
+    def authenticate_password(self, email: str, password: str) -> Principal:
+        with self.db.transaction() as s:
+            user = s.scalar(select(User).where(User.email == email.strip().lower()))
+            if (
+                user is None
+                or not user.is_active
+                or not verify_password(password, user.password_hash)
+            ):
+                raise AuthenticationError("wrong email or password")
+            return _principal(user)
+
+    def principal_for_user(self, user_id: str) -> Principal:
+        with self.db.transaction() as s:
+            user = s.get(User, user_id)
+            if user is None or not user.is_active:
+                raise AuthenticationError("the session's user no longer exists")
+            return _principal(user)
+
+    def bootstrap_admin(self, password: str | None) -> BootstrapAdmin | None:
+        """Create the first admin when the database has no users; ``None`` otherwise."""
+        with self.db.transaction() as s:
+            if s.scalar(select(func.count()).select_from(User)):
+                return None
+        generated = password is None
+        password = password or secrets.token_urlsafe(12)
+        self.create_user(
+            BOOTSTRAP_EMAIL, BOOTSTRAP_ORG, "admin", password=password, actor="bootstrap"
+        )
+        return BootstrapAdmin(BOOTSTRAP_EMAIL, password, generated)
+
+
+def _principal(user: User) -> Principal:
+    return Principal(user.organization_id, user.email, Role(user.role), user.id)
+
+
+def _clean_name(name: str, what: str) -> str:
+    name = (name or "").strip()
+    if not name or len(name) > 200:
+        raise ConnectorConfigError(f"{what} must be 1 to 200 characters")
+    return name
+
+
+def _org_view(org: Organization) -> dict[str, Any]:
+    return {"id": org.id, "name": org.name, "created_at": org.created_at.isoformat()}
+
+
+def _user_view(user: User, org_name: str) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "email": user.email,
+        "role": user.role,
+        "organization_id": user.organization_id,
+        "organization": org_name,
+        "created_at": user.created_at.isoformat(),
+    }

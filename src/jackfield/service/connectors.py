@@ -1,0 +1,395 @@
+"""Connector use cases, all scoped to the caller's organization.
+
+Validation happens before any write, inside one transaction, so bad input changes
+nothing. Every admin change writes an audit event in the same transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import builtins
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from ..kernel import call_sync
+from ..kernel.errors import (
+    ConflictError,
+    ConnectorConfigError,
+    ConnectorError,
+    ConnectorNotFoundError,
+)
+from ..kernel.provider import ConnectionTestResult, ConnectorProvider
+from ..kernel.registry import ConnectorRegistry
+from ..secrets import mask_config, redactor
+from ..store import Connector, Database
+from . import audit
+from .context import Principal
+from .files import FileStore
+from .params import ParamCodec, ParamInput, normalize_params
+from .views import connector_view, provider_type_view
+
+log = logging.getLogger(__name__)
+STATUSES = ("draft", "connected", "error")
+
+
+class ConnectorService:
+    def __init__(
+        self, db: Database, registry: ConnectorRegistry, codec: ParamCodec, files: FileStore
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.codec = codec
+        self.files = files
+
+    # -- reading --------------------------------------------------------------------------
+    def list(self, who: Principal, *, category: str | None = None) -> builtins.list[dict[str, Any]]:
+        with self.db.transaction() as s:
+            query = select(Connector).where(Connector.organization_id == who.organization_id)
+            if category:
+                query = query.where(Connector.category == category)
+            rows = s.scalars(query.order_by(Connector.created_at, Connector.id))
+            return [connector_view(c) for c in rows]
+
+    def get(self, who: Principal, connector_id: str) -> dict[str, Any]:
+        with self.db.transaction() as s:
+            return connector_view(self._load(s, who, connector_id))
+
+    def get_config(self, who: Principal, connector_id: str) -> dict[str, Any]:
+        """The nested config with secret values masked."""
+        with self.db.transaction() as s:
+            connector = self._load(s, who, connector_id)
+            cls = self._provider(connector)
+            return mask_config(cls.config_schema(), self.codec.plain_config(connector))
+
+    def provider_types(self, category: str | None = None) -> builtins.list[dict[str, Any]]:
+        classes = self.registry.list_for_category(category) if category else self.registry.all()
+        return [provider_type_view(cls) for cls in classes]
+
+    # -- writing --------------------------------------------------------------------------
+    def create(
+        self,
+        who: Principal,
+        *,
+        name: str,
+        category: str,
+        provider_type: str,
+        params: Iterable[Mapping[str, Any]] | None = None,
+        config: Mapping[str, Any] | None = None,
+        is_default: bool = False,
+    ) -> dict[str, Any]:
+        who.require_admin()
+        name = _check_name(name)
+        cls = self._provider_for_create(category, provider_type)
+        incoming = normalize_params(params, config)
+        with self.db.transaction() as s:
+            connector = Connector(
+                organization_id=who.organization_id,
+                name=name,
+                category=category,
+                provider_type=provider_type,
+                status="draft",
+                status_message="not tested yet",
+            )
+            s.add(connector)
+            s.flush()
+            self._apply_params(connector, incoming, cls)
+            if is_default:
+                self._make_default(s, connector)
+            audit.record(
+                s,
+                who,
+                "connector.create",
+                "connector",
+                connector.id,
+                details={"name": name, "provider_type": provider_type, "keys": _keys(incoming)},
+            )
+            s.flush()
+            return connector_view(connector)
+
+    def update(
+        self,
+        who: Principal,
+        connector_id: str,
+        *,
+        name: str | None = None,
+        params: Iterable[Mapping[str, Any]] | None = None,
+        config: Mapping[str, Any] | None = None,
+        is_default: bool | None = None,
+        merge: bool = False,
+    ) -> dict[str, Any]:
+        """Change a connector. New ``params``/``config`` replace the stored set, or are
+        merged into it key by key with ``merge=True`` (the CLI's ``--param``)."""
+        who.require_admin()
+        obsolete: builtins.list[str] = []
+        with self.db.transaction() as s:
+            connector = self._load(s, who, connector_id)
+            changes: dict[str, Any] = {}
+            if name is not None:
+                connector.name = changes["name"] = _check_name(name)
+            if params is not None or config is not None:
+                incoming = normalize_params(params, config)
+                if merge:
+                    incoming = _merge(connector, incoming)
+                obsolete = self._apply_params(connector, incoming, self._provider(connector))
+                connector.status, connector.status_message = "draft", "configuration changed"
+                changes["keys"] = _keys(incoming)
+            if is_default is not None:
+                if is_default:
+                    self._make_default(s, connector)
+                else:
+                    connector.is_default = False
+                changes["is_default"] = is_default
+            connector.updated_at = datetime.now(UTC)
+            audit.record(s, who, "connector.update", "connector", connector.id, details=changes)
+            s.flush()
+            view = connector_view(connector)
+        for ref in obsolete:
+            self.files.delete(ref)
+        return view
+
+    def delete(self, who: Principal, connector_id: str) -> None:
+        who.require_admin()
+        with self.db.transaction() as s:
+            connector = self._load(s, who, connector_id)
+            s.delete(connector)
+            audit.record(
+                s,
+                who,
+                "connector.delete",
+                "connector",
+                connector_id,
+                details={"name": connector.name},
+            )
+        self.files.delete_connector(connector_id)
+
+    def set_enabled(self, who: Principal, connector_id: str, enabled: bool) -> dict[str, Any]:
+        """Activate (only when connected) or deactivate."""
+        who.require_admin()
+        with self.db.transaction() as s:
+            connector = self._load(s, who, connector_id)
+            if enabled and connector.status != "connected":
+                raise ConflictError(
+                    f"connector is {connector.status!r}, not 'connected'",
+                    remediation="Run a successful connection test before activating.",
+                )
+            connector.is_enabled = enabled
+            action = "connector.activate" if enabled else "connector.deactivate"
+            audit.record(s, who, action, "connector", connector.id)
+            s.flush()
+            return connector_view(connector)
+
+    def import_config(
+        self,
+        who: Principal,
+        connector_id: str,
+        *,
+        json_data: Any = None,
+        file_content: str | None = None,
+        file_name: str | None = None,
+        file_mime: str | None = None,
+    ) -> dict[str, Any]:
+        """Replace all params with an imported JSON document (after the provider's
+        ``normalize_import_json``)."""
+        who.require_admin()
+        data = _import_document(json_data, file_content)
+        obsolete: builtins.list[str] = []
+        with self.db.transaction() as s:
+            connector = self._load(s, who, connector_id)
+            cls = self._provider(connector)
+            try:
+                normalized = cls.normalize_import_json(data)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ConnectorConfigError(f"the imported document is not usable: {exc}") from exc
+            if not isinstance(normalized, dict):
+                raise ConnectorConfigError("the imported document must describe an object")
+            incoming = normalize_params(None, normalized)
+            obsolete = self._apply_params(connector, incoming, cls)
+            connector.status, connector.status_message = "draft", "configuration imported"
+            audit.record(
+                s,
+                who,
+                "connector.import_config",
+                "connector",
+                connector.id,
+                details={"file_name": file_name, "file_mime": file_mime, "keys": _keys(incoming)},
+            )
+            s.flush()
+            view = connector_view(connector)
+        for ref in obsolete:
+            self.files.delete(ref)
+        return view
+
+    # -- testing --------------------------------------------------------------------------
+    def test(self, who: Principal, connector_id: str) -> dict[str, Any]:
+        """Run ``test_connection`` and record the outcome on the connector."""
+        who.require_admin()
+        with self.db.transaction() as s:
+            connector = self._load(s, who, connector_id)
+            cls = self._provider(connector)
+            config = self.codec.plain_config(connector)
+        result = run_connection_test(cls, config)
+        status = "connected" if result.success else "error"
+        with self.db.transaction() as s:
+            connector = self._load(s, who, connector_id)
+            connector.status = status
+            connector.status_message = result.message
+            connector.last_tested_at = datetime.now(UTC)
+            audit.record(
+                s,
+                who,
+                "connector.test",
+                "connector",
+                connector.id,
+                outcome="success" if result.success else "failure",
+                details={"message": result.message},
+            )
+        return {
+            "success": result.success,
+            "message": result.message,
+            "details": result.details,
+            "status": status,
+        }
+
+    # -- for the runtime and the OAuth flow (already authorized callers) ---------------
+    def resolve(
+        self, connector_id: str
+    ) -> tuple[Connector, type[ConnectorProvider], dict[str, Any]]:
+        """A connector's record, provider class and decrypted config, in any organization."""
+        with self.db.transaction() as s:
+            connector = s.get(Connector, connector_id)
+            if connector is None:
+                raise ConnectorNotFoundError(f"no connector {connector_id}")
+            return connector, self._provider(connector), self.codec.plain_config(connector)
+
+    def organization_of(self, connector_id: str) -> str:
+        """The organization a connector belongs to (for the operator's CLI)."""
+        with self.db.transaction() as s:
+            connector = s.get(Connector, str(connector_id))
+            if connector is None:
+                raise ConnectorNotFoundError(f"no connector {connector_id}")
+            return connector.organization_id
+
+    # -- internals ------------------------------------------------------------------------
+    def _load(self, s: Session, who: Principal, connector_id: str) -> Connector:
+        connector = s.get(Connector, str(connector_id))
+        if connector is None or connector.organization_id != who.organization_id:
+            # another organization's connector looks exactly like a missing one
+            raise ConnectorNotFoundError(f"no connector {connector_id}")
+        return connector
+
+    def _provider(self, connector: Connector) -> type[ConnectorProvider]:
+        return self.registry.get(connector.category, connector.provider_type)
+
+    def _provider_for_create(self, category: str, provider_type: str) -> type[ConnectorProvider]:
+        if category not in self.registry.categories():
+            known = ", ".join(self.registry.categories())
+            raise ConnectorConfigError(
+                f"unknown category {category!r}",
+                field_errors={"category": f"known categories: {known}"},
+            )
+        if not self.registry.is_registered(category, provider_type):
+            known = ", ".join(c.provider_type for c in self.registry.list_for_category(category))
+            raise ConnectorConfigError(
+                f"unknown provider {provider_type!r} for category {category!r}",
+                field_errors={"provider_type": f"known {category} providers: {known}"},
+            )
+        return self.registry.get(category, provider_type)
+
+    def _apply_params(
+        self,
+        connector: Connector,
+        incoming: builtins.list[ParamInput],
+        cls: type[ConnectorProvider],
+    ) -> builtins.list[str]:
+        schema = cls.config_schema()
+        cls.validate_config(self.codec.merged_config(connector, incoming, schema))
+        return self.codec.replace(connector, incoming, schema)
+
+    @staticmethod
+    def _make_default(s: Session, connector: Connector) -> None:
+        s.execute(
+            update(Connector)
+            .where(
+                Connector.organization_id == connector.organization_id,
+                Connector.category == connector.category,
+                Connector.id != connector.id,
+                Connector.is_default.is_(True),
+            )
+            .values(is_default=False)
+        )
+        s.flush()
+        connector.is_default = True
+
+
+def run_connection_test(
+    cls: type[ConnectorProvider], config: dict[str, Any]
+) -> ConnectionTestResult:
+    """Instantiate and test; every failure becomes a result, with secrets masked."""
+    provider: ConnectorProvider | None = None
+    try:
+        provider = cls.from_config(config)
+        result = call_sync(provider.test_connection)
+        if not isinstance(result, ConnectionTestResult):
+            result = ConnectionTestResult(bool(result), "ok" if result else "test failed")
+    except ConnectorError as exc:
+        details = {"code": exc.code, "remediation": exc.remediation, **exc.details}
+        result = ConnectionTestResult(False, exc.message, details)
+    except Exception as exc:
+        log.exception("connection test of %s crashed", cls.provider_type)
+        result = ConnectionTestResult(False, f"unexpected error ({type(exc).__name__}): {exc}")
+    finally:
+        if provider is not None:
+            try:
+                call_sync(provider.close)
+            except Exception:
+                log.warning("closing %s after its test failed", cls.provider_type, exc_info=True)
+    return ConnectionTestResult(
+        result.success, redactor.redact(result.message), redactor.redact_obj(result.details)
+    )
+
+
+def _check_name(name: str) -> str:
+    name = (name or "").strip() if isinstance(name, str) else ""
+    if not name or len(name) > 200:
+        raise ConnectorConfigError(
+            "a connector name must be 1 to 200 characters", field_errors={"name": "required"}
+        )
+    return name
+
+
+def _merge(connector: Connector, incoming: list[ParamInput]) -> list[ParamInput]:
+    new = {p.key: p for p in incoming}
+    kept = [
+        ParamInput(row.key, None, row.value_type, row.sequence, keep=True)
+        for row in connector.params
+        if row.key not in new
+    ]
+    return sorted([*kept, *incoming], key=lambda p: (p.sequence, p.key))
+
+
+def _keys(incoming: list[ParamInput]) -> list[str]:
+    return [p.key for p in incoming]
+
+
+def _import_document(json_data: Any, file_content: str | None) -> Any:
+    if json_data is not None and file_content is not None:
+        raise ConnectorConfigError("send either json_data or file_content, not both")
+    if file_content is not None:
+        try:
+            raw = base64.b64decode(file_content, validate=True)
+            json_data = json.loads(raw.decode("utf-8"))
+        except (binascii.Error, ValueError) as exc:
+            raise ConnectorConfigError(
+                "the imported file is not base64-encoded JSON",
+                remediation="Upload a JSON file (UTF-8).",
+            ) from exc
+    if not isinstance(json_data, dict):
+        raise ConnectorConfigError("the imported configuration must be a JSON object")
+    return json_data

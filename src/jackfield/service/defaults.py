@@ -1,0 +1,76 @@
+"""The connector to use for a category: the organization's default, else a built-in
+adapter (local filesystem storage, SMTP email from settings), so an application can send
+an email or store a file before any admin configured anything."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from ..kernel.errors import ConnectorNotFoundError
+from ..kernel.provider import ConnectorProvider
+from ..kernel.registry import ConnectorRegistry
+from ..store import Connector, Database
+from .params import ParamCodec
+
+BuiltinAdapters = Callable[[str, str], tuple[str, dict[str, Any]] | None]
+"""(category, organization_id) -> (provider_type, config) of the built-in adapter."""
+
+
+@dataclass(frozen=True)
+class ResolvedConnector:
+    connector_id: str | None
+    name: str
+    provider: type[ConnectorProvider]
+    config: dict[str, Any]
+
+    @property
+    def builtin(self) -> bool:
+        return self.connector_id is None
+
+    def instantiate(self) -> ConnectorProvider:
+        return self.provider.from_config(self.config)
+
+
+class DefaultResolver:
+    def __init__(
+        self,
+        db: Database,
+        registry: ConnectorRegistry,
+        codec: ParamCodec,
+        builtins: BuiltinAdapters,
+    ) -> None:
+        self.db = db
+        self.registry = registry
+        self.codec = codec
+        self.builtins = builtins
+
+    def get_default_for_category(self, organization_id: str, category: str) -> ResolvedConnector:
+        """The enabled default connector of the category, or the built-in adapter."""
+        with self.db.transaction() as s:
+            connector = s.scalar(
+                select(Connector).where(
+                    Connector.organization_id == organization_id,
+                    Connector.category == category,
+                    Connector.is_default.is_(True),
+                    Connector.is_enabled.is_(True),
+                )
+            )
+            if connector is not None:
+                cls = self.registry.get(connector.category, connector.provider_type)
+                return ResolvedConnector(
+                    connector.id, connector.name, cls, self.codec.plain_config(connector)
+                )
+        builtin = self.builtins(category, organization_id)
+        if builtin is None:
+            raise ConnectorNotFoundError(
+                f"no default {category} connector",
+                remediation=f"Create a {category} connector, test it, activate it and make "
+                "it the default.",
+            )
+        provider_type, config = builtin
+        cls = self.registry.get(category, provider_type)
+        return ResolvedConnector(None, f"built-in {provider_type}", cls, config)

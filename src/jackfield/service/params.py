@@ -1,0 +1,210 @@
+"""Connector params in and out of the store: validation, encryption, masking, files.
+
+Incoming params are plain dicts (``key``, ``value``, ``value_type``, ``sequence``). Secret
+fields (from the provider's schema) are encrypted with their connector and key as
+associated data; the mask sent back keeps the stored value; file params are base64 on
+the way in and live in the ``FileStore``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..kernel.config import SECRET_MASK, ConfigField
+from ..kernel.errors import ConnectorConfigError
+from ..kernel.params import check_param_key, flatten_config, unflatten_params
+from ..secrets import SecretBox, redactor
+from ..store import Connector, ConnectorParam
+from .files import FileStore
+
+VALUE_TYPES = ("text", "file")
+
+
+@dataclass
+class ParamInput:
+    """One incoming param, normalized; ``keep`` means "the mask: keep the stored value"."""
+
+    key: str
+    value: str | None
+    value_type: str
+    sequence: int
+    keep: bool = False
+    content: bytes | None = None  # decoded file content
+
+
+def normalize_params(
+    params: Iterable[Mapping[str, Any]] | None, config: Mapping[str, Any] | None
+) -> list[ParamInput]:
+    """Params from a ``params`` list and/or a nested ``config`` (params win on a clash)."""
+    raw: list[Mapping[str, Any]] = list(flatten_config(config)) if config else []
+    raw += list(params or [])
+    by_key: dict[str, ParamInput] = {}
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            raise ConnectorConfigError("each param must be an object with 'key' and 'value'")
+        key = check_param_key(item.get("key", ""))
+        value_type = item.get("value_type") or "text"
+        if value_type not in VALUE_TYPES:
+            raise ConnectorConfigError(
+                f"param {key!r}: value_type must be 'text' or 'file'",
+                field_errors={key: "unknown value_type"},
+            )
+        value = _text(key, item.get("value"))
+        sequence = item.get("sequence")
+        if sequence is not None and (isinstance(sequence, bool) or not isinstance(sequence, int)):
+            raise ConnectorConfigError(f"param {key!r}: sequence must be a whole number")
+        entry = ParamInput(key, value, value_type, sequence or (index + 1) * 10)
+        entry.keep = value == SECRET_MASK
+        if value_type == "file" and not entry.keep and value is not None:
+            try:
+                entry.content = base64.b64decode(value, validate=True)
+            except (binascii.Error, ValueError):
+                raise ConnectorConfigError(
+                    f"param {key!r}: a file value must be base64",
+                    field_errors={key: "not valid base64"},
+                ) from None
+        by_key[key] = entry
+    unflatten_params([{"key": p.key, "value": 1} for p in by_key.values()])  # key clashes
+    return sorted(by_key.values(), key=lambda p: (p.sequence, p.key))
+
+
+class ParamCodec:
+    def __init__(self, box: SecretBox, files: FileStore) -> None:
+        self.box = box
+        self.files = files
+
+    # -- reading ------------------------------------------------------------------------
+    def plain_value(self, connector_id: str, row: ConnectorParam) -> str | None:
+        """The decrypted value of a param (file params: their content as text)."""
+        if row.value_type == "file" and row.file_ref:
+            data = self.files.read(row.file_ref).decode()
+            value: str | None = (
+                self.box.decrypt(data, context=f"{connector_id}:{row.key}")
+                if row.is_secret
+                else data
+            )
+            value = base64.b64decode(value or "").decode("utf-8", "replace")
+        elif row.is_secret and row.value:
+            value = self.box.decrypt(row.value, context=f"{connector_id}:{row.key}")
+        else:
+            value = row.value
+        if row.is_secret:
+            redactor.add(value)
+        return value
+
+    def plain_config(self, connector: Connector) -> dict[str, Any]:
+        """The nested, decrypted config (legacy ``config`` column when there are no params)."""
+        if not connector.params:
+            return dict(connector.config or {})
+        return unflatten_params(
+            {"key": row.key, "value": self.plain_value(connector.id, row), "sequence": row.sequence}
+            for row in connector.params
+        )
+
+    # -- writing ------------------------------------------------------------------------
+    def merged_config(
+        self, connector: Connector, incoming: list[ParamInput], schema: list[ConfigField]
+    ) -> dict[str, Any]:
+        """The plaintext config the incoming params describe, for validation."""
+        secret = {f.key for f in schema if f.secret}
+        stored = {row.key: row for row in connector.params}
+        items = []
+        for p in incoming:
+            if p.keep:
+                row = stored.get(p.key)
+                value = self.plain_value(connector.id, row) if row is not None else None
+            elif p.content is not None:
+                value = p.content.decode("utf-8", "replace")
+            else:
+                value = p.value
+            if p.key in secret:
+                redactor.add(value)
+            items.append({"key": p.key, "value": value, "sequence": p.sequence})
+        return unflatten_params(items)
+
+    def replace(
+        self, connector: Connector, incoming: list[ParamInput], schema: list[ConfigField]
+    ) -> list[str]:
+        """Make ``connector.params`` exactly ``incoming`` (the mask keeps a stored value).
+
+        Returns the file references no longer used: delete them after the commit.
+        """
+        secret = {f.key for f in schema if f.secret}
+        stored = {row.key: row for row in connector.params}
+        rows: list[ConnectorParam] = []
+        obsolete: list[str] = []
+        for p in incoming:
+            row = stored.pop(p.key, None)
+            if p.keep and row is not None:
+                row.sequence = p.sequence
+                rows.append(row)
+                continue
+            if row is None:
+                row = ConnectorParam(key=p.key)
+            elif row.file_ref:
+                obsolete.append(row.file_ref)
+            # rows are updated in place: the (connector, key) pair is unique
+            self._fill(connector.id, row, p, p.key in secret)
+            rows.append(row)
+        obsolete += [old.file_ref for old in stored.values() if old.file_ref]
+        connector.params = rows
+        return obsolete
+
+    def _fill(self, connector_id: str, row: ConnectorParam, p: ParamInput, is_secret: bool) -> None:
+        context = f"{connector_id}:{p.key}"
+        row.value_type, row.sequence, row.is_secret, row.file_ref = (
+            p.value_type,
+            p.sequence,
+            is_secret,
+            None,
+        )
+        if p.value_type == "file" and p.content is not None:
+            text = base64.b64encode(p.content).decode()
+            blob = self.box.encrypt(text, context=context) if is_secret else text
+            row.file_ref = self.files.write(connector_id, blob.encode())
+            row.value = None
+        elif is_secret and p.value not in (None, "", SECRET_MASK):
+            row.value = self.box.encrypt(str(p.value), context=context)
+        else:
+            row.value = None if p.keep else p.value
+
+    def reencrypt(self, connector_id: str, row: ConnectorParam) -> str | bool | None:
+        """Re-encrypt one secret param under the current key.
+
+        Returns False when nothing changed, True when the value changed, or the obsolete
+        file reference (to delete after the commit) for a file param.
+        """
+        context = f"{connector_id}:{row.key}"
+        if row.value_type == "file" and row.file_ref:
+            token = self.files.read(row.file_ref).decode()
+            if not self.box.needs_rotation(token):
+                return False
+            fresh = self.box.encrypt(self.box.decrypt(token, context=context), context=context)
+            old_ref, row.file_ref = row.file_ref, self.files.write(connector_id, fresh.encode())
+            return old_ref
+        if row.value and self.box.needs_rotation(row.value):
+            row.value = self.box.encrypt(
+                self.box.decrypt(row.value, context=context), context=context
+            )
+            return True
+        return False
+
+
+def _text(key: str, value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list):
+        return json.dumps(value)
+    raise ConnectorConfigError(
+        f"param {key!r}: value must be text, a number or a boolean",
+        field_errors={key: "unsupported value"},
+    )

@@ -1,0 +1,53 @@
+"""The public shapes of CONTRACT.md (connector, provider type), built in one place so the
+REST API, the CLI and the UI show the same thing. Secret values become the mask here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from ..kernel.config import SECRET_MASK, schema_to_json_schema
+from ..kernel.provider import ConnectorProvider
+from ..store import Connector
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def connector_view(connector: Connector) -> dict[str, Any]:
+    return {
+        "id": connector.id,
+        "name": connector.name,
+        "category": connector.category,
+        "provider_type": connector.provider_type,
+        "organization_id": connector.organization_id,
+        "is_enabled": connector.is_enabled,
+        "is_default": connector.is_default,
+        "status": connector.status,
+        "status_message": connector.status_message,
+        "last_tested_at": iso(connector.last_tested_at),
+        "params": [
+            {
+                "key": row.key,
+                "value": SECRET_MASK if row.is_secret else row.value,
+                "value_type": row.value_type,
+                "sequence": row.sequence,
+                "secret": row.is_secret,
+            }
+            for row in connector.params
+        ],
+        "created_at": iso(connector.created_at),
+        "updated_at": iso(connector.updated_at),
+    }
+
+
+def provider_type_view(cls: type[ConnectorProvider]) -> dict[str, Any]:
+    return {
+        "provider_type": cls.provider_type,
+        "display_name": cls.display_name,
+        "category": cls.category,
+        "tier": str(cls.tier),
+        "capabilities": sorted(cls.capabilities),
+        "config_schema": schema_to_json_schema(cls.config_schema()),
+    }

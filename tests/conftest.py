@@ -1,0 +1,181 @@
+"""Shared fixtures: a Jackfield on SQLite and on PostgreSQL, organizations, principals.
+
+Tests that talk to a server (PostgreSQL, Redis, RabbitMQ, ...) use ``require_service``:
+outside CI an unreachable service skips the test with the reason; with ``CI=true`` it
+fails, so a green CI run means the real server was used.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from jackfield import ConfigField, ConnectionTestResult, connector_registry
+from jackfield.app import Jackfield
+from jackfield.kernel import AuthError, FieldType, HttpProvider
+from jackfield.service import Principal, Role
+from jackfield.settings import Settings
+from jackfield.store import Base, create_db_engine
+from jackfield.store.tables import load_all_models
+
+PG_ADMIN_URL = os.environ.get(
+    "JACKFIELD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+class VaultProvider(HttpProvider):
+    """A provider for service tests: a secret token, a secret file, a required url.
+
+    Its test fails with the token inside the error message, as careless vendor errors
+    do, so the tests can check that redaction catches it."""
+
+    provider_type = "vault_test"
+    display_name = "Vault (tests)"
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return [
+            ConfigField("url", "URL", required=True),
+            ConfigField("token", "Token", secret=True),
+            ConfigField("credentials", "Credentials file", secret=True, type=FieldType.FILE),
+            ConfigField("retries", "Retries", type=FieldType.INTEGER, default=3),
+        ]
+
+    @classmethod
+    def normalize_import_json(cls, data: dict) -> dict:
+        # like a Google "installed app" credentials file: {"installed": {...}}
+        inner = data.get("installed", data)
+        return {"url": inner["url"], "token": inner.get("token", "")}
+
+    def test_connection(self) -> ConnectionTestResult:
+        if self.config.get("token") != "good":
+            raise AuthError(
+                f"token {self.config.get('token')} was rejected by {self.config['url']}"
+            )
+        return ConnectionTestResult(True, "vault reachable", {"url": self.config["url"]})
+
+    def request(self, request):  # pragma: no cover - not used by these tests
+        raise NotImplementedError
+
+
+if not connector_registry.is_registered("http", "vault_test"):
+    connector_registry.register(VaultProvider)
+
+
+def service_reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    if service_reachable(host, port):
+        return
+    message = f"{name} is not reachable at {host}:{port}"
+    if IN_CI:
+        pytest.fail(message + " (CI=true: the real server is required)")
+    pytest.skip(message)
+
+
+def new_key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of its own for this test session, migrated once."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    name = f"jf_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _truncate_pg(url: str) -> None:
+    load_all_models()
+    engine = create_db_engine(url)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test using this runs twice: on SQLite (a fresh file) and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jackfield.db'}"
+        return
+    url = request.getfixturevalue("pg_database")
+    if _has_schema(url):
+        _truncate_pg(url)
+    yield url
+    _truncate_pg(url)
+
+
+def _has_schema(url: str) -> bool:
+    engine = create_db_engine(url)
+    with engine.connect() as conn:
+        found = conn.execute(text("SELECT to_regclass('public.connectors')")).scalar()
+    engine.dispose()
+    return found is not None
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'jackfield.db'}"
+
+
+def make_settings(database_url: str, data_dir: Path, **extra: object) -> Settings:
+    return Settings(
+        database_url=database_url,
+        data_dir=data_dir,
+        secret_key=extra.pop("secret_key", new_key()),
+        **extra,
+    )
+
+
+@pytest.fixture
+def jf(database_url: str, tmp_path: Path) -> Iterator[Jackfield]:
+    app = Jackfield(settings=make_settings(database_url, tmp_path / "data"))
+    yield app
+    app.close()
+
+
+@pytest.fixture
+def org(jf: Jackfield) -> str:
+    return str(jf.accounts.create_org(f"org-{uuid.uuid4().hex[:6]}")["id"])
+
+
+@pytest.fixture
+def admin(org: str) -> Principal:
+    return Principal(org, "admin@example.com", Role.ADMIN)
+
+
+@pytest.fixture
+def other_admin(jf: Jackfield) -> Principal:
+    other = jf.accounts.create_org(f"other-{uuid.uuid4().hex[:6]}")["id"]
+    return Principal(other, "eve@example.com", Role.ADMIN)

@@ -1,0 +1,354 @@
+"""smtp against a real SMTP server (aiosmtpd on 127.0.0.1): what arrives, and how every
+kind of failure reaches the outbox."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage as MimeMessage
+from typing import Any
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from jackfield.connectors.smtp import SmtpProvider
+from jackfield.kernel import (
+    AuthError,
+    AuthFailed,
+    ConnectionFailedError,
+    ConnectorConfigError,
+    Delivered,
+    EmailMessage,
+    Envelope,
+    Permanent,
+    PermanentError,
+    Retry,
+    RetryClass,
+    TransientError,
+)
+
+pytestmark = pytest.mark.filterwarnings(
+    # The test server takes AUTH without TLS on purpose: it only listens on 127.0.0.1.
+    "ignore:Requiring AUTH while not requiring TLS:UserWarning"
+)
+
+USER = "alice"
+PASSWORD = "s3cret-Pa55word"
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: MimeMessage
+
+
+class RecordingHandler:
+    """Accepts mail and keeps it. Recipients named ``refused@...`` get a 550 and
+    ``later@...`` a 451, the way real servers answer unknown or greylisted mailboxes."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.startswith("refused@"):
+            return "550 5.1.1 mailbox unavailable"
+        if address.startswith("later@"):
+            return "451 4.7.1 greylisted, try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = message_from_bytes(envelope.content, policy=policy.default)
+        assert isinstance(message, MimeMessage)
+        self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), message))
+        return "250 Message accepted for delivery"
+
+
+def check_password(
+    server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+) -> AuthResult:
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        USER.encode(),
+        PASSWORD.encode(),
+    )
+    return AuthResult(success=ok, handled=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def smtp_server(**smtp_options: Any) -> Iterator[tuple[RecordingHandler, int]]:
+    handler = RecordingHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port(), **smtp_options)
+    controller.start()
+    try:
+        yield handler, controller.port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[RecordingHandler, int]]:
+    with smtp_server() as running:
+        yield running
+
+
+@pytest.fixture
+def auth_server() -> Iterator[tuple[RecordingHandler, int]]:
+    with smtp_server(
+        authenticator=check_password, auth_required=True, auth_require_tls=False
+    ) as running:
+        yield running
+
+
+def provider(port: int, **config: Any) -> SmtpProvider:
+    return SmtpProvider.from_config(
+        {
+            "host": "127.0.0.1",
+            "port": str(port),
+            "from_address": "Jackfield <jf@example.org>",
+            "timeout_seconds": "5",
+            **config,
+        }
+    )
+
+
+def envelope(payload: dict[str, Any]) -> Envelope:
+    return Envelope(
+        envelope_id="01HZZSMTPTEST", connector_id="c-smtp", operation="send_email", payload=payload
+    )
+
+
+# -- what arrives ------------------------------------------------------------------
+async def test_sent_message_arrives_with_headers_and_body(server: Any) -> None:
+    handler, port = server
+    result = await provider(port).send(
+        EmailMessage(to=("bob@example.com",), subject="Quarterly report", text="Numbers attached.")
+    )
+
+    (got,) = handler.received
+    assert got.mail_from == "jf@example.org"
+    assert got.rcpt_tos == ["bob@example.com"]
+    assert got.message["From"] == "Jackfield <jf@example.org>"
+    assert got.message["To"] == "bob@example.com"
+    assert got.message["Subject"] == "Quarterly report"
+    assert got.message.get_content().strip() == "Numbers attached."
+    assert got.message["Message-ID"] == result.message_id
+    assert result.message_id.endswith("@example.org>")
+
+
+async def test_html_is_sent_as_an_alternative_to_text(server: Any) -> None:
+    handler, port = server
+    await provider(port).send(
+        EmailMessage(to=("bob@example.com",), subject="Hi", text="plain", html="<b>rich</b>")
+    )
+    message = handler.received[0].message
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None and text.get_content().strip() == "plain"
+    assert html is not None and html.get_content().strip() == "<b>rich</b>"
+
+
+async def test_bcc_is_delivered_but_never_a_header(server: Any) -> None:
+    handler, port = server
+    await provider(port).send(
+        EmailMessage(
+            to=("to@example.com",),
+            cc=("cc@example.com",),
+            bcc=("hidden@example.com",),
+            subject="s",
+            text="t",
+            reply_to="replies@example.org",
+            headers={"X-Campaign": "spring"},
+        )
+    )
+    got = handler.received[0]
+    assert got.rcpt_tos == ["to@example.com", "cc@example.com", "hidden@example.com"]
+    assert got.message["Cc"] == "cc@example.com"
+    assert got.message["Reply-To"] == "replies@example.org"
+    assert got.message["X-Campaign"] == "spring"
+    assert got.message["Bcc"] is None
+    assert b"hidden@example.com" not in got.message.as_bytes()
+
+
+async def test_message_sender_overrides_from_address(server: Any) -> None:
+    handler, port = server
+    await provider(port).send(
+        EmailMessage(to=("bob@example.com",), subject="s", sender="Ops <ops@example.net>")
+    )
+    assert handler.received[0].mail_from == "ops@example.net"
+    assert handler.received[0].message["From"] == "Ops <ops@example.net>"
+
+
+async def test_deliver_send_email_through_the_outbox_contract(server: Any) -> None:
+    handler, port = server
+    outcome = await provider(port).deliver(
+        envelope({"to": "bob@example.com", "subject": "via outbox", "text": "hello"})
+    )
+    assert isinstance(outcome, Delivered)
+    assert outcome.result["message_id"] == handler.received[0].message["Message-ID"]
+
+
+async def test_partly_refused_recipients_still_deliver_to_the_rest(
+    server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler, port = server
+    with caplog.at_level(logging.WARNING, logger="jackfield.connectors.smtp"):
+        await provider(port).send(
+            EmailMessage(to=("bob@example.com", "refused@example.com"), subject="s", text="t")
+        )
+    assert handler.received[0].rcpt_tos == ["bob@example.com"]
+    assert "refused@example.com (550)" in caplog.text
+
+
+# -- invalid messages and config ---------------------------------------------------
+async def test_no_sender_anywhere_is_a_config_error(server: Any) -> None:
+    _, port = server
+    smtp = SmtpProvider.from_config({"host": "127.0.0.1", "port": port})
+    with pytest.raises(ConnectorConfigError, match="from_address"):
+        await smtp.send(EmailMessage(to=("bob@example.com",), subject="s"))
+
+
+@pytest.mark.parametrize(
+    "headers", [{"X-Evil": "a\r\nBcc: victim@example.com"}, {"Bcc": "sneaky@example.com"}]
+)
+async def test_header_injection_is_refused(server: Any, headers: dict[str, str]) -> None:
+    handler, port = server
+    with pytest.raises(ConnectorConfigError):
+        await provider(port).send(
+            EmailMessage(to=("bob@example.com",), subject="s", headers=headers)
+        )
+    assert handler.received == []
+
+
+def test_tls_and_starttls_together_are_refused() -> None:
+    with pytest.raises(ConnectorConfigError) as info:
+        SmtpProvider.from_config({"host": "mail.example.org", "tls": "true", "starttls": "true"})
+    assert set(info.value.field_errors) == {"tls", "starttls"}
+
+
+def test_schema_marks_the_password_secret_and_requires_host() -> None:
+    fields = {f.key: f for f in SmtpProvider.config_schema()}
+    assert fields["password"].secret
+    assert fields["host"].required
+    assert (fields["port"].default, fields["timeout_seconds"].default) == (587, 10)
+    with pytest.raises(ConnectorConfigError):
+        SmtpProvider.from_config({})
+
+
+# -- authentication ------------------------------------------------------------------
+async def test_login_with_the_right_password_sends(auth_server: Any) -> None:
+    handler, port = auth_server
+    await provider(port, username=USER, password=PASSWORD).send(
+        EmailMessage(to=("bob@example.com",), subject="authenticated", text="t")
+    )
+    assert handler.received[0].message["Subject"] == "authenticated"
+
+
+async def test_wrong_password_is_an_auth_error_without_the_password(auth_server: Any) -> None:
+    handler, port = auth_server
+    wrong = "not-the-Pa55word"
+    smtp = provider(port, username=USER, password=wrong)
+    with pytest.raises(AuthError) as info:
+        await smtp.send(EmailMessage(to=("bob@example.com",), subject="s", text="t"))
+    assert info.value.operation == "send_email"
+    assert USER in str(info.value)
+    assert wrong not in str(info.value)
+    assert wrong not in repr(info.value.to_dict())
+    assert handler.received == []
+
+    outcome = await smtp.deliver(envelope({"to": "bob@example.com", "subject": "s"}))
+    assert isinstance(outcome, AuthFailed)
+    assert wrong not in outcome.message
+
+
+async def test_server_requiring_auth_refuses_anonymous_sends_permanently(auth_server: Any) -> None:
+    _, port = auth_server
+    with pytest.raises(PermanentError, match="530"):
+        await provider(port).send(EmailMessage(to=("bob@example.com",), subject="s"))
+
+
+# -- failures the outbox must classify -------------------------------------------------
+async def test_closed_port_is_a_retryable_connection_failure() -> None:
+    smtp = provider(free_port())
+    with pytest.raises(ConnectionFailedError) as info:
+        await smtp.send(EmailMessage(to=("bob@example.com",), subject="s"))
+    assert info.value.retryable
+    assert "127.0.0.1" in str(info.value)
+
+    outcome = await smtp.deliver(envelope({"to": "bob@example.com", "subject": "s"}))
+    assert isinstance(outcome, Retry)
+    assert outcome.retry_class is RetryClass.TRANSIENT
+
+
+async def test_silent_server_times_out_as_a_connection_failure() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        smtp = provider(silent.getsockname()[1], timeout_seconds="1")
+        with pytest.raises(ConnectionFailedError):
+            await smtp.send(EmailMessage(to=("bob@example.com",), subject="s"))
+
+
+async def test_550_recipient_is_permanent(server: Any) -> None:
+    handler, port = server
+    smtp = provider(port)
+    with pytest.raises(PermanentError, match="550") as info:
+        await smtp.send(EmailMessage(to=("refused@example.com",), subject="s"))
+    assert "refused@example.com" in str(info.value)
+    outcome = await smtp.deliver(envelope({"to": "refused@example.com", "subject": "s"}))
+    assert isinstance(outcome, Permanent)
+    assert handler.received == []
+
+
+async def test_451_recipient_is_transient(server: Any) -> None:
+    _, port = server
+    smtp = provider(port)
+    with pytest.raises(TransientError, match="451"):
+        await smtp.send(EmailMessage(to=("later@example.com",), subject="s"))
+    outcome = await smtp.deliver(envelope({"to": "later@example.com", "subject": "s"}))
+    assert isinstance(outcome, Retry)
+
+
+# -- connection test -----------------------------------------------------------------
+async def test_connection_test_succeeds_and_logs_in(auth_server: Any) -> None:
+    _, port = auth_server
+    result = await provider(port, username=USER, password=PASSWORD).test_connection()
+    assert result.success, result.message
+    assert result.message == f"connected to 127.0.0.1:{port}, logged in as {USER}"
+
+
+async def test_connection_test_reports_a_refused_login(auth_server: Any) -> None:
+    _, port = auth_server
+    result = await provider(port, username=USER, password="wrong-one").test_connection()
+    assert not result.success
+    assert "refused the login" in result.message
+    assert "wrong-one" not in result.message
+    assert result.details is not None and result.details["code"] == "auth_failed"
+
+
+async def test_connection_test_reports_an_unreachable_server() -> None:
+    result = await provider(free_port()).test_connection()
+    assert not result.success
+    assert "cannot reach the SMTP server 127.0.0.1" in result.message
+
+
+async def test_connection_test_reports_missing_starttls(server: Any) -> None:
+    _, port = server
+    result = await provider(port, starttls="true").test_connection()
+    assert not result.success
+    assert "STARTTLS" in result.message
+    assert result.details is not None and "starttls" in result.details["remediation"]

@@ -1,0 +1,121 @@
+import subprocess
+import sys
+
+import pytest
+
+from jackfield import ConnectorNotFoundError, ConnectorProvider, ConnectorRegistry, Tier
+from jackfield.kernel import MessagingProvider, StorageProvider
+
+
+class Disk(StorageProvider):
+    provider_type = "disk"
+    display_name = "Disk"
+
+    def put(self, path, data, content_type=None): ...
+    def get(self, path): ...
+    def delete(self, path): ...
+    def list(self, prefix=""): ...
+    def stat(self, path): ...
+
+
+def test_register_get_list_and_is_registered():
+    reg = ConnectorRegistry()
+    reg.register(Disk)
+    assert reg.get("storage", "disk") is Disk
+    assert reg.is_registered("storage", "disk")
+    assert not reg.is_registered("storage", "nope")
+    assert reg.list_for_category("storage") == [Disk]
+    assert reg.list_for_category("email") == []
+
+
+def test_unknown_provider_raises_not_found_with_known_names():
+    reg = ConnectorRegistry()
+    reg.register(Disk)
+    with pytest.raises(ConnectorNotFoundError, match="no provider 'nope'") as info:
+        reg.get("storage", "nope")
+    assert "disk" in info.value.remediation
+
+
+def test_duplicate_registration_is_refused():
+    reg = ConnectorRegistry()
+    reg.register(Disk)
+
+    class Disk2(Disk):
+        pass
+
+    with pytest.raises(ValueError, match="already registered"):
+        reg.register(Disk2)
+
+
+def test_invalid_classes_are_refused():
+    reg = ConnectorRegistry()
+    with pytest.raises(TypeError, match="not a ConnectorProvider"):
+        reg.register(object)  # type: ignore[arg-type]
+
+    class NoType(ConnectorProvider):
+        category = "storage"
+        display_name = "x"
+
+    with pytest.raises(TypeError, match="provider_type"):
+        reg.register(NoType)
+
+    class WrongBase(ConnectorProvider):
+        category = "storage"
+        provider_type = "wrong"
+        display_name = "Wrong"
+
+    with pytest.raises(TypeError, match="must subclass StorageProvider"):
+        reg.register(WrongBase)
+
+    class Incomplete(MessagingProvider):
+        provider_type = "incomplete"
+        display_name = "Incomplete"
+
+    with pytest.raises(TypeError, match="does not implement: send_message"):
+        reg.register(Incomplete)
+
+    class BadTier(Disk):
+        provider_type = "bad_tier"
+        tier = "gold"  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match="tier"):
+        reg.register(BadTier)
+
+    class BadName(Disk):
+        provider_type = "Bad-Name"
+
+    with pytest.raises(TypeError, match="lower_snake_case"):
+        reg.register(BadName)
+
+
+def test_discover_finds_the_builtin_entry_points_and_is_idempotent():
+    reg = ConnectorRegistry()
+    reg.discover()
+    reg.discover()
+    types = {(c.category, c.provider_type) for c in reg.all()}
+    assert {("messaging", "echo"), ("storage", "local_fs"), ("email", "smtp")} <= types
+    assert reg.get("messaging", "echo").tier is Tier.INTERNAL_TEST_ONLY
+
+
+def test_discovery_does_not_run_at_import():
+    code = (
+        "import jackfield, jackfield.kernel, jackfield.connectors;"
+        "from jackfield import connector_registry as r;"
+        "assert r.all() == [], r.all();"
+        "r.discover(); assert r.all()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_register_path_reports_missing_modules_on_discovery(monkeypatch):
+    from importlib import metadata
+
+    reg = ConnectorRegistry()
+    broken = metadata.EntryPoint(
+        "broken", "jackfield_missing_pkg.mod:Provider", "jackfield.providers"
+    )
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [broken])
+    reg.discover()
+    assert reg.all() == []
+    assert reg.unavailable[0].name == "broken"
+    assert "pip install" in reg.unavailable[0].error

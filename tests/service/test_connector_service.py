@@ -1,0 +1,362 @@
+"""Connector use cases, on SQLite and on PostgreSQL (the ``jf`` fixture runs both)."""
+
+import base64
+import json
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from jackfield import ConnectorConfigError, ConnectorNotFoundError
+from jackfield.kernel import ConflictError, PermissionDeniedError
+from jackfield.service import Principal, Role
+from jackfield.store import AuditEvent, Connector, ConnectorParam
+
+
+def vault(jf, who, **kw):
+    params = kw.pop(
+        "params",
+        [{"key": "url", "value": "https://vault.example"}, {"key": "token", "value": "good"}],
+    )
+    return jf.connectors.create(
+        who,
+        name=kw.pop("name", "vault"),
+        category="http",
+        provider_type="vault_test",
+        params=params,
+        **kw,
+    )
+
+
+def snapshot(jf):
+    """Everything a failed call must leave untouched."""
+    with jf.db.transaction() as s:
+        connectors = [
+            (c.id, c.name, c.status, c.is_enabled, c.is_default)
+            for c in s.scalars(select(Connector))
+        ]
+        params = [
+            (p.connector_id, p.key, p.value, p.sequence) for p in s.scalars(select(ConnectorParam))
+        ]
+        audits = s.query(AuditEvent).count()
+    return connectors, params, audits
+
+
+def test_create_get_list_update_delete(jf, admin):
+    created = vault(jf, admin)
+    assert created["status"] == "draft" and created["is_enabled"] is False
+    assert created["organization_id"] == admin.organization_id
+    token = next(p for p in created["params"] if p["key"] == "token")
+    assert token == {
+        "key": "token",
+        "value": "********",
+        "value_type": "text",
+        "sequence": 20,
+        "secret": True,
+    }
+
+    assert jf.connectors.get(admin, created["id"])["name"] == "vault"
+    assert [c["id"] for c in jf.connectors.list(admin, category="http")] == [created["id"]]
+    assert jf.connectors.list(admin, category="storage") == []
+
+    updated = jf.connectors.update(admin, created["id"], name="renamed")
+    assert updated["name"] == "renamed"
+
+    jf.connectors.delete(admin, created["id"])
+    with pytest.raises(ConnectorNotFoundError):
+        jf.connectors.get(admin, created["id"])
+    with jf.db.transaction() as s:
+        assert s.scalars(select(ConnectorParam)).all() == []
+
+
+def test_secret_is_encrypted_at_rest_and_the_mask_keeps_it(jf, admin):
+    created = vault(jf, admin)
+    with jf.db.transaction() as s:
+        stored = s.scalar(select(ConnectorParam).where(ConnectorParam.key == "token"))
+        assert stored.value.startswith("jf1:") and "good" not in stored.value
+    # sending the mask back (as the UI does) keeps the stored value
+    jf.connectors.update(
+        admin,
+        created["id"],
+        params=[
+            {"key": "url", "value": "https://vault.example"},
+            {"key": "token", "value": "********"},
+        ],
+    )
+    assert jf.connectors.test(admin, created["id"])["success"] is True
+    assert jf.connectors.get_config(admin, created["id"]) == {
+        "url": "https://vault.example",
+        "token": "********",
+    }
+
+
+def test_other_organizations_connectors_are_invisible(jf, admin, other_admin):
+    created = vault(jf, admin)
+    assert jf.connectors.list(other_admin) == []
+    for call in (
+        lambda: jf.connectors.get(other_admin, created["id"]),
+        lambda: jf.connectors.update(other_admin, created["id"], name="x"),
+        lambda: jf.connectors.delete(other_admin, created["id"]),
+        lambda: jf.connectors.test(other_admin, created["id"]),
+        lambda: jf.connectors.get_config(other_admin, created["id"]),
+        lambda: jf.connectors.set_enabled(other_admin, created["id"], False),
+    ):
+        with pytest.raises(ConnectorNotFoundError):
+            call()
+    assert jf.connectors.get(admin, created["id"])["name"] == "vault"
+
+
+def test_a_user_role_can_read_but_not_write(jf, admin):
+    created = vault(jf, admin)
+    user = Principal(admin.organization_id, "bob@example.com", Role.USER)
+    assert jf.connectors.get(user, created["id"])["id"] == created["id"]
+    with pytest.raises(PermissionDeniedError):
+        jf.connectors.update(user, created["id"], name="x")
+    with pytest.raises(PermissionDeniedError):
+        vault(jf, user)
+
+
+def test_connection_test_sets_status_and_activation_needs_connected(jf, admin):
+    created = vault(
+        jf,
+        admin,
+        params=[{"key": "url", "value": "https://v"}, {"key": "token", "value": "s3cr3t-bad"}],
+    )
+    with pytest.raises(ConflictError, match="not 'connected'"):
+        jf.connectors.set_enabled(admin, created["id"], True)
+
+    result = jf.connectors.test(admin, created["id"])
+    assert result["success"] is False and result["status"] == "error"
+    assert "s3cr3t-bad" not in result["message"] and "********" in result["message"]
+    after = jf.connectors.get(admin, created["id"])
+    assert after["status"] == "error" and after["last_tested_at"] is not None
+
+    jf.connectors.update(
+        admin, created["id"], params=[{"key": "token", "value": "good"}], merge=True
+    )
+    result = jf.connectors.test(admin, created["id"])
+    assert result == {
+        "success": True,
+        "message": "vault reachable",
+        "details": {"url": "https://v"},
+        "status": "connected",
+    }
+    assert jf.connectors.set_enabled(admin, created["id"], True)["is_enabled"] is True
+    assert jf.connectors.set_enabled(admin, created["id"], False)["is_enabled"] is False
+
+
+def test_changing_params_makes_the_connector_draft_again(jf, admin):
+    created = vault(jf, admin)
+    jf.connectors.test(admin, created["id"])
+    changed = jf.connectors.update(
+        admin, created["id"], params=[{"key": "retries", "value": 5}], merge=True
+    )
+    assert changed["status"] == "draft"
+    assert {p["key"] for p in changed["params"]} == {"url", "token", "retries"}
+
+
+def test_only_one_default_per_category(jf, admin):
+    first = vault(jf, admin, name="one", is_default=True)
+    second = vault(jf, admin, name="two")
+    assert jf.connectors.get(admin, first["id"])["is_default"] is True
+    jf.connectors.update(admin, second["id"], is_default=True)
+    assert jf.connectors.get(admin, first["id"])["is_default"] is False
+    assert jf.connectors.get(admin, second["id"])["is_default"] is True
+
+
+def test_the_database_also_refuses_two_defaults(jf, admin):
+    vault(jf, admin, name="one", is_default=True)
+    with pytest.raises(IntegrityError), jf.db.transaction() as s:
+        s.add(
+            Connector(
+                organization_id=admin.organization_id,
+                name="sneaky",
+                category="http",
+                provider_type="vault_test",
+                is_default=True,
+            )
+        )
+
+
+def test_import_config_json_and_base64_file(jf, admin):
+    created = vault(jf, admin)
+    doc = {"installed": {"url": "https://imported", "token": "good"}}
+    imported = jf.connectors.import_config(admin, created["id"], json_data=doc)
+    assert {p["key"]: p["value"] for p in imported["params"]} == {
+        "url": "https://imported",
+        "token": "********",
+    }
+
+    encoded = base64.b64encode(json.dumps({"installed": {"url": "https://file"}}).encode()).decode()
+    imported = jf.connectors.import_config(
+        admin, created["id"], file_content=encoded, file_name="c.json"
+    )
+    assert {p["key"] for p in imported["params"]} == {"url", "token"}
+    assert jf.connectors.get_config(admin, created["id"])["url"] == "https://file"
+
+
+def test_file_params_are_stored_encrypted_and_read_back(jf, admin, tmp_path):
+    content = '{"private_key": "-----BEGIN KEY-----"}'
+    created = vault(
+        jf,
+        admin,
+        params=[
+            {"key": "url", "value": "https://v"},
+            {
+                "key": "credentials",
+                "value": base64.b64encode(content.encode()).decode(),
+                "value_type": "file",
+            },
+        ],
+    )
+    param = next(p for p in created["params"] if p["key"] == "credentials")
+    assert param["value_type"] == "file" and param["value"] == "********"
+    files = [p for p in (tmp_path / "data" / "files").rglob("*") if p.is_file()]
+    assert len(files) == 1 and b"BEGIN KEY" not in files[0].read_bytes()
+    _, _, config = jf.connectors.resolve(created["id"])
+    assert config["credentials"] == content
+    jf.connectors.delete(admin, created["id"])
+    assert not [p for p in (tmp_path / "data" / "files").rglob("*") if p.is_file()]
+
+
+def test_legacy_config_column_is_the_fallback_without_params(jf, admin):
+    with jf.db.transaction() as s:
+        row = Connector(
+            organization_id=admin.organization_id,
+            name="legacy",
+            category="http",
+            provider_type="vault_test",
+            config={"url": "https://legacy"},
+        )
+        s.add(row)
+        s.flush()
+        legacy_id = row.id
+    assert jf.connectors.get_config(admin, legacy_id) == {"url": "https://legacy"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"category": "nope", "provider_type": "vault_test"}, "unknown category"),
+        ({"category": "http", "provider_type": "nope"}, "unknown provider"),
+        ({"category": "http", "provider_type": "vault_test", "params": []}, "URL is required"),
+        (
+            {
+                "category": "http",
+                "provider_type": "vault_test",
+                "params": [{"key": "a..b", "value": "1"}],
+            },
+            "invalid parameter key",
+        ),
+        (
+            {
+                "category": "http",
+                "provider_type": "vault_test",
+                "params": [{"key": "url", "value": "x"}, {"key": "url.sub", "value": "y"}],
+            },
+            "conflicts",
+        ),
+        (
+            {
+                "category": "http",
+                "provider_type": "vault_test",
+                "params": [{"key": "url", "value": "x"}, {"key": "retries", "value": "many"}],
+            },
+            "whole number",
+        ),
+        (
+            {
+                "category": "http",
+                "provider_type": "vault_test",
+                "params": [
+                    {"key": "url", "value": "x"},
+                    {"key": "credentials", "value": "not base64!", "value_type": "file"},
+                ],
+            },
+            "base64",
+        ),
+        (
+            {
+                "category": "http",
+                "provider_type": "vault_test",
+                "name": "  ",
+                "params": [{"key": "url", "value": "x"}],
+            },
+            "name",
+        ),
+    ],
+)
+def test_bad_create_input_is_a_clear_error_and_changes_nothing(jf, admin, kwargs, match):
+    vault(jf, admin)  # something to leave untouched
+    before = snapshot(jf)
+    kwargs.setdefault("name", "bad")
+    with pytest.raises(ConnectorConfigError, match=match):
+        jf.connectors.create(admin, **kwargs)
+    assert snapshot(jf) == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"json_data": ["not", "an", "object"]}, "JSON object"),
+        ({"file_content": base64.b64encode(b"{not json").decode()}, "base64-encoded JSON"),
+        ({"file_content": "%%%"}, "base64-encoded JSON"),
+        ({"json_data": {"unexpected": "shape"}}, "not usable"),
+    ],
+)
+def test_bad_import_is_a_clear_error_and_changes_nothing(jf, admin, kwargs, match):
+    created = vault(jf, admin)
+    before = snapshot(jf)
+    with pytest.raises(ConnectorConfigError, match=match):
+        jf.connectors.import_config(admin, created["id"], **kwargs)
+    assert snapshot(jf) == before
+
+
+def test_activating_an_untested_connector_changes_nothing(jf, admin):
+    created = vault(jf, admin)
+    before = snapshot(jf)
+    with pytest.raises(ConflictError):
+        jf.connectors.set_enabled(admin, created["id"], True)
+    assert snapshot(jf) == before
+
+
+def test_every_admin_change_is_audited_without_secret_values(jf, admin):
+    created = vault(
+        jf,
+        admin,
+        params=[
+            {"key": "url", "value": "https://v"},
+            {"key": "token", "value": "canary-token-123"},
+        ],
+    )
+    jf.connectors.update(admin, created["id"], name="renamed")
+    jf.connectors.test(admin, created["id"])
+    jf.connectors.delete(admin, created["id"])
+    with jf.db.transaction() as s:
+        events = s.scalars(
+            select(AuditEvent)
+            .where(AuditEvent.organization_id == admin.organization_id)
+            .order_by(AuditEvent.id)
+        ).all()
+        actions = [
+            (e.action, e.outcome, e.actor, e.target_id)
+            for e in events
+            if e.target_type == "connector"
+        ]
+        dump = json.dumps([e.details for e in events])
+    assert actions == [
+        ("connector.create", "success", admin.actor, created["id"]),
+        ("connector.update", "success", admin.actor, created["id"]),
+        ("connector.test", "failure", admin.actor, created["id"]),
+        ("connector.delete", "success", admin.actor, created["id"]),
+    ]
+    assert "canary-token-123" not in dump
+
+
+def test_provider_types_describe_schema_and_metadata(jf):
+    items = {t["provider_type"]: t for t in jf.connectors.provider_types()}
+    assert items["local_fs"]["category"] == "storage" and items["local_fs"]["tier"] == "supported"
+    assert items["echo"]["tier"] == "internal_test_only"
+    smtp = items["smtp"]["config_schema"]
+    assert smtp["properties"]["password"]["writeOnly"] is True
+    assert [t["provider_type"] for t in jf.connectors.provider_types("email")] == ["smtp"]
