@@ -259,3 +259,18 @@ async def test_redirect_to_allowlisted_hop_followed(
         response = await request(client, "GET", "/redirect", params={"to": "/hello"})
     assert response.json() == {"hello": "world"}
     assert HITS == ["/redirect", "/hello"]
+
+
+class _BlindPreCheck(EgressPolicy):
+    """Stands in for a rebinding resolver: the request-time check sees a harmless answer."""
+
+    async def check(self, url: object, timeout: float | None = None) -> list[object]:  # type: ignore[override]
+        return []
+
+
+async def test_connection_is_checked_again_at_connect_time(server: str) -> None:
+    port = server.rsplit(":", 1)[1]
+    async with create_client(f"http://localhost:{port}", policy=_BlindPreCheck()) as client:
+        with pytest.raises(EgressDeniedError, match=r"resolves to 127\.0\.0\.1"):
+            await request(client, "GET", "/hello")
+    assert HITS == []

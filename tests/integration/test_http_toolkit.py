@@ -371,6 +371,8 @@ async def test_status_translation_never_leaks_credentials(
         {"mode": "basic", "username": "ada", "password": PASSWORD},
         {"mode": "bearer", "token": PASSWORD},
         {"mode": "api_key", "api_key": PASSWORD, "api_key_in": "query"},
+        {"mode": "api_key", "api_key": PASSWORD, "api_key_in": "query", "api_key_param": "k"},
+        {"mode": "api_key", "api_key": PASSWORD, "api_key_header": "X-Client"},
     ],
 )
 async def test_echoed_credentials_are_redacted(server: str, config: dict[str, str]) -> None:

@@ -1,10 +1,10 @@
 """Auth modes for HTTP connectors, as httpx2 ``Auth`` classes.
 
 Each mode is an ``Auth`` so it is applied per request by the client and never baked
-into default headers, where it would follow the client to any host. Credentials placed
-in a custom header are recorded on the request (``credential_extensions``) so the client
-can drop them when a redirect leaves the origin, as httpx2 already does for
-``Authorization``.
+into default headers, where it would follow the client to any host. Auth classes record
+on the request (extensions) which headers and query params they filled in: the client
+drops those headers when a redirect leaves the origin (httpx2 only does that for
+``Authorization``), and error messages scrub their values.
 """
 
 from __future__ import annotations
@@ -17,7 +17,13 @@ import httpx2
 
 from jackfield.kernel.errors import AuthError, ConnectorConfigError
 
-from .errors import body_excerpt, raise_for_response, redact
+from .errors import (
+    CREDENTIAL_HEADERS,
+    CREDENTIAL_PARAMS,
+    body_excerpt,
+    raise_for_response,
+    redact,
+)
 
 AUTH_MODES = (
     "none",
@@ -28,7 +34,6 @@ AUTH_MODES = (
     "oauth2_authorization_code",
 )
 CREDENTIAL_ORIGIN = "jackfield.credential_origin"
-CREDENTIAL_HEADERS = "jackfield.credential_headers"
 AuthFlow = Generator[httpx2.Request, httpx2.Response, None]
 
 
@@ -76,6 +81,8 @@ class QueryParamAuth(httpx2.Auth):
 
     def auth_flow(self, request: httpx2.Request) -> AuthFlow:
         request.url = request.url.copy_set_param(self.param, self._value)
+        names = tuple(request.extensions.get(CREDENTIAL_PARAMS, ()))
+        request.extensions[CREDENTIAL_PARAMS] = (*names, self.param)
         yield request
 
 

@@ -20,6 +20,7 @@ import asyncio
 import ipaddress
 import os
 import socket
+import ssl
 from collections.abc import Iterable
 from typing import Any
 
@@ -270,7 +271,7 @@ class EgressGuardTransport(httpx2.AsyncHTTPTransport):
         self,
         policy: EgressPolicy | None = None,
         *,
-        verify: bool | Any = True,
+        verify: ssl.SSLContext | bool = True,
         limits: httpx2.Limits | None = None,
         retries: int = 0,
     ) -> None:

@@ -36,6 +36,10 @@ _SENSITIVE_NAME = re.compile(
     r"auth|key|token|secret|pass|cookie|session|signature|^sig$|credential", re.IGNORECASE
 )
 _REDACTED = "[redacted]"
+# Request extensions where auth classes name the headers / query params they filled in,
+# so that credentials under innocuous names ("k", "X-Id") are scrubbed too.
+CREDENTIAL_HEADERS = "jackfield.credential_headers"
+CREDENTIAL_PARAMS = "jackfield.credential_params"
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -59,8 +63,10 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 def request_secrets(request: httpx2.Request) -> set[str]:
     """Credential values a request carries (auth headers, key-like query params)."""
     found: set[str] = set()
+    marked_headers = {n.lower() for n in request.extensions.get(CREDENTIAL_HEADERS, ())}
+    marked_params = set(request.extensions.get(CREDENTIAL_PARAMS, ()))
     for name, value in request.headers.items():
-        if not _SENSITIVE_NAME.search(name):
+        if not (_SENSITIVE_NAME.search(name) or name.lower() in marked_headers):
             continue
         found.add(value)
         scheme, _, credential = value.partition(" ")
@@ -73,7 +79,7 @@ def request_secrets(request: httpx2.Request) -> set[str]:
                 continue
             found.update({decoded, decoded.partition(":")[2]})
     for name, value in request.url.params.multi_items():
-        if _SENSITIVE_NAME.search(name):
+        if _SENSITIVE_NAME.search(name) or name in marked_params:
             found.add(value)
     return {value for value in found if len(value) >= 4}
 

@@ -1,0 +1,33 @@
+"""Request dependencies: the application and the authenticated principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..app import Jackfield
+from ..kernel.errors import AuthenticationError
+from ..service import Principal
+
+
+def get_jackfield(request: Request) -> Jackfield:
+    jf: Jackfield = request.app.state.jackfield
+    return jf
+
+
+def current_principal(request: Request) -> Principal:
+    """The caller, from ``Authorization: Bearer <token>`` (or the UI's session cookie)."""
+    jf = get_jackfield(request)
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return jf.accounts.authenticate_token(token.strip())
+    session_user = getattr(request.state, "session_user_id", None)
+    if session_user:
+        return jf.accounts.principal_for_user(session_user)
+    raise AuthenticationError("authentication required")
+
+
+JF = Annotated[Jackfield, Depends(get_jackfield)]
+Caller = Annotated[Principal, Depends(current_principal)]

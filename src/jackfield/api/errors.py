@@ -1,0 +1,82 @@
+"""One error body for every failure: ``{"error": {"code", "message", "remediation"}}``.
+
+Status codes follow the error class; a 5xx only for real faults, never with a trace.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..kernel.errors import (
+    AuthenticationError,
+    ConflictError,
+    ConnectorConfigError,
+    ConnectorError,
+    ConnectorNotFoundError,
+    JackfieldError,
+    PermissionDeniedError,
+)
+from ..secrets import redactor
+
+log = logging.getLogger(__name__)
+
+STATUS_BY_ERROR: list[tuple[type[JackfieldError], int]] = [
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (ConnectorNotFoundError, 404),
+    (ConflictError, 409),
+    (ConnectorConfigError, 422),
+    (ConnectorError, 400),
+]
+
+
+def status_for(exc: JackfieldError) -> int:
+    if getattr(exc, "code", None) == "not_found":
+        return 404
+    for cls, status in STATUS_BY_ERROR:
+        if isinstance(exc, cls):
+            return status
+    return 500
+
+
+def error_body(code: str, message: str, remediation: str = "", **extra: object) -> dict:
+    body = {"code": code, "message": redactor.redact(message), "remediation": remediation}
+    body.update({k: redactor.redact_obj(v) for k, v in extra.items() if v})
+    return {"error": body}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(JackfieldError)
+    async def jackfield_error(_: Request, exc: JackfieldError) -> JSONResponse:
+        status = status_for(exc)
+        if status >= 500:
+            log.error("request failed: %s", exc)
+        details = exc.details or None
+        body = error_body(exc.code, exc.message, exc.remediation, details=details)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(body, status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = {
+            ".".join(str(p) for p in err["loc"] if p != "body"): err["msg"] for err in exc.errors()
+        }
+        body = error_body(
+            "invalid_request",
+            "the request is not valid: " + "; ".join(f"{k}: {v}" for k, v in fields.items()),
+            "Check the request body against the OpenAPI document.",
+            details={"fields": fields},
+        )
+        return JSONResponse(body, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)

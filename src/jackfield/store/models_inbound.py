@@ -1,0 +1,54 @@
+"""Inbox, polling cursors and inbound-unit leases (owned by the runtime's inbound side)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .models import Base, utcnow
+
+
+class InboxEvent(Base):
+    """One inbound event; ``(connector_id, event_id)`` deduplicates redeliveries."""
+
+    __tablename__ = "inbox_events"
+    __table_args__ = (
+        UniqueConstraint("connector_id", "event_id", name="uq_inbox_event"),
+        Index("ix_inbox_org_id", "organization_id", "id"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    connector_id: Mapped[str] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), index=True
+    )
+    organization_id: Mapped[str] = mapped_column(String(36))
+    event_id: Mapped[str] = mapped_column(String(200))
+    event_type: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    source: Mapped[str] = mapped_column(String(20))  # webhook | polling | subscription | loopback
+    occurred_at: Mapped[datetime | None]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    dispatched_at: Mapped[datetime | None]
+
+
+class InboundCursor(Base):
+    """A polling unit's position, committed in the same transaction as its events."""
+
+    __tablename__ = "inbound_cursors"
+    connector_id: Mapped[str] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), primary_key=True
+    )
+    cursor: Mapped[str | None] = mapped_column(String(1000))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class UnitLease(Base):
+    """Which node owns an inbound unit; ``generation`` fences a stale owner's writes."""
+
+    __tablename__ = "unit_leases"
+    unit: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    expires_at: Mapped[datetime]

@@ -1,0 +1,26 @@
+"""OAuth2 flow state (owned by the OAuth service)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .models import Base, utcnow
+
+
+class OAuthState(Base):
+    """A pending authorization: single-use nonce bound to organization and connector."""
+
+    __tablename__ = "oauth_states"
+    nonce: Mapped[str] = mapped_column(String(100), primary_key=True)
+    connector_id: Mapped[str] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), index=True
+    )
+    organization_id: Mapped[str] = mapped_column(String(36))
+    code_verifier: Mapped[str] = mapped_column(String(200))  # encrypted at rest
+    redirect_uri: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]

@@ -1,0 +1,413 @@
+"""The generic ``http`` provider against a real ASGI app served by uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from jackfield.connectors.http import HttpRestProvider
+from jackfield.kernel import (
+    AuthFailed,
+    ConnectionTestResult,
+    ConnectorConfigError,
+    Delivered,
+    Envelope,
+    HttpRequest,
+    Permanent,
+    Retry,
+    RetryClass,
+    Tier,
+    connector_registry,
+)
+
+API_KEY = "key-51d0c3-very-secret"
+PASSWORD = "pw-9e8d7c-secret"
+CLIENT_SECRET = "cs-1a2b3c-secret"
+STATE: dict[str, Any] = {}
+
+
+async def echo(request: Request) -> Response:
+    STATE["hits"] += 1
+    return JSONResponse(
+        {
+            "method": request.method,
+            "path": request.url.path,
+            "headers": dict(request.headers),
+            "query": dict(request.query_params),
+            "body": (await request.body()).decode(),
+        }
+    )
+
+
+async def status(request: Request) -> Response:
+    """Answers the status asked for, echoing the request headers and query back."""
+    code = int(request.path_params["code"])
+    headers = {"Retry-After": "42"} if code == 429 else {}
+    seen = {"headers": dict(request.headers), "query": dict(request.query_params)}
+    return JSONResponse({"error": "nope", "seen": seen}, code, headers=headers)
+
+
+async def token(request: Request) -> Response:
+    form = dict(await request.form())
+    if form.get("client_secret") != CLIENT_SECRET:
+        return JSONResponse(
+            {"error": "invalid_client", "error_description": f"{form.get('client_secret')}"}, 401
+        )
+    STATE["token_requests"] += 1
+    return JSONResponse({"access_token": f"cc-{STATE['token_requests']}", "expires_in": 3600})
+
+
+async def needs_token(request: Request) -> Response:
+    if request.headers.get("authorization") != "Bearer cc-1":
+        return JSONResponse({"error": "invalid_token"}, 401)
+    return JSONResponse({"ok": True})
+
+
+APP = Starlette(
+    routes=[
+        Route("/api/echo", echo, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
+        Route("/api/status/{code:int}", status, methods=["GET", "POST"]),
+        Route("/api/health", echo),
+        Route("/api/cc", needs_token),
+        Route("/token", token, methods=["POST"]),
+    ]
+)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    """uvicorn serving APP on a free 127.0.0.1 port in a background thread."""
+    config = uvicorn.Config(APP, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not srv.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    port = srv.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(autouse=True)
+def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JACKFIELD_EGRESS_ALLOWLIST", "127.0.0.1")
+    STATE.clear()
+    STATE.update(hits=0, token_requests=0)
+
+
+def make(server: str, **auth: Any) -> HttpRestProvider:
+    config: dict[str, Any] = {"base_url": f"{server}/api", "auth": auth}
+    return HttpRestProvider.from_config(config)
+
+
+def envelope(payload: dict[str, Any], operation: str = "request") -> Envelope:
+    return Envelope(
+        envelope_id="01J0000000000000000000000",
+        connector_id="c1",
+        operation=operation,
+        payload=payload,
+    )
+
+
+def _no_secrets(text: str) -> None:
+    for secret in (API_KEY, PASSWORD, CLIENT_SECRET):
+        assert secret not in text
+
+
+# -- metadata and config ---------------------------------------------------------------
+def test_metadata_and_schema() -> None:
+    assert HttpRestProvider.provider_type == "http"
+    assert HttpRestProvider.category == "http"
+    assert HttpRestProvider.display_name == "HTTP (generic REST)"
+    assert HttpRestProvider.tier is Tier.SUPPORTED
+    fields = {f.key: f for f in HttpRestProvider.config_schema()}
+    assert fields["base_url"].required
+    assert fields["auth.mode"].choices == (
+        "none",
+        "api_key",
+        "basic",
+        "bearer",
+        "oauth2_client_credentials",
+        "oauth2_authorization_code",
+    )
+    assert fields["auth.mode"].default == "none"
+    assert fields["auth.api_key_header"].default == "X-API-Key"
+    assert fields["auth.api_key_in"].choices == ("header", "query")
+    assert fields["timeout_seconds"].default == 30
+    secret = {k for k, f in fields.items() if f.secret}
+    assert secret == {
+        "auth.api_key",
+        "auth.password",
+        "auth.token",
+        "auth.client_secret",
+        "auth.refresh_token",
+    }
+
+
+def test_registers_in_a_registry() -> None:
+    registry = type(connector_registry)()
+    registry.register(HttpRestProvider)
+    assert registry.get("http", "http") is HttpRestProvider
+
+
+def test_module_import_does_not_import_http_library() -> None:
+    code = (
+        "import sys, jackfield.connectors.http as m; m.HttpRestProvider.config_schema(); "
+        "assert 'httpx2' not in sys.modules, 'httpx2 imported'; "
+        "assert 'jackfield.integration' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_defaults_applied() -> None:
+    provider = HttpRestProvider.from_config({"base_url": "https://api.example.com"})
+    assert provider.config["auth"]["mode"] == "none"
+    assert provider.config["timeout_seconds"] == 30
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [
+        ({}, "base_url"),
+        ({"base_url": "ftp://example.com"}, "base_url"),
+        ({"base_url": "example.com/api"}, "base_url"),
+        ({"base_url": "https://u:p@example.com"}, "base_url"),
+        ({"base_url": "https://x.io", "timeout_seconds": "0"}, "timeout_seconds"),
+        ({"base_url": "https://x.io", "auth": {"mode": "magic"}}, "auth.mode"),
+        ({"base_url": "https://x.io", "auth": {"mode": "api_key"}}, "auth.api_key"),
+        ({"base_url": "https://x.io", "auth": {"mode": "basic"}}, "auth.username"),
+        ({"base_url": "https://x.io", "auth": {"mode": "bearer"}}, "auth.token"),
+        (
+            {"base_url": "https://x.io", "auth": {"mode": "oauth2_client_credentials"}},
+            "auth.client_secret",
+        ),
+    ],
+)
+def test_invalid_config(config: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConnectorConfigError) as info:
+        HttpRestProvider.from_config(config)
+    assert field in info.value.field_errors
+
+
+# -- the request operation through deliver ---------------------------------------------
+async def test_deliver_request_delivered(server: str) -> None:
+    provider = make(server)
+    payload = {"method": "post", "path": "/echo", "json": {"a": 1}, "params": {"q": "x"}}
+    outcome = await provider.deliver(envelope(payload))
+    assert outcome == Delivered({"status": 200})
+    assert STATE["hits"] == 1
+
+
+async def test_request_returns_response(server: str) -> None:
+    provider = make(server)
+    response = await provider.request(
+        HttpRequest("PUT", "echo", headers={"X-Trace": "t1"}, body=b"raw body")
+    )
+    data = response.json()
+    assert response.status == 200
+    assert data["method"] == "PUT"
+    assert data["path"] == "/api/echo"
+    assert data["headers"]["x-trace"] == "t1"
+    assert data["body"] == "raw body"
+
+
+@pytest.mark.parametrize(
+    ("auth", "check"),
+    [
+        ({"mode": "none"}, lambda d: "authorization" not in d["headers"]),
+        (
+            {"mode": "api_key", "api_key": API_KEY},
+            lambda d: d["headers"]["x-api-key"] == API_KEY,
+        ),
+        (
+            {"mode": "api_key", "api_key": API_KEY, "api_key_header": "Api-Token"},
+            lambda d: d["headers"]["api-token"] == API_KEY,
+        ),
+        (
+            {"mode": "api_key", "api_key": API_KEY, "api_key_in": "query"},
+            lambda d: d["query"]["api_key"] == API_KEY,
+        ),
+        (
+            {"mode": "api_key", "api_key": API_KEY, "api_key_in": "query", "api_key_param": "k"},
+            lambda d: d["query"]["k"] == API_KEY,
+        ),
+        (
+            {"mode": "basic", "username": "ada", "password": PASSWORD},
+            lambda d: (
+                d["headers"]["authorization"]
+                == "Basic " + base64.b64encode(f"ada:{PASSWORD}".encode()).decode()
+            ),
+        ),
+        (
+            {"mode": "bearer", "token": API_KEY},
+            lambda d: d["headers"]["authorization"] == f"Bearer {API_KEY}",
+        ),
+        (
+            {"mode": "oauth2_authorization_code", "token": API_KEY, "refresh_token": "r"},
+            lambda d: d["headers"]["authorization"] == f"Bearer {API_KEY}",
+        ),
+    ],
+)
+async def test_auth_modes_seen_by_server(server: str, auth: dict[str, str], check: Any) -> None:
+    response = await make(server, **auth).request(HttpRequest("GET", "/echo"))
+    assert check(response.json())
+
+
+async def test_client_credentials_token_reused_across_deliveries(server: str) -> None:
+    provider = make(
+        server,
+        mode="oauth2_client_credentials",
+        client_id="cid",
+        client_secret=CLIENT_SECRET,
+        token_url=f"{server}/token",
+        scopes="read,write",
+    )
+    for _ in range(3):
+        outcome = await provider.deliver(envelope({"path": "/cc"}))
+        assert outcome == Delivered({"status": 200})
+    assert STATE["token_requests"] == 1
+
+
+async def test_open_client_is_reused_and_closed(server: str) -> None:
+    provider = make(server)
+    await provider.open()
+    try:
+        for _ in range(2):
+            assert (await provider.deliver(envelope({"path": "/echo"}))) == Delivered(
+                {"status": 200}
+            )
+    finally:
+        await provider.close()
+    await provider.close()  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [(404, Permanent), (400, Permanent), (401, AuthFailed), (403, AuthFailed), (500, Retry)],
+)
+async def test_deliver_outcomes(server: str, code: int, expected: type) -> None:
+    provider = make(server, mode="api_key", api_key=API_KEY)
+    outcome = await provider.deliver(envelope({"method": "POST", "path": f"/status/{code}"}))
+    assert isinstance(outcome, expected)
+    assert not isinstance(outcome, Delivered)
+    assert str(code) in outcome.message
+    _no_secrets(outcome.message)
+
+
+async def test_deliver_rate_limited_carries_retry_after(server: str) -> None:
+    outcome = await make(server).deliver(envelope({"path": "/status/429"}))
+    assert isinstance(outcome, Retry)
+    assert outcome.retry_class is RetryClass.RATE_LIMITED
+    assert outcome.retry_after == 42.0
+
+
+async def test_deliver_unreachable_is_retry() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = HttpRestProvider.from_config({"base_url": f"http://127.0.0.1:{port}"})
+    outcome = await provider.deliver(envelope({"path": "/x"}))
+    assert isinstance(outcome, Retry)
+    assert outcome.error_class == "ConnectionFailedError"
+
+
+async def test_deliver_egress_denied_is_permanent(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JACKFIELD_EGRESS_ALLOWLIST")
+    outcome = await make(server).deliver(envelope({"path": "/echo"}))
+    assert isinstance(outcome, Permanent)
+    assert outcome.error_class == "EgressDeniedError"
+    assert STATE["hits"] == 0
+
+
+@pytest.mark.parametrize("path", ["http://evil.example/x", "//evil.example/x", "https://a.b"])
+async def test_absolute_path_refused(server: str, path: str) -> None:
+    provider = make(server, mode="bearer", token=API_KEY)
+    outcome = await provider.deliver(envelope({"path": path}))
+    assert isinstance(outcome, Permanent)
+    assert "relative" in outcome.message
+
+
+async def test_unknown_operation_is_permanent(server: str) -> None:
+    outcome = await make(server).deliver(envelope({}, operation="explode"))
+    assert isinstance(outcome, Permanent)
+
+
+# -- test_connection ---------------------------------------------------------------------
+async def test_connection_success(server: str) -> None:
+    result = await make(server).test_connection()
+    assert result.success is False  # GET /api itself is a 404 on this server
+    provider = HttpRestProvider.from_config({"base_url": f"{server}/api", "health_path": "/health"})
+    result = await provider.test_connection()
+    assert result == ConnectionTestResult(True, "127.0.0.1 answered HTTP 200", {"status": 200})
+
+
+async def test_connection_egress_denied(server: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JACKFIELD_EGRESS_ALLOWLIST")
+    result = await make(server).test_connection()
+    assert not result.success
+    assert "loopback" in result.message
+    assert result.details is not None
+    assert result.details["code"] == "egress_denied"
+    assert "JACKFIELD_EGRESS_ALLOWLIST" in result.details["remediation"]
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"mode": "basic", "username": "ada", "password": PASSWORD},
+        {"mode": "api_key", "api_key": API_KEY},
+        {"mode": "api_key", "api_key": API_KEY, "api_key_in": "query"},
+        {"mode": "bearer", "token": API_KEY},
+    ],
+)
+async def test_connection_auth_failure(server: str, auth: dict[str, str]) -> None:
+    provider = HttpRestProvider.from_config(
+        {"base_url": f"{server}/api", "health_path": "/status/401", "auth": auth}
+    )
+    result = await provider.test_connection()
+    assert not result.success
+    assert result.details is not None and result.details["code"] == "auth_failed"
+    _no_secrets(result.message + repr(result.details))
+
+
+async def test_connection_token_endpoint_refuses(server: str) -> None:
+    provider = make(
+        server,
+        mode="oauth2_client_credentials",
+        client_id="cid",
+        client_secret=CLIENT_SECRET + "-wrong",
+        token_url=f"{server}/token",
+    )
+    result = await provider.test_connection()
+    assert not result.success
+    assert result.details is not None and result.details["code"] == "auth_failed"
+    assert "invalid_client" in result.message
+    _no_secrets(result.message + repr(result.details))
+
+
+async def test_connection_unreachable() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    provider = HttpRestProvider.from_config({"base_url": f"http://127.0.0.1:{port}/"})
+    result = await provider.test_connection()
+    assert not result.success
+    assert result.details is not None and result.details["code"] == "connection_failed"
