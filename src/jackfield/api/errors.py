@@ -6,6 +6,7 @@ Status codes follow the error class; a 5xx only for real faults, never with a tr
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -44,7 +45,7 @@ def status_for(exc: JackfieldError) -> int:
     return 500
 
 
-def error_body(code: str, message: str, remediation: str = "", **extra: object) -> dict:
+def error_body(code: str, message: str, remediation: str = "", **extra: object) -> dict[str, Any]:
     body = {"code": code, "message": redactor.redact(message), "remediation": remediation}
     body.update({k: redactor.redact_obj(v) for k, v in extra.items() if v})
     return {"error": body}

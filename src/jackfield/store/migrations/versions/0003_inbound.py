@@ -15,7 +15,7 @@ depends_on = None
 TS = sa.DateTime(timezone=True)
 
 
-def _connector_fk(primary_key: bool = False) -> sa.Column:
+def _connector_fk(primary_key: bool = False) -> sa.Column[str]:
     return sa.Column(
         "connector_id",
         sa.String(36),
