@@ -1,22 +1,35 @@
 """The FastAPI application: routers only; every rule lives in ``jackfield.service``.
 
-Routers are listed in ``ROUTER_MODULES``; each module exposes ``router``. Start-up and
-shutdown hooks (the runtime) are registered through ``LIFESPAN_HOOKS``.
+Every module of ``jackfield.api.routes`` and ``jackfield.ui.pages`` that defines a
+``router`` is included, in module-name order, so an area adds endpoints by adding a
+module. The runtime (when the application has one) starts and stops with the app.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from types import ModuleType
 
 from fastapi import FastAPI
 
 from ..app import Jackfield
 from .errors import install_error_handlers
 
-ROUTER_MODULES = ["jackfield.api.health"]
-"""Routers included in this order (each module defines ``router``)."""
+ROUTER_PACKAGES = ("jackfield.api.routes", "jackfield.ui.pages")
+
+
+def _router_modules() -> list[ModuleType]:
+    modules = []
+    for package_name in ROUTER_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in sorted(pkgutil.iter_modules(package.__path__), key=lambda i: i.name):
+            module = importlib.import_module(f"{package_name}.{info.name}")
+            if hasattr(module, "router"):
+                modules.append(module)
+    return modules
 
 
 def create_app(jf: Jackfield, *, start_runtime: bool = True) -> FastAPI:
@@ -34,6 +47,10 @@ def create_app(jf: Jackfield, *, start_runtime: bool = True) -> FastAPI:
     app = FastAPI(title="Jackfield", version="0.1.0", lifespan=lifespan)
     app.state.jackfield = jf
     install_error_handlers(app)
-    for name in ROUTER_MODULES:
-        app.include_router(importlib.import_module(name).router)
+    for module in _router_modules():
+        app.include_router(module.router)
+    for module in _router_modules():
+        setup = getattr(module, "setup_app", None)
+        if setup is not None:  # e.g. static files, middleware of the UI
+            setup(app)
     return app

@@ -1,0 +1,1 @@
+"""Admin UI pages: every module here that defines ``router`` is included by ``create_app``."""
