@@ -144,6 +144,17 @@ class TransientError(ConnectorError):
     code = "transient"
     retry_class = RetryClass.TRANSIENT
 
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        operation: str | None = None,
+        remediation: str | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, remediation=remediation)
+        self.retry_after = retry_after
+
 
 class PermanentError(ConnectorError):
     code = "permanent"

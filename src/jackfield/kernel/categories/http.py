@@ -11,6 +11,10 @@ from ..errors import ConnectorConfigError
 from ..provider import Category, ConnectorProvider
 
 
+RESULT_BODY_LIMIT = 64 * 1024
+"""How much of a response body a delivery result keeps (the outbox stores results)."""
+
+
 @dataclass(frozen=True)
 class HttpRequest:
     method: str
@@ -60,5 +64,9 @@ class HttpProvider(ConnectorProvider):
     async def _request_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         response = await call_async(self.request, HttpRequest.from_payload(payload))
         if isinstance(response, HttpResponse):
-            return {"status": response.status}
+            return {
+                "status": response.status,
+                "headers": dict(response.headers),
+                "body": response.body[:RESULT_BODY_LIMIT].decode("utf-8", "replace"),
+            }
         return {}
