@@ -1,3 +1,5 @@
+import json
+
 """The generic ``http`` provider against a real ASGI app served by uvicorn on 127.0.0.1."""
 
 from __future__ import annotations
@@ -210,7 +212,10 @@ async def test_deliver_request_delivered(server: str) -> None:
     provider = make(server)
     payload = {"method": "post", "path": "/echo", "json": {"a": 1}, "params": {"q": "x"}}
     outcome = await provider.deliver(envelope(payload))
-    assert outcome == Delivered({"status": 200})
+    assert isinstance(outcome, Delivered)
+    assert outcome.result["status"] == 200
+    seen = json.loads(outcome.result["body"])  # the delivery result keeps the response
+    assert (seen["method"], seen["query"], json.loads(seen["body"])) == ("POST", {"q": "x"}, {"a": 1})
     assert STATE["hits"] == 1
 
 
