@@ -1,10 +1,10 @@
-import json
 
 """The generic ``http`` provider against a real ASGI app served by uvicorn on 127.0.0.1."""
 
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import subprocess
 import sys
