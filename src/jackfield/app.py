@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from .kernel.provider import ConnectorProvider
 from .kernel.registry import ConnectorRegistry, connector_registry
 from .secrets import SecretBox, load_keyring, write_key_file
 from .secrets.keys import MasterKey, key_file_path
@@ -90,6 +91,17 @@ class Jackfield:
                 "tls": s.smtp_tls,
             }
         return None
+
+    # -- providers ------------------------------------------------------------------
+    def open_provider(self, connector_id: str) -> ConnectorProvider:
+        """A configured provider instance for a stored connector (any organization).
+
+        The one place that turns a connector record into a live provider, so wiring
+        such as OAuth token refresh is attached the same way for the runtime, the API
+        and tests. The caller owns the instance (``open``/``close``).
+        """
+        _, cls, config = self.connectors.resolve(connector_id)
+        return cls.from_config(config)
 
     # -- keys ---------------------------------------------------------------------------
     def rotate_keys(self) -> int:

@@ -10,7 +10,6 @@ from .._async import call_async
 from ..errors import ConnectorConfigError
 from ..provider import Category, ConnectorProvider
 
-
 RESULT_BODY_LIMIT = 64 * 1024
 """How much of a response body a delivery result keeps (the outbox stores results)."""
 
