@@ -1,0 +1,141 @@
+"""The README tour through the real ``jackfield`` console script, on SQLite and PostgreSQL."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+JACKFIELD = shutil.which("jackfield", path=str(Path(os.sys.executable).parent))
+
+
+class Cli:
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.env, self.cwd = env, cwd
+
+    def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
+        proc = subprocess.run([JACKFIELD, *args], env=self.env, cwd=self.cwd,
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == expect, f"{args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+    def json(self, *args: str) -> dict:
+        return json.loads(self.run(*args, "--json").stdout)
+
+
+def make_cli(database_url: str, tmp_path: Path) -> Cli:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JACKFIELD_")}
+    env.update(JACKFIELD_DATABASE_URL=database_url, JACKFIELD_DATA_DIR=str(tmp_path / "data"))
+    return Cli(env, tmp_path)
+
+
+@pytest.fixture
+def cli(sqlite_url, tmp_path) -> Cli:
+    return make_cli(sqlite_url, tmp_path)
+
+
+@pytest.fixture
+def any_db_cli(database_url, tmp_path) -> Cli:
+    """The CLI on SQLite and on PostgreSQL."""
+    return make_cli(database_url, tmp_path)
+
+
+def user_error(proc: subprocess.CompletedProcess, *fragments: str) -> None:
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_the_readme_tour(any_db_cli, tmp_path):
+    cli = any_db_cli
+    cli.run("db", "upgrade")
+    org = cli.json("orgs", "create", "acme")
+    assert org["name"] == "acme"
+    created = cli.run("users", "create", "ann@acme.io", "--org", "acme", "--role", "admin", "--token")
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("jf_")
+    assert cli.run("tokens", "create", "--user", "ann@acme.io", "--name", "ci").stdout.strip().startswith("jf_")
+
+    types = cli.json("providers", "list")["items"]
+    assert {"local_fs", "smtp", "echo"} <= {t["provider_type"] for t in types}
+    assert [t["provider_type"] for t in cli.json("providers", "list", "--category", "email")["items"]] == ["smtp"]
+
+    root = tmp_path / "files"
+    conn = cli.json("connectors", "create", "--org", "acme", "--name", "disk", "--category", "storage",
+                    "--provider", "local_fs", "--param", f"root={root}")
+    assert conn["status"] == "draft" and conn["params"][0] == {
+        "key": "root", "value": str(root), "value_type": "text", "sequence": 10, "secret": False}
+    cid = conn["id"]
+    assert [c["id"] for c in cli.json("connectors", "list", "--org", "acme")["items"]] == [cid]
+
+    result = cli.json("connectors", "test", cid)
+    assert result == {"success": True, "message": result["message"], "details": result["details"], "status": "connected"}
+    assert cli.json("connectors", "activate", cid)["is_enabled"] is True
+    assert cli.json("connectors", "show", cid)["status"] == "connected"
+    assert cli.json("connectors", "config", cid) == {"success": True, "config": {"root": str(root)}}
+
+    renamed = cli.json("connectors", "update", cid, "--name", "disk2", "--default")
+    assert renamed["name"] == "disk2" and renamed["is_default"] is True
+
+    imported = tmp_path / "import.json"
+    imported.write_text(json.dumps({"root": str(tmp_path / "other")}))
+    after = cli.json("connectors", "import-config", cid, str(imported))
+    assert after["params"][0]["value"] == str(tmp_path / "other") and after["status"] == "draft"
+
+    assert cli.json("connectors", "deactivate", cid)["is_enabled"] is False
+    cli.run("connectors", "delete", cid)
+    assert cli.json("connectors", "list", "--org", "acme")["items"] == []
+
+
+def test_user_errors_are_one_line_exit_1_and_change_nothing(cli, tmp_path):
+    cli.run("orgs", "create", "acme")
+    base = ("connectors", "create", "--org", "acme", "--name", "x")
+    user_error(cli.run(*base, "--category", "storage", "--provider", "nope", expect=1), "unknown provider 'nope'")
+    user_error(cli.run(*base, "--category", "nope", "--provider", "local_fs", expect=1), "unknown category")
+    user_error(cli.run(*base, "--category", "storage", "--provider", "local_fs", expect=1), "Root")
+    user_error(cli.run(*base, "--category", "email", "--provider", "smtp", "--param", "a..b=1", expect=1),
+               "invalid parameter key")
+    user_error(cli.run(*base, "--category", "email", "--provider", "smtp", "--param", "novalue", expect=1),
+               "KEY=VALUE")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    user_error(cli.run(*base, "--category", "storage", "--provider", "local_fs", "--config-file", str(bad),
+                       expect=1), "not valid JSON")
+    assert cli.json("connectors", "list", "--org", "acme")["items"] == []
+
+    conn = cli.json(*base, "--category", "storage", "--provider", "local_fs", "--param", f"root={tmp_path}")
+    user_error(cli.run("connectors", "activate", conn["id"], expect=1), "not 'connected'")
+    user_error(cli.run("connectors", "import-config", conn["id"], str(bad), expect=1), "base64-encoded JSON")
+    assert cli.json("connectors", "show", conn["id"])["is_enabled"] is False
+    user_error(cli.run("connectors", "show", "00000000-0000-0000-0000-000000000000", expect=1), "no connector")
+    user_error(cli.run("connectors", "list", "--org", "ghost", expect=1), "no organization 'ghost'")
+    user_error(cli.run("users", "create", "bad", "--org", "acme", "--role", "admin", expect=1), "not an email")
+
+
+def test_usage_errors_exit_2(cli):
+    proc = cli.run("connectors", "create", "--name", "x", expect=2)
+    assert "Missing option" in proc.stderr
+    cli.run("no-such-command", expect=2)
+
+
+def test_a_failed_connection_test_exits_1_with_the_result(cli, tmp_path):
+    cli.run("orgs", "create", "acme")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    conn = cli.json("connectors", "create", "--org", "acme", "--name", "x", "--category", "storage",
+                    "--provider", "local_fs", "--param", f"root={blocker}")
+    proc = cli.run("connectors", "test", conn["id"], "--json", expect=1)
+    result = json.loads(proc.stdout)
+    assert result["success"] is False and result["status"] == "error" and result["message"]
+
+
+def test_keys_rotate(cli):
+    cli.run("orgs", "create", "acme")
+    cli.json("connectors", "create", "--org", "acme", "--name", "m", "--category", "email",
+             "--provider", "smtp", "--param", "host=127.0.0.1", "--param", "password=pw-123456")
+    assert cli.json("keys", "rotate") == {"reencrypted": 1}
+    assert cli.json("keys", "rotate") == {"reencrypted": 1}  # file mode makes a new key each time

@@ -1,0 +1,129 @@
+"""Encryption at rest, the master-key check and key rotation."""
+
+import base64
+import os
+import stat
+
+import pytest
+from sqlalchemy import select
+
+from jackfield.app import Jackfield
+from jackfield.secrets import MasterKey, SecretBox, SecretKeyError
+from jackfield.secrets.keys import Keyring
+from jackfield.settings import Settings
+from jackfield.store import ConnectorParam
+
+
+def key() -> str:
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def test_ciphertext_is_bound_to_its_context_and_key():
+    box = SecretBox(Keyring(MasterKey.generate()))
+    token = box.encrypt("s3cret", context="conn-1:password")
+    assert "s3cret" not in token and token.startswith("jf1:")
+    assert box.decrypt(token, context="conn-1:password") == "s3cret"
+    with pytest.raises(SecretKeyError, match="does not decrypt"):
+        box.decrypt(token, context="conn-2:password")  # copied onto another connector
+    other = SecretBox(Keyring(MasterKey.generate()))
+    with pytest.raises(SecretKeyError, match="not configured"):
+        other.decrypt(token, context="conn-1:password")
+    tampered = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    with pytest.raises(SecretKeyError):
+        box.decrypt(tampered, context="conn-1:password")
+
+
+@pytest.mark.parametrize("bad", ["short", base64.b64encode(b"x" * 31).decode(), "!!!!"])
+def test_a_malformed_master_key_is_refused(tmp_path, bad):
+    with pytest.raises(SecretKeyError, match="not base64 of 32 bytes"):
+        Jackfield(settings=Settings(database_url=f"sqlite:///{tmp_path}/db", data_dir=tmp_path, secret_key=bad))
+
+
+def make(database_url, data_dir, secret_key=None, fallbacks=""):
+    return Jackfield(settings=Settings(database_url=database_url, data_dir=data_dir,
+                                       secret_key=secret_key, secret_key_fallbacks=fallbacks))
+
+
+def create_smtp(jf, password="pw-canary-1"):
+    org = jf.accounts.create_org("acme")["id"]
+    from jackfield.service import Principal
+
+    who = Principal.operator(org)
+    return who, jf.connectors.create(who, name="mail", category="email", provider_type="smtp",
+                                     params=[{"key": "host", "value": "127.0.0.1"},
+                                             {"key": "password", "value": password}])
+
+
+def test_the_generated_key_file_is_private_and_reused(tmp_path, sqlite_url):
+    first = make(sqlite_url, tmp_path / "data")
+    who, conn = create_smtp(first)
+    first.close()
+    key_file = tmp_path / "data" / "secret.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    again = make(sqlite_url, tmp_path / "data")
+    assert again.connectors.resolve(conn["id"])[2]["password"] == "pw-canary-1"
+    again.close()
+
+
+def test_start_with_the_wrong_key_is_refused_and_changes_nothing(database_url, tmp_path):
+    right = key()
+    jf = make(database_url, tmp_path / "data", right)
+    create_smtp(jf)
+    with jf.db.transaction() as s:
+        before = [(p.key, p.value) for p in s.scalars(select(ConnectorParam).order_by(ConnectorParam.id))]
+    jf.close()
+    with pytest.raises(SecretKeyError, match="does not match") as info:
+        make(database_url, tmp_path / "data", key())
+    assert "JACKFIELD_SECRET_KEY" in info.value.remediation
+    jf = make(database_url, tmp_path / "data", right)
+    with jf.db.transaction() as s:
+        after = [(p.key, p.value) for p in s.scalars(select(ConnectorParam).order_by(ConnectorParam.id))]
+    assert after == before
+    jf.close()
+
+
+def test_rotation_with_environment_keys(database_url, tmp_path):
+    old, new = key(), key()
+    jf = make(database_url, tmp_path / "data", old)
+    _, conn = create_smtp(jf)
+    jf.close()
+    # the new key alone cannot read the database ...
+    with pytest.raises(SecretKeyError):
+        make(database_url, tmp_path / "data", new)
+    # ... with the old one as fallback it can, and rotation moves every secret over
+    jf = make(database_url, tmp_path / "data", new, fallbacks=old)
+    assert jf.rotate_keys() == 1
+    jf.close()
+    jf = make(database_url, tmp_path / "data", new)  # no fallback needed any more
+    assert jf.connectors.resolve(conn["id"])[2]["password"] == "pw-canary-1"
+    jf.close()
+
+
+def test_rotation_with_the_generated_key_file(sqlite_url, tmp_path):
+    data = tmp_path / "data"
+    jf = make(sqlite_url, data)
+    _, conn = create_smtp(jf)
+    old_key = (data / "secret.key").read_text()
+    assert jf.rotate_keys() == 1
+    assert (data / "secret.key").read_text() != old_key
+    assert not (data / "secret.key.old").exists()
+    assert jf.connectors.resolve(conn["id"])[2]["password"] == "pw-canary-1"
+    jf.close()
+    jf = make(sqlite_url, data)
+    assert jf.connectors.resolve(conn["id"])[2]["password"] == "pw-canary-1"
+    jf.close()
+
+
+def test_an_interrupted_file_rotation_is_finished_by_running_it_again(sqlite_url, tmp_path):
+    data = tmp_path / "data"
+    jf = make(sqlite_url, data)
+    _, conn = create_smtp(jf)
+    jf.close()
+    # simulate a crash after the new key file was written but before re-encryption
+    (data / "secret.key.old").write_text((data / "secret.key").read_text())
+    (data / "secret.key").write_text(MasterKey.generate().encoded())
+    jf = make(sqlite_url, data)  # old key still readable as a fallback
+    assert jf.connectors.resolve(conn["id"])[2]["password"] == "pw-canary-1"
+    assert jf.rotate_keys() == 1
+    assert not (data / "secret.key.old").exists()
+    jf.close()

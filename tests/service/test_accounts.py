@@ -1,0 +1,60 @@
+import pytest
+from sqlalchemy import select
+
+from jackfield.kernel import AuthenticationError, ConflictError, ConnectorConfigError
+from jackfield.service import Role
+from jackfield.store import ApiToken, User
+
+
+def test_users_tokens_and_authentication(jf):
+    user, token = jf.accounts.create_user("Ann@Example.com", "acme", "admin", password="long-password", with_token=True)
+    assert user["email"] == "ann@example.com" and user["organization"] == "acme"
+    principal = jf.accounts.authenticate_token(token)
+    assert principal.role is Role.ADMIN and principal.organization_id == user["organization_id"]
+    assert jf.accounts.authenticate_password("ann@example.com", "long-password").user_id == user["id"]
+    with pytest.raises(AuthenticationError):
+        jf.accounts.authenticate_password("ann@example.com", "wrong-password")
+    with pytest.raises(AuthenticationError):
+        jf.accounts.authenticate_token(token + "x")
+    second = jf.accounts.create_token("ann@example.com", "ci")
+    assert jf.accounts.authenticate_token(second).actor == "ann@example.com"
+
+
+def test_passwords_and_tokens_are_stored_hashed(jf):
+    _, token = jf.accounts.create_user("bob@example.com", "acme", "user", password="hunter2-hunter2", with_token=True)
+    with jf.db.transaction() as s:
+        user = s.scalar(select(User).where(User.email == "bob@example.com"))
+        hashes = list(s.scalars(select(ApiToken.token_hash)))
+    assert "hunter2" not in user.password_hash and user.password_hash.startswith("scrypt$")
+    assert token not in hashes and len(hashes) == 1
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (("not-an-email", "acme", "admin"), ConnectorConfigError, "not an email"),
+        (("a@b.c", "acme", "owner"), ConnectorConfigError, "role must be"),
+        (("a@b.c", "acme", "admin", "short"), ConnectorConfigError, "at least 8"),
+    ],
+)
+def test_bad_user_input(jf, args, error, match):
+    email, org, role, *password = args
+    with pytest.raises(error, match=match):
+        jf.accounts.create_user(email, org, role, password=password[0] if password else None)
+    assert jf.accounts.list_orgs() == []
+
+
+def test_duplicates_are_conflicts(jf):
+    jf.accounts.create_org("acme")
+    with pytest.raises(ConflictError):
+        jf.accounts.create_org("acme")
+    jf.accounts.create_user("a@b.c", "acme", "user")
+    with pytest.raises(ConflictError):
+        jf.accounts.create_user("A@b.c", "acme", "user")
+
+
+def test_bootstrap_admin_only_on_an_empty_database(jf):
+    admin = jf.accounts.bootstrap_admin(None)
+    assert admin is not None and admin.generated and len(admin.password) >= 12
+    assert jf.accounts.authenticate_password(admin.email, admin.password).role is Role.ADMIN
+    assert jf.accounts.bootstrap_admin("another-password") is None
