@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
+from functools import cache
 from datetime import UTC, datetime
 from typing import Any
 
@@ -168,6 +169,11 @@ class AccountService:
             BOOTSTRAP_EMAIL, BOOTSTRAP_ORG, "admin", password=password, actor="bootstrap"
         )
         return BootstrapAdmin(BOOTSTRAP_EMAIL, password, generated)
+
+
+@cache
+def _dummy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def _principal(user: User) -> Principal:

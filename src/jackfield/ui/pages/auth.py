@@ -1,0 +1,106 @@
+"""Login, logout and the UI's plumbing (session middleware, static files, redirects).
+
+``setup_app`` is called by ``create_app``: it installs :class:`SessionMiddleware`, the
+``/static`` mount of the vendored assets, and the handlers that turn
+:class:`LoginRequired` into a redirect to the login page and :class:`CsrfFailed` into a
+403 page.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from ...app import Jackfield
+from ...kernel.errors import AuthenticationError
+from ..render import STATIC_PREFIX, redirect, render
+from ..session import (
+    CsrfFailed,
+    LoginRequired,
+    SessionMiddleware,
+    UiForm,
+    current_ui_principal,
+    login_url,
+    safe_next,
+    ui_router,
+    ui_session,
+)
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
+
+router = ui_router()
+
+
+@router.get("/")
+def home(request: Request) -> Response:
+    """The admin UI's entry: the connectors, or the login page when not logged in."""
+    if current_ui_principal(request) is None:
+        return redirect(login_url(), status_code=303)
+    return redirect("/connectors", status_code=303)
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/connectors") -> Response:
+    if current_ui_principal(request) is not None:
+        return redirect(safe_next(next))
+    return render(request, "login.html", next=safe_next(next), email="", error="")
+
+
+@router.post("/login")
+def login(request: Request, form: UiForm) -> Response:
+    jf: Jackfield = request.app.state.jackfield
+    email = str(form.get("email") or "")
+    password = str(form.get("password") or "")
+    target = safe_next(form.get("next"))
+    try:
+        principal = jf.accounts.authenticate_password(email, password)
+    except AuthenticationError:
+        # one message for an unknown email and a wrong password: no user enumeration
+        return render(
+            request,
+            "login.html",
+            status_code=401,
+            next=target,
+            email=email,
+            error="Wrong email or password.",
+        )
+    assert principal.user_id is not None  # authenticate_password always names the user
+    ui_session(request).login(principal.user_id)
+    return redirect(target)
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    ui_session(request).logout()
+    return redirect(login_url())
+
+
+# -- plumbing ---------------------------------------------------------------------------
+def _login_required(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LoginRequired)
+    url = login_url(exc.next_path)
+    if request.headers.get("hx-request") == "true":  # htmx: navigate the whole page
+        return Response(status_code=204, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def _csrf_failed(request: Request, exc: Exception) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        status_code=403,
+        title="Form expired",
+        message="This form has expired or did not come from this site. "
+        "Go back, reload the page and try again.",
+    )
+
+
+def setup_app(app: FastAPI) -> None:
+    jf: Jackfield = app.state.jackfield
+    app.add_middleware(SessionMiddleware, jf=jf)
+    app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_exception_handler(LoginRequired, _login_required)
+    app.add_exception_handler(CsrfFailed, _csrf_failed)

@@ -1,0 +1,305 @@
+"""Connector pages: the list, the create wizard (category + provider, then a form
+generated from the provider's schema), and the connector page with its edit form.
+
+The pages call ``ConnectorService`` and show what it says: validation, defaults and
+permissions are its business; a ``ConnectorConfigError`` comes back as inline field
+errors with the submitted values kept. Actions on one connector (test, activate, ...)
+are in ``connector_actions``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+
+from ...app import Jackfield
+from ...kernel.config import ConfigField
+from ...kernel.errors import ConnectorConfigError, ConnectorNotFoundError, JackfieldError
+from ...kernel.provider import ConnectorProvider
+from ...secrets import redactor
+from ...service import Principal
+from ..forms import form_fields, initial_values, params_from_form, submitted_values
+from ..render import flash, redirect, render
+from ..session import UiForm, UiPrincipal, ui_router
+
+router = ui_router()
+
+
+# -- shared with connector_actions ----------------------------------------------------------
+def app_of(request: Request) -> Jackfield:
+    jf: Jackfield = request.app.state.jackfield
+    return jf
+
+
+def provider_class(jf: Jackfield, category: str, provider_type: str) -> type[ConnectorProvider]:
+    return jf.registry.get(category, provider_type)
+
+
+def error_text(exc: JackfieldError) -> str:
+    """A service error as one line for the page (registered secrets masked)."""
+    parts = [exc.message, exc.remediation]
+    text = " ".join(_sentence(p) for p in parts if p and p.strip())
+    return redactor.redact(text)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def not_found(request: Request) -> HTMLResponse:
+    return render(
+        request,
+        "error.html",
+        status_code=404,
+        title="Connector not found",
+        message="There is no such connector in your organization.",
+    )
+
+
+def stored_files(view: dict[str, Any]) -> list[str]:
+    return [p["key"] for p in view["params"] if p["value_type"] == "file"]
+
+
+def type_names(jf: Jackfield) -> dict[str, str]:
+    return {t["provider_type"]: t["display_name"] for t in jf.connectors.provider_types()}
+
+
+def detail_page(
+    request: Request,
+    jf: Jackfield,
+    who: Principal,
+    view: dict[str, Any],
+    *,
+    status_code: int = 200,
+    values: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    error: str = "",
+    name: str | None = None,
+    test_result: dict[str, Any] | None = None,
+) -> HTMLResponse:
+    """The connector page; after a failed save, with the submitted values and errors."""
+    cls = provider_class(jf, view["category"], view["provider_type"])
+    schema = cls.config_schema()
+    if values is None:
+        values = initial_values(schema, jf.connectors.get_config(who, view["id"]))
+    return render(
+        request,
+        "connector_detail.html",
+        status_code=status_code,
+        connector=view,
+        provider=cls,
+        fields=form_fields(schema, values, errors, stored_files=stored_files(view)),
+        name=view["name"] if name is None else name,
+        errors=errors or {},
+        error=error,
+        test_result=test_result,
+        oauth=_has_oauth(cls),
+    )
+
+
+def _has_oauth(cls: type[ConnectorProvider]) -> bool:
+    return "oauth2" in cls.capabilities
+
+
+# -- list -----------------------------------------------------------------------------------
+@router.get("/connectors")
+def connectors_list(request: Request, who: UiPrincipal, category: str = "") -> HTMLResponse:
+    jf = app_of(request)
+    types = jf.connectors.provider_types()
+    categories = sorted({t["category"] for t in types})
+    items = jf.connectors.list(who, category=category or None)
+    return render(
+        request,
+        "connectors.html",
+        items=items,
+        categories=categories,
+        category=category,
+        type_names=type_names(jf),
+    )
+
+
+# -- create ---------------------------------------------------------------------------------
+@router.get("/connectors/new")
+def connector_new(
+    request: Request, who: UiPrincipal, category: str = "", provider_type: str = ""
+) -> HTMLResponse:
+    jf = app_of(request)
+    if provider_type and not category:  # the provider alone names its category
+        owners = [
+            t["category"]
+            for t in jf.connectors.provider_types()
+            if t["provider_type"] == provider_type
+        ]
+        category = owners[0] if len(owners) == 1 else ""
+    if category and provider_type and jf.registry.is_registered(category, provider_type):
+        schema = provider_class(jf, category, provider_type).config_schema()
+        return _create_form(request, jf, category, provider_type, initial_values(schema, None))
+    error = ""
+    if provider_type:
+        error = f"Choose a provider of the {category or 'selected'} category."
+    return _chooser(request, jf, category, provider_type, error)
+
+
+@router.get("/connectors/new/providers")
+def provider_options(request: Request, who: UiPrincipal, category: str = "") -> HTMLResponse:
+    """htmx: the provider ``<select>`` for one category."""
+    jf = app_of(request)
+    return render(
+        request,
+        "connector_provider_select.html",
+        groups=_provider_groups(jf, category),
+        provider_type="",
+    )
+
+
+@router.post("/connectors")
+def connector_create(request: Request, who: UiPrincipal, form: UiForm) -> Response:
+    jf = app_of(request)
+    category = str(form.get("category") or "")
+    provider_type = str(form.get("provider_type") or "")
+    if not jf.registry.is_registered(category, provider_type):
+        return _chooser(request, jf, category, provider_type, "Choose a category and a provider.")
+    schema = provider_class(jf, category, provider_type).config_schema()
+    name = str(form.get("name") or "")
+    is_default = form.get("is_default") is not None
+    try:
+        view = jf.connectors.create(
+            who,
+            name=name,
+            category=category,
+            provider_type=provider_type,
+            params=params_from_form(schema, form),
+            is_default=is_default,
+        )
+    except JackfieldError as exc:
+        errors = exc.field_errors if isinstance(exc, ConnectorConfigError) else {}
+        return _create_form(
+            request,
+            jf,
+            category,
+            provider_type,
+            submitted_values(schema, form),
+            name=name,
+            is_default=is_default,
+            errors=errors,
+            error=error_text(exc),
+            status_code=422 if isinstance(exc, ConnectorConfigError) else 403,
+        )
+    response = redirect(f"/connectors/{view['id']}")
+    flash(request, response, f"Created “{view['name']}”. Test it to connect it.")
+    return response
+
+
+def _provider_groups(jf: Jackfield, category: str = "") -> list[tuple[str, list[dict[str, Any]]]]:
+    types = jf.connectors.provider_types(category or None)
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for item in types:
+        groups.setdefault(item["category"], []).append(item)
+    return sorted(groups.items())
+
+
+def _chooser(
+    request: Request, jf: Jackfield, category: str, provider_type: str, error: str
+) -> HTMLResponse:
+    categories = sorted({t["category"] for t in jf.connectors.provider_types()})
+    return render(
+        request,
+        "connector_new.html",
+        status_code=422 if error else 200,
+        categories=categories,
+        category=category if category in categories else "",
+        groups=_provider_groups(jf, category if category in categories else ""),
+        provider_type=provider_type,
+        error=error,
+    )
+
+
+def _create_form(
+    request: Request,
+    jf: Jackfield,
+    category: str,
+    provider_type: str,
+    values: dict[str, str],
+    *,
+    name: str = "",
+    is_default: bool = False,
+    errors: dict[str, str] | None = None,
+    error: str = "",
+    status_code: int = 200,
+) -> HTMLResponse:
+    cls = provider_class(jf, category, provider_type)
+    return render(
+        request,
+        "connector_create.html",
+        status_code=status_code,
+        provider=cls,
+        fields=form_fields(cls.config_schema(), values, errors),
+        name=name,
+        is_default=is_default,
+        errors=errors or {},
+        error=error,
+    )
+
+
+# -- one connector ------------------------------------------------------------------------
+@router.get("/connectors/{connector_id}")
+def connector_detail(request: Request, who: UiPrincipal, connector_id: str) -> HTMLResponse:
+    jf = app_of(request)
+    try:
+        view = jf.connectors.get(who, connector_id)
+    except ConnectorNotFoundError:
+        return not_found(request)
+    return detail_page(request, jf, who, view)
+
+
+@router.post("/connectors/{connector_id}")
+def connector_update(
+    request: Request, who: UiPrincipal, connector_id: str, form: UiForm
+) -> Response:
+    jf = app_of(request)
+    try:
+        view = jf.connectors.get(who, connector_id)
+    except ConnectorNotFoundError:
+        return not_found(request)
+    schema = provider_class(jf, view["category"], view["provider_type"]).config_schema()
+    name = str(form.get("name") or "")
+    try:
+        updated = jf.connectors.update(
+            who,
+            connector_id,
+            name=name,
+            params=params_from_form(
+                schema,
+                form,
+                stored_files=stored_files(view),
+                keep_keys=_extra_keys(schema, view),
+            ),
+        )
+    except ConnectorNotFoundError:
+        return not_found(request)
+    except JackfieldError as exc:
+        errors = exc.field_errors if isinstance(exc, ConnectorConfigError) else {}
+        return detail_page(
+            request,
+            jf,
+            who,
+            view,
+            status_code=422 if isinstance(exc, ConnectorConfigError) else 403,
+            values=submitted_values(schema, form),
+            errors=errors,
+            error=error_text(exc),
+            name=name,
+        )
+    response = redirect(f"/connectors/{connector_id}")
+    flash(request, response, f"Saved “{updated['name']}”. Test it again to reconnect it.")
+    return response
+
+
+def _extra_keys(schema: Iterable[ConfigField], view: dict[str, Any]) -> list[str]:
+    known = {f.key for f in schema}
+    return [p["key"] for p in view["params"] if p["key"] not in known]

@@ -1,0 +1,200 @@
+"""The admin UI in headless Chromium: what an administrator does, click by click.
+
+The server is the live uvicorn of the ``api`` fixture (SQLite and PostgreSQL); each test
+gets a fresh browser context and logs in through the login form.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jackfield.service import Principal, Role
+
+pytestmark = pytest.mark.browser
+SECRET = "vault-token-" + "7b1e" * 5
+
+
+def principal(user: Any) -> Principal:
+    return Principal(user.organization_id, "test", Role.ADMIN)
+
+
+def nav_to_connectors(page: Any) -> None:
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Connectors").click()
+    page.get_by_role("heading", name="Connectors").wait_for()
+
+
+def open_create_form(page: Any, category: str, provider_label: str) -> None:
+    page.get_by_role("link", name="New connector").click()
+    page.get_by_label("Category").select_option(category)
+    # htmx narrows the provider list to the category; wait for the swap
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#provider_type option[data-category]')]"
+        f".every(o => o.dataset.category === {json.dumps(category)})"
+    )
+    page.get_by_label("Provider").select_option(label=provider_label)
+    page.get_by_role("button", name="Continue").click()
+
+
+def create_vault(page: Any, name: str = "Vault", token: str = SECRET) -> None:
+    open_create_form(page, "http", "Vault (tests)")
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("URL").fill("https://vault.example")
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Create connector").click()
+    page.get_by_role("heading", name=name).wait_for()
+
+
+def test_login_wrong_password_then_right(page: Any, ui_user: Any) -> None:
+    page.goto("/")
+    assert page.url.endswith("/login")
+    page.get_by_label("Email").fill(ui_user.email)
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Log in").click()
+    assert page.get_by_role("alert").inner_text() == "Wrong email or password."
+    assert page.get_by_label("Email").input_value() == ui_user.email
+    page.get_by_label("Password").fill(ui_user.password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url("**/connectors")
+    assert page.get_by_role("heading", name="Connectors").is_visible()
+    nav = page.get_by_role("navigation", name="Main")
+    for label in ("Connectors", "Runtime", "Outbox", "Events"):
+        assert nav.get_by_role("link", name=label).is_visible()
+
+
+def test_keyboard_only_login(page: Any, ui_user: Any) -> None:
+    page.goto("/login")
+    # the email field has focus when the page opens; Tab moves to the password
+    page.keyboard.type(ui_user.email)
+    page.keyboard.press("Tab")
+    page.keyboard.type(ui_user.password)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/connectors")
+    # and keyboard focus is visible: Tab reaches the skip link first
+    page.keyboard.press("Tab")
+    focused = page.evaluate("() => document.activeElement.textContent.trim()")
+    assert focused == "Skip to content"
+    outline = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+
+
+def test_create_test_and_activate_local_fs(
+    admin_page: Any, jf: Any, ui_user: Any, tmp_path: Path
+) -> None:
+    page = admin_page
+    root = tmp_path / "objects"
+    open_create_form(page, "storage", "Local filesystem")
+    assert page.get_by_label("Root directory").get_attribute("aria-required") == "true"
+    page.get_by_label("Name").fill("Team archive")
+    page.get_by_label("Root directory").fill(str(root))
+    page.get_by_role("button", name="Create connector").click()
+    page.get_by_role("heading", name="Team archive").wait_for()
+    assert "Created “Team archive”" in page.get_by_role("status").first.inner_text()
+
+    nav_to_connectors(page)
+    row = page.get_by_role("row").filter(has_text="Team archive")
+    assert "draft" in row.inner_text() and "disabled" in row.inner_text()
+    row.get_by_role("link", name="Team archive").click()
+
+    page.get_by_role("button", name="Test connection").click()
+    result = page.locator("#test-result")
+    result.get_by_text("Connection OK").wait_for()
+    assert str(root) in result.inner_text()
+    assert page.locator("#status-badge").inner_text() == "connected"  # swapped in by htmx
+    page.get_by_role("button", name="Activate").click()
+    page.get_by_text("“Team archive” is activated.").wait_for()
+    assert page.get_by_role("button", name="Deactivate").is_visible()
+
+    nav_to_connectors(page)
+    page.get_by_role("link", name="storage").click()
+    states = page.get_by_role("row").filter(has_text="Team archive").inner_text()
+    assert "connected" in states and "enabled" in states
+    [stored] = jf.connectors.list(principal(ui_user))
+    assert stored["is_enabled"] and stored["status"] == "connected"
+    assert root.is_dir()
+
+
+def test_required_field_error_is_inline_and_nothing_is_created(
+    admin_page: Any, jf: Any, ui_user: Any
+) -> None:
+    page = admin_page
+    open_create_form(page, "storage", "Local filesystem")
+    page.get_by_label("Name").fill("Incomplete")
+    page.get_by_role("button", name="Create connector").click()
+    field = page.locator(".field", has=page.get_by_label("Root directory"))
+    assert field.locator(".field-error").inner_text() == "Root directory is required"
+    assert page.get_by_label("Root directory").get_attribute("aria-invalid") == "true"
+    assert page.get_by_label("Name").input_value() == "Incomplete"
+    assert jf.connectors.list(principal(ui_user)) == []
+
+
+def test_secret_is_masked_and_never_in_the_page(admin_page: Any, jf: Any, ui_user: Any) -> None:
+    page = admin_page
+    create_vault(page)
+    token = page.get_by_label("Token")
+    assert token.get_attribute("type") == "password"
+    assert token.input_value() == "********"
+    assert SECRET not in page.content()
+    # a failed save with a new secret typed in: the page does not echo it either
+    page.get_by_label("URL").fill("")
+    page.get_by_label("Token").fill(SECRET + "-new")
+    page.get_by_role("button", name="Save changes").click()
+    page.locator("#f-url-error").wait_for()
+    assert SECRET not in page.content()
+    [stored] = jf.connectors.list(principal(ui_user))
+    config = jf.connectors.resolve(stored["id"])[2]
+    assert config["token"] == SECRET  # nothing was saved
+
+
+def test_import_config_from_a_file(admin_page: Any, jf: Any, ui_user: Any) -> None:
+    page = admin_page
+    create_vault(page, token="bad")
+    document = {"installed": {"url": "https://imported.example", "token": "good"}}
+    page.get_by_label("JSON file").set_input_files(
+        files=[
+            {
+                "name": "credentials.json",
+                "mimeType": "application/json",
+                "buffer": json.dumps(document).encode(),
+            }
+        ]
+    )
+    page.get_by_role("button", name="Import").click()
+    page.get_by_text("Imported credentials.json").wait_for()
+    assert page.get_by_label("URL").input_value() == "https://imported.example"
+    assert page.get_by_label("Token").input_value() == "********"
+    page.get_by_role("button", name="Test connection").click()
+    page.locator("#test-result").get_by_text("Connection OK").wait_for()
+    assert '"good"' not in page.content()
+
+
+def test_delete_asks_for_confirmation(admin_page: Any, jf: Any, ui_user: Any) -> None:
+    page = admin_page
+    create_vault(page, name="Doomed")
+    page.get_by_role("link", name="Delete…").click()
+    page.get_by_role("heading", name="Delete “Doomed”?").wait_for()
+    page.get_by_role("link", name="Cancel").click()
+    page.get_by_role("heading", name="Doomed").wait_for()
+    assert len(jf.connectors.list(principal(ui_user))) == 1
+
+    page.get_by_role("link", name="Delete…").click()
+    page.get_by_role("button", name="Delete connector").click()
+    page.wait_for_url(re.compile(r".*/connectors$"))
+    assert "Deleted “Doomed”." in page.get_by_role("status").first.inner_text()
+    assert page.get_by_role("row").filter(has_text="Doomed").count() == 0
+    assert jf.connectors.list(principal(ui_user)) == []
+
+
+def test_logout_then_root_redirects_to_login(admin_page: Any) -> None:
+    page = admin_page
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/login")
+    page.goto("/")
+    assert page.url.endswith("/login")
+    page.goto("/connectors")
+    assert "/login" in page.url
+    assert page.get_by_role("heading", name="Log in").is_visible()

@@ -1,0 +1,167 @@
+"""The admin UI's session over plain HTTP: login and logout, the signed cookie, CSRF on
+every write (UI forms and REST calls authenticated by the cookie). Runs against the live
+server on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from jackfield.service import Principal, Role
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(html: str) -> str:
+    match = CSRF.search(html)
+    assert match, "the page has no CSRF token"
+    return match.group(1)
+
+
+def test_root_redirects_to_login_with_an_anonymous_session(api: Any) -> None:
+    with httpx2.Client(base_url=api.url) as http:
+        root = http.get("/")
+        assert root.status_code == 303
+        assert root.headers["location"] == "/login"
+        page = http.get("/login")
+    assert page.status_code == 200
+    assert 'name="password"' in page.text
+    cookie = page.headers["set-cookie"]
+    assert cookie.startswith("jackfield_session=")
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # PUBLIC_URL is http:// in the tests
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert page.headers["cache-control"] == "no-store"
+
+
+def test_pages_need_a_login_and_come_back_after_it(api: Any, ui_user: Any) -> None:
+    with httpx2.Client(base_url=api.url) as http:
+        response = http.get("/connectors?category=storage")
+        assert response.status_code == 303
+        assert response.headers["location"] == "/login?next=/connectors%3Fcategory%3Dstorage"
+        login_page = http.get(response.headers["location"])
+        assert 'value="/connectors?category=storage"' in login_page.text
+        done = http.post(
+            "/login",
+            data={
+                "email": ui_user.email.upper(),
+                "password": ui_user.password,
+                "next": "/connectors?category=storage",
+                "csrf_token": csrf_of(login_page.text),
+            },
+        )
+        assert done.status_code == 303
+        assert done.headers["location"] == "/connectors?category=storage"
+        assert http.get("/connectors").status_code == 200
+
+
+def test_login_never_redirects_to_another_site(api: Any, ui_user: Any) -> None:
+    with httpx2.Client(base_url=api.url) as http:
+        token = csrf_of(http.get("/login").text)
+        done = http.post(
+            "/login",
+            data={
+                "email": ui_user.email,
+                "password": ui_user.password,
+                "next": "//evil.example/x",
+                "csrf_token": token,
+            },
+        )
+    assert done.headers["location"] == "/connectors"
+
+
+def test_wrong_password_and_unknown_email_look_the_same(api: Any, ui_user: Any) -> None:
+    with httpx2.Client(base_url=api.url) as http:
+        pages = []
+        for email, password in [(ui_user.email, "wrong password"), ("nobody@example.com", "x")]:
+            token = csrf_of(http.get("/login").text)
+            response = http.post(
+                "/login", data={"email": email, "password": password, "csrf_token": token}
+            )
+            assert response.status_code == 401
+            pages.append(response.text.replace(email, "EMAIL"))
+        assert "Wrong email or password." in pages[0]
+        assert CSRF.sub("", pages[0]) == CSRF.sub("", pages[1])
+        assert http.get("/connectors").status_code == 303  # still not logged in
+
+
+def test_login_needs_the_csrf_token_of_this_browser(api: Any, ui_user: Any) -> None:
+    with httpx2.Client(base_url=api.url) as attacker, httpx2.Client(base_url=api.url) as victim:
+        token = csrf_of(attacker.get("/login").text)
+        victim.get("/login")
+        forged = victim.post(
+            "/login",
+            data={"email": ui_user.email, "password": ui_user.password, "csrf_token": token},
+        )
+        assert forged.status_code == 403
+        assert "Form expired" in forged.text
+        missing = victim.post("/login", data={"email": ui_user.email, "password": "x"})
+        assert missing.status_code == 403
+
+
+def test_a_write_without_csrf_changes_nothing(client: httpx2.Client, jf: Any, ui_user: Any) -> None:
+    data = {
+        "category": "storage",
+        "provider_type": "local_fs",
+        "name": "forged",
+        "param.root": "/tmp/forged",
+    }
+    response = client.post("/connectors", data={**data, "csrf_token": "not-the-token"})
+    assert response.status_code == 403
+    assert jf.connectors.list(Principal(ui_user.organization_id, "t", Role.ADMIN)) == []
+
+
+def test_logout_ends_the_session_and_a_tampered_cookie_is_refused(
+    client: httpx2.Client, ui_user: Any
+) -> None:
+    cookie = client.cookies["jackfield_session"]
+    body, _, signature = cookie.partition(".")
+    forged = body[:-2] + ("AA" if not body.endswith("AA") else "BB") + "." + signature
+    with httpx2.Client(base_url=str(client.base_url)) as other:
+        other.cookies.set("jackfield_session", forged)
+        assert other.get("/connectors").status_code == 303
+    token = csrf_of(client.get("/connectors").text)
+    out = client.post("/logout", data={"csrf_token": token})
+    assert out.status_code == 303 and out.headers["location"] == "/login"
+    assert "Max-Age=0" in out.headers["set-cookie"]
+    assert client.get("/").headers["location"] == "/login"
+    assert client.get("/connectors").status_code == 303
+
+
+def test_rest_api_accepts_the_session_cookie_but_writes_need_the_csrf_header(
+    client: httpx2.Client, jf: Any, ui_user: Any, tmp_path: Path
+) -> None:
+    listed = client.get("/api/connectors")
+    assert listed.status_code == 200 and listed.json()["items"] == []
+    body = {
+        "name": "From the browser",
+        "category": "storage",
+        "provider_type": "local_fs",
+        "config": {"root": str(tmp_path)},
+    }
+    forged = client.post("/api/connectors", json=body)
+    assert forged.status_code == 401  # a cookie alone does not authorize a REST write
+    token = csrf_of(client.get("/connectors").text)
+    made = client.post("/api/connectors", json=body, headers={"X-CSRF-Token": token})
+    assert made.status_code == 201, made.text
+    [item] = jf.connectors.list(Principal(ui_user.organization_id, "t", Role.ADMIN))
+    assert item["name"] == "From the browser"
+    with httpx2.Client(base_url=str(client.base_url)) as anonymous:
+        assert anonymous.get("/api/connectors").status_code == 401
+
+
+def test_session_cookie_is_secure_behind_https(jf: Any) -> None:
+    from jackfield.ui.session import SessionMiddleware, UiSession, session_key
+
+    jf.settings = jf.settings.model_copy(update={"public_url": "https://jackfield.example"})
+    middleware = SessionMiddleware(lambda *a: None, jf)
+    session = UiSession(session_key(jf))
+    session.login("user-1")
+    cookie = middleware._set_cookie(session)
+    assert cookie.startswith("jackfield_session=") and cookie.endswith("; Secure")
+    assert UiSession.load(session_key(jf), cookie.split(";")[0].split("=", 1)[1]).user_id == (
+        "user-1"
+    )
