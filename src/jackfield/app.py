@@ -8,8 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from .kernel.provider import ConnectorProvider
 from .kernel.registry import ConnectorRegistry, connector_registry
+from .runtime import Runtime
 from .secrets import SecretBox, load_keyring, write_key_file
 from .secrets.keys import MasterKey, key_file_path
 from .service import (
@@ -22,6 +25,7 @@ from .service import (
     check_master_key,
     reencrypt_all,
 )
+from .service.oauth import OAuthService
 from .settings import Settings
 from .store import Database, upgrade
 
@@ -43,7 +47,7 @@ class Jackfield:
         if database_url is not None:
             overrides["database_url"] = database_url
         if secret_key is not None:
-            overrides["secret_key"] = secret_key
+            overrides["secret_key"] = SecretStr(secret_key)
         if data_dir is not None:
             overrides["data_dir"] = Path(data_dir)
         base = settings or Settings()
@@ -60,6 +64,11 @@ class Jackfield:
         self.accounts = AccountService(self.db)
         self.connectors = ConnectorService(self.db, self.registry, self.codec, self.files)
         self.defaults = DefaultResolver(self.db, self.registry, self.codec, self._builtin_adapter)
+        self.oauth = OAuthService(
+            self.db, self.connectors, self.codec, self.box, public_url=self.settings.public_url
+        )
+        self.connectors.token_sources = self.oauth.token_source
+        self.runtime = Runtime(self)  # supervisor, outbox, inbound, events; idle until start()
 
     def _keyring(self) -> Any:
         key = self.settings.secret_key
@@ -100,8 +109,40 @@ class Jackfield:
         such as OAuth token refresh is attached the same way for the runtime, the API
         and tests. The caller owns the instance (``open``/``close``).
         """
-        _, cls, config = self.connectors.resolve(connector_id)
-        return cls.from_config(config)
+        return self.connectors.open_provider(connector_id)
+
+    # -- runtime ------------------------------------------------------------------------
+    def send(
+        self,
+        connector_id: str,
+        payload: dict[str, Any],
+        *,
+        operation: str | None = None,
+        envelope_id: str | None = None,
+    ) -> str:
+        """Queue an outbound message; returns its envelope id once it is committed.
+
+        Durable and idempotent: sending a known ``envelope_id`` (a ULID) again returns it
+        without a second delivery. The runtime delivers it (``await jf.start()`` in
+        embedded use, or a ``jackfield serve`` on the same database).
+        """
+        result = self.runtime.send(
+            connector_id, payload, operation=operation, envelope_id=envelope_id
+        )
+        return result.envelope_id
+
+    def on(self, event_type: str) -> Any:
+        """Decorator: run the function for every inbound event of ``event_type``
+        (``"*"``: all); sync or async functions."""
+        return self.runtime.events.on(event_type)
+
+    async def start(self) -> None:
+        """Start the runtime in the running event loop (delivery, units, handlers)."""
+        await self.runtime.start()
+
+    async def stop(self) -> None:
+        """Stop the runtime gracefully (in-flight deliveries finish or are given back)."""
+        await self.runtime.stop()
 
     # -- keys ---------------------------------------------------------------------------
     def rotate_keys(self) -> int:

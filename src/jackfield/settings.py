@@ -33,3 +33,21 @@ class Settings(BaseSettings):
     def fallback_keys(self) -> list[str]:
         raw = self.secret_key_fallbacks.get_secret_value()
         return [k.strip() for k in raw.split(",") if k.strip()]
+
+    # -- runtime: outbox and supervisor (timings are settings so tests can run fast) --
+    runtime_enabled: bool = True  # False: serve the API only, deliver nothing on this node
+    outbox_batch_size: int = 256  # messages per claim / ack transaction
+    outbox_max_in_flight: int = 2048  # claimed and not yet acknowledged, per node
+    outbox_concurrency: int = 16  # concurrent deliveries per connector (param runtime.concurrency)
+    outbox_lease_seconds: float = 60.0  # a claim's lease; a dead worker's messages return after it
+    outbox_poll_seconds: float = 1.0  # idle re-check for work enqueued by other nodes
+    outbox_retry_base_seconds: float = 1.0  # first retry delay (param retry.base_seconds)
+    outbox_retry_max_seconds: float = 300.0  # retry delay cap (param retry.max_seconds)
+    outbox_max_attempts: int = 10  # then dead (param retry.max_attempts)
+    supervisor_backoff_base_seconds: float = 1.0  # first restart delay after a crash
+    supervisor_backoff_max_seconds: float = 60.0
+    supervisor_healthy_reset_seconds: float = 600.0  # this long without a crash resets backoff
+    supervisor_crash_limit: int = 5  # more crashes than this within the window: failed
+    supervisor_crash_window_seconds: float = 300.0
+    supervisor_poll_seconds: float = 2.0  # reconcile connectors and pick up restart requests
+    runtime_shutdown_grace_seconds: float = 10.0  # in-flight deliveries may finish this long

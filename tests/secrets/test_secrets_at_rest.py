@@ -56,7 +56,7 @@ def create_smtp(jf, password="pw-canary-1"):
 
 def test_the_generated_key_file_is_private_and_reused(tmp_path, sqlite_url):
     first = make(sqlite_url, tmp_path / "data")
-    who, conn = create_smtp(first)
+    _, conn = create_smtp(first)
     first.close()
     key_file = tmp_path / "data" / "secret.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -126,4 +126,11 @@ def test_an_interrupted_file_rotation_is_finished_by_running_it_again(sqlite_url
     assert jf.connectors.resolve(conn["id"])[2]["password"] == "pw-canary-1"
     assert jf.rotate_keys() == 1
     assert not (data / "secret.key.old").exists()
+    jf.close()
+
+
+def test_the_embedded_entry_point_takes_a_key_string(tmp_path):
+    jf = Jackfield(database_url=f"sqlite:///{tmp_path}/app.db", secret_key=key(), data_dir=tmp_path)
+    assert jf.accounts.list_orgs() == []
+    assert not (tmp_path / "secret.key").exists()  # the given key is used, no file made
     jf.close()

@@ -360,3 +360,17 @@ def test_provider_types_describe_schema_and_metadata(jf):
     smtp = items["smtp"]["config_schema"]
     assert smtp["properties"]["password"]["writeOnly"] is True
     assert [t["provider_type"] for t in jf.connectors.provider_types("email")] == ["smtp"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        [{"key": "url", "value": "x"}, {"key": "k" * 201, "value": "1"}],
+        [{"key": "url", "value": "bad\x00value"}],
+    ],
+)
+def test_overlong_keys_and_nul_characters_are_refused(jf, admin, params):
+    before = snapshot(jf)
+    with pytest.raises(ConnectorConfigError):
+        jf.connectors.create(admin, name="x", category="http", provider_type="vault_test", params=params)
+    assert snapshot(jf) == before

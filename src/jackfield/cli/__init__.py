@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import accounts, admin, connectors
+from . import accounts, admin, connectors, outbox, runtime
 
 app = typer.Typer(
     name="jackfield",
@@ -21,6 +21,8 @@ app.add_typer(accounts.tokens, name="tokens")
 app.add_typer(admin.providers, name="providers")
 app.add_typer(connectors.app, name="connectors")
 app.add_typer(admin.keys, name="keys")
+app.add_typer(outbox.app, name="outbox")
+app.add_typer(runtime.app, name="runtime")
 
 
 def main() -> None:

@@ -8,13 +8,18 @@ from typing import Any
 from .config import KEY_PATTERN
 from .errors import ConnectorConfigError
 
+MAX_KEY_LENGTH = 200
+
 
 def check_param_key(key: str) -> str:
     """Return ``key`` if it is a valid dot-notation key, else raise ``ConnectorConfigError``."""
-    if not isinstance(key, str) or not KEY_PATTERN.match(key):
+    if not isinstance(key, str) or len(key) > MAX_KEY_LENGTH or not KEY_PATTERN.match(key):
         raise ConnectorConfigError(
             f"invalid parameter key {key!r}",
-            field_errors={str(key): "keys are dot-separated words of letters, digits, _ or -"},
+            field_errors={
+                str(key)[:MAX_KEY_LENGTH]: "keys are dot-separated words of letters, digits, "
+                f"_ or - (at most {MAX_KEY_LENGTH} characters)"
+            },
             remediation="Use keys like 'host' or 'installed.client_id'.",
         )
     return key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Self
@@ -50,6 +50,18 @@ class ConnectionTestResult:
     details: dict[str, Any] | None = None
 
 
+OAUTH_FLOW_KEY = "oauth_flow"
+"""Config key under which ``exchange_oauth_code`` receives ``{"code_verifier",
+"redirect_uri"}`` of the flow in progress (PKCE, RFC 7636).
+
+Both OAuth hooks return the nested params to store; the service reads the tokens at
+``oauth.access_token``, ``oauth.refresh_token`` (secret fields of the provider's schema)
+and ``oauth.expires_at`` (Unix seconds)."""
+
+TokenSourceFn = Callable[..., Awaitable[str]]
+"""``await source(force_refresh=False) -> access token`` (the integration's TokenSource)."""
+
+
 @dataclass(frozen=True)
 class OAuthAuthorization:
     """What the generic OAuth2 flow needs to send the browser to the provider."""
@@ -75,6 +87,10 @@ class ConnectorProvider(ABC):
     tier: ClassVar[Tier] = Tier.SUPPORTED
     capabilities: ClassVar[frozenset[str]] = frozenset()
     config_model: ClassVar[type[BaseModel] | None] = None
+    token_source: TokenSourceFn | None = None
+    """Set by the application on instances of ``oauth2`` providers: the refresher that
+    yields a valid access token (refreshed ahead of expiry, single-flight, persisted).
+    Without it a provider may only use the access token stored in its config."""
 
     def __init__(self, config: Mapping[str, Any]) -> None:
         self.config: Mapping[str, Any] = config
@@ -105,6 +121,17 @@ class ConnectorProvider(ABC):
     def exchange_oauth_code(cls, code: str, config: Mapping[str, Any]) -> Any:
         """Trade an authorization code for the params to store (sync or async)."""
         return {}
+
+    @classmethod
+    def refresh_oauth_token(cls, refresh_token: str, config: Mapping[str, Any]) -> Any:
+        """Trade a refresh token for new params to store (sync or async).
+
+        Raise ``AuthError`` when the grant is refused for good (the connector then needs
+        a reconnect) and ``TransientError`` when trying again later may help.
+        """
+        raise ConnectorNotSupportedError(
+            f"{cls.provider_type} cannot refresh OAuth tokens", operation="oauth_refresh"
+        )
 
     # -- life cycle -------------------------------------------------------------------
     def test_connection(self) -> Any:

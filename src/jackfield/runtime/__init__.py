@@ -1,1 +1,130 @@
-"""runtime layer (see DESIGN.md §2)."""
+"""The runtime: supervisor, outbox delivery, inbound units and the event router.
+
+``Runtime(jf)`` is created by the ``Jackfield`` facade and costs nothing until
+``await runtime.start()`` (``jackfield serve`` starts it with the API; embedded users
+call ``await jf.start()``). Its services -- ``outbox`` (send, list, replay, ...) and
+``units`` (state, restart requests) -- work without starting it, so the CLI can use
+them while another process runs the runtime.
+
+This package never imports the facade, the API, UI or CLI: ``jf`` is any object with
+``settings``, ``db``, ``registry``, ``connectors`` and ``open_provider``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from typing import Any
+
+from ..service.outbox import OutboxService, SendResult
+from ..service.units import RuntimeUnitService
+from ..store.group_commit import GroupCommitter
+from .events import EventRouter
+from .outbox import DeliveryConfig, OutboxWorker
+from .outbox_store import OutboxStore
+from .retry import Backoff, RetryPolicy
+from .supervisor import Supervisor, SupervisorConfig
+
+log = logging.getLogger(__name__)
+
+
+def node_id() -> str:
+    """This process, as ``hostname:pid`` (shown as a unit's ``node``)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Runtime:
+    def __init__(self, jf: Any, *, node: str | None = None) -> None:
+        s = jf.settings
+        self.jf = jf
+        self.node_id = node or node_id()
+        self.enabled = bool(getattr(s, "runtime_enabled", True))
+        # one writer for enqueues, claims, acks and unit state: group-committed together
+        self.committer = GroupCommitter(jf.db, name="jackfield-writes")
+        self.outbox = OutboxService(jf.db, self.committer)
+        self.units = RuntimeUnitService(jf.db)
+        self.events = EventRouter(jf)
+        self.supervisor = Supervisor(
+            jf,
+            self.node_id,
+            SupervisorConfig(
+                backoff=Backoff(
+                    s.supervisor_backoff_base_seconds, s.supervisor_backoff_max_seconds
+                ),
+                crash_limit=s.supervisor_crash_limit,
+                crash_window=s.supervisor_crash_window_seconds,
+                healthy_reset=s.supervisor_healthy_reset_seconds,
+                poll_seconds=s.supervisor_poll_seconds,
+                policy=RetryPolicy(
+                    s.outbox_retry_base_seconds, s.outbox_retry_max_seconds, s.outbox_max_attempts
+                ),
+                concurrency=s.outbox_concurrency,
+            ),
+            committer=self.committer,
+            on_change=self._wake_delivery,
+        )
+        self.delivery = OutboxWorker(
+            OutboxStore(jf.db),
+            self.supervisor,
+            self.committer,
+            DeliveryConfig(
+                batch_size=s.outbox_batch_size,
+                max_in_flight=s.outbox_max_in_flight,
+                lease_seconds=s.outbox_lease_seconds,
+                poll_seconds=s.outbox_poll_seconds,
+                grace_seconds=s.runtime_shutdown_grace_seconds,
+            ),
+            on_events=self.events.wake,
+        )
+        self.outbox.add_listener(lambda _connectors: self.delivery.wake())
+        self.running = False
+
+    async def start(self) -> None:
+        """Start the event router and, unless ``runtime_enabled`` is off, the supervisor
+        and outbox delivery (idempotent)."""
+        if self.running:
+            return
+        self.running = True
+        await self.events.start()
+        if self.enabled:
+            await self.supervisor.start()
+            await self.delivery.start()
+        log.info("runtime started on %s", self.node_id)
+
+    async def stop(self) -> None:
+        """Graceful stop: deliveries finish or are given back, units stop, state saved."""
+        if not self.running:
+            return
+        self.running = False
+        if self.enabled:
+            await self.delivery.stop()
+            await self.supervisor.stop()
+        await self.events.stop()
+        self.committer.close()
+        log.info("runtime stopped on %s", self.node_id)
+
+    def send(
+        self,
+        connector_id: str,
+        payload: Any,
+        *,
+        operation: str | None = None,
+        envelope_id: str | None = None,
+    ) -> SendResult:
+        """Queue a message (any organization: the embedded caller is trusted)."""
+        return self.outbox.send(
+            None, connector_id, payload, operation=operation, envelope_id=envelope_id
+        )
+
+    def restart(self, who: Any, connector_id: str) -> dict[str, Any]:
+        """Record an operator's restart and have this process's supervisor act now."""
+        view = self.units.request_restart(who, connector_id)
+        self.supervisor.poke()
+        return view
+
+    def _wake_delivery(self) -> None:
+        self.delivery.wake()
+
+
+__all__ = ["Runtime", "SendResult", "node_id"]

@@ -8,12 +8,13 @@ whatever else that transaction records (a cursor, a delivered state). Duplicates
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from ..kernel.inbound import InboundEvent
+from ..store import utcnow
 from ..store.models_inbound import InboxEvent
 
 
@@ -50,3 +51,53 @@ def add_events(
     ]
     session.add_all(rows)
     return rows
+
+
+def add_event_batches(
+    session: Session,
+    batches: Sequence[tuple[str, str, Sequence[InboundEvent]]],
+    source: str,
+) -> list[int]:
+    """Stage the events of many ``(connector_id, organization_id, events)`` batches with
+    a few set-based statements; returns how many events of each batch were new.
+
+    The fast path of busy ingress (one SELECT for known ids, one multi-row INSERT).
+    Events already stored, or repeated within the call, count as duplicates. A concurrent
+    writer on another node can still make the INSERT fail on the unique key: the caller
+    then falls back to ``add_events`` one batch at a time.
+    """
+    connector_ids = {connector_id for connector_id, _, _ in batches}
+    event_ids = {event.event_id for _, _, events in batches for event in events}
+    if not event_ids:
+        return [0] * len(batches)
+    query = select(InboxEvent.connector_id, InboxEvent.event_id).where(
+        InboxEvent.connector_id.in_(connector_ids), InboxEvent.event_id.in_(event_ids)
+    )
+    known = {(row[0], row[1]) for row in session.execute(query)}
+    now = utcnow()
+    rows: list[dict[str, object]] = []
+    counts: list[int] = []
+    for connector_id, organization_id, events in batches:
+        added = 0
+        for event in events:
+            key = (connector_id, event.event_id)
+            if key in known:
+                continue
+            known.add(key)
+            added += 1
+            rows.append(
+                {
+                    "connector_id": connector_id,
+                    "organization_id": organization_id,
+                    "event_id": event.event_id,
+                    "event_type": event.event_type,
+                    "payload": event.payload,
+                    "source": source,
+                    "occurred_at": event.occurred_at,
+                    "received_at": now,
+                }
+            )
+        counts.append(added)
+    if rows:
+        session.execute(insert(InboxEvent), rows)
+    return counts

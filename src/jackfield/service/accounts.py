@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from functools import cache
 from datetime import UTC, datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import func, select

@@ -11,7 +11,7 @@ import binascii
 import builtins
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +25,7 @@ from ..kernel.errors import (
     ConnectorError,
     ConnectorNotFoundError,
 )
-from ..kernel.provider import ConnectionTestResult, ConnectorProvider
+from ..kernel.provider import Capability, ConnectionTestResult, ConnectorProvider, TokenSourceFn
 from ..kernel.registry import ConnectorRegistry
 from ..secrets import mask_config, redactor
 from ..store import Connector, Database
@@ -47,6 +47,8 @@ class ConnectorService:
         self.registry = registry
         self.codec = codec
         self.files = files
+        self.token_sources: Callable[[str], TokenSourceFn] | None = None
+        """Set by the application: OAuth token refresh for providers that declare oauth2."""
 
     # -- reading --------------------------------------------------------------------------
     def list(self, who: Principal, *, category: str | None = None) -> builtins.list[dict[str, Any]]:
@@ -234,7 +236,7 @@ class ConnectorService:
             connector = self._load(s, who, connector_id)
             cls = self._provider(connector)
             config = self.codec.plain_config(connector)
-        result = run_connection_test(cls, config)
+        result = run_connection_test(cls, lambda: self._instantiate(connector_id, cls, config))
         status = "connected" if result.success else "error"
         with self.db.transaction() as s:
             connector = self._load(s, who, connector_id)
@@ -268,6 +270,12 @@ class ConnectorService:
                 raise ConnectorNotFoundError(f"no connector {connector_id}")
             return connector, self._provider(connector), self.codec.plain_config(connector)
 
+    def open_provider(self, connector_id: str) -> ConnectorProvider:
+        """A live provider for a stored connector (any organization), with the OAuth
+        token source attached when the provider declares ``oauth2``."""
+        _, cls, config = self.resolve(connector_id)
+        return self._instantiate(connector_id, cls, config)
+
     def organization_of(self, connector_id: str) -> str:
         """The organization a connector belongs to (for the operator's CLI)."""
         with self.db.transaction() as s:
@@ -283,6 +291,14 @@ class ConnectorService:
             # another organization's connector looks exactly like a missing one
             raise ConnectorNotFoundError(f"no connector {connector_id}")
         return connector
+
+    def _instantiate(
+        self, connector_id: str, cls: type[ConnectorProvider], config: dict[str, Any]
+    ) -> ConnectorProvider:
+        provider = cls.from_config(config)
+        if self.token_sources is not None and Capability.OAUTH2 in cls.capabilities:
+            provider.token_source = self.token_sources(connector_id)
+        return provider
 
     def _provider(self, connector: Connector) -> type[ConnectorProvider]:
         return self.registry.get(connector.category, connector.provider_type)
@@ -329,12 +345,12 @@ class ConnectorService:
 
 
 def run_connection_test(
-    cls: type[ConnectorProvider], config: dict[str, Any]
+    cls: type[ConnectorProvider], make_provider: Callable[[], ConnectorProvider]
 ) -> ConnectionTestResult:
     """Instantiate and test; every failure becomes a result, with secrets masked."""
     provider: ConnectorProvider | None = None
     try:
-        provider = cls.from_config(config)
+        provider = make_provider()
         result = call_sync(provider.test_connection)
         if not isinstance(result, ConnectionTestResult):
             result = ConnectionTestResult(bool(result), "ok" if result else "test failed")
@@ -357,7 +373,7 @@ def run_connection_test(
 
 def _check_name(name: str) -> str:
     name = (name or "").strip() if isinstance(name, str) else ""
-    if not name or len(name) > 200:
+    if not name or len(name) > 200 or "\x00" in name:
         raise ConnectorConfigError(
             "a connector name must be 1 to 200 characters", field_errors={"name": "required"}
         )

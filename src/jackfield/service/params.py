@@ -196,6 +196,10 @@ class ParamCodec:
 
 
 def _text(key: str, value: Any) -> str | None:
+    if isinstance(value, str) and "\x00" in value:
+        raise ConnectorConfigError(
+            f"param {key!r}: value contains a NUL character", field_errors={key: "NUL character"}
+        )
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):

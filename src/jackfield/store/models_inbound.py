@@ -5,32 +5,40 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, utcnow
 
 
 class InboxEvent(Base):
-    """One inbound event; ``(connector_id, event_id)`` deduplicates redeliveries."""
+    """One inbound event; ``(connector_id, event_id)`` deduplicates redeliveries.
+
+    ``dispatch_token``/``dispatch_until`` are a node's claim on the row while its handlers
+    run (so two nodes never dispatch the same row at once); ``dispatched_at`` is set
+    once the handlers ran.
+    """
 
     __tablename__ = "inbox_events"
     __table_args__ = (
         UniqueConstraint("connector_id", "event_id", name="uq_inbox_event"),
         Index("ix_inbox_org_id", "organization_id", "id"),
+        Index("ix_inbox_connector_id", "connector_id", "id"),
+        Index("ix_inbox_undispatched", "dispatched_at", "id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    connector_id: Mapped[str] = mapped_column(
-        ForeignKey("connectors.id", ondelete="CASCADE"), index=True
-    )
+    connector_id: Mapped[str] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
     organization_id: Mapped[str] = mapped_column(String(36))
     event_id: Mapped[str] = mapped_column(String(200))
     event_type: Mapped[str] = mapped_column(String(100))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    source: Mapped[str] = mapped_column(String(20))  # webhook | polling | subscription | loopback
+    # webhook | polling | subscription | loopback | simulator
+    source: Mapped[str] = mapped_column(String(20))
     occurred_at: Mapped[datetime | None]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     dispatched_at: Mapped[datetime | None]
+    dispatch_token: Mapped[str | None] = mapped_column(String(36))
+    dispatch_until: Mapped[datetime | None]
 
 
 class InboundCursor(Base):
@@ -40,7 +48,7 @@ class InboundCursor(Base):
     connector_id: Mapped[str] = mapped_column(
         ForeignKey("connectors.id", ondelete="CASCADE"), primary_key=True
     )
-    cursor: Mapped[str | None] = mapped_column(String(1000))
+    cursor: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 

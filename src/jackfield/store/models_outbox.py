@@ -1,14 +1,25 @@
-"""Outbox and supervised-unit tables (owned by the runtime's outbox and supervisor)."""
+"""Outbox and supervised-unit tables (owned by the runtime's outbox and supervisor).
+
+``outbox_messages.next_attempt_at`` is *when the row may next be claimed*: for
+``pending``/``retrying`` the scheduled attempt, for ``in_flight`` the lease expiry (so a
+message whose worker died becomes claimable again without a separate sweep). One partial
+index over the claimable states then serves every claim, oldest first.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, utcnow
+
+#: States a worker may claim (``in_flight`` only once its lease has expired). The SQL
+#: text is spelled out once so the claim query matches the partial index literally.
+CLAIMABLE_STATES = ("pending", "retrying", "in_flight")
+CLAIMABLE_SQL = "state IN ('pending', 'retrying', 'in_flight')"
 
 
 class OutboxMessage(Base):
@@ -17,14 +28,20 @@ class OutboxMessage(Base):
     __tablename__ = "outbox_messages"
     __table_args__ = (
         UniqueConstraint("connector_id", "envelope_id", name="uq_outbox_envelope"),
-        Index("ix_outbox_due", "state", "next_attempt_at"),
+        Index(
+            "ix_outbox_due",
+            "next_attempt_at",
+            sqlite_where=text(CLAIMABLE_SQL),
+            postgresql_where=text(CLAIMABLE_SQL),
+        ),
+        Index("ix_outbox_org_id", "organization_id", "id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     envelope_id: Mapped[str] = mapped_column(String(26), index=True)
     connector_id: Mapped[str] = mapped_column(
         ForeignKey("connectors.id", ondelete="CASCADE"), index=True
     )
-    organization_id: Mapped[str] = mapped_column(String(36), index=True)
+    organization_id: Mapped[str] = mapped_column(String(36))
     operation: Mapped[str] = mapped_column(String(100), default="")
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(20), default="pending")
@@ -40,7 +57,11 @@ class OutboxMessage(Base):
 
 
 class RuntimeUnit(Base):
-    """Persisted state of one supervised unit, shown by the API, UI and CLI."""
+    """Persisted state of one supervised unit, shown by the API, UI and CLI.
+
+    ``restart_requested_at`` is how an operator's restart (API or CLI, possibly from
+    another process) reaches the supervisor that runs the unit: it polls for it.
+    """
 
     __tablename__ = "runtime_units"
     connector_id: Mapped[str] = mapped_column(
@@ -52,4 +73,6 @@ class RuntimeUnit(Base):
     restart_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     node: Mapped[str | None] = mapped_column(String(200))
+    next_restart_at: Mapped[datetime | None]
+    restart_requested_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -22,7 +22,6 @@ def _connector_fk(primary_key: bool = False) -> sa.Column[str]:
         sa.ForeignKey("connectors.id", ondelete="CASCADE"),
         primary_key=primary_key,
         nullable=False,
-        index=not primary_key,
     )
 
 
@@ -39,13 +38,17 @@ def upgrade() -> None:
         sa.Column("occurred_at", TS),
         sa.Column("received_at", TS, nullable=False),
         sa.Column("dispatched_at", TS),
+        sa.Column("dispatch_token", sa.String(36)),
+        sa.Column("dispatch_until", TS),
         sa.UniqueConstraint("connector_id", "event_id", name="uq_inbox_event"),
     )
     op.create_index("ix_inbox_org_id", "inbox_events", ["organization_id", "id"])
+    op.create_index("ix_inbox_connector_id", "inbox_events", ["connector_id", "id"])
+    op.create_index("ix_inbox_undispatched", "inbox_events", ["dispatched_at", "id"])
     op.create_table(
         "inbound_cursors",
         _connector_fk(primary_key=True),
-        sa.Column("cursor", sa.String(1000)),
+        sa.Column("cursor", sa.Text()),
         sa.Column("updated_at", TS, nullable=False),
     )
     op.create_table(
@@ -60,5 +63,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("unit_leases")
     op.drop_table("inbound_cursors")
+    op.drop_index("ix_inbox_undispatched", "inbox_events")
+    op.drop_index("ix_inbox_connector_id", "inbox_events")
     op.drop_index("ix_inbox_org_id", "inbox_events")
     op.drop_table("inbox_events")

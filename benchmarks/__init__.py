@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench`` = ``python -m benchmarks``): not part of ``make test``."""

@@ -1,0 +1,278 @@
+"""Webhook ingest throughput: Jackfield vs a bare Starlette endpoint.
+
+Both servers run the same way: uvicorn, one process, loopback, access log off. The bare
+endpoint answers 200 without doing anything; Jackfield's ``POST /hooks/{id}`` verifies
+the Standard Webhooks signature on the raw body and commits the event to the inbox
+(durably: SQLite with ``synchronous=FULL``) before it answers.
+
+The load comes from a separate process: a small asyncio HTTP/1.1 client with 64
+keep-alive connections, each sending its next request as soon as the previous answer
+arrived (closed loop). Requests are signed before the clock starts, every one with its
+own webhook id, so none is a duplicate. After the run the inbox is counted to prove
+every accepted event was stored.
+
+Run: ``python -m benchmarks.webhook`` (or ``make bench``). Environment:
+``JACKFIELD_BENCH_REQUESTS`` (default 5000), ``JACKFIELD_BENCH_CONCURRENCY`` (64),
+``JACKFIELD_BENCH_DATABASE_URL`` (default: SQLite in a temporary directory).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SECRET = "whsec_" + base64.b64encode(b"jackfield-benchmark-secret-32by!").decode()
+WARMUP = 300
+
+
+# -- the two servers ------------------------------------------------------------------
+def _bare_app() -> Any:
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    async def hook(request: Any) -> Response:
+        return Response(b'{"accepted":1,"duplicates":0}', media_type="application/json")
+
+    return Starlette(routes=[Route("/hooks/{connector_id}", hook, methods=["POST"])])
+
+
+def _jackfield_app(database_url: str, data_dir: str, secret_key: str) -> Any:
+    from jackfield import connector_registry
+    from jackfield.api import create_app
+    from jackfield.app import Jackfield
+    from jackfield.connectors.webhook import WebhookProvider
+    from jackfield.settings import Settings
+
+    if not connector_registry.is_registered("http", "webhook"):
+        connector_registry.register(WebhookProvider)
+    settings = Settings(database_url=database_url, data_dir=Path(data_dir), secret_key=secret_key)
+    return create_app(Jackfield(settings=settings))
+
+
+def _noop_jackfield_app(*args: str) -> Any:
+    """Jackfield's app (all its middleware) with the bare no-op endpoint in front: what
+    the framework costs before the ingest does any work (a diagnostic)."""
+    from starlette.routing import Route
+
+    app = _jackfield_app(*args)
+    bare_endpoint = _bare_app().routes[0].endpoint
+    app.router.routes.insert(0, Route("/hooks/{connector_id}", bare_endpoint, methods=["POST"]))
+    return app
+
+
+def _serve(kind: str, port: int, *args: str) -> None:
+    import uvicorn
+
+    factories = {"bare": _bare_app, "jackfield": _jackfield_app, "noop": _noop_jackfield_app}
+    app = factories[kind](*args)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# -- the load generator (its own process) ---------------------------------------------
+def _requests(port: int, connector_id: str, count: int, prefix: str) -> list[bytes]:
+    from jackfield.connectors.webhook import sign
+
+    now = int(time.time())
+    out = []
+    for i in range(count):
+        body = json.dumps({"type": "bench.event", "data": {"seq": i, "text": "hello"}}).encode()
+        msg_id = f"{prefix}_{i}_{uuid.uuid4().hex[:8]}"
+        head = (
+            f"POST /hooks/{connector_id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"webhook-id: {msg_id}\r\nwebhook-timestamp: {now}\r\n"
+            f"webhook-signature: {sign(SECRET, msg_id, now, body)}\r\n\r\n"
+        )
+        out.append(head.encode() + body)
+    return out
+
+
+async def _fire(port: int, requests: list[bytes], concurrency: int) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    position = 0
+
+    async def worker() -> None:
+        nonlocal position
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            while position < len(requests):
+                request = requests[position]
+                position += 1
+                started = time.perf_counter()
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - started)
+                statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "requests": len(latencies),
+        "statuses": statuses,
+        "seconds": elapsed,
+        "rps": len(latencies) / elapsed,
+        "p50_ms": latencies[len(latencies) // 2] * 1000,
+        "p99_ms": latencies[int(len(latencies) * 0.99)] * 1000,
+        "max_ms": latencies[-1] * 1000,
+    }
+
+
+def _load(port: int, connector_id: str, count: int, concurrency: int) -> None:
+    warm = _requests(port, connector_id, WARMUP, "warm")
+    measured = _requests(port, connector_id, count, "bench")
+    asyncio.run(_fire(port, warm, min(concurrency, 16)))
+    print(json.dumps(asyncio.run(_fire(port, measured, concurrency))))
+
+
+# -- orchestration --------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the benchmark server exited")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("the benchmark server did not start")
+
+
+def _module(*args: object) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.webhook", *map(str, args)]
+
+
+def _measure(kind: str, server_args: list[str], connector_id: str, count: int, conc: int) -> Any:
+    port = _free_port()
+    server = subprocess.Popen(_module("serve", kind, port, *server_args), cwd=ROOT)
+    try:
+        _wait_listening(port, server)
+        out = subprocess.run(
+            _module("load", port, connector_id, count, conc),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _prepare(database_url: str, data_dir: str, secret_key: str) -> str:
+    from jackfield import connector_registry
+    from jackfield.app import Jackfield
+    from jackfield.connectors.webhook import WebhookProvider
+    from jackfield.service import Principal
+    from jackfield.settings import Settings
+
+    if not connector_registry.is_registered("http", "webhook"):
+        connector_registry.register(WebhookProvider)
+    settings = Settings(database_url=database_url, data_dir=Path(data_dir), secret_key=secret_key)
+    with Jackfield(settings=settings) as jf:
+        org = jf.accounts.create_org(f"bench-{uuid.uuid4().hex[:6]}")["id"]
+        who = Principal.operator(org)
+        created = jf.connectors.create(
+            who, name="bench", category="http", provider_type="webhook", config={"secret": SECRET}
+        )
+        jf.connectors.test(who, created["id"])
+        jf.connectors.set_enabled(who, created["id"], True)
+        return str(created["id"])
+
+
+def _stored(database_url: str, data_dir: str, secret_key: str, connector_id: str) -> int:
+    from sqlalchemy import func, select
+
+    from jackfield.store import Database
+    from jackfield.store.models_inbound import InboxEvent
+
+    db = Database(database_url)
+    try:
+        with db.transaction() as s:
+            query = select(func.count()).where(InboxEvent.connector_id == connector_id)
+            return int(s.scalar(query) or 0)
+    finally:
+        db.dispose()
+
+
+def _median(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median throughput (its latencies belong to the same run)."""
+    return sorted(runs, key=lambda r: r["rps"])[len(runs) // 2]
+
+
+def main() -> None:
+    count = int(os.environ.get("JACKFIELD_BENCH_REQUESTS", "5000"))
+    rounds = int(os.environ.get("JACKFIELD_BENCH_ROUNDS", "3"))
+    concurrency = int(os.environ.get("JACKFIELD_BENCH_CONCURRENCY", "64"))
+    with tempfile.TemporaryDirectory() as tmp:
+        database_url = os.environ.get(
+            "JACKFIELD_BENCH_DATABASE_URL", f"sqlite:///{Path(tmp) / 'bench.db'}"
+        )
+        secret_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        server_args = [database_url, str(Path(tmp) / "data"), secret_key]
+        connector_id = _prepare(*server_args)
+        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "noop": [], "jackfield": []}
+        for _ in range(rounds):  # interleaved, so a noisy neighbour hits all of them alike
+            for kind, runs_of_kind in runs.items():
+                args = [] if kind == "bare" else server_args
+                runs_of_kind.append(_measure(kind, args, connector_id, count, concurrency))
+        stored = _stored(*server_args, connector_id)
+    bare, noop, ingest = (_median(runs[k]) for k in ("bare", "noop", "jackfield"))
+    backend = database_url.split(":", 1)[0]
+    ratio = ingest["rps"] / bare["rps"]
+    print(
+        f"webhook ingest: {count} requests x {rounds} rounds (median shown), {concurrency} "
+        "connections, uvicorn (1 process, h11),"
+    )
+    print(f"  asyncio raw HTTP/1.1 load generator in its own process, database {backend}")
+    named = (("bare Starlette", bare), ("Jackfield no-op", noop), ("Jackfield ingest", ingest))
+    for name, r in named:
+        print(
+            f"  {name:<17} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+            f"p99 {r['p99_ms']:6.2f} ms  max {r['max_ms']:6.2f} ms  statuses {r['statuses']}"
+        )
+    print(
+        f"  ratio {ratio:.2f} (target >= 0.5); Jackfield p99 {ingest['p99_ms']:.2f} ms "
+        f"(target <= 15 ms); stored {stored} of {rounds * (count + WARMUP)} events"
+    )
+
+
+if __name__ == "__main__":
+    mode, *rest = sys.argv[1:] or ["run"]
+    if mode == "serve":
+        _serve(rest[0], int(rest[1]), *rest[2:])
+    elif mode == "load":
+        _load(int(rest[0]), rest[1], int(rest[2]), int(rest[3]))
+    else:
+        main()

@@ -1,0 +1,102 @@
+"""Inbound events: a connector's inbox (newest first) and the live SSE stream.
+
+The stream sends every new event of the caller's organization as
+``id: <inbox id>`` + ``data: <event JSON>``; a client that reconnects with
+``Last-Event-ID`` (browsers do it by themselves) first receives what it missed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from ...runtime.events import EventRouter
+from ...service.events import EventService
+from ..deps import JF, Caller
+
+router = APIRouter(tags=["events"])
+KEEPALIVE_SECONDS = 15.0
+
+
+def event_router(request: Request) -> EventRouter:
+    """The application's event router: the runtime's, or (for an app without a runtime)
+    one kept on the app that only feeds streams."""
+    jf = request.app.state.jackfield
+    events = getattr(getattr(jf, "runtime", None), "events", None)
+    if events is not None:
+        return events  # type: ignore[no-any-return]
+    fallback: EventRouter | None = getattr(request.app.state, "event_router", None)
+    if fallback is None:
+        fallback = request.app.state.event_router = EventRouter(jf)
+    return fallback
+
+
+@router.get("/api/connectors/{connector_id}/events")
+def list_events(
+    connector_id: str,
+    jf: JF,
+    caller: Caller,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """The connector's inbox, newest first; pass ``next_cursor`` as ``cursor`` for more."""
+    return EventService(jf.db).list(caller, connector_id, limit=limit, cursor=cursor)
+
+
+@router.get(
+    "/api/events/stream",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def stream_events(
+    request: Request,
+    caller: Caller,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> StreamingResponse:
+    """Server-sent events: new inbound events of the caller's organization."""
+    feed = event_router(request).feed
+    resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+
+    async def body() -> AsyncIterator[str]:
+        yield "retry: 3000\n: connected\n\n"
+        stream = feed.stream(caller.organization_id, resume, keepalive=KEEPALIVE_SECONDS)
+        async for record in stream:
+            if record is None:
+                yield ": keep-alive\n\n"
+            else:
+                data = json.dumps(record.view(), separators=(",", ":"), default=str)
+                yield f"id: {record.id}\ndata: {data}\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
+
+
+def setup_app(app: FastAPI) -> None:
+    """Close the fallback router's feed when the app shuts down."""
+    after_lifespan(app, _close_fallback)
+
+
+async def _close_fallback(app: FastAPI) -> None:
+    fallback: EventRouter | None = getattr(app.state, "event_router", None)
+    if fallback is not None:
+        await fallback.stop()
+
+
+def after_lifespan(app: FastAPI, cleanup: Callable[[FastAPI], Awaitable[None]]) -> None:
+    """Run ``cleanup`` after the app's own lifespan has ended."""
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(instance: FastAPI) -> AsyncIterator[Any]:
+        try:
+            async with inner(instance) as state:
+                yield state
+        finally:
+            await cleanup(instance)
+
+    app.router.lifespan_context = lifespan

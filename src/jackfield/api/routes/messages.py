@@ -1,0 +1,71 @@
+"""Outbound messages: ``POST /api/connectors/{id}/messages`` queues one durably.
+
+202 with the queued message; a known ``envelope_id`` answers 200 with the stored message
+and sends nothing again (so a client may retry a request it never got an answer to).
+Any member of the organization may send; the connector must exist in the caller's
+organization (404) and be enabled (409). All of it is decided in ``OutboxService``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..deps import JF, Caller
+from ..schemas import DATE_TIME, RequestModel, error_responses
+
+router = APIRouter(tags=["outbox"])
+ConnectorId = Annotated[str, Path(max_length=100, description="the connector's id (UUID)")]
+
+
+class MessageIn(RequestModel):
+    envelope_id: str | None = Field(
+        default=None,
+        max_length=100,
+        description="a ULID chosen by the client for idempotency; generated when absent",
+    )
+    operation: str | None = Field(
+        default=None, max_length=100, description="the provider operation; its default if absent"
+    )
+    payload: dict[str, Any] = Field(description="the operation's input, e.g. {'text': ...}")
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    envelope_id: str
+    connector_id: str
+    state: str = Field(
+        json_schema_extra={
+            "enum": ["pending", "in_flight", "retrying", "delivered", "dead", "discarded"]
+        }
+    )
+    attempts: int
+    next_attempt_at: str | None = Field(json_schema_extra=DATE_TIME)
+    last_error: str | None
+
+
+@router.post(
+    "/api/connectors/{connector_id}/messages",
+    status_code=202,
+    response_model=MessageOut,
+    responses={
+        200: {"model": MessageOut, "description": "the envelope id was known"},
+        **error_responses(401, 404, 409, 413, 422),
+    },
+)
+def send_message(
+    jf: JF, who: Caller, connector_id: ConnectorId, body: MessageIn, response: Response
+) -> dict[str, Any]:
+    """Queue a message; it is committed before the answer (202, or 200 when known)."""
+    result = jf.runtime.outbox.send(
+        who,
+        connector_id,
+        body.payload,
+        operation=body.operation,
+        envelope_id=body.envelope_id,
+    )
+    if not result.created:
+        response.status_code = 200
+    return result.message

@@ -1,0 +1,93 @@
+"""``outbox`` commands: list and show messages, replay or discard dead letters.
+
+Thin calls into ``OutboxService`` as an operator (admin) of the message's organization;
+they work while ``jackfield serve`` runs (a replayed message is picked up by its
+workers within their poll interval).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from ..service import Principal
+from .connectors import operator, operator_for
+from .output import JsonOption, console, emit, emit_items, jackfield, user_errors
+
+app = typer.Typer(help="Outbound messages and dead letters.", no_args_is_help=True)
+COLUMNS = ["envelope_id", "connector_id", "state", "attempts", "next_attempt_at", "last_error"]
+ConnectorOption = typer.Option(
+    None, "--connector", help="Only this connector's messages (or: the one with this id)."
+)
+
+
+def show_message(m: dict[str, Any]) -> None:
+    console.print(f"[bold]{m['envelope_id']}[/bold]  {m['state']}  connector {m['connector_id']}")
+    console.print(f"  attempts={m['attempts']}  next_attempt_at={m['next_attempt_at'] or '-'}")
+    if m.get("error_class") or m.get("last_error"):
+        console.print(f"  {m.get('error_class') or 'error'}: {m.get('last_error') or ''}")
+
+
+def _operator_for_message(envelope_id: str, connector_id: str | None) -> Principal:
+    if connector_id:
+        return operator_for(connector_id)
+    return Principal.operator(jackfield().runtime.outbox.organization_of(envelope_id))
+
+
+@app.command("list")
+def list_(
+    org: str | None = typer.Option(None, "--org"),
+    connector_id: str | None = ConnectorOption,
+    state: str | None = typer.Option(
+        None, "--state", help="pending, in_flight, retrying, delivered, dead or discarded"
+    ),
+    limit: int = typer.Option(100, "--limit", min=1, max=500),
+    as_json: bool = JsonOption,
+) -> None:
+    """List messages, newest first (``--state dead`` for dead letters)."""
+    with user_errors():
+        who = operator_for(connector_id) if connector_id and org is None else operator(org)
+        items, _ = jackfield().runtime.outbox.list(
+            who, connector_id=connector_id, state=state, limit=limit
+        )
+    emit_items(items, as_json, COLUMNS)
+
+
+@app.command("show")
+def show(
+    envelope_id: str = typer.Argument(..., metavar="ENVELOPE_ID"),
+    connector_id: str | None = ConnectorOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Show one message."""
+    with user_errors():
+        who = _operator_for_message(envelope_id, connector_id)
+        message = jackfield().runtime.outbox.get(who, envelope_id, connector_id=connector_id)
+    emit(message, as_json, show_message)
+
+
+@app.command("replay")
+def replay(
+    envelope_id: str = typer.Argument(..., metavar="ENVELOPE_ID"),
+    connector_id: str | None = ConnectorOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Send a dead message again (same envelope id, attempts reset)."""
+    with user_errors():
+        who = _operator_for_message(envelope_id, connector_id)
+        message = jackfield().runtime.outbox.replay(who, envelope_id, connector_id=connector_id)
+    emit(message, as_json, show_message)
+
+
+@app.command("discard")
+def discard(
+    envelope_id: str = typer.Argument(..., metavar="ENVELOPE_ID"),
+    connector_id: str | None = ConnectorOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Give up on a dead message for good (it stays listed as discarded)."""
+    with user_errors():
+        who = _operator_for_message(envelope_id, connector_id)
+        message = jackfield().runtime.outbox.discard(who, envelope_id, connector_id=connector_id)
+    emit(message, as_json, show_message)

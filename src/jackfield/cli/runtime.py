@@ -1,0 +1,49 @@
+"""``runtime`` commands: the state of supervised units, and restarting one.
+
+They read and write the database the serving process uses, so they work from another
+shell while ``jackfield serve`` runs: a restart is a request its supervisor picks up
+within its poll interval (``JACKFIELD_SUPERVISOR_POLL_SECONDS``).
+"""
+
+from __future__ import annotations
+
+import typer
+
+from .connectors import operator, operator_for
+from .output import JsonOption, emit, emit_items, jackfield, user_errors
+
+app = typer.Typer(help="Supervised connector units.", no_args_is_help=True)
+COLUMNS = [
+    "connector_id",
+    "connector_name",
+    "liveness",
+    "readiness",
+    "restart_count",
+    "last_error",
+    "node",
+]
+
+
+@app.command("status")
+def status(
+    org: str | None = typer.Option(None, "--org"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Liveness and readiness of every supervised unit of an organization."""
+    with user_errors():
+        items = jackfield().runtime.units.list(operator(org))
+    emit_items(items, as_json, COLUMNS)
+
+
+@app.command("restart")
+def restart(
+    connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOption
+) -> None:
+    """Restart a connector's unit (also clears ``failed``)."""
+    with user_errors():
+        unit = jackfield().runtime.units.request_restart(operator_for(connector_id), connector_id)
+    emit(
+        unit,
+        as_json,
+        lambda u: print(f"restart of {u['connector_id']} requested (now {u['liveness']})"),
+    )

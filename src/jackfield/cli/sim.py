@@ -1,0 +1,70 @@
+"""``sim`` commands: exercise a connector without its external system.
+
+``sim send`` queues an outbound message exactly as an application would (the running
+``jackfield serve`` delivers it); ``sim inject`` commits an inbound event to the inbox as
+if the connector had received it, so handlers, the event stream and the UI see it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import typer
+
+from ..kernel.errors import ConnectorConfigError
+from ..service.events import EventService
+from .connectors import operator_for
+from .output import JsonOption, console, emit, jackfield, user_errors
+
+app = typer.Typer(help="Simulator: send and inject events.", no_args_is_help=True)
+
+
+@app.command("send")
+def send(
+    connector_id: str = typer.Argument(..., metavar="CONNECTOR"),
+    text: str = typer.Argument(..., metavar="TEXT"),
+    as_json: bool = JsonOption,
+) -> None:
+    """Queue the message {"text": TEXT} on CONNECTOR (delivered by the runtime)."""
+    with user_errors():
+        operator_for(connector_id)  # an unknown connector is a one-line error
+        envelope_id = jackfield().send(connector_id, {"text": text})
+    result = {"envelope_id": envelope_id, "connector_id": connector_id}
+    emit(result, as_json, lambda r: console.print(f"queued {r['envelope_id']}"))
+
+
+@app.command("inject")
+def inject(
+    connector_id: str = typer.Argument(..., metavar="CONNECTOR"),
+    payload: str = typer.Argument(..., metavar="JSON", help="The event payload, an object."),
+    event_type: str | None = typer.Option(
+        None, "--type", help="Event type (default: the payload's 'type', else message.received)."
+    ),
+    event_id: str | None = typer.Option(
+        None, "--event-id", help="Event id (default: a new one); a known id is not stored twice."
+    ),
+    as_json: bool = JsonOption,
+) -> None:
+    """Commit an inbound event to CONNECTOR's inbox as if it had been received."""
+    with user_errors():
+        data = _parse(payload)
+        event = EventService(jackfield().db).inject(
+            operator_for(connector_id),
+            connector_id,
+            data,
+            event_type=event_type,
+            event_id=event_id,
+        )
+    emit(event, as_json, _show)
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ConnectorConfigError(f"JSON: not valid JSON ({exc})") from None
+
+
+def _show(event: dict[str, Any]) -> None:
+    console.print(f"injected {event['event_type']} {event['event_id']} (inbox id {event['id']})")

@@ -1,0 +1,192 @@
+"""webhook: a generic inbound webhook verified the Standard Webhooks way.
+
+Spec: https://www.standardwebhooks.com/. The sender signs
+``"{webhook-id}.{webhook-timestamp}.{raw body}"`` with HMAC-SHA256, keyed by the
+base64-decoded part of the shared secret after ``whsec_``, and sends
+``webhook-signature: v1,<base64 signature>`` (several space-separated entries while it
+rotates keys; any one valid entry is enough). The timestamp must be within
+``tolerance_seconds`` of now, which bounds replays; the id deduplicates redeliveries.
+
+Decisions where the spec leaves room: the body must be a JSON object (a signed body
+that is not is refused with 400 and nothing is stored: handlers can rely on a dict);
+``event_type`` is the body's ``type`` field (``webhook.received`` when absent);
+``occurred_at`` is the signed timestamp.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from jackfield.kernel import (
+    AuthError,
+    Capability,
+    ConfigField,
+    ConnectionTestResult,
+    ConnectorConfigError,
+    ConnectorNotSupportedError,
+    FieldType,
+    HttpProvider,
+    HttpRequest,
+    InboundEvent,
+    PermanentError,
+    Tier,
+    WebhookRequest,
+    WebhookSource,
+)
+
+SECRET_PREFIX = "whsec_"
+DEFAULT_EVENT_TYPE = "webhook.received"
+DEFAULT_TOLERANCE = 300
+MAX_ID_LENGTH = 200
+MAX_TYPE_LENGTH = 100
+
+
+def decode_secret(secret: str) -> bytes:
+    """The HMAC key inside a ``whsec_<base64>`` secret; ``ValueError`` if malformed."""
+    if not isinstance(secret, str) or not secret.startswith(SECRET_PREFIX):
+        raise ValueError(f"the secret must start with {SECRET_PREFIX!r}")
+    try:
+        key = base64.b64decode(secret[len(SECRET_PREFIX) :], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the part after {SECRET_PREFIX!r} must be base64") from None
+    if len(key) < 16:
+        raise ValueError("the secret must hold at least 16 bytes of key material")
+    return key
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header value a sender would send (``v1,<base64>``)."""
+    return "v1," + _signature(decode_secret(secret), msg_id, str(timestamp), body)
+
+
+def _signature(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+class WebhookProvider(HttpProvider, WebhookSource):
+    """Receives signed webhooks at ``/hooks/{connector_id}``; sends nothing."""
+
+    provider_type: ClassVar[str] = "webhook"
+    display_name: ClassVar[str] = "Webhook (Standard Webhooks)"
+    tier: ClassVar[Tier] = Tier.SUPPORTED
+    capabilities: ClassVar[frozenset[str]] = frozenset({Capability.WEBHOOK})
+    verify_inline: ClassVar[bool] = True
+    """Verification is bounded CPU work (an HMAC and a JSON parse, no I/O): the ingress
+    may run it on the event loop for small bodies instead of paying a thread hop."""
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return [
+            ConfigField(
+                "secret",
+                "Signing secret",
+                required=True,
+                secret=True,
+                help="whsec_ followed by base64, shared with the sender.",
+            ),
+            ConfigField(
+                "tolerance_seconds",
+                "Timestamp tolerance (s)",
+                type=FieldType.INTEGER,
+                default=DEFAULT_TOLERANCE,
+                help="Refuse webhooks whose timestamp is further than this from now.",
+            ),
+        ]
+
+    @classmethod
+    def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        valid = super().validate_config(config)
+        errors: dict[str, str] = {}
+        try:
+            decode_secret(valid.get("secret") or "")
+        except ValueError as exc:
+            errors["secret"] = str(exc)
+        if valid.get("tolerance_seconds", DEFAULT_TOLERANCE) <= 0:
+            errors["tolerance_seconds"] = "must be a positive number of seconds"
+        if errors:
+            summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
+            raise ConnectorConfigError(f"invalid configuration ({summary})", field_errors=errors)
+        return valid
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        super().__init__(config)
+        self._key = decode_secret(config["secret"])
+        self._tolerance = int(config.get("tolerance_seconds") or DEFAULT_TOLERANCE)
+
+    def test_connection(self) -> ConnectionTestResult:
+        return ConnectionTestResult(
+            True, "the signing secret is valid; send webhooks to /hooks/<connector id>"
+        )
+
+    # -- outbound: none ------------------------------------------------------------
+    def operations(self) -> dict[str, Any]:
+        return {}
+
+    def request(self, request: HttpRequest) -> Any:
+        raise ConnectorNotSupportedError("a webhook connector only receives", operation="request")
+
+    # -- inbound -------------------------------------------------------------------
+    def parse_webhook(self, request: WebhookRequest) -> list[InboundEvent]:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        msg_id = headers.get("webhook-id", "")
+        timestamp = headers.get("webhook-timestamp", "")
+        signatures = headers.get("webhook-signature", "")
+        if not (msg_id and timestamp and signatures):
+            raise AuthError(
+                "missing webhook-id, webhook-timestamp or webhook-signature header",
+                remediation="Sign requests the Standard Webhooks way.",
+            )
+        sent_at = self._check_timestamp(timestamp)
+        expected = _signature(self._key, msg_id, timestamp, request.body)
+        if not any(
+            version == "v1" and hmac.compare_digest(sig.encode(), expected.encode())
+            for version, _, sig in (entry.partition(",") for entry in signatures.split())
+        ):
+            raise AuthError(
+                "no valid webhook signature",
+                remediation="Check that the sender uses this connector's current secret.",
+            )
+        payload = _json_object(request.body)
+        event_type = payload.get("type")
+        if not isinstance(event_type, str) or not event_type:
+            event_type = DEFAULT_EVENT_TYPE
+        if len(msg_id) > MAX_ID_LENGTH or len(event_type) > MAX_TYPE_LENGTH:
+            raise PermanentError(
+                f"webhook-id must be at most {MAX_ID_LENGTH} characters and the event "
+                f"type at most {MAX_TYPE_LENGTH}"
+            )
+        return [InboundEvent(msg_id, event_type, payload, occurred_at=sent_at)]
+
+    def _check_timestamp(self, value: str) -> datetime:
+        try:
+            sent = int(value)
+        except ValueError:
+            raise AuthError("webhook-timestamp must be whole seconds since the epoch") from None
+        if abs(time.time() - sent) > self._tolerance:
+            raise AuthError(
+                "webhook timestamp outside the tolerance",
+                remediation="Check the sender's clock; replayed webhooks are refused.",
+            )
+        return datetime.fromtimestamp(sent, UTC)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, ValueError):
+        payload = None
+    if not isinstance(payload, dict):
+        raise PermanentError(
+            "the webhook body must be a JSON object",
+            remediation="Send the event as a JSON object (Standard Webhooks payload).",
+        )
+    return payload

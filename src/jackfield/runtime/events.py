@@ -1,0 +1,207 @@
+"""The event router: runs the handlers registered with ``@jf.on(event_type)`` for every
+inbox event, and feeds the live stream (SSE).
+
+Dispatch semantics:
+
+* Events are dispatched in id order, one at a time per process. For each event every
+  handler of its type runs, then every ``"*"`` handler, in registration order. Sync
+  handlers run in a worker thread; async ones on the loop.
+* A handler that raises is logged (redacted) and the other handlers and events go on.
+  It is **not** retried: a handler that needs retries should hand its work to the
+  outbox (``jf.send``) or its own queue. ``dispatched_at`` is set once the handlers ran.
+* Across nodes a batch of rows is claimed first (``dispatch_token``, ``dispatch_until``;
+  ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two nodes never run handlers for the same
+  row at the same time. If a node dies mid-batch its claim expires after
+  ``claim_seconds`` and another node runs those events: delivery to handlers is
+  at-least-once, never concurrent.
+* A process with no handlers claims nothing, so a ``jackfield serve`` without handlers
+  leaves the events for the application that registered them.
+* New rows are noticed at once after ``wake()`` (called after local commits) and
+  within ``poll_interval`` when another process or node committed them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from sqlalchemy import or_, select, update
+
+from ..kernel import call_async
+from ..secrets import redactor
+from ..service.events import EventRecord
+from ..store import Database, is_sqlite, utcnow
+from ..store.models_inbound import InboxEvent
+from .inbound.feed import EventFeed
+
+log = logging.getLogger(__name__)
+
+ANY = "*"
+Handler = Callable[[EventRecord], Any]
+H = TypeVar("H", bound=Handler)
+
+
+class EventRouter:
+    def __init__(
+        self,
+        jf: Any,
+        *,
+        poll_interval: float = 1.0,
+        batch_size: int = 100,
+        claim_seconds: float = 120.0,
+    ) -> None:
+        self.db: Database = jf.db
+        self.poll_interval = poll_interval
+        self.batch_size = batch_size
+        self.claim_seconds = claim_seconds
+        self.feed = EventFeed(self.db)
+        self._handlers: dict[str, list[Handler]] = {}
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+
+    # -- registration -------------------------------------------------------------------
+    def on(self, event_type: str) -> Callable[[H], H]:
+        """Decorator: run the function for every event of ``event_type`` (``"*"``: all)."""
+        if not isinstance(event_type, str) or not event_type:
+            raise ValueError("event_type must be a non-empty string (or '*')")
+
+        def register(handler: H) -> H:
+            self._handlers.setdefault(event_type, []).append(handler)
+            self.wake()
+            return handler
+
+        return register
+
+    def handlers_for(self, event_type: str) -> list[Handler]:
+        return [*self._handlers.get(event_type, ()), *self._handlers.get(ANY, ())]
+
+    # -- life cycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="jackfield-event-router")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._loop = self._wakeup = None
+        await self.feed.close()
+
+    def wake(self) -> None:
+        """New rows were committed: dispatch and stream them now (thread-safe)."""
+        self.feed.wake()
+        loop, wakeup = self._loop, self._wakeup
+        if loop is None or wakeup is None:
+            return
+        try:
+            loop.call_soon_threadsafe(wakeup.set)
+        except RuntimeError:  # the loop has closed: the router is stopping
+            pass
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        wakeup = self._wakeup
+        while True:
+            try:
+                dispatched = await self.dispatch_pending()
+            except Exception:  # a database hiccup must not end dispatching
+                log.warning("event dispatch failed; retrying", exc_info=True)
+                dispatched = 0
+            if dispatched >= self.batch_size:
+                continue
+            try:
+                await asyncio.wait_for(wakeup.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+            wakeup.clear()
+
+    # -- dispatch -----------------------------------------------------------------------
+    async def dispatch_pending(self) -> int:
+        """Claim one batch of undispatched events and run their handlers; returns how
+        many events were dispatched (0 when there are no handlers)."""
+        if not self._handlers:
+            return 0
+        async with self._lock:
+            token = str(uuid.uuid4())
+            records = await asyncio.to_thread(self._claim, token)
+            done: list[int] = []
+            try:
+                for record in records:
+                    await self._run_handlers(record)
+                    done.append(record.id)
+            finally:
+                claimed = [record.id for record in records]
+                await asyncio.shield(asyncio.to_thread(self._finish, token, claimed, done))
+            return len(done)
+
+    async def _run_handlers(self, record: EventRecord) -> None:
+        for handler in self.handlers_for(record.event_type):
+            try:
+                await call_async(handler, record)
+            except Exception as exc:  # noqa: BLE001 - one handler's bug must not stop the rest
+                trace = "".join(traceback.format_exception(exc))
+                log.error(
+                    "handler %s failed for %s event %s (inbox id %s): %s",
+                    getattr(handler, "__qualname__", repr(handler)),
+                    record.event_type,
+                    record.event_id,
+                    record.id,
+                    redactor.redact(trace),
+                )
+
+    def _claim(self, token: str) -> list[EventRecord]:
+        now = utcnow()
+        with self.db.transaction() as s:
+            query = (
+                select(InboxEvent.id)
+                .where(
+                    InboxEvent.dispatched_at.is_(None),
+                    or_(InboxEvent.dispatch_until.is_(None), InboxEvent.dispatch_until < now),
+                )
+                .order_by(InboxEvent.id)
+                .limit(self.batch_size)
+            )
+            if not is_sqlite(self.db.engine):
+                query = query.with_for_update(skip_locked=True)
+            ids = list(s.scalars(query))
+            if not ids:
+                return []
+            until = now + timedelta(seconds=self.claim_seconds)
+            s.execute(
+                update(InboxEvent)
+                .where(InboxEvent.id.in_(ids))
+                .values(dispatch_token=token, dispatch_until=until)
+            )
+            rows = s.scalars(
+                select(InboxEvent).where(InboxEvent.id.in_(ids)).order_by(InboxEvent.id)
+            )
+            return [EventRecord.from_row(row) for row in rows]
+
+    def _finish(self, token: str, claimed: Sequence[int], done: Sequence[int]) -> None:
+        """Mark the events whose handlers ran; give back the claim on the others (the
+        batch was interrupted) so they are dispatched again without waiting."""
+        with self.db.transaction() as s:
+            if done:
+                s.execute(  # only while the claim is ours: an expired one may be another's
+                    update(InboxEvent)
+                    .where(InboxEvent.id.in_(list(done)), InboxEvent.dispatch_token == token)
+                    .values(dispatched_at=utcnow(), dispatch_token=None, dispatch_until=None)
+                )
+            left = sorted(set(claimed) - set(done))
+            if left:
+                s.execute(
+                    update(InboxEvent)
+                    .where(InboxEvent.id.in_(left), InboxEvent.dispatch_token == token)
+                    .values(dispatch_token=None, dispatch_until=None)
+                )

@@ -1,0 +1,76 @@
+"""Inbound: how events get into the inbox (webhook ingress, polling and subscription
+units), leases for multi-node operation, and the live feed of new events.
+
+The supervisor asks ``inbound_runner`` for the unit of a connector and runs it; a
+webhook-only provider needs no unit (the HTTP endpoint is the source).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ...kernel.inbound import PollingSource, SubscriptionSource
+from .leases import DEFAULT_TTL, Lease, LeaseLost
+from .polling import commit_polled, run_polling
+from .subscription import commit_received, run_subscription
+
+log = logging.getLogger(__name__)
+
+
+def inbound_runner(
+    jf: Any,
+    connector_id: str,
+    provider: object,
+    node_id: str,
+    *,
+    lease_ttl: float = DEFAULT_TTL,
+) -> Callable[[], Awaitable[None]] | None:
+    """A coroutine function running the provider's inbound unit forever, or ``None``.
+
+    A ``SubscriptionSource`` wins over a ``PollingSource`` when a provider offers both.
+    The unit holds the lease ``inbound:{connector_id}`` as ``node_id``; without it the
+    coroutine waits as a standby. It raises when the unit crashes, for the supervisor to
+    restart it, and releases the lease when cancelled.
+    """
+    if isinstance(provider, SubscriptionSource):
+        run: Callable[..., Awaitable[None]] = run_subscription
+    elif isinstance(provider, PollingSource):
+        run = run_polling
+    else:
+        return None
+    db = jf.db
+
+    def wake() -> None:
+        events = getattr(getattr(jf, "runtime", None), "events", None)
+        if events is not None:
+            events.wake()
+
+    async def unit() -> None:
+        organization_id = await asyncio.to_thread(jf.connectors.organization_of, connector_id)
+        lease = Lease(db, f"inbound:{connector_id}", node_id, ttl=lease_ttl)
+        try:
+            await run(db, connector_id, organization_id, provider, lease, wake)
+        finally:
+            try:
+                await asyncio.shield(asyncio.to_thread(lease.release))
+            except SQLAlchemyError as exc:  # the lease then simply expires after its TTL
+                log.warning("could not release the lease of %s: %s", connector_id, exc)
+
+    return unit
+
+
+__all__ = [
+    "DEFAULT_TTL",
+    "Lease",
+    "LeaseLost",
+    "commit_polled",
+    "commit_received",
+    "inbound_runner",
+    "run_polling",
+    "run_subscription",
+]

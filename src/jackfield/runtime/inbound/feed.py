@@ -1,0 +1,227 @@
+"""The live feed of new inbox events, per organization (what SSE clients receive).
+
+One poller per process reads rows newer than the last it saw (``id > last``) and fans
+them out to the subscribers of each row's organization. It polls on a short interval,
+so events committed by other processes and nodes arrive too, and ``wake()`` (called
+after a local commit) makes it poll at once, so local events arrive without delay. The
+poller runs only while somebody listens.
+
+PostgreSQL hands out ids before commit, so a row with a lower id can become visible
+after a higher one. Ids skipped over are remembered as gaps for ``GAP_SECONDS`` and
+asked for again, so such late rows are still delivered (possibly after higher ids).
+
+A subscriber resuming with ``Last-Event-ID`` first gets its organization's rows after
+that id (catch-up from the table), then the live rows; ids already sent are skipped. A
+subscriber too slow to keep up (its queue fills) is closed; it reconnects with
+``Last-Event-ID`` and catches up from the table, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, or_, select
+
+from ...service.events import EventRecord, EventService
+from ...store import Database
+from ...store.models_inbound import InboxEvent
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+GAP_SECONDS = 30.0
+MAX_GAPS = 10_000
+SEEN_WINDOW = 10_000
+
+
+@dataclass(eq=False)
+class _Subscriber:
+    organization_id: str
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[EventRecord | None] = field(default_factory=lambda: asyncio.Queue(1000))
+    closed: bool = False
+
+    def offer(self, record: EventRecord | None) -> None:
+        """Queue ``record`` (``None`` closes); a full queue closes the subscriber."""
+        if self.closed:
+            return
+        try:
+            self.queue.put_nowait(record)
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
+            self.closed = True
+            return
+        if record is None:
+            self.closed = True
+
+
+class _Seen:
+    """Ids sent recently to one subscriber (bounded), to skip a second copy."""
+
+    def __init__(self) -> None:
+        self._ids: set[int] = set()
+        self._order: deque[int] = deque()
+
+    def add(self, value: int) -> bool:
+        """Record ``value``; ``False`` if it was already there."""
+        if value in self._ids:
+            return False
+        self._ids.add(value)
+        self._order.append(value)
+        if len(self._order) > SEEN_WINDOW:
+            self._ids.discard(self._order.popleft())
+        return True
+
+
+class EventFeed:
+    def __init__(self, db: Database, *, poll_interval: float = 0.5) -> None:
+        self.db = db
+        self.poll_interval = poll_interval
+        self._service = EventService(db)
+        self._subscribers: set[_Subscriber] = set()
+        self._last = 0
+        self._gaps: dict[int, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+
+    def wake(self) -> None:
+        """Poll now (thread-safe; a no-op while nobody listens)."""
+        loop, wakeup = self._loop, self._wakeup
+        if loop is None or wakeup is None:
+            return
+        try:
+            loop.call_soon_threadsafe(wakeup.set)
+        except RuntimeError:  # the loop has closed: nobody is listening any more
+            pass
+
+    async def stream(
+        self,
+        organization_id: str,
+        last_event_id: int | None = None,
+        *,
+        keepalive: float = 15.0,
+    ) -> AsyncIterator[EventRecord | None]:
+        """New events of one organization, forever; ``None`` every ``keepalive`` seconds
+        without events (for the caller to send a keep-alive). Ends if the subscriber fell
+        behind or the feed closed."""
+        await self._ensure_running()
+        sub = _Subscriber(organization_id, asyncio.get_running_loop())
+        self._subscribers.add(sub)
+        position = self._last
+        seen = _Seen()
+        try:
+            if last_event_id is not None and last_event_id < position:
+                async for missed in self._catch_up(organization_id, last_event_id, position):
+                    seen.add(missed.id)
+                    yield missed
+            while True:
+                try:
+                    record = await asyncio.wait_for(sub.queue.get(), keepalive)
+                except TimeoutError:
+                    yield None
+                    continue
+                if record is None:
+                    return
+                if seen.add(record.id):
+                    yield record
+        finally:
+            self._subscribers.discard(sub)
+
+    async def close(self) -> None:
+        """End every stream and stop polling."""
+        for sub in list(self._subscribers):
+            self._deliver(sub, None)
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self._loop = self._wakeup = None
+
+    async def _catch_up(
+        self, organization_id: str, after: int, up_to: int
+    ) -> AsyncIterator[EventRecord]:
+        while True:
+            batch = await asyncio.to_thread(
+                self._service.since, organization_id, after, up_to, BATCH
+            )
+            for record in batch:
+                yield record
+            if len(batch) < BATCH:
+                return
+            after = batch[-1].id
+
+    async def _ensure_running(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._last = await asyncio.to_thread(self._max_id)
+        if self._task is not None and not self._task.done():
+            return  # another subscriber started it while we read
+        self._gaps.clear()
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="jackfield-event-feed")
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        wakeup = self._wakeup
+        while True:
+            try:
+                await asyncio.wait_for(wakeup.wait(), self.poll_interval)
+            except TimeoutError:
+                pass
+            wakeup.clear()
+            if not self._subscribers:
+                self._task = None  # the next subscriber starts a fresh poller
+                return
+            while True:
+                records = await asyncio.to_thread(self._fetch)
+                for record in records:
+                    for sub in list(self._subscribers):
+                        if sub.organization_id == record.organization_id:
+                            self._deliver(sub, record)
+                if len(records) < BATCH:
+                    break
+
+    @staticmethod
+    def _deliver(sub: _Subscriber, record: EventRecord | None) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if sub.loop is running:
+            sub.offer(record)
+        else:
+            sub.loop.call_soon_threadsafe(sub.offer, record)
+
+    def _max_id(self) -> int:
+        with self.db.transaction() as s:
+            return int(s.scalar(select(func.max(InboxEvent.id))) or 0)
+
+    def _fetch(self) -> list[EventRecord]:
+        """Rows after ``_last`` plus late rows that fill earlier gaps, oldest first."""
+        condition = InboxEvent.id > self._last
+        if self._gaps:
+            condition = or_(condition, InboxEvent.id.in_(list(self._gaps)))
+        with self.db.transaction() as s:
+            rows = s.scalars(
+                select(InboxEvent).where(condition).order_by(InboxEvent.id).limit(BATCH)
+            )
+            records = [EventRecord.from_row(row) for row in rows]
+        now = time.monotonic()
+        for record in records:
+            if self._gaps.pop(record.id, None) is None and record.id > self._last:
+                for missing in range(max(self._last + 1, record.id - MAX_GAPS), record.id):
+                    self._gaps[missing] = now
+                self._last = record.id
+        for gap, since in list(self._gaps.items()):
+            if now - since > GAP_SECONDS or len(self._gaps) > MAX_GAPS:
+                del self._gaps[gap]
+        return records

@@ -1,0 +1,124 @@
+"""Unit leases: one node at a time runs an inbound unit (a poller, a subscription).
+
+A lease row names the unit, its owner (a node id), a generation and an expiry. The owner
+renews it while it runs (heartbeat); once it expires, any node may take it over, which
+increments the generation. Every write a unit makes (events, cursor) happens in a
+transaction that first checks, under a row lock, that the lease still has the owner's
+generation — so a stale owner (paused, partitioned, slow) that wakes up after a takeover
+has its commit refused and writes nothing. That check is the fence; the expiry only
+decides who may take over.
+
+Times are the nodes' own clocks (UTC); nodes are expected to run NTP. A skew shorter
+than the TTL only shifts when a takeover may happen, never lets two owners commit.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ...store import Database, utcnow
+from ...store.models_inbound import UnitLease
+
+DEFAULT_TTL = 30.0
+
+
+class LeaseLost(Exception):
+    """This runner no longer owns its unit: another node took over (or nobody holds it)."""
+
+
+class Lease:
+    """The lease of one unit as seen by one owner. Not thread-safe; one runner uses it."""
+
+    def __init__(self, db: Database, unit: str, owner: str, ttl: float = DEFAULT_TTL) -> None:
+        self.db = db
+        self.unit = unit
+        self.owner = owner
+        self.ttl = ttl
+        self.generation: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self.generation is not None
+
+    def acquire(self) -> bool:
+        """Take the unit, or renew it if held; ``True`` when this owner holds it after.
+
+        A lease held by this same owner under another generation (a previous runner on
+        this node that crashed) is taken over at once with a new generation, which also
+        fences that previous runner should it still be alive.
+        """
+        try:
+            with self.db.transaction() as s:
+                row = s.get(UnitLease, self.unit, with_for_update=True, populate_existing=True)
+                now = utcnow()
+                if row is None:
+                    s.add(
+                        UnitLease(
+                            unit=self.unit,
+                            owner=self.owner,
+                            generation=1,
+                            expires_at=self._until(now),
+                        )
+                    )
+                    s.flush()
+                    self.generation = 1
+                elif row.owner == self.owner and row.generation == self.generation:
+                    row.expires_at = self._until(now)
+                elif row.owner == self.owner or row.expires_at <= now:
+                    row.owner = self.owner
+                    row.generation += 1
+                    row.expires_at = self._until(now)
+                    self.generation = row.generation
+                else:
+                    self.generation = None
+                    return False
+        except IntegrityError:  # another node inserted the row first
+            self.generation = None
+            return False
+        return True
+
+    def renew(self) -> bool:
+        """Heartbeat: extend the lease if still held; ``False`` (and not held) if lost."""
+        if self.generation is None:
+            return False
+        with self.db.transaction() as s:
+            try:
+                self.fence(s)
+            except LeaseLost:
+                self.generation = None
+                return False
+        return True
+
+    def fence(self, session: Session) -> None:
+        """Inside a writing transaction: raise ``LeaseLost`` unless this owner still holds
+        the lease with its generation; extends the lease as a side effect (heartbeat).
+
+        The row lock (``FOR UPDATE`` on PostgreSQL; SQLite's write transaction is
+        exclusive anyway) keeps a takeover from slipping in before the commit.
+        """
+        row = session.get(UnitLease, self.unit, with_for_update=True, populate_existing=True)
+        now = utcnow()
+        if (
+            row is None
+            or row.owner != self.owner
+            or row.generation != self.generation
+            or row.expires_at <= now
+        ):
+            raise LeaseLost(f"lease of {self.unit} lost by {self.owner}")
+        row.expires_at = self._until(now)
+
+    def release(self) -> None:
+        """Give the unit up (expire it now) so another node can take over at once."""
+        if self.generation is None:
+            return
+        with self.db.transaction() as s:
+            row = s.get(UnitLease, self.unit, with_for_update=True, populate_existing=True)
+            if row is not None and row.owner == self.owner and row.generation == self.generation:
+                row.expires_at = utcnow()
+        self.generation = None
+
+    def _until(self, now: datetime) -> datetime:
+        return now + timedelta(seconds=self.ttl)

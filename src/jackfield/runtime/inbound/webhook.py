@@ -1,0 +1,277 @@
+"""Webhook ingress: verify a raw request, commit its events, then let the caller answer.
+
+The hot path of inbound traffic, so it avoids per-request work that does not need to
+happen per request:
+
+* the connector's provider instance is cached (decrypting the config and building the
+  provider once), for ``cache_seconds`` at most;
+* the commit goes through a ``GroupCommitter``: concurrent webhooks share one
+  transaction and one fsync, and each caller still returns only after ITS events are
+  durable.
+
+The cache can never make a change of the connector take effect late: the commit itself
+re-reads the connector row in the same transaction and refuses if it was disabled or
+deleted, and if it was edited (``updated_at`` moved) the request is verified again with
+the fresh configuration before anything is stored.
+
+Duplicates (the same event id again, e.g. a sender retrying after a timeout) are
+answered as success and stored once: the inbox's unique key decides, also when two
+nodes receive the same event at the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ...kernel import call_async
+from ...kernel.errors import ConnectorNotFoundError
+from ...kernel.inbound import InboundEvent, WebhookRequest, WebhookSource
+from ...store import Connector
+from ...store.group_commit import GroupCommitter
+from ...store.models_inbound import InboxEvent
+from ..inbox import add_event_batches, add_events
+
+INLINE_BODY_LIMIT = 64 * 1024
+"""Bodies up to this size are verified on the event loop when the provider allows it."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class _Target:
+    provider: WebhookSource
+    organization_id: str
+    updated_at: datetime
+    loaded_at: float
+
+
+@dataclass(frozen=True)
+class _Pending:
+    connector_id: str
+    target: _Target
+    events: list[InboundEvent]
+    future: asyncio.Future[IngestResult]
+
+
+class _Stale(Exception):
+    """The connector changed since its provider was cached: verify again."""
+
+
+def _not_found(connector_id: str) -> ConnectorNotFoundError:
+    # unknown, disabled, deleted, or not a webhook connector: all look the same outside
+    return ConnectorNotFoundError(f"no webhook endpoint for connector {connector_id}")
+
+
+class WebhookIngress:
+    """Webhook ingest for one application (one event loop).
+
+    Verified requests wait in ``_pending`` while a commit is in flight; the next commit
+    takes all of them at once (one committer call, a few set-based statements), so the
+    cost per webhook falls as the load rises.
+    """
+
+    def __init__(
+        self,
+        jf: Any,
+        *,
+        committer: GroupCommitter | None = None,
+        cache_seconds: float = 30.0,
+    ) -> None:
+        self.jf = jf
+        self.db = jf.db
+        self.committer = committer or GroupCommitter(jf.db, name="webhook-commit")
+        self.cache_seconds = cache_seconds
+        self._targets: dict[str, _Target] = {}
+        self._loading: dict[str, asyncio.Future[_Target]] = {}
+        self._pending: list[_Pending] = []
+        self._flushing = False
+        self._flush_task: asyncio.Future[None] | None = None
+
+    async def receive(self, connector_id: str, request: WebhookRequest) -> IngestResult:
+        """Verify ``request`` for ``connector_id`` and commit its events.
+
+        Raises ``ConnectorNotFoundError`` (unknown, disabled or not a webhook
+        connector), ``AuthError`` (verification failed) or the provider's other errors
+        (a malformed body); in every such case nothing is stored.
+        """
+        for _ in range(2):
+            target = await self._target(connector_id)
+            parse = target.provider.parse_webhook
+            if getattr(target.provider, "verify_inline", False) and (
+                len(request.body) <= INLINE_BODY_LIMIT
+            ):
+                events = parse(request)  # bounded CPU work: cheaper than a thread hop
+            else:
+                events = await call_async(parse, request)
+            try:
+                return await self._commit(connector_id, target, list(events))
+            except _Stale:
+                self._targets.pop(connector_id, None)
+        raise _not_found(connector_id)  # changed twice while we verified: let it retry
+
+    def close(self) -> None:
+        self.committer.close()
+        self._targets.clear()
+
+    # -- the connector's provider, cached ------------------------------------------------
+    async def _target(self, connector_id: str) -> _Target:
+        target = self._targets.get(connector_id)
+        if target is not None and time.monotonic() - target.loaded_at < self.cache_seconds:
+            return target
+        loading = self._loading.get(connector_id)
+        if loading is None:  # one load per connector however many requests wait for it
+            loading = asyncio.ensure_future(asyncio.to_thread(self._load, connector_id))
+            self._loading[connector_id] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(connector_id, None))
+        target = await asyncio.shield(loading)
+        self._targets[connector_id] = target
+        return target
+
+    def _load(self, connector_id: str) -> _Target:
+        try:
+            row, cls, config = self.jf.connectors.resolve(connector_id)
+        except ConnectorNotFoundError:
+            raise _not_found(connector_id) from None
+        if not row.is_enabled or not issubclass(cls, WebhookSource):
+            raise _not_found(connector_id)
+        provider = cls.from_config(config)
+        assert isinstance(provider, WebhookSource)
+        return _Target(provider, row.organization_id, row.updated_at, time.monotonic())
+
+    # -- committing ------------------------------------------------------------------------
+    async def _commit(
+        self, connector_id: str, target: _Target, events: list[InboundEvent]
+    ) -> IngestResult:
+        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Pending(connector_id, target, events, future))
+        if not self._flushing:
+            self._flushing = True
+            self._flush_task = asyncio.ensure_future(self._flush())
+        try:
+            return await future
+        except ConnectorNotFoundError:
+            self._targets.pop(connector_id, None)
+            raise
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                outcomes: list[IngestResult | BaseException]
+                try:
+                    outcomes = list(
+                        await asyncio.wrap_future(
+                            self.committer.submit_async(partial(_write_batch, batch))
+                        )
+                    )
+                except IntegrityError:
+                    # a node committed one of these event ids concurrently (PostgreSQL):
+                    # redo them one by one, so that only the real duplicates are skipped
+                    outcomes = await asyncio.gather(
+                        *(self._write_one(p) for p in batch), return_exceptions=True
+                    )
+                except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
+                    outcomes = [exc] * len(batch)
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    if pending.future.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        pending.future.set_exception(outcome)
+                    else:
+                        pending.future.set_result(outcome)
+        finally:
+            self._flushing = False
+
+    async def _write_one(self, pending: _Pending) -> IngestResult:
+        def write(session: Session) -> IngestResult:
+            _check_connector(session, pending)
+            added = add_events(
+                session,
+                pending.connector_id,
+                pending.target.organization_id,
+                pending.events,
+                "webhook",
+            )
+            return IngestResult(len(added), len(pending.events) - len(added))
+
+        try:
+            return await asyncio.wrap_future(self.committer.submit_async(write))
+        except IntegrityError:
+            if not await asyncio.to_thread(self._all_stored, pending):
+                raise
+            return IngestResult(0, len(pending.events))
+
+    def _all_stored(self, pending: _Pending) -> bool:
+        ids = {e.event_id for e in pending.events}
+        with self.db.transaction() as s:
+            found = s.scalar(
+                select(func.count())
+                .select_from(InboxEvent)
+                .where(
+                    InboxEvent.connector_id == pending.connector_id,
+                    InboxEvent.event_id.in_(ids),
+                )
+            )
+        return bool(found == len(ids))
+
+
+def _check_connector(session: Session, pending: _Pending) -> None:
+    """Inside the commit: the connector is still enabled and unchanged since cached."""
+    row = session.execute(
+        select(Connector.is_enabled, Connector.updated_at).where(
+            Connector.id == pending.connector_id
+        )
+    ).one_or_none()
+    if row is None or not row.is_enabled:
+        raise _not_found(pending.connector_id)
+    if row.updated_at != pending.target.updated_at:
+        raise _Stale()
+
+
+def _write_batch(batch: list[_Pending], session: Session) -> list[IngestResult | BaseException]:
+    """Commit many requests' events at once; each request gets its own outcome."""
+    connector_ids = {p.connector_id for p in batch}
+    state = {
+        row.id: row
+        for row in session.execute(
+            select(Connector.id, Connector.is_enabled, Connector.updated_at).where(
+                Connector.id.in_(connector_ids)
+            )
+        )
+    }
+    outcomes: list[IngestResult | BaseException] = []
+    accepted: list[_Pending] = []
+    for pending in batch:
+        row = state.get(pending.connector_id)
+        if row is None or not row.is_enabled:
+            outcomes.append(_not_found(pending.connector_id))
+        elif row.updated_at != pending.target.updated_at:
+            outcomes.append(_Stale())
+        else:
+            outcomes.append(IngestResult(0, 0))  # filled in below
+            accepted.append(pending)
+    counts = iter(
+        add_event_batches(
+            session,
+            [(p.connector_id, p.target.organization_id, p.events) for p in accepted],
+            "webhook",
+        )
+    )
+    for index, pending in enumerate(batch):
+        if isinstance(outcomes[index], IngestResult):
+            added = next(counts)
+            outcomes[index] = IngestResult(added, len(pending.events) - added)
+    return outcomes

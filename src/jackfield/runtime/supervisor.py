@@ -1,0 +1,413 @@
+"""The supervisor: one unit per running connector, restarted with backoff when it crashes.
+
+Units exist for every enabled connector whose provider has an inbound source (polling
+or subscription) and for every connector with outbound traffic. A crash -- an inbound
+source raising, a provider failing to open, or an unexpected exception in a delivery --
+retires the unit's current generation (its inbound task is cancelled, its outbound
+provider closed once idle) and schedules a restart after a capped, jittered exponential
+backoff (``Backoff``: 1 s doubling to 60 s by default). A unit that stayed up for
+``healthy_reset`` seconds starts its backoff from the beginning again. More than
+``crash_limit`` crashes within ``crash_window`` seconds mark it ``failed``: it stays
+down until an operator restarts it (``POST /api/connectors/{id}/restart`` or ``jackfield
+runtime restart``), which writes a request the supervisor polls for.
+
+Each unit has its own lock and its own tasks, so one unit's crash never touches another.
+State is persisted to ``runtime_units`` (coalesced, off the event loop).
+
+Readiness says why a unit is not useful even though it runs: ``auth_failed`` (refused
+credentials), ``missing_credential`` (a required secret param is empty),
+``misconfigured`` (other invalid params), ``unreachable`` (connection failed),
+``degraded`` (deliveries failing transiently), else ``ready``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..kernel import call_async
+from ..kernel.config import secret_keys
+from ..kernel.envelope import AuthFailed, Delivered, DeliveryOutcome, Retry
+from ..kernel.errors import (
+    ConnectionFailedError,
+    ConnectorError,
+)
+from ..kernel.inbound import PollingSource, SubscriptionSource
+from ..secrets import redactor
+from ..store import utcnow
+from ..store.group_commit import GroupCommitter
+from .inbound import inbound_runner
+from .retry import Backoff, RetryPolicy, positive_int
+from .units import ProviderHandle, Unit, UnitRecorder, UnitStore, readiness_for
+
+log = logging.getLogger(__name__)
+MAX_ERROR_CHARS = 2000
+
+
+class UnitUnavailable(Exception):
+    """The unit cannot deliver right now (crashed, failed, stopped or failed to open)."""
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    backoff: Backoff = field(default_factory=Backoff)
+    crash_limit: int = 5
+    crash_window: float = 300.0
+    healthy_reset: float = 600.0
+    poll_seconds: float = 2.0
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    concurrency: int = 16
+
+
+class Supervisor:
+    def __init__(
+        self,
+        jf: Any,
+        node_id: str,
+        config: SupervisorConfig | None = None,
+        *,
+        committer: GroupCommitter | None = None,
+        on_change: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.jf = jf
+        self.node_id = node_id
+        self.config = config or SupervisorConfig()
+        self.on_change = on_change  # a unit became deliverable again: wake the outbox
+        self.store = UnitStore(jf.db)
+        self.units: dict[str, Unit] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.recorder = UnitRecorder(UnitStore(jf.db), node_id, committer)
+        self._classes: dict[str, Any] = {}  # connector id -> provider class (last reconcile)
+
+    # -- life cycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Reconcile once (units of inbound connectors start), then keep watching."""
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        try:
+            await self.reconcile()
+        except SQLAlchemyError as exc:  # the loop below tries again
+            log.warning("supervisor could not read the connectors: %s", exc)
+        self._task = asyncio.create_task(self._run(), name="jackfield-supervisor")
+
+    async def stop(self) -> None:
+        """Stop every unit (inbound tasks cancelled, providers closed) and persist it."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        for unit in self.units.values():
+            await self._shut(unit, "stopped")
+        await self.recorder.close()
+        self._loop = self._wakeup = None
+
+    def poke(self) -> None:
+        """Reconcile now, e.g. after a restart request (thread-safe)."""
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None:
+            try:
+                loop.call_soon_threadsafe(wakeup.set)
+            except RuntimeError:  # the loop closed: the runtime is stopping
+                pass
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        while True:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), self.config.poll_seconds)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            try:
+                await self.reconcile()
+            except SQLAlchemyError as exc:  # the database is back next round
+                log.warning("supervisor could not read the connectors: %s", exc)
+
+    async def reconcile(self) -> None:
+        """Match units to connectors: start, reload, stop, and honour restart requests."""
+        connectors = await asyncio.to_thread(self.store.connectors)
+        rows = await asyncio.to_thread(self.store.rows)
+        present = {c.id: c for c in connectors}
+        self._classes = {c.id: self._provider_class(c) for c in connectors}
+        for connector_id, unit in list(self.units.items()):
+            c = present.get(connector_id)
+            if c is None or not c.is_enabled:
+                await self._shut(unit, "stopped")
+                del self.units[connector_id]
+                if c is None:
+                    self.recorder.forget(connector_id)
+        for c in connectors:
+            row = rows.get(c.id)
+            if not c.is_enabled:
+                if (
+                    row is not None
+                    and row.liveness != "stopped"
+                    and not self.recorder.pending(c.id)
+                ):
+                    stale = Unit(c.id, c.organization_id, liveness="stopped")
+                    stale.restart_count = row.restart_count
+                    self.recorder.mark(stale)
+                continue
+            request = row.restart_requested_at if row is not None else None
+            found = self.units.get(c.id)
+            if found is None:
+                if row is None and not self._classify(Unit(c.id, c.organization_id)):
+                    continue  # an outbound-only unit starts with its first message
+                new = self._create(c.id, c.organization_id, c.updated_at)
+                new.restart_count = row.restart_count if row is not None else 0
+                new.handled_request = new.seen_request = request
+                continue
+            unit = found
+            if request is not None and request != unit.seen_request:
+                unit.seen_request = request
+                await self.restart(unit, request)
+            elif unit.config_stamp is None:
+                # started for outbound work before this connector was looked at: adopt
+                # it without a restart (a restart would disown deliveries in flight)
+                unit.config_stamp = c.updated_at
+                if self._classify(unit) and unit.deliverable and unit.inbound_task is None:
+                    self._start_inbound(unit, restarting=False)
+            elif unit.config_stamp != c.updated_at:
+                unit.config_stamp = c.updated_at
+                await self._reload(unit)
+        await self.recorder.flush()
+
+    # -- units --------------------------------------------------------------------------
+    def unit_for_delivery(self, connector_id: str, organization_id: str) -> Unit:
+        """The unit of a connector the outbox has work for (created and started if new)."""
+        unit = self.units.get(connector_id)
+        if unit is None:
+            unit = self._create(connector_id, organization_id, None)
+            if unit.inbound_capable is None:
+                self.poke()  # a connector newer than the last reconcile: look at it now
+        return unit
+
+    def blocked(self) -> set[str]:
+        """Connectors whose messages must not be claimed now (crashed, failed, ...)."""
+        return {cid for cid, unit in self.units.items() if not unit.deliverable}
+
+    async def outbound(self, unit: Unit) -> ProviderHandle:
+        """The unit's open outbound provider, opened on first use (single-flight)."""
+        handle = unit.outbound
+        if handle is not None and not handle.retired:
+            return handle
+        async with unit.lock:
+            handle = unit.outbound
+            if handle is not None and not handle.retired:
+                return handle
+            if not unit.deliverable:
+                raise UnitUnavailable(unit.connector_id)
+            generation = unit.generation
+            try:
+                provider = await self._open(unit.connector_id)
+            except Exception as exc:  # any open failure is this unit's crash
+                self.report_crash(unit, generation, exc)
+                raise UnitUnavailable(unit.connector_id) from exc
+            if generation != unit.generation:  # restarted meanwhile: not ours to use
+                await ProviderHandle(provider).close()
+                raise UnitUnavailable(unit.connector_id)
+            config = provider.config
+            unit.policy = self.config.policy.with_overrides(config)
+            runtime = config.get("runtime")
+            raw = runtime.get("concurrency") if isinstance(runtime, dict) else None
+            unit.concurrency = positive_int(raw, self.config.concurrency)
+            unit.outbound = ProviderHandle(provider)
+            return unit.outbound
+
+    def note_outcome(self, unit: Unit, generation: int, outcome: DeliveryOutcome) -> None:
+        """Readiness follows what deliveries report (a permanent error is the message's
+        fault, not the connector's, and changes nothing)."""
+        if generation != unit.generation:
+            return
+        if isinstance(outcome, Delivered):
+            readiness, error = "ready", None
+        elif isinstance(outcome, AuthFailed):
+            readiness, error = "auth_failed", f"{outcome.error_class}: {outcome.message}"
+        elif isinstance(outcome, Retry):
+            unreachable = outcome.error_class == ConnectionFailedError.__name__
+            readiness = "unreachable" if unreachable else "degraded"
+            error = f"{outcome.error_class}: {outcome.message}"
+        else:
+            return
+        if readiness != unit.readiness:
+            unit.readiness = readiness
+            if error is not None:
+                unit.last_error = _clip(error)
+            self.recorder.mark(unit)
+
+    def report_crash(self, unit: Unit, generation: int, exc: BaseException) -> None:
+        """Count a crash of ``generation``; schedule the restart, or mark ``failed``."""
+        if generation != unit.generation or not unit.deliverable:
+            return  # already handled: the unit is restarting or down
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now - unit.started_at >= self.config.healthy_reset:
+            unit.consecutive_restarts = 0
+        unit.crash_times.append(now)
+        while unit.crash_times and now - unit.crash_times[0] > self.config.crash_window:
+            unit.crash_times.popleft()
+        unit.last_error = _clip(f"{type(exc).__name__}: {exc}")
+        unit.readiness = readiness_for(unit, exc) or unit.readiness
+        self._retire(unit)
+        if len(unit.crash_times) > self.config.crash_limit:
+            unit.liveness, unit.next_restart_at = "failed", None
+            log.error("unit %s failed: %s", unit.connector_id, unit.last_error)
+        else:
+            delay = self.config.backoff.delay(unit.consecutive_restarts)
+            unit.consecutive_restarts += 1
+            unit.liveness = "crashed"
+            unit.next_restart_at = utcnow() + timedelta(seconds=delay)
+            unit.restart_timer = loop.create_task(self._restart_later(unit, delay, unit.generation))
+            log.warning(
+                "unit %s crashed (%s); restarting in %.1fs",
+                unit.connector_id,
+                unit.last_error,
+                delay,
+            )
+        self.recorder.mark(unit)
+
+    async def restart(self, unit: Unit, requested_at: Any = None) -> None:
+        """An operator's restart: now, with a clean crash history (clears ``failed``)."""
+        async with unit.lock:
+            if unit.restart_timer is not None:
+                unit.restart_timer.cancel()
+            self._retire(unit)
+            unit.crash_times.clear()
+            unit.consecutive_restarts = 0
+            unit.readiness = "ready"
+            unit.restart_count += 1
+            unit.handled_request = requested_at
+            self._begin(unit, restarting=True)
+        self.on_change()
+
+    # -- internals ----------------------------------------------------------------------
+    def _create(self, connector_id: str, organization_id: str, stamp: Any) -> Unit:
+        unit = Unit(connector_id, organization_id)
+        unit.config_stamp = stamp
+        unit.concurrency = self.config.concurrency
+        unit.policy = self.config.policy
+        self._classify(unit)
+        self.units[connector_id] = unit
+        self._begin(unit)
+        return unit
+
+    def _classify(self, unit: Unit) -> bool:
+        """Note whether the unit's provider has an inbound source (and its secrets)."""
+        cls = self._classes.get(unit.connector_id)
+        if cls is None:
+            return False  # unknown until the next reconcile (or an unregistered type)
+        unit.inbound_capable = issubclass(cls, PollingSource | SubscriptionSource)
+        unit.secret_fields = frozenset(secret_keys(cls.config_schema()))
+        return unit.inbound_capable
+
+    def _begin(self, unit: Unit, *, restarting: bool = False) -> None:
+        """Start a new generation: outbound opens lazily; an inbound source starts now."""
+        loop = asyncio.get_running_loop()
+        unit.generation += 1
+        unit.started_at = loop.time()
+        unit.next_restart_at = None
+        unit.restart_timer = None
+        if unit.inbound_capable:
+            self._start_inbound(unit, restarting=restarting)
+        else:
+            unit.liveness = "running"
+        self.recorder.mark(unit)
+
+    def _start_inbound(self, unit: Unit, *, restarting: bool) -> None:
+        """Run the unit's inbound source as a task of its current generation."""
+        unit.liveness = "restarting" if restarting else "starting"
+        unit.inbound_task = asyncio.get_running_loop().create_task(
+            self._run_inbound(unit, unit.generation), name=f"inbound:{unit.connector_id}"
+        )
+        self.recorder.mark(unit)
+
+    async def _run_inbound(self, unit: Unit, generation: int) -> None:
+        provider = None
+        try:
+            provider = await self._open(unit.connector_id)
+            runner = inbound_runner(self.jf, unit.connector_id, provider, self.node_id)
+            if runner is None:  # the provider has no polling or subscription source
+                if generation == unit.generation:
+                    unit.liveness = "running"
+                    self.recorder.mark(unit)
+                return
+            if generation == unit.generation:
+                unit.liveness = "running"
+                self.recorder.mark(unit)
+            await runner()
+            raise RuntimeError("the inbound source ended")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the source raised is a crash
+            self.report_crash(unit, generation, exc)
+        finally:
+            if provider is not None:
+                await ProviderHandle(provider).close()
+
+    async def _restart_later(self, unit: Unit, delay: float, generation: int) -> None:
+        await asyncio.sleep(delay)
+        async with unit.lock:
+            if unit.generation != generation or self.units.get(unit.connector_id) is not unit:
+                return  # restarted by an operator meanwhile, or stopped
+            unit.restart_count += 1
+            self._begin(unit, restarting=True)
+        self.on_change()
+
+    async def _reload(self, unit: Unit) -> None:
+        """The connector's params changed (or its type is now known): start a new
+        generation with the new config."""
+        self._classify(unit)
+        if not unit.deliverable:
+            return  # it opens with the new config when it restarts
+        async with unit.lock:
+            self._retire(unit)
+            unit.readiness = "ready"
+            self._begin(unit)
+        self.on_change()
+
+    def _retire(self, unit: Unit) -> ProviderHandle | None:
+        """End the current generation: cancel its inbound task; its outbound provider is
+        closed once the deliveries using it are done (returned, to await, or scheduled)."""
+        unit.generation += 1
+        task, unit.inbound_task = unit.inbound_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        handle, unit.outbound = unit.outbound, None
+        if handle is not None:
+            asyncio.get_running_loop().create_task(handle.retire())
+        return handle
+
+    async def _shut(self, unit: Unit, liveness: str) -> None:
+        if unit.restart_timer is not None:
+            unit.restart_timer.cancel()
+        task = unit.inbound_task
+        handle = self._retire(unit)
+        if task is not None:
+            await asyncio.gather(task, return_exceptions=True)
+        if handle is not None:
+            await handle.retire()
+        unit.liveness, unit.next_restart_at = liveness, None
+        self.recorder.mark(unit)
+
+    async def _open(self, connector_id: str) -> Any:
+        provider = await asyncio.to_thread(self.jf.open_provider, connector_id)
+        await call_async(provider.open)
+        return provider
+
+    def _provider_class(self, c: Any) -> Any:
+        try:
+            return self.jf.registry.get(c.category, c.provider_type)
+        except ConnectorError:  # a provider type no longer installed: no inbound unit
+            return None
+
+
+def _clip(text: str) -> str:
+    return redactor.redact(text)[:MAX_ERROR_CHARS]

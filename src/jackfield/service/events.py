@@ -1,0 +1,184 @@
+"""Inbound events as users see them: the inbox of a connector, and the simulator.
+
+Framework-free: the REST API, the CLI (``jackfield sim inject``) and the UI call these,
+so the organization scoping (another organization's connector is "not found") and the
+event shape are the same everywhere.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from ulid import ULID
+
+from ..kernel.errors import ConnectorConfigError, ConnectorNotFoundError
+from ..store import Connector, Database
+from ..store.models_inbound import InboxEvent
+from .context import Principal
+from .views import iso
+
+DEFAULT_EVENT_TYPE = "message.received"
+"""What ``jackfield sim inject`` records when neither ``--type`` nor the payload says."""
+
+MAX_LIMIT = 200
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One committed inbox event, as handlers and streams receive it."""
+
+    id: int
+    connector_id: str
+    organization_id: str
+    event_id: str
+    event_type: str
+    payload: dict[str, Any]
+    source: str
+    received_at: datetime
+    occurred_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: InboxEvent) -> EventRecord:
+        return cls(
+            id=row.id,
+            connector_id=row.connector_id,
+            organization_id=row.organization_id,
+            event_id=row.event_id,
+            event_type=row.event_type,
+            payload=row.payload,
+            source=row.source,
+            received_at=row.received_at,
+            occurred_at=row.occurred_at,
+        )
+
+    def view(self) -> dict[str, Any]:
+        """The public JSON shape (REST list items, SSE data, CLI output)."""
+        return {
+            "id": self.id,
+            "connector_id": self.connector_id,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "payload": self.payload,
+            "source": self.source,
+            "received_at": iso(self.received_at),
+            "occurred_at": iso(self.occurred_at),
+        }
+
+
+class EventService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def list(
+        self,
+        who: Principal,
+        connector_id: str,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """A connector's inbox, newest first; ``next_cursor`` pages to older events."""
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        before = _parse_cursor(cursor)
+        with self.db.transaction() as s:
+            _load(s, who, connector_id)
+            query = select(InboxEvent).where(InboxEvent.connector_id == connector_id)
+            if before is not None:
+                query = query.where(InboxEvent.id < before)
+            rows = list(s.scalars(query.order_by(InboxEvent.id.desc()).limit(limit + 1)))
+        more = len(rows) > limit
+        items = [EventRecord.from_row(r).view() for r in rows[:limit]]
+        return {"items": items, "next_cursor": str(rows[limit - 1].id) if more else None}
+
+    def inject(
+        self,
+        who: Principal,
+        connector_id: str,
+        payload: Any,
+        *,
+        event_type: str | None = None,
+        event_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Commit an event to the inbox as if the connector had received it (simulator).
+
+        The event type is ``event_type``, else the payload's string ``type`` field, else
+        ``message.received``. A repeated ``event_id`` returns the stored event unchanged.
+        """
+        who.require_admin()
+        if not isinstance(payload, dict):
+            raise ConnectorConfigError("the event payload must be a JSON object")
+        kind = event_type or payload.get("type") or DEFAULT_EVENT_TYPE
+        event_id = event_id or f"sim:{ULID()}"
+        _check_text("event_type", kind, 100)
+        _check_text("event_id", event_id, 200)
+        with self.db.transaction() as s:
+            connector = _load(s, who, connector_id)
+            existing = _find(s, connector.id, event_id)
+            if existing is None:
+                existing = InboxEvent(
+                    connector_id=connector.id,
+                    organization_id=connector.organization_id,
+                    event_id=event_id,
+                    event_type=kind,
+                    payload=payload,
+                    source="simulator",
+                )
+                s.add(existing)
+                s.flush()
+            assert existing is not None
+            return EventRecord.from_row(existing).view()
+
+    def since(
+        self, organization_id: str, after_id: int, up_to: int | None = None, limit: int = 500
+    ) -> builtins.list[EventRecord]:
+        """An organization's events with ``after_id < id <= up_to``, oldest first (SSE
+        catch-up after ``Last-Event-ID``)."""
+        with self.db.transaction() as s:
+            query = select(InboxEvent).where(
+                InboxEvent.organization_id == organization_id, InboxEvent.id > after_id
+            )
+            if up_to is not None:
+                query = query.where(InboxEvent.id <= up_to)
+            rows = s.scalars(query.order_by(InboxEvent.id).limit(limit))
+            return [EventRecord.from_row(r) for r in rows]
+
+
+def _load(s: Session, who: Principal, connector_id: str) -> Connector:
+    connector = s.get(Connector, str(connector_id))
+    if connector is None or connector.organization_id != who.organization_id:
+        raise ConnectorNotFoundError(f"no connector {connector_id}")
+    return connector
+
+
+def _find(s: Session, connector_id: str, event_id: str) -> InboxEvent | None:
+    return s.scalars(
+        select(InboxEvent).where(
+            InboxEvent.connector_id == connector_id, InboxEvent.event_id == event_id
+        )
+    ).first()
+
+
+def _parse_cursor(cursor: str | None) -> int | None:
+    if cursor in (None, ""):
+        return None
+    try:
+        value = int(str(cursor))
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise ConnectorConfigError(
+            f"invalid cursor {cursor!r}", field_errors={"cursor": "use a next_cursor value"}
+        )
+    return value
+
+
+def _check_text(name: str, value: object, limit: int) -> None:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise ConnectorConfigError(
+            f"{name} must be 1 to {limit} characters", field_errors={name: "invalid"}
+        )

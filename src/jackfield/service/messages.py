@@ -1,0 +1,118 @@
+"""Outbound messages as the outside sees them: states, the public view, validation.
+
+Shared by ``OutboxService``, the API, the CLI and the UI, so a message looks the same
+everywhere and is refused for the same reasons everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ulid import ULID
+
+from ..kernel.errors import ConnectorConfigError, JackfieldError
+from ..secrets import redactor
+from .views import iso
+
+STATES = ("pending", "in_flight", "retrying", "delivered", "dead", "discarded")
+TERMINAL_STATES = frozenset({"delivered", "dead", "discarded"})
+MAX_PAYLOAD_BYTES = 256 * 1024
+MAX_LIST = 500
+
+
+class InvalidMessageError(ConnectorConfigError):
+    """A message that cannot be accepted as sent (bad envelope id, payload, filter)."""
+
+    code = "invalid_message"
+    default_remediation = "Check the message against the API documentation."
+
+
+class MessageNotFoundError(JackfieldError):
+    """No such message in the caller's organization (another org's looks the same)."""
+
+    code = "not_found"
+
+
+def message_view(row: Any) -> dict[str, Any]:
+    """The public shape of an outbox message (no payload, no lease internals).
+
+    ``result`` is what the provider returned for a delivered message (e.g. the
+    ``message_id`` to edit or react to it later).
+
+    ``next_attempt_at`` is when a pending or retrying message is due, or when an
+    in-flight message's lease expires (it is tried again then if its worker died).
+    """
+    return {
+        "envelope_id": row.envelope_id,
+        "connector_id": row.connector_id,
+        "operation": row.operation or None,
+        "state": row.state,
+        "attempts": row.attempts,
+        "next_attempt_at": None if row.state in TERMINAL_STATES else iso(row.next_attempt_at),
+        "last_error": row.last_error,
+        "error_class": row.error_class,
+        "result": redactor.redact_obj(getattr(row, "result", None)),
+        "created_at": iso(row.created_at),
+        "updated_at": iso(row.updated_at),
+    }
+
+
+def parse_envelope_id(value: str | None) -> str:
+    """A new ULID when ``value`` is empty, else ``value`` as a canonical ULID (422 if not)."""
+    if value is None or value == "":
+        return str(ULID())
+    try:
+        return str(ULID.from_str(str(value).strip()))
+    except ValueError as exc:
+        raise InvalidMessageError(
+            f"envelope_id {value!r} is not a ULID: {exc}",
+            field_errors={"envelope_id": "a 26-character ULID"},
+            remediation="Leave envelope_id out to get a generated one, or send a ULID.",
+        ) from None
+
+
+class RowView:
+    """Attribute access to a dict about to be inserted (for ``message_view``)."""
+
+    def __init__(self, row: dict[str, Any]) -> None:
+        self.__dict__.update(row)
+
+
+def lookup_id(envelope_id: str) -> str:
+    """Canonical form for lookups; anything that is not a ULID simply finds nothing."""
+    try:
+        return str(ULID.from_str(str(envelope_id).strip()))
+    except ValueError:
+        return str(envelope_id)
+
+
+def check_operation(operation: str | None) -> str:
+    if operation is None:
+        return ""
+    if not isinstance(operation, str) or len(operation) > 100:
+        raise InvalidMessageError(
+            "operation must be a name of at most 100 characters",
+            field_errors={"operation": "a provider operation name"},
+        )
+    return operation.strip()
+
+
+def check_payload(payload: Any) -> dict[str, Any]:
+    if not isinstance(payload, dict):
+        raise InvalidMessageError(
+            "payload must be a JSON object", field_errors={"payload": "an object"}
+        )
+    try:
+        size = len(json.dumps(payload, separators=(",", ":")))
+    except (TypeError, ValueError) as exc:
+        raise InvalidMessageError(
+            f"payload is not JSON-serializable: {exc}", field_errors={"payload": "JSON"}
+        ) from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise InvalidMessageError(
+            f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+            field_errors={"payload": "too large"},
+            remediation="Store large content elsewhere (e.g. storage) and send a reference.",
+        )
+    return payload

@@ -1,0 +1,94 @@
+"""The Outbox page: messages by state, newest first; dead letters with Replay and
+Discard for admins (the same actions as the REST API, decided by ``OutboxService``)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse, Response
+
+from ...kernel.errors import JackfieldError
+from ...service.messages import STATES
+from ..render import flash, redirect, render
+from ..session import UiPrincipal, ui_router
+from .connectors import app_of, error_text
+
+router = ui_router()
+PAGE = 50
+TONES = {
+    "pending": "enabled",
+    "in_flight": "enabled",
+    "retrying": "default",
+    "delivered": "connected",
+    "dead": "error",
+    "discarded": "disabled",
+}
+
+
+@router.get("/outbox")
+def outbox_page(
+    request: Request, who: UiPrincipal, state: str = "", connector_id: str = "", cursor: str = ""
+) -> HTMLResponse:
+    jf = app_of(request)
+    state = state if state in STATES else ""
+    try:
+        items, next_cursor = jf.runtime.outbox.list(
+            who,
+            connector_id=connector_id or None,
+            state=state or None,
+            limit=PAGE,
+            cursor=cursor or None,
+        )
+    except JackfieldError as exc:
+        items, next_cursor = [], None
+        flash_error = error_text(exc)
+    else:
+        flash_error = ""
+    names = {c["id"]: c["name"] for c in jf.connectors.list(who)}
+    older = None
+    if next_cursor:
+        query = {"state": state, "connector_id": connector_id, "cursor": next_cursor}
+        older = "/outbox?" + urlencode({k: v for k, v in query.items() if v})
+    return render(
+        request,
+        "outbox.html",
+        items=items,
+        state=state,
+        states=STATES,
+        connector_id=connector_id,
+        names=names,
+        tones=TONES,
+        older=older,
+        error=flash_error,
+    )
+
+
+@router.post("/outbox/{envelope_id}/replay")
+def outbox_replay(
+    request: Request, who: UiPrincipal, envelope_id: str, connector_id: str = ""
+) -> Response:
+    return _act(request, who, envelope_id, connector_id, replay=True)
+
+
+@router.post("/outbox/{envelope_id}/discard")
+def outbox_discard(
+    request: Request, who: UiPrincipal, envelope_id: str, connector_id: str = ""
+) -> Response:
+    return _act(request, who, envelope_id, connector_id, replay=False)
+
+
+def _act(
+    request: Request, who: UiPrincipal, envelope_id: str, connector_id: str, *, replay: bool
+) -> Response:
+    outbox = app_of(request).runtime.outbox
+    action = outbox.replay if replay else outbox.discard
+    response = redirect("/outbox?state=dead")
+    try:
+        action(who, envelope_id, connector_id=connector_id or None)
+    except JackfieldError as exc:
+        flash(request, response, error_text(exc), "error")
+        return response
+    done = "queued again" if replay else "discarded"
+    flash(request, response, f"Message {envelope_id} {done}.")
+    return response

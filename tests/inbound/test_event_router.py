@@ -1,0 +1,202 @@
+"""The event router on SQLite and PostgreSQL: handlers by type and ``"*"``, sync and
+async, failures isolated, every event dispatched once even with two routers (nodes)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+
+from jackfield.kernel import InboundEvent
+from jackfield.runtime.events import EventRouter
+from jackfield.runtime.inbox import add_events
+from jackfield.store.models_inbound import InboxEvent
+
+
+def commit(jf, connector_id: str, org: str, *events: tuple[str, str]) -> None:
+    """Commit events ``(event_id, event_type)`` to the inbox, as any source does."""
+    with jf.db.transaction() as s:
+        add_events(
+            s,
+            connector_id,
+            org,
+            [InboundEvent(eid, etype, {"n": eid}) for eid, etype in events],
+            "webhook",
+        )
+
+
+def undispatched(jf) -> int:
+    with jf.db.transaction() as s:
+        query = select(func.count()).where(InboxEvent.dispatched_at.is_(None))
+        return int(s.scalar(query) or 0)
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def echo_connector(jf, admin) -> str:
+    return jf.connectors.create(
+        admin, name="echo", category="messaging", provider_type="echo", config={}
+    )["id"]
+
+
+async def test_handlers_by_type_and_star_sync_and_async(jf, admin, org):
+    connector = echo_connector(jf, admin)
+    router = EventRouter(jf, poll_interval=0.05)
+    seen: list[tuple[str, str]] = []
+
+    @router.on("message.received")
+    def on_message(event):  # sync: runs in a worker thread
+        seen.append(("message", event.event_id))
+
+    @router.on("*")
+    async def on_anything(event):
+        seen.append(("any", event.event_id))
+
+    commit(jf, connector, org, ("e1", "message.received"), ("e2", "order.created"))
+    await router.start()
+    try:
+        await eventually(lambda: len(seen) == 3)
+    finally:
+        await router.stop()
+    assert seen == [("message", "e1"), ("any", "e1"), ("any", "e2")]
+    assert undispatched(jf) == 0
+
+
+async def test_handlers_receive_the_stored_event(jf, admin, org):
+    connector = echo_connector(jf, admin)
+    router = EventRouter(jf, poll_interval=0.05)
+    received = []
+    router.on("message.received")(received.append)
+    commit(jf, connector, org, ("e1", "message.received"))
+    await router.start()
+    try:
+        await eventually(lambda: len(received) == 1)
+    finally:
+        await router.stop()
+    (event,) = received
+    assert (event.connector_id, event.organization_id) == (connector, org)
+    assert (event.event_id, event.event_type, event.payload) == (
+        "e1",
+        "message.received",
+        {"n": "e1"},
+    )
+    assert event.source == "webhook" and event.id > 0
+    assert event.view()["received_at"]
+
+
+async def test_a_failing_handler_does_not_stop_the_others(jf, admin, org, caplog):
+    connector = echo_connector(jf, admin)
+    router = EventRouter(jf, poll_interval=0.05)
+    ran: list[str] = []
+
+    @router.on("message.received")
+    def broken(event):
+        ran.append(f"broken:{event.event_id}")
+        raise ValueError(f"handler bug on {event.event_id}")
+
+    @router.on("message.received")
+    async def fine(event):
+        ran.append(f"fine:{event.event_id}")
+
+    commit(jf, connector, org, ("e1", "message.received"), ("e2", "message.received"))
+    await router.start()
+    try:
+        await eventually(lambda: len(ran) == 4)
+    finally:
+        await router.stop()
+    assert ran == ["broken:e1", "fine:e1", "broken:e2", "fine:e2"]
+    assert undispatched(jf) == 0  # not retried: logged instead
+    assert "handler bug on e1" in caplog.text and "broken" in caplog.text
+
+
+async def test_two_routers_dispatch_every_event_once(jf, admin, org):
+    """Two nodes on one database: claims keep them from running the same event."""
+    connector = echo_connector(jf, admin)
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def count(event):
+        with lock:
+            counts[event.event_id] = counts.get(event.event_id, 0) + 1
+
+    routers = [EventRouter(jf, poll_interval=0.02, batch_size=7) for _ in range(2)]
+    for router in routers:
+        router.on("*")(count)
+        await router.start()
+    try:
+        for batch in range(6):
+            commit(jf, connector, org, *((f"e{batch}-{i}", "tick") for i in range(10)))
+            for router in routers:
+                router.wake()
+        await eventually(lambda: len(counts) == 60 and undispatched(jf) == 0)
+    finally:
+        for router in routers:
+            await router.stop()
+    assert set(counts.values()) == {1}
+
+
+async def test_a_process_without_handlers_leaves_events_for_one_with_them(jf, admin, org):
+    connector = echo_connector(jf, admin)
+    idle = EventRouter(jf, poll_interval=0.02)
+    await idle.start()
+    commit(jf, connector, org, ("e1", "tick"))
+    idle.wake()
+    await asyncio.sleep(0.2)
+    await idle.stop()
+    assert undispatched(jf) == 1  # the serve process without handlers did not take it
+
+    busy = EventRouter(jf, poll_interval=0.02)
+    got = []
+    busy.on("tick")(got.append)
+    await busy.start()  # events committed while nobody listened are dispatched on start
+    try:
+        await eventually(lambda: len(got) == 1)
+    finally:
+        await busy.stop()
+
+
+async def test_wake_from_another_thread_dispatches_at_once(jf, admin, org):
+    connector = echo_connector(jf, admin)
+    router = EventRouter(jf, poll_interval=60)  # only wake() can make it look
+    got = []
+    router.on("tick")(got.append)
+    await router.start()
+    try:
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(commit, jf, connector, org, ("e1", "tick"))
+        started = time.monotonic()
+        threading.Thread(target=router.wake).start()
+        await eventually(lambda: len(got) == 1, timeout=5)
+        assert time.monotonic() - started < 2
+    finally:
+        await router.stop()
+
+
+async def test_jf_on_receives_an_echo_loopback_end_to_end(jf, admin):
+    """``@jf.on`` through the facade: send to echo, the runtime delivers, the loopback
+    event reaches the handler."""
+    connector = echo_connector(jf, admin)
+    jf.connectors.test(admin, connector)
+    jf.connectors.set_enabled(admin, connector, True)
+    got = []
+
+    @jf.on("message.received")
+    async def handler(event):
+        got.append(event.payload)
+
+    await jf.start()
+    try:
+        jf.send(connector, {"text": "hello"})
+        await eventually(lambda: len(got) == 1, timeout=15)
+    finally:
+        await jf.stop()
+    assert got[0]["text"] == "hello"

@@ -1,0 +1,92 @@
+"""``GET /api/connectors/{id}/events`` on the live server: newest first, paged, scoped to
+the caller's organization."""
+
+from __future__ import annotations
+
+import httpx2
+
+from jackfield.service.events import EventService
+
+
+def get(api, path: str, token: str | None, **params) -> httpx2.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx2.get(f"{api.url}{path}", headers=headers, params=params)
+
+
+def test_the_inbox_lists_newest_first_in_pages(jf, api, admin, webhook_connector, org_token):
+    events = EventService(jf.db)
+    for n in range(5):
+        events.inject(admin, webhook_connector, {"n": n}, event_id=f"ev-{n}", event_type="tick")
+    path = f"/api/connectors/{webhook_connector}/events"
+
+    first = get(api, path, org_token, limit=2)
+    assert first.status_code == 200
+    page = first.json()
+    assert [i["event_id"] for i in page["items"]] == ["ev-4", "ev-3"]
+    item = page["items"][0]
+    assert set(item) >= {
+        "id",
+        "event_id",
+        "event_type",
+        "payload",
+        "source",
+        "received_at",
+        "occurred_at",
+    }
+    assert (item["event_type"], item["payload"], item["source"]) == ("tick", {"n": 4}, "simulator")
+
+    second = get(api, path, org_token, limit=2, cursor=page["next_cursor"]).json()
+    third = get(api, path, org_token, limit=2, cursor=second["next_cursor"]).json()
+    assert [i["event_id"] for i in second["items"]] == ["ev-2", "ev-1"]
+    assert [i["event_id"] for i in third["items"]] == ["ev-0"]
+    assert third["next_cursor"] is None
+
+
+def test_another_organization_gets_404_and_no_credentials_401(
+    jf, api, admin, other_admin, webhook_connector, token_for
+):
+    EventService(jf.db).inject(admin, webhook_connector, {"secret": "plans"})
+    path = f"/api/connectors/{webhook_connector}/events"
+    outsider = get(api, path, token_for(other_admin.organization_id))
+    assert outsider.status_code == 404
+    assert outsider.json()["error"]["code"] == "not_found"
+    assert "plans" not in outsider.text
+    assert get(api, path, None).status_code == 401
+
+
+def test_a_user_may_read_the_inbox(jf, api, admin, org, webhook_connector, token_for):
+    EventService(jf.db).inject(admin, webhook_connector, {"text": "hi"})
+    response = get(api, f"/api/connectors/{webhook_connector}/events", token_for(org, "user"))
+    assert response.status_code == 200 and len(response.json()["items"]) == 1
+
+
+def test_bad_paging_parameters_are_422(api, webhook_connector, org_token):
+    path = f"/api/connectors/{webhook_connector}/events"
+    for params in ({"cursor": "abc"}, {"cursor": "-4"}, {"limit": 0}, {"limit": 1000}):
+        response = get(api, path, org_token, **params)
+        assert response.status_code == 422, params
+        assert response.json()["error"]["message"]
+
+
+def test_inject_rules(jf, admin, other_admin, webhook_connector):
+    """The simulator's use case: type from the payload, a repeated id is the same event,
+    organization scoping and the admin role."""
+    import pytest
+
+    from jackfield.kernel import ConnectorConfigError, ConnectorNotFoundError
+    from jackfield.kernel.errors import PermissionDeniedError
+    from jackfield.service import Principal, Role
+
+    events = EventService(jf.db)
+    first = events.inject(admin, webhook_connector, {"type": "order.created"}, event_id="x1")
+    again = events.inject(admin, webhook_connector, {"other": True}, event_id="x1")
+    assert first == again and first["event_type"] == "order.created"
+    assert events.inject(admin, webhook_connector, {})["event_type"] == "message.received"
+    with pytest.raises(ConnectorNotFoundError):
+        events.inject(other_admin, webhook_connector, {})
+    with pytest.raises(PermissionDeniedError):
+        events.inject(Principal(admin.organization_id, "u", Role.USER), webhook_connector, {})
+    with pytest.raises(ConnectorConfigError):
+        events.inject(admin, webhook_connector, ["not", "an", "object"])
+    with pytest.raises(ConnectorConfigError):
+        events.inject(admin, webhook_connector, {}, event_type="x" * 101)

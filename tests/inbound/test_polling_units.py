@@ -1,0 +1,207 @@
+"""Polling units on SQLite and PostgreSQL: the cursor commits with its events, crashes
+lose and duplicate nothing, and the unit lease fences a stale owner."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy import event, select, update
+
+from jackfield import connector_registry
+from jackfield.kernel import InboundEvent, PollingSource, QueueProvider
+from jackfield.runtime.inbound import Lease, LeaseLost, commit_polled, inbound_runner
+from jackfield.store import utcnow
+from jackfield.store.models_inbound import InboundCursor, InboxEvent, UnitLease
+
+
+class FeedPoller(QueueProvider, PollingSource):
+    """Polls an in-memory feed (``FEEDS[config["feed"]]``), three items per round.
+
+    ``FAULTS[feed]`` holds the poll numbers (1-based) that raise, to imitate a crash."""
+
+    provider_type = "feed_poll_test"
+    display_name = "Feed poller (tests)"
+    poll_interval_seconds = 0.02
+    FEEDS: ClassVar[dict[str, list[str]]] = {}
+    FAULTS: ClassVar[dict[str, set[int]]] = {}
+    POLLS: ClassVar[dict[str, int]] = {}
+
+    def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]:
+        feed = self.config["feed"]
+        self.POLLS[feed] = self.POLLS.get(feed, 0) + 1
+        self.calls = getattr(self, "calls", 0) + 1
+        if self.POLLS[feed] in self.FAULTS.get(feed, set()):
+            raise RuntimeError(f"simulated crash in poll #{self.POLLS[feed]}")
+        start = int(cursor or 0)
+        items = self.FEEDS[feed][start : start + 3]
+        events = [
+            InboundEvent(f"item-{start + i}", "feed.item", {"text": text})
+            for i, text in enumerate(items)
+        ]
+        return events, str(start + len(items))
+
+    def publish(self, topic: str, body: bytes, headers: dict[str, str] | None = None) -> Any:
+        raise NotImplementedError
+
+
+if not connector_registry.is_registered("queue", "feed_poll_test"):
+    connector_registry.register(FeedPoller)
+
+
+@pytest.fixture
+def feed(jf, admin) -> tuple[str, str]:
+    """(connector id, feed name) with seven items in the feed."""
+    name = uuid.uuid4().hex
+    FeedPoller.FEEDS[name] = [f"entry {i}" for i in range(7)]
+    created = jf.connectors.create(
+        admin,
+        name="poller",
+        category="queue",
+        provider_type="feed_poll_test",
+        config={"feed": name},
+    )
+    return created["id"], name
+
+
+def inbox(jf, connector_id: str) -> list[str]:
+    with jf.db.transaction() as s:
+        query = select(InboxEvent.event_id).where(InboxEvent.connector_id == connector_id)
+        return list(s.scalars(query.order_by(InboxEvent.id)))
+
+
+def cursor_of(jf, connector_id: str) -> str | None:
+    with jf.db.transaction() as s:
+        row = s.get(InboundCursor, connector_id)
+        return row.cursor if row else None
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+def provider_for(feed_name: str) -> FeedPoller:
+    return FeedPoller.from_config({"feed": feed_name})
+
+
+ALL = [f"item-{i}" for i in range(7)]
+
+
+async def test_polled_events_commit_with_their_cursor(jf, feed):
+    connector_id, name = feed
+    run = inbound_runner(jf, connector_id, provider_for(name), "node-a")
+    assert run is not None
+    task = asyncio.create_task(run())
+    await eventually(lambda: cursor_of(jf, connector_id) == "7")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert inbox(jf, connector_id) == ALL
+    with jf.db.transaction() as s:
+        row = s.scalars(select(InboxEvent).where(InboxEvent.event_id == "item-0")).one()
+        assert (row.source, row.event_type, row.payload) == (
+            "polling",
+            "feed.item",
+            {"text": "entry 0"},
+        )
+
+
+async def test_a_crash_in_poll_loses_nothing_and_duplicates_nothing(jf, feed):
+    connector_id, name = feed
+    FeedPoller.FAULTS[name] = {2}  # the second round (items 3..5) crashes
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        await asyncio.wait_for(inbound_runner(jf, connector_id, provider_for(name), "n")(), 10)
+    assert inbox(jf, connector_id) == ALL[:3] and cursor_of(jf, connector_id) == "3"
+    # the supervisor restarts the unit: it goes on from the committed cursor
+    task = asyncio.create_task(inbound_runner(jf, connector_id, provider_for(name), "n")())
+    await eventually(lambda: cursor_of(jf, connector_id) == "7")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert inbox(jf, connector_id) == ALL
+
+
+async def test_a_crash_in_the_middle_of_the_commit_writes_neither_events_nor_cursor(jf, feed):
+    connector_id, name = feed
+    crashes = []
+
+    def crash_once(session, flush_context):
+        # the batch's rows are already INSERTed in this transaction when this runs
+        if not crashes and any(isinstance(o, InboxEvent) for o in session.new):
+            crashes.append(len([o for o in session.new if isinstance(o, InboxEvent)]))
+            raise RuntimeError("simulated crash in the middle of the commit")
+
+    event.listen(jf.db.sessions, "after_flush", crash_once)
+    try:
+        with pytest.raises(RuntimeError, match="middle of the commit"):
+            await asyncio.wait_for(inbound_runner(jf, connector_id, provider_for(name), "n")(), 10)
+    finally:
+        event.remove(jf.db.sessions, "after_flush", crash_once)
+    assert crashes == [3]
+    assert inbox(jf, connector_id) == [] and cursor_of(jf, connector_id) is None
+    task = asyncio.create_task(inbound_runner(jf, connector_id, provider_for(name), "n")())
+    await eventually(lambda: cursor_of(jf, connector_id) == "7")
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert inbox(jf, connector_id) == ALL
+
+
+def test_a_stale_owner_commit_is_refused_and_writes_nothing(jf, feed):
+    connector_id, _ = feed
+    unit = f"inbound:{connector_id}"
+    stale = Lease(jf.db, unit, "node-a", ttl=30)
+    assert stale.acquire() and stale.generation == 1
+    with jf.db.transaction() as s:  # node-a stops heartbeating: its lease runs out
+        s.execute(
+            update(UnitLease)
+            .where(UnitLease.unit == unit)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+    fresh = Lease(jf.db, unit, "node-b", ttl=30)
+    assert fresh.acquire() and fresh.generation == 2
+
+    batch = [InboundEvent("late-1", "feed.item", {}), InboundEvent("late-2", "feed.item", {})]
+    org = jf.connectors.organization_of(connector_id)
+    with pytest.raises(LeaseLost):
+        commit_polled(jf.db, stale, connector_id, org, batch, "99")
+    assert inbox(jf, connector_id) == [] and cursor_of(jf, connector_id) is None
+    assert not stale.acquire()  # node-b holds a live lease: node-a stays a standby
+    assert commit_polled(jf.db, fresh, connector_id, org, batch, "2") == 2
+    assert inbox(jf, connector_id) == ["late-1", "late-2"] and cursor_of(jf, connector_id) == "2"
+
+
+async def test_one_node_polls_and_the_standby_takes_over(jf, feed):
+    connector_id, name = feed
+    first, second = provider_for(name), provider_for(name)
+    run_a = inbound_runner(jf, connector_id, first, "node-a", lease_ttl=0.6)
+    run_b = inbound_runner(jf, connector_id, second, "node-b", lease_ttl=0.6)
+    task_a = asyncio.create_task(run_a())
+    await eventually(lambda: cursor_of(jf, connector_id) == "7")
+    task_b = asyncio.create_task(run_b())
+    await asyncio.sleep(0.5)  # node-b finds the lease taken and waits
+    assert getattr(second, "calls", 0) == 0
+
+    task_a.cancel()  # node-a stops (and releases its lease)
+    await asyncio.gather(task_a, return_exceptions=True)
+    FeedPoller.FEEDS[name].extend(["entry 7", "entry 8"])
+    await eventually(lambda: cursor_of(jf, connector_id) == "9")
+    task_b.cancel()
+    await asyncio.gather(task_b, return_exceptions=True)
+    assert second.calls > 0
+    assert inbox(jf, connector_id) == [*ALL, "item-7", "item-8"]
+    with jf.db.transaction() as s:
+        lease = s.get(UnitLease, f"inbound:{connector_id}")
+        assert lease.owner == "node-b" and lease.generation == 2
+
+
+def test_a_provider_without_polling_or_subscription_needs_no_unit(jf, feed):
+    from jackfield.connectors.echo import EchoProvider
+
+    assert inbound_runner(jf, feed[0], EchoProvider.from_config({}), "n") is None

@@ -1,0 +1,198 @@
+"""``POST /hooks/{connector_id}`` on the live server, on SQLite and PostgreSQL: verified
+on the raw bytes, committed before 2xx, deduplicated, size-capped, hidden when the
+connector is unknown or disabled."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx2
+from sqlalchemy import select
+
+from jackfield.store.models_inbound import InboxEvent
+
+NEW_SECRET = "whsec_" + base64.b64encode(b"a-brand-new-secret-after-rotate!").decode()
+
+
+def stored(jf, connector_id: str) -> list[InboxEvent]:
+    with jf.db.transaction() as s:
+        return list(
+            s.scalars(
+                select(InboxEvent)
+                .where(InboxEvent.connector_id == connector_id)
+                .order_by(InboxEvent.id)
+            )
+        )
+
+
+def post(api, connector_id: str, body: bytes, headers: dict[str, str]) -> httpx2.Response:
+    return httpx2.post(f"{api.url}/hooks/{connector_id}", content=body, headers=headers)
+
+
+def test_a_signed_webhook_is_committed_before_the_2xx(jf, api, webhook_connector, sign, as_json):
+    body = as_json({"type": "invoice.paid", "data": {"id": 7}})
+    headers = sign(body, msg_id="msg_one", timestamp=int(time.time()))
+
+    response = post(api, webhook_connector, body, headers)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"accepted": 1, "duplicates": 0}
+    (row,) = stored(jf, webhook_connector)  # read right after the answer: already there
+    assert (row.event_id, row.event_type, row.source) == ("msg_one", "invoice.paid", "webhook")
+    assert row.payload == {"type": "invoice.paid", "data": {"id": 7}}
+    assert int(row.occurred_at.timestamp()) == int(headers["webhook-timestamp"])
+
+
+def test_the_raw_bytes_are_verified_not_a_reparsed_body(jf, api, webhook_connector, sign):
+    # whitespace and key order are part of what was signed
+    body = b'{ "b": 1,   "a": 2 }'
+    assert post(api, webhook_connector, body, sign(body)).status_code == 200
+    reformatted = json.dumps(json.loads(body)).encode()
+    assert post(api, webhook_connector, reformatted, sign(body)).status_code == 401
+
+
+def test_timestamps_just_inside_and_just_outside_the_tolerance(jf, api, webhook_connector, sign):
+    body = b'{"type": "ping"}'
+    for offset, status in [(-290, 200), (290, 200), (-310, 401), (310, 401)]:
+        headers = sign(body, timestamp=int(time.time()) + offset)
+        response = post(api, webhook_connector, body, headers)
+        assert response.status_code == status, (offset, response.text)
+        if status == 401:
+            assert response.json()["error"]["code"] == "auth_failed"
+    assert len(stored(jf, webhook_connector)) == 2  # only the two inside the tolerance
+
+
+def test_a_repeated_id_is_answered_2xx_and_processed_once(jf, api, webhook_connector, sign):
+    body = b'{"type": "order.created"}'
+    headers = sign(body, msg_id="msg_repeat")
+    first = post(api, webhook_connector, body, headers)
+    again = post(api, webhook_connector, body, sign(body, msg_id="msg_repeat"))
+    assert first.json() == {"accepted": 1, "duplicates": 0}
+    assert again.status_code == 200 and again.json() == {"accepted": 0, "duplicates": 1}
+    assert [r.event_id for r in stored(jf, webhook_connector)] == ["msg_repeat"]
+
+
+def test_concurrent_repeats_of_one_id_store_one_row(jf, api, webhook_connector, sign):
+    body = b'{"type": "burst"}'
+    headers = sign(body, msg_id="msg_burst")
+    with ThreadPoolExecutor(16) as pool:
+        responses = list(pool.map(lambda _: post(api, webhook_connector, body, headers), range(32)))
+    assert {r.status_code for r in responses} == {200}
+    assert sum(r.json()["accepted"] for r in responses) == 1
+    assert len(stored(jf, webhook_connector)) == 1
+
+
+def test_a_bad_signature_is_401_with_nothing_stored(jf, api, webhook_connector, sign):
+    body = b'{"type": "forged"}'
+    for tampered in [
+        {"webhook-signature": "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="},
+        {"webhook-signature": ""},
+        {"webhook-id": ""},
+    ]:
+        response = post(api, webhook_connector, body, {**sign(body), **tampered})
+        assert response.status_code == 401
+        error = response.json()["error"]
+        assert error["code"] == "auth_failed" and error["message"] and error["remediation"]
+    assert stored(jf, webhook_connector) == []
+
+
+def test_rotated_keys_one_valid_signature_among_several(jf, api, webhook_connector, sign):
+    body = b'{"type": "rotated"}'
+    valid = sign(body, msg_id="msg_rot")
+    other = sign(body, secret=NEW_SECRET, msg_id="msg_rot", timestamp=valid["webhook-timestamp"])
+    only_other = {**valid, "webhook-signature": other["webhook-signature"]}
+    both = {
+        **valid,
+        "webhook-signature": f"{other['webhook-signature']} {valid['webhook-signature']}",
+    }
+
+    assert post(api, webhook_connector, body, only_other).status_code == 401
+    assert post(api, webhook_connector, body, both).status_code == 200
+    assert [r.event_id for r in stored(jf, webhook_connector)] == ["msg_rot"]
+
+
+def test_a_body_over_one_mebibyte_is_413_with_nothing_stored(jf, api, webhook_connector, sign):
+    limit = 1024 * 1024
+    at_limit = b'{"pad": "' + b"x" * (limit - 11) + b'"}'
+    assert len(at_limit) == limit
+    over = b'{"pad": "' + b"x" * (limit - 10) + b'"}'
+    response = post(api, webhook_connector, over, sign(over))
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
+    assert stored(jf, webhook_connector) == []
+    assert post(api, webhook_connector, at_limit, sign(at_limit)).status_code == 200
+
+
+def test_a_chunked_body_over_the_limit_is_413(jf, api, webhook_connector, sign):
+    over = b"x" * (1024 * 1024 + 1)
+
+    def chunks():
+        for start in range(0, len(over), 65536):
+            yield over[start : start + 65536]
+
+    response = httpx2.post(
+        f"{api.url}/hooks/{webhook_connector}", content=chunks(), headers=sign(over)
+    )
+    assert response.status_code == 413
+    assert stored(jf, webhook_connector) == []
+
+
+def test_a_signed_body_that_is_not_json_is_400_with_nothing_stored(
+    jf, api, webhook_connector, sign
+):
+    body = b"hello"
+    response = post(api, webhook_connector, body, sign(body))
+    assert response.status_code == 400
+    assert "JSON object" in response.json()["error"]["message"]
+    assert stored(jf, webhook_connector) == []
+
+
+def test_unknown_and_disabled_connectors_look_the_same(jf, api, admin, webhook_connector, sign):
+    body = b'{"type": "x"}'
+    unknown = post(api, "00000000-0000-0000-0000-000000000000", body, sign(body))
+    assert post(api, webhook_connector, body, sign(body)).status_code == 200
+    jf.connectors.set_enabled(admin, webhook_connector, False)
+    disabled = post(api, webhook_connector, body, sign(body))  # cached provider: still refused
+    assert unknown.status_code == disabled.status_code == 404
+    assert unknown.json()["error"]["code"] == disabled.json()["error"]["code"] == "not_found"
+    assert len(stored(jf, webhook_connector)) == 1
+
+
+def test_a_connector_that_is_not_a_webhook_is_404(jf, api, admin, sign):
+    created = jf.connectors.create(
+        admin, name="echo", category="messaging", provider_type="echo", config={}
+    )
+    jf.connectors.test(admin, created["id"])
+    jf.connectors.set_enabled(admin, created["id"], True)
+    body = b"{}"
+    assert post(api, created["id"], body, sign(body)).status_code == 404
+
+
+def test_a_new_secret_takes_effect_at_once(jf, api, admin, webhook_connector, sign):
+    body = b'{"type": "x"}'
+    assert post(api, webhook_connector, body, sign(body)).status_code == 200  # cached now
+    jf.connectors.update(admin, webhook_connector, config={"secret": NEW_SECRET})
+    assert post(api, webhook_connector, body, sign(body)).status_code == 401
+    assert post(api, webhook_connector, body, sign(body, secret=NEW_SECRET)).status_code == 200
+    assert len(stored(jf, webhook_connector)) == 2
+
+
+def test_the_secret_never_appears_in_responses(
+    jf, api, webhook_connector, sign, webhook_secret, org_token
+):
+    body = b'{"type": "x"}'
+    answers = [
+        post(api, webhook_connector, body, {**sign(body), "webhook-signature": "v1,bad"}),
+        post(api, webhook_connector, b"nope", sign(b"nope")),
+        post(api, webhook_connector, body, sign(body)),
+        httpx2.get(
+            f"{api.url}/api/connectors/{webhook_connector}/events",
+            headers={"Authorization": f"Bearer {org_token}"},
+        ),
+    ]
+    key_part = webhook_secret.removeprefix("whsec_")
+    for answer in answers:
+        assert key_part not in answer.text

@@ -1,0 +1,135 @@
+"""The ``google_drive`` storage provider against a local Drive-v3-like API: the storage
+conformance suite, pagination, and the whole connect flow through Jackfield's API."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx2
+import pytest
+
+from jackfield.connectors.google_drive import GoogleDriveProvider
+from jackfield.kernel import ConnectorConfigError, call_async
+from jackfield.testing import StorageConformance
+
+from .conftest import CLIENT_ID, CLIENT_SECRET, SQLITE_ONLY, client, connect, tokens_for
+
+
+def drive_config(ps: Any, folder_id: str) -> dict[str, Any]:
+    return {
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "folder_id": folder_id,
+        "authorize_url": f"{ps.url}/authorize",
+        "token_url": f"{ps.url}/token",
+        "api_base": f"{ps.url}/drive/v3",
+        "upload_base": f"{ps.url}/upload/drive/v3",
+    }
+
+
+def static_source(token: str) -> Any:
+    async def source(*, force_refresh: bool = False) -> str:
+        return token
+
+    return source
+
+
+class TestGoogleDriveConformance(StorageConformance):
+    @pytest.fixture
+    def provider(self, provider_server: Any) -> GoogleDriveProvider:
+        folder = provider_server.make_folder()
+        provider = GoogleDriveProvider.from_config(drive_config(provider_server, folder))
+        provider.token_source = static_source(provider_server.issue_access())
+        return provider
+
+
+async def test_listing_follows_next_page_token(provider_server):
+    folder = provider_server.make_folder()
+    other = provider_server.make_folder("elsewhere")
+    provider = GoogleDriveProvider.from_config(drive_config(provider_server, folder))
+    provider.token_source = static_source(provider_server.issue_access())
+    names = [f"obj-{i:02d}.txt" for i in range(8)]
+    for name in reversed(names):
+        await provider.put(name, name.encode(), "text/plain")
+    outsider = GoogleDriveProvider.from_config(drive_config(provider_server, other))
+    outsider.token_source = provider.token_source
+    await outsider.put("obj-99.txt", b"not in the first folder")
+    assert provider_server.page_size_cap == 3  # so eight objects take three pages
+    listed = await provider.list("obj-")
+    assert [i.path for i in listed] == names
+    info = await provider.stat("obj-03.txt")
+    assert (info.size, info.content_type) == (len(b"obj-03.txt"), "text/plain")
+    assert info.modified_at is not None
+
+
+async def test_names_with_quotes_are_escaped_in_queries(provider_server):
+    provider = GoogleDriveProvider.from_config(
+        drive_config(provider_server, provider_server.make_folder())
+    )
+    provider.token_source = static_source(provider_server.issue_access())
+    tricky = "it's a test' or name != 'x.txt"
+    await provider.put(tricky, b"1")
+    await provider.put("x.txt", b"2")
+    assert await provider.get(tricky) == b"1"
+    assert [i.path for i in await provider.list()] == [tricky, "x.txt"]
+
+
+async def test_invalid_config_and_missing_connection_are_clear(provider_server):
+    with pytest.raises(ConnectorConfigError) as raised:
+        GoogleDriveProvider.from_config(
+            {"client_id": "x", "client_secret": "y", "api_base": "ftp:/"}
+        )
+    assert "api_base" in raised.value.field_errors
+    unconnected = GoogleDriveProvider.from_config(drive_config(provider_server, "root"))
+    result = await call_async(unconnected.test_connection)
+    assert not result.success and "not connected" in result.message
+
+
+@SQLITE_ONLY
+def test_connect_flow_and_refresh_through_the_api(oauth_api, provider_server):
+    jf = oauth_api.jf
+    admin, _ = tokens_for(jf)
+    folder = provider_server.make_folder()
+    with client(oauth_api.url, admin) as api:
+        created = api.post(
+            "/api/connectors",
+            json={
+                "name": "Team drive",
+                "category": "storage",
+                "provider_type": "google_drive",
+                "config": drive_config(provider_server, folder),
+            },
+        )
+        assert created.status_code == 201, created.text
+        cid = created.json()["id"]
+        start = api.get(f"/api/connectors/{cid}/oauth/authorize").json()["authorize_url"]
+        query = parse_qs(urlsplit(start).query)
+        assert query["access_type"] == ["offline"] and query["prompt"] == ["consent"]
+        assert query["scope"] == ["https://www.googleapis.com/auth/drive.file"]
+        result = connect(api, cid)
+        assert result["success"] is True and result["status"] == "connected", result
+        assert "client_secret_post" in provider_server.client_auth_seen
+        types = api.get("/api/connectors/types", params={"category": "storage"}).json()
+        drive = next(t for t in types["items"] if t["provider_type"] == "google_drive")
+        assert "oauth2" in drive["capabilities"]
+        assert drive["config_schema"]["properties"]["client_secret"]["writeOnly"] is True
+
+    provider = jf.open_provider(cid)
+
+    async def run() -> bytes:
+        await provider.open()
+        try:
+            await provider.put("reports/q1.txt", b"quarter one")
+            provider_server.revoke_all_access()  # the next call gets 401 and refreshes
+            return bytes(await provider.get("reports/q1.txt"))
+        finally:
+            await provider.close()
+
+    assert asyncio.run(run()) == b"quarter one"
+    assert provider_server.calls["refresh_token"] == 1
+    names = [f["name"] for f in provider_server.files.values()]
+    assert "reports/q1.txt" in names
+    outside = httpx2.get(f"{oauth_api.url}/api/connectors/{cid}")
+    assert outside.status_code == 401

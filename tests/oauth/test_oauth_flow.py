@@ -1,0 +1,233 @@
+"""The OAuth2 connect flow over real HTTP: Jackfield's API, a local authorization server
+(RFC 6749 + PKCE S256) and a browser played by an HTTP client that follows redirects.
+
+Every rejected state is checked to have cost no token endpoint call: the state is
+verified, and its nonce burnt, before the code is exchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx2
+from sqlalchemy import select, update
+
+from jackfield.store import AuditEvent, Connector, ConnectorParam, Organization
+from jackfield.store.models_oauth import OAuthState
+
+from .conftest import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    SQLITE_ONLY,
+    authorize,
+    client,
+    create_connector,
+    tokens_for,
+)
+
+
+def test_full_flow_stores_tokens_encrypted_and_connects(oauth_api, provider_server, caplog):
+    caplog.set_level(logging.DEBUG)
+    jf = oauth_api.jf
+    admin, _ = tokens_for(jf)
+    with client(oauth_api.url, admin) as api:
+        cid = create_connector(api, provider_server)
+        start = api.get(f"/api/connectors/{cid}/oauth/authorize").json()["authorize_url"]
+        query = parse_qs(urlsplit(start).query)
+        assert query["state"][0].startswith(f"{cid}:")
+        assert query["code_challenge_method"] == ["S256"]
+        assert query["response_type"] == ["code"] and query["client_id"] == [CLIENT_ID]
+        assert query["scope"] == ["read write"]
+        redirect_uri = f"{oauth_api.url}/api/connectors/oauth/callback/oauth2_http"
+        assert query["redirect_uri"] == [redirect_uri]
+
+        callback = httpx2.get(start, follow_redirects=False).headers["location"]
+        assert callback.startswith(redirect_uri)
+        done = httpx2.get(callback)  # no credentials: the state is the proof
+        assert done.status_code == 200, done.text
+        result = done.json()
+        assert result["success"] is True and result["status"] == "connected"
+        assert result["connector_id"] == cid
+        assert result["action"] == {"type": "redirect", "url": f"{oauth_api.url}/connectors/{cid}"}
+
+        view = api.get(f"/api/connectors/{cid}").json()
+        params = {p["key"]: p for p in view["params"]}
+        for key in ("oauth.access_token", "oauth.refresh_token", "client_secret"):
+            assert params[key]["secret"] is True and params[key]["value"] == "********"
+        assert view["status"] == "connected"
+        config = api.get(f"/api/connectors/{cid}/config").json()["config"]
+        assert config["oauth"]["access_token"] == "********"
+        responses = [start, done.text, str(view), str(config)]
+
+    access = next(iter(provider_server.access))
+    refresh = next(iter(provider_server.refresh))
+    assert provider_server.calls["authorization_code"] == 1
+    assert provider_server.client_auth_seen == ["client_secret_basic"]
+    for text in responses:
+        assert access not in text and refresh not in text and CLIENT_SECRET not in text
+    with jf.db.transaction() as s:
+        rows = {
+            r.key: r
+            for r in s.scalars(select(ConnectorParam).where(ConnectorParam.connector_id == cid))
+        }
+        audit = " ".join(str(e.details) for e in s.scalars(select(AuditEvent)))
+    for key, plain in (("oauth.access_token", access), ("oauth.refresh_token", refresh)):
+        assert rows[key].is_secret and rows[key].value.startswith("jf1:")
+        assert plain not in rows[key].value
+    assert access not in audit and refresh not in audit and CLIENT_SECRET not in audit
+    # the stored token really is the one the server issued (decrypted by the service)
+    _, _, plain = jf.connectors.resolve(cid)
+    assert plain["oauth"]["access_token"] == access and plain["oauth"]["refresh_token"] == refresh
+    jf.oauth.access_token_sync(cid, force_refresh=True)  # a refresh is logged too
+    assert caplog.records  # the servers' and clients' logs were captured
+    for secret in (access, refresh, CLIENT_SECRET, *provider_server.access):
+        assert secret not in caplog.text
+
+
+@SQLITE_ONLY
+def test_browser_is_redirected_to_the_connector_page(oauth_api, provider_server):
+    admin, _ = tokens_for(oauth_api.jf)
+    with client(oauth_api.url, admin) as api:
+        cid = create_connector(api, provider_server)
+        callback = authorize(api, cid)
+    done = httpx2.get(callback, headers={"Accept": "text/html,*/*"}, follow_redirects=False)
+    assert done.status_code == 303
+    assert done.headers["location"] == f"{oauth_api.url}/connectors/{cid}"
+    assert oauth_api.jf.connectors.resolve(cid)[0].status == "connected"
+
+
+def _callback_error(url: str) -> dict[str, Any]:
+    response = httpx2.get(url)
+    assert response.status_code == 400, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_oauth_state" and error["remediation"]
+    return error
+
+
+def test_bad_states_are_rejected_without_calling_the_token_endpoint(oauth_api, provider_server):
+    jf = oauth_api.jf
+    admin, _ = tokens_for(jf)
+    base = f"{oauth_api.url}/api/connectors/oauth/callback"
+    with client(oauth_api.url, admin) as api:
+        cid = create_connector(api, provider_server)
+        # unknown nonce, malformed state, state of another connector id
+        assert (
+            "unknown" in _callback_error(f"{base}/oauth2_http?code=x&state={cid}:nope")["message"]
+        )
+        assert "malformed" in _callback_error(f"{base}/oauth2_http?code=x&state=garbage")["message"]
+        other = str(uuid.uuid4())
+        # used: a successful callback, then the same URL again
+        callback = authorize(api, cid)
+        assert httpx2.get(callback).json()["success"] is True
+        assert provider_server.calls["authorization_code"] == 1
+        assert "already used" in _callback_error(callback)["message"]
+        state = parse_qs(urlsplit(callback).query)["state"][0]
+        nonce = state.split(":", 1)[1]
+        _callback_error(f"{base}/oauth2_http?code=x&state={other}:{nonce}")
+        # expired
+        callback = authorize(api, cid)
+        with jf.db.transaction() as s:
+            s.execute(
+                update(OAuthState).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+            )
+        assert "expired" in _callback_error(callback)["message"]
+        # swapped: the state of an oauth2_http connector presented to another provider's path
+        callback = authorize(api, cid)
+        swapped = callback.replace("/callback/oauth2_http?", "/callback/google_drive?")
+        assert "another provider" in _callback_error(swapped)["message"]
+        assert "already used" in _callback_error(callback)["message"]  # a misused state is spent
+        # the connector moved to another organization after the flow started
+        callback = authorize(api, cid)
+        with jf.db.transaction() as s:
+            moved = Organization(name=f"moved-{uuid.uuid4().hex[:6]}")
+            s.add(moved)
+            s.flush()
+            s.execute(update(Connector).where(Connector.id == cid).values(organization_id=moved.id))
+        assert "another organization" in _callback_error(callback)["message"]
+    assert provider_server.calls["authorization_code"] == 1  # only the one good exchange
+
+
+def test_a_state_is_used_once_under_concurrency(oauth_api, provider_server):
+    admin, _ = tokens_for(oauth_api.jf)
+    with client(oauth_api.url, admin) as api:
+        cid = create_connector(api, provider_server)
+        callback = authorize(api, cid)
+    barrier = threading.Barrier(6)
+    statuses: list[int] = []
+
+    def hit() -> None:
+        barrier.wait()
+        statuses.append(httpx2.get(callback, timeout=30).status_code)
+
+    threads = [threading.Thread(target=hit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [200, 400, 400, 400, 400, 400]
+    assert provider_server.calls["authorization_code"] == 1
+
+
+@SQLITE_ONLY
+def test_denied_authorization_marks_the_connector(oauth_api, provider_server):
+    admin, _ = tokens_for(oauth_api.jf)
+    with client(oauth_api.url, admin) as api:
+        cid = create_connector(api, provider_server)
+        callback = authorize(api, cid)
+        state = parse_qs(urlsplit(callback).query)["state"][0]
+        url = f"{oauth_api.url}/api/connectors/oauth/callback/oauth2_http"
+        denied = httpx2.get(url, params={"error": "access_denied", "state": state})
+        assert denied.status_code == 200
+        assert denied.json()["success"] is False and denied.json()["status"] == "error"
+        view = api.get(f"/api/connectors/{cid}").json()
+        assert view["status"] == "error" and "access_denied" in view["status_message"]
+        assert "reconnect" in view["status_message"]
+    assert provider_server.calls["authorization_code"] == 0
+
+
+@SQLITE_ONLY
+def test_failed_exchange_is_reported_without_secrets(oauth_api, provider_server):
+    admin, _ = tokens_for(oauth_api.jf)
+    with client(oauth_api.url, admin) as api:
+        cid = create_connector(api, provider_server, client_secret="wrong-secret-value-123")
+        callback = authorize(api, cid)
+        result = httpx2.get(callback).json()
+        assert result["success"] is False and result["status"] == "error"
+        assert "invalid_client" in result["message"]
+        view = api.get(f"/api/connectors/{cid}").json()
+        assert view["status"] == "error" and "wrong-secret-value-123" not in str(view)
+    assert provider_server.calls["authorization_code"] == 1
+
+
+@SQLITE_ONLY
+def test_start_needs_an_admin_of_the_organization_and_an_oauth_provider(oauth_api, provider_server):
+    jf = oauth_api.jf
+    admin, user = tokens_for(jf)
+    other_admin, _ = tokens_for(jf)
+    with client(oauth_api.url, admin) as api:
+        cid = create_connector(api, provider_server)
+        plain = api.post(
+            "/api/connectors",
+            json={
+                "name": "fs",
+                "category": "storage",
+                "provider_type": "local_fs",
+                "config": {"root": "/tmp/jf-oauth-test"},
+            },
+        ).json()["id"]
+        not_oauth = api.get(f"/api/connectors/{plain}/oauth/authorize")
+        assert not_oauth.status_code == 400 and not_oauth.json()["error"]["code"] == "not_supported"
+    path = f"/api/connectors/{cid}/oauth/authorize"
+    assert httpx2.get(oauth_api.url + path).status_code == 401
+    with client(oauth_api.url, user) as api:
+        assert api.get(path).status_code == 403
+    with client(oauth_api.url, other_admin) as api:
+        missing = api.get(path)
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    with jf.db.transaction() as s:
+        assert s.scalars(select(OAuthState)).all() == []

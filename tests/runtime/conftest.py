@@ -1,0 +1,166 @@
+"""Fixtures of the runtime tests: a Jackfield with fast runtime timings (so retries and
+restarts take tenths of seconds), tenants with admin and user tokens, active echo
+connectors, and a provider whose errors carry its secret (to check redaction)."""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import httpx2
+import pytest
+
+from jackfield import ConfigField, connector_registry
+from jackfield.app import Jackfield
+from jackfield.kernel import MessagingProvider, OutboundMessage, PermanentError, SentMessage
+from jackfield.service import Principal, Role
+from jackfield.settings import Settings
+
+FAST = {
+    "outbox_retry_base_seconds": 0.05,
+    "outbox_retry_max_seconds": 0.5,
+    "outbox_poll_seconds": 0.2,
+    "outbox_lease_seconds": 5.0,
+    "supervisor_backoff_base_seconds": 0.25,
+    "supervisor_backoff_max_seconds": 5.0,
+    "supervisor_poll_seconds": 0.2,
+    "supervisor_crash_window_seconds": 60.0,
+    "runtime_shutdown_grace_seconds": 2.0,
+}
+
+
+class LeakyProvider(MessagingProvider):
+    """Like a careless vendor SDK: its errors quote the request and the API key."""
+
+    provider_type: ClassVar[str] = "leaky_test"
+    display_name: ClassVar[str] = "Leaky (tests)"
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return [ConfigField("api_key", "API key", required=True, secret=True)]
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        raise PermanentError(
+            f"upstream refused {message.text!r} {message.metadata} (key {self.config['api_key']})"
+        )
+
+
+if not connector_registry.is_registered("messaging", "leaky_test"):
+    connector_registry.register(LeakyProvider)
+
+
+def fast_settings(database_url: str, data_dir: Path, **extra: Any) -> Settings:
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    return Settings(
+        database_url=database_url, data_dir=data_dir, secret_key=key, **{**FAST, **extra}
+    )
+
+
+@pytest.fixture
+def make_jf(tmp_path: Path) -> Iterator[Callable[..., Jackfield]]:
+    """``make_jf(database_url, **settings)``: a Jackfield with fast runtime timings."""
+    made: list[Jackfield] = []
+
+    def make(database_url: str, **extra: Any) -> Jackfield:
+        app = Jackfield(settings=fast_settings(database_url, tmp_path / "data", **extra))
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        app.close()
+
+
+@pytest.fixture
+def jf(database_url: str, make_jf: Callable[..., Jackfield]) -> Jackfield:
+    """Overrides the suite's ``jf``: the same, with fast runtime timings."""
+    return make_jf(database_url)
+
+
+@dataclass
+class Tenant:
+    org_id: str
+    admin: Principal
+    admin_token: str
+    user_token: str
+
+
+def _tenant(jf: Jackfield) -> Tenant:
+    name = f"org-{uuid.uuid4().hex[:8]}"
+    admin_view, admin_token = jf.accounts.create_user(
+        f"admin-{name}@example.com", name, "admin", with_token=True
+    )
+    _, user_token = jf.accounts.create_user(
+        f"user-{name}@example.com", name, "user", with_token=True
+    )
+    assert admin_token and user_token
+    org_id = jf.accounts.org_id(name)
+    return Tenant(
+        org_id, Principal(org_id, admin_view["email"], Role.ADMIN), admin_token, user_token
+    )
+
+
+@pytest.fixture
+def tenant(jf: Jackfield) -> Tenant:
+    return _tenant(jf)
+
+
+@pytest.fixture
+def other_tenant(jf: Jackfield) -> Tenant:
+    return _tenant(jf)
+
+
+@pytest.fixture
+def make_connector(jf: Jackfield) -> Callable[..., str]:
+    """``make_connector(who, provider_type="echo", **config)``: created, tested, active."""
+
+    def make(
+        who: Principal, provider_type: str = "echo", *, enable: bool = True, **config: Any
+    ) -> str:
+        created = jf.connectors.create(
+            who,
+            name=f"{provider_type}-{uuid.uuid4().hex[:6]}",
+            category="messaging",
+            provider_type=provider_type,
+            config=config,
+        )
+        assert jf.connectors.test(who, created["id"])["success"]
+        if enable:
+            jf.connectors.set_enabled(who, created["id"], True)
+        return str(created["id"])
+
+    return make
+
+
+@pytest.fixture
+def client() -> Callable[..., httpx2.Client]:
+    """``client(url, token)``: an HTTP client for the live server."""
+
+    def make(url: str, token: str | None = None) -> httpx2.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx2.Client(base_url=url, headers=headers, timeout=30)
+
+    return make
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., Any]:
+    """``wait_until(fn, timeout=10)``: poll ``fn`` until it returns something truthy."""
+
+    def wait(fn: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = fn()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {timeout}s (last: {value!r})")
+            time.sleep(interval)
+
+    return wait

@@ -1,0 +1,121 @@
+"""The outbox over real HTTP: send, idempotency, validation, tenancy, dead letters.
+
+Runs against the live server (the runtime starts with it) on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from ulid import ULID
+
+
+def _send(http, connector_id, payload, envelope_id=None, **extra):
+    body = {"payload": payload, **extra}
+    if envelope_id is not None:
+        body["envelope_id"] = envelope_id
+    return http.post(f"/api/connectors/{connector_id}/messages", json=body)
+
+
+def _state(http, envelope_id, want):
+    message = http.get(f"/api/outbox/{envelope_id}").json()
+    return message if message.get("state") == want else None
+
+
+def test_a_message_is_delivered_once_and_loops_back_as_one_event(
+    api, tenant, make_connector, client, wait_until
+):
+    cid = make_connector(tenant.admin)
+    envelope = str(ULID())
+    with client(api.url, tenant.user_token) as http:  # the user role may send
+        first = _send(http, cid, {"text": "hello"}, envelope)
+        assert first.status_code == 202, first.text
+        assert first.json()["envelope_id"] == envelope
+        assert first.json()["state"] in ("pending", "in_flight", "delivered")
+
+        done = wait_until(lambda: _state(http, envelope, "delivered"))
+        assert done["attempts"] == 1
+        assert done["last_error"] is None and done["next_attempt_at"] is None
+
+        again = _send(http, cid, {"text": "a different body"}, envelope)
+        assert again.status_code == 200, again.text
+        assert again.json()["state"] == "delivered" and again.json()["envelope_id"] == envelope
+
+        events = http.get(f"/api/connectors/{cid}/events").json()["items"]
+        echoed = [e for e in events if e["event_id"] == f"echo:{envelope}"]
+        assert len(echoed) == 1
+        assert echoed[0]["event_type"] == "message.received"
+        assert echoed[0]["payload"]["text"] == "hello"  # the first body, not the repeat
+        assert echoed[0]["payload"]["envelope_id"] == envelope
+
+
+def test_generated_envelope_ids_are_ulids_and_lowercase_ones_are_the_same_message(
+    api, tenant, make_connector, client
+):
+    cid = make_connector(tenant.admin)
+    with client(api.url, tenant.admin_token) as http:
+        generated = _send(http, cid, {"text": "x"})
+        assert generated.status_code == 202
+        assert (
+            str(ULID.from_str(generated.json()["envelope_id"])) == generated.json()["envelope_id"]
+        )
+
+        chosen = str(ULID())
+        assert _send(http, cid, {"text": "y"}, chosen.lower()).status_code == 202
+        repeat = _send(http, cid, {"text": "y"}, chosen)
+        assert repeat.status_code == 200 and repeat.json()["envelope_id"] == chosen
+
+
+def test_bad_messages_are_refused_with_clear_errors_and_nothing_is_queued(
+    jf, api, tenant, other_tenant, make_connector, client
+):
+    cid = make_connector(tenant.admin)
+    disabled = make_connector(tenant.admin, enable=False)
+    foreign = make_connector(other_tenant.admin)
+    with client(api.url, tenant.admin_token) as http:
+        bad_id = _send(http, cid, {"text": "x"}, "not-a-ulid")
+        assert bad_id.status_code == 422
+        assert bad_id.json()["error"]["code"] == "invalid_message"
+        assert "envelope_id" in bad_id.json()["error"]["message"]
+
+        assert _send(http, cid, ["not", "an", "object"]).status_code == 422
+        assert http.post(f"/api/connectors/{cid}/messages", json={}).status_code == 422
+        assert _send(http, cid, {"text": "x" * 300_000}).status_code == 422
+
+        assert _send(http, "no-such-connector", {"text": "x"}).status_code == 404
+        assert _send(http, foreign, {"text": "x"}).status_code == 404  # like a missing one
+        off = _send(http, disabled, {"text": "x"})
+        assert off.status_code == 409 and off.json()["error"]["code"] == "conflict"
+
+        listed = http.get("/api/outbox").json()["items"]
+        assert listed == []
+    with client(api.url) as anonymous:
+        assert _send(anonymous, cid, {"text": "x"}).status_code == 401
+
+
+def test_messages_are_scoped_to_their_organization(
+    api, tenant, other_tenant, make_connector, client, wait_until
+):
+    cid = make_connector(tenant.admin)
+    with client(api.url, tenant.admin_token) as http:
+        envelope = _send(http, cid, {"text": "mine"}).json()["envelope_id"]
+        wait_until(lambda: _state(http, envelope, "delivered"))
+        assert [m["envelope_id"] for m in http.get("/api/outbox").json()["items"]] == [envelope]
+        by_state = http.get("/api/outbox", params={"state": "delivered", "connector_id": cid})
+        assert [m["envelope_id"] for m in by_state.json()["items"]] == [envelope]
+        assert http.get("/api/outbox", params={"state": "dead"}).json()["items"] == []
+        assert http.get("/api/outbox", params={"state": "bogus"}).status_code == 422
+    with client(api.url, other_tenant.admin_token) as eve:
+        assert eve.get(f"/api/outbox/{envelope}").status_code == 404
+        assert eve.get("/api/outbox").json()["items"] == []
+        assert eve.post(f"/api/outbox/{envelope}/replay").status_code == 404
+
+
+def test_pages_of_the_outbox_list(api, tenant, make_connector, client):
+    cid = make_connector(tenant.admin, enable=True)
+    with client(api.url, tenant.admin_token) as http:
+        sent = [_send(http, cid, {"text": str(i)}).json()["envelope_id"] for i in range(5)]
+        first = http.get("/api/outbox", params={"limit": 2}).json()
+        second = http.get("/api/outbox", params={"limit": 2, "cursor": first["next_cursor"]}).json()
+        third = http.get("/api/outbox", params={"limit": 2, "cursor": second["next_cursor"]}).json()
+        seen = [m["envelope_id"] for page in (first, second, third) for m in page["items"]]
+        assert seen == sent[::-1]  # newest first, each once
+        assert third["next_cursor"] is None

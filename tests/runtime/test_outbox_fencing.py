@@ -1,0 +1,123 @@
+"""Leases: a late ack from an expired or stolen lease is rejected; claims skip what
+another worker holds; released messages return untouched. Real databases, both."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from jackfield.kernel.inbound import InboundEvent
+from jackfield.runtime.outbox_store import Ack, OutboxStore
+from jackfield.store.models_inbound import InboxEvent
+from jackfield.store.models_outbox import OutboxMessage
+
+
+def _queue(jf, connector_id, count):
+    futures = [
+        jf.runtime.outbox.send_async(None, connector_id, {"text": str(i)}) for i in range(count)
+    ]
+    return [f.result(30).envelope_id for f in futures]
+
+
+def _row(jf, envelope_id):
+    with jf.db.transaction() as s:
+        return s.scalar(select(OutboxMessage).where(OutboxMessage.envelope_id == envelope_id))
+
+
+def _inbox_count(jf, connector_id):
+    with jf.db.transaction() as s:
+        query = select(func.count()).where(InboxEvent.connector_id == connector_id)
+        return s.scalar(query)
+
+
+def _delivered(claimed):
+    event = InboundEvent(f"echo:{claimed.envelope_id}", "message.received", {"n": 1})
+    return Ack(claimed, "delivered", result={"message_id": "m1"}, events=(event,))
+
+
+def test_an_ack_from_a_stolen_lease_is_rejected(jf, tenant, make_connector):
+    cid = make_connector(tenant.admin)
+    [envelope] = _queue(jf, cid, 1)
+    store = OutboxStore(jf.db)
+
+    [mine] = store.claim(10, lease_seconds=0.2)
+    assert mine.envelope_id == envelope and mine.attempts == 1
+    assert store.claim(10, lease_seconds=0.2) == []  # leased: nobody else gets it
+    time.sleep(0.3)
+    [theirs] = store.claim(10, lease_seconds=30)  # the lease expired: taken over
+    assert theirs.envelope_id == envelope and theirs.attempts == 2
+    assert theirs.lease_token != mine.lease_token
+
+    late = store.ack([_delivered(mine)])
+    assert late.applied == [] and len(late.rejected) == 1 and late.events_added == 0
+    row = _row(jf, envelope)
+    assert row.state == "in_flight" and row.lease_token == theirs.lease_token
+    assert _inbox_count(jf, cid) == 0  # the rejected ack wrote no event either
+
+    ok = store.ack([_delivered(theirs)])
+    assert len(ok.applied) == 1 and ok.events_added == 1
+    row = _row(jf, envelope)
+    assert row.state == "delivered" and row.lease_token is None and row.attempts == 2
+    assert _inbox_count(jf, cid) == 1
+    assert store.ack([_delivered(theirs)]).rejected  # and only once
+
+
+def test_an_ack_after_the_lease_expired_is_rejected_even_if_nobody_took_over(
+    jf, tenant, make_connector
+):
+    cid = make_connector(tenant.admin)
+    [envelope] = _queue(jf, cid, 1)
+    store = OutboxStore(jf.db)
+    [claimed] = store.claim(10, lease_seconds=0.1)
+    time.sleep(0.2)
+    report = store.ack([Ack(claimed, "dead", error_class="X", last_error="late")])
+    assert report.rejected and not report.applied
+    assert _row(jf, envelope).state == "in_flight"  # claimable again, as it should be
+    assert [c.envelope_id for c in store.claim(10, lease_seconds=5)] == [envelope]
+
+
+def test_released_messages_go_back_to_pending_with_the_attempt_uncounted(
+    jf, tenant, make_connector
+):
+    cid = make_connector(tenant.admin)
+    envelopes = _queue(jf, cid, 3)
+    store = OutboxStore(jf.db)
+    claimed = store.claim(10, lease_seconds=30)
+    assert sorted(c.envelope_id for c in claimed) == sorted(envelopes)
+    report = store.ack([Ack(c, "release") for c in claimed])
+    assert len(report.applied) == 3
+    for envelope in envelopes:
+        row = _row(jf, envelope)
+        assert (row.state, row.attempts, row.lease_token) == ("pending", 0, None)
+    assert len(store.claim(10, lease_seconds=30)) == 3
+
+
+def test_claims_skip_disabled_connectors_and_excluded_ones(jf, tenant, make_connector):
+    on = make_connector(tenant.admin)
+    paused = make_connector(tenant.admin)
+    _queue(jf, on, 2)
+    _queue(jf, paused, 2)
+    jf.connectors.set_enabled(tenant.admin, paused, False)
+    store = OutboxStore(jf.db)
+    assert store.claim(10, 30, exclude=[on]) == []
+    assert {c.connector_id for c in store.claim(10, 30)} == {on}
+    jf.connectors.set_enabled(tenant.admin, paused, True)
+    assert {c.connector_id for c in store.claim(10, 30)} == {paused}
+
+
+def test_concurrent_claims_on_postgresql_take_disjoint_messages(
+    jf, tenant, make_connector, database_url
+):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SKIP LOCKED is PostgreSQL's; SQLite has a single writer")
+    cid = make_connector(tenant.admin)
+    _queue(jf, cid, 10)
+    store = OutboxStore(jf.db)
+    with jf.db.transaction() as first:
+        batch_one = store.claim(4, 30, session=first)  # rows locked until this commits
+        batch_two = store.claim(10, 30)  # another transaction does not wait for them
+    ids_one = {c.envelope_id for c in batch_one}
+    ids_two = {c.envelope_id for c in batch_two}
+    assert len(ids_one) == 4 and len(ids_two) == 6 and not ids_one & ids_two

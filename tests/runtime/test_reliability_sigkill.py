@@ -1,0 +1,213 @@
+"""Crash safety of the outbox: ``jackfield serve`` is killed with SIGKILL at ten random
+moments while 2,000 messages flow to an echo connector, and restarted each time.
+
+The client sends every message with its own ULID and retries a request until it gets
+an answer, as a careful client does; the server may have committed a message whose
+answer was lost, so the retry must be idempotent. In the end every envelope is
+delivered, none is lost, and the inbox holds exactly one loopback event per envelope.
+A final SIGTERM stops the server gracefully, leaving no message leased.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import queue
+import random
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx2
+from ulid import ULID
+
+from jackfield.app import Jackfield
+from jackfield.service import Principal, Role
+from jackfield.settings import Settings
+
+JACKFIELD = str(Path(sys.executable).with_name("jackfield"))
+MESSAGES = 2000
+KILLS = 10
+SENDERS = 8
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """``jackfield serve`` as a child process that can be killed and started again."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = env, port, log
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [JACKFIELD, "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if httpx2.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx2.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("the server did not come up:\n" + self.log.read_text()[-3000:])
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+
+def _setup(database_url: str, data_dir: Path, key: str) -> tuple[str, str]:
+    """An organization, an admin token and an active echo connector (5 ms per send)."""
+    jf = Jackfield(settings=Settings(database_url=database_url, data_dir=data_dir, secret_key=key))
+    try:
+        _, token = jf.accounts.create_user("ops@example.com", "acme", "admin", with_token=True)
+        who = Principal(jf.accounts.org_id("acme"), "ops@example.com", Role.ADMIN)
+        created = jf.connectors.create(
+            who, name="echo", category="messaging", provider_type="echo", config={"delay_ms": 5}
+        )
+        jf.connectors.test(who, created["id"])
+        jf.connectors.set_enabled(who, created["id"], True)
+    finally:
+        jf.close()
+    assert token
+    return token, str(created["id"])
+
+
+def _sender(url_of, token, connector_id, work: queue.Queue, acked: list, stop) -> None:
+    """POST each envelope until the server answers 200/202 (retrying across kills)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    http = httpx2.Client(headers=headers, timeout=10)
+    try:
+        while not stop.is_set():
+            try:
+                envelope = work.get_nowait()
+            except queue.Empty:
+                return
+            body = {"envelope_id": envelope, "payload": {"text": f"message {envelope}"}}
+            while not stop.is_set():
+                try:
+                    response = http.post(
+                        f"{url_of()}/api/connectors/{connector_id}/messages", json=body
+                    )
+                except httpx2.HTTPError:
+                    time.sleep(0.05)  # the server is down (killed): try again
+                    continue
+                assert response.status_code in (200, 202), response.text
+                acked.append(envelope)
+                break
+    finally:
+        http.close()
+
+
+def _counts(db_path: Path) -> tuple[int, int, int]:
+    """(delivered messages, loopback events, messages still leased)."""
+    conn = sqlite3.connect(db_path, timeout=30)
+    try:
+        delivered = conn.execute(
+            "SELECT count(*) FROM outbox_messages WHERE state = 'delivered'"
+        ).fetchone()[0]
+        events = conn.execute(
+            "SELECT count(*) FROM inbox_events WHERE source = 'loopback'"
+        ).fetchone()[0]
+        leased = conn.execute(
+            "SELECT count(*) FROM outbox_messages WHERE lease_token IS NOT NULL"
+        ).fetchone()[0]
+        return delivered, events, leased
+    finally:
+        conn.close()
+
+
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    seed = int(time.time())
+    rng = random.Random(seed)
+    db_path = tmp_path / "jackfield.db"
+    database_url = f"sqlite:///{db_path}"
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    token, connector_id = _setup(database_url, tmp_path / "data", key)
+    env = {
+        **os.environ,
+        "JACKFIELD_DATABASE_URL": database_url,
+        "JACKFIELD_DATA_DIR": str(tmp_path / "data"),
+        "JACKFIELD_SECRET_KEY": key,
+        "JACKFIELD_ADMIN_PASSWORD": "not-used-here-123",
+        "JACKFIELD_OUTBOX_LEASE_SECONDS": "2",
+        "JACKFIELD_OUTBOX_POLL_SECONDS": "0.2",
+        "JACKFIELD_SUPERVISOR_POLL_SECONDS": "0.5",
+    }
+    server = Server(env, _free_port(), tmp_path / "serve.log")
+    server.start()
+
+    envelopes = [str(ULID()) for _ in range(MESSAGES)]
+    work: queue.Queue[str] = queue.Queue()
+    for envelope in envelopes:
+        work.put(envelope)
+    acked: list[str] = []
+    stop = threading.Event()
+    senders = [
+        threading.Thread(
+            target=_sender, args=(lambda: server.url, token, connector_id, work, acked, stop)
+        )
+        for _ in range(SENDERS)
+    ]
+    for thread in senders:
+        thread.start()
+    kill_points = sorted(rng.sample(range(50, MESSAGES - 50), KILLS))
+    try:
+        for point in kill_points:
+            deadline = time.monotonic() + 60
+            while len(acked) < point:
+                assert time.monotonic() < deadline, f"stuck at {len(acked)} (seed {seed})"
+                time.sleep(0.002)
+            time.sleep(rng.uniform(0, 0.05))
+            server.kill()
+            server.start()
+        for thread in senders:
+            thread.join(120)
+        assert sorted(acked) == sorted(envelopes), f"not every send was answered (seed {seed})"
+
+        deadline = time.monotonic() + 60
+        while _counts(db_path)[0] < MESSAGES:
+            assert time.monotonic() < deadline, f"undelivered: {_counts(db_path)} (seed {seed})"
+            time.sleep(0.2)
+        # SIGTERM: a graceful stop (uvicorn re-raises the signal once it has shut down)
+        assert server.terminate() in (0, -signal.SIGTERM)
+        assert "runtime stopped" in server.log.read_text()
+    finally:
+        stop.set()
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+
+    delivered, events, leased = _counts(db_path)
+    assert (delivered, events, leased) == (MESSAGES, MESSAGES, 0), f"seed {seed}"
+    conn = sqlite3.connect(db_path)
+    try:
+        stored = {row[0] for row in conn.execute("SELECT envelope_id FROM outbox_messages")}
+        echoed = [row[0] for row in conn.execute("SELECT event_id FROM inbox_events")]
+    finally:
+        conn.close()
+    assert stored == set(envelopes)  # none lost, none invented
+    assert sorted(echoed) == sorted(f"echo:{e}" for e in envelopes)  # exactly one each

@@ -1,0 +1,89 @@
+"""``jackfield outbox ...`` and ``jackfield runtime ...`` as a user runs them: a separate
+process on the database a running server (with its runtime) uses at the same time."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from ulid import ULID
+
+JACKFIELD = str(Path(sys.executable).with_name("jackfield"))
+
+
+@pytest.fixture
+def jf(sqlite_url, make_jf):
+    return make_jf(sqlite_url)
+
+
+@pytest.fixture
+def cli(jf):
+    env = {
+        **os.environ,
+        "JACKFIELD_DATABASE_URL": jf.settings.database_url,
+        "JACKFIELD_DATA_DIR": str(jf.settings.data_dir),
+        "JACKFIELD_SECRET_KEY": jf.settings.secret_key.get_secret_value(),
+    }
+
+    def run(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [JACKFIELD, *args], env=env, capture_output=True, text=True, timeout=60
+        )
+        if ok:
+            assert done.returncode == 0, done.stderr
+        return done
+
+    return run
+
+
+def test_outbox_and_runtime_commands(api, tenant, make_connector, client, wait_until, cli):
+    cid = make_connector(tenant.admin)
+    doomed, fine = str(ULID()), str(ULID())
+    with client(api.url, tenant.admin_token) as http:
+        for envelope, extra in ((doomed, {"simulate": "permanent"}), (fine, {})):
+            body = {"envelope_id": envelope, "payload": {"text": "x", **extra}}
+            assert http.post(f"/api/connectors/{cid}/messages", json=body).status_code == 202
+
+        def state(envelope):
+            return http.get(f"/api/outbox/{envelope}").json()["state"]
+
+        wait_until(lambda: state(doomed) == "dead" and state(fine) == "delivered")
+
+        listed = json.loads(cli("outbox", "list", "--json").stdout)["items"]
+        assert {m["envelope_id"]: m["state"] for m in listed} == {doomed: "dead", fine: "delivered"}
+        dead = json.loads(cli("outbox", "list", "--state", "dead", "--json").stdout)["items"]
+        assert [m["envelope_id"] for m in dead] == [doomed]
+
+        shown = json.loads(cli("outbox", "show", doomed, "--json").stdout)
+        assert shown["error_class"] == "PermanentError" and shown["attempts"] == 1
+
+        replayed = json.loads(cli("outbox", "replay", doomed, "--json").stdout)
+        assert replayed["envelope_id"] == doomed and replayed["state"] == "pending"
+        wait_until(lambda: state(doomed) == "dead")  # the server's runtime tried again
+        discarded = json.loads(cli("outbox", "discard", doomed, "--json").stdout)
+        assert discarded["state"] == "discarded"
+
+        refused = cli("outbox", "replay", fine, ok=False)
+        assert refused.returncode == 1
+        assert refused.stderr.strip().count("\n") == 0 and "only dead" in refused.stderr
+        missing = cli("outbox", "show", str(ULID()), ok=False)
+        assert missing.returncode == 1 and "no message" in missing.stderr
+
+        units = json.loads(cli("runtime", "status", "--json").stdout)["items"]
+        [unit] = [u for u in units if u["connector_id"] == cid]
+        assert unit["liveness"] == "running" and unit["readiness"] == "ready"
+
+        requested = json.loads(cli("runtime", "restart", cid, "--json").stdout)
+        assert requested["connector_id"] == cid
+        wait_until(
+            lambda: (
+                next(
+                    u for u in http.get("/api/runtime").json()["items"] if u["connector_id"] == cid
+                )["restart_count"]
+                == 1
+            )
+        )

@@ -1,0 +1,92 @@
+"""The Runtime and Outbox pages of the admin UI, over HTTP as a browser uses them
+(session cookie, CSRF-protected forms, redirect after POST)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from contextlib import closing
+
+import httpx2
+import pytest
+from ulid import ULID
+
+PASSWORD = "correct horse battery"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def jf(sqlite_url, make_jf):
+    return make_jf(sqlite_url)
+
+
+def _login(api, jf, org, role):
+    email = f"{role}-{uuid.uuid4().hex[:6]}@example.com"
+    jf.accounts.create_user(email, org, role, password=PASSWORD)
+    http = httpx2.Client(base_url=api.url, timeout=10)
+    token = CSRF.search(http.get("/login").text).group(1)
+    response = http.post("/login", data={"email": email, "password": PASSWORD, "csrf_token": token})
+    assert response.status_code == 303, response.text
+    return http
+
+
+def _csrf(http, path):
+    return CSRF.search(http.get(path).text).group(1)
+
+
+def test_runtime_and_outbox_pages_show_state_and_act_on_dead_letters(
+    jf, api, tenant, make_connector, wait_until
+):
+    org_name = next(o["name"] for o in jf.accounts.list_orgs() if o["id"] == tenant.org_id)
+    cid = make_connector(tenant.admin)
+    doomed = jf.send(cid, {"text": "x", "simulate": "permanent"}, envelope_id=str(ULID()))
+    fine = jf.send(cid, {"text": "fine"})
+
+    def state(envelope):
+        return jf.runtime.outbox.get(tenant.admin, envelope)["state"]
+
+    wait_until(lambda: state(doomed) == "dead" and state(fine) == "delivered")
+
+    with closing(_login(api, jf, org_name, "admin")) as admin:
+        page = admin.get("/runtime")
+        assert page.status_code == 200
+        assert f'data-connector-id="{cid}"' in page.text
+        assert 'data-liveness="running"' in page.text and 'data-readiness="ready"' in page.text
+        restart = admin.post(
+            f"/runtime/{cid}/restart", data={"csrf_token": _csrf(admin, "/runtime")}
+        )
+        assert restart.status_code == 303 and restart.headers["location"] == "/runtime"
+        assert "Restarting" in admin.get("/runtime").text
+        wait_until(lambda: jf.runtime.units.get(tenant.admin, cid)["restart_count"] == 1)
+
+        dead_page = admin.get("/outbox", params={"state": "dead"})
+        assert f'data-envelope-id="{doomed}"' in dead_page.text
+        assert f'data-envelope-id="{fine}"' not in dead_page.text
+        assert "simulated permanent failure" in dead_page.text
+        assert f"/outbox/{doomed}/replay" in dead_page.text
+        assert f'data-envelope-id="{fine}"' in admin.get("/outbox").text
+
+        token = _csrf(admin, "/outbox")
+        replayed = admin.post(
+            f"/outbox/{doomed}/replay", params={"connector_id": cid}, data={"csrf_token": token}
+        )
+        assert replayed.status_code == 303
+        assert "queued again" in admin.get(replayed.headers["location"]).text
+        wait_until(lambda: state(doomed) == "dead")  # it fails again, as it must
+        discarded = admin.post(f"/outbox/{doomed}/discard", data={"csrf_token": token})
+        assert discarded.status_code == 303
+        assert state(doomed) == "discarded"
+        refused = admin.post(f"/outbox/{fine}/discard", data={"csrf_token": token})
+        assert "only dead messages can be discarded" in admin.get(refused.headers["location"]).text
+        # a form without the CSRF token changes nothing
+        assert admin.post(f"/outbox/{doomed}/replay").status_code in (400, 403)
+        assert state(doomed) == "discarded"
+
+    with closing(_login(api, jf, org_name, "user")) as user:
+        page = user.get("/outbox", params={"state": "discarded"})
+        assert f'data-envelope-id="{doomed}"' in page.text
+        assert "/replay" not in page.text and "/restart" not in user.get("/runtime").text
+
+    with httpx2.Client(base_url=api.url, timeout=10) as anonymous:
+        assert anonymous.get("/outbox").status_code in (302, 303, 307)
+        assert anonymous.get("/runtime").status_code in (302, 303, 307)

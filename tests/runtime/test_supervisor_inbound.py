@@ -1,0 +1,105 @@
+"""Units of connectors with an inbound source start with the runtime, without any
+outbound traffic; a crashing source is restarted; a provider that cannot open reports
+why (readiness) instead of running."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pytest
+
+from jackfield import ConfigField, connector_registry
+from jackfield.kernel import (
+    ConnectionFailedError,
+    ConnectorConfigError,
+    InboundEvent,
+    MessagingProvider,
+    OutboundMessage,
+    PollingSource,
+    SentMessage,
+)
+
+
+class TickerProvider(MessagingProvider, PollingSource):
+    """Polls a counter; ``mode`` makes it crash, or fail to open."""
+
+    provider_type: ClassVar[str] = "ticker_test"
+    display_name: ClassVar[str] = "Ticker (tests)"
+    poll_interval_seconds = 0.05
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return [
+            ConfigField("mode", "Mode", default="ok"),
+            ConfigField("api_key", "Key", secret=True),
+        ]
+
+    def open(self) -> None:
+        if self.config.get("mode") == "nokey":
+            raise ConnectorConfigError("no API key", field_errors={"api_key": "required"})
+        if self.config.get("mode") == "unreachable":
+            raise ConnectionFailedError("ticker.invalid does not answer")
+
+    def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]:
+        if self.config.get("mode") == "crash":
+            raise RuntimeError("poll exploded")
+        n = int(cursor or 0)
+        if n >= 3:
+            return [], cursor
+        return [InboundEvent(f"tick-{n}", "tick", {"n": n})], str(n + 1)
+
+    def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="t")
+
+
+if not connector_registry.is_registered("messaging", "ticker_test"):
+    connector_registry.register(TickerProvider)
+
+
+@pytest.fixture
+def jf(sqlite_url, make_jf):
+    return make_jf(sqlite_url)
+
+
+def _unit(http, connector_id):
+    items = http.get("/api/runtime").json()["items"]
+    return next((u for u in items if u["connector_id"] == connector_id), None)
+
+
+def test_an_inbound_unit_runs_without_outbound_traffic_and_polls(
+    api, tenant, make_connector, client, wait_until
+):
+    cid = make_connector(tenant.admin, "ticker_test")  # created after the runtime started
+    with client(api.url, tenant.user_token) as http:
+        unit = wait_until(lambda: (u := _unit(http, cid)) and u["liveness"] == "running" and u)
+        assert unit["readiness"] == "ready" and unit["restart_count"] == 0
+
+        def ticks():
+            items = http.get(f"/api/connectors/{cid}/events").json()["items"]
+            return sorted(e["event_id"] for e in items) if len(items) == 3 else None
+
+        assert wait_until(ticks) == ["tick-0", "tick-1", "tick-2"]
+
+
+def test_a_crashing_source_is_restarted_and_its_error_shown(
+    api, tenant, make_connector, client, wait_until
+):
+    cid = make_connector(tenant.admin, "ticker_test", mode="crash")
+    with client(api.url, tenant.user_token) as http:
+        unit = wait_until(lambda: (u := _unit(http, cid)) and u["restart_count"] >= 2 and u)
+        assert "RuntimeError: poll exploded" in unit["last_error"]
+        assert unit["liveness"] in ("crashed", "restarting", "running")
+
+
+@pytest.mark.parametrize(
+    ("mode", "readiness"),
+    [("nokey", "missing_credential"), ("unreachable", "unreachable")],
+)
+def test_a_unit_that_cannot_open_says_why(
+    api, tenant, make_connector, client, wait_until, mode, readiness
+):
+    cid = make_connector(tenant.admin, "ticker_test", mode=mode)
+    with client(api.url, tenant.user_token) as http:
+        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == readiness and u)
+        assert unit["liveness"] in ("crashed", "restarting", "failed")
+        assert unit["last_error"]
