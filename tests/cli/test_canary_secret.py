@@ -77,7 +77,8 @@ def test_canary_never_appears_in_db_logs_or_cli_output(tmp_path):
         serve.send_signal(signal.SIGTERM)
         out, err = serve.communicate(timeout=30)
         outputs.extend([out, err])
-    assert serve.returncode == 0, err
+    # a graceful stop: uvicorn re-raises SIGTERM after shutting down, as Unix daemons do
+    assert serve.returncode in (0, -signal.SIGTERM), err
 
     everything = "\n".join(outputs)
     assert CANARY not in everything

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,10 +59,19 @@ class Database:
         self.url = url
         self.engine = create_db_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer; queueing this process's transactions on a lock is far
+        # cheaper than SQLite's busy-wait sleeps (other processes still use busy_timeout).
+        self._write_lock: threading.RLock | None = (
+            threading.RLock() if is_sqlite(self.engine) else None
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        with self.sessions.begin() as session:
+        if self._write_lock is None:
+            with self.sessions.begin() as session:
+                yield session
+            return
+        with self._write_lock, self.sessions.begin() as session:
             yield session
 
     def dispose(self) -> None:
