@@ -29,7 +29,8 @@ def serve(
         if admin.generated:
             console.print(f"  password (shown once): {admin.password}")
     console.print(f"Jackfield on http://{host}:{port}/  (health: /healthz)")
-    uvicorn.run(create_app(jf), host=host, port=port, log_config=None)
+    # open SSE streams must not hold a shutdown forever
+    uvicorn.run(create_app(jf), host=host, port=port, log_config=None, timeout_graceful_shutdown=5)
 
 
 @db.command("upgrade")

@@ -1,0 +1,70 @@
+"""Instance-wide counters for Prometheus: totals only, no organization or secret in them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+
+from ..store import Connector, Database
+from ..store.models_inbound import InboxEvent
+from ..store.models_outbox import OutboxMessage, RuntimeUnit
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    help: str
+    samples: list[tuple[dict[str, str], float]]
+
+
+def collect(db: Database) -> list[Metric]:
+    """Read the current counts (one short transaction; cheap enough per scrape)."""
+    with db.transaction() as s:
+        outbox = s.execute(
+            select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
+        ).all()
+        units = s.execute(
+            select(RuntimeUnit.liveness, func.count()).group_by(RuntimeUnit.liveness)
+        ).all()
+        connectors = s.execute(
+            select(Connector.category, Connector.status, func.count()).group_by(
+                Connector.category, Connector.status
+            )
+        ).all()
+        inbox = s.scalar(select(func.count()).select_from(InboxEvent)) or 0
+    return [
+        Metric(
+            "jackfield_outbox_messages",
+            "Outbox messages by state.",
+            [({"state": state}, n) for state, n in outbox],
+        ),
+        Metric("jackfield_inbox_events", "Inbound events in the inbox.", [({}, inbox)]),
+        Metric(
+            "jackfield_runtime_units",
+            "Supervised units by liveness.",
+            [({"liveness": liveness}, n) for liveness, n in units],
+        ),
+        Metric(
+            "jackfield_connectors",
+            "Connectors by category and status.",
+            [({"category": c, "status": st}, n) for c, st, n in connectors],
+        ),
+    ]
+
+
+def exposition(metrics: list[Metric]) -> str:
+    """The Prometheus text format (version 0.0.4)."""
+    lines: list[str] = []
+    for metric in metrics:
+        lines += [f"# HELP {metric.name} {metric.help}", f"# TYPE {metric.name} gauge"]
+        for labels, value in metric.samples:
+            rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
+            lines.append(
+                f"{metric.name}{{{rendered}}} {value:g}" if rendered else f"{metric.name} {value:g}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
