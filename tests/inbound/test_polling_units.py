@@ -205,3 +205,23 @@ def test_a_provider_without_polling_or_subscription_needs_no_unit(jf, feed):
     from jackfield.connectors.echo import EchoProvider
 
     assert inbound_runner(jf, feed[0], EchoProvider.from_config({}), "n") is None
+
+
+async def test_the_runtime_runs_an_enabled_poller_and_handlers_get_its_events(jf, admin, feed):
+    """End to end through the facade: the supervisor starts the unit, the events reach
+    ``@jf.on`` handlers."""
+    connector_id, _ = feed
+    assert jf.connectors.test(admin, connector_id)["success"]
+    jf.connectors.set_enabled(admin, connector_id, True)
+    got: list[str] = []
+    jf.on("feed.item")(lambda event: got.append(event.event_id))
+    await jf.start()
+    try:
+        await eventually(lambda: len(got) == 7, timeout=15)
+    finally:
+        await jf.stop()
+    assert got == ALL
+    with jf.db.transaction() as s:
+        lease = s.get(UnitLease, f"inbound:{connector_id}")
+        assert lease.owner == jf.runtime.node_id
+        assert lease.expires_at <= utcnow()  # released at stop: another node may take over

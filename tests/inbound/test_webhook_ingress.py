@@ -156,7 +156,8 @@ def test_unknown_and_disabled_connectors_look_the_same(jf, api, admin, webhook_c
     assert post(api, webhook_connector, body, sign(body)).status_code == 200
     jf.connectors.set_enabled(admin, webhook_connector, False)
     disabled = post(api, webhook_connector, body, sign(body))  # cached provider: still refused
-    assert unknown.status_code == disabled.status_code == 404
+    junk = post(api, "not%00a-uuid", body, sign(body))  # a NUL must never reach SQL
+    assert unknown.status_code == disabled.status_code == junk.status_code == 404
     assert unknown.json()["error"]["code"] == disabled.json()["error"]["code"] == "not_found"
     assert len(stored(jf, webhook_connector)) == 1
 
@@ -196,3 +197,43 @@ def test_the_secret_never_appears_in_responses(
     key_part = webhook_secret.removeprefix("whsec_")
     for answer in answers:
         assert key_part not in answer.text
+
+
+def test_without_the_fast_path_the_documented_route_answers_the_same(jf, webhook_connector, sign):
+    """An app run without lifespan events has no fast path: the FastAPI route serves."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from jackfield.api import create_app
+
+    app = create_app(jf, start_runtime=False)
+    assert "/hooks/{connector_id}" in app.openapi()["paths"]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="off", log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        url = f"http://127.0.0.1:{port}/hooks/{webhook_connector}"
+        body = b'{"type": "slow.path"}'
+        ok = httpx2.post(url, content=body, headers=sign(body, msg_id="msg_slow"))
+        bad = httpx2.post(url, content=body, headers={**sign(body), "webhook-signature": "v1,x"})
+        junk = httpx2.post(url.replace(webhook_connector, "not%00an-id"), content=body)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        ingress = getattr(app.state, "webhook_ingress", None)
+        if ingress is not None:
+            ingress.close()
+    assert ok.status_code == 200 and ok.json() == {"accepted": 1, "duplicates": 0}
+    assert bad.status_code == 401 and bad.json()["error"]["code"] == "auth_failed"
+    assert junk.status_code in (400, 404)
+    assert [r.event_id for r in stored(jf, webhook_connector)] == ["msg_slow"]

@@ -5,12 +5,25 @@ from __future__ import annotations
 import asyncio
 import inspect
 from collections.abc import Callable
+from types import FunctionType, MethodType
 from typing import Any
+
+
+def is_async(fn: Callable[..., Any]) -> bool:
+    """``inspect.iscoroutinefunction``, answered from the code flags for plain functions
+    and bound methods (a few times faster: every outbox delivery asks it)."""
+    kind = type(fn)
+    if kind is MethodType:
+        fn = fn.__func__  # type: ignore[attr-defined]
+        kind = type(fn)
+    if kind is FunctionType:
+        return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)
 
 
 async def call_async(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Await ``fn(*args)``; a sync ``fn`` runs in a worker thread so the loop never blocks."""
-    if inspect.iscoroutinefunction(fn):
+    if is_async(fn):
         return await fn(*args, **kwargs)
     result = await asyncio.to_thread(fn, *args, **kwargs)
     if inspect.isawaitable(result):

@@ -174,6 +174,6 @@ class ConnectorProvider(ABC):
             if exc.operation is None:
                 exc.operation = name
             return outcome_from_error(exc)
-        if inspect.isawaitable(result):
+        if not isinstance(result, dict) and inspect.isawaitable(result):
             result = await result
         return Delivered(result if isinstance(result, dict) else {})

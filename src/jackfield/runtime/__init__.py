@@ -78,6 +78,7 @@ class Runtime:
             on_events=self.events.wake,
         )
         self.outbox.add_listener(lambda _connectors: self.delivery.wake())
+        self.outbox.set_direct_delivery(self.delivery)
         self.running = False
 
     async def start(self) -> None:

@@ -37,7 +37,7 @@ from ..secrets import redactor
 from ..service.events import EventRecord
 from ..store import Database, is_sqlite, utcnow
 from ..store.models_inbound import InboxEvent
-from .inbound.feed import EventFeed
+from .inbound.feed import EventFeed, set_soon
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +88,7 @@ class EventRouter:
             return
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
+        self._lock = asyncio.Lock()  # bound to this loop (a router may be restarted in another)
         self._task = asyncio.create_task(self._run(), name="jackfield-event-router")
 
     async def stop(self) -> None:
@@ -101,13 +102,8 @@ class EventRouter:
     def wake(self) -> None:
         """New rows were committed: dispatch and stream them now (thread-safe)."""
         self.feed.wake()
-        loop, wakeup = self._loop, self._wakeup
-        if loop is None or wakeup is None:
-            return
-        try:
-            loop.call_soon_threadsafe(wakeup.set)
-        except RuntimeError:  # the loop has closed: the router is stopping
-            pass
+        if self._handlers:  # without handlers there is nothing to dispatch
+            set_soon(self._loop, self._wakeup)
 
     async def _run(self) -> None:
         assert self._wakeup is not None

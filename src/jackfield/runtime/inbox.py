@@ -9,8 +9,9 @@ whatever else that transaction records (a cursor, a delivered state). Duplicates
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from ..kernel.inbound import InboundEvent
@@ -53,6 +54,14 @@ def add_events(
     return rows
 
 
+# built once: constructing statements per batch was a measurable share of ingest CPU
+_KNOWN_IDS = select(InboxEvent.connector_id, InboxEvent.event_id).where(
+    InboxEvent.connector_id.in_(bindparam("connector_ids", expanding=True)),
+    InboxEvent.event_id.in_(bindparam("event_ids", expanding=True)),
+)
+_INSERT = insert(cast(Table, InboxEvent.__table__))
+
+
 def add_event_batches(
     session: Session,
     batches: Sequence[tuple[str, str, Sequence[InboundEvent]]],
@@ -70,10 +79,9 @@ def add_event_batches(
     event_ids = {event.event_id for _, _, events in batches for event in events}
     if not event_ids:
         return [0] * len(batches)
-    query = select(InboxEvent.connector_id, InboxEvent.event_id).where(
-        InboxEvent.connector_id.in_(connector_ids), InboxEvent.event_id.in_(event_ids)
-    )
-    known = {(row[0], row[1]) for row in session.execute(query)}
+    connection = session.connection()
+    params = {"connector_ids": list(connector_ids), "event_ids": list(event_ids)}
+    known = {(row[0], row[1]) for row in connection.execute(_KNOWN_IDS, params)}
     now = utcnow()
     rows: list[dict[str, object]] = []
     counts: list[int] = []
@@ -98,6 +106,6 @@ def add_event_batches(
                 }
             )
         counts.append(added)
-    if rows:
-        session.execute(insert(InboxEvent), rows)
+    if rows:  # Core, not the ORM: about half the Python work per row on this hot path
+        connection.execute(_INSERT, rows)
     return counts

@@ -1,27 +1,36 @@
-"""Outbox delivery: claim due messages in batches, deliver them, acknowledge in batches.
+"""Outbox delivery: take messages in batches, deliver them, acknowledge in batches.
 
-Three kinds of tasks share the work on the event loop:
+Messages reach a connector's buffer two ways:
 
+* **hand-over** (the fast path): while nothing waits in the queue, a send in this
+  process reserves room here (``reserve``, from the enqueue's transaction); its row is
+  inserted already ``in_flight`` under a lease of this worker and handed over in
+  memory once committed (``hand_over``) -- no claim query;
 * the **dispatcher** claims up to ``batch_size`` due messages at a time (one
-  transaction, a lease token per batch) into a buffer per connector, skipping
-  connectors whose unit cannot deliver or whose buffer is full; when nothing is due it
-  sleeps until the next message falls due, a local enqueue wakes it, or
-  ``poll_seconds`` pass (work enqueued by another node);
-* **workers**, at most the connector's concurrency (param ``runtime.concurrency``,
-  default 16) per connector, take messages from that buffer and call the provider's
-  ``deliver``. The outcome is turned into an ack here: retry times come from the
-  connector's ``RetryPolicy``; an unexpected exception counts as a crash of the unit
-  and the message is retried;
-* the **acker** writes every ack that accumulated while it was busy in one transaction
-  (fenced by lease token), then wakes the event router when loopback events were added.
+  statement, a lease token per batch): messages of other processes and nodes, retries
+  falling due, and whatever did not fit when it was sent. It skips connectors whose
+  unit cannot deliver or whose buffer is full; when nothing is due it sleeps until the
+  next message falls due, a local enqueue wakes it, or ``poll_seconds`` pass.
 
-Claims and acks run in the ``GroupCommitter``'s thread, in the same group transactions
-as the enqueues: on SQLite that makes one writer (no lock contention, whose busy-wait
+A connector that got messages queued because its buffer was full is *behind*: its new
+messages are queued too (not handed over past the older ones) until a claim that saw
+them finds nothing more due.
+
+**Workers**, at most the connector's concurrency (param ``runtime.concurrency``,
+default 16) per connector, take messages from the buffer and call the provider's
+``deliver``; the messages of one lease share a deadline (the lease expiry less a
+margin), so a run of them shares one timeout. The outcome becomes an ack
+(``outbox_outcomes``); an unexpected exception counts as a crash of the unit and the
+message is retried. The **acker** writes every ack that accumulated while it was busy
+(fenced by lease token), then wakes the event router when loopback events were added.
+
+Claims, acks and enqueues run in the ``GroupCommitter``'s thread, in the same group
+transactions: on SQLite that makes one writer (no lock contention, whose busy-wait
 sleeps would dominate) and one fsync for everything that happened meanwhile.
 
-``stop()`` stops claiming, gives buffered (not yet started) messages back, lets running
-deliveries finish for up to ``grace_seconds`` (then cancels them and gives them back
-too) and flushes the acks: after a graceful shutdown no message is left leased.
+``stop()`` stops taking messages, gives buffered (not yet started) messages back, lets
+running deliveries finish for up to ``grace_seconds`` (then cancels them and gives them
+back too) and flushes the acks: after a graceful shutdown no message is left leased.
 """
 
 from __future__ import annotations
@@ -31,34 +40,26 @@ import collections
 import functools
 import json
 import logging
-from collections.abc import Callable
+import threading
+import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from ..kernel.envelope import (
-    AuthFailed,
-    Delivered,
-    DeliveryOutcome,
-    Permanent,
-    Retry,
-    outcome_from_error,
-)
-from ..kernel.errors import ConnectorError, RetryClass
-from ..secrets import redactor
+from ..service.outbox_enqueue import Lease, Send
 from ..store import utcnow
 from ..store.group_commit import GroupCommitter
-from .outbox_store import Ack, AckReport, Claimed, OutboxStore
-from .retry import RetryPolicy
+from .outbox_outcomes import ack_for, attempt, crashed, lease_ran_out
+from .outbox_store import Ack, AckReport, Claimed, LeasesChanged, OutboxStore
 from .supervisor import Supervisor, UnitUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 COALESCE_SECONDS = 0.005
-_PRIMITIVES = (str, int, float, bool, type(None))
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,8 @@ class DeliveryConfig:
 
 @dataclass
 class DeliveryStats:
-    claimed: int = 0
+    claimed: int = 0  # taken into a buffer, by a claim or a hand-over
+    handed_over: int = 0
     delivered: int = 0
     retried: int = 0
     dead: int = 0
@@ -98,10 +100,11 @@ class OutboxWorker:
         self.config = config or DeliveryConfig()
         self.on_events = on_events  # loopback events were committed: wake the router
         self.stats = DeliveryStats()
+        self._margin = min(5.0, self.config.lease_seconds / 10)
         self._buffers: dict[str, collections.deque[Claimed]] = {}
         self._workers: dict[str, int] = {}
         self._worker_tasks: set[asyncio.Task[None]] = set()
-        self._outstanding = 0  # claimed and not yet acknowledged
+        self._outstanding = 0  # taken and not yet acknowledged
         self._acks: list[Ack] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
@@ -110,21 +113,38 @@ class OutboxWorker:
         self._acker: asyncio.Task[None] | None = None
         self._stopping = False
         self._writing = False
+        self._want_room = False  # the dispatcher left due work for lack of room
+        # hand-over bookkeeping; ``reserve``/``cancel`` run in the committer's thread
+        self._lock = threading.Lock()
+        self._accepting = False
+        self._caught_up = False  # a claim found nothing more due
+        self._behind: dict[str, int] = {}  # connector -> queueing that made it behind
+        self._queueings = 0
+        self._reserved: dict[str, int] = {}
+        self._reserved_total = 0
 
     # -- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wakeup, self._ack_ready = asyncio.Event(), asyncio.Event()
         self._stopping = False
+        with self._lock:
+            self._accepting, self._caught_up = True, False
         self._acker = asyncio.create_task(self._ack_loop(), name="jackfield-outbox-acks")
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="jackfield-outbox")
 
     async def stop(self) -> None:
         """Graceful: nothing stays leased (see the module docstring)."""
+        with self._lock:
+            self._accepting = False
         self._stopping = True
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.grace_seconds
+        while self._reserved_total and loop.time() < deadline:  # hand-overs on their way
+            await asyncio.sleep(0.005)  # (each is released as it arrives)
         for buffer in self._buffers.values():
             while buffer:
                 self._push(Ack(buffer.popleft(), "release"))
@@ -133,8 +153,8 @@ class OutboxWorker:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        deadline = asyncio.get_running_loop().time() + self.config.grace_seconds
-        while (self._acks or self._writing) and asyncio.get_running_loop().time() < deadline:
+        deadline = loop.time() + self.config.grace_seconds
+        while (self._acks or self._writing) and loop.time() < deadline:
             if self._ack_ready is not None:
                 self._ack_ready.set()
             await asyncio.sleep(0.005)
@@ -153,24 +173,109 @@ class OutboxWorker:
         except RuntimeError:  # the loop has closed: the runtime is stopping
             pass
 
+    # -- hand-over (``service.outbox_enqueue.DirectDelivery``) --------------------------
+    def reserve(self, connector_id: str, count: int) -> Lease | None:
+        """Room for new messages of a connector whose unit delivers and which is not
+        behind; what does not fit is queued, and makes the connector behind."""
+        unit = self.supervisor.units.get(connector_id)
+        if unit is None or not unit.deliverable:
+            return None  # the dispatcher creates the unit / waits for it to come back
+        with self._lock:
+            if not (self._accepting and self._caught_up) or connector_id in self._behind:
+                return None
+            queued = len(self._buffers.get(connector_id, ())) + self._reserved.get(connector_id, 0)
+            room = min(
+                self.config.max_in_flight - self._outstanding - self._reserved_total,
+                self.config.batch_size - queued,
+            )
+            granted = max(0, min(count, room))
+            if granted < count:
+                self._queueings += 1
+                self._behind[connector_id] = self._queueings
+            if not granted:
+                return None
+            self._reserved[connector_id] = self._reserved.get(connector_id, 0) + granted
+            self._reserved_total += granted
+        expires = utcnow() + timedelta(seconds=self.config.lease_seconds)
+        return Lease(connector_id, str(uuid.uuid4()), expires, granted)
+
+    def cancel(self, lease: Lease) -> None:
+        """The enqueue failed: nothing was inserted under the lease."""
+        with self._lock:
+            self._unreserve(lease.connector_id, lease.count)
+
+    def hand_over(
+        self,
+        connector_id: str,
+        organization_id: str,
+        lease: Lease,
+        sends: Sequence[Send],
+        created_at: datetime,
+    ) -> None:
+        loop = self._loop
+        try:
+            if loop is None:
+                raise RuntimeError("not running")
+            loop.call_soon_threadsafe(
+                self._take_over, connector_id, organization_id, lease, sends, created_at
+            )
+        except RuntimeError:  # stopped meanwhile: the lease expires, then anyone claims
+            with self._lock:
+                self._unreserve(connector_id, lease.count)
+
+    def _take_over(
+        self,
+        connector_id: str,
+        organization_id: str,
+        lease: Lease,
+        sends: Sequence[Send],
+        created_at: datetime,
+    ) -> None:
+        with self._lock:
+            self._unreserve(connector_id, lease.count)
+        token, expires = lease.token, lease.expires_at
+        for send in sends:
+            message = Claimed(
+                send.envelope_id,
+                connector_id,
+                organization_id,
+                send.operation,
+                json.loads(send.payload_json),  # exactly what was stored, not the caller's dict
+                1,
+                created_at,
+                token,
+                expires,
+            )
+            if self._stopping:
+                self._outstanding += 1
+                self._push(Ack(message, "release"))
+            else:
+                self._accept(message)
+        self.stats.handed_over += len(sends)
+
+    def _unreserve(self, connector_id: str, count: int) -> None:
+        left = self._reserved.get(connector_id, 0) - count
+        if left > 0:
+            self._reserved[connector_id] = left
+        else:
+            self._reserved.pop(connector_id, None)
+        self._reserved_total -= count
+
     # -- claiming -----------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
         assert self._wakeup is not None
         while not self._stopping:
             self._wakeup.clear()
-            room = self.config.max_in_flight - self._outstanding
+            room = self.config.max_in_flight - self._outstanding - self._reserved_total
             limit = min(room, self.config.batch_size)
-            exclude = self.supervisor.blocked() | {
-                cid for cid, buf in self._buffers.items() if len(buf) >= self.config.batch_size
-            }
+            full = {cid for cid, buf in self._buffers.items() if len(buf) >= self.config.batch_size}
+            exclude = self.supervisor.blocked() | full
             claimed: list[Claimed] = []
             due = None
             if limit > 0:
                 try:
                     claimed, due = await self._in_group(
-                        functools.partial(
-                            self.store.claim_due, limit, self.config.lease_seconds, exclude
-                        )
+                        functools.partial(self._claim, limit, frozenset(exclude))
                     )
                 except SQLAlchemyError as exc:  # e.g. the database restarting: try again
                     log.warning("outbox claim failed: %s", exc)
@@ -178,6 +283,7 @@ class OutboxWorker:
                     continue
             for message in claimed:
                 self._accept(message)
+            self._want_room = limit < self.config.batch_size or bool(full)
             if limit > 0 and len(claimed) == limit:
                 await asyncio.sleep(0)  # more may be due: claim again, letting others run
                 continue
@@ -185,6 +291,23 @@ class OutboxWorker:
             # let more work gather before the next claim: fewer, bigger transactions
             # (and gaps in which other writers get the SQLite write lock)
             await asyncio.sleep(COALESCE_SECONDS)
+
+    def _claim(
+        self, limit: int, exclude: frozenset[str], session: Session
+    ) -> tuple[list[Claimed], datetime | None]:
+        """Runs in the committer's thread. A claim that comes up short has seen every
+        message queued before it (writes there run in order), so the connectors they
+        made behind are caught up -- except excluded ones, which it did not look at."""
+        with self._lock:
+            seen = self._queueings
+        claimed, due = self.store.claim_due(limit, self.config.lease_seconds, exclude, session)
+        if len(claimed) < limit:
+            with self._lock:
+                self._caught_up = True
+                self._behind = {
+                    cid: n for cid, n in self._behind.items() if n > seen or cid in exclude
+                }
+        return claimed, due
 
     async def _idle(self, due: datetime | None) -> None:
         """Sleep until woken, until the next message falls due, or ``poll_seconds``."""
@@ -203,95 +326,77 @@ class OutboxWorker:
         self.stats.claimed += 1
         self._outstanding += 1
         cid = message.connector_id
-        unit = self.supervisor.unit_for_delivery(cid, message.organization_id)
-        buffer = self._buffers.setdefault(cid, collections.deque())
+        buffer = self._buffers.get(cid)
+        if buffer is None:
+            buffer = self._buffers[cid] = collections.deque()
         buffer.append(message)
         running = self._workers.get(cid, 0)
-        if running < min(unit.concurrency, len(buffer)):
-            self._workers[cid] = running + 1
-            task = asyncio.get_running_loop().create_task(self._work(cid))
-            self._worker_tasks.add(task)
-            task.add_done_callback(self._worker_tasks.discard)
+        if running < len(buffer):
+            unit = self.supervisor.unit_for_delivery(cid, message.organization_id)
+            if running < unit.concurrency:
+                self._workers[cid] = running + 1
+                task = asyncio.get_running_loop().create_task(self._work(cid))
+                self._worker_tasks.add(task)
+                task.add_done_callback(self._worker_tasks.discard)
 
     # -- delivering ---------------------------------------------------------------------
     async def _work(self, cid: str) -> None:
         buffer = self._buffers[cid]
-        current: Claimed | None = None
         try:
             while buffer:
-                current = buffer.popleft()
-                if len(buffer) == self.config.batch_size - 1:
-                    self.wake()  # no longer full: the dispatcher may claim for it again
-                ack = await self._deliver(current)
-                current = None
-                self._push(ack)
-        except asyncio.CancelledError:
-            if current is not None:  # cancelled mid-delivery by stop(): give it back
-                self._push(Ack(current, "release"))
-            raise
+                await self._run(buffer)
         finally:
             self._workers[cid] -= 1
             if self._workers[cid] == 0 and not buffer:
                 del self._workers[cid]
                 self._buffers.pop(cid, None)
 
-    async def _deliver(self, message: Claimed) -> Ack:
-        unit = self.supervisor.unit_for_delivery(message.connector_id, message.organization_id)
-        remaining = (message.lease_expires_at - utcnow()).total_seconds()
-        margin = min(5.0, self.config.lease_seconds / 10)
-        if not unit.deliverable or remaining <= margin:
-            return Ack(message, "release")  # the unit went down, or the lease is too short
+    async def _run(self, buffer: collections.deque[Claimed]) -> None:
+        """Deliver the messages at the head of ``buffer`` that share its first one's
+        lease, under one timeout: the lease expiry less a margin -- the deadline each
+        of them would have on its own."""
+        head = buffer[0]
+        unit = self.supervisor.unit_for_delivery(head.connector_id, head.organization_id)
+        token = head.lease_token
+        budget = (head.lease_expires_at - utcnow()).total_seconds() - self._margin
+        if not unit.deliverable or budget <= 0:
+            self._push(Ack(buffer.popleft(), "release"))  # unit down, or lease too short
+            return
         try:
             handle = await self.supervisor.outbound(unit)
         except UnitUnavailable:
-            return Ack(message, "release")
+            self._push(Ack(buffer.popleft(), "release"))
+            return
         generation = unit.generation
         provider = handle.acquire()
-        outcome: DeliveryOutcome
+        refill = self.config.batch_size - 1
+        current: Claimed | None = None
         try:
-            async with asyncio.timeout(remaining - margin):  # no extra task per delivery
-                outcome = await provider.deliver(message.envelope())
+            async with asyncio.timeout(budget):
+                while buffer and buffer[0].lease_token == token and unit.generation == generation:
+                    current = buffer.popleft()
+                    if self._want_room and len(buffer) == refill:
+                        self.wake()  # no longer full: the dispatcher may claim for it again
+                    try:
+                        outcome = await attempt(provider, current)
+                    except Exception as exc:  # noqa: BLE001 - the unit crashed, not the worker
+                        self.stats.crashes += 1
+                        self.supervisor.report_crash(unit, generation, exc)
+                        outcome = crashed(exc)
+                    self.supervisor.note_outcome(unit, generation, outcome)
+                    self._push(ack_for(current, unit.policy, outcome))
+                    current = None
         except TimeoutError:
-            outcome = Retry(
-                RetryClass.TRANSIENT,
-                "DeliveryTimeout",
-                f"delivery took longer than {remaining - margin:.0f}s",
-            )
-        except ConnectorError as exc:
-            outcome = outcome_from_error(exc)
-        except Exception as exc:  # noqa: BLE001 - the unit crashed, not the worker
-            self.stats.crashes += 1
-            self.supervisor.report_crash(unit, generation, exc)
-            outcome = Retry(RetryClass.TRANSIENT, type(exc).__name__, f"unexpected error: {exc}")
+            if current is not None:
+                outcome = lease_ran_out(self.config.lease_seconds)
+                self.supervisor.note_outcome(unit, generation, outcome)
+                self._push(ack_for(current, unit.policy, outcome))
+        except asyncio.CancelledError:
+            if current is not None:  # cancelled mid-delivery by stop(): give it back
+                self._push(Ack(current, "release"))
+            raise
         finally:
             await handle.release()
-        self.supervisor.note_outcome(unit, generation, outcome)
-        return self._ack_for(message, unit.policy, outcome)
-
-    def _ack_for(self, message: Claimed, policy: RetryPolicy, outcome: DeliveryOutcome) -> Ack:
-        if isinstance(outcome, Delivered):
-            return Ack(
-                message, "delivered", result=_json_safe(outcome.result), events=outcome.events
-            )
-        error = redactor.redact(outcome.message)
-        if isinstance(outcome, Permanent):
-            return Ack(message, "dead", error_class=outcome.error_class, last_error=error)
-        retry_after = outcome.retry_after if isinstance(outcome, Retry) else None
-        if isinstance(outcome, AuthFailed | Retry) and not policy.exhausted(message.attempts):
-            delay = policy.delay(message.attempts, retry_after)
-            return Ack(
-                message,
-                "retrying",
-                error_class=outcome.error_class,
-                last_error=error,
-                next_attempt_at=utcnow() + timedelta(seconds=delay),
-            )
-        return Ack(
-            message,
-            "dead",
-            error_class=outcome.error_class,
-            last_error=f"gave up after {message.attempts} attempts: {error}",
-        )
 
     # -- acknowledging ------------------------------------------------------------------
     def _push(self, ack: Ack) -> None:
@@ -309,40 +414,54 @@ class OutboxWorker:
                 await self._write_batch()
 
     async def _write_batch(self) -> None:
-        limit = 4 * self.config.batch_size
-        batch, self._acks = self._acks[:limit], self._acks[limit:]
+        """Everything acknowledged so far, in chunks that share the next group commit."""
+        size = 4 * self.config.batch_size
+        acks, self._acks = self._acks, []
+        chunks = [acks[i : i + size] for i in range(0, len(acks), size)]
         self._writing = True
         try:
-            report = await self._write(batch)
+            reports = await asyncio.gather(*(self._write(chunk) for chunk in chunks))
         finally:
             self._writing = False
-        self._outstanding -= len(batch)
-        for ack in report.applied:
-            self.stats.by_kind[ack.kind] = self.stats.by_kind.get(ack.kind, 0) + 1
-        self.stats.delivered = self.stats.by_kind.get("delivered", 0)
-        self.stats.retried = self.stats.by_kind.get("retrying", 0)
-        self.stats.dead = self.stats.by_kind.get("dead", 0)
-        self.stats.released = self.stats.by_kind.get("release", 0)
-        self.stats.rejected += len(report.rejected)
-        if report.events_added:
+        self._outstanding -= len(acks)
+        events = 0
+        by_kind = self.stats.by_kind
+        for report in reports:
+            for ack in report.applied:
+                by_kind[ack.kind] = by_kind.get(ack.kind, 0) + 1
+            self.stats.rejected += len(report.rejected)
+            events += report.events_added
+        self.stats.delivered = by_kind.get("delivered", 0)
+        self.stats.retried = by_kind.get("retrying", 0)
+        self.stats.dead = by_kind.get("dead", 0)
+        self.stats.released = by_kind.get("release", 0)
+        if events:
             self.on_events()
-        self.wake()  # room for more claims
+        if self._want_room:
+            self.wake()  # room for more claims
 
     async def _write(self, batch: list[Ack]) -> AckReport:
-        """One transaction for the batch; if it fails, each ack on its own, so one bad
-        ack (say, a result the database cannot store) does not hold up the others. An
-        ack that cannot be written leaves its message leased: it is delivered again
-        when the lease expires (at-least-once)."""
+        """One group transaction for the batch; if a lease was lost meanwhile, again
+        with the leases read first; if it fails, each ack on its own, so one bad ack
+        (say, a result the database cannot store) does not hold up the others. An ack
+        that cannot be written leaves its message leased: it is delivered again when
+        the lease expires (at-least-once)."""
         try:
-            report = await self._in_group(functools.partial(self.store.ack, batch))
+            try:
+                report = await self._in_group(functools.partial(self.store.ack, batch))
+            except LeasesChanged:
+                careful = functools.partial(self.store.ack, batch, careful=True)
+                report = await self._in_group(careful)
         except SQLAlchemyError as exc:
             log.warning("acknowledging %d messages failed (%s); one by one", len(batch), exc)
             report = AckReport()
-            for ack in batch:
+            for one in batch:
                 try:
-                    single = await self._in_group(functools.partial(self.store.ack, [ack]))
+                    single = await self._in_group(
+                        functools.partial(self.store.ack, [one], careful=True)
+                    )
                 except SQLAlchemyError as error:
-                    log.error("could not record %s: %s", ack.claimed.envelope_id, error)
+                    log.error("could not record %s: %s", one.claimed.envelope_id, error)
                     continue
                 report.applied += single.applied
                 report.rejected += single.rejected
@@ -359,9 +478,4 @@ class OutboxWorker:
         return await asyncio.wrap_future(self.committer.submit_async(fn))
 
 
-def _json_safe(result: dict[str, Any]) -> dict[str, Any]:
-    """A provider's result as JSON can store it (rarely anything but plain values)."""
-    if all(isinstance(v, _PRIMITIVES) for v in result.values()):
-        return result
-    safe: dict[str, Any] = json.loads(json.dumps(result, default=str))
-    return safe
+__all__ = ["DeliveryConfig", "DeliveryStats", "OutboxWorker"]

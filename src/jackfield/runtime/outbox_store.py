@@ -1,19 +1,25 @@
 """The outbox's database side: claim due messages under a lease, and acknowledge them.
 
-Both operate on batches in one transaction each, so a worker pays one durable commit
-per batch, not per message.
+Both operate on batches in one statement or two, so a worker pays one durable commit
+per batch, not per message. A message is addressed by its idempotency key
+``(connector_id, envelope_id)``: messages handed straight to a worker by the enqueue
+(``service.outbox_enqueue``) never had their row id read back.
 
-* ``claim`` takes the oldest due messages of enabled connectors (PostgreSQL: ``FOR
-  UPDATE SKIP LOCKED``, so nodes never wait for each other; SQLite: the transaction
-  holds the single write lock from ``BEGIN IMMEDIATE``), marks them ``in_flight`` with a
-  fresh lease token and counts the attempt. An expired lease makes the row claimable
-  again (its ``next_attempt_at`` is the lease expiry).
+* ``claim`` takes the oldest due messages of enabled connectors with one ``UPDATE ...
+  RETURNING`` (PostgreSQL: the rows are picked ``FOR UPDATE SKIP LOCKED``, so nodes
+  never wait for each other; SQLite: the transaction holds the single write lock from
+  ``BEGIN IMMEDIATE``), marks them ``in_flight`` with a fresh lease token and counts
+  the attempt. An expired lease makes the row claimable again (its ``next_attempt_at``
+  is the lease expiry).
 * ``ack`` applies outcomes only where the row is still ``in_flight`` under the worker's
   lease token and the lease has not expired: an ack from a worker whose lease expired
   (and was perhaps taken over by another) is rejected -- fencing. The message is then
-  delivered again by whoever holds it next (at-least-once). Loopback events of
-  delivered messages are committed to the inbox in the same transaction that marks
-  them delivered.
+  delivered again by whoever holds it next (at-least-once). The fence is part of each
+  UPDATE's WHERE clause; when the row counts say every ack applied (the usual case),
+  that is all. Otherwise ``LeasesChanged`` is raised (the caller's savepoint undoes the
+  batch) and ``ack(..., careful=True)`` reads the leases first and applies only the
+  held ones. Loopback events of delivered messages are committed to the inbox in the
+  same transaction that marks them delivered.
 """
 
 from __future__ import annotations
@@ -25,15 +31,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, bindparam, literal_column, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import String, Table, bindparam, literal_column, select, text, type_coerce, update
 from sqlalchemy.orm import Session
 
 from ..kernel.envelope import Envelope
 from ..kernel.inbound import InboundEvent
 from ..store import Connector, Database, utcnow
+from ..store.bulk import DriverStatement, DriverValues, driver_values
 from ..store.models_outbox import CLAIMABLE_SQL, OutboxMessage
-from .inbox import add_event_batches, add_events
+from .inbox_loopback import insert_event_batches
 
 M = OutboxMessage
 T: Table = OutboxMessage.__table__  # type: ignore[assignment]
@@ -41,11 +47,10 @@ LOOPBACK = "loopback"
 MAX_ERROR_CHARS = 2000
 
 
-@dataclass
+@dataclass(slots=True)
 class Claimed:
     """A message this worker holds under ``lease_token`` until ``lease_expires_at``."""
 
-    id: int
     envelope_id: str
     connector_id: str
     organization_id: str
@@ -58,16 +63,16 @@ class Claimed:
 
     def envelope(self) -> Envelope:
         return Envelope(
-            envelope_id=self.envelope_id,
-            connector_id=self.connector_id,
-            operation=self.operation,
-            payload=self.payload,
-            attempt=self.attempts,
-            created_at=self.created_at,
+            self.envelope_id,
+            self.connector_id,
+            self.operation,
+            self.payload,
+            self.attempts,
+            self.created_at,
         )
 
 
-@dataclass
+@dataclass(slots=True)
 class Ack:
     """What to record for one claimed message.
 
@@ -91,6 +96,11 @@ class AckReport:
     events_added: int = 0
 
 
+class LeasesChanged(Exception):
+    """Some acks of a batch no longer hold their lease: nothing of it was kept; write
+    it again with ``careful=True``."""
+
+
 class OutboxStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -102,6 +112,7 @@ class OutboxStore:
             if db.engine.dialect.name == "sqlite"
             else M.connector_id
         )
+        self._claim, self._next_due = self._statements()
 
     def claim(
         self,
@@ -116,53 +127,30 @@ class OutboxStore:
         if session is None:
             with self.db.transaction() as own:
                 return self.claim(limit, lease_seconds, exclude, own)
-        s = session
         now = utcnow()
         expires = now + timedelta(seconds=lease_seconds)
         token = str(uuid.uuid4())
-        query = self._due(now, exclude).order_by(M.next_attempt_at).limit(limit)
-        if self.skip_locked:
-            query = query.with_for_update(skip_locked=True, of=M)
-        rows = s.execute(
-            query.with_only_columns(
-                M.id,
-                M.envelope_id,
-                M.connector_id,
-                M.organization_id,
-                M.operation,
-                M.payload,
-                M.attempts,
-                M.created_at,
-            )
-        ).all()
-        if not rows:
-            return []
-        s.execute(
-            update(T)
-            .where(T.c.id.in_([r.id for r in rows]))
-            .values(
-                state="in_flight",
-                attempts=T.c.attempts + 1,
-                lease_token=token,
-                lease_expires_at=expires,
-                next_attempt_at=expires,
-                updated_at=now,
-            )
-        )
+        params = {
+            "c_now": now,
+            "c_limit": limit,
+            "c_excluded": list(exclude),
+            "c_token": token,
+            "c_expires": expires,
+        }
+        read_json, read_timestamp = DriverValues.read_json, DriverValues.read_timestamp
         return [
             Claimed(
-                id=r.id,
-                envelope_id=r.envelope_id,
-                connector_id=r.connector_id,
-                organization_id=r.organization_id,
-                operation=r.operation,
-                payload=r.payload,
-                attempts=r.attempts + 1,
-                created_at=r.created_at,
-                lease_token=token,
-                lease_expires_at=expires,
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                read_json(row[4]),
+                row[5],
+                read_timestamp(row[6]),
+                token,
+                expires,
             )
-            for r in rows
+            for row in session.connection().execute(self._claim, params)
         ]
 
     def claim_due(
@@ -181,53 +169,103 @@ class OutboxStore:
         if session is None:
             with self.db.transaction() as own:
                 return self.next_due(exclude, own)
-        query = self._due(None, exclude).with_only_columns(M.next_attempt_at)
-        value: datetime | None = session.scalar(query.order_by(M.next_attempt_at).limit(1))
+        params = {"c_excluded": list(exclude)}
+        value: datetime | None = session.connection().scalar(self._next_due, params)
         return value
 
-    def _due(self, now: datetime | None, exclude: Iterable[str]) -> Any:
+    def _statements(self) -> tuple[Any, Any]:
+        """The claim and the next-due query, built once (their shape never changes)."""
         enabled = select(Connector.id).where(Connector.is_enabled.is_(True))
         # the literal state condition lets SQLite/PostgreSQL use the partial index
-        query = select(M.id).where(text(CLAIMABLE_SQL), self._connector.in_(enabled))
-        if now is not None:
-            query = query.where(M.next_attempt_at <= now)
-        excluded = list(exclude)
-        if excluded:
-            query = query.where(self._connector.not_in(excluded))
-        return query
+        claimable = select(M.id).where(
+            text(CLAIMABLE_SQL),
+            self._connector.in_(enabled),
+            self._connector.not_in(bindparam("c_excluded", expanding=True)),
+        )
+        due = (
+            claimable.where(M.next_attempt_at <= bindparam("c_now"))
+            .order_by(M.next_attempt_at)
+            .limit(bindparam("c_limit"))
+        )
+        if self.skip_locked:
+            due = due.with_for_update(skip_locked=True, of=M)
+        claim = (
+            update(T)
+            .where(T.c.id.in_(due))
+            .values(
+                state="in_flight",
+                attempts=T.c.attempts + 1,
+                lease_token=bindparam("c_token"),
+                lease_expires_at=bindparam("c_expires"),
+                next_attempt_at=bindparam("c_expires"),
+                updated_at=bindparam("c_now"),
+            )
+            # raw columns: decoded by ``claim``, cheaper than SQLAlchemy's processing
+            .returning(
+                T.c.envelope_id,
+                T.c.connector_id,
+                T.c.organization_id,
+                T.c.operation,
+                type_coerce(T.c.payload, String),
+                T.c.attempts,
+                type_coerce(T.c.created_at, String),
+            )
+        )
+        next_due = claimable.with_only_columns(M.next_attempt_at).order_by(M.next_attempt_at)
+        return claim, next_due.limit(1)
 
-    def ack(self, acks: list[Ack], session: Session | None = None) -> AckReport:
+    def ack(
+        self, acks: list[Ack], session: Session | None = None, *, careful: bool = False
+    ) -> AckReport:
         """Record outcomes in one transaction (``session``'s when given); only acks
-        whose lease still holds apply."""
+        whose lease still holds apply. Without ``careful``, raises ``LeasesChanged``
+        (having written nothing that the transaction keeps) if some lease was lost; on
+        its own transaction it then retries carefully itself."""
         report = AckReport()
         if not acks:
             return report
         if session is None:
-            with self.db.transaction() as own:
-                return self.ack(acks, own)
-        s = session
+            try:
+                with self.db.transaction() as own:
+                    return self.ack(acks, own, careful=careful)
+            except LeasesChanged:
+                with self.db.transaction() as own:
+                    return self.ack(acks, own, careful=True)
+        values = driver_values(session)
         now = utcnow()
-        held = self._held(s, [a.claimed.id for a in acks], now)
+        if careful:
+            held = self._held(session, acks, now)
+            for a in acks:
+                c = a.claimed
+                if held.get((c.connector_id, c.envelope_id)) == c.lease_token:
+                    report.applied.append(a)
+                else:
+                    report.rejected.append(a)
+        else:
+            report.applied = acks
         by_kind: dict[str, list[Ack]] = defaultdict(list)
-        for a in acks:
-            if held.get(a.claimed.id) == a.claimed.lease_token:
-                report.applied.append(a)
-                by_kind[a.kind].append(a)
-            else:
-                report.rejected.append(a)
+        for a in report.applied:
+            by_kind[a.kind].append(a)
+        stamp = values.timestamp(now)
+        changed = 0
         for kind, group in by_kind.items():
-            s.execute(_ACK_STATEMENTS[kind], [_ack_params(a, now) for a in group])
-        report.events_added = self._add_loopback_events(s, by_kind.get("delivered", []))
+            params = [_ack_params(a, stamp, values) for a in group]
+            changed += _ACK_STATEMENTS[kind].execute(session, params).rowcount
+        if changed != len(report.applied):
+            raise LeasesChanged(f"{len(report.applied) - changed} leases no longer held")
+        report.events_added = self._add_loopback_events(session, by_kind.get("delivered", []))
         return report
 
-    def _held(self, s: Session, ids: list[int], now: datetime) -> dict[int, str | None]:
-        """Lease tokens of those rows still leased (in flight, lease not expired)."""
-        query = select(M.id, M.lease_token).where(
-            M.id.in_(ids), M.state == "in_flight", M.lease_expires_at > now
+    def _held(self, s: Session, acks: list[Ack], now: datetime) -> dict[tuple[str, str], Any]:
+        """Lease tokens of those messages still leased (in flight, lease not expired)."""
+        query = select(M.connector_id, M.envelope_id, M.lease_token).where(
+            M.envelope_id.in_({a.claimed.envelope_id for a in acks}),
+            M.state == "in_flight",
+            M.lease_expires_at > now,
         )
         if self.skip_locked:
             query = query.with_for_update()
-        return {row.id: row.lease_token for row in s.execute(query)}
+        return {(row[0], row[1]): row[2] for row in s.execute(query)}
 
     @staticmethod
     def _add_loopback_events(s: Session, delivered: list[Ack]) -> int:
@@ -238,22 +276,19 @@ class OutboxStore:
         if not grouped:
             return 0
         batches = [(cid, org, events) for (cid, org), events in grouped.items()]
-        try:
-            with s.begin_nested():  # set-based: one SELECT, one multi-row INSERT
-                return sum(add_event_batches(s, batches, LOOPBACK))
-        except IntegrityError:  # another node stored one meanwhile: the careful way
-            return sum(
-                len(add_events(s, cid, org, events, LOOPBACK)) for cid, org, events in batches
-            )
+        return insert_event_batches(s, batches, LOOPBACK)
 
 
-def _ack_statement(**values: Any) -> Any:
-    return (
+def _ack_statement(**values: Any) -> DriverStatement:
+    """One kind of ack, fenced: only a row still in flight under the token, unexpired."""
+    return DriverStatement(
         update(T)
         .where(
-            T.c.id == bindparam("a_id"),
+            T.c.connector_id == bindparam("a_connector"),
+            T.c.envelope_id == bindparam("a_envelope"),
             T.c.lease_token == bindparam("a_token"),
             T.c.state == "in_flight",
+            T.c.lease_expires_at > bindparam("a_now"),
         )
         .values(lease_token=None, lease_expires_at=None, updated_at=bindparam("a_now"), **values)
     )
@@ -278,13 +313,19 @@ _ACK_STATEMENTS = {
 }
 
 
-def _ack_params(a: Ack, now: datetime) -> dict[str, Any]:
-    params: dict[str, Any] = {"a_id": a.claimed.id, "a_token": a.claimed.lease_token, "a_now": now}
+def _ack_params(a: Ack, now: Any, values: DriverValues) -> dict[str, Any]:
+    c = a.claimed
+    params: dict[str, Any] = {
+        "a_connector": c.connector_id,
+        "a_envelope": c.envelope_id,
+        "a_token": c.lease_token,
+        "a_now": now,
+    }
     if a.kind == "delivered":
-        params["a_result"] = a.result or {}
+        params["a_result"] = values.json(a.result or {})
     elif a.kind in ("retrying", "dead"):
         params["a_error"] = (a.last_error or "")[:MAX_ERROR_CHARS]
         params["a_class"] = (a.error_class or "")[:100]
         if a.kind == "retrying":
-            params["a_next"] = a.next_attempt_at or now
+            params["a_next"] = values.timestamp(a.next_attempt_at) or now
     return params

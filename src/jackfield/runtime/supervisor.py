@@ -84,7 +84,7 @@ class Supervisor:
         self._task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.recorder = UnitRecorder(UnitStore(jf.db), node_id, committer)
+        self.recorder = UnitRecorder(self.store, node_id, committer)
         self._classes: dict[str, Any] = {}  # connector id -> provider class (last reconcile)
 
     # -- life cycle ---------------------------------------------------------------------

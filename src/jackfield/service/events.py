@@ -133,6 +133,19 @@ class EventService:
             assert existing is not None
             return EventRecord.from_row(existing).view()
 
+    def recent(
+        self, who: Principal, *, after: int | None = None, limit: int = 50
+    ) -> builtins.list[dict[str, Any]]:
+        """The organization's newest events across its connectors, newest first; with
+        ``after``, only those newer than that inbox id (the Events page's live poll)."""
+        limit = max(1, min(int(limit), MAX_LIMIT))
+        with self.db.transaction() as s:
+            query = select(InboxEvent).where(InboxEvent.organization_id == who.organization_id)
+            if after is not None:
+                query = query.where(InboxEvent.id > after)
+            rows = s.scalars(query.order_by(InboxEvent.id.desc()).limit(limit))
+            return [EventRecord.from_row(r).view() for r in rows]
+
     def since(
         self, organization_id: str, after_id: int, up_to: int | None = None, limit: int = 500
     ) -> builtins.list[EventRecord]:

@@ -7,6 +7,8 @@ everywhere and is refused for the same reasons everywhere.
 from __future__ import annotations
 
 import json
+import os
+import time
 from typing import Any
 
 from ulid import ULID
@@ -61,7 +63,7 @@ def message_view(row: Any) -> dict[str, Any]:
 def parse_envelope_id(value: str | None) -> str:
     """A new ULID when ``value`` is empty, else ``value`` as a canonical ULID (422 if not)."""
     if value is None or value == "":
-        return str(ULID())
+        return new_ulid()
     try:
         return str(ULID.from_str(str(value).strip()))
     except ValueError as exc:
@@ -72,11 +74,19 @@ def parse_envelope_id(value: str | None) -> str:
         ) from None
 
 
-class RowView:
-    """Attribute access to a dict about to be inserted (for ``message_view``)."""
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)  # 10 bits -> 2 characters
+_SHIFTS = tuple(range(120, -1, -10))
 
-    def __init__(self, row: dict[str, Any]) -> None:
-        self.__dict__.update(row)
+
+def new_ulid() -> str:
+    """A new ULID (48-bit millisecond time, 80 random bits) in canonical text form.
+
+    The same value ``str(ULID())`` gives, in half the time: every send pays for one, and
+    the ``ulid`` package builds an object and validates it first.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
 def lookup_id(envelope_id: str) -> str:
@@ -98,21 +108,27 @@ def check_operation(operation: str | None) -> str:
     return operation.strip()
 
 
-def check_payload(payload: Any) -> dict[str, Any]:
+_encode = json.JSONEncoder(separators=(",", ":")).encode  # made once: dumps(**options) is slow
+
+
+def encode_payload(payload: Any) -> str:
+    """The payload's JSON text (stored as is), after checking it is an object within
+    ``MAX_PAYLOAD_BYTES``."""
     if not isinstance(payload, dict):
         raise InvalidMessageError(
             "payload must be a JSON object", field_errors={"payload": "an object"}
         )
     try:
-        size = len(json.dumps(payload, separators=(",", ":")))
+        text = _encode(payload)
     except (TypeError, ValueError) as exc:
         raise InvalidMessageError(
             f"payload is not JSON-serializable: {exc}", field_errors={"payload": "JSON"}
         ) from None
+    size = len(text)
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidMessageError(
             f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}",
             field_errors={"payload": "too large"},
             remediation="Store large content elsewhere (e.g. storage) and send a reference.",
         )
-    return payload
+    return text

@@ -4,7 +4,9 @@ A durable commit costs an fsync; committing each webhook or enqueued message on 
 caps throughput at the disk's fsync rate. ``GroupCommitter.submit(fn)`` queues ``fn``
 and blocks until the transaction holding it has committed; a single committer thread
 runs every queued ``fn`` in one transaction, each inside a savepoint so that one failing
-write (say, a unique-constraint violation) fails only its own caller.
+write (say, a unique-constraint violation) fails only its own caller. A ``fn`` may raise
+to have its writes undone: only its savepoint (or, alone in a group, the transaction) is
+rolled back.
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class GroupCommitter:
             self._commit(batch)
 
     def _commit(self, batch: list[tuple[Callable[[Session], Any], Future[Any]]]) -> None:
+        if len(batch) == 1:
+            self._commit_alone(*batch[0])
+            return
         results: list[tuple[Future[Any], Any, BaseException | None]] = []
         try:
             with self.db.transaction() as session:
@@ -102,3 +107,17 @@ class GroupCommitter:
                 future.set_exception(error)
             else:
                 future.set_result(value)
+
+    def _commit_alone(self, fn: Callable[[Session], Any], future: Future[Any]) -> None:
+        """A group of one: no savepoint, since there is no other write to protect from
+        its failure (a failing ``fn`` rolls the transaction back). Saves two statements
+        per write when writers come one at a time."""
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            with self.db.transaction() as session:
+                value = fn(session)
+        except Exception as exc:  # noqa: BLE001 - the error (or failed commit) goes to its caller
+            future.set_exception(exc)
+            return
+        future.set_result(value)

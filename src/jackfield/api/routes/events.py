@@ -62,9 +62,11 @@ async def stream_events(
     feed = event_router(request).feed
     resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
 
+    stream = feed.stream(caller.organization_id, resume, keepalive=KEEPALIVE_SECONDS)
+    await anext(stream)  # subscribed before the first byte: the client misses nothing
+
     async def body() -> AsyncIterator[str]:
         yield "retry: 3000\n: connected\n\n"
-        stream = feed.stream(caller.organization_id, resume, keepalive=KEEPALIVE_SECONDS)
         async for record in stream:
             if record is None:
                 yield ": keep-alive\n\n"
@@ -78,7 +80,7 @@ async def stream_events(
 
 def setup_app(app: FastAPI) -> None:
     """Close the fallback router's feed when the app shuts down."""
-    after_lifespan(app, _close_fallback)
+    wrap_lifespan(app, on_stop=_close_fallback)
 
 
 async def _close_fallback(app: FastAPI) -> None:
@@ -87,16 +89,25 @@ async def _close_fallback(app: FastAPI) -> None:
         await fallback.stop()
 
 
-def after_lifespan(app: FastAPI, cleanup: Callable[[FastAPI], Awaitable[None]]) -> None:
-    """Run ``cleanup`` after the app's own lifespan has ended."""
+def wrap_lifespan(
+    app: FastAPI,
+    *,
+    on_start: Callable[[FastAPI], Awaitable[None]] | None = None,
+    on_stop: Callable[[FastAPI], Awaitable[None]] | None = None,
+) -> None:
+    """Run ``on_start`` once the app's own startup is done, ``on_stop`` after its own
+    shutdown (for resources a route module owns)."""
     inner = app.router.lifespan_context
 
     @asynccontextmanager
     async def lifespan(instance: FastAPI) -> AsyncIterator[Any]:
         try:
             async with inner(instance) as state:
+                if on_start is not None:
+                    await on_start(instance)
                 yield state
         finally:
-            await cleanup(instance)
+            if on_stop is not None:
+                await on_stop(instance)
 
     app.router.lifespan_context = lifespan

@@ -39,6 +39,27 @@ MAX_GAPS = 10_000
 SEEN_WINDOW = 10_000
 
 
+def set_soon(loop: asyncio.AbstractEventLoop | None, event: asyncio.Event | None) -> None:
+    """Set ``event`` (bound to ``loop``) from any thread, as cheaply as possible.
+
+    Called after every commit, so: nothing when already set, a direct ``set()`` on the
+    loop's own thread, ``call_soon_threadsafe`` (a syscall) only from other threads.
+    """
+    if loop is None or event is None or event.is_set():
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        event.set()
+        return
+    try:
+        loop.call_soon_threadsafe(event.set)
+    except RuntimeError:  # the loop has closed: nobody is waiting any more
+        pass
+
+
 @dataclass(eq=False)
 class _Subscriber:
     organization_id: str
@@ -94,13 +115,7 @@ class EventFeed:
 
     def wake(self) -> None:
         """Poll now (thread-safe; a no-op while nobody listens)."""
-        loop, wakeup = self._loop, self._wakeup
-        if loop is None or wakeup is None:
-            return
-        try:
-            loop.call_soon_threadsafe(wakeup.set)
-        except RuntimeError:  # the loop has closed: nobody is listening any more
-            pass
+        set_soon(self._loop, self._wakeup)
 
     async def stream(
         self,
@@ -109,15 +124,17 @@ class EventFeed:
         *,
         keepalive: float = 15.0,
     ) -> AsyncIterator[EventRecord | None]:
-        """New events of one organization, forever; ``None`` every ``keepalive`` seconds
-        without events (for the caller to send a keep-alive). Ends if the subscriber fell
-        behind or the feed closed."""
+        """New events of one organization, forever. The first item is ``None``, as soon
+        as the subscription is registered (from then on nothing is missed); later ones
+        are ``None`` every ``keepalive`` seconds without events (for the caller to send
+        a keep-alive). Ends if the subscriber fell behind or the feed closed."""
         await self._ensure_running()
         sub = _Subscriber(organization_id, asyncio.get_running_loop())
         self._subscribers.add(sub)
         position = self._last
         seen = _Seen()
         try:
+            yield None
             if last_event_id is not None and last_event_id < position:
                 async for missed in self._catch_up(organization_id, last_event_id, position):
                     seen.add(missed.id)

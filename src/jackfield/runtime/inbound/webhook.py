@@ -28,7 +28,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,7 +58,7 @@ class _Target:
     loaded_at: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Pending:
     connector_id: str
     target: _Target
@@ -167,6 +167,7 @@ class WebhookIngress:
             raise
 
     async def _flush(self) -> None:
+        batch: list[_Pending] = []
         try:
             while self._pending:
                 batch, self._pending = self._pending, []
@@ -194,6 +195,11 @@ class WebhookIngress:
                         pending.future.set_result(outcome)
         finally:
             self._flushing = False
+            # cancelled (shutdown) with requests waiting: fail them rather than hang them
+            for pending in [*batch, *self._pending]:
+                if not pending.future.done():
+                    pending.future.set_exception(ConnectionAbortedError("shutting down"))
+            self._pending = []
 
     async def _write_one(self, pending: _Pending) -> IngestResult:
         def write(session: Session) -> IngestResult:
@@ -241,17 +247,16 @@ def _check_connector(session: Session, pending: _Pending) -> None:
         raise _Stale()
 
 
+_CONNECTOR_STATE = select(Connector.id, Connector.is_enabled, Connector.updated_at).where(
+    Connector.id.in_(bindparam("ids", expanding=True))
+)
+
+
 def _write_batch(batch: list[_Pending], session: Session) -> list[IngestResult | BaseException]:
     """Commit many requests' events at once; each request gets its own outcome."""
-    connector_ids = {p.connector_id for p in batch}
-    state = {
-        row.id: row
-        for row in session.execute(
-            select(Connector.id, Connector.is_enabled, Connector.updated_at).where(
-                Connector.id.in_(connector_ids)
-            )
-        )
-    }
+    connector_ids = list({p.connector_id for p in batch})
+    rows = session.connection().execute(_CONNECTOR_STATE, {"ids": connector_ids})
+    state = {row.id: row for row in rows}
     outcomes: list[IngestResult | BaseException] = []
     accepted: list[_Pending] = []
     for pending in batch:

@@ -1,0 +1,77 @@
+"""What a delivery attempt comes to: a provider's outcome turned into the ack to record.
+
+Kept apart from the worker's scheduling so the rules read in one place: ``Delivered``
+records the result (and the loopback events); ``Permanent`` goes to ``dead``;
+``Retry`` and ``AuthFailed`` are retried on the connector's ``RetryPolicy`` (a
+``Retry-After`` is a floor) until it is exhausted, then ``dead``. Error texts are
+redacted here, before they reach the database.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from ..kernel.envelope import (
+    AuthFailed,
+    Delivered,
+    DeliveryOutcome,
+    Permanent,
+    Retry,
+    outcome_from_error,
+)
+from ..kernel.errors import ConnectorError, RetryClass
+from ..kernel.provider import ConnectorProvider
+from ..secrets import redactor
+from ..store import utcnow
+from .outbox_store import Ack, Claimed
+from .retry import RetryPolicy
+
+
+async def attempt(provider: ConnectorProvider, message: Claimed) -> DeliveryOutcome:
+    """One delivery. ``ConnectorError``s become their outcome; a ``TimeoutError`` the
+    provider lets out is a transient failure. Any other exception propagates: it is a
+    crash of the unit, which the caller reports."""
+    try:
+        return await provider.deliver(message.envelope())
+    except TimeoutError as exc:
+        return Retry(RetryClass.TRANSIENT, "DeliveryTimeout", f"delivery timed out: {exc}")
+    except ConnectorError as exc:
+        return outcome_from_error(exc)
+
+
+def lease_ran_out(lease_seconds: float) -> Retry:
+    """The outcome of a delivery still running when its lease was about to expire."""
+    return Retry(
+        RetryClass.TRANSIENT,
+        "DeliveryTimeout",
+        f"delivery did not finish within its {lease_seconds:.0f}s lease",
+    )
+
+
+def crashed(exc: BaseException) -> Retry:
+    """The outcome of a delivery that raised something unexpected (a unit crash)."""
+    return Retry(RetryClass.TRANSIENT, type(exc).__name__, f"unexpected error: {exc}")
+
+
+def ack_for(message: Claimed, policy: RetryPolicy, outcome: DeliveryOutcome) -> Ack:
+    if isinstance(outcome, Delivered):
+        return Ack(message, "delivered", outcome.result, outcome.events)
+    error = redactor.redact(outcome.message)
+    if isinstance(outcome, Permanent):
+        return Ack(message, "dead", error_class=outcome.error_class, last_error=error)
+    retry_after = outcome.retry_after if isinstance(outcome, Retry) else None
+    if isinstance(outcome, AuthFailed | Retry) and not policy.exhausted(message.attempts):
+        delay = policy.delay(message.attempts, retry_after)
+        return Ack(
+            message,
+            "retrying",
+            error_class=outcome.error_class,
+            last_error=error,
+            next_attempt_at=utcnow() + timedelta(seconds=delay),
+        )
+    return Ack(
+        message,
+        "dead",
+        error_class=outcome.error_class,
+        last_error=f"gave up after {message.attempts} attempts: {error}",
+    )

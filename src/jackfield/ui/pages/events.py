@@ -1,0 +1,53 @@
+"""The Events page: the organization's inbound events, newest first, updated live.
+
+The table's first row polls ``/events?after=<newest id>`` every two seconds with htmx
+and is replaced by what the answer holds: a new polling row and the events that arrived
+since (``hx-select`` picks them out of the full page, so one template serves both).
+Polling rather than server-sent events keeps the page free of scripts of its own
+(the UI's content security policy allows no inline script). It is a live tail: a
+burst of more than a page between two polls shows its newest page, and a row that
+commits late with a lower id (possible on PostgreSQL) shows on the next reload; the
+REST inbox and the SSE stream are the complete views.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+
+from ...service.events import EventService
+from ..render import render
+from ..session import UiPrincipal, ui_router
+from .connectors import app_of
+
+router = ui_router()
+PAGE = 50
+POLL_SECONDS = 2
+PAYLOAD_PREVIEW = 160
+
+
+@router.get("/events")
+def events_page(request: Request, who: UiPrincipal, after: str = "") -> HTMLResponse:
+    jf = app_of(request)
+    since = int(after) if after.isdigit() else None
+    items = EventService(jf.db).recent(who, after=since, limit=PAGE)
+    names = {c["id"]: c["name"] for c in jf.connectors.list(who)}
+    newest = max([i["id"] for i in items], default=since or 0)
+    return render(
+        request,
+        "events.html",
+        items=[_row(item) for item in items],
+        names=names,
+        newest=newest,
+        poll_seconds=POLL_SECONDS,
+    )
+
+
+def _row(item: dict[str, Any]) -> dict[str, Any]:
+    preview = json.dumps(item["payload"], ensure_ascii=False, default=str)
+    if len(preview) > PAYLOAD_PREVIEW:
+        preview = preview[: PAYLOAD_PREVIEW - 1] + "…"
+    return {**item, "preview": preview}
