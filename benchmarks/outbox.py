@@ -8,7 +8,8 @@ with its indexes), on SQLite with the same pragmas and durability Jackfield uses
   rows prepared before the clock starts -- the database's own limit;
 * **outbox**: ``N`` sends from concurrent producers (``OutboxService.send_async``, the
   path API requests and ``jf.send`` take), group-committed, claimed in batches under a
-  lease, delivered by ``echo`` (which loops each message back as an inbound event),
+  lease (or, while the worker has room, handed to it under its lease as they are
+  inserted), delivered by ``echo`` (which loops each message back as an inbound event),
   acknowledged in batches with the loopback events committed in the same transaction.
   The clock stops when the last message is acknowledged as delivered.
 

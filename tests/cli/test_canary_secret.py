@@ -106,8 +106,18 @@ class LeakyQueue(QueueProvider):
         raise NotImplementedError
 
 
+@pytest.fixture
+def jackfield_logging():
+    """Remove the handler ``configure_logging`` installs: it writes to this test's stderr."""
+    yield
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_jackfield", False):
+            root.removeHandler(handler)
+
+
 @pytest.mark.parametrize("log_format", ["console", "json"])
-def test_log_lines_and_errors_are_redacted(jf, admin, capfd, log_format):
+def test_log_lines_and_errors_are_redacted(jf, admin, capfd, log_format, jackfield_logging):
     if not connector_registry.is_registered("queue", "leaky_test"):
         connector_registry.register(LeakyQueue)
     configure_logging(log_format)

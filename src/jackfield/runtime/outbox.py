@@ -21,8 +21,9 @@ default 16) per connector, take messages from the buffer and call the provider's
 ``deliver``; the messages of one lease share a deadline (the lease expiry less a
 margin), so a run of them shares one timeout. The outcome becomes an ack
 (``outbox_outcomes``); an unexpected exception counts as a crash of the unit and the
-message is retried. The **acker** writes every ack that accumulated while it was busy
-(fenced by lease token), then wakes the event router when loopback events were added.
+message is retried. The **acker** (``outbox_acker``) writes every ack that accumulated
+while it was busy, fenced by lease token; the event router is woken when loopback
+events were added.
 
 Claims, acks and enqueues run in the ``GroupCommitter``'s thread, in the same group
 transactions: on SQLite that makes one writer (no lock contention, whose busy-wait
@@ -40,7 +41,6 @@ import collections
 import functools
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -53,13 +53,14 @@ from sqlalchemy.orm import Session
 from ..service.outbox_enqueue import Lease, Send
 from ..store import utcnow
 from ..store.group_commit import GroupCommitter
+from .outbox_acker import COALESCE_SECONDS, Acker
+from .outbox_handover import HandOvers
 from .outbox_outcomes import ack_for, attempt, crashed, lease_ran_out
-from .outbox_store import Ack, AckReport, Claimed, LeasesChanged, OutboxStore
+from .outbox_store import Ack, AckReport, Claimed, OutboxStore
 from .supervisor import Supervisor, UnitUnavailable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-COALESCE_SECONDS = 0.005
 
 
 @dataclass(frozen=True)
@@ -105,45 +106,33 @@ class OutboxWorker:
         self._workers: dict[str, int] = {}
         self._worker_tasks: set[asyncio.Task[None]] = set()
         self._outstanding = 0  # taken and not yet acknowledged
-        self._acks: list[Ack] = []
+        self._acker = Acker(store, committer, 4 * self.config.batch_size, self._written)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
-        self._ack_ready: asyncio.Event | None = None
         self._dispatcher: asyncio.Task[None] | None = None
-        self._acker: asyncio.Task[None] | None = None
         self._stopping = False
-        self._writing = False
         self._want_room = False  # the dispatcher left due work for lack of room
-        # hand-over bookkeeping; ``reserve``/``cancel`` run in the committer's thread
-        self._lock = threading.Lock()
-        self._accepting = False
-        self._caught_up = False  # a claim found nothing more due
-        self._behind: dict[str, int] = {}  # connector -> queueing that made it behind
-        self._queueings = 0
-        self._reserved: dict[str, int] = {}
-        self._reserved_total = 0
+        self._handovers = HandOvers()
 
     # -- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._wakeup, self._ack_ready = asyncio.Event(), asyncio.Event()
+        self._wakeup = asyncio.Event()
         self._stopping = False
-        with self._lock:
-            self._accepting, self._caught_up = True, False
-        self._acker = asyncio.create_task(self._ack_loop(), name="jackfield-outbox-acks")
+        self._handovers.open()
+        self._acker.start()
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="jackfield-outbox")
 
     async def stop(self) -> None:
         """Graceful: nothing stays leased (see the module docstring)."""
-        with self._lock:
-            self._accepting = False
+        self._handovers.close()
         self._stopping = True
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             await asyncio.gather(self._dispatcher, return_exceptions=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.grace_seconds
-        while self._reserved_total and loop.time() < deadline:  # hand-overs on their way
+        while self._handovers.reserved and loop.time() < deadline:  # hand-overs on their way
             await asyncio.sleep(0.005)  # (each is released as it arrives)
         for buffer in self._buffers.values():
             while buffer:
@@ -153,15 +142,8 @@ class OutboxWorker:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        deadline = loop.time() + self.config.grace_seconds
-        while (self._acks or self._writing) and loop.time() < deadline:
-            if self._ack_ready is not None:
-                self._ack_ready.set()
-            await asyncio.sleep(0.005)
-        if self._acker is not None:
-            self._acker.cancel()
-            await asyncio.gather(self._acker, return_exceptions=True)
-        self._loop = self._wakeup = self._ack_ready = None
+        await self._acker.stop(self.config.grace_seconds)
+        self._loop = self._wakeup = None
 
     def wake(self) -> None:
         """Something may be due now (a local enqueue, a unit back up); thread-safe."""
@@ -175,34 +157,25 @@ class OutboxWorker:
 
     # -- hand-over (``service.outbox_enqueue.DirectDelivery``) --------------------------
     def reserve(self, connector_id: str, count: int) -> Lease | None:
-        """Room for new messages of a connector whose unit delivers and which is not
-        behind; what does not fit is queued, and makes the connector behind."""
+        """Room for new messages of a connector whose unit delivers (``outbox_handover``
+        has the rules); what does not fit is queued."""
         unit = self.supervisor.units.get(connector_id)
         if unit is None or not unit.deliverable:
             return None  # the dispatcher creates the unit / waits for it to come back
-        with self._lock:
-            if not (self._accepting and self._caught_up) or connector_id in self._behind:
-                return None
-            queued = len(self._buffers.get(connector_id, ())) + self._reserved.get(connector_id, 0)
-            room = min(
-                self.config.max_in_flight - self._outstanding - self._reserved_total,
-                self.config.batch_size - queued,
-            )
-            granted = max(0, min(count, room))
-            if granted < count:
-                self._queueings += 1
-                self._behind[connector_id] = self._queueings
-            if not granted:
-                return None
-            self._reserved[connector_id] = self._reserved.get(connector_id, 0) + granted
-            self._reserved_total += granted
+        granted = self._handovers.reserve(
+            connector_id,
+            count,
+            node_room=self.config.max_in_flight - self._outstanding,
+            buffer_room=self.config.batch_size - len(self._buffers.get(connector_id, ())),
+        )
+        if not granted:
+            return None
         expires = utcnow() + timedelta(seconds=self.config.lease_seconds)
         return Lease(connector_id, str(uuid.uuid4()), expires, granted)
 
     def cancel(self, lease: Lease) -> None:
         """The enqueue failed: nothing was inserted under the lease."""
-        with self._lock:
-            self._unreserve(lease.connector_id, lease.count)
+        self._handovers.settle(lease.connector_id, lease.count)
 
     def hand_over(
         self,
@@ -220,8 +193,7 @@ class OutboxWorker:
                 self._take_over, connector_id, organization_id, lease, sends, created_at
             )
         except RuntimeError:  # stopped meanwhile: the lease expires, then anyone claims
-            with self._lock:
-                self._unreserve(connector_id, lease.count)
+            self._handovers.settle(connector_id, lease.count)
 
     def _take_over(
         self,
@@ -231,8 +203,7 @@ class OutboxWorker:
         sends: Sequence[Send],
         created_at: datetime,
     ) -> None:
-        with self._lock:
-            self._unreserve(connector_id, lease.count)
+        self._handovers.settle(connector_id, lease.count)
         token, expires = lease.token, lease.expires_at
         for send in sends:
             message = Claimed(
@@ -253,20 +224,12 @@ class OutboxWorker:
                 self._accept(message)
         self.stats.handed_over += len(sends)
 
-    def _unreserve(self, connector_id: str, count: int) -> None:
-        left = self._reserved.get(connector_id, 0) - count
-        if left > 0:
-            self._reserved[connector_id] = left
-        else:
-            self._reserved.pop(connector_id, None)
-        self._reserved_total -= count
-
     # -- claiming -----------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
         assert self._wakeup is not None
         while not self._stopping:
             self._wakeup.clear()
-            room = self.config.max_in_flight - self._outstanding - self._reserved_total
+            room = self.config.max_in_flight - self._outstanding - self._handovers.reserved
             limit = min(room, self.config.batch_size)
             full = {cid for cid, buf in self._buffers.items() if len(buf) >= self.config.batch_size}
             exclude = self.supervisor.blocked() | full
@@ -295,18 +258,11 @@ class OutboxWorker:
     def _claim(
         self, limit: int, exclude: frozenset[str], session: Session
     ) -> tuple[list[Claimed], datetime | None]:
-        """Runs in the committer's thread. A claim that comes up short has seen every
-        message queued before it (writes there run in order), so the connectors they
-        made behind are caught up -- except excluded ones, which it did not look at."""
-        with self._lock:
-            seen = self._queueings
+        """Runs in the committer's thread, in order with the enqueues' writes."""
+        started = self._handovers.claim_started()
         claimed, due = self.store.claim_due(limit, self.config.lease_seconds, exclude, session)
         if len(claimed) < limit:
-            with self._lock:
-                self._caught_up = True
-                self._behind = {
-                    cid: n for cid, n in self._behind.items() if n > seen or cid in exclude
-                }
+            self._handovers.claim_came_up_short(started, exclude)
         return claimed, due
 
     async def _idle(self, due: datetime | None) -> None:
@@ -400,35 +356,17 @@ class OutboxWorker:
 
     # -- acknowledging ------------------------------------------------------------------
     def _push(self, ack: Ack) -> None:
-        self._acks.append(ack)
-        if self._ack_ready is not None:
-            self._ack_ready.set()
+        self._acker.push(ack)
 
-    async def _ack_loop(self) -> None:
-        assert self._ack_ready is not None
-        while True:
-            await self._ack_ready.wait()
-            await asyncio.sleep(COALESCE_SECONDS)  # gather the acks of this burst
-            self._ack_ready.clear()
-            while self._acks:
-                await self._write_batch()
-
-    async def _write_batch(self) -> None:
-        """Everything acknowledged so far, in chunks that share the next group commit."""
-        size = 4 * self.config.batch_size
-        acks, self._acks = self._acks, []
-        chunks = [acks[i : i + size] for i in range(0, len(acks), size)]
-        self._writing = True
-        try:
-            reports = await asyncio.gather(*(self._write(chunk) for chunk in chunks))
-        finally:
-            self._writing = False
+    def _written(self, acks: list[Ack], reports: list[AckReport]) -> None:
+        """Acks were recorded (or rejected): count them, wake who has work now."""
         self._outstanding -= len(acks)
-        events = 0
+        events, claimable = 0, False
         by_kind = self.stats.by_kind
         for report in reports:
             for ack in report.applied:
                 by_kind[ack.kind] = by_kind.get(ack.kind, 0) + 1
+                claimable = claimable or ack.kind in ("retrying", "release")
             self.stats.rejected += len(report.rejected)
             events += report.events_added
         self.stats.delivered = by_kind.get("delivered", 0)
@@ -437,41 +375,8 @@ class OutboxWorker:
         self.stats.released = by_kind.get("release", 0)
         if events:
             self.on_events()
-        if self._want_room:
-            self.wake()  # room for more claims
-
-    async def _write(self, batch: list[Ack]) -> AckReport:
-        """One group transaction for the batch; if a lease was lost meanwhile, again
-        with the leases read first; if it fails, each ack on its own, so one bad ack
-        (say, a result the database cannot store) does not hold up the others. An ack
-        that cannot be written leaves its message leased: it is delivered again when
-        the lease expires (at-least-once)."""
-        try:
-            try:
-                report = await self._in_group(functools.partial(self.store.ack, batch))
-            except LeasesChanged:
-                careful = functools.partial(self.store.ack, batch, careful=True)
-                report = await self._in_group(careful)
-        except SQLAlchemyError as exc:
-            log.warning("acknowledging %d messages failed (%s); one by one", len(batch), exc)
-            report = AckReport()
-            for one in batch:
-                try:
-                    single = await self._in_group(
-                        functools.partial(self.store.ack, [one], careful=True)
-                    )
-                except SQLAlchemyError as error:
-                    log.error("could not record %s: %s", one.claimed.envelope_id, error)
-                    continue
-                report.applied += single.applied
-                report.rejected += single.rejected
-                report.events_added += single.events_added
-        for ack in report.rejected:
-            log.info(
-                "ack of %s rejected: its lease expired and was taken over",
-                ack.claimed.envelope_id,
-            )
-        return report
+        if self._want_room or claimable:
+            self.wake()  # room for more claims, or messages to claim again (when due)
 
     async def _in_group(self, fn: Callable[[Session], T]) -> T:
         """Run ``fn`` in the next group transaction; resume once it committed."""

@@ -31,7 +31,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, Table, bindparam, literal_column, select, text, type_coerce, update
+from sqlalchemy import (
+    String,
+    Table,
+    bindparam,
+    literal_column,
+    null,
+    select,
+    text,
+    type_coerce,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from ..kernel.envelope import Envelope
@@ -279,36 +289,47 @@ class OutboxStore:
         return insert_event_batches(s, batches, LOOPBACK)
 
 
-def _ack_statement(**values: Any) -> DriverStatement:
-    """One kind of ack, fenced: only a row still in flight under the token, unexpired."""
+def _ack_statement(state: str, **values: Any) -> DriverStatement:
+    """One kind of ack, fenced: only a row still in flight under the token, unexpired.
+    Constants are SQL literals, so the rows carry only their own values."""
     return DriverStatement(
         update(T)
         .where(
             T.c.connector_id == bindparam("a_connector"),
             T.c.envelope_id == bindparam("a_envelope"),
             T.c.lease_token == bindparam("a_token"),
-            T.c.state == "in_flight",
+            T.c.state == _text("in_flight"),
             T.c.lease_expires_at > bindparam("a_now"),
         )
-        .values(lease_token=None, lease_expires_at=None, updated_at=bindparam("a_now"), **values)
+        .values(
+            state=_text(state),
+            lease_token=null(),
+            lease_expires_at=null(),
+            updated_at=bindparam("a_now"),
+            **values,
+        )
     )
+
+
+def _text(value: str) -> Any:
+    return literal_column(f"'{value}'", String)
 
 
 _ACK_STATEMENTS = {
     "delivered": _ack_statement(
-        state="delivered", result=bindparam("a_result"), last_error=None, error_class=None
+        "delivered", result=bindparam("a_result"), last_error=null(), error_class=null()
     ),
     "retrying": _ack_statement(
-        state="retrying",
+        "retrying",
         next_attempt_at=bindparam("a_next"),
         last_error=bindparam("a_error"),
         error_class=bindparam("a_class"),
     ),
     "dead": _ack_statement(
-        state="dead", last_error=bindparam("a_error"), error_class=bindparam("a_class")
+        "dead", last_error=bindparam("a_error"), error_class=bindparam("a_class")
     ),
     "release": _ack_statement(
-        state="pending", attempts=T.c.attempts - 1, next_attempt_at=bindparam("a_now")
+        "pending", attempts=T.c.attempts - literal_column("1"), next_attempt_at=bindparam("a_now")
     ),
 }
 
