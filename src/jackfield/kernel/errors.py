@@ -123,37 +123,30 @@ class AuthError(ConnectorError):
     default_remediation = "Check the credentials, or reconnect the connector."
 
 
-class RateLimitedError(ConnectorError):
+class _RetryAfter(ConnectorError):
+    """A retryable error that may say when to try again (``Retry-After``), in seconds."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        operation: str | None = None,
+        remediation: str | None = None,
+    ) -> None:
+        super().__init__(message, operation=operation, remediation=remediation)
+        self.retry_after = retry_after
+
+
+class RateLimitedError(_RetryAfter):
     code = "rate_limited"
     retry_class = RetryClass.RATE_LIMITED
     default_remediation = "Wait and retry; the system asked to slow down."
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        operation: str | None = None,
-        remediation: str | None = None,
-    ) -> None:
-        super().__init__(message, operation=operation, remediation=remediation)
-        self.retry_after = retry_after
 
-
-class TransientError(ConnectorError):
+class TransientError(_RetryAfter):
     code = "transient"
     retry_class = RetryClass.TRANSIENT
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retry_after: float | None = None,
-        operation: str | None = None,
-        remediation: str | None = None,
-    ) -> None:
-        super().__init__(message, operation=operation, remediation=remediation)
-        self.retry_after = retry_after
 
 
 class PermanentError(ConnectorError):
