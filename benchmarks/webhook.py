@@ -39,6 +39,15 @@ PACED_RATE = 1000.0
 webhook when the server is not saturated (in the closed loop, latency = 64 / throughput)."""
 
 
+def _http_stack() -> str:
+    """What uvicorn's "auto" settings pick for both servers (httptools/uvloop if installed)."""
+    import importlib.util
+
+    parser = "httptools" if importlib.util.find_spec("httptools") else "h11"
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    return f"{parser}, {loop}"
+
+
 # -- the two servers ------------------------------------------------------------------
 def _bare_app() -> Any:
     from starlette.applications import Starlette
@@ -259,7 +268,7 @@ def main() -> None:
     ratio = ingest["rps"] / bare["rps"]
     print(
         f"webhook ingest: {count} requests x {rounds} rounds (median shown), {concurrency} "
-        "connections, uvicorn (1 process, h11),"
+        f"connections, uvicorn (1 process, {_http_stack()}),"
     )
     print(f"  asyncio raw HTTP/1.1 load generator in its own process, database {backend}")
     named = (("bare Starlette", bare), ("Jackfield ingest", ingest), ("  paced", paced))
