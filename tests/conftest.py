@@ -24,6 +24,7 @@ from jackfield.service import Principal, Role
 from jackfield.settings import Settings
 from jackfield.store import Base, create_db_engine
 from jackfield.store.tables import load_all_models
+from jackfield.testing import LiveServer
 
 PG_ADMIN_URL = os.environ.get(
     "JACKFIELD_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -179,38 +180,6 @@ def admin(org: str) -> Principal:
 def other_admin(jf: Jackfield) -> Principal:
     other = jf.accounts.create_org(f"other-{uuid.uuid4().hex[:6]}")["id"]
     return Principal(other, "eve@example.com", Role.ADMIN)
-
-
-class LiveServer:
-    """A real uvicorn server on loopback, in a background thread."""
-
-    def __init__(self, app, port: int | None = None) -> None:
-        import threading
-
-        import uvicorn
-
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        import time
-
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
 
 
 @pytest.fixture

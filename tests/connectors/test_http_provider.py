@@ -8,13 +8,10 @@ import json
 import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,6 +31,7 @@ from jackfield.kernel import (
     Tier,
     connector_registry,
 )
+from jackfield.testing import LiveServer
 
 API_KEY = "key-51d0c3-very-secret"
 PASSWORD = "pw-9e8d7c-secret"
@@ -92,18 +90,8 @@ APP = Starlette(
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """uvicorn serving APP on a free 127.0.0.1 port in a background thread."""
-    config = uvicorn.Config(APP, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with LiveServer(APP, lifespan="off") as live:
+        yield live.url
 
 
 @pytest.fixture(autouse=True)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -21,6 +18,7 @@ from jackfield.integration import (
 )
 from jackfield.kernel.envelope import Permanent, outcome_from_error
 from jackfield.kernel.errors import ConnectionFailedError, PermanentError
+from jackfield.testing import LiveServer
 
 HITS: list[str] = []
 
@@ -41,18 +39,8 @@ APP = Starlette(routes=[Route("/hello", hello), Route("/redirect", redirect)])
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """uvicorn serving APP on a free 127.0.0.1 port in a background thread."""
-    config = uvicorn.Config(APP, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with LiveServer(APP, lifespan="off") as live:
+        yield live.url
 
 
 @pytest.fixture(autouse=True)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -14,7 +12,6 @@ from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -42,6 +39,7 @@ from jackfield.kernel.errors import (
     RateLimitedError,
     TransientError,
 )
+from jackfield.testing import LiveServer
 
 API_KEY = "key-4f1d9c2e-very-secret"
 PASSWORD = "pw-s3cr3t-0d5e"
@@ -133,18 +131,8 @@ APP = Starlette(
 @pytest.fixture(scope="module")
 def server() -> Iterator[str]:
     """uvicorn serving APP on a free 127.0.0.1 port in a background thread."""
-    config = uvicorn.Config(APP, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not srv.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.01)
-    port = srv.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with LiveServer(APP, lifespan="off") as live:
+        yield live.url
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,6 @@ from __future__ import annotations
 import base64
 import secrets
 import socket
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +13,11 @@ from typing import Any
 
 import httpx2
 import pytest
-import uvicorn
 
 from jackfield import connector_registry
 from jackfield.connectors.google_drive import GoogleDriveProvider
 from jackfield.connectors.oauth2_http import OAuth2HttpProvider
+from jackfield.testing import LiveServer
 
 from .fake_oauth_provider import CLIENT_ID, CLIENT_SECRET, ProviderServer
 
@@ -39,30 +37,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class Served:
-    """An ASGI app served by uvicorn on 127.0.0.1 in a background thread."""
-
-    def __init__(self, app: Any, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Served:
-        self.thread.start()
-        deadline = time.monotonic() + 15
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("the test server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=15)
+Served = LiveServer  # an ASGI app served by uvicorn on 127.0.0.1 in a background thread
 
 
 # -- helpers for the tests ------------------------------------------------------------------

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .server import LiveServer
+
 if TYPE_CHECKING:
     from .storage import StorageConformance
 
-__all__ = ["StorageConformance"]
+__all__ = ["LiveServer", "StorageConformance"]
 
 
 def __getattr__(name: str) -> Any:
