@@ -45,7 +45,7 @@ def list_(
     limit: int = typer.Option(100, "--limit", min=1, max=500),
     as_json: bool = JsonOption,
 ) -> None:
-    """List messages, newest first (``--state dead`` for dead letters)."""
+    """List messages, newest first ('--state dead' for dead letters)."""
     with user_errors():
         who = operator_for(connector_id) if connector_id and org is None else operator(org)
         items, _ = jackfield().runtime.outbox.list(

@@ -39,7 +39,7 @@ def status(
 def restart(
     connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOption
 ) -> None:
-    """Restart a connector's unit (also clears ``failed``)."""
+    """Restart a connector's unit (also clears 'failed')."""
     with user_errors():
         unit = jackfield().runtime.units.request_restart(operator_for(connector_id), connector_id)
     emit(
