@@ -47,9 +47,10 @@ def create_app(jf: Jackfield, *, start_runtime: bool = True) -> FastAPI:
     app = FastAPI(title="Jackfield", version="0.1.0", lifespan=lifespan)
     app.state.jackfield = jf
     install_error_handlers(app)
-    for module in _router_modules():
+    modules = _router_modules()
+    for module in modules:
         app.include_router(module.router)
-    for module in _router_modules():
+    for module in modules:
         setup = getattr(module, "setup_app", None)
         if setup is not None:  # e.g. static files, middleware of the UI
             setup(app)

@@ -54,6 +54,15 @@ def list_(
     emit_items(items, as_json, COLUMNS)
 
 
+def _message_command(verb: str, envelope_id: str, connector_id: str | None, as_json: bool) -> None:
+    """show / replay / discard: the same call shape on ``OutboxService``."""
+    with user_errors():
+        who = _operator_for_message(envelope_id, connector_id)
+        action = getattr(jackfield().runtime.outbox, verb)
+        message = action(who, envelope_id, connector_id=connector_id)
+    emit(message, as_json, show_message)
+
+
 @app.command("show")
 def show(
     envelope_id: str = typer.Argument(..., metavar="ENVELOPE_ID"),
@@ -61,10 +70,7 @@ def show(
     as_json: bool = JsonOption,
 ) -> None:
     """Show one message."""
-    with user_errors():
-        who = _operator_for_message(envelope_id, connector_id)
-        message = jackfield().runtime.outbox.get(who, envelope_id, connector_id=connector_id)
-    emit(message, as_json, show_message)
+    _message_command("get", envelope_id, connector_id, as_json)
 
 
 @app.command("replay")
@@ -74,10 +80,7 @@ def replay(
     as_json: bool = JsonOption,
 ) -> None:
     """Send a dead message again (same envelope id, attempts reset)."""
-    with user_errors():
-        who = _operator_for_message(envelope_id, connector_id)
-        message = jackfield().runtime.outbox.replay(who, envelope_id, connector_id=connector_id)
-    emit(message, as_json, show_message)
+    _message_command("replay", envelope_id, connector_id, as_json)
 
 
 @app.command("discard")
@@ -87,7 +90,4 @@ def discard(
     as_json: bool = JsonOption,
 ) -> None:
     """Give up on a dead message for good (it stays listed as discarded)."""
-    with user_errors():
-        who = _operator_for_message(envelope_id, connector_id)
-        message = jackfield().runtime.outbox.discard(who, envelope_id, connector_id=connector_id)
-    emit(message, as_json, show_message)
+    _message_command("discard", envelope_id, connector_id, as_json)

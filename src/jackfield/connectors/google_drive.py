@@ -117,8 +117,7 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
             if (problem := url_problem(str(result[key])))
         }
         if errors:
-            summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
-            raise ConnectorConfigError(f"invalid configuration ({summary})", field_errors=errors)
+            raise ConnectorConfigError.for_fields(errors)
         return result
 
     # -- client ----------------------------------------------------------------------

@@ -101,8 +101,7 @@ class HttpRestProvider(HttpProvider):
             errors["timeout_seconds"] = "must be a positive number of seconds"
         errors.update(auth_config_errors(result.get("auth") or {}))
         if errors:
-            summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
-            raise ConnectorConfigError(f"invalid configuration ({summary})", field_errors=errors)
+            raise ConnectorConfigError.for_fields(errors)
         return result
 
     # -- client --------------------------------------------------------------------

@@ -275,8 +275,7 @@ class OAuth2HttpProvider(OAuth2CodeFlow, HttpRestProvider):
             if (problem := url_problem(str(result[key])))
         }
         if errors:
-            summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
-            raise ConnectorConfigError(f"invalid configuration ({summary})", field_errors=errors)
+            raise ConnectorConfigError.for_fields(errors)
         return result
 
     def _get_auth(self) -> httpx2.Auth | None:

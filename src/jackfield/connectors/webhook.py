@@ -113,8 +113,7 @@ class WebhookProvider(HttpProvider, WebhookSource):
         if valid.get("tolerance_seconds", DEFAULT_TOLERANCE) <= 0:
             errors["tolerance_seconds"] = "must be a positive number of seconds"
         if errors:
-            summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
-            raise ConnectorConfigError(f"invalid configuration ({summary})", field_errors=errors)
+            raise ConnectorConfigError.for_fields(errors)
         return valid
 
     def __init__(self, config: Mapping[str, Any]) -> None:

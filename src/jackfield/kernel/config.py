@@ -143,8 +143,7 @@ def validate_config(fields: Iterable[ConfigField], config: Mapping[str, Any]) ->
         except ValueError as exc:
             errors[field.key] = f"{field.label}: {exc}"
     if errors:
-        summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(errors.items()))
-        raise ConnectorConfigError(f"invalid configuration ({summary})", field_errors=errors)
+        raise ConnectorConfigError.for_fields(errors)
     return result
 
 

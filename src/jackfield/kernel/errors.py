@@ -106,6 +106,12 @@ class ConnectorConfigError(ConnectorError):
         details = {"fields": self.field_errors} if self.field_errors else None
         super().__init__(message, operation=operation, remediation=remediation, details=details)
 
+    @classmethod
+    def for_fields(cls, field_errors: dict[str, str]) -> ConnectorConfigError:
+        """One error listing every field's problem (what config validation raises)."""
+        summary = "; ".join(f"{key}: {msg}" for key, msg in sorted(field_errors.items()))
+        return cls(f"invalid configuration ({summary})", field_errors=field_errors)
+
 
 class ConnectionFailedError(ConnectorError):
     code = "connection_failed"
