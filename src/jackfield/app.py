@@ -5,6 +5,7 @@ serve`` builds the same object and puts the REST API, UI and runtime on top."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,15 @@ class Jackfield:
             connector_id, payload, operation=operation, envelope_id=envelope_id
         )
         return result.envelope_id
+
+    def send_many(
+        self, connector_id: str, payloads: Iterable[dict[str, Any]], *, operation: str | None = None
+    ) -> list[str]:
+        """Queue several messages to one connector at once; returns their (new) envelope
+        ids, in order, once all are committed. One write and one wait for all of them:
+        the way to enqueue a batch (an import, a fan-out) quickly."""
+        results = self.runtime.send_many(connector_id, payloads, operation=operation)
+        return [result.envelope_id for result in results]
 
     def on(self, event_type: str) -> Any:
         """Decorator: run the function for every inbound event of ``event_type``

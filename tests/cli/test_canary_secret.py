@@ -33,12 +33,18 @@ def free_port() -> int:
 def test_canary_never_appears_in_db_logs_or_cli_output(tmp_path):
     data = tmp_path / "data"
     env = {k: v for k, v in os.environ.items() if not k.startswith("JACKFIELD_")}
-    env.update(JACKFIELD_DATABASE_URL=f"sqlite:///{data}/jackfield.db", JACKFIELD_DATA_DIR=str(data),
-               JACKFIELD_LOG_FORMAT="json", JACKFIELD_ADMIN_PASSWORD="admin-password-1")
+    env.update(
+        JACKFIELD_DATABASE_URL=f"sqlite:///{data}/jackfield.db",
+        JACKFIELD_DATA_DIR=str(data),
+        JACKFIELD_LOG_FORMAT="json",
+        JACKFIELD_ADMIN_PASSWORD="admin-password-1",
+    )
     outputs: list[str] = []
 
     def run(*args: str, expect: int = 0) -> str:
-        proc = subprocess.run([JACKFIELD, *args], env=env, capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(
+            [JACKFIELD, *args], env=env, capture_output=True, text=True, timeout=60
+        )
         outputs.extend([proc.stdout, proc.stderr])
         assert proc.returncode == expect, proc.stderr
         return proc.stdout
@@ -47,12 +53,36 @@ def test_canary_never_appears_in_db_logs_or_cli_output(tmp_path):
     closed_port = str(free_port())
     creds = tmp_path / "creds.json"
     creds.write_text(json.dumps({"password": CANARY}))
-    conn = json.loads(run("connectors", "create", "--org", "acme", "--name", "mail", "--category", "email",
-                          "--provider", "smtp", "--param", "host=127.0.0.1", "--param", f"port={closed_port}",
-                          "--param", "username=ann", "--param", f"password={CANARY}", "--json"))
+    conn = json.loads(
+        run(
+            "connectors",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "mail",
+            "--category",
+            "email",
+            "--provider",
+            "smtp",
+            "--param",
+            "host=127.0.0.1",
+            "--param",
+            f"port={closed_port}",
+            "--param",
+            "username=ann",
+            "--param",
+            f"password={CANARY}",
+            "--json",
+        )
+    )
     cid = conn["id"]
-    for args in (("connectors", "show", cid), ("connectors", "config", cid), ("connectors", "list"),
-                 ("connectors", "update", cid, "--param", "starttls=false")):
+    for args in (
+        ("connectors", "show", cid),
+        ("connectors", "config", cid),
+        ("connectors", "list"),
+        ("connectors", "update", cid, "--param", "starttls=false"),
+    ):
         run(*args)
         run(*args, "--json")
     run("connectors", "test", cid, "--json", expect=1)  # nothing listens: the test fails
@@ -60,8 +90,13 @@ def test_canary_never_appears_in_db_logs_or_cli_output(tmp_path):
     run("keys", "rotate")
 
     port = free_port()
-    serve = subprocess.Popen([JACKFIELD, "serve", "--port", str(port)], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    serve = subprocess.Popen(
+        [JACKFIELD, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -121,14 +156,23 @@ def test_log_lines_and_errors_are_redacted(jf, admin, capfd, log_format, jackfie
     if not connector_registry.is_registered("queue", "leaky_test"):
         connector_registry.register(LeakyQueue)
     configure_logging(log_format)
-    created = jf.connectors.create(admin, name="leaky", category="queue", provider_type="leaky_test",
-                                   params=[{"key": "password", "value": CANARY}])
+    created = jf.connectors.create(
+        admin,
+        name="leaky",
+        category="queue",
+        provider_type="leaky_test",
+        params=[{"key": "password", "value": CANARY}],
+    )
     result = jf.connectors.test(admin, created["id"])
     assert result["success"] is False and CANARY not in json.dumps(result)
     err = capfd.readouterr().err
     assert "connecting with password ********" in err and "boom: server rejected ********" in err
     assert CANARY not in err
     with pytest.raises(Exception):  # noqa: B017 - any refusal; the message must not leak
-        jf.connectors.create(Principal(admin.organization_id, "u", admin.role), name="",
-                             category="queue", provider_type="leaky_test",
-                             params=[{"key": "password", "value": CANARY}])
+        jf.connectors.create(
+            Principal(admin.organization_id, "u", admin.role),
+            name="",
+            category="queue",
+            provider_type="leaky_test",
+            params=[{"key": "password", "value": CANARY}],
+        )

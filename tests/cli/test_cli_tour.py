@@ -16,9 +16,17 @@ class Cli:
         self.env, self.cwd = env, cwd
 
     def run(self, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
-        proc = subprocess.run([JACKFIELD, *args], env=self.env, cwd=self.cwd,
-                              capture_output=True, text=True, timeout=60)
-        assert proc.returncode == expect, f"{args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        proc = subprocess.run(
+            [JACKFIELD, *args],
+            env=self.env,
+            cwd=self.cwd,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == expect, (
+            f"{args}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
         return proc
 
     def json(self, *args: str) -> dict:
@@ -55,25 +63,55 @@ def test_the_readme_tour(any_db_cli, tmp_path):
     cli.run("db", "upgrade")
     org = cli.json("orgs", "create", "acme")
     assert org["name"] == "acme"
-    created = cli.run("users", "create", "ann@acme.io", "--org", "acme", "--role", "admin", "--token")
+    created = cli.run(
+        "users", "create", "ann@acme.io", "--org", "acme", "--role", "admin", "--token"
+    )
     token = created.stdout.strip().splitlines()[-1]
     assert token.startswith("jf_")
-    assert cli.run("tokens", "create", "--user", "ann@acme.io", "--name", "ci").stdout.strip().startswith("jf_")
+    assert (
+        cli.run("tokens", "create", "--user", "ann@acme.io", "--name", "ci")
+        .stdout.strip()
+        .startswith("jf_")
+    )
 
     types = cli.json("providers", "list")["items"]
     assert {"local_fs", "smtp", "echo"} <= {t["provider_type"] for t in types}
-    assert [t["provider_type"] for t in cli.json("providers", "list", "--category", "email")["items"]] == ["smtp"]
+    assert [
+        t["provider_type"] for t in cli.json("providers", "list", "--category", "email")["items"]
+    ] == ["smtp"]
 
     root = tmp_path / "files"
-    conn = cli.json("connectors", "create", "--org", "acme", "--name", "disk", "--category", "storage",
-                    "--provider", "local_fs", "--param", f"root={root}")
+    conn = cli.json(
+        "connectors",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "disk",
+        "--category",
+        "storage",
+        "--provider",
+        "local_fs",
+        "--param",
+        f"root={root}",
+    )
     assert conn["status"] == "draft" and conn["params"][0] == {
-        "key": "root", "value": str(root), "value_type": "text", "sequence": 10, "secret": False}
+        "key": "root",
+        "value": str(root),
+        "value_type": "text",
+        "sequence": 10,
+        "secret": False,
+    }
     cid = conn["id"]
     assert [c["id"] for c in cli.json("connectors", "list", "--org", "acme")["items"]] == [cid]
 
     result = cli.json("connectors", "test", cid)
-    assert result == {"success": True, "message": result["message"], "details": result["details"], "status": "connected"}
+    assert result == {
+        "success": True,
+        "message": result["message"],
+        "details": result["details"],
+        "status": "connected",
+    }
     assert cli.json("connectors", "activate", cid)["is_enabled"] is True
     assert cli.json("connectors", "show", cid)["status"] == "connected"
     assert cli.json("connectors", "config", cid) == {"success": True, "config": {"root": str(root)}}
@@ -94,26 +132,57 @@ def test_the_readme_tour(any_db_cli, tmp_path):
 def test_user_errors_are_one_line_exit_1_and_change_nothing(cli, tmp_path):
     cli.run("orgs", "create", "acme")
     base = ("connectors", "create", "--org", "acme", "--name", "x")
-    user_error(cli.run(*base, "--category", "storage", "--provider", "nope", expect=1), "unknown provider 'nope'")
-    user_error(cli.run(*base, "--category", "nope", "--provider", "local_fs", expect=1), "unknown category")
+    user_error(
+        cli.run(*base, "--category", "storage", "--provider", "nope", expect=1),
+        "unknown provider 'nope'",
+    )
+    user_error(
+        cli.run(*base, "--category", "nope", "--provider", "local_fs", expect=1), "unknown category"
+    )
     user_error(cli.run(*base, "--category", "storage", "--provider", "local_fs", expect=1), "Root")
-    user_error(cli.run(*base, "--category", "email", "--provider", "smtp", "--param", "a..b=1", expect=1),
-               "invalid parameter key")
-    user_error(cli.run(*base, "--category", "email", "--provider", "smtp", "--param", "novalue", expect=1),
-               "KEY=VALUE")
+    user_error(
+        cli.run(*base, "--category", "email", "--provider", "smtp", "--param", "a..b=1", expect=1),
+        "invalid parameter key",
+    )
+    user_error(
+        cli.run(*base, "--category", "email", "--provider", "smtp", "--param", "novalue", expect=1),
+        "KEY=VALUE",
+    )
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    user_error(cli.run(*base, "--category", "storage", "--provider", "local_fs", "--config-file", str(bad),
-                       expect=1), "not valid JSON")
+    user_error(
+        cli.run(
+            *base,
+            "--category",
+            "storage",
+            "--provider",
+            "local_fs",
+            "--config-file",
+            str(bad),
+            expect=1,
+        ),
+        "not valid JSON",
+    )
     assert cli.json("connectors", "list", "--org", "acme")["items"] == []
 
-    conn = cli.json(*base, "--category", "storage", "--provider", "local_fs", "--param", f"root={tmp_path}")
+    conn = cli.json(
+        *base, "--category", "storage", "--provider", "local_fs", "--param", f"root={tmp_path}"
+    )
     user_error(cli.run("connectors", "activate", conn["id"], expect=1), "not 'connected'")
-    user_error(cli.run("connectors", "import-config", conn["id"], str(bad), expect=1), "base64-encoded JSON")
+    user_error(
+        cli.run("connectors", "import-config", conn["id"], str(bad), expect=1),
+        "base64-encoded JSON",
+    )
     assert cli.json("connectors", "show", conn["id"])["is_enabled"] is False
-    user_error(cli.run("connectors", "show", "00000000-0000-0000-0000-000000000000", expect=1), "no connector")
+    user_error(
+        cli.run("connectors", "show", "00000000-0000-0000-0000-000000000000", expect=1),
+        "no connector",
+    )
     user_error(cli.run("connectors", "list", "--org", "ghost", expect=1), "no organization 'ghost'")
-    user_error(cli.run("users", "create", "bad", "--org", "acme", "--role", "admin", expect=1), "not an email")
+    user_error(
+        cli.run("users", "create", "bad", "--org", "acme", "--role", "admin", expect=1),
+        "not an email",
+    )
 
 
 def test_usage_errors_exit_2(cli):
@@ -126,8 +195,20 @@ def test_a_failed_connection_test_exits_1_with_the_result(cli, tmp_path):
     cli.run("orgs", "create", "acme")
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    conn = cli.json("connectors", "create", "--org", "acme", "--name", "x", "--category", "storage",
-                    "--provider", "local_fs", "--param", f"root={blocker}")
+    conn = cli.json(
+        "connectors",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "x",
+        "--category",
+        "storage",
+        "--provider",
+        "local_fs",
+        "--param",
+        f"root={blocker}",
+    )
     proc = cli.run("connectors", "test", conn["id"], "--json", expect=1)
     result = json.loads(proc.stdout)
     assert result["success"] is False and result["status"] == "error" and result["message"]
@@ -135,7 +216,21 @@ def test_a_failed_connection_test_exits_1_with_the_result(cli, tmp_path):
 
 def test_keys_rotate(cli):
     cli.run("orgs", "create", "acme")
-    cli.json("connectors", "create", "--org", "acme", "--name", "m", "--category", "email",
-             "--provider", "smtp", "--param", "host=127.0.0.1", "--param", "password=pw-123456")
+    cli.json(
+        "connectors",
+        "create",
+        "--org",
+        "acme",
+        "--name",
+        "m",
+        "--category",
+        "email",
+        "--provider",
+        "smtp",
+        "--param",
+        "host=127.0.0.1",
+        "--param",
+        "password=pw-123456",
+    )
     assert cli.json("keys", "rotate") == {"reencrypted": 1}
     assert cli.json("keys", "rotate") == {"reencrypted": 1}  # file mode makes a new key each time

@@ -1,4 +1,3 @@
-
 """The generic ``http`` provider against a real ASGI app served by uvicorn on 127.0.0.1."""
 
 from __future__ import annotations
@@ -203,7 +202,11 @@ async def test_deliver_request_delivered(server: str) -> None:
     assert isinstance(outcome, Delivered)
     assert outcome.result["status"] == 200
     seen = json.loads(outcome.result["body"])  # the delivery result keeps the response
-    assert (seen["method"], seen["query"], json.loads(seen["body"])) == ("POST", {"q": "x"}, {"a": 1})
+    assert (seen["method"], seen["query"], json.loads(seen["body"])) == (
+        "POST",
+        {"q": "x"},
+        {"a": 1},
+    )
     assert STATE["hits"] == 1
 
 

@@ -58,3 +58,67 @@ def test_send_refuses_what_cannot_be_delivered(jf, tenant, make_connector):
     with pytest.raises(ConflictError):
         jf.send(off, {"text": "x"})
     assert _rows(jf) == {}
+
+
+async def test_send_many_commits_a_batch_in_order_and_the_runtime_delivers_each_once(
+    jf, tenant, make_connector
+):
+    cid = make_connector(tenant.admin)
+    payloads = [{"text": f"m{i}", "n": i} for i in range(40)]
+    envelopes = await asyncio.to_thread(jf.send_many, cid, payloads)
+    assert len(set(envelopes)) == 40
+    rows = _rows(jf)
+    assert [rows[e].payload for e in envelopes] == payloads  # in order, committed
+    assert {r.state for r in rows.values()} == {"pending"}
+    assert await asyncio.to_thread(jf.send_many, cid, []) == []
+
+    await jf.start()
+    try:
+        for _ in range(200):
+            if jf.runtime.delivery.stats.delivered == 40:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await jf.stop()
+    assert jf.runtime.delivery.stats.delivered == 40
+    assert {r.state for r in _rows(jf).values()} == {"delivered"}
+
+
+def test_send_many_queues_nothing_when_one_message_cannot_be_sent(jf, tenant, make_connector):
+    cid = make_connector(tenant.admin)
+    off = make_connector(tenant.admin, enable=False)
+    with pytest.raises(InvalidMessageError, match="payload must be a JSON object"):
+        jf.send_many(cid, [{"text": "fine"}, "not an object"])  # type: ignore[list-item]
+    with pytest.raises(InvalidMessageError, match="operation"):
+        jf.send_many(cid, [{"text": "x"}], operation="o" * 101)
+    with pytest.raises(ConflictError):
+        jf.send_many(off, [{"text": "x"}, {"text": "y"}])
+    with pytest.raises(ConnectorNotFoundError):
+        jf.send_many("00000000-0000-0000-0000-000000000000", [{"text": "x"}])
+    assert _rows(jf) == {}
+
+
+def test_a_backlog_larger_than_one_write_is_split_and_every_sender_hears_back(
+    jf, tenant, make_connector
+):
+    cid = make_connector(tenant.admin)
+    outbox = jf.runtime.outbox
+    enqueuer = outbox._enqueuer
+    enqueuer.max_sends = 10
+    transactions: list[int] = []
+    original = enqueuer._write
+
+    def counting_write(session, write):
+        outcomes = original(session, write)
+        transactions.append(len(write.sends))
+        return outcomes
+
+    enqueuer._write = counting_write
+    futures = [outbox.send_async(None, cid, {"text": f"one {i}"}) for i in range(25)]
+    futures.append(outbox.send_many_async(None, cid, [{"text": f"many {i}"} for i in range(15)]))
+    results = [f.result(30) for f in futures]
+    assert [r.created for r in results[:25]] == [True] * 25
+    assert len(results[25]) == 15
+    assert len(_rows(jf)) == 40
+    assert max(transactions) <= 15  # never more than max_sends, unless one caller's batch is
+    assert sum(transactions) == 40

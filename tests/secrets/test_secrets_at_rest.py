@@ -36,12 +36,22 @@ def test_ciphertext_is_bound_to_its_context_and_key():
 @pytest.mark.parametrize("bad", ["short", base64.b64encode(b"x" * 31).decode(), "!!!!"])
 def test_a_malformed_master_key_is_refused(tmp_path, bad):
     with pytest.raises(SecretKeyError, match="not base64 of 32 bytes"):
-        Jackfield(settings=Settings(database_url=f"sqlite:///{tmp_path}/db", data_dir=tmp_path, secret_key=bad))
+        Jackfield(
+            settings=Settings(
+                database_url=f"sqlite:///{tmp_path}/db", data_dir=tmp_path, secret_key=bad
+            )
+        )
 
 
 def make(database_url, data_dir, secret_key=None, fallbacks=""):
-    return Jackfield(settings=Settings(database_url=database_url, data_dir=data_dir,
-                                       secret_key=secret_key, secret_key_fallbacks=fallbacks))
+    return Jackfield(
+        settings=Settings(
+            database_url=database_url,
+            data_dir=data_dir,
+            secret_key=secret_key,
+            secret_key_fallbacks=fallbacks,
+        )
+    )
 
 
 def create_smtp(jf, password="pw-canary-1"):
@@ -49,9 +59,13 @@ def create_smtp(jf, password="pw-canary-1"):
     from jackfield.service import Principal
 
     who = Principal.operator(org)
-    return who, jf.connectors.create(who, name="mail", category="email", provider_type="smtp",
-                                     params=[{"key": "host", "value": "127.0.0.1"},
-                                             {"key": "password", "value": password}])
+    return who, jf.connectors.create(
+        who,
+        name="mail",
+        category="email",
+        provider_type="smtp",
+        params=[{"key": "host", "value": "127.0.0.1"}, {"key": "password", "value": password}],
+    )
 
 
 def test_the_generated_key_file_is_private_and_reused(tmp_path, sqlite_url):
@@ -70,14 +84,18 @@ def test_start_with_the_wrong_key_is_refused_and_changes_nothing(database_url, t
     jf = make(database_url, tmp_path / "data", right)
     create_smtp(jf)
     with jf.db.transaction() as s:
-        before = [(p.key, p.value) for p in s.scalars(select(ConnectorParam).order_by(ConnectorParam.id))]
+        before = [
+            (p.key, p.value) for p in s.scalars(select(ConnectorParam).order_by(ConnectorParam.id))
+        ]
     jf.close()
     with pytest.raises(SecretKeyError, match="does not match") as info:
         make(database_url, tmp_path / "data", key())
     assert "JACKFIELD_SECRET_KEY" in info.value.remediation
     jf = make(database_url, tmp_path / "data", right)
     with jf.db.transaction() as s:
-        after = [(p.key, p.value) for p in s.scalars(select(ConnectorParam).order_by(ConnectorParam.id))]
+        after = [
+            (p.key, p.value) for p in s.scalars(select(ConnectorParam).order_by(ConnectorParam.id))
+        ]
     assert after == before
     jf.close()
 

@@ -7,11 +7,15 @@ from jackfield.store import ApiToken, User
 
 
 def test_users_tokens_and_authentication(jf):
-    user, token = jf.accounts.create_user("Ann@Example.com", "acme", "admin", password="long-password", with_token=True)
+    user, token = jf.accounts.create_user(
+        "Ann@Example.com", "acme", "admin", password="long-password", with_token=True
+    )
     assert user["email"] == "ann@example.com" and user["organization"] == "acme"
     principal = jf.accounts.authenticate_token(token)
     assert principal.role is Role.ADMIN and principal.organization_id == user["organization_id"]
-    assert jf.accounts.authenticate_password("ann@example.com", "long-password").user_id == user["id"]
+    assert (
+        jf.accounts.authenticate_password("ann@example.com", "long-password").user_id == user["id"]
+    )
     with pytest.raises(AuthenticationError):
         jf.accounts.authenticate_password("ann@example.com", "wrong-password")
     with pytest.raises(AuthenticationError):
@@ -21,7 +25,9 @@ def test_users_tokens_and_authentication(jf):
 
 
 def test_passwords_and_tokens_are_stored_hashed(jf):
-    _, token = jf.accounts.create_user("bob@example.com", "acme", "user", password="hunter2-hunter2", with_token=True)
+    _, token = jf.accounts.create_user(
+        "bob@example.com", "acme", "user", password="hunter2-hunter2", with_token=True
+    )
     with jf.db.transaction() as s:
         user = s.scalar(select(User).where(User.email == "bob@example.com"))
         hashes = list(s.scalars(select(ApiToken.token_hash)))

@@ -372,5 +372,7 @@ def test_provider_types_describe_schema_and_metadata(jf):
 def test_overlong_keys_and_nul_characters_are_refused(jf, admin, params):
     before = snapshot(jf)
     with pytest.raises(ConnectorConfigError):
-        jf.connectors.create(admin, name="x", category="http", provider_type="vault_test", params=params)
+        jf.connectors.create(
+            admin, name="x", category="http", provider_type="vault_test", params=params
+        )
     assert snapshot(jf) == before

@@ -22,15 +22,21 @@ def test_email_falls_back_to_smtp_from_settings(jf, org):
 
 def test_an_enabled_default_connector_wins(jf, admin, tmp_path):
     created = jf.connectors.create(
-        admin, name="disk", category="storage", provider_type="local_fs",
-        params=[{"key": "root", "value": str(tmp_path / "mine")}], is_default=True,
+        admin,
+        name="disk",
+        category="storage",
+        provider_type="local_fs",
+        params=[{"key": "root", "value": str(tmp_path / "mine")}],
+        is_default=True,
     )
     org = admin.organization_id
     assert jf.default("storage", org).builtin  # not enabled yet: still the built-in
     jf.connectors.test(admin, created["id"])
     jf.connectors.set_enabled(admin, created["id"], True)
     resolved = jf.default("storage", org)
-    assert resolved.connector_id == created["id"] and resolved.config["root"] == str(tmp_path / "mine")
+    assert resolved.connector_id == created["id"] and resolved.config["root"] == str(
+        tmp_path / "mine"
+    )
 
 
 def test_no_default_and_no_builtin_is_a_clear_error(jf, org):

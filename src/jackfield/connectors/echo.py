@@ -17,7 +17,6 @@ the runtime's retry, dead-letter, reauth and crash handling can be tested end to
 from __future__ import annotations
 
 import asyncio
-import os
 from dataclasses import replace
 from typing import ClassVar
 
@@ -40,6 +39,7 @@ from jackfield.kernel import (
     TransientError,
 )
 from jackfield.kernel.envelope import outcome_from_error
+from jackfield.kernel.randomness import random_bytes
 
 SIMULATE_FIELD = "simulate"
 LOOPBACK_EVENT = "message.received"
@@ -72,8 +72,8 @@ class EchoProvider(MessagingProvider):
         delay_ms = int(self.config.get("delay_ms") or 0)
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)
-        # 128 random bits, as a uuid4's hex would carry (at a fraction of the cost)
-        return SentMessage(message_id=f"echo-{os.urandom(16).hex()}", channel=message.channel)
+        # 128 random bits, as a uuid4's hex would carry (without a system call each)
+        return SentMessage(message_id=f"echo-{random_bytes(16).hex()}", channel=message.channel)
 
     async def deliver(self, envelope: Envelope) -> DeliveryOutcome:
         """Apply ``simulate``, deliver the rest of the payload, and loop it back."""

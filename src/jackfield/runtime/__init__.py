@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Iterable
 from typing import Any
 
 from ..service.outbox import OutboxService, SendResult
@@ -117,6 +118,14 @@ class Runtime:
         return self.outbox.send(
             None, connector_id, payload, operation=operation, envelope_id=envelope_id
         )
+
+    def send_many(
+        self, connector_id: str, payloads: Iterable[Any], *, operation: str | None = None
+    ) -> list[SendResult]:
+        """Queue several messages to one connector in one write (any organization)."""
+        return self.outbox.send_many_async(
+            None, connector_id, payloads, operation=operation
+        ).result()
 
     def restart(self, who: Any, connector_id: str) -> dict[str, Any]:
         """Record an operator's restart and have this process's supervisor act now."""

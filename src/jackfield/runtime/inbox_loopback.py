@@ -44,17 +44,18 @@ def insert_event_batches(
     how many were new (duplicates by ``(connector_id, event_id)`` are skipped)."""
     values = driver_values(session)
     now = values.timestamp(utcnow())
+    timestamp, json_text = values.timestamp, values.json
     rows = [
-        {
-            "connector_id": connector_id,
-            "organization_id": organization_id,
-            "event_id": event.event_id,
-            "event_type": event.event_type,
-            "payload": values.json(event.payload),
-            "source": source,
-            "occurred_at": values.timestamp(event.occurred_at),
-            "received_at": now,
-        }
+        (
+            connector_id,
+            organization_id,
+            event.event_id,
+            event.event_type,
+            json_text(event.payload),
+            source,
+            None if event.occurred_at is None else timestamp(event.occurred_at),
+            now,
+        )
         for connector_id, organization_id, events in batches
         for event in events
     ]
@@ -70,4 +71,4 @@ def _insert_new(dialect: str) -> Any:
     return statement.on_conflict_do_nothing()
 
 
-_INSERT_NEW = DriverStatement(_insert_new)
+_INSERT_NEW = DriverStatement(_insert_new, COLUMNS)

@@ -39,7 +39,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-import json
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -52,10 +51,12 @@ from sqlalchemy.orm import Session
 
 from ..service.outbox_enqueue import Lease, Send
 from ..store import utcnow
+from ..store.bulk import DriverValues
 from ..store.group_commit import GroupCommitter
 from .outbox_acker import COALESCE_SECONDS, Acker
 from .outbox_handover import HandOvers
 from .outbox_outcomes import ack_for, attempt, crashed, lease_ran_out
+from .outbox_pace import Pace
 from .outbox_store import Ack, AckReport, Claimed, OutboxStore
 from .supervisor import Supervisor, UnitUnavailable
 
@@ -113,6 +114,9 @@ class OutboxWorker:
         self._stopping = False
         self._want_room = False  # the dispatcher left due work for lack of room
         self._handovers = HandOvers()
+        self._pace = Pace(
+            self.config.batch_size, self.config.max_in_flight, self.config.lease_seconds
+        )
 
     # -- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -166,7 +170,7 @@ class OutboxWorker:
             connector_id,
             count,
             node_room=self.config.max_in_flight - self._outstanding,
-            buffer_room=self.config.batch_size - len(self._buffers.get(connector_id, ())),
+            buffer_room=self._pace.room(connector_id) - len(self._buffers.get(connector_id, ())),
         )
         if not granted:
             return None
@@ -205,13 +209,14 @@ class OutboxWorker:
     ) -> None:
         self._handovers.settle(connector_id, lease.count)
         token, expires = lease.token, lease.expires_at
+        read_json = DriverValues.read_json
         for send in sends:
             message = Claimed(
                 send.envelope_id,
                 connector_id,
                 organization_id,
                 send.operation,
-                json.loads(send.payload_json),  # exactly what was stored, not the caller's dict
+                read_json(send.payload_json),  # exactly what was stored, not the caller's dict
                 1,
                 created_at,
                 token,
@@ -231,7 +236,8 @@ class OutboxWorker:
             self._wakeup.clear()
             room = self.config.max_in_flight - self._outstanding - self._handovers.reserved
             limit = min(room, self.config.batch_size)
-            full = {cid for cid, buf in self._buffers.items() if len(buf) >= self.config.batch_size}
+            room_of = self._pace.room
+            full = {cid for cid, buf in self._buffers.items() if len(buf) >= room_of(cid)}
             exclude = self.supervisor.blocked() | full
             claimed: list[Claimed] = []
             due = None
@@ -325,8 +331,10 @@ class OutboxWorker:
             return
         generation = unit.generation
         provider = handle.acquire()
-        refill = self.config.batch_size - 1
+        refill = self._pace.room(head.connector_id) - 1
         current: Claimed | None = None
+        clock = asyncio.get_running_loop().time
+        started, done = clock(), 0
         try:
             async with asyncio.timeout(budget):
                 while buffer and buffer[0].lease_token == token and unit.generation == generation:
@@ -342,6 +350,7 @@ class OutboxWorker:
                     self.supervisor.note_outcome(unit, generation, outcome)
                     self._push(ack_for(current, unit.policy, outcome))
                     current = None
+                    done += 1
         except TimeoutError:
             if current is not None:
                 outcome = lease_ran_out(self.config.lease_seconds)
@@ -352,6 +361,7 @@ class OutboxWorker:
                 self._push(Ack(current, "release"))
             raise
         finally:
+            self._pace.note(head.connector_id, done, clock() - started, unit.concurrency)
             await handle.release()
 
     # -- acknowledging ------------------------------------------------------------------

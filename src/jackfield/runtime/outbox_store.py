@@ -47,7 +47,7 @@ from sqlalchemy.orm import Session
 from ..kernel.envelope import Envelope
 from ..kernel.inbound import InboundEvent
 from ..store import Connector, Database, utcnow
-from ..store.bulk import DriverStatement, DriverValues, driver_values
+from ..store.bulk import DriverStatement, DriverValues, driver_values, json_text
 from ..store.models_outbox import CLAIMABLE_SQL, OutboxMessage
 from .inbox_loopback import insert_event_batches
 
@@ -259,8 +259,8 @@ class OutboxStore:
         stamp = values.timestamp(now)
         changed = 0
         for kind, group in by_kind.items():
-            params = [_ack_params(a, stamp, values) for a in group]
-            changed += _ACK_STATEMENTS[kind].execute(session, params).rowcount
+            rows = [_ack_row(a, stamp, values) for a in group]
+            changed += _ACK_STATEMENTS[kind].execute(session, rows).rowcount
         if changed != len(report.applied):
             raise LeasesChanged(f"{len(report.applied) - changed} leases no longer held")
         report.events_added = self._add_loopback_events(session, by_kind.get("delivered", []))
@@ -289,9 +289,12 @@ class OutboxStore:
         return insert_event_batches(s, batches, LOOPBACK)
 
 
-def _ack_statement(state: str, **values: Any) -> DriverStatement:
+_FENCE = ("a_connector", "a_envelope", "a_token", "a_now")
+
+
+def _ack_statement(state: str, extra: tuple[str, ...], **values: Any) -> DriverStatement:
     """One kind of ack, fenced: only a row still in flight under the token, unexpired.
-    Constants are SQL literals, so the rows carry only their own values."""
+    Rows carry the fence's values, then ``extra``'s; constants are SQL literals."""
     return DriverStatement(
         update(T)
         .where(
@@ -307,7 +310,8 @@ def _ack_statement(state: str, **values: Any) -> DriverStatement:
             lease_expires_at=null(),
             updated_at=bindparam("a_now"),
             **values,
-        )
+        ),
+        _FENCE + extra,
     )
 
 
@@ -317,36 +321,45 @@ def _text(value: str) -> Any:
 
 _ACK_STATEMENTS = {
     "delivered": _ack_statement(
-        "delivered", result=bindparam("a_result"), last_error=null(), error_class=null()
+        "delivered",
+        ("a_result",),
+        result=bindparam("a_result"),
+        last_error=null(),
+        error_class=null(),
     ),
     "retrying": _ack_statement(
         "retrying",
+        ("a_error", "a_class", "a_next"),
         next_attempt_at=bindparam("a_next"),
         last_error=bindparam("a_error"),
         error_class=bindparam("a_class"),
     ),
     "dead": _ack_statement(
-        "dead", last_error=bindparam("a_error"), error_class=bindparam("a_class")
+        "dead",
+        ("a_error", "a_class"),
+        last_error=bindparam("a_error"),
+        error_class=bindparam("a_class"),
     ),
     "release": _ack_statement(
-        "pending", attempts=T.c.attempts - literal_column("1"), next_attempt_at=bindparam("a_now")
+        "pending",
+        (),
+        attempts=T.c.attempts - literal_column("1"),
+        next_attempt_at=bindparam("a_now"),
     ),
 }
 
 
-def _ack_params(a: Ack, now: Any, values: DriverValues) -> dict[str, Any]:
+def _ack_row(a: Ack, now: Any, values: DriverValues) -> tuple[Any, ...]:
+    """``a``'s values in the order its kind's statement takes them."""
     c = a.claimed
-    params: dict[str, Any] = {
-        "a_connector": c.connector_id,
-        "a_envelope": c.envelope_id,
-        "a_token": c.lease_token,
-        "a_now": now,
-    }
-    if a.kind == "delivered":
-        params["a_result"] = values.json(a.result or {})
-    elif a.kind in ("retrying", "dead"):
-        params["a_error"] = (a.last_error or "")[:MAX_ERROR_CHARS]
-        params["a_class"] = (a.error_class or "")[:100]
-        if a.kind == "retrying":
-            params["a_next"] = values.timestamp(a.next_attempt_at) or now
-    return params
+    kind = a.kind
+    if kind == "delivered":
+        return (c.connector_id, c.envelope_id, c.lease_token, now, json_text(a.result or {}))
+    if kind == "release":
+        return (c.connector_id, c.envelope_id, c.lease_token, now)
+    error = (a.last_error or "")[:MAX_ERROR_CHARS]
+    error_class = (a.error_class or "")[:100]
+    if kind == "dead":
+        return (c.connector_id, c.envelope_id, c.lease_token, now, error, error_class)
+    next_at = values.timestamp(a.next_attempt_at) or now
+    return (c.connector_id, c.envelope_id, c.lease_token, now, error, error_class, next_at)

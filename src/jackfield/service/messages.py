@@ -6,15 +6,15 @@ everywhere and is refused for the same reasons everywhere.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from typing import Any
 
 from ulid import ULID
 
 from ..kernel.errors import ConnectorConfigError, JackfieldError
+from ..kernel.randomness import random_bytes
 from ..secrets import redactor
+from ..store.bulk import encode_json
 from .views import iso
 
 STATES = ("pending", "in_flight", "retrying", "delivered", "dead", "discarded")
@@ -85,7 +85,7 @@ def new_ulid() -> str:
     The same value ``str(ULID())`` gives, in half the time: every send pays for one, and
     the ``ulid`` package builds an object and validates it first.
     """
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(random_bytes(10), "big")
     return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
 
 
@@ -108,9 +108,6 @@ def check_operation(operation: str | None) -> str:
     return operation.strip()
 
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode  # made once: dumps(**options) is slow
-
-
 def encode_payload(payload: Any) -> str:
     """The payload's JSON text (stored as is), after checking it is an object within
     ``MAX_PAYLOAD_BYTES``."""
@@ -119,7 +116,7 @@ def encode_payload(payload: Any) -> str:
             "payload must be a JSON object", field_errors={"payload": "an object"}
         )
     try:
-        text = _encode(payload)
+        text = encode_json(payload)
     except (TypeError, ValueError) as exc:
         raise InvalidMessageError(
             f"payload is not JSON-serializable: {exc}", field_errors={"payload": "JSON"}

@@ -20,7 +20,7 @@ Decisions (documented in the API and CLI help):
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
@@ -42,6 +42,7 @@ from .messages import (
     encode_payload,
     lookup_id,
     message_view,
+    new_ulid,
     parse_envelope_id,
 )
 from .outbox_enqueue import VIEW_COLUMNS, DirectDelivery, Enqueuer, Lease, Send, SendResult
@@ -99,6 +100,25 @@ class OutboxService:
             bool(envelope_id),
         )
         return self._enqueuer.submit(item)
+
+    def send_many_async(
+        self,
+        who: Principal | None,
+        connector_id: str,
+        payloads: Iterable[Any],
+        *,
+        operation: str | None = None,
+    ) -> Future[builtins.list[SendResult]]:
+        """Queue several messages to one connector, each with a new envelope id, in one
+        write; the future resolves to their results (in order) once all are committed.
+        Nothing is queued if one payload is invalid or the connector cannot take them."""
+        organization = who.organization_id if who is not None else None
+        operation = check_operation(operation)
+        items = [
+            Send(str(connector_id), organization, new_ulid(), operation, encode_payload(p), False)
+            for p in payloads
+        ]
+        return self._enqueuer.submit_many(items)
 
     def _notify(self, connector_ids: set[str]) -> None:
         for listener in self._listeners:

@@ -120,13 +120,28 @@ class NewRow(NamedTuple):
 _Granted = tuple[str, str, Lease, list[Send]]  # connector, organization, lease, sends
 
 
+#: Sends per write at most: a large backlog is written as several group transactions,
+#: so the first of them is handed to the workers while the next is being written
+#: (one huge transaction would leave the workers idle until it committed).
+MAX_SENDS_PER_WRITE = 512
+
+
+class _Waiter(NamedTuple):
+    """Who waits for ``size`` consecutive sends of a write: a ``send`` (its outcome)
+    or a ``send_many`` (the list of its outcomes)."""
+
+    future: Future[Any]
+    size: int
+    many: bool
+
+
 @dataclass
 class _Write:
-    """One scheduled write: the sends it drained (and their futures, in the same
+    """One scheduled write: the sends it drained, who waits for them (in the same
     order) and the leases it was granted."""
 
     sends: list[Send]
-    futures: list[Future[SendResult]]
+    waiters: list[_Waiter]
     alone: bool
     granted: list[_Granted] = field(default_factory=list)
     pending_connectors: set[str] = field(default_factory=set)  # with new pending rows
@@ -140,16 +155,29 @@ class Enqueuer:
         self.direct: DirectDelivery | None = None
         self._lock = threading.Lock()
         self._sends: list[Send] = []
-        self._futures: list[Future[SendResult]] = []
+        self._waiters: list[_Waiter] = []
         self._scheduled = False
+        self.max_sends = MAX_SENDS_PER_WRITE
 
     def submit(self, item: Send) -> Future[SendResult]:
-        future: Future[SendResult] = Future()
+        """``item`` is written with the next group; the future resolves to its outcome."""
+        return self._submit([item], many=False)
+
+    def submit_many(self, items: list[Send]) -> Future[list[SendResult]]:
+        """Like ``submit`` for several sends, with one future for all of them (a
+        producer of many messages pays for one wait, not one per message)."""
+        return self._submit(items, many=True)
+
+    def _submit(self, items: list[Send], many: bool) -> Future[Any]:
+        future: Future[Any] = Future()
+        if not items:
+            future.set_result([])
+            return future
         with self._lock:
-            self._sends.append(item)
-            self._futures.append(future)
+            self._sends += items
+            self._waiters.append(_Waiter(future, len(items), many))
             if self._scheduled:
-                return future  # the write already scheduled will drain this one too
+                return future  # the write already scheduled will drain these too
             self._scheduled = True
         self._schedule(_Write([], [], alone=False))
         return future
@@ -159,10 +187,20 @@ class Enqueuer:
         written.add_done_callback(lambda f: self._settle(f, write))
 
     def _drain(self, write: _Write) -> None:
+        """Take the oldest sends queued, up to ``max_sends`` (at least one caller's);
+        what is left goes to the next write, scheduled at once."""
         with self._lock:
-            write.sends, self._sends = self._sends, []
-            write.futures, self._futures = self._futures, []
-            self._scheduled = False
+            taken = callers = 0
+            for waiter in self._waiters:
+                if callers and taken + waiter.size > self.max_sends:
+                    break
+                taken += waiter.size
+                callers += 1
+            write.waiters, self._waiters = self._waiters[:callers], self._waiters[callers:]
+            write.sends, self._sends = self._sends[:taken], self._sends[taken:]
+            self._scheduled = more = bool(self._waiters)
+        if more:
+            self._schedule(_Write([], [], alone=False))
 
     def _write(self, session: Session, write: _Write) -> list[Any]:
         """Runs in the group transaction: validate and insert the drained sends."""
@@ -224,7 +262,7 @@ class Enqueuer:
         values = driver_values(session)
         stamp = values.timestamp(now)
         write.created_at = now
-        rows: list[dict[str, Any]] = []
+        rows: list[tuple[Any, ...]] = []
         for connector_id, positions in new.items():
             org = connectors[connector_id].organization_id
             lease = self.direct.reserve(connector_id, len(positions)) if self.direct else None
@@ -245,20 +283,20 @@ class Enqueuer:
                 item = sends[i]
                 leased = n < granted
                 rows.append(
-                    {
-                        "envelope_id": item.envelope_id,
-                        "connector_id": connector_id,
-                        "organization_id": org,
-                        "operation": item.operation,
-                        "payload": item.payload_json,
-                        "state": "in_flight" if leased else "pending",
-                        "attempts": 1 if leased else 0,
-                        "next_attempt_at": expires if leased else stamp,
-                        "lease_token": token if leased else None,
-                        "lease_expires_at": expires if leased else None,
-                        "created_at": stamp,
-                        "updated_at": stamp,
-                    }
+                    (
+                        item.envelope_id,
+                        connector_id,
+                        org,
+                        item.operation,
+                        item.payload_json,
+                        "in_flight" if leased else "pending",
+                        1 if leased else 0,
+                        expires if leased else stamp,
+                        token if leased else None,
+                        expires if leased else None,
+                        stamp,
+                        stamp,
+                    )
                 )
                 row = NewRow(
                     item.envelope_id,
@@ -279,22 +317,34 @@ class Enqueuer:
             self._cancel(write)
             if isinstance(error, IntegrityError) and not write.alone:
                 # e.g. another node inserted one of these envelope ids concurrently, or
-                # a connector was deleted meanwhile: write each send on its own, so each
-                # sees the row now there (200) or gets its own error.
-                for item, future in zip(write.sends, write.futures, strict=True):
-                    self._schedule(_Write([item], [future], alone=True))
+                # a connector was deleted meanwhile: write each caller's sends on their
+                # own, so each sees the rows now there (200) or gets its own error.
+                start = 0
+                for waiter in write.waiters:
+                    sends = write.sends[start : start + waiter.size]
+                    start += waiter.size
+                    self._schedule(_Write(sends, [waiter], alone=True))
                 return
-            for future in write.futures:
-                future.set_exception(error)
+            for waiter in write.waiters:
+                waiter.future.set_exception(error)
             return
         if self.direct is not None and write.created_at is not None:
             for connector_id, org, lease, sends in write.granted:
                 self.direct.hand_over(connector_id, org, lease, sends, write.created_at)
-        for future, outcome in zip(write.futures, written.result(), strict=True):
-            if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
+        outcomes = written.result()
+        start = 0
+        for future, size, many in write.waiters:
+            if many:
+                mine = outcomes[start : start + size]
+                error = next((o for o in mine if isinstance(o, BaseException)), None)
             else:
-                future.set_result(outcome)
+                mine = outcomes[start]
+                error = mine if isinstance(mine, BaseException) else None
+            start += size
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(mine)
         if write.pending_connectors:
             self.on_pending(write.pending_connectors)
 
@@ -306,26 +356,22 @@ class Enqueuer:
 
 
 _TABLE: Table = OutboxMessage.__table__  # type: ignore[assignment]
+_INSERT_COLUMNS = (
+    "envelope_id",
+    "connector_id",
+    "organization_id",
+    "operation",
+    "payload",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "lease_token",
+    "lease_expires_at",
+    "created_at",
+    "updated_at",
+)
 _INSERT = DriverStatement(
-    insert(_TABLE).values(
-        {
-            name: bindparam(name)
-            for name in (
-                "envelope_id",
-                "connector_id",
-                "organization_id",
-                "operation",
-                "payload",
-                "state",
-                "attempts",
-                "next_attempt_at",
-                "lease_token",
-                "lease_expires_at",
-                "created_at",
-                "updated_at",
-            )
-        }
-    )
+    insert(_TABLE).values({name: bindparam(name) for name in _INSERT_COLUMNS}), _INSERT_COLUMNS
 )
 # built once: constructing a statement costs more than running it for a few sends
 _CONNECTORS = select(Connector.id, Connector.organization_id, Connector.is_enabled).where(

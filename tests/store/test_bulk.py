@@ -1,0 +1,80 @@
+"""Driver-level statements: rows go in the order the statement declares, whatever order
+the SQL binds them in, on both databases; JSON text round-trips what JSON can hold."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Table, bindparam, insert, select, update
+
+from jackfield.store.bulk import DriverStatement, DriverValues, encode_json, json_text
+from jackfield.store.models import utcnow
+from jackfield.store.models_outbox import OutboxMessage
+
+T: Table = OutboxMessage.__table__  # type: ignore[assignment]
+COLUMNS = (
+    "envelope_id",
+    "connector_id",
+    "organization_id",
+    "operation",
+    "payload",
+    "state",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+)
+
+
+def _connector(jf, admin) -> str:
+    return jf.connectors.create(admin, name="e", category="messaging", provider_type="echo")["id"]
+
+
+def test_rows_are_bound_in_the_declared_order_on_both_databases(jf, admin):
+    cid = _connector(jf, admin)
+    now = utcnow()
+    statement = insert(T).values({name: bindparam(name) for name in COLUMNS})
+    # the UPDATE binds its SET values before its WHERE: the rows need not know
+    rename = DriverStatement(
+        update(T)
+        .where(T.c.envelope_id == bindparam("u_envelope"))
+        .values(operation=bindparam("u_operation"), updated_at=bindparam("u_now")),
+        ("u_envelope", "u_now", "u_operation"),
+    )
+    with jf.db.transaction() as s:
+        values = DriverValues(s.connection().dialect)
+        stamp = values.timestamp(now)
+        org = admin.organization_id
+        rows = [
+            (f"E{i}", cid, org, "", json_text({"n": i}), "dead", 0, stamp, stamp, stamp)
+            for i in range(3)
+        ]
+        assert DriverStatement(statement, COLUMNS).execute(s, rows).rowcount == 3
+        changed = rename.execute(s, [("E1", values.timestamp(now), "renamed")])
+        assert changed.rowcount == 1
+    with jf.db.transaction() as s:
+        stored = {r.envelope_id: r for r in s.execute(select(T))}
+    assert {e: (r.payload, r.operation) for e, r in stored.items()} == {
+        "E0": ({"n": 0}, ""),
+        "E1": ({"n": 1}, "renamed"),
+        "E2": ({"n": 2}, ""),
+    }
+
+
+def test_a_statement_with_a_bound_constant_or_an_undeclared_bind_is_refused(jf, admin):
+    constant = DriverStatement(update(T).values(state="pending"), ())
+    undeclared = DriverStatement(update(T).values(state=bindparam("x")), ("y",))
+    with jf.db.transaction() as s:
+        for statement in (constant, undeclared):
+            with pytest.raises(ValueError, match="statement binds"):
+                statement.execute(s, [()])
+
+
+def test_json_text_keeps_what_json_can_hold_and_strings_the_rest():
+    assert json_text({"a": [1, 2.5, None, True], 3: "int key"}) == (
+        '{"a":[1,2.5,null,true],"3":"int key"}'
+    )
+    assert json_text({"big": 2**70}) == '{"big":1180591620717411303424}'  # beyond 64 bits
+    assert json_text({"odd": {1, 2}}).startswith('{"odd":"{')  # stored as its str
+    assert DriverValues.read_json(json_text({"x": "é"})) == {"x": "é"}
+    with pytest.raises(TypeError):
+        encode_json({"odd": object()})
