@@ -48,9 +48,9 @@ def test_rows_are_bound_in_the_declared_order_on_both_databases(jf, admin):
             (f"E{i}", cid, org, "", json_text({"n": i}), "dead", 0, stamp, stamp, stamp)
             for i in range(3)
         ]
-        assert DriverStatement(statement, COLUMNS).execute(s, rows).rowcount == 3
+        assert DriverStatement(statement, COLUMNS).execute(s, rows) == 3
         changed = rename.execute(s, [("E1", values.timestamp(now), "renamed")])
-        assert changed.rowcount == 1
+        assert changed == 1
     with jf.db.transaction() as s:
         stored = {r.envelope_id: r for r in s.execute(select(T))}
     assert {e: (r.payload, r.operation) for e, r in stored.items()} == {
@@ -78,3 +78,21 @@ def test_json_text_keeps_what_json_can_hold_and_strings_the_rest():
     assert DriverValues.read_json(json_text({"x": "é"})) == {"x": "é"}
     with pytest.raises(TypeError):
         encode_json({"odd": object()})
+
+
+def test_many_rows_of_an_insert_are_all_written_and_duplicates_skipped(jf, admin):
+    from jackfield.kernel.inbound import InboundEvent
+    from jackfield.runtime.inbox_loopback import insert_event_batches
+    from jackfield.store.models_inbound import InboxEvent
+
+    cid = _connector(jf, admin)
+    events = [InboundEvent(f"e{i}", "t", {"i": i}) for i in range(300)]  # 256 + 2*16 + 3*4
+    again = events[250:262] + [InboundEvent("new", "t", {})]  # across a chunk boundary
+    with jf.db.transaction() as s:
+        assert insert_event_batches(s, [(cid, admin.organization_id, events)], "test") == 300
+    with jf.db.transaction() as s:
+        assert insert_event_batches(s, [(cid, admin.organization_id, again)], "test") == 1
+    with jf.db.transaction() as s:
+        stored = s.execute(select(InboxEvent.event_id, InboxEvent.payload)).all()
+    assert len(stored) == 301
+    assert {e: p for e, p in stored}["e299"] == {"i": 299}

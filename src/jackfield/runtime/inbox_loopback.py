@@ -61,7 +61,7 @@ def insert_event_batches(
     ]
     if not rows:
         return 0
-    return int(_INSERT_NEW.execute(session, rows).rowcount)
+    return _INSERT_NEW.execute(session, rows)
 
 
 def _insert_new(dialect: str) -> Any:

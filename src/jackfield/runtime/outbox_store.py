@@ -260,7 +260,7 @@ class OutboxStore:
         changed = 0
         for kind, group in by_kind.items():
             rows = [_ack_row(a, stamp, values) for a in group]
-            changed += _ACK_STATEMENTS[kind].execute(session, rows).rowcount
+            changed += _ACK_STATEMENTS[kind].execute(session, rows)
         if changed != len(report.applied):
             raise LeasesChanged(f"{len(report.applied) - changed} leases no longer held")
         report.events_added = self._add_loopback_events(session, by_kind.get("delivered", []))

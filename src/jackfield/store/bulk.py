@@ -22,15 +22,19 @@ from operator import itemgetter
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import CursorResult
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql import ClauseElement, Insert
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from .models import UTCDateTime
 
 Row = tuple[Any, ...]
+
+
+#: Row counts of one multi-row INSERT; larger batches are split into these (few distinct
+#: statement texts, so the driver's statement cache keeps them prepared).
+INSERT_CHUNKS = (256, 64, 16, 4, 1)
 
 
 class DriverStatement:
@@ -40,6 +44,12 @@ class DriverStatement:
     (for dialect-specific constructs such as ``ON CONFLICT``). ``params`` names its bind
     parameters in the order every row carries them; a name may occur several times in
     the SQL. Constants belong in the SQL as literals, not as bound values.
+
+    Several rows of an INSERT go in multi-row ``VALUES`` statements rather than an
+    ``executemany``: the driver then hands SQLite one statement per chunk instead of one
+    per row, and each of those steps releases and re-takes the GIL -- with the event
+    loop busy in the other thread, re-taking it is what an ``executemany`` spent most of
+    its time on.
     """
 
     def __init__(
@@ -49,18 +59,31 @@ class DriverStatement:
     ) -> None:
         self.statement = statement
         self.params = tuple(params)
-        self._compiled: dict[str, tuple[str, Callable[[Row], Row] | None]] = {}
+        self._compiled: dict[str, _Compiled] = {}
 
-    def execute(self, session: Session, rows: Row | Sequence[Row]) -> CursorResult[Any]:
-        """One statement (a tuple) or one ``executemany`` (a list of tuples) in
-        ``session``'s transaction; the result's ``rowcount`` is the total over all rows."""
+    def execute(self, session: Session, rows: Row | Sequence[Row]) -> int:
+        """One statement (a tuple) or one per row (a list of tuples) in ``session``'s
+        transaction; returns the number of rows changed, in total."""
         connection = session.connection()
-        sql, arrange = self._compile(connection.dialect)
+        compiled = self._compile(connection.dialect)
+        arrange = compiled.arrange
+        if isinstance(rows, tuple):
+            single = arrange(rows) if arrange is not None else rows
+            return int(connection.exec_driver_sql(compiled.sql, single).rowcount)
         if arrange is not None:
-            rows = arrange(rows) if isinstance(rows, tuple) else [arrange(r) for r in rows]
-        return connection.exec_driver_sql(sql, rows)
+            rows = [arrange(r) for r in rows]
+        if compiled.values is None or len(rows) < 2:
+            return int(connection.exec_driver_sql(compiled.sql, rows).rowcount)
+        changed, start = 0, 0
+        for size in INSERT_CHUNKS:
+            while len(rows) - start >= size:
+                chunk = rows[start : start + size]
+                flat = tuple(value for row in chunk for value in row)
+                changed += connection.exec_driver_sql(compiled.multi(size), flat).rowcount
+                start += size
+        return changed
 
-    def _compile(self, dialect: Dialect) -> tuple[str, Callable[[Row], Row] | None]:
+    def _compile(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
         if found is None:
             # "?" for sqlite3, "%s" for psycopg: both take tuples
@@ -79,7 +102,31 @@ class DriverStatement:
             if indexes != list(range(len(self.params))):
                 getter = itemgetter(*indexes)
                 arrange = getter if len(indexes) > 1 else lambda row: (getter(row),)
-            found = self._compiled[dialect.name] = (str(compiled), arrange)
+            placeholder = "?" if style == "qmark" else "%s"
+            values = None
+            if isinstance(statement, Insert):
+                group = "(" + ", ".join([placeholder] * len(order)) + ")"
+                if str(compiled).count(f"VALUES {group}") == 1:
+                    values = group
+            found = self._compiled[dialect.name] = _Compiled(str(compiled), arrange, values)
+        return found
+
+
+class _Compiled:
+    """A statement's SQL for one dialect; for an INSERT, its multi-row forms."""
+
+    def __init__(self, sql: str, arrange: Callable[[Row], Row] | None, values: str | None):
+        self.sql = sql
+        self.arrange = arrange
+        self.values = values  # the VALUES group of one row, if rows can be joined
+        self._multi: dict[int, str] = {}
+
+    def multi(self, rows: int) -> str:
+        found = self._multi.get(rows)
+        if found is None:
+            assert self.values is not None
+            joined = "VALUES " + ", ".join([self.values] * rows)
+            found = self._multi[rows] = self.sql.replace(f"VALUES {self.values}", joined, 1)
         return found
 
 
