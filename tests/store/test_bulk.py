@@ -87,7 +87,7 @@ def test_many_rows_of_an_insert_are_all_written_and_duplicates_skipped(jf, admin
 
     cid = _connector(jf, admin)
     events = [InboundEvent(f"e{i}", "t", {"i": i}) for i in range(300)]  # 256 + 2*16 + 3*4
-    again = events[250:262] + [InboundEvent("new", "t", {})]  # across a chunk boundary
+    again = [*events[250:262], InboundEvent("new", "t", {})]  # across a chunk boundary
     with jf.db.transaction() as s:
         assert insert_event_batches(s, [(cid, admin.organization_id, events)], "test") == 300
     with jf.db.transaction() as s:
