@@ -74,6 +74,9 @@ def test_json_text_keeps_what_json_can_hold_and_strings_the_rest():
         '{"a":[1,2.5,null,true],"3":"int key"}'
     )
     assert json_text({"big": 2**70}) == '{"big":1180591620717411303424}'  # beyond 64 bits
+    assert json_text({"big": 2**70, "nan": [float("nan")]}) == (
+        '{"big":1180591620717411303424,"nan":[null]}'
+    )
     assert json_text({"odd": {1, 2}}).startswith('{"odd":"{')  # stored as its str
     assert DriverValues.read_json(json_text({"x": "é"})) == {"x": "é"}
     with pytest.raises(TypeError):

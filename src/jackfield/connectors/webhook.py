@@ -20,10 +20,13 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+
+import orjson
 
 from jackfield.kernel import (
     AuthError,
@@ -68,8 +71,25 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 
 
 def _signature(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
-    signed = f"{msg_id}.{timestamp}.".encode() + body
-    return base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return _expected(key, msg_id, timestamp, body).decode()
+
+
+def _expected(key: bytes, msg_id: str, timestamp: str, body: bytes) -> bytes:
+    """The base64 signature (as bytes) of a request."""
+    return _expected_with(_keyed(key), msg_id, timestamp, body)
+
+
+def _keyed(key: bytes) -> Any:
+    """An HMAC-SHA256 already keyed with ``key``, to ``copy()`` per message: cheaper
+    than keying one per message (OpenSSL 3 looks the digest up on every new HMAC)."""
+    return hmac.new(key, digestmod=hashlib.sha256)
+
+
+def _expected_with(keyed: Any, msg_id: str, timestamp: str, body: bytes) -> bytes:
+    mac = keyed.copy()
+    mac.update(f"{msg_id}.{timestamp}.".encode())
+    mac.update(body)  # the raw bytes as received, not copied
+    return base64.b64encode(mac.digest())
 
 
 class WebhookProvider(HttpProvider, WebhookSource):
@@ -119,7 +139,9 @@ class WebhookProvider(HttpProvider, WebhookSource):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self._key = decode_secret(config["secret"])
+        self._keyed = _keyed(self._key)
         self._tolerance = int(config.get("tolerance_seconds") or DEFAULT_TOLERANCE)
+        self._last_sent = (0, datetime.fromtimestamp(0, UTC))  # (seconds, as datetime)
 
     def test_connection(self) -> ConnectionTestResult:
         return ConnectionTestResult(
@@ -135,21 +157,27 @@ class WebhookProvider(HttpProvider, WebhookSource):
 
     # -- inbound -------------------------------------------------------------------
     def parse_webhook(self, request: WebhookRequest) -> list[InboundEvent]:
-        headers = {k.lower(): v for k, v in request.headers.items()}
+        headers = request.headers
         msg_id = headers.get("webhook-id", "")
         timestamp = headers.get("webhook-timestamp", "")
         signatures = headers.get("webhook-signature", "")
+        if not (msg_id and timestamp and signatures):  # names in another case?
+            headers = {k.lower(): v for k, v in headers.items()}
+            msg_id = headers.get("webhook-id", "")
+            timestamp = headers.get("webhook-timestamp", "")
+            signatures = headers.get("webhook-signature", "")
         if not (msg_id and timestamp and signatures):
             raise AuthError(
                 "missing webhook-id, webhook-timestamp or webhook-signature header",
                 remediation="Sign requests the Standard Webhooks way.",
             )
         sent_at = self._check_timestamp(timestamp)
-        expected = _signature(self._key, msg_id, timestamp, request.body)
-        if not any(
-            version == "v1" and hmac.compare_digest(sig.encode(), expected.encode())
-            for version, _, sig in (entry.partition(",") for entry in signatures.split())
-        ):
+        expected = _expected_with(self._keyed, msg_id, timestamp, request.body)
+        for entry in signatures.split():
+            version, _, sig = entry.partition(",")
+            if version == "v1" and hmac.compare_digest(sig.encode(), expected):
+                break
+        else:
             raise AuthError(
                 "no valid webhook signature",
                 remediation="Check that the sender uses this connector's current secret.",
@@ -175,14 +203,29 @@ class WebhookProvider(HttpProvider, WebhookSource):
                 "webhook timestamp outside the tolerance",
                 remediation="Check the sender's clock; replayed webhooks are refused.",
             )
-        return datetime.fromtimestamp(sent, UTC)
+        last = self._last_sent  # busy senders send many webhooks within one second
+        if last[0] != sent:
+            last = self._last_sent = (sent, datetime.fromtimestamp(sent, UTC))
+        return last[1]
+
+
+_LONG_NUMBER = re.compile(rb"[0-9]{19}")
+"""orjson reads integers beyond 64 bits as (rounded) floats; json keeps them exact."""
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
+    payload: Any = None
     try:
-        payload = json.loads(body)
-    except (UnicodeDecodeError, ValueError):
-        payload = None
+        if _LONG_NUMBER.search(body) is None:
+            # several times faster than json on small bodies, and the same result
+            payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass  # what orjson refuses json may accept (NaN, UTF-16, lone surrogates)
+    if payload is None:
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, ValueError):
+            payload = None
     if not isinstance(payload, dict):
         raise PermanentError(
             "the webhook body must be a JSON object",

@@ -16,6 +16,7 @@ library on small documents, and every outbox message passes through it four time
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -140,7 +141,19 @@ def json_text(value: Any) -> str:
     try:
         return orjson.dumps(value, default=str, option=_OPTIONS).decode()
     except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: the slow way
-        return _fallback(value)
+        return _fallback(_finite(value))
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` (as orjson writes them): the
+    standard library would write ``NaN``, which is not JSON (PostgreSQL refuses it)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def encode_json(value: Any) -> str:

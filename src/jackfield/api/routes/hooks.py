@@ -9,9 +9,11 @@ The fast path: once the app has started, ``POST /hooks/*`` is dispatched in fron
 the app's middleware stack (sessions, API body limits, exception wrappers, routing).
 None of it applies to this unauthenticated machine-to-machine endpoint, which limits
 its own body and renders its own errors; skipping it cuts about 30% of the CPU per
-webhook (measured with ``benchmarks/webhook.py``). The FastAPI route below documents
-the endpoint in the OpenAPI schema and serves it identically when the fast path is not
-installed (an app run without lifespan events).
+webhook (measured with ``benchmarks/webhook.py``). The fast path also speaks ASGI
+directly: the body straight from ``receive``, the answer as two prebuilt messages (no
+``Request``/``Response`` objects per webhook). The FastAPI route below documents the
+endpoint in the OpenAPI schema and serves it identically (same handler, same bytes)
+when the fast path is not installed (an app run without lifespan events).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from functools import lru_cache
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
+from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -40,6 +43,10 @@ MAX_BODY = 1024 * 1024
 PREFIX = "/hooks/"
 JSON = "application/json"
 _CONNECTOR_ID = re.compile(r"[0-9a-fA-F-]{1,36}")
+
+Headers = list[tuple[bytes, bytes]]
+Answer = tuple[int, bytes, Headers]
+"""A response: status, body, headers (content-type and content-length included)."""
 
 
 class _TooLarge(Exception):
@@ -57,37 +64,64 @@ class _TooLarge(Exception):
 )
 async def receive_webhook(connector_id: str, request: Request) -> Response:
     """Receive one webhook delivery for ``connector_id``."""
-    return await _receive(request, connector_id)
+    status, body, headers = await _receive(
+        _ingress(request.app), request.scope, request.receive, connector_id
+    )
+    response = Response(body, status)
+    response.raw_headers = headers
+    return response
 
 
-async def _receive(request: Request, connector_id: str) -> Response:
+async def _receive(
+    ingress: WebhookIngress, scope: Scope, receive: Receive, connector_id: str
+) -> Answer:
     """The whole endpoint, errors included (the fast path has no exception handlers)."""
     try:
         if not _CONNECTOR_ID.fullmatch(connector_id):  # also keeps NUL bytes out of SQL
             raise ConnectorNotFoundError("no webhook endpoint for this connector id")
-        headers = _headers(request.scope)
-        body = await _read_body(request, headers.get("content-length", ""))
-        query = dict(request.query_params) if request.scope.get("query_string") else {}
-        webhook = WebhookRequest(request.scope["method"], headers, body, query)
-        result = await _ingress(request).receive(connector_id, webhook)
+        headers = _headers(scope)
+        body = await _read_body(receive, headers.get("content-length", ""))
+        query_string = scope.get("query_string")
+        query = dict(QueryParams(query_string)) if query_string else {}
+        webhook = WebhookRequest(scope["method"], headers, body, query)
+        result = await ingress.receive(connector_id, webhook)
     except _TooLarge:
         body_ = error_body("too_large", f"the webhook body exceeds {MAX_BODY} bytes")
-        return JSONResponse(body_, 413, headers={"Connection": "close"})
+        return _json_answer(413, body_, close=True)
     except AuthError as exc:  # a ConnectorError, but here it means "not verified"
-        return JSONResponse(error_body(exc.code, exc.message, exc.remediation), 401)
+        return _json_answer(401, error_body(exc.code, exc.message, exc.remediation))
     except JackfieldError as exc:
         status = status_for(exc)
         if status >= 500:
             log.error("webhook for %s failed: %s", connector_id, exc)
-        return JSONResponse(error_body(exc.code, exc.message, exc.remediation), status)
-    event_router(request).wake()
-    return Response(_result_body(result.accepted, result.duplicates), media_type=JSON)
+        return _json_answer(status, error_body(exc.code, exc.message, exc.remediation))
+    # the event router was woken by the ingress, once per committed group
+    return _success(result.accepted, result.duplicates)
 
 
 @lru_cache(maxsize=64)
-def _result_body(accepted: int, duplicates: int) -> bytes:
-    """The success body, rendered once per distinct outcome (almost always 1/0 or 0/1)."""
-    return json.dumps({"accepted": accepted, "duplicates": duplicates}).encode()
+def _success(accepted: int, duplicates: int) -> Answer:
+    """The success answer, rendered once per distinct outcome (almost always 1/0 or 0/1)."""
+    body = json.dumps({"accepted": accepted, "duplicates": duplicates}).encode()
+    return 200, body, _json_headers(body)
+
+
+def _json_answer(status: int, content: Any, *, close: bool = False) -> Answer:
+    """``content`` rendered the way Starlette's ``JSONResponse`` renders it."""
+    body = json.dumps(
+        content, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+    headers = _json_headers(body)
+    if close:
+        headers = [*headers, (b"connection", b"close")]
+    return status, body, headers
+
+
+def _json_headers(body: bytes) -> Headers:
+    return [
+        (b"content-length", str(len(body)).encode("latin-1")),
+        (b"content-type", b"application/json"),
+    ]
 
 
 def _headers(scope: Scope) -> dict[str, str]:
@@ -100,7 +134,7 @@ def _headers(scope: Scope) -> dict[str, str]:
     }
 
 
-async def _read_body(request: Request, declared: str) -> bytes:
+async def _read_body(receive: Receive, declared: str) -> bytes:
     """The raw body, refused beyond ``MAX_BODY`` whether announced (``declared``, the
     Content-Length) or streamed."""
     if declared.isdigit() and int(declared) > MAX_BODY:
@@ -108,7 +142,7 @@ async def _read_body(request: Request, declared: str) -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:  # straight from ASGI receive: cheaper than Request.stream() per request
-        message = await request.receive()
+        message = await receive()
         if message["type"] != "http.request":
             raise ClientDisconnect()
         chunk = message.get("body", b"")
@@ -120,38 +154,52 @@ async def _read_body(request: Request, declared: str) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-def _ingress(request: Request) -> WebhookIngress:
-    ingress: WebhookIngress | None = getattr(request.app.state, "webhook_ingress", None)
+def _ingress(app: Any) -> WebhookIngress:
+    ingress: WebhookIngress | None = getattr(app.state, "webhook_ingress", None)
     if ingress is None:
-        ingress = request.app.state.webhook_ingress = WebhookIngress(request.app.state.jackfield)
+        wake_scope = Request({"type": "http", "app": app})  # what event_router reads
+
+        def wake() -> None:  # after every committed group, before its callers answer
+            event_router(wake_scope).wake()
+
+        ingress = WebhookIngress(app.state.jackfield, on_commit=wake)
+        app.state.webhook_ingress = ingress
     return ingress
 
 
 class _FastPath:
     """ASGI: ``POST /hooks/{id}`` straight to ``_receive``; everything else to ``inner``."""
 
-    def __init__(self, inner: ASGIApp) -> None:
+    def __init__(self, inner: ASGIApp, app: FastAPI) -> None:
         self.inner = inner
+        self.app = app
+        self._ingress: WebhookIngress | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] == "http" and scope["method"] == "POST" and path.startswith(PREFIX):
-            connector_id = path[len(PREFIX) :]
-            if connector_id and "/" not in connector_id:
-                await self._serve(scope, receive, send, connector_id)
-                return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            path: str = scope["path"]
+            if path.startswith(PREFIX):
+                connector_id = path[len(PREFIX) :]
+                if connector_id and "/" not in connector_id:
+                    await self._serve(scope, receive, send, connector_id)
+                    return
         await self.inner(scope, receive, send)
 
-    @staticmethod
-    async def _serve(scope: Scope, receive: Receive, send: Send, connector_id: str) -> None:
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, connector_id: str) -> None:
+        ingress = self._ingress
+        if ingress is None:
+            ingress = self._ingress = _ingress(self.app)
         try:
-            response = await _receive(Request(scope, receive), connector_id)
+            status, body, headers = await _receive(ingress, scope, receive, connector_id)
         except ClientDisconnect:
             return  # nobody left to answer; nothing was stored
         except Exception:  # this path has no ServerErrorMiddleware: answer like it does
             log.exception("webhook for %s failed", connector_id)
-            response = JSONResponse(error_body("internal_error", "internal error"), 500)
-        await response(scope, receive, send)
+            status, body, headers = _json_answer(
+                500, error_body("internal_error", "internal error")
+            )
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
 
 def setup_app(app: FastAPI) -> None:
@@ -163,7 +211,7 @@ def setup_app(app: FastAPI) -> None:
 async def _start(app: FastAPI) -> None:
     stack: Any = app.middleware_stack  # built by Starlette for the lifespan call
     if stack is not None and not isinstance(stack, _FastPath):
-        app.middleware_stack = _FastPath(stack)
+        app.middleware_stack = _FastPath(stack, app)
     _freeze_heap()
 
 

@@ -7,7 +7,10 @@ happen per request:
   provider once), for ``cache_seconds`` at most;
 * the commit goes through a ``GroupCommitter``: concurrent webhooks share one
   transaction and one fsync, and each caller still returns only after ITS events are
-  durable.
+  durable. The requests verified while one commit is in flight make ONE committer call
+  (one thread hop back to the loop per group, not per request), written with
+  driver-level statements (positional rows, JSON by orjson: ``store.bulk``);
+* the event router is woken once per committed group, not once per request.
 
 The cache can never make a change of the connector take effect late: the commit itself
 re-reads the connector row in the same transaction and refuses if it was disabled or
@@ -23,25 +26,30 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ...kernel import call_async
 from ...kernel.errors import ConnectorNotFoundError
 from ...kernel.inbound import InboundEvent, WebhookRequest, WebhookSource
-from ...store import Connector
+from ...store import Connector, utcnow
+from ...store.bulk import DriverStatement, DriverValues, driver_values, json_text
 from ...store.group_commit import GroupCommitter
 from ...store.models_inbound import InboxEvent
-from ..inbox import add_event_batches, add_events
+from ..inbox import add_events
+from ..inbox_loopback import COLUMNS
 
 INLINE_BODY_LIMIT = 64 * 1024
 """Bodies up to this size are verified on the event loop when the provider allows it."""
+SOURCE = "webhook"
 
 
 @dataclass(frozen=True)
@@ -50,12 +58,18 @@ class IngestResult:
     duplicates: int
 
 
+ACCEPTED_ONE = IngestResult(1, 0)
+DUPLICATE_ONE = IngestResult(0, 1)
+
+
 @dataclass(frozen=True)
 class _Target:
     provider: WebhookSource
     organization_id: str
     updated_at: datetime
     loaded_at: float
+    inline: bool
+    """The provider verifies with bounded CPU work: small bodies on the event loop."""
 
 
 @dataclass(slots=True)
@@ -80,7 +94,8 @@ class WebhookIngress:
 
     Verified requests wait in ``_pending`` while a commit is in flight; the next commit
     takes all of them at once (one committer call, a few set-based statements), so the
-    cost per webhook falls as the load rises.
+    cost per webhook falls as the load rises. ``on_commit`` (if given) is called on the
+    loop once per committed group that stored or confirmed events.
     """
 
     def __init__(
@@ -89,11 +104,13 @@ class WebhookIngress:
         *,
         committer: GroupCommitter | None = None,
         cache_seconds: float = 30.0,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.jf = jf
         self.db = jf.db
         self.committer = committer or GroupCommitter(jf.db, name="webhook-commit")
         self.cache_seconds = cache_seconds
+        self.on_commit = on_commit
         self._targets: dict[str, _Target] = {}
         self._loading: dict[str, asyncio.Future[_Target]] = {}
         self._pending: list[_Pending] = []
@@ -108,18 +125,26 @@ class WebhookIngress:
         (a malformed body); in every such case nothing is stored.
         """
         for _ in range(2):
-            target = await self._target(connector_id)
-            parse = target.provider.parse_webhook
-            if getattr(target.provider, "verify_inline", False) and (
-                len(request.body) <= INLINE_BODY_LIMIT
-            ):
-                events = parse(request)  # bounded CPU work: cheaper than a thread hop
+            target = self._targets.get(connector_id)  # the common case: no await
+            if target is None or time.monotonic() - target.loaded_at >= self.cache_seconds:
+                target = await self._target(connector_id)
+            if target.inline and len(request.body) <= INLINE_BODY_LIMIT:
+                # bounded CPU work: cheaper than a thread hop
+                events = target.provider.parse_webhook(request)
             else:
-                events = await call_async(parse, request)
+                events = await call_async(target.provider.parse_webhook, request)
+            future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+            self._pending.append(_Pending(connector_id, target, list(events), future))
+            if not self._flushing:
+                self._flushing = True
+                self._flush_task = asyncio.ensure_future(self._flush())
             try:
-                return await self._commit(connector_id, target, list(events))
+                return await future
             except _Stale:
                 self._targets.pop(connector_id, None)
+            except ConnectorNotFoundError:
+                self._targets.pop(connector_id, None)
+                raise
         raise _not_found(connector_id)  # changed twice while we verified: let it retry
 
     def close(self) -> None:
@@ -149,23 +174,10 @@ class WebhookIngress:
             raise _not_found(connector_id)
         provider = cls.from_config(config)
         assert isinstance(provider, WebhookSource)
-        return _Target(provider, row.organization_id, row.updated_at, time.monotonic())
+        inline = bool(getattr(provider, "verify_inline", False))
+        return _Target(provider, row.organization_id, row.updated_at, time.monotonic(), inline)
 
     # -- committing ------------------------------------------------------------------------
-    async def _commit(
-        self, connector_id: str, target: _Target, events: list[InboundEvent]
-    ) -> IngestResult:
-        future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Pending(connector_id, target, events, future))
-        if not self._flushing:
-            self._flushing = True
-            self._flush_task = asyncio.ensure_future(self._flush())
-        try:
-            return await future
-        except ConnectorNotFoundError:
-            self._targets.pop(connector_id, None)
-            raise
-
     async def _flush(self) -> None:
         batch: list[_Pending] = []
         try:
@@ -173,10 +185,9 @@ class WebhookIngress:
                 batch, self._pending = self._pending, []
                 outcomes: list[IngestResult | BaseException]
                 try:
-                    outcomes = list(
-                        await asyncio.wrap_future(
-                            self.committer.submit_async(partial(_write_batch, batch))
-                        )
+                    # one committer call (and one wake-up of this loop) for the group
+                    outcomes = await asyncio.wrap_future(
+                        self.committer.submit_async(partial(_write_batch, batch))
                     )
                 except IntegrityError:
                     # a node committed one of these event ids concurrently (PostgreSQL):
@@ -186,13 +197,17 @@ class WebhookIngress:
                     )
                 except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
                     outcomes = [exc] * len(batch)
+                committed = False
                 for pending, outcome in zip(batch, outcomes, strict=True):
                     if pending.future.done():
                         continue
                     if isinstance(outcome, BaseException):
                         pending.future.set_exception(outcome)
                     else:
+                        committed = True
                         pending.future.set_result(outcome)
+                if committed and self.on_commit is not None:
+                    self.on_commit()  # before any of the callers answers
         finally:
             self._flushing = False
             # cancelled (shutdown) with requests waiting: fail them rather than hang them
@@ -209,7 +224,7 @@ class WebhookIngress:
                 pending.connector_id,
                 pending.target.organization_id,
                 pending.events,
-                "webhook",
+                SOURCE,
             )
             return IngestResult(len(added), len(pending.events) - len(added))
 
@@ -247,36 +262,109 @@ def _check_connector(session: Session, pending: _Pending) -> None:
         raise _Stale()
 
 
-_CONNECTOR_STATE = select(Connector.id, Connector.is_enabled, Connector.updated_at).where(
-    Connector.id.in_(bindparam("ids", expanding=True))
+# -- the group's write, at the driver level ----------------------------------------------
+# SQLAlchemy's per-row parameter processing (JSON, datetimes) and per-statement
+# execution machinery cost more than SQLite itself on this path; the statements are
+# plain SQL over positional tuples (see ``store.bulk``). ``IN`` lists are spelled out
+# with one placeholder per value (their length varies with the group).
+_INSERT = DriverStatement(  # multi-row INSERTs: one database step per chunk of rows
+    insert(cast(Table, InboxEvent.__table__)).values({name: bindparam(name) for name in COLUMNS}),
+    COLUMNS,
+)
+_IN_VALUES = 500
+"""Event ids per known-ids query (also within SQLite's oldest limit of 999 values)."""
+_CONNECTOR_STATE = "SELECT id, is_enabled, updated_at FROM connectors WHERE id IN ({})"
+_KNOWN_IDS = (
+    "SELECT connector_id, event_id FROM inbox_events "
+    "WHERE connector_id IN ({}) AND event_id IN ({})"
 )
 
 
+def _placeholders(connection: Connection, count: int) -> str:
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * count)
+
+
 def _write_batch(batch: list[_Pending], session: Session) -> list[IngestResult | BaseException]:
-    """Commit many requests' events at once; each request gets its own outcome."""
+    """Commit many requests' events at once; each request gets its own outcome.
+
+    Per request: the connector must still be enabled and unchanged since its provider
+    was cached (else not found / stale: verify again), and an event id already stored
+    for the connector (or earlier in the group) counts as a duplicate. A concurrent
+    insert of the same id by another node fails the INSERT on the unique key
+    (``IntegrityError``): the caller then redoes the requests one by one.
+    """
+    connection = session.connection()
+    values = driver_values(session)
     connector_ids = list({p.connector_id for p in batch})
-    rows = session.connection().execute(_CONNECTOR_STATE, {"ids": connector_ids})
-    state = {row.id: row for row in rows}
+    sql = _CONNECTOR_STATE.format(_placeholders(connection, len(connector_ids)))
+    state = {
+        row[0]: (row[1], DriverValues.read_timestamp(row[2]))
+        for row in connection.exec_driver_sql(sql, tuple(connector_ids))
+    }
     outcomes: list[IngestResult | BaseException] = []
     accepted: list[_Pending] = []
     for pending in batch:
-        row = state.get(pending.connector_id)
-        if row is None or not row.is_enabled:
+        found = state.get(pending.connector_id)
+        if found is None or not found[0]:
             outcomes.append(_not_found(pending.connector_id))
-        elif row.updated_at != pending.target.updated_at:
+        elif found[1] != pending.target.updated_at:
             outcomes.append(_Stale())
         else:
-            outcomes.append(IngestResult(0, 0))  # filled in below
+            outcomes.append(ACCEPTED_ONE)  # filled in below
             accepted.append(pending)
-    counts = iter(
-        add_event_batches(
-            session,
-            [(p.connector_id, p.target.organization_id, p.events) for p in accepted],
-            "webhook",
+    if not accepted:
+        return outcomes
+    event_ids = list({e.event_id for p in accepted for e in p.events})
+    known: set[tuple[str, str]] = set()
+    connector_ids = list({p.connector_id for p in accepted})
+    for start in range(0, len(event_ids), _IN_VALUES):
+        chunk = event_ids[start : start + _IN_VALUES]
+        sql = _KNOWN_IDS.format(
+            _placeholders(connection, len(connector_ids)),
+            _placeholders(connection, len(chunk)),
         )
-    )
+        params = (*connector_ids, *chunk)
+        known.update((row[0], row[1]) for row in connection.exec_driver_sql(sql, params))
+    now = values.timestamp(utcnow())
+    timestamps: dict[datetime, Any] = {}  # the events of a group share a few timestamps
+    rows: list[tuple[Any, ...]] = []
     for index, pending in enumerate(batch):
-        if isinstance(outcomes[index], IngestResult):
-            added = next(counts)
-            outcomes[index] = IngestResult(added, len(pending.events) - added)
+        if not isinstance(outcomes[index], IngestResult):
+            continue
+        connector_id = pending.connector_id
+        organization_id = pending.target.organization_id
+        added = 0
+        for event in pending.events:
+            key = (connector_id, event.event_id)
+            if key in known:
+                continue
+            known.add(key)
+            added += 1
+            occurred_at: Any = event.occurred_at
+            if occurred_at is not None:
+                stamp = timestamps.get(occurred_at)
+                if stamp is None:
+                    stamp = timestamps[occurred_at] = values.timestamp(occurred_at)
+                occurred_at = stamp
+            rows.append(
+                (
+                    connector_id,
+                    organization_id,
+                    event.event_id,
+                    event.event_type,
+                    json_text(event.payload),
+                    SOURCE,
+                    occurred_at,
+                    now,
+                )
+            )
+        count = len(pending.events)
+        if added == 1 and count == 1:
+            continue  # ACCEPTED_ONE already
+        outcomes[index] = (
+            DUPLICATE_ONE if added == 0 and count == 1 else IngestResult(added, count - added)
+        )
+    if rows:
+        _INSERT.execute(session, rows)
     return outcomes

@@ -1,0 +1,135 @@
+"""The webhook ingress's group write (``_write_batch``) on its own: many requests in one
+transaction, each with its own outcome, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+
+from jackfield.kernel.errors import ConnectorNotFoundError
+from jackfield.kernel.inbound import InboundEvent
+from jackfield.runtime.inbound.webhook import (
+    IngestResult,
+    WebhookIngress,
+    _Pending,
+    _Stale,
+    _write_batch,
+)
+from jackfield.store.models_inbound import InboxEvent
+
+SENT = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
+_LOOP = asyncio.new_event_loop()  # the futures are never awaited here
+
+
+def _pending(ingress: WebhookIngress, connector_id: str, *ids: str) -> _Pending:
+    target = ingress._load(connector_id)
+    events = [InboundEvent(i, "t", {"id": i, "n": 1.5}, occurred_at=SENT) for i in ids]
+    return _Pending(connector_id, target, events, _LOOP.create_future())
+
+
+def test_each_request_of_a_group_gets_its_own_outcome(jf, webhook_connector):
+    ingress = WebhookIngress(jf)
+    try:
+        with jf.db.transaction() as s:
+            assert _write_batch([_pending(ingress, webhook_connector, "old")], s) == [
+                IngestResult(1, 0)
+            ]
+        batch = [
+            _pending(ingress, webhook_connector, "a"),
+            _pending(ingress, webhook_connector, "old"),  # stored before
+            _pending(ingress, webhook_connector, "a"),  # earlier in the group
+            _pending(ingress, webhook_connector, "b", "b", "c"),
+            _pending(ingress, webhook_connector),
+        ]
+        with jf.db.transaction() as s:
+            outcomes = _write_batch(batch, s)
+        assert outcomes == [
+            IngestResult(1, 0),
+            IngestResult(0, 1),
+            IngestResult(0, 1),
+            IngestResult(2, 1),
+            IngestResult(0, 0),
+        ]
+        with jf.db.transaction() as s:
+            rows = s.scalars(
+                select(InboxEvent)
+                .where(InboxEvent.connector_id == webhook_connector)
+                .order_by(InboxEvent.id)
+            ).all()
+            assert [r.event_id for r in rows] == ["old", "a", "b", "c"]
+            assert rows[1].payload == {"id": "a", "n": 1.5}
+            assert rows[1].occurred_at == SENT and rows[1].source == "webhook"
+            assert rows[1].organization_id == batch[0].target.organization_id
+            assert rows[1].received_at is not None and rows[1].dispatched_at is None
+    finally:
+        ingress.close()
+
+
+def test_large_groups_are_written_in_chunks(jf, webhook_connector):
+    ingress = WebhookIngress(jf)
+    try:
+        batch = [_pending(ingress, webhook_connector, f"e{i}") for i in range(620)]
+        with jf.db.transaction() as s:
+            assert _write_batch(batch[:7], s) == [IngestResult(1, 0)] * 7
+        with jf.db.transaction() as s:
+            outcomes = _write_batch(batch, s)
+        assert outcomes == [IngestResult(0, 1)] * 7 + [IngestResult(1, 0)] * 613
+        with jf.db.transaction() as s:
+            count = s.scalar(
+                select(func.count()).where(InboxEvent.connector_id == webhook_connector)
+            )
+        assert count == 620
+    finally:
+        ingress.close()
+
+
+def test_a_disabled_or_edited_connector_stores_nothing(
+    jf, admin, webhook_connector, webhook_secret
+):
+    ingress = WebhookIngress(jf)
+    try:
+        cached = _pending(ingress, webhook_connector, "x")
+        jf.connectors.update(
+            admin, webhook_connector, config={"secret": webhook_secret, "tolerance_seconds": 60}
+        )
+        with jf.db.transaction() as s:
+            (outcome,) = _write_batch([cached], s)
+        assert isinstance(outcome, _Stale)
+        fresh = _pending(ingress, webhook_connector, "y")
+        jf.connectors.set_enabled(admin, webhook_connector, False)
+        with jf.db.transaction() as s:
+            (outcome,) = _write_batch([fresh], s)
+        assert isinstance(outcome, ConnectorNotFoundError)
+        with jf.db.transaction() as s:
+            count = s.scalar(
+                select(func.count()).where(InboxEvent.connector_id == webhook_connector)
+            )
+        assert count == 0
+    finally:
+        ingress.close()
+
+
+def test_long_integers_are_exact_and_nan_is_stored_as_null(jf, webhook_connector):
+    ingress = WebhookIngress(jf)
+    try:
+        pending = _pending(ingress, webhook_connector, "nan", "big")
+        pending.events[:] = [
+            InboundEvent("nan", "t", {"n": float("nan"), "none": None}, occurred_at=SENT),
+            InboundEvent("big", "t", {"big": 2**70}, occurred_at=SENT),
+        ]
+        with jf.db.transaction() as s:
+            assert _write_batch([pending], s) == [IngestResult(2, 0)]
+        with jf.db.transaction() as s:
+            payloads = s.scalars(
+                select(InboxEvent.payload)
+                .where(InboxEvent.connector_id == webhook_connector)
+                .order_by(InboxEvent.id)
+            ).all()
+        # NaN is not JSON (PostgreSQL refuses it): stored as null, as store.bulk does
+        assert payloads == [{"n": None, "none": None}, {"big": 2**70}]
+    finally:
+        ingress.close()
