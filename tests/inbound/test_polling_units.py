@@ -225,3 +225,16 @@ async def test_the_runtime_runs_an_enabled_poller_and_handlers_get_its_events(jf
         lease = s.get(UnitLease, f"inbound:{connector_id}")
         assert lease.owner == jf.runtime.node_id
         assert lease.expires_at <= utcnow()  # released at stop: another node may take over
+
+
+def test_a_released_lease_is_not_taken_back_by_a_late_acquire(jf, feed):
+    """At shutdown the runner is cancelled while its ``acquire`` may still be running in
+    a worker thread; once released, that late call must not take the unit again."""
+    unit = f"inbound:{feed[0]}"
+    lease = Lease(jf.db, unit, "node-a", ttl=30)
+    assert lease.acquire()
+    lease.release()
+    assert not lease.acquire() and not lease.renew()
+    with jf.db.transaction() as s:
+        assert s.get(UnitLease, unit).expires_at <= utcnow()
+    assert Lease(jf.db, unit, "node-b", ttl=30).acquire()  # anyone else may take over

@@ -14,6 +14,7 @@ than the TTL only shifts when a takeover may happen, never lets two owners commi
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +31,12 @@ class LeaseLost(Exception):
 
 
 class Lease:
-    """The lease of one unit as seen by one owner. Not thread-safe; one runner uses it."""
+    """The lease of one unit as seen by one owner; one runner uses it.
+
+    Its database calls run in worker threads, and a runner cancelled at shutdown does
+    not stop the one under way: ``release`` waits for it (a lock) and marks the lease
+    released, so an ``acquire`` finishing late cannot take the unit back afterwards.
+    """
 
     def __init__(self, db: Database, unit: str, owner: str, ttl: float = DEFAULT_TTL) -> None:
         self.db = db
@@ -38,6 +44,8 @@ class Lease:
         self.owner = owner
         self.ttl = ttl
         self.generation: int | None = None
+        self._lock = threading.Lock()
+        self._released = False
 
     @property
     def held(self) -> bool:
@@ -50,6 +58,10 @@ class Lease:
         this node that crashed) is taken over at once with a new generation, which also
         fences that previous runner should it still be alive.
         """
+        with self._lock:
+            return not self._released and self._acquire()
+
+    def _acquire(self) -> bool:
         try:
             with self.db.transaction() as s:
                 row = s.get(UnitLease, self.unit, with_for_update=True, populate_existing=True)
@@ -82,8 +94,10 @@ class Lease:
 
     def renew(self) -> bool:
         """Heartbeat: extend the lease if still held; ``False`` (and not held) if lost."""
-        if self.generation is None:
-            return False
+        with self._lock:
+            return self.generation is not None and self._renew()
+
+    def _renew(self) -> bool:
         with self.db.transaction() as s:
             try:
                 self.fence(s)
@@ -111,9 +125,14 @@ class Lease:
         row.expires_at = self._until(now)
 
     def release(self) -> None:
-        """Give the unit up (expire it now) so another node can take over at once."""
-        if self.generation is None:
-            return
+        """Give the unit up (expire it now) so another node can take over at once; this
+        lease is not taken again."""
+        with self._lock:
+            self._released = True
+            if self.generation is not None:
+                self._expire()
+
+    def _expire(self) -> None:
         with self.db.transaction() as s:
             row = s.get(UnitLease, self.unit, with_for_update=True, populate_existing=True)
             if row is not None and row.owner == self.owner and row.generation == self.generation:
