@@ -121,3 +121,24 @@ def test_concurrent_claims_on_postgresql_take_disjoint_messages(
     ids_one = {c.envelope_id for c in batch_one}
     ids_two = {c.envelope_id for c in batch_two}
     assert len(ids_one) == 4 and len(ids_two) == 6 and not ids_one & ids_two
+
+
+def test_a_large_ack_batch_over_several_leases_records_each_result(jf, tenant, make_connector):
+    cid = make_connector(tenant.admin)
+    envelopes = _queue(jf, cid, 290)
+    store = OutboxStore(jf.db)
+    first = store.claim(270, lease_seconds=30)  # chunks of 256 + 4*3 + 1*2 rows
+    second = store.claim(270, lease_seconds=30)
+    assert len(first) == 270 and len(second) == 20
+    acks = [
+        Ack(c, "delivered", result={"n": i, "big": 2**70}) for i, c in enumerate(first + second)
+    ]
+    report = store.ack(acks)
+    assert len(report.applied) == 290 and report.rejected == []
+    with jf.db.transaction() as s:
+        rows = {r.envelope_id: r for r in s.scalars(select(OutboxMessage))}
+    by_envelope = {a.claimed.envelope_id: a.result for a in acks}
+    assert {e: (rows[e].state, rows[e].result) for e in envelopes} == {
+        e: ("delivered", by_envelope[e]) for e in envelopes
+    }
+    assert {rows[e].lease_token for e in envelopes} == {None}

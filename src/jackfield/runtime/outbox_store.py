@@ -24,6 +24,7 @@ per batch, not per message. A message is addressed by its idempotency key
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
@@ -47,7 +48,7 @@ from sqlalchemy.orm import Session
 from ..kernel.envelope import Envelope
 from ..kernel.inbound import InboundEvent
 from ..store import Connector, Database, utcnow
-from ..store.bulk import DriverStatement, DriverValues, driver_values, json_text
+from ..store.bulk import ROW_CHUNKS, DriverStatement, DriverValues, driver_values, json_text
 from ..store.models_outbox import CLAIMABLE_SQL, OutboxMessage
 from .inbox_loopback import insert_event_batches
 
@@ -259,6 +260,9 @@ class OutboxStore:
         stamp = values.timestamp(now)
         changed = 0
         for kind, group in by_kind.items():
+            if kind == "delivered":
+                changed += _mark_delivered(session, group, stamp)
+                continue
             rows = [_ack_row(a, stamp, values) for a in group]
             changed += _ACK_STATEMENTS[kind].execute(session, rows)
         if changed != len(report.applied):
@@ -320,13 +324,6 @@ def _text(value: str) -> Any:
 
 
 _ACK_STATEMENTS = {
-    "delivered": _ack_statement(
-        "delivered",
-        ("a_result",),
-        result=bindparam("a_result"),
-        last_error=null(),
-        error_class=null(),
-    ),
     "retrying": _ack_statement(
         "retrying",
         ("a_error", "a_class", "a_next"),
@@ -353,8 +350,6 @@ def _ack_row(a: Ack, now: Any, values: DriverValues) -> tuple[Any, ...]:
     """``a``'s values in the order its kind's statement takes them."""
     c = a.claimed
     kind = a.kind
-    if kind == "delivered":
-        return (c.connector_id, c.envelope_id, c.lease_token, now, json_text(a.result or {}))
     if kind == "release":
         return (c.connector_id, c.envelope_id, c.lease_token, now)
     error = (a.last_error or "")[:MAX_ERROR_CHARS]
@@ -363,3 +358,46 @@ def _ack_row(a: Ack, now: Any, values: DriverValues) -> tuple[Any, ...]:
         return (c.connector_id, c.envelope_id, c.lease_token, now, error, error_class)
     next_at = values.timestamp(a.next_attempt_at) or now
     return (c.connector_id, c.envelope_id, c.lease_token, now, error, error_class, next_at)
+
+
+def _mark_delivered(session: Session, acks: list[Ack], now: Any) -> int:
+    """The ``delivered`` acks, fenced like the others, as ``UPDATE ... FROM (VALUES
+    (envelope id, result), ...)`` per connector and lease (SQLite 3.33+, PostgreSQL):
+    one database step for many rows, where an ``executemany`` releases and re-takes the
+    GIL per row (and queues behind the busy event loop each time). Returns the rows
+    changed."""
+    connection = session.connection()
+    dialect = connection.dialect.name
+    by_lease: dict[tuple[str, str], list[Ack]] = defaultdict(list)
+    for a in acks:
+        by_lease[(a.claimed.connector_id, a.claimed.lease_token)].append(a)
+    changed = 0
+    for (connector_id, token), group in by_lease.items():
+        start = 0
+        for size in ROW_CHUNKS:  # a few statement texts, so they stay prepared
+            while len(group) - start >= size:
+                values: list[Any] = [now]
+                for a in group[start : start + size]:
+                    values += (a.claimed.envelope_id, json_text(a.result or {}))
+                values += (connector_id, token, now)
+                sql = _delivered_sql(dialect, size)
+                changed += connection.exec_driver_sql(sql, tuple(values)).rowcount
+                start += size
+    return changed
+
+
+@functools.cache
+def _delivered_sql(dialect: str, rows: int) -> str:
+    mark = "?" if dialect == "sqlite" else "%s"
+    result = "v.column2" if dialect == "sqlite" else "CAST(v.column2 AS JSON)"
+    pairs = ", ".join([f"({mark}, {mark})"] * rows)
+    return (
+        f"UPDATE outbox_messages SET state = 'delivered', lease_token = NULL,"
+        f" lease_expires_at = NULL, updated_at = {mark}, result = {result},"
+        f" last_error = NULL, error_class = NULL FROM (VALUES {pairs}) AS v"
+        f" WHERE outbox_messages.connector_id = {mark}"
+        f" AND outbox_messages.envelope_id = v.column1"
+        f" AND outbox_messages.lease_token = {mark}"
+        f" AND outbox_messages.state = 'in_flight'"
+        f" AND outbox_messages.lease_expires_at > {mark}"
+    )

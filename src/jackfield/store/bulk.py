@@ -33,9 +33,9 @@ from .models import UTCDateTime
 Row = tuple[Any, ...]
 
 
-#: Row counts of one multi-row INSERT; larger batches are split into these (few distinct
+#: Row counts of one multi-row statement; larger batches are split into these (few distinct
 #: statement texts, so the driver's statement cache keeps them prepared).
-INSERT_CHUNKS = (256, 64, 16, 4, 1)
+ROW_CHUNKS = (256, 64, 16, 4, 1)
 
 
 class DriverStatement:
@@ -76,7 +76,7 @@ class DriverStatement:
         if compiled.values is None or len(rows) < 2:
             return int(connection.exec_driver_sql(compiled.sql, rows).rowcount)
         changed, start = 0, 0
-        for size in INSERT_CHUNKS:
+        for size in ROW_CHUNKS:
             while len(rows) - start >= size:
                 chunk = rows[start : start + size]
                 flat = tuple(value for row in chunk for value in row)
