@@ -6,11 +6,15 @@ Messages reach a connector's buffer two ways:
   process reserves room here (``reserve``, from the enqueue's transaction); its row is
   inserted already ``in_flight`` under a lease of this worker and handed over in
   memory once committed (``hand_over``) -- no claim query;
-* the **dispatcher** claims up to ``batch_size`` due messages at a time (one
-  statement, a lease token per batch): messages of other processes and nodes, retries
-  falling due, and whatever did not fit when it was sent. It skips connectors whose
-  unit cannot deliver or whose buffer is full; when nothing is due it sleeps until the
-  next message falls due, a local enqueue wakes it, or ``poll_seconds`` pass.
+* the **dispatcher** claims due messages in batches (one statement, a lease token per
+  batch): messages of other processes and nodes, retries falling due, and whatever did
+  not fit when it was sent. A batch holds ``batch_size`` messages, or -- after a claim
+  whose connectors all deliver fast (``outbox_pace``) -- as many as the slowest of them
+  may buffer, so a fast connector's backlog drains in a few claims instead of keeping
+  pace with its producer forever (and its new messages go back to hand-over). It skips
+  connectors whose unit cannot deliver or whose buffer is full; when nothing is due it
+  sleeps until the next message falls due, a local enqueue wakes it, or
+  ``poll_seconds`` pass.
 
 A connector that got messages queued because its buffer was full is *behind*: its new
 messages are queued too (not handed over past the older ones) until a claim that saw
@@ -117,6 +121,7 @@ class OutboxWorker:
         self._pace = Pace(
             self.config.batch_size, self.config.max_in_flight, self.config.lease_seconds
         )
+        self._claim_limit = self.config.batch_size
 
     # -- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -235,7 +240,7 @@ class OutboxWorker:
         while not self._stopping:
             self._wakeup.clear()
             room = self.config.max_in_flight - self._outstanding - self._handovers.reserved
-            limit = min(room, self.config.batch_size)
+            limit = min(room, self._claim_limit)
             room_of = self._pace.room
             full = {cid for cid, buf in self._buffers.items() if len(buf) >= room_of(cid)}
             exclude = self.supervisor.blocked() | full
@@ -252,6 +257,9 @@ class OutboxWorker:
                     continue
             for message in claimed:
                 self._accept(message)
+            if claimed:  # the next claim may take what these connectors' buffers hold
+                room_of = self._pace.room
+                self._claim_limit = min(room_of(cid) for cid in {m.connector_id for m in claimed})
             self._want_room = limit < self.config.batch_size or bool(full)
             if limit > 0 and len(claimed) == limit:
                 await asyncio.sleep(0)  # more may be due: claim again, letting others run
