@@ -67,16 +67,8 @@ def decode_secret(secret: str) -> bytes:
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header value a sender would send (``v1,<base64>``)."""
-    return "v1," + _signature(decode_secret(secret), msg_id, str(timestamp), body)
-
-
-def _signature(key: bytes, msg_id: str, timestamp: str, body: bytes) -> str:
-    return _expected(key, msg_id, timestamp, body).decode()
-
-
-def _expected(key: bytes, msg_id: str, timestamp: str, body: bytes) -> bytes:
-    """The base64 signature (as bytes) of a request."""
-    return _expected_with(_keyed(key), msg_id, timestamp, body)
+    keyed = _keyed(decode_secret(secret))
+    return "v1," + _expected_with(keyed, msg_id, str(timestamp), body).decode()
 
 
 def _keyed(key: bytes) -> Any:
@@ -86,6 +78,7 @@ def _keyed(key: bytes) -> Any:
 
 
 def _expected_with(keyed: Any, msg_id: str, timestamp: str, body: bytes) -> bytes:
+    """The base64 signature (as bytes) of a request: HMAC over ``{id}.{timestamp}.{body}``."""
     mac = keyed.copy()
     mac.update(f"{msg_id}.{timestamp}.".encode())
     mac.update(body)  # the raw bytes as received, not copied

@@ -9,13 +9,15 @@ whatever else that transaction records (a cursor, a delivered state). Duplicates
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import cast
+from datetime import datetime
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.orm import Session
 
 from ..kernel.inbound import InboundEvent
 from ..store import utcnow
+from ..store.bulk import DriverStatement, driver_values, json_text, placeholders
 from ..store.models_inbound import InboxEvent
 
 
@@ -54,58 +56,91 @@ def add_events(
     return rows
 
 
-# built once: constructing statements per batch was a measurable share of ingest CPU
-_KNOWN_IDS = select(InboxEvent.connector_id, InboxEvent.event_id).where(
-    InboxEvent.connector_id.in_(bindparam("connector_ids", expanding=True)),
-    InboxEvent.event_id.in_(bindparam("event_ids", expanding=True)),
+# -- set-based: many events in a few statements, at the driver level (``store.bulk``) ----
+COLUMNS = (
+    "connector_id",
+    "organization_id",
+    "event_id",
+    "event_type",
+    "payload",
+    "source",
+    "occurred_at",
+    "received_at",
 )
-_INSERT = insert(cast(Table, InboxEvent.__table__))
+_INSERT = DriverStatement(
+    insert(cast(Table, InboxEvent.__table__)).values({name: bindparam(name) for name in COLUMNS}),
+    COLUMNS,
+)
+_IN_VALUES = 500  # event ids per known-ids query (within SQLite's oldest limit of 999)
+_KNOWN_IDS = (
+    "SELECT connector_id, event_id FROM inbox_events "
+    "WHERE connector_id IN ({}) AND event_id IN ({})"
+)
+
+Batches = Sequence[tuple[str, str, Sequence[InboundEvent]]]
+"""``(connector_id, organization_id, events)`` per caller."""
 
 
-def add_event_batches(
-    session: Session,
-    batches: Sequence[tuple[str, str, Sequence[InboundEvent]]],
-    source: str,
-) -> list[int]:
-    """Stage the events of many ``(connector_id, organization_id, events)`` batches with
-    a few set-based statements; returns how many events of each batch were new.
+def add_event_batches(session: Session, batches: Batches, source: str) -> list[int]:
+    """Stage the events of many batches with a few set-based statements; returns how
+    many events of each batch were new.
 
-    The fast path of busy ingress (one SELECT for known ids, one multi-row INSERT).
-    Events already stored, or repeated within the call, count as duplicates. A concurrent
-    writer on another node can still make the INSERT fail on the unique key: the caller
-    then falls back to ``add_events`` one batch at a time.
+    The fast path of busy ingress (webhooks): events already stored, or repeated within
+    the call, count as duplicates. A concurrent writer on another node can still make
+    the INSERT fail on the unique key (``IntegrityError``): the caller then falls back
+    to ``add_events`` one batch at a time.
     """
-    connector_ids = {connector_id for connector_id, _, _ in batches}
-    event_ids = {event.event_id for _, _, events in batches for event in events}
-    if not event_ids:
-        return [0] * len(batches)
     connection = session.connection()
-    params = {"connector_ids": list(connector_ids), "event_ids": list(event_ids)}
-    known = {(row[0], row[1]) for row in connection.execute(_KNOWN_IDS, params)}
-    now = utcnow()
-    rows: list[dict[str, object]] = []
-    counts: list[int] = []
+    connector_ids = list({connector_id for connector_id, _, _ in batches})
+    event_ids = list({event.event_id for _, _, events in batches for event in events})
+    known: set[tuple[str, str]] = set()
+    for start in range(0, len(event_ids), _IN_VALUES):
+        chunk = event_ids[start : start + _IN_VALUES]
+        sql = _KNOWN_IDS.format(
+            placeholders(connection, len(connector_ids)), placeholders(connection, len(chunk))
+        )
+        found = connection.exec_driver_sql(sql, (*connector_ids, *chunk))
+        known.update((row[0], row[1]) for row in found)
+    new: list[tuple[str, str, list[InboundEvent]]] = []
     for connector_id, organization_id, events in batches:
-        added = 0
+        fresh = []
         for event in events:
             key = (connector_id, event.event_id)
-            if key in known:
-                continue
-            known.add(key)
-            added += 1
+            if key not in known:
+                known.add(key)
+                fresh.append(event)
+        new.append((connector_id, organization_id, fresh))
+    rows = event_rows(session, new, source)
+    if rows:
+        _INSERT.execute(session, rows)
+    return [len(events) for _, _, events in new]
+
+
+def event_rows(session: Session, batches: Batches, source: str) -> list[tuple[Any, ...]]:
+    """The events of ``batches`` as rows of ``COLUMNS`` in driver values (one
+    ``received_at`` for all; the few distinct ``occurred_at`` formatted once each)."""
+    values = driver_values(session)
+    now = values.timestamp(utcnow())
+    stamps: dict[datetime, Any] = {}
+    rows = []
+    for connector_id, organization_id, events in batches:
+        for event in events:
+            occurred: Any = event.occurred_at
+            if occurred is not None:
+                stamp = stamps.get(occurred)
+                if stamp is None:
+                    stamp = stamps[occurred] = values.timestamp(occurred)
+                occurred = stamp
             rows.append(
-                {
-                    "connector_id": connector_id,
-                    "organization_id": organization_id,
-                    "event_id": event.event_id,
-                    "event_type": event.event_type,
-                    "payload": event.payload,
-                    "source": source,
-                    "occurred_at": event.occurred_at,
-                    "received_at": now,
-                }
+                (
+                    connector_id,
+                    organization_id,
+                    event.event_id,
+                    event.event_type,
+                    json_text(event.payload),
+                    source,
+                    occurred,
+                    now,
+                )
             )
-        counts.append(added)
-    if rows:  # Core, not the ORM: about half the Python work per row on this hot path
-        connection.execute(_INSERT, rows)
-    return counts
+    return rows

@@ -10,7 +10,6 @@ just stored -- without a SELECT for known ids and without a fallback.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam
@@ -18,50 +17,16 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..kernel.inbound import InboundEvent
-from ..store import utcnow
-from ..store.bulk import DriverStatement, driver_values
+from ..store.bulk import DriverStatement
 from ..store.models_inbound import InboxEvent
-
-COLUMNS = (
-    "connector_id",
-    "organization_id",
-    "event_id",
-    "event_type",
-    "payload",
-    "source",
-    "occurred_at",
-    "received_at",
-)
+from .inbox import COLUMNS, Batches, event_rows
 
 
-def insert_event_batches(
-    session: Session,
-    batches: Sequence[tuple[str, str, Sequence[InboundEvent]]],
-    source: str,
-) -> int:
+def insert_event_batches(session: Session, batches: Batches, source: str) -> int:
     """Stage the events of ``(connector_id, organization_id, events)`` batches; returns
     how many were new (duplicates by ``(connector_id, event_id)`` are skipped)."""
-    values = driver_values(session)
-    now = values.timestamp(utcnow())
-    timestamp, json_text = values.timestamp, values.json
-    rows = [
-        (
-            connector_id,
-            organization_id,
-            event.event_id,
-            event.event_type,
-            json_text(event.payload),
-            source,
-            None if event.occurred_at is None else timestamp(event.occurred_at),
-            now,
-        )
-        for connector_id, organization_id, events in batches
-        for event in events
-    ]
-    if not rows:
-        return 0
-    return _INSERT_NEW.execute(session, rows)
+    rows = event_rows(session, batches, source)
+    return _INSERT_NEW.execute(session, rows) if rows else 0
 
 
 def _insert_new(dialect: str) -> Any:

@@ -23,7 +23,7 @@ from operator import itemgetter
 from typing import Any, cast
 
 import orjson
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Insert
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -176,8 +176,6 @@ class DriverValues:
     def timestamp(self, value: datetime | None) -> Any:
         return None if value is None else self._timestamp(value)
 
-    json = staticmethod(json_text)
-
     @staticmethod
     def read_timestamp(value: Any) -> datetime | None:
         """A timestamp column as read without SQLAlchemy's result processing (SQLite
@@ -193,6 +191,12 @@ class DriverValues:
         """A JSON column as read without result processing (text on SQLite, decoded by
         psycopg on PostgreSQL). Only for columns holding objects or arrays."""
         return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def placeholders(connection: Connection, count: int) -> str:
+    """``count`` positional parameters for a driver-level statement (an ``IN`` list)."""
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * count)
 
 
 def _same(value: Any) -> Any:

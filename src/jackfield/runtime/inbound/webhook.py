@@ -30,22 +30,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ...kernel import call_async
 from ...kernel.errors import ConnectorNotFoundError
 from ...kernel.inbound import InboundEvent, WebhookRequest, WebhookSource
-from ...store import Connector, utcnow
-from ...store.bulk import DriverStatement, DriverValues, driver_values, json_text
+from ...store import Connector
+from ...store.bulk import DriverValues, placeholders
 from ...store.group_commit import GroupCommitter
 from ...store.models_inbound import InboxEvent
-from ..inbox import add_events
-from ..inbox_loopback import COLUMNS
+from ..inbox import add_event_batches, add_events
 
 INLINE_BODY_LIMIT = 64 * 1024
 """Bodies up to this size are verified on the event loop when the provider allows it."""
@@ -262,27 +260,10 @@ def _check_connector(session: Session, pending: _Pending) -> None:
         raise _Stale()
 
 
-# -- the group's write, at the driver level ----------------------------------------------
-# SQLAlchemy's per-row parameter processing (JSON, datetimes) and per-statement
-# execution machinery cost more than SQLite itself on this path; the statements are
-# plain SQL over positional tuples (see ``store.bulk``). ``IN`` lists are spelled out
-# with one placeholder per value (their length varies with the group).
-_INSERT = DriverStatement(  # multi-row INSERTs: one database step per chunk of rows
-    insert(cast(Table, InboxEvent.__table__)).values({name: bindparam(name) for name in COLUMNS}),
-    COLUMNS,
-)
-_IN_VALUES = 500
-"""Event ids per known-ids query (also within SQLite's oldest limit of 999 values)."""
+# -- the group's write ----------------------------------------------------------------
+# At the driver level: SQLAlchemy's per-statement machinery costs more than SQLite itself
+# on this path (the events go through ``inbox.add_event_batches``, also driver-level).
 _CONNECTOR_STATE = "SELECT id, is_enabled, updated_at FROM connectors WHERE id IN ({})"
-_KNOWN_IDS = (
-    "SELECT connector_id, event_id FROM inbox_events "
-    "WHERE connector_id IN ({}) AND event_id IN ({})"
-)
-
-
-def _placeholders(connection: Connection, count: int) -> str:
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    return ", ".join([mark] * count)
 
 
 def _write_batch(batch: list[_Pending], session: Session) -> list[IngestResult | BaseException]:
@@ -295,9 +276,8 @@ def _write_batch(batch: list[_Pending], session: Session) -> list[IngestResult |
     (``IntegrityError``): the caller then redoes the requests one by one.
     """
     connection = session.connection()
-    values = driver_values(session)
     connector_ids = list({p.connector_id for p in batch})
-    sql = _CONNECTOR_STATE.format(_placeholders(connection, len(connector_ids)))
+    sql = _CONNECTOR_STATE.format(placeholders(connection, len(connector_ids)))
     state = {
         row[0]: (row[1], DriverValues.read_timestamp(row[2]))
         for row in connection.exec_driver_sql(sql, tuple(connector_ids))
@@ -315,56 +295,14 @@ def _write_batch(batch: list[_Pending], session: Session) -> list[IngestResult |
             accepted.append(pending)
     if not accepted:
         return outcomes
-    event_ids = list({e.event_id for p in accepted for e in p.events})
-    known: set[tuple[str, str]] = set()
-    connector_ids = list({p.connector_id for p in accepted})
-    for start in range(0, len(event_ids), _IN_VALUES):
-        chunk = event_ids[start : start + _IN_VALUES]
-        sql = _KNOWN_IDS.format(
-            _placeholders(connection, len(connector_ids)),
-            _placeholders(connection, len(chunk)),
-        )
-        params = (*connector_ids, *chunk)
-        known.update((row[0], row[1]) for row in connection.exec_driver_sql(sql, params))
-    now = values.timestamp(utcnow())
-    timestamps: dict[datetime, Any] = {}  # the events of a group share a few timestamps
-    rows: list[tuple[Any, ...]] = []
+    batches = [(p.connector_id, p.target.organization_id, p.events) for p in accepted]
+    added = iter(add_event_batches(session, batches, SOURCE))
     for index, pending in enumerate(batch):
-        if not isinstance(outcomes[index], IngestResult):
-            continue
-        connector_id = pending.connector_id
-        organization_id = pending.target.organization_id
-        added = 0
-        for event in pending.events:
-            key = (connector_id, event.event_id)
-            if key in known:
-                continue
-            known.add(key)
-            added += 1
-            occurred_at: Any = event.occurred_at
-            if occurred_at is not None:
-                stamp = timestamps.get(occurred_at)
-                if stamp is None:
-                    stamp = timestamps[occurred_at] = values.timestamp(occurred_at)
-                occurred_at = stamp
-            rows.append(
-                (
-                    connector_id,
-                    organization_id,
-                    event.event_id,
-                    event.event_type,
-                    json_text(event.payload),
-                    SOURCE,
-                    occurred_at,
-                    now,
+        if isinstance(outcomes[index], IngestResult):
+            new, count = next(added), len(pending.events)
+            if (new, count) != (1, 1):  # else ACCEPTED_ONE already
+                single_duplicate = new == 0 and count == 1
+                outcomes[index] = (
+                    DUPLICATE_ONE if single_duplicate else IngestResult(new, count - new)
                 )
-            )
-        count = len(pending.events)
-        if added == 1 and count == 1:
-            continue  # ACCEPTED_ONE already
-        outcomes[index] = (
-            DUPLICATE_ONE if added == 0 and count == 1 else IngestResult(added, count - added)
-        )
-    if rows:
-        _INSERT.execute(session, rows)
     return outcomes
