@@ -1,12 +1,14 @@
 """The webhook ingress's group write (``_write_batch``) on its own: many requests in one
-transaction, each with its own outcome, on SQLite and PostgreSQL."""
+driver transaction, each with its own outcome, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from jackfield.kernel.errors import ConnectorNotFoundError
 from jackfield.kernel.inbound import InboundEvent
@@ -34,10 +36,9 @@ def _pending(ingress: WebhookIngress, connector_id: str, *ids: str) -> _Pending:
 def test_each_request_of_a_group_gets_its_own_outcome(jf, webhook_connector):
     ingress = WebhookIngress(jf)
     try:
-        with jf.db.transaction() as s:
-            assert _write_batch([_pending(ingress, webhook_connector, "old")], s) == [
-                IngestResult(1, 0)
-            ]
+        first = _pending(ingress, webhook_connector, "old")
+        with jf.db.driver_transaction() as c:
+            assert _write_batch([first], c) == [IngestResult(1, 0)]
         batch = [
             _pending(ingress, webhook_connector, "a"),
             _pending(ingress, webhook_connector, "old"),  # stored before
@@ -45,8 +46,8 @@ def test_each_request_of_a_group_gets_its_own_outcome(jf, webhook_connector):
             _pending(ingress, webhook_connector, "b", "b", "c"),
             _pending(ingress, webhook_connector),
         ]
-        with jf.db.transaction() as s:
-            outcomes = _write_batch(batch, s)
+        with jf.db.driver_transaction() as c:
+            outcomes = _write_batch(batch, c)
         assert outcomes == [
             IngestResult(1, 0),
             IngestResult(0, 1),
@@ -73,10 +74,10 @@ def test_large_groups_are_written_in_chunks(jf, webhook_connector):
     ingress = WebhookIngress(jf)
     try:
         batch = [_pending(ingress, webhook_connector, f"e{i}") for i in range(620)]
-        with jf.db.transaction() as s:
-            assert _write_batch(batch[:7], s) == [IngestResult(1, 0)] * 7
-        with jf.db.transaction() as s:
-            outcomes = _write_batch(batch, s)
+        with jf.db.driver_transaction() as c:
+            assert _write_batch(batch[:7], c) == [IngestResult(1, 0)] * 7
+        with jf.db.driver_transaction() as c:
+            outcomes = _write_batch(batch, c)
         assert outcomes == [IngestResult(0, 1)] * 7 + [IngestResult(1, 0)] * 613
         with jf.db.transaction() as s:
             count = s.scalar(
@@ -96,13 +97,13 @@ def test_a_disabled_or_edited_connector_stores_nothing(
         jf.connectors.update(
             admin, webhook_connector, config={"secret": webhook_secret, "tolerance_seconds": 60}
         )
-        with jf.db.transaction() as s:
-            (outcome,) = _write_batch([cached], s)
+        with jf.db.driver_transaction() as c:
+            (outcome,) = _write_batch([cached], c)
         assert isinstance(outcome, _Stale)
         fresh = _pending(ingress, webhook_connector, "y")
         jf.connectors.set_enabled(admin, webhook_connector, False)
-        with jf.db.transaction() as s:
-            (outcome,) = _write_batch([fresh], s)
+        with jf.db.driver_transaction() as c:
+            (outcome,) = _write_batch([fresh], c)
         assert isinstance(outcome, ConnectorNotFoundError)
         with jf.db.transaction() as s:
             count = s.scalar(
@@ -121,8 +122,8 @@ def test_long_integers_are_exact_and_nan_is_stored_as_null(jf, webhook_connector
             InboundEvent("nan", "t", {"n": float("nan"), "none": None}, occurred_at=SENT),
             InboundEvent("big", "t", {"big": 2**70}, occurred_at=SENT),
         ]
-        with jf.db.transaction() as s:
-            assert _write_batch([pending], s) == [IngestResult(2, 0)]
+        with jf.db.driver_transaction() as c:
+            assert _write_batch([pending], c) == [IngestResult(2, 0)]
         with jf.db.transaction() as s:
             payloads = s.scalars(
                 select(InboxEvent.payload)
@@ -131,5 +132,27 @@ def test_long_integers_are_exact_and_nan_is_stored_as_null(jf, webhook_connector
             ).all()
         # NaN is not JSON (PostgreSQL refuses it): stored as null, as store.bulk does
         assert payloads == [{"n": None, "none": None}, {"big": 2**70}]
+    finally:
+        ingress.close()
+
+
+async def test_an_event_the_database_refuses_fails_only_its_own_request(jf, webhook_connector):
+    """A provider bug (an event without a type) makes the group's INSERT fail: the
+    requests are then written one by one, so only that request gets the error."""
+    ingress = WebhookIngress(jf)
+    try:
+        loop = asyncio.get_running_loop()
+        first, bad, last = (_pending(ingress, webhook_connector, i) for i in ("g1", "b", "g2"))
+        bad.events[:] = [InboundEvent("b", None, {})]  # type: ignore[arg-type]
+        for pending in (first, bad, last):
+            pending.future = loop.create_future()
+        ingress._pending = [first, bad, last]
+        await ingress._flush()
+        assert (first.future.result(), last.future.result()) == (IngestResult(1, 0),) * 2
+        with pytest.raises(IntegrityError):
+            bad.future.result()
+        with jf.db.transaction() as s:
+            stored = s.scalars(select(InboxEvent.event_id).order_by(InboxEvent.id)).all()
+        assert stored == ["g1", "g2"]
     finally:
         ingress.close()

@@ -4,10 +4,12 @@ the SQL binds them in, on both databases; JSON text round-trips what JSON can ho
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from jackfield.store.bulk import DriverStatement, DriverValues, encode_json, json_text
 from jackfield.store.models import utcnow
+from jackfield.store.models_inbound import InboxEvent
 from jackfield.store.models_outbox import OutboxMessage
 
 T: Table = OutboxMessage.__table__  # type: ignore[assignment]
@@ -85,8 +87,7 @@ def test_json_text_keeps_what_json_can_hold_and_strings_the_rest():
 
 def test_many_rows_of_an_insert_are_all_written_and_duplicates_skipped(jf, admin):
     from jackfield.kernel.inbound import InboundEvent
-    from jackfield.runtime.inbox_loopback import insert_event_batches
-    from jackfield.store.models_inbound import InboxEvent
+    from jackfield.runtime.inbox import insert_event_batches
 
     cid = _connector(jf, admin)
     events = [InboundEvent(f"e{i}", "t", {"i": i}) for i in range(300)]  # 256 + 2*16 + 3*4
@@ -99,3 +100,41 @@ def test_many_rows_of_an_insert_are_all_written_and_duplicates_skipped(jf, admin
         stored = s.execute(select(InboxEvent.event_id, InboxEvent.payload)).all()
     assert len(stored) == 301
     assert {e: p for e, p in stored}["e299"] == {"i": 299}
+
+
+def test_a_returning_insert_gives_back_the_rows_it_took_in_every_chunk(jf, admin):
+    from jackfield.kernel.inbound import InboundEvent
+    from jackfield.runtime.inbox import add_event_batches
+
+    cid, org = _connector(jf, admin), admin.organization_id
+    first = [InboundEvent(f"e{i}", "t", {"i": i}) for i in range(261)]  # 256 + 4 + 1
+    with jf.db.driver_transaction() as cursor:
+        assert add_event_batches(cursor, [(cid, org, first)], "test") == [261]
+    again = [InboundEvent("e0", "t", {}), InboundEvent("new", "t", {})]
+    repeated = [InboundEvent("new", "t", {}), InboundEvent("e260", "t", {})]
+    with jf.db.driver_transaction() as cursor:
+        # per batch: what was new; "new" counts for the first batch that carries it
+        assert add_event_batches(cursor, [(cid, org, again), (cid, org, repeated)], "t") == [1, 0]
+    with jf.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(InboxEvent)) == 262
+
+
+def test_a_driver_transaction_commits_or_stores_nothing(jf, admin):
+    from jackfield.kernel.inbound import InboundEvent
+    from jackfield.runtime.inbox import add_event_batches
+
+    cid, org = _connector(jf, admin), admin.organization_id
+    with pytest.raises(ZeroDivisionError):
+        with jf.db.driver_transaction() as cursor:
+            add_event_batches(cursor, [(cid, org, [InboundEvent("lost", "t", {})])], "test")
+            1 / 0  # noqa: B018 - the caller fails after writing
+    # a driver's own error surfaces as SQLAlchemy's, as from a session
+    with pytest.raises(IntegrityError):
+        with jf.db.driver_transaction() as cursor:
+            add_event_batches(
+                cursor, [("no-such-connector", org, [InboundEvent("x", "t", {})])], "t"
+            )
+    with jf.db.driver_transaction() as cursor:
+        add_event_batches(cursor, [(cid, org, [InboundEvent("kept", "t", {})])], "test")
+    with jf.db.transaction() as s:
+        assert s.scalars(select(InboxEvent.event_id)).all() == ["kept"]

@@ -1,9 +1,11 @@
 """The inbox: inbound events committed once, whatever path they arrived by.
 
-Every source (webhook, polling, subscription, the echo loopback) goes through
-``add_events`` inside the caller's transaction, so the events commit together with
-whatever else that transaction records (a cursor, a delivered state). Duplicates by
-``(connector_id, event_id)`` are skipped, not errors.
+Every source (webhook, polling, subscription, the echo loopback) stages its events
+inside the caller's transaction, so they commit together with whatever else that
+transaction records (a cursor, a delivered state). Duplicates by
+``(connector_id, event_id)`` are skipped, not errors. ``add_events`` is the general
+path; the busy ones write set-based at the driver level: ``insert_event_batches`` (the
+outbox's loopback, in its ack) and ``add_event_batches`` (webhook groups).
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, insert, select
+from sqlalchemy import Table, bindparam, select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..kernel.inbound import InboundEvent
 from ..store import utcnow
-from ..store.bulk import DriverStatement, driver_values, json_text, placeholders
+from ..store.bulk import DriverCursor, DriverStatement, DriverValues, driver_values, json_text
 from ..store.models_inbound import InboxEvent
 
 
@@ -67,59 +71,63 @@ COLUMNS = (
     "occurred_at",
     "received_at",
 )
-_INSERT = DriverStatement(
-    insert(cast(Table, InboxEvent.__table__)).values({name: bindparam(name) for name in COLUMNS}),
+
+
+def insert_new(dialect: str) -> Any:
+    """``INSERT`` of ``COLUMNS`` that skips the ``(connector_id, event_id)`` already
+    stored -- also ones a concurrent writer just stored -- instead of failing."""
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    table = cast(Table, InboxEvent.__table__)
+    statement = insert(table).values({name: bindparam(name) for name in COLUMNS})
+    return statement.on_conflict_do_nothing()
+
+
+_INSERT_NEW = DriverStatement(insert_new, COLUMNS)
+_INSERT_RETURNING = DriverStatement(
+    lambda dialect: insert_new(dialect).returning(InboxEvent.connector_id, InboxEvent.event_id),
     COLUMNS,
-)
-_IN_VALUES = 500  # event ids per known-ids query (within SQLite's oldest limit of 999)
-_KNOWN_IDS = (
-    "SELECT connector_id, event_id FROM inbox_events "
-    "WHERE connector_id IN ({}) AND event_id IN ({})"
 )
 
 Batches = Sequence[tuple[str, str, Sequence[InboundEvent]]]
 """``(connector_id, organization_id, events)`` per caller."""
 
 
-def add_event_batches(session: Session, batches: Batches, source: str) -> list[int]:
-    """Stage the events of many batches with a few set-based statements; returns how
-    many events of each batch were new.
+def insert_event_batches(session: Session, batches: Batches, source: str) -> int:
+    """Stage the events of many batches in ``session``; returns how many were new.
 
-    The fast path of busy ingress (webhooks): events already stored, or repeated within
-    the call, count as duplicates. A concurrent writer on another node can still make
-    the INSERT fail on the unique key (``IntegrityError``): the caller then falls back
-    to ``add_events`` one batch at a time.
+    The outbox's loopback events (``echo``), which its ack commits in the transaction
+    that marks their messages delivered: one statement per chunk, duplicates skipped by
+    the database, without a SELECT for known ids and without a fallback."""
+    rows = event_rows(driver_values(session), batches, source)
+    return _INSERT_NEW.execute(session, rows) if rows else 0
+
+
+def add_event_batches(cursor: DriverCursor, batches: Batches, source: str) -> list[int]:
+    """Stage the events of many batches; returns how many events of each were new.
+
+    The fast path of busy ingress (webhooks): one ``INSERT ... ON CONFLICT DO NOTHING
+    RETURNING`` per chunk, so the database skips the events it holds (even ones another
+    node stored a moment ago) and says which it took. An event repeated within the call
+    counts for its first batch only.
     """
-    connection = session.connection()
-    connector_ids = list({connector_id for connector_id, _, _ in batches})
-    event_ids = list({event.event_id for _, _, events in batches for event in events})
-    known: set[tuple[str, str]] = set()
-    for start in range(0, len(event_ids), _IN_VALUES):
-        chunk = event_ids[start : start + _IN_VALUES]
-        sql = _KNOWN_IDS.format(
-            placeholders(connection, len(connector_ids)), placeholders(connection, len(chunk))
-        )
-        found = connection.exec_driver_sql(sql, (*connector_ids, *chunk))
-        known.update((row[0], row[1]) for row in found)
-    new: list[tuple[str, str, list[InboundEvent]]] = []
+    seen: set[tuple[str, str]] = set()
+    firsts: list[tuple[str, str, list[InboundEvent]]] = []
     for connector_id, organization_id, events in batches:
         fresh = []
         for event in events:
             key = (connector_id, event.event_id)
-            if key not in known:
-                known.add(key)
+            if key not in seen:
+                seen.add(key)
                 fresh.append(event)
-        new.append((connector_id, organization_id, fresh))
-    rows = event_rows(session, new, source)
-    if rows:
-        _INSERT.execute(session, rows)
-    return [len(events) for _, _, events in new]
+        firsts.append((connector_id, organization_id, fresh))
+    rows = event_rows(cursor.values, firsts, source)
+    taken = {(row[0], row[1]) for row in _INSERT_RETURNING.fetch(cursor, rows)} if rows else set()
+    return [sum((cid, e.event_id) in taken for e in events) for cid, _, events in firsts]
 
 
-def event_rows(session: Session, batches: Batches, source: str) -> list[tuple[Any, ...]]:
+def event_rows(values: DriverValues, batches: Batches, source: str) -> list[tuple[Any, ...]]:
     """The events of ``batches`` as rows of ``COLUMNS`` in driver values (one
     ``received_at`` for all; the few distinct ``occurred_at`` formatted once each)."""
-    values = driver_values(session)
     now = values.timestamp(utcnow())
     stamps: dict[datetime, Any] = {}
     rows = []

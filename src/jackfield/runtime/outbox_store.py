@@ -50,7 +50,7 @@ from ..kernel.inbound import InboundEvent
 from ..store import Connector, Database, utcnow
 from ..store.bulk import ROW_CHUNKS, DriverStatement, DriverValues, driver_values, json_text
 from ..store.models_outbox import CLAIMABLE_SQL, OutboxMessage
-from .inbox_loopback import insert_event_batches
+from .inbox import insert_event_batches
 
 M = OutboxMessage
 T: Table = OutboxMessage.__table__  # type: ignore[assignment]

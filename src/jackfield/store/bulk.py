@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Any, cast
@@ -66,23 +66,39 @@ class DriverStatement:
         """One statement (a tuple) or one per row (a list of tuples) in ``session``'s
         transaction; returns the number of rows changed, in total."""
         connection = session.connection()
+        run = connection.exec_driver_sql
+        return sum(run(sql, params).rowcount for sql, params in self._calls(connection, rows))
+
+    def fetch(self, cursor: DriverCursor, rows: Sequence[Row]) -> list[Row]:
+        """Execute an INSERT's ``rows`` in ``cursor``'s transaction and return what its
+        ``RETURNING`` clause gave back, for all chunks."""
+        out: list[Row] = []
+        for sql, params in self._calls(cursor, list(rows)):
+            out.extend(cursor.execute(sql, params).fetchall())
+        return out
+
+    def _calls(
+        self, connection: Connection | DriverCursor, rows: Row | Sequence[Row]
+    ) -> Iterator[tuple[str, Any]]:
+        """The driver calls for ``rows``: ``(sql, params)``, where ``params`` is a list
+        of rows (an ``executemany``) only for statements that cannot take several rows."""
         compiled = self._compile(connection.dialect)
         arrange = compiled.arrange
         if isinstance(rows, tuple):
-            single = arrange(rows) if arrange is not None else rows
-            return int(connection.exec_driver_sql(compiled.sql, single).rowcount)
+            yield compiled.sql, arrange(rows) if arrange is not None else rows
+            return
         if arrange is not None:
             rows = [arrange(r) for r in rows]
-        if compiled.values is None or len(rows) < 2:
-            return int(connection.exec_driver_sql(compiled.sql, rows).rowcount)
-        changed, start = 0, 0
+        if compiled.values is None:
+            if rows:
+                yield compiled.sql, rows
+            return
+        start = 0
         for size in ROW_CHUNKS:
             while len(rows) - start >= size:
                 chunk = rows[start : start + size]
-                flat = tuple(value for row in chunk for value in row)
-                changed += connection.exec_driver_sql(compiled.multi(size), flat).rowcount
+                yield compiled.multi(size), tuple(value for row in chunk for value in row)
                 start += size
-        return changed
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         found = self._compiled.get(dialect.name)
@@ -93,6 +109,8 @@ class DriverStatement:
             statement = self.statement
             if not isinstance(statement, ClauseElement):
                 statement = statement(dialect.name)
+            if isinstance(statement, Insert):  # no implicit RETURNING of the key (PostgreSQL)
+                statement = statement.inline()
             compiled = cast(SQLCompiler, statement.compile(dialect=target))
             order = list(compiled.positiontup or ())
             unknown = [name for name in order if name not in self.params]
@@ -103,14 +121,27 @@ class DriverStatement:
             if indexes != list(range(len(self.params))):
                 getter = itemgetter(*indexes)
                 arrange = getter if len(indexes) > 1 else lambda row: (getter(row),)
-            placeholder = "?" if style == "qmark" else "%s"
+            sql = str(compiled)
             values = None
             if isinstance(statement, Insert):
-                group = "(" + ", ".join([placeholder] * len(order)) + ")"
-                if str(compiled).count(f"VALUES {group}") == 1:
-                    values = group
-            found = self._compiled[dialect.name] = _Compiled(str(compiled), arrange, values)
+                values = _values_group(sql, len(order), "?" if style == "qmark" else "%s")
+            found = self._compiled[dialect.name] = _Compiled(sql, arrange, values)
         return found
+
+
+def _values_group(sql: str, count: int, placeholder: str) -> str | None:
+    """The one row's ``(...)`` after ``VALUES`` in an INSERT's SQL, if it holds all
+    ``count`` parameters (psycopg's carry casts: ``%s::VARCHAR``)."""
+    start = sql.find("VALUES (")
+    if start < 0 or sql.find("VALUES (", start + 1) >= 0:
+        return None
+    depth = 0
+    for end in range(start + len("VALUES "), len(sql)):
+        depth += {"(": 1, ")": -1}.get(sql[end], 0)
+        if depth == 0:
+            group = sql[start + len("VALUES ") : end + 1]
+            return group if group.count(placeholder) == count else None
+    return None
 
 
 class _Compiled:
@@ -193,12 +224,6 @@ class DriverValues:
         return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-def placeholders(connection: Connection, count: int) -> str:
-    """``count`` positional parameters for a driver-level statement (an ``IN`` list)."""
-    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
-    return ", ".join([mark] * count)
-
-
 def _same(value: Any) -> Any:
     return value
 
@@ -206,10 +231,37 @@ def _same(value: Any) -> Any:
 _values: dict[str, DriverValues] = {}
 
 
-def driver_values(session: Session) -> DriverValues:
-    """The ``DriverValues`` of the dialect ``session`` is bound to (cached)."""
-    dialect = session.connection().dialect
+def values_for(dialect: Dialect) -> DriverValues:
+    """The ``DriverValues`` of ``dialect`` (cached)."""
     found = _values.get(dialect.name)
     if found is None:
         found = _values[dialect.name] = DriverValues(dialect)
     return found
+
+
+def driver_values(session: Session) -> DriverValues:
+    """The ``DriverValues`` of the dialect ``session`` is bound to."""
+    return values_for(session.connection().dialect)
+
+
+class DriverCursor:
+    """A DBAPI cursor inside a driver transaction (``Database.driver_transaction``):
+    statements go straight to the driver, in its ``dialect``'s parameter style."""
+
+    __slots__ = ("cursor", "dialect", "values")
+
+    def __init__(self, cursor: Any, dialect: Dialect) -> None:
+        self.cursor = cursor
+        self.dialect = dialect
+        self.values = values_for(dialect)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """Run ``sql``; returns the cursor (``fetchall``, ``rowcount``)."""
+        self.cursor.execute(sql, params)
+        return self.cursor
+
+
+def placeholders(connection: Connection | DriverCursor, count: int) -> str:
+    """``count`` positional parameters for a driver-level statement (an ``IN`` list)."""
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * count)

@@ -5,11 +5,12 @@ happen per request:
 
 * the connector's provider instance is cached (decrypting the config and building the
   provider once), for ``cache_seconds`` at most;
-* the commit goes through a ``GroupCommitter``: concurrent webhooks share one
-  transaction and one fsync, and each caller still returns only after ITS events are
-  durable. The requests verified while one commit is in flight make ONE committer call
-  (one thread hop back to the loop per group, not per request), written with
-  driver-level statements (positional rows, JSON by orjson: ``store.bulk``);
+* group commit: concurrent webhooks share one transaction and one fsync, and each
+  caller still returns only after ITS events are durable. The requests verified while
+  one commit is in flight are committed together by the next one (one thread hop back
+  to the loop per group, not per request), in a driver transaction: two driver-level
+  statements (the connector check, one ``INSERT ... ON CONFLICT DO NOTHING RETURNING``
+  per chunk) and no ORM session, whose set-up cost more than SQLite's work on a group;
 * the event router is woken once per committed group, not once per request.
 
 The cache can never make a change of the connector take effect late: the commit itself
@@ -27,23 +28,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from ...kernel import call_async
 from ...kernel.errors import ConnectorNotFoundError
 from ...kernel.inbound import InboundEvent, WebhookRequest, WebhookSource
-from ...store import Connector
-from ...store.bulk import DriverValues, placeholders
-from ...store.group_commit import GroupCommitter
-from ...store.models_inbound import InboxEvent
-from ..inbox import add_event_batches, add_events
+from ...store.bulk import DriverCursor, DriverValues, placeholders
+from ..inbox import add_event_batches
 
 INLINE_BODY_LIMIT = 64 * 1024
 """Bodies up to this size are verified on the event loop when the provider allows it."""
@@ -91,7 +87,7 @@ class WebhookIngress:
     """Webhook ingest for one application (one event loop).
 
     Verified requests wait in ``_pending`` while a commit is in flight; the next commit
-    takes all of them at once (one committer call, a few set-based statements), so the
+    takes all of them at once (one thread hop, a few set-based statements), so the
     cost per webhook falls as the load rises. ``on_commit`` (if given) is called on the
     loop once per committed group that stored or confirmed events.
     """
@@ -100,13 +96,13 @@ class WebhookIngress:
         self,
         jf: Any,
         *,
-        committer: GroupCommitter | None = None,
         cache_seconds: float = 30.0,
         on_commit: Callable[[], None] | None = None,
     ) -> None:
         self.jf = jf
         self.db = jf.db
-        self.committer = committer or GroupCommitter(jf.db, name="webhook-commit")
+        # one thread writes, so groups commit in order and one at a time
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="webhook-commit")
         self.cache_seconds = cache_seconds
         self.on_commit = on_commit
         self._targets: dict[str, _Target] = {}
@@ -146,7 +142,7 @@ class WebhookIngress:
         raise _not_found(connector_id)  # changed twice while we verified: let it retry
 
     def close(self) -> None:
-        self.committer.close()
+        self._writer.shutdown(wait=True)
         self._targets.clear()
 
     # -- the connector's provider, cached ------------------------------------------------
@@ -183,16 +179,13 @@ class WebhookIngress:
                 batch, self._pending = self._pending, []
                 outcomes: list[IngestResult | BaseException]
                 try:
-                    # one committer call (and one wake-up of this loop) for the group
-                    outcomes = await asyncio.wrap_future(
-                        self.committer.submit_async(partial(_write_batch, batch))
-                    )
+                    outcomes = await self._commit(batch)  # one wake-up of this loop
                 except IntegrityError:
-                    # a node committed one of these event ids concurrently (PostgreSQL):
-                    # redo them one by one, so that only the real duplicates are skipped
-                    outcomes = await asyncio.gather(
-                        *(self._write_one(p) for p in batch), return_exceptions=True
-                    )
+                    # e.g. a connector deleted by another node between the check and the
+                    # insert (PostgreSQL): redo the requests one by one, each its outcome
+                    alone = [self._commit([p]) for p in batch]
+                    results = await asyncio.gather(*alone, return_exceptions=True)
+                    outcomes = [r[0] if isinstance(r, list) else r for r in results]
                 except Exception as exc:  # noqa: BLE001 - every waiting request gets the error
                     outcomes = [exc] * len(batch)
                 committed = False
@@ -214,73 +207,33 @@ class WebhookIngress:
                     pending.future.set_exception(ConnectionAbortedError("shutting down"))
             self._pending = []
 
-    async def _write_one(self, pending: _Pending) -> IngestResult:
-        def write(session: Session) -> IngestResult:
-            _check_connector(session, pending)
-            added = add_events(
-                session,
-                pending.connector_id,
-                pending.target.organization_id,
-                pending.events,
-                SOURCE,
-            )
-            return IngestResult(len(added), len(pending.events) - len(added))
+    async def _commit(self, batch: list[_Pending]) -> list[IngestResult | BaseException]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, self._write, batch)
 
-        try:
-            return await asyncio.wrap_future(self.committer.submit_async(write))
-        except IntegrityError:
-            if not await asyncio.to_thread(self._all_stored, pending):
-                raise
-            return IngestResult(0, len(pending.events))
-
-    def _all_stored(self, pending: _Pending) -> bool:
-        ids = {e.event_id for e in pending.events}
-        with self.db.transaction() as s:
-            found = s.scalar(
-                select(func.count())
-                .select_from(InboxEvent)
-                .where(
-                    InboxEvent.connector_id == pending.connector_id,
-                    InboxEvent.event_id.in_(ids),
-                )
-            )
-        return bool(found == len(ids))
-
-
-def _check_connector(session: Session, pending: _Pending) -> None:
-    """Inside the commit: the connector is still enabled and unchanged since cached."""
-    row = session.execute(
-        select(Connector.is_enabled, Connector.updated_at).where(
-            Connector.id == pending.connector_id
-        )
-    ).one_or_none()
-    if row is None or not row.is_enabled:
-        raise _not_found(pending.connector_id)
-    if row.updated_at != pending.target.updated_at:
-        raise _Stale()
+    def _write(self, batch: list[_Pending]) -> list[IngestResult | BaseException]:
+        with self.db.driver_transaction() as cursor:
+            return _write_batch(batch, cursor)
 
 
 # -- the group's write ----------------------------------------------------------------
-# At the driver level: SQLAlchemy's per-statement machinery costs more than SQLite itself
-# on this path (the events go through ``inbox.add_event_batches``, also driver-level).
 _CONNECTOR_STATE = "SELECT id, is_enabled, updated_at FROM connectors WHERE id IN ({})"
 
 
-def _write_batch(batch: list[_Pending], session: Session) -> list[IngestResult | BaseException]:
-    """Commit many requests' events at once; each request gets its own outcome.
+def _write_batch(batch: list[_Pending], cursor: DriverCursor) -> list[IngestResult | BaseException]:
+    """Stage many requests' events in ``cursor``'s transaction; each request gets its
+    own outcome.
 
     Per request: the connector must still be enabled and unchanged since its provider
     was cached (else not found / stale: verify again), and an event id already stored
-    for the connector (or earlier in the group) counts as a duplicate. A concurrent
-    insert of the same id by another node fails the INSERT on the unique key
-    (``IntegrityError``): the caller then redoes the requests one by one.
+    for the connector (or earlier in the group, or by another node a moment ago) counts
+    as a duplicate.
     """
-    connection = session.connection()
     connector_ids = list({p.connector_id for p in batch})
-    sql = _CONNECTOR_STATE.format(placeholders(connection, len(connector_ids)))
+    sql = _CONNECTOR_STATE.format(placeholders(cursor, len(connector_ids)))
     state = {
         row[0]: (row[1], DriverValues.read_timestamp(row[2]))
-        for row in connection.exec_driver_sql(sql, tuple(connector_ids))
+        for row in cursor.execute(sql, tuple(connector_ids)).fetchall()
     }
     outcomes: list[IngestResult | BaseException] = []
     accepted: list[_Pending] = []
@@ -296,7 +249,7 @@ def _write_batch(batch: list[_Pending], session: Session) -> list[IngestResult |
     if not accepted:
         return outcomes
     batches = [(p.connector_id, p.target.organization_id, p.events) for p in accepted]
-    added = iter(add_event_batches(session, batches, SOURCE))
+    added = iter(add_event_batches(cursor, batches, SOURCE))
     for index, pending in enumerate(batch):
         if isinstance(outcomes[index], IngestResult):
             new, count = next(added), len(pending.events)
