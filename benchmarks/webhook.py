@@ -8,8 +8,10 @@ the Standard Webhooks signature on the raw body and commits the event to the inb
 The load comes from a separate process: a small asyncio HTTP/1.1 client with 64
 keep-alive connections, each sending its next request as soon as the previous answer
 arrived (closed loop). Requests are signed before the clock starts, every one with its
-own webhook id, so none is a duplicate. After the run the inbox is counted to prove
-every accepted event was stored.
+own webhook id, so none is a duplicate. Two last Jackfield runs pace the requests for the
+latency target (see ``TARGET_P99_MS``): at half of bare Starlette's measured rate -- the
+load the throughput target promises -- and at a quarter of it. After the runs the inbox
+is counted to prove every accepted event was stored.
 
 Run: ``python -m benchmarks.webhook`` (or ``make bench``). Environment:
 ``JACKFIELD_BENCH_REQUESTS`` (default 5000), ``JACKFIELD_BENCH_CONCURRENCY`` (64),
@@ -34,9 +36,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SECRET = "whsec_" + base64.b64encode(b"jackfield-benchmark-secret-32by!").decode()
 WARMUP = 300
-PACED_RATE = 1000.0
-"""The second Jackfield run: requests at this total rate, to show the latency of one
-webhook when the server is not saturated (in the closed loop, latency = 64 / throughput)."""
+TARGET_RATIO = 0.5
+TARGET_P99_MS = 15.0
+"""The targets: Jackfield takes at least half of bare Starlette's rate, and at that rate
+(64 connections, requests paced) 99% of webhooks are answered within 15 ms. Latency is
+measured paced because in the closed loop it is not a property of the server at all:
+there it is 64 / throughput (Little's law), so even bare Starlette's p99 sits above
+15 ms whenever it serves fewer than ~4,300 req/s."""
 
 
 def _http_stack() -> str:
@@ -76,6 +82,9 @@ def _jackfield_app(database_url: str, data_dir: str, secret_key: str) -> Any:
 def _serve(kind: str, port: int, *args: str) -> None:
     import uvicorn
 
+    if os.environ.get("WPROF"):
+        sys.path.insert(0, "/tmp/prof")
+        __import__(os.environ["WPROF"])
     app = _bare_app() if kind == "bare" else _jackfield_app(*args)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -260,10 +269,15 @@ def main() -> None:
             for kind, runs_of_kind in runs.items():
                 args = [] if kind == "bare" else server_args
                 runs_of_kind.append(_measure(kind, args, connector_id, count, concurrency))
-        paced = _measure("jackfield", server_args, connector_id, count, concurrency, PACED_RATE)
+        bare, ingest = _median(runs["bare"]), _median(runs["jackfield"])
+        paced = {  # the target's load, and half of it: where the latency bound holds
+            share: _measure(
+                "jackfield", server_args, connector_id, count, concurrency, share * bare["rps"]
+            )
+            for share in (TARGET_RATIO / 2, TARGET_RATIO)
+        }
         stored = _stored(*server_args, connector_id)
-    bare, ingest = _median(runs["bare"]), _median(runs["jackfield"])
-    expected = (rounds + 1) * (count + WARMUP)
+    expected = (rounds + len(paced)) * (count + WARMUP)
     backend = database_url.split(":", 1)[0]
     ratio = ingest["rps"] / bare["rps"]
     print(
@@ -271,15 +285,18 @@ def main() -> None:
         f"connections, uvicorn (1 process, {_http_stack()}),"
     )
     print(f"  asyncio raw HTTP/1.1 load generator in its own process, database {backend}")
-    named = (("bare Starlette", bare), ("Jackfield ingest", ingest), ("  paced", paced))
+    named = [("bare Starlette", bare), ("Jackfield ingest", ingest)]
+    named += [(f"  paced {share:.2f}x bare", r) for share, r in paced.items()]
     for name, r in named:
         print(
-            f"  {name:<17} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+            f"  {name:<22} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
             f"p99 {r['p99_ms']:6.2f} ms  max {r['max_ms']:6.2f} ms  statuses {r['statuses']}"
         )
+    at_target = paced[TARGET_RATIO]
     print(
-        f"  ratio {ratio:.2f} (target >= 0.5); Jackfield p99 {ingest['p99_ms']:.2f} ms at full "
-        f"load, {paced['p99_ms']:.2f} ms paced at {PACED_RATE:.0f} req/s (target <= 15 ms)"
+        f"  ratio {ratio:.2f} (target >= {TARGET_RATIO}); p99 at {TARGET_RATIO} x bare's rate "
+        f"{at_target['p99_ms']:.2f} ms (target <= {TARGET_P99_MS:.0f} ms; closed loop: "
+        f"Jackfield {ingest['p99_ms']:.2f} ms, bare {bare['p99_ms']:.2f} ms)"
     )
     print(f"  stored {stored} of {expected} events sent (every 200 was committed)")
 
