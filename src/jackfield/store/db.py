@@ -83,7 +83,9 @@ class Database:
         hot paths whose statements are all driver-level (``store.bulk``). Setting up and
         tearing down a session costs more than SQLite spends on a small group of rows
         (measured on a webhook group of three: ~0.6 ms of CPU against ~0.2 ms). Driver
-        errors come out as SQLAlchemy's (``IntegrityError`` ...), as from a session."""
+        errors come out as SQLAlchemy's (``IntegrityError`` ...), as from a session.
+        Not for a thread already inside a transaction: on SQLite the two would wait for
+        each other's write lock."""
         dbapi = self.engine.dialect.loaded_dbapi
         with self._write_lock or nullcontext():
             connection = self.engine.raw_connection()
