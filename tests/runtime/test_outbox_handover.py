@@ -90,7 +90,7 @@ def test_a_handed_over_message_whose_worker_died_is_claimed_after_its_lease(
 ):
     cid = make_connector(tenant.admin)
     outbox = OutboxService(jf.db)
-    worker = _DeadWorker(lease_seconds=0.3)
+    worker = _DeadWorker(lease_seconds=2)  # long enough for a loaded CI machine
     outbox.set_direct_delivery(worker)
     result = outbox.send(None, cid, {"text": "orphan"})
     assert result.created and result.state == "in_flight"
@@ -101,7 +101,7 @@ def test_a_handed_over_message_whose_worker_died_is_claimed_after_its_lease(
 
     store = OutboxStore(jf.db)
     assert store.claim(10, lease_seconds=30) == []  # leased: nobody else takes it
-    time.sleep(0.4)
+    time.sleep((lease.expires_at - utcnow()).total_seconds() + 0.1)
     [taken] = store.claim(10, lease_seconds=30)
     assert (taken.envelope_id, taken.attempts, taken.payload) == (
         result.envelope_id,
