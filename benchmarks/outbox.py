@@ -23,7 +23,8 @@ machine is noisy, so the sides take turns for ``JACKFIELD_BENCH_ROUNDS`` rounds 
 medians are compared.
 
 Run: ``python -m benchmarks outbox`` (or ``make bench``). Environment:
-``JACKFIELD_BENCH_MESSAGES`` (default 20000), ``JACKFIELD_BENCH_ROUNDS`` (3).
+``JACKFIELD_BENCH_MESSAGES`` (default 20000), ``JACKFIELD_BENCH_ROUNDS`` (5: one round's
+ratio varies by about ±20% on a shared machine).
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ def outbox_rate(count: int, producer: Producer) -> float:
 
 def main() -> None:
     count = int(os.environ.get("JACKFIELD_BENCH_MESSAGES", "20000"))
-    rounds = int(os.environ.get("JACKFIELD_BENCH_ROUNDS", "3"))
+    rounds = int(os.environ.get("JACKFIELD_BENCH_ROUNDS", "5"))
     from jackfield.settings import Settings
 
     batch = Settings.model_fields["outbox_batch_size"].default

@@ -19,6 +19,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
+from itertools import chain
 from operator import itemgetter
 from typing import Any, cast
 
@@ -97,7 +98,7 @@ class DriverStatement:
         for size in ROW_CHUNKS:
             while len(rows) - start >= size:
                 chunk = rows[start : start + size]
-                yield compiled.multi(size), tuple(value for row in chunk for value in row)
+                yield compiled.multi(size), tuple(chain.from_iterable(chunk))
                 start += size
 
     def _compile(self, dialect: Dialect) -> _Compiled:

@@ -20,16 +20,21 @@ class OutboundMessage:
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> OutboundMessage:
-        text = payload.get("text")
-        if not isinstance(text, str):
-            raise ConnectorConfigError("a message needs a 'text' string")
         known = {"text", "channel", "thread_id"}
         return cls(
-            text=text,
+            text=message_text(payload),
             channel=payload.get("channel"),
             thread_id=payload.get("thread_id"),
             metadata={k: v for k, v in payload.items() if k not in known},
         )
+
+
+def message_text(payload: dict[str, Any]) -> str:
+    """The ``text`` every message payload must carry."""
+    text = payload.get("text")
+    if not isinstance(text, str):
+        raise ConnectorConfigError("a message needs a 'text' string")
+    return text
 
 
 @dataclass(frozen=True)
