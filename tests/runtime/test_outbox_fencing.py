@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from jackfield.kernel.inbound import InboundEvent
 from jackfield.runtime.outbox_store import Ack, OutboxStore
+from jackfield.store import utcnow
 from jackfield.store.models_inbound import InboxEvent
 from jackfield.store.models_outbox import OutboxMessage
 
@@ -42,10 +43,10 @@ def test_an_ack_from_a_stolen_lease_is_rejected(jf, tenant, make_connector):
     [envelope] = _queue(jf, cid, 1)
     store = OutboxStore(jf.db)
 
-    [mine] = store.claim(10, lease_seconds=0.2)
+    [mine] = store.claim(10, lease_seconds=1)  # long enough for a loaded CI machine
     assert mine.envelope_id == envelope and mine.attempts == 1
-    assert store.claim(10, lease_seconds=0.2) == []  # leased: nobody else gets it
-    time.sleep(0.3)
+    assert store.claim(10, lease_seconds=1) == []  # leased: nobody else gets it
+    time.sleep((mine.lease_expires_at - utcnow()).total_seconds() + 0.05)
     [theirs] = store.claim(10, lease_seconds=30)  # the lease expired: taken over
     assert theirs.envelope_id == envelope and theirs.attempts == 2
     assert theirs.lease_token != mine.lease_token

@@ -130,9 +130,9 @@ def test_an_ack_batch_with_one_lost_lease_applies_the_others(jf, tenant, make_co
     for future in futures:
         future.result(30)
     store = OutboxStore(jf.db)
-    [short] = store.claim(1, lease_seconds=0.2)
+    [short] = store.claim(1, lease_seconds=1)  # still held at the next claim, even on CI
     held = store.claim(2, lease_seconds=30)
-    time.sleep(0.3)
+    time.sleep((short.lease_expires_at - utcnow()).total_seconds() + 0.05)
     [stolen] = store.claim(1, lease_seconds=30)
     assert stolen.envelope_id == short.envelope_id
     batch = [_delivered(short), *(_delivered(c) for c in held)]
