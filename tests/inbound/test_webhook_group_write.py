@@ -156,3 +156,15 @@ async def test_an_event_the_database_refuses_fails_only_its_own_request(jf, webh
         assert stored == ["g1", "g2"]
     finally:
         ingress.close()
+
+
+async def test_a_closed_ingress_commits_again_when_used_again(jf, webhook_connector):
+    """An app's lifespan may end and start again with the same ingress (tests do)."""
+    ingress = WebhookIngress(jf)
+    try:
+        before, after = (_pending(ingress, webhook_connector, i) for i in ("before", "after"))
+        assert await ingress._commit([before]) == [IngestResult(1, 0)]
+        ingress.close()
+        assert await ingress._commit([after]) == [IngestResult(1, 0)]
+    finally:
+        ingress.close()

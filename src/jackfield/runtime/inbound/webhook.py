@@ -101,8 +101,7 @@ class WebhookIngress:
     ) -> None:
         self.jf = jf
         self.db = jf.db
-        # one thread writes, so groups commit in order and one at a time
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="webhook-commit")
+        self._writer: ThreadPoolExecutor | None = None  # started by the first commit
         self.cache_seconds = cache_seconds
         self.on_commit = on_commit
         self._targets: dict[str, _Target] = {}
@@ -142,7 +141,11 @@ class WebhookIngress:
         raise _not_found(connector_id)  # changed twice while we verified: let it retry
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        """Wait for the commit in flight and stop the writer thread (a later commit,
+        e.g. of an app started again, starts a new one)."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.shutdown(wait=True)
         self._targets.clear()
 
     # -- the connector's provider, cached ------------------------------------------------
@@ -208,6 +211,8 @@ class WebhookIngress:
             self._pending = []
 
     async def _commit(self, batch: list[_Pending]) -> list[IngestResult | BaseException]:
+        if self._writer is None:  # one thread writes: groups commit in order, one at a time
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="webhook-commit")
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, self._write, batch)
 
