@@ -33,12 +33,22 @@ def _pending(ingress: WebhookIngress, connector_id: str, *ids: str) -> _Pending:
     return _Pending(connector_id, target, events, _LOOP.create_future())
 
 
+def _write(jf, batch: list[_Pending]) -> list:
+    """The group write in a transaction of its own, committed."""
+    with jf.db.driver_transaction() as cursor:
+        return _write_batch(batch, cursor)
+
+
+def _stored(jf, connector_id: str) -> int:
+    with jf.db.transaction() as s:
+        return s.scalar(select(func.count()).where(InboxEvent.connector_id == connector_id))
+
+
 def test_each_request_of_a_group_gets_its_own_outcome(jf, webhook_connector):
     ingress = WebhookIngress(jf)
     try:
         first = _pending(ingress, webhook_connector, "old")
-        with jf.db.driver_transaction() as c:
-            assert _write_batch([first], c) == [IngestResult(1, 0)]
+        assert _write(jf, [first]) == [IngestResult(1, 0)]
         batch = [
             _pending(ingress, webhook_connector, "a"),
             _pending(ingress, webhook_connector, "old"),  # stored before
@@ -46,8 +56,7 @@ def test_each_request_of_a_group_gets_its_own_outcome(jf, webhook_connector):
             _pending(ingress, webhook_connector, "b", "b", "c"),
             _pending(ingress, webhook_connector),
         ]
-        with jf.db.driver_transaction() as c:
-            outcomes = _write_batch(batch, c)
+        outcomes = _write(jf, batch)
         assert outcomes == [
             IngestResult(1, 0),
             IngestResult(0, 1),
@@ -74,16 +83,10 @@ def test_large_groups_are_written_in_chunks(jf, webhook_connector):
     ingress = WebhookIngress(jf)
     try:
         batch = [_pending(ingress, webhook_connector, f"e{i}") for i in range(620)]
-        with jf.db.driver_transaction() as c:
-            assert _write_batch(batch[:7], c) == [IngestResult(1, 0)] * 7
-        with jf.db.driver_transaction() as c:
-            outcomes = _write_batch(batch, c)
+        assert _write(jf, batch[:7]) == [IngestResult(1, 0)] * 7
+        outcomes = _write(jf, batch)
         assert outcomes == [IngestResult(0, 1)] * 7 + [IngestResult(1, 0)] * 613
-        with jf.db.transaction() as s:
-            count = s.scalar(
-                select(func.count()).where(InboxEvent.connector_id == webhook_connector)
-            )
-        assert count == 620
+        assert _stored(jf, webhook_connector) == 620
     finally:
         ingress.close()
 
@@ -97,19 +100,13 @@ def test_a_disabled_or_edited_connector_stores_nothing(
         jf.connectors.update(
             admin, webhook_connector, config={"secret": webhook_secret, "tolerance_seconds": 60}
         )
-        with jf.db.driver_transaction() as c:
-            (outcome,) = _write_batch([cached], c)
+        (outcome,) = _write(jf, [cached])
         assert isinstance(outcome, _Stale)
         fresh = _pending(ingress, webhook_connector, "y")
         jf.connectors.set_enabled(admin, webhook_connector, False)
-        with jf.db.driver_transaction() as c:
-            (outcome,) = _write_batch([fresh], c)
+        (outcome,) = _write(jf, [fresh])
         assert isinstance(outcome, ConnectorNotFoundError)
-        with jf.db.transaction() as s:
-            count = s.scalar(
-                select(func.count()).where(InboxEvent.connector_id == webhook_connector)
-            )
-        assert count == 0
+        assert _stored(jf, webhook_connector) == 0
     finally:
         ingress.close()
 
@@ -122,8 +119,7 @@ def test_long_integers_are_exact_and_nan_is_stored_as_null(jf, webhook_connector
             InboundEvent("nan", "t", {"n": float("nan"), "none": None}, occurred_at=SENT),
             InboundEvent("big", "t", {"big": 2**70}, occurred_at=SENT),
         ]
-        with jf.db.driver_transaction() as c:
-            assert _write_batch([pending], c) == [IngestResult(2, 0)]
+        assert _write(jf, [pending]) == [IngestResult(2, 0)]
         with jf.db.transaction() as s:
             payloads = s.scalars(
                 select(InboxEvent.payload)
