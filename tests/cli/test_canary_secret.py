@@ -55,19 +55,8 @@ def test_canary_never_appears_in_db_logs_or_cli_output(tmp_path):
     creds.write_text(json.dumps({"password": CANARY}))
     conn = json.loads(
         run(
-            "connectors",
-            "create",
-            "--org",
-            "acme",
-            "--name",
-            "mail",
-            "--category",
-            "email",
-            "--provider",
-            "smtp",
-            "--param",
-            "host=127.0.0.1",
-            "--param",
+            *"connectors create --org acme --name mail".split(),
+            *"--category email --provider smtp --param host=127.0.0.1 --param".split(),
             f"port={closed_port}",
             "--param",
             "username=ann",

@@ -82,17 +82,8 @@ def test_the_readme_tour(any_db_cli, tmp_path):
 
     root = tmp_path / "files"
     conn = cli.json(
-        "connectors",
-        "create",
-        "--org",
-        "acme",
-        "--name",
-        "disk",
-        "--category",
-        "storage",
-        "--provider",
-        "local_fs",
-        "--param",
+        *"connectors create --org acme --name disk".split(),
+        *"--category storage --provider local_fs --param".split(),
         f"root={root}",
     )
     assert conn["status"] == "draft" and conn["params"][0] == {
@@ -196,17 +187,8 @@ def test_a_failed_connection_test_exits_1_with_the_result(cli, tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
     conn = cli.json(
-        "connectors",
-        "create",
-        "--org",
-        "acme",
-        "--name",
-        "x",
-        "--category",
-        "storage",
-        "--provider",
-        "local_fs",
-        "--param",
+        *"connectors create --org acme --name x".split(),
+        *"--category storage --provider local_fs --param".split(),
         f"root={blocker}",
     )
     proc = cli.run("connectors", "test", conn["id"], "--json", expect=1)
@@ -217,20 +199,9 @@ def test_a_failed_connection_test_exits_1_with_the_result(cli, tmp_path):
 def test_keys_rotate(cli):
     cli.run("orgs", "create", "acme")
     cli.json(
-        "connectors",
-        "create",
-        "--org",
-        "acme",
-        "--name",
-        "m",
-        "--category",
-        "email",
-        "--provider",
-        "smtp",
-        "--param",
-        "host=127.0.0.1",
-        "--param",
-        "password=pw-123456",
+        *"connectors create --org acme --name m".split(),
+        *"--category email --provider smtp".split(),
+        *"--param host=127.0.0.1 --param password=pw-123456".split(),
     )
     assert cli.json("keys", "rotate") == {"reencrypted": 1}
     assert cli.json("keys", "rotate") == {"reencrypted": 1}  # file mode makes a new key each time
