@@ -21,6 +21,7 @@ from typing import Any
 from ..service.outbox import OutboxService, SendResult
 from ..service.units import RuntimeUnitService
 from ..store.group_commit import GroupCommitter
+from . import heap
 from .events import EventRouter
 from .outbox import DeliveryConfig, OutboxWorker
 from .outbox_store import OutboxStore
@@ -88,6 +89,7 @@ class Runtime:
         if self.running:
             return
         self.running = True
+        heap.freeze()  # what start-up built stays out of the collector's way (``heap``)
         await self.events.start()
         if self.enabled:
             await self.supervisor.start()
@@ -104,6 +106,7 @@ class Runtime:
             await self.supervisor.stop()
         await self.events.stop()
         self.committer.close()
+        heap.thaw()
         log.info("runtime stopped on %s", self.node_id)
 
     def send(

@@ -18,7 +18,6 @@ when the fast path is not installed (an app run without lifespan events).
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import re
@@ -33,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...kernel.errors import AuthError, ConnectorNotFoundError, JackfieldError
 from ...kernel.inbound import WebhookRequest
+from ...runtime import heap
 from ...runtime.inbound.webhook import WebhookIngress
 from ..errors import error_body, status_for
 from .events import event_router, wrap_lifespan
@@ -203,8 +203,8 @@ class _FastPath:
 
 
 def setup_app(app: FastAPI) -> None:
-    """Install the fast path and freeze the startup heap once the app has started; stop
-    the ingress's commit thread when it shuts down."""
+    """Install the fast path and freeze the start-up heap (``runtime.heap``) once the
+    app has started; stop the ingress's commit thread when it shuts down."""
     wrap_lifespan(app, on_start=_start, on_stop=_close)
 
 
@@ -212,25 +212,11 @@ async def _start(app: FastAPI) -> None:
     stack: Any = app.middleware_stack  # built by Starlette for the lifespan call
     if stack is not None and not isinstance(stack, _FastPath):
         app.middleware_stack = _FastPath(stack, app)
-    _freeze_heap()
-
-
-def _freeze_heap() -> None:
-    """Move every object alive after startup (modules, the app, the registry: some 10^5
-    objects) to the collector's permanent generation.
-
-    Under load many request objects are alive at any moment and get promoted, so full
-    collections come often; each walked the whole startup heap and paused the event
-    loop for ~100 ms, which was the p99 of the webhook benchmark (150 ms -> 40 ms with
-    the freeze). Reference counting still frees everything; only cycle detection skips
-    the frozen objects until ``_close`` unfreezes them.
-    """
-    gc.collect()
-    gc.freeze()
+    heap.freeze()
 
 
 async def _close(app: FastAPI) -> None:
-    gc.unfreeze()
+    heap.thaw()
     ingress: WebhookIngress | None = getattr(app.state, "webhook_ingress", None)
     if ingress is not None:
         ingress.close()
