@@ -7,6 +7,8 @@ import pytest
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from jackfield.kernel.inbound import InboundEvent
+from jackfield.runtime.inbox import add_event_batches, insert_event_batches
 from jackfield.store.bulk import DriverStatement, DriverValues, encode_json, json_text
 from jackfield.store.models import utcnow
 from jackfield.store.models_inbound import InboxEvent
@@ -86,8 +88,6 @@ def test_json_text_keeps_what_json_can_hold_and_strings_the_rest():
 
 
 def test_many_rows_of_an_insert_are_all_written_and_duplicates_skipped(jf, admin):
-    from jackfield.kernel.inbound import InboundEvent
-    from jackfield.runtime.inbox import insert_event_batches
 
     cid = _connector(jf, admin)
     events = [InboundEvent(f"e{i}", "t", {"i": i}) for i in range(300)]  # 256 + 2*16 + 3*4
@@ -103,8 +103,6 @@ def test_many_rows_of_an_insert_are_all_written_and_duplicates_skipped(jf, admin
 
 
 def test_a_returning_insert_gives_back_the_rows_it_took_in_every_chunk(jf, admin):
-    from jackfield.kernel.inbound import InboundEvent
-    from jackfield.runtime.inbox import add_event_batches
 
     cid, org = _connector(jf, admin), admin.organization_id
     first = [InboundEvent(f"e{i}", "t", {"i": i}) for i in range(261)]  # 256 + 4 + 1
@@ -120,8 +118,6 @@ def test_a_returning_insert_gives_back_the_rows_it_took_in_every_chunk(jf, admin
 
 
 def test_a_driver_transaction_commits_or_stores_nothing(jf, admin):
-    from jackfield.kernel.inbound import InboundEvent
-    from jackfield.runtime.inbox import add_event_batches
 
     cid, org = _connector(jf, admin), admin.organization_id
     with pytest.raises(ZeroDivisionError):

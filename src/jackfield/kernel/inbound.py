@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class InboundEvent:
     """One event from the external system. ``event_id`` deduplicates redeliveries."""
 

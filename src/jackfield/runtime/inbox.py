@@ -73,7 +73,7 @@ COLUMNS = (
 )
 
 
-def insert_new(dialect: str) -> Any:
+def _insert_new(dialect: str) -> Any:
     """``INSERT`` of ``COLUMNS`` that skips the ``(connector_id, event_id)`` already
     stored -- also ones a concurrent writer just stored -- instead of failing."""
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
@@ -82,9 +82,9 @@ def insert_new(dialect: str) -> Any:
     return statement.on_conflict_do_nothing()
 
 
-_INSERT_NEW = DriverStatement(insert_new, COLUMNS)
+_INSERT_NEW = DriverStatement(_insert_new, COLUMNS)
 _INSERT_RETURNING = DriverStatement(
-    lambda dialect: insert_new(dialect).returning(InboxEvent.connector_id, InboxEvent.event_id),
+    lambda dialect: _insert_new(dialect).returning(InboxEvent.connector_id, InboxEvent.event_id),
     COLUMNS,
 )
 

@@ -53,13 +53,14 @@ from typing import TypeVar
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ..kernel.errors import ConnectorError
 from ..service.outbox_enqueue import Lease, Send
 from ..store import utcnow
 from ..store.bulk import DriverValues
 from ..store.group_commit import GroupCommitter
 from .outbox_acker import COALESCE_SECONDS, Acker
 from .outbox_handover import HandOvers
-from .outbox_outcomes import ack_for, attempt, crashed, lease_ran_out
+from .outbox_outcomes import ack_for, crashed, failed, lease_ran_out
 from .outbox_pace import Pace
 from .outbox_store import Ack, AckReport, Claimed, OutboxStore
 from .supervisor import Supervisor, UnitUnavailable
@@ -350,7 +351,9 @@ class OutboxWorker:
                     if self._want_room and len(buffer) == refill:
                         self.wake()  # no longer full: the dispatcher may claim for it again
                     try:
-                        outcome = await attempt(provider, current)
+                        outcome = await provider.deliver(current.envelope())
+                    except (TimeoutError, ConnectorError) as exc:
+                        outcome = failed(exc)
                     except Exception as exc:  # noqa: BLE001 - the unit crashed, not the worker
                         self.stats.crashes += 1
                         self.supervisor.report_crash(unit, generation, exc)

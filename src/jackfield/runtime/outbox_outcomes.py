@@ -20,23 +20,19 @@ from ..kernel.envelope import (
     outcome_from_error,
 )
 from ..kernel.errors import ConnectorError, RetryClass
-from ..kernel.provider import ConnectorProvider
 from ..secrets import redactor
 from ..store import utcnow
 from .outbox_store import Ack, Claimed
 from .retry import RetryPolicy
 
 
-async def attempt(provider: ConnectorProvider, message: Claimed) -> DeliveryOutcome:
-    """One delivery. ``ConnectorError``s become their outcome; a ``TimeoutError`` the
-    provider lets out is a transient failure. Any other exception propagates: it is a
-    crash of the unit, which the caller reports."""
-    try:
-        return await provider.deliver(message.envelope())
-    except TimeoutError as exc:
-        return Retry(RetryClass.TRANSIENT, "DeliveryTimeout", f"delivery timed out: {exc}")
-    except ConnectorError as exc:
+def failed(exc: TimeoutError | ConnectorError) -> DeliveryOutcome:
+    """The outcome of a delivery that raised a ``ConnectorError`` (its own outcome) or
+    let a ``TimeoutError`` out (a transient failure). Anything else a provider raises is
+    a crash of the unit, which the worker reports."""
+    if isinstance(exc, ConnectorError):
         return outcome_from_error(exc)
+    return Retry(RetryClass.TRANSIENT, "DeliveryTimeout", f"delivery timed out: {exc}")
 
 
 def lease_ran_out(lease_seconds: float) -> Retry:

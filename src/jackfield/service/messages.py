@@ -76,17 +76,25 @@ def parse_envelope_id(value: str | None) -> str:
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _PAIRS = tuple(a + b for a in _CROCKFORD for b in _CROCKFORD)  # 10 bits -> 2 characters
-_SHIFTS = tuple(range(120, -1, -10))
+#: byte -> the character of its low 5 bits (uniform: 256 is a multiple of 32)
+_LOW_BITS = bytes(ord(_CROCKFORD[byte % 32]) for byte in range(256))
+_time_part: tuple[int, str] = (-1, "")  # (millisecond, its 10 characters), last used
 
 
 def new_ulid() -> str:
     """A new ULID (48-bit millisecond time, 80 random bits) in canonical text form.
 
-    The same value ``str(ULID())`` gives, in half the time: every send pays for one, and
-    the ``ulid`` package builds an object and validates it first.
+    What ``str(ULID())`` gives, in a third of the time (every send pays for one): the
+    time part is encoded once per millisecond, and each of the 16 random characters
+    comes from 5 random bits of its own byte (80 bits in all, as the spec asks).
     """
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(random_bytes(10), "big")
-    return "".join([_PAIRS[(value >> shift) & 1023] for shift in _SHIFTS])
+    global _time_part
+    ms = time.time_ns() // 1_000_000
+    known, time_part = _time_part  # one tuple: consistent even if another thread swaps it
+    if known != ms:
+        time_part = "".join([_PAIRS[(ms >> shift) & 1023] for shift in (40, 30, 20, 10, 0)])
+        _time_part = (ms, time_part)
+    return time_part + random_bytes(16).translate(_LOW_BITS).decode()
 
 
 def lookup_id(envelope_id: str) -> str:
