@@ -305,7 +305,10 @@ def main() -> None:
     ):
         rate = median[name]
         print(f"  {label:30s} {rate:8.0f} msg/s   {rate / raw:.3f}x raw")
-    print(f"  ratio {median['sustained'] / raw:.3f} (target >= {TARGET}); per round:")
+    print(
+        f"  ratio {median['sustained'] / raw:.3f} (target >= {TARGET}); sustained is"
+        f" {median['sustained'] / median['floor']:.0%} of the floor; per round:"
+    )
     for i in range(rounds):
         print(
             "    "

@@ -82,9 +82,6 @@ def _jackfield_app(database_url: str, data_dir: str, secret_key: str) -> Any:
 def _serve(kind: str, port: int, *args: str) -> None:
     import uvicorn
 
-    if os.environ.get("WPROF"):
-        sys.path.insert(0, "/tmp/prof")
-        __import__(os.environ["WPROF"])
     app = _bare_app() if kind == "bare" else _jackfield_app(*args)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
