@@ -68,7 +68,9 @@ def test_login_wrong_password_then_right(page: Any, ui_user: Any) -> None:
 
 def test_keyboard_only_login(page: Any, ui_user: Any) -> None:
     page.goto("/login")
-    # the email field has focus when the page opens; Tab moves to the password
+    # the email field has focus when the page opens (autofocus may be applied only after the
+    # load event on a busy machine, so wait for it); Tab moves to the password
+    page.wait_for_function("() => document.activeElement?.id === 'email'")
     page.keyboard.type(ui_user.email)
     page.keyboard.press("Tab")
     page.keyboard.type(ui_user.password)
