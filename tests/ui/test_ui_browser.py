@@ -74,6 +74,7 @@ def test_keyboard_only_login(page: Any, ui_user: Any) -> None:
     page.keyboard.type(ui_user.email)
     page.keyboard.press("Tab")
     page.keyboard.type(ui_user.password)
+    assert page.get_by_label("Email").input_value() == ui_user.email
     page.keyboard.press("Enter")
     page.wait_for_url("**/connectors")
     # and keyboard focus is visible: Tab reaches the skip link first
