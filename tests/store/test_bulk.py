@@ -88,7 +88,6 @@ def test_json_text_keeps_what_json_can_hold_and_strings_the_rest():
 
 
 def test_many_rows_of_an_insert_are_all_written_and_duplicates_skipped(jf, admin):
-
     cid = _connector(jf, admin)
     events = [InboundEvent(f"e{i}", "t", {"i": i}) for i in range(300)]  # 256 + 2*16 + 3*4
     again = [*events[250:262], InboundEvent("new", "t", {})]  # across a chunk boundary
@@ -103,7 +102,6 @@ def test_many_rows_of_an_insert_are_all_written_and_duplicates_skipped(jf, admin
 
 
 def test_a_returning_insert_gives_back_the_rows_it_took_in_every_chunk(jf, admin):
-
     cid, org = _connector(jf, admin), admin.organization_id
     first = [InboundEvent(f"e{i}", "t", {"i": i}) for i in range(261)]  # 256 + 4 + 1
     with jf.db.driver_transaction() as cursor:
@@ -118,7 +116,6 @@ def test_a_returning_insert_gives_back_the_rows_it_took_in_every_chunk(jf, admin
 
 
 def test_a_driver_transaction_commits_or_stores_nothing(jf, admin):
-
     cid, org = _connector(jf, admin), admin.organization_id
     with pytest.raises(ZeroDivisionError):
         with jf.db.driver_transaction() as cursor:
