@@ -56,12 +56,9 @@ def test_canary_never_appears_in_db_logs_or_cli_output(tmp_path):
     conn = json.loads(
         run(
             *"connectors create --org acme --name mail".split(),
-            *"--category email --provider smtp --param host=127.0.0.1 --param".split(),
-            f"port={closed_port}",
-            "--param",
-            "username=ann",
-            "--param",
-            f"password={CANARY}",
+            *"--category email --provider smtp".split(),
+            *["--param", "host=127.0.0.1", "--param", f"port={closed_port}"],
+            *["--param", "username=ann", "--param", f"password={CANARY}"],
             "--json",
         )
     )

@@ -83,8 +83,8 @@ def test_the_readme_tour(any_db_cli, tmp_path):
     root = tmp_path / "files"
     conn = cli.json(
         *"connectors create --org acme --name disk".split(),
-        *"--category storage --provider local_fs --param".split(),
-        f"root={root}",
+        *"--category storage --provider local_fs".split(),
+        *["--param", f"root={root}"],
     )
     assert conn["status"] == "draft" and conn["params"][0] == {
         "key": "root",
@@ -188,8 +188,8 @@ def test_a_failed_connection_test_exits_1_with_the_result(cli, tmp_path):
     blocker.write_text("not a directory")
     conn = cli.json(
         *"connectors create --org acme --name x".split(),
-        *"--category storage --provider local_fs --param".split(),
-        f"root={blocker}",
+        *"--category storage --provider local_fs".split(),
+        *["--param", f"root={blocker}"],
     )
     proc = cli.run("connectors", "test", conn["id"], "--json", expect=1)
     result = json.loads(proc.stdout)
