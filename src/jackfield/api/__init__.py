@@ -1,5 +1,5 @@
 """REST API (FastAPI): translate HTTP <-> service calls."""
 
-from .app import create_app
+from .app import begin_shutdown, create_app
 
-__all__ = ["create_app"]
+__all__ = ["begin_shutdown", "create_app"]

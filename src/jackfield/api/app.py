@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from ..app import Jackfield
 from .errors import install_error_handlers
+from .routes.events import end_streams
 
 ROUTER_PACKAGES = ("jackfield.api.routes", "jackfield.ui.pages")
 
@@ -55,3 +56,9 @@ def create_app(jf: Jackfield, *, start_runtime: bool = True) -> FastAPI:
         if setup is not None:  # e.g. static files, middleware of the UI
             setup(app)
     return app
+
+
+async def begin_shutdown(app: FastAPI) -> None:
+    """What a server calls as it starts to shut down, before it waits for open
+    responses: end those that would never finish by themselves (the event streams)."""
+    await end_streams(app)

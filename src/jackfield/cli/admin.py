@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from .output import JsonOption, console, emit, emit_items, jackfield, user_errors
@@ -13,28 +15,40 @@ keys = typer.Typer(help="Master keys.", no_args_is_help=True)
 
 def serve(
     host: str = typer.Option("127.0.0.1", "--host"),
-    port: int = typer.Option(8000, "--port"),
+    port: int = typer.Option(8000, "--port", min=0, max=65535),
+    as_json: bool = JsonOption,
 ) -> None:
     """Run the REST API, admin UI and runtime in one process."""
-    import uvicorn
-
     from ..api import create_app
+    from .serving import Server, listen
 
+    listener = listen(host, port)  # first: a taken port must not start the runtime
     with user_errors():
         jf = jackfield()  # migrates and checks the master key before anything listens
         password = jf.settings.admin_password
         admin = jf.accounts.bootstrap_admin(password.get_secret_value() if password else None)
+    address = f"[{host}]" if ":" in host else host
+    url = f"http://{address}:{listener.getsockname()[1]}/"
+    started: dict[str, Any] = {"url": url, "health": f"{url}healthz", "bootstrap_admin": None}
     if admin is not None:
-        console.print(f"[bold]Bootstrap admin created:[/bold] {admin.email}")
+        started["bootstrap_admin"] = {"email": admin.email}
         if admin.generated:
-            console.print(f"  password (shown once): {admin.password}")
-    console.print(f"Jackfield on http://{host}:{port}/  (health: /healthz)")
-    # open SSE streams must not hold a shutdown forever
-    uvicorn.run(create_app(jf), host=host, port=port, log_config=None, timeout_graceful_shutdown=5)
+            started["bootstrap_admin"]["password"] = admin.password  # shown once
+    emit(started, as_json, _show_started)
+    Server(create_app(jf)).run(sockets=[listener])
+
+
+def _show_started(started: dict[str, Any]) -> None:
+    admin = started["bootstrap_admin"]
+    if admin is not None:
+        console.print(f"[bold]Bootstrap admin created:[/bold] {admin['email']}")
+        if "password" in admin:
+            console.print(f"  password (shown once): {admin['password']}")
+    console.print(f"Jackfield on {started['url']}  (health: /healthz)")
 
 
 @db.command("upgrade")
-def db_upgrade() -> None:
+def db_upgrade(as_json: bool = JsonOption) -> None:
     """Apply database migrations."""
     from ..settings import Settings
     from ..store import Database, upgrade
@@ -43,7 +57,7 @@ def db_upgrade() -> None:
         database = Database(Settings().database_url)
         upgrade(database.engine)
         database.dispose()
-    console.print("database is up to date")
+    emit({"up_to_date": True}, as_json, lambda _: console.print("database is up to date"))
 
 
 @providers.command("list")

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import cache
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -37,7 +37,7 @@ def jackfield() -> Any:
     return Jackfield(settings=settings)
 
 
-def fail(message: str, remediation: str = "") -> None:
+def fail(message: str, remediation: str = "") -> NoReturn:
     text = f"error: {message}" + (f" ({remediation})" if remediation else "")
     print(redactor.redact(text), file=sys.stderr)
     raise typer.Exit(1)

@@ -78,6 +78,12 @@ async def stream_events(
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)
 
 
+async def end_streams(app: FastAPI) -> None:
+    """End every open event stream of ``app``: a server about to stop calls this first,
+    because a stream never ends by itself and servers wait for open responses."""
+    await event_router(Request({"type": "http", "app": app})).feed.close()
+
+
 def setup_app(app: FastAPI) -> None:
     """Close the fallback router's feed when the app shuts down."""
     wrap_lifespan(app, on_stop=_close_fallback)

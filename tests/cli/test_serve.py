@@ -1,0 +1,136 @@
+"""``jackfield serve`` as an operator runs it: where it listens, what it prints, how it
+refuses an address it cannot use, and how it stops on SIGTERM while a browser keeps the
+live event stream open."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import httpx2
+import pytest
+
+JACKFIELD = shutil.which("jackfield", path=str(Path(os.sys.executable).parent))
+
+
+@pytest.fixture
+def env(tmp_path):
+    data = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JACKFIELD_")}
+    env.update(
+        JACKFIELD_DATABASE_URL=f"sqlite:///{data}/jackfield.db", JACKFIELD_DATA_DIR=str(data)
+    )
+    return env
+
+
+def run(env, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([JACKFIELD, *args], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_a_port_in_use_is_a_one_line_error_and_nothing_starts(env, tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        proc = run(env, "serve", "--port", str(port))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use "
+        "(choose another --host or --port)"
+    ]
+    assert "Traceback" not in proc.stdout + proc.stderr
+    # refused before the application was built: no database was created
+    assert not (tmp_path / "data" / "jackfield.db").exists()
+
+
+def test_an_unknown_host_and_an_impossible_port_are_refused(env):
+    proc = run(env, "serve", "--host", "256.1.1.1", "--port", "0")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("error: cannot listen on 256.1.1.1:0: ")
+    assert len(proc.stderr.strip().splitlines()) == 1
+    proc = run(env, "serve", "--port", "99999")
+    assert proc.returncode == 2  # a usage error
+    assert "Traceback" not in proc.stderr and "65535" in proc.stderr
+
+
+def test_db_upgrade_speaks_json(env):
+    proc = run(env, "db", "upgrade", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"up_to_date": True}
+
+
+def test_sigterm_ends_open_event_streams_and_stops_promptly(env):
+    token = run(
+        env, "users", "create", "ops@example.com", "--org", "acme", "--role", "admin", "--token"
+    )
+    assert token.returncode == 0, token.stderr
+    token = token.stdout.strip().splitlines()[-1]
+    serve = subprocess.Popen(
+        [JACKFIELD, "serve", "--port", "0", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        started = _started(serve)  # --port 0: the JSON says where it listens
+        url = started["url"]
+        assert started["health"] == f"{url}healthz"
+        assert started["bootstrap_admin"] is None  # the database already had a user
+        assert httpx2.get(started["health"]).json()["status"] == "ok"
+
+        stream: dict[str, object] = {}
+        opened = threading.Event()
+
+        def listen() -> None:
+            headers = {"Authorization": f"Bearer {token}"}
+            with httpx2.stream("GET", f"{url}api/events/stream", headers=headers, timeout=30) as r:
+                opened.set()
+                stream["text"] = "".join(r.iter_text())  # until the server ends it
+            stream["ended"] = time.monotonic()
+
+        reader = threading.Thread(target=listen)
+        reader.start()
+        assert opened.wait(10)
+        time.sleep(0.3)
+        signalled = time.monotonic()
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=30)
+        stopped = time.monotonic()
+        reader.join(10)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    assert serve.returncode in (0, -signal.SIGTERM), err
+    # uvicorn would wait out its 5 s grace for the open stream, then cancel it with an error
+    assert stopped - signalled < 3, err
+    assert "ERROR" not in err and "Traceback" not in err, err
+    assert ": connected" in str(stream["text"])  # the client got a clean end of stream
+    assert float(stream["ended"]) - signalled < 3  # type: ignore[arg-type]
+
+
+def _started(serve: subprocess.Popen[str]) -> dict[str, object]:
+    """The JSON object ``serve --json`` prints once it is about to listen."""
+    assert serve.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        line = serve.stdout.readline()
+        assert line, f"serve exited: {serve.poll()}"
+        lines.append(line)
+        if line.startswith("}"):
+            started = json.loads("".join(lines))
+            break
+    else:
+        raise AssertionError("serve printed nothing")
+    while True:  # it prints just before it starts listening
+        try:
+            if httpx2.get(str(started["health"])).status_code == 200:
+                return started
+        except httpx2.TransportError:
+            pass
+        assert time.monotonic() < deadline, "serve did not start"
+        time.sleep(0.1)
