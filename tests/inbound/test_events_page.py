@@ -69,6 +69,8 @@ def test_the_page_lists_the_organizations_events_only(jf, client, ui_admin, othe
     events.inject(who, mine, {"text": "again"}, event_id="mine-2")
     update = client.get(f"/events?after={newest}")
     assert 'data-event-id="mine-2"' in update.text and 'data-event-id="mine-1"' not in update.text
+    beyond = client.get(f"/events?after={2**64}")  # no such id: the page, not a 500
+    assert beyond.status_code == 200 and 'data-event-id="mine-1"' in beyond.text
 
 
 def test_the_page_needs_a_login(api):

@@ -119,3 +119,6 @@ def test_pages_of_the_outbox_list(api, tenant, make_connector, client):
         seen = [m["envelope_id"] for page in (first, second, third) for m in page["items"]]
         assert seen == sent[::-1]  # newest first, each once
         assert third["next_cursor"] is None
+        for bad in ("abc", str(2**64)):  # not a row id: a clear error, not the driver's
+            refused = http.get("/api/outbox", params={"cursor": bad})
+            assert refused.status_code == 422 and "cursor" in refused.text, bad

@@ -20,7 +20,7 @@ from ..kernel.errors import ConnectorConfigError, ConnectorNotFoundError
 from ..store import Connector, Database
 from ..store.models_inbound import InboxEvent
 from .context import Principal
-from .views import iso
+from .views import iso, parse_row_id
 
 DEFAULT_EVENT_TYPE = "message.received"
 """What ``jackfield sim inject`` records when neither ``--type`` nor the payload says."""
@@ -179,11 +179,8 @@ def _find(s: Session, connector_id: str, event_id: str) -> InboxEvent | None:
 def _parse_cursor(cursor: str | None) -> int | None:
     if cursor in (None, ""):
         return None
-    try:
-        value = int(str(cursor))
-    except ValueError:
-        value = -1
-    if value < 0:
+    value = parse_row_id(str(cursor))
+    if value is None:
         raise ConnectorConfigError(
             f"invalid cursor {cursor!r}", field_errors={"cursor": "use a next_cursor value"}
         )

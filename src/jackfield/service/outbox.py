@@ -46,6 +46,7 @@ from .messages import (
     parse_envelope_id,
 )
 from .outbox_enqueue import VIEW_COLUMNS, DirectDelivery, Enqueuer, Lease, Send, SendResult
+from .views import parse_row_id
 
 
 class OutboxService:
@@ -148,9 +149,10 @@ class OutboxService:
         if state:
             query = query.where(OutboxMessage.state == state)
         if cursor:
-            if not cursor.isdigit():
+            before = parse_row_id(cursor)
+            if before is None:
                 raise InvalidMessageError("invalid cursor", field_errors={"cursor": "as returned"})
-            query = query.where(OutboxMessage.id < int(cursor))
+            query = query.where(OutboxMessage.id < before)
         with self.db.transaction() as s:
             rows = s.execute(query.order_by(OutboxMessage.id.desc()).limit(limit + 1)).all()
         next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None

@@ -10,6 +10,19 @@ from ..kernel.config import SECRET_MASK, schema_to_json_schema
 from ..kernel.provider import ConnectorProvider
 from ..store import Connector
 
+MAX_ROW_ID = 2**63 - 1
+"""The largest id an INTEGER key holds (SQLite and PostgreSQL ``bigint``)."""
+
+
+def parse_row_id(text: str | None) -> int | None:
+    """A row id a client gave back (a cursor, ``Last-Event-ID``, ``after``): ``None``
+    unless it is a whole number the database can hold -- a larger one would fail in the
+    driver, not as a clear error."""
+    if not text or not text.isascii() or not text.isdigit():
+        return None
+    value = int(text)
+    return value if value <= MAX_ROW_ID else None
+
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None

@@ -17,6 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from ...runtime.events import EventRouter
 from ...service.events import EventService
+from ...service.views import parse_row_id
 from ..deps import JF, Caller
 
 router = APIRouter(tags=["events"])
@@ -60,7 +61,7 @@ async def stream_events(
 ) -> StreamingResponse:
     """Server-sent events: new inbound events of the caller's organization."""
     feed = event_router(request).feed
-    resume = int(last_event_id) if last_event_id and last_event_id.isdigit() else None
+    resume = parse_row_id(last_event_id)
 
     stream = feed.stream(caller.organization_id, resume, keepalive=KEEPALIVE_SECONDS)
     await anext(stream)  # subscribed before the first byte: the client misses nothing

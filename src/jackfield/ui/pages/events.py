@@ -19,6 +19,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 
 from ...service.events import EventService
+from ...service.views import parse_row_id
 from ..render import render
 from ..session import UiPrincipal, ui_router
 from .connectors import app_of
@@ -32,7 +33,7 @@ PAYLOAD_PREVIEW = 160
 @router.get("/events")
 def events_page(request: Request, who: UiPrincipal, after: str = "") -> HTMLResponse:
     jf = app_of(request)
-    since = int(after) if after.isdigit() else None
+    since = parse_row_id(after)
     items = EventService(jf.db).recent(who, after=since, limit=PAGE)
     names = {c["id"]: c["name"] for c in jf.connectors.list(who)}
     newest = max([i["id"] for i in items], default=since or 0)
