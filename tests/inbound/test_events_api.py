@@ -82,7 +82,8 @@ def test_inject_rules(jf, admin, other_admin, webhook_connector):
     events = EventService(jf.db)
     first = events.inject(admin, webhook_connector, {"type": "order.created"}, event_id="x1")
     again = events.inject(admin, webhook_connector, {"other": True}, event_id="x1")
-    assert first == again and first["event_type"] == "order.created"
+    assert (first["duplicate"], again["duplicate"]) == (False, True)
+    assert {**first, "duplicate": True} == again and first["event_type"] == "order.created"
     assert events.inject(admin, webhook_connector, {})["event_type"] == "message.received"
     with pytest.raises(ConnectorNotFoundError):
         events.inject(other_admin, webhook_connector, {})

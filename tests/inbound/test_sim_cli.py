@@ -63,12 +63,30 @@ def test_sim_inject_reaches_the_inbox_and_a_live_stream(jf, api, webhook_connect
 
 def test_sim_inject_user_errors_are_one_line_and_store_nothing(jf, webhook_connector):
     bad_json = run_cli(jf, "sim", "inject", webhook_connector, "{not json")
+    not_object = run_cli(jf, "sim", "inject", webhook_connector, "[1, 2]")
     unknown = run_cli(jf, "sim", "inject", "00000000-0000-0000-0000-000000000000", "{}")
-    for result in (bad_json, unknown):
+    for result in (bad_json, not_object, unknown):
         assert result.returncode == 1
         assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
         assert "Traceback" not in result.stderr
+    # the hints are about the payload given, not about the connector's parameters
+    assert "not valid JSON" in bad_json.stderr and "one JSON object" in bad_json.stderr
+    assert "must be a JSON object" in not_object.stderr
+    assert "parameters" not in bad_json.stderr + not_object.stderr
     assert inbox(jf, webhook_connector) == []
+
+
+def test_sim_inject_of_a_known_event_id_says_nothing_was_stored(jf, webhook_connector):
+    first = run_cli(jf, "sim", "inject", webhook_connector, '{"n": 1}', "--event-id", "evt-1")
+    assert first.returncode == 0 and first.stdout.startswith("injected"), first.stderr
+    again = ["sim", "inject", webhook_connector, '{"n": 2}', "--event-id", "evt-1"]
+    repeated = run_cli(jf, *again)
+    assert repeated.returncode == 0  # idempotent, as a redelivery is
+    assert repeated.stdout.startswith("already stored, nothing injected: ")
+    as_json = json.loads(run_cli(jf, *again, "--json").stdout)
+    assert as_json["duplicate"] is True and as_json["payload"] == {"n": 1}
+    [row] = inbox(jf, webhook_connector)
+    assert row.payload == {"n": 1}
 
 
 def test_sim_send_is_delivered_by_the_running_server(jf, api, admin):
@@ -90,3 +108,32 @@ def test_sim_send_is_delivered_by_the_running_server(jf, api, admin):
     assert event.event_type == "message.received"
     assert event.payload["text"] == "hello from the cli"
     assert event.payload["envelope_id"] == envelope_id
+
+
+def test_sim_send_can_ask_echo_for_a_fault(jf, api, admin):
+    """``--simulate`` exercises retries and dead letters with no external system."""
+    echo = jf.connectors.create(
+        admin, name="faulty", category="messaging", provider_type="echo", config={}
+    )["id"]
+    jf.connectors.test(admin, echo)
+    jf.connectors.set_enabled(admin, echo, True)
+
+    sent = {}
+    for fault in ("permanent", "transient:1"):
+        result = run_cli(jf, "sim", "send", echo, fault, "--simulate", fault, "--json")
+        assert result.returncode == 0, result.stderr
+        sent[fault] = json.loads(result.stdout)["envelope_id"]
+
+    def message(fault: str) -> dict:
+        return jf.runtime.outbox.get(admin, sent[fault])
+
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if message("permanent")["state"] == "dead" and message("transient:1")["state"] == (
+            "delivered"
+        ):
+            break
+        time.sleep(0.1)
+    dead, retried = message("permanent"), message("transient:1")
+    assert (dead["state"], dead["error_class"], dead["attempts"]) == ("dead", "PermanentError", 1)
+    assert (retried["state"], retried["attempts"]) == ("delivered", 2)

@@ -72,6 +72,9 @@ def test_outbox_and_runtime_commands(api, tenant, make_connector, client, wait_u
         assert refused.stderr.strip().count("\n") == 0 and "only dead" in refused.stderr
         missing = cli("outbox", "show", str(ULID()), ok=False)
         assert missing.returncode == 1 and "no message" in missing.stderr
+        bogus = cli("outbox", "list", "--state", "bogus", ok=False)
+        assert bogus.returncode == 1 and bogus.stderr.strip().count("\n") == 0
+        assert "one of pending" in bogus.stderr and "dead" in bogus.stderr  # the valid states
 
         units = json.loads(cli("runtime", "status", "--json").stdout)["items"]
         [unit] = [u for u in units if u["connector_id"] == cid]

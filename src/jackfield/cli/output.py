@@ -49,7 +49,12 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except JackfieldError as exc:
-        fail(str(exc), exc.remediation)
+        fields = getattr(exc, "field_errors", None) or {}
+        problems = "; ".join(f"{key}: {problem}" for key, problem in sorted(fields.items()))
+        message = str(exc)
+        if problems and problems not in message:  # e.g. "state: one of pending, ..."
+            message = f"{message} ({problems})"
+        fail(message, exc.remediation)
     except OperationalError as exc:
         fail(f"cannot use the database: {exc.orig}", "check JACKFIELD_DATABASE_URL")
 

@@ -12,10 +12,9 @@ from typing import Any
 
 import typer
 
-from ..kernel.errors import ConnectorConfigError
 from ..service.events import EventService
 from .connectors import operator_for
-from .output import JsonOption, console, emit, jackfield, user_errors
+from .output import JsonOption, console, emit, fail, jackfield, user_errors
 
 app = typer.Typer(help="Simulator: send and inject events.", no_args_is_help=True)
 
@@ -24,12 +23,21 @@ app = typer.Typer(help="Simulator: send and inject events.", no_args_is_help=Tru
 def send(
     connector_id: str = typer.Argument(..., metavar="CONNECTOR"),
     text: str = typer.Argument(..., metavar="TEXT"),
+    simulate: str | None = typer.Option(
+        None,
+        "--simulate",
+        metavar="FAULT",
+        help="Echo's fault injection: transient:N, permanent, auth, crash or slow:MS.",
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Queue the message {"text": TEXT} on CONNECTOR (delivered by the runtime)."""
+    """Queue the message {"text": TEXT} on CONNECTOR (delivered by the runtime); with
+    --simulate, an echo connector fails (or slows) as asked, to exercise retries, dead
+    letters and restarts."""
+    payload = {"text": text} if simulate is None else {"text": text, "simulate": simulate}
     with user_errors():
         operator_for(connector_id)  # an unknown connector is a one-line error
-        envelope_id = jackfield().send(connector_id, {"text": text})
+        envelope_id = jackfield().send(connector_id, payload)
     result = {"envelope_id": envelope_id, "connector_id": connector_id}
     emit(result, as_json, lambda r: console.print(f"queued {r['envelope_id']}"))
 
@@ -63,8 +71,12 @@ def _parse(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as exc:
-        raise ConnectorConfigError(f"JSON: not valid JSON ({exc})") from None
+        fail(f"JSON is not valid JSON ({exc})", 'pass one JSON object, e.g. \'{"text": "hi"}\'')
 
 
 def _show(event: dict[str, Any]) -> None:
-    console.print(f"injected {event['event_type']} {event['event_id']} (inbox id {event['id']})")
+    what = f"{event['event_type']} {event['event_id']} (inbox id {event['id']})"
+    if event["duplicate"]:
+        console.print(f"already stored, nothing injected: {what}")
+    else:
+        console.print(f"injected {what}")

@@ -107,11 +107,16 @@ class EventService:
         """Commit an event to the inbox as if the connector had received it (simulator).
 
         The event type is ``event_type``, else the payload's string ``type`` field, else
-        ``message.received``. A repeated ``event_id`` returns the stored event unchanged.
+        ``message.received``. Returns the event's view with ``duplicate``: true when
+        ``event_id`` was already stored, in which case the stored event is returned
+        unchanged and nothing is written.
         """
         who.require_admin()
         if not isinstance(payload, dict):
-            raise ConnectorConfigError("the event payload must be a JSON object")
+            raise ConnectorConfigError(
+                "the event payload must be a JSON object",
+                remediation='Pass an object, e.g. {"text": "hello"}.',
+            )
         kind = event_type or payload.get("type") or DEFAULT_EVENT_TYPE
         event_id = event_id or f"sim:{ULID()}"
         _check_text("event_type", kind, 100)
@@ -119,6 +124,7 @@ class EventService:
         with self.db.transaction() as s:
             connector = _load(s, who, connector_id)
             existing = _find(s, connector.id, event_id)
+            duplicate = existing is not None
             if existing is None:
                 existing = InboxEvent(
                     connector_id=connector.id,
@@ -131,7 +137,7 @@ class EventService:
                 s.add(existing)
                 s.flush()
             assert existing is not None
-            return EventRecord.from_row(existing).view()
+            return {**EventRecord.from_row(existing).view(), "duplicate": duplicate}
 
     def recent(
         self, who: Principal, *, after: int | None = None, limit: int = 50
