@@ -55,6 +55,8 @@ def test_outbox_and_runtime_commands(api, tenant, make_connector, client, wait_u
 
         listed = json.loads(cli("outbox", "list", "--json").stdout)["items"]
         assert {m["envelope_id"]: m["state"] for m in listed} == {doomed: "dead", fine: "delivered"}
+        table = cli("outbox", "list").stdout  # piped: whole ids, to paste into a command
+        assert doomed in table and fine in table and cid in table
         dead = json.loads(cli("outbox", "list", "--state", "dead", "--json").stdout)["items"]
         assert [m["envelope_id"] for m in dead] == [doomed]
 
@@ -76,6 +78,7 @@ def test_outbox_and_runtime_commands(api, tenant, make_connector, client, wait_u
         assert bogus.returncode == 1 and bogus.stderr.strip().count("\n") == 0
         assert "one of pending" in bogus.stderr and "dead" in bogus.stderr  # the valid states
 
+        assert cid in cli("runtime", "status").stdout
         units = json.loads(cli("runtime", "status", "--json").stdout)["items"]
         [unit] = [u for u in units if u["connector_id"] == cid]
         assert unit["liveness"] == "running" and unit["readiness"] == "ready"

@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
@@ -73,10 +74,20 @@ def emit_items(items: list[dict[str, Any]], as_json: bool, columns: Iterable[str
         print(json.dumps({"items": items}, indent=2, default=str))
         return
     cols = list(columns)
-    table = Table(*cols)
-    for item in items:
-        table.add_row(*(_cell(item.get(c)) for c in cols))
-    console.print(table)
+    rows = [[_cell(item.get(c)) for c in cols] for item in items]
+    table = Table()
+    for index, name in enumerate(cols):
+        if name == "id" or name.endswith("_id"):  # never cut: ids get pasted into commands
+            width = max([len(name), *(len(row[index]) for row in rows)])
+            table.add_column(name, no_wrap=True, min_width=width)
+        else:  # wrapped when narrow, but never narrower than a short header
+            table.add_column(name, overflow="fold", min_width=min(len(name), 10))
+    for row in rows:
+        table.add_row(*row)
+    # a terminal: its width, or wider than it rather than cut; a pipe: one line per row
+    measured = Measurement.get(console, console.options.update(max_width=10_000), table)
+    width = max(console.width, measured.minimum) if console.is_terminal else measured.maximum
+    (Console(width=width) if width != console.width else console).print(table, crop=False)
 
 
 def _cell(value: Any) -> str:
