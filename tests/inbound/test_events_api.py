@@ -3,6 +3,8 @@ the caller's organization."""
 
 from __future__ import annotations
 
+import functools
+
 import httpx2
 
 from jackfield.service.events import EventService
@@ -68,6 +70,8 @@ def test_bad_paging_parameters_are_422(api, webhook_connector, org_token):
         response = get(api, path, org_token, **params)
         assert response.status_code == 422, params
         assert response.json()["error"]["message"]
+        if "cursor" in params:  # the hint is about paging, not the connector's params
+            assert "next_cursor" in response.json()["error"]["remediation"]
 
 
 def test_inject_rules(jf, admin, other_admin, webhook_connector):
@@ -93,3 +97,10 @@ def test_inject_rules(jf, admin, other_admin, webhook_connector):
         events.inject(admin, webhook_connector, ["not", "an", "object"])
     with pytest.raises(ConnectorConfigError):
         events.inject(admin, webhook_connector, {}, event_type="x" * 101)
+    with pytest.raises(ConnectorConfigError, match="NUL"):  # PostgreSQL text cannot hold it
+        events.inject(admin, webhook_connector, {}, event_type="a\x00b")
+    with pytest.raises(ConnectorConfigError, match="deeper than 64"):  # could not be served
+        events.inject(
+            admin, webhook_connector, functools.reduce(lambda inner, _: {"a": inner}, range(70), {})
+        )
+    assert len(events.recent(admin)) == 2  # x1 and the one without a type: nothing else

@@ -65,13 +65,16 @@ def test_sim_inject_user_errors_are_one_line_and_store_nothing(jf, webhook_conne
     bad_json = run_cli(jf, "sim", "inject", webhook_connector, "{not json")
     not_object = run_cli(jf, "sim", "inject", webhook_connector, "[1, 2]")
     unknown = run_cli(jf, "sim", "inject", "00000000-0000-0000-0000-000000000000", "{}")
-    for result in (bad_json, not_object, unknown):
+    surrogate = run_cli(jf, "sim", "inject", webhook_connector, '{"t": "\\ud800"}')
+    nan = run_cli(jf, "sim", "inject", webhook_connector, '{"n": NaN}')
+    for result in (bad_json, not_object, unknown, surrogate, nan):
         assert result.returncode == 1
         assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
         assert "Traceback" not in result.stderr
     # the hints are about the payload given, not about the connector's parameters
     assert "not valid JSON" in bad_json.stderr and "one JSON object" in bad_json.stderr
     assert "must be a JSON object" in not_object.stderr
+    assert "not valid Unicode" in surrogate.stderr and "NaN" in nan.stderr
     assert "parameters" not in bad_json.stderr + not_object.stderr
     assert inbox(jf, webhook_connector) == []
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from jackfield.kernel.errors import ConnectorNotFoundError
 from jackfield.kernel.inbound import InboundEvent
@@ -150,6 +150,33 @@ async def test_an_event_the_database_refuses_fails_only_its_own_request(jf, webh
         with jf.db.transaction() as s:
             stored = s.scalars(select(InboxEvent.event_id).order_by(InboxEvent.id)).all()
         assert stored == ["g1", "g2"]
+    finally:
+        ingress.close()
+
+
+async def test_a_value_postgresql_cannot_hold_fails_only_its_own_request(jf, webhook_connector):
+    """NUL in text: SQLite stores it, PostgreSQL raises DataError for the whole INSERT.
+    The webhook provider refuses it; a provider that does not must not fail the other
+    requests (of any organization) committed in the same group."""
+    ingress = WebhookIngress(jf)
+    try:
+        loop = asyncio.get_running_loop()
+        first, bad, last = (_pending(ingress, webhook_connector, i) for i in ("g1", "b", "g2"))
+        bad.events[:] = [InboundEvent("b", "nul\x00type", {})]
+        for pending in (first, bad, last):
+            pending.future = loop.create_future()
+        ingress._pending = [first, bad, last]
+        await ingress._flush()
+        assert (first.future.result(), last.future.result()) == (IngestResult(1, 0),) * 2
+        with jf.db.transaction() as s:
+            stored = set(s.scalars(select(InboxEvent.event_id)))
+        if jf.db.engine.dialect.name == "postgresql":
+            with pytest.raises(DataError):
+                bad.future.result()
+            assert stored == {"g1", "g2"}
+        else:
+            assert bad.future.result() == IngestResult(1, 0)
+            assert stored == {"g1", "b", "g2"}
     finally:
         ingress.close()
 

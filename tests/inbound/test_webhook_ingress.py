@@ -150,6 +150,36 @@ def test_a_signed_body_that_is_not_json_is_400_with_nothing_stored(
     assert stored(jf, webhook_connector) == []
 
 
+def test_signed_bodies_that_could_not_be_served_back_are_400_with_nothing_stored(
+    jf, api, webhook_connector, sign, org_token
+):
+    """Python's json reads these, but stored they would break the connector's event
+    list (or, on PostgreSQL, the group commit they share with other requests)."""
+    deep = b'{"a":' * 70 + b"1" + b"}" * 70
+    very_deep = b'{"a":' * 5000 + b"1" + b"}" * 5000
+    bodies = {
+        deep: "deeper than 64 levels",
+        very_deep: "deeper than 64 levels",
+        b'{"text": "\\ud800"}': "not valid Unicode",
+        b'{"type": "a\\u0000b"}': "NUL",
+    }
+    for body, reason in bodies.items():
+        response = post(api, webhook_connector, body, sign(body))
+        assert response.status_code == 400, (body[:20], response.text)
+        assert reason in response.json()["error"]["message"]
+    assert stored(jf, webhook_connector) == []
+
+    fine = b'{"type": "ok", "text": "\\ud83d\\ude00 a\\u0000b", "n": NaN}'
+    assert post(api, webhook_connector, fine, sign(fine)).status_code == 200
+    listed = httpx2.get(
+        f"{api.url}/api/connectors/{webhook_connector}/events",
+        headers={"Authorization": f"Bearer {org_token}"},
+    )
+    assert listed.status_code == 200
+    (event,) = listed.json()["items"]
+    assert event["payload"] == {"type": "ok", "text": "\U0001f600 a\x00b", "n": None}
+
+
 def test_unknown_and_disabled_connectors_look_the_same(jf, api, admin, webhook_connector, sign):
     body = b'{"type": "x"}'
     unknown = post(api, "00000000-0000-0000-0000-000000000000", body, sign(body))

@@ -134,8 +134,9 @@ def test_missing_headers_are_refused(missing: str) -> None:
 
 
 def test_a_non_numeric_timestamp_is_refused() -> None:
-    with pytest.raises(AuthError, match="whole seconds"):
+    with pytest.raises(AuthError, match="whole seconds") as refused:
         provider().parse_webhook(request(b"{}", "m5", "yesterday", "v1,abc"))
+    assert "Standard Webhooks" in refused.value.remediation  # not "check the credentials"
 
 
 @pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"text"', b"\xff\xfe"])

@@ -91,6 +91,36 @@ def test_bad_messages_are_refused_with_clear_errors_and_nothing_is_queued(
         assert _send(anonymous, cid, {"text": "x"}).status_code == 401
 
 
+def test_payloads_that_could_not_be_read_back_are_refused_and_delivery_goes_on(
+    api, tenant, make_connector, client, wait_until
+):
+    """Python's json reads all of these bodies, but stored they could not be read back
+    on the delivery path (orjson) or served by the API: 422 and nothing queued. (An unpaired
+    surrogate used to be queued and stop the delivery of every connector.)"""
+    cid = make_connector(tenant.admin)
+    bodies = {
+        '{"payload": {"text": "\\ud800"}}': "not valid Unicode",
+        '{"payload": {"n": NaN}}': "NaN",
+        '{"payload": {"n": -Infinity}}': "NaN or an infinity",
+        '{"payload": {"n": 123456789012345678901234567890}}': "beyond 64 bits",
+    }
+    with client(api.url, tenant.admin_token) as http:
+        for raw, reason in bodies.items():
+            refused = http.post(
+                f"/api/connectors/{cid}/messages",
+                content=raw.encode(),
+                headers={"content-type": "application/json"},
+            )
+            assert refused.status_code == 422, raw
+            assert refused.json()["error"]["code"] == "invalid_message", refused.text
+            assert reason in refused.json()["error"]["message"], refused.text
+        assert http.get("/api/outbox").json()["items"] == []
+
+        fine = _send(http, cid, {"text": "\U0001f600 still delivered", "n": None, "deep": [[1]]})
+        assert fine.status_code == 202, fine.text
+        assert wait_until(lambda: _state(http, fine.json()["envelope_id"], "delivered"))
+
+
 def test_messages_are_scoped_to_their_organization(
     api, tenant, other_tenant, make_connector, client, wait_until
 ):
@@ -122,3 +152,4 @@ def test_pages_of_the_outbox_list(api, tenant, make_connector, client):
         for bad in ("abc", str(2**64)):  # not a row id: a clear error, not the driver's
             refused = http.get("/api/outbox", params={"cursor": bad})
             assert refused.status_code == 422 and "cursor" in refused.text, bad
+            assert "next_cursor" in refused.json()["error"]["remediation"]

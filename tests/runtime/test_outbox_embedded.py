@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import pytest
 from sqlalchemy import select
@@ -58,6 +59,36 @@ def test_send_refuses_what_cannot_be_delivered(jf, tenant, make_connector):
     with pytest.raises(ConflictError):
         jf.send(off, {"text": "x"})
     assert _rows(jf) == {}
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"text": "\ud800"}, "not valid Unicode"),
+        ({"n": float("nan")}, "NaN"),
+        ({"n": [float("inf")]}, "NaN or an infinity"),
+        ({"n": 2**64}, "beyond 64 bits"),
+        ({"tags": {"a", "b"}}, "not JSON"),
+        (functools.reduce(lambda inner, _: {"a": [inner]}, range(40), {}), "deeper than 64"),
+    ],
+)
+def test_send_refuses_payloads_that_could_not_be_read_back(
+    jf, tenant, make_connector, payload, reason
+):
+    """What the delivery path (orjson) or the API could not read back is refused when
+    sent, with the reason, and nothing is queued."""
+    cid = make_connector(tenant.admin)
+    with pytest.raises(InvalidMessageError, match=reason):
+        jf.send(cid, payload)
+    assert _rows(jf) == {}
+
+
+def test_send_takes_payloads_at_the_limits(jf, tenant, make_connector):
+    cid = make_connector(tenant.admin)
+    deepest = functools.reduce(lambda inner, _: {"a": [inner]}, range(31), {"n": None})
+    fine = {"big": 2**64 - 1, "small": -(2**63), "emoji": "\U0001f600", "deep": deepest}
+    envelope = jf.send(cid, fine)
+    assert _rows(jf)[envelope].payload == fine
 
 
 async def test_send_many_commits_a_batch_in_order_and_the_runtime_delivers_each_once(
@@ -122,3 +153,4 @@ def test_a_backlog_larger_than_one_write_is_split_and_every_sender_hears_back(
     assert len(_rows(jf)) == 40
     assert max(transactions) <= 15  # never more than max_sends, unless one caller's batch is
     assert sum(transactions) == 40
+

@@ -10,7 +10,10 @@ rotates keys; any one valid entry is enough). The timestamp must be within
 Decisions where the spec leaves room: the body must be a JSON object (a signed body
 that is not is refused with 400 and nothing is stored: handlers can rely on a dict);
 ``event_type`` is the body's ``type`` field (``webhook.received`` when absent);
-``occurred_at`` is the signed timestamp.
+``occurred_at`` is the signed timestamp. Bodies the standard library reads are
+accepted (NaN is stored as null, long integers exactly), except what could not be
+served back (``kernel.payloads``: nesting deeper than its limit, unpaired surrogates);
+the id and type may not hold NUL characters (PostgreSQL text cannot).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from jackfield.kernel import (
     WebhookRequest,
     WebhookSource,
 )
+from jackfield.kernel.payloads import TOO_DEEP, PayloadError, check_depth, check_unicode
 
 SECRET_PREFIX = "whsec_"
 DEFAULT_EVENT_TYPE = "webhook.received"
@@ -184,13 +188,18 @@ class WebhookProvider(HttpProvider, WebhookSource):
                 f"webhook-id must be at most {MAX_ID_LENGTH} characters and the event "
                 f"type at most {MAX_TYPE_LENGTH}"
             )
+        if "\x00" in msg_id or "\x00" in event_type:
+            raise PermanentError("webhook-id and the event type may not contain NUL characters")
         return [InboundEvent(msg_id, event_type, payload, occurred_at=sent_at)]
 
     def _check_timestamp(self, value: str) -> datetime:
         try:
             sent = int(value)
         except ValueError:
-            raise AuthError("webhook-timestamp must be whole seconds since the epoch") from None
+            raise AuthError(
+                "webhook-timestamp must be whole seconds since the epoch",
+                remediation="Sign requests the Standard Webhooks way.",
+            ) from None
         if abs(time.time() - sent) > self._tolerance:
             raise AuthError(
                 "webhook timestamp outside the tolerance",
@@ -207,21 +216,37 @@ _LONG_NUMBER = re.compile(rb"[0-9]{19}")
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
-    payload: Any = None
+    payload, checked = _parse(body)
+    if not isinstance(payload, dict):
+        raise _refused("the webhook body must be a JSON object")
+    try:
+        check_depth(payload, body)
+        if not checked:
+            check_unicode(payload)
+    except PayloadError as exc:
+        raise _refused(f"the webhook body cannot be stored: {exc}") from None
+    return payload
+
+
+def _parse(body: bytes) -> tuple[Any, bool]:
+    """The body's JSON value (``None`` if it is not JSON), and whether the parser
+    already made sure its text is valid Unicode (orjson does; json reads lone
+    surrogates)."""
     try:
         if _LONG_NUMBER.search(body) is None:
             # several times faster than json on small bodies, and the same result
-            payload = orjson.loads(body)
+            return orjson.loads(body), True
     except orjson.JSONDecodeError:
         pass  # what orjson refuses json may accept (NaN, UTF-16, lone surrogates)
-    if payload is None:
-        try:
-            payload = json.loads(body)
-        except (UnicodeDecodeError, ValueError):
-            payload = None
-    if not isinstance(payload, dict):
-        raise PermanentError(
-            "the webhook body must be a JSON object",
-            remediation="Send the event as a JSON object (Standard Webhooks payload).",
-        )
-    return payload
+    try:
+        return json.loads(body), False
+    except (UnicodeDecodeError, ValueError):
+        return None, True
+    except RecursionError:
+        raise _refused(f"the webhook body cannot be stored: {TOO_DEEP}") from None
+
+
+def _refused(message: str) -> PermanentError:
+    return PermanentError(
+        message, remediation="Send the event as a JSON object (Standard Webhooks payload)."
+    )

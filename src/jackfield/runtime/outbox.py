@@ -256,6 +256,10 @@ class OutboxWorker:
                     log.warning("outbox claim failed: %s", exc)
                     await asyncio.sleep(self.config.poll_seconds)
                     continue
+                except Exception:  # a bug must not end delivery for every connector
+                    log.exception("outbox claim failed")
+                    await asyncio.sleep(self.config.poll_seconds)
+                    continue
             for message in claimed:
                 self._accept(message)
             if claimed:  # the next claim may take what these connectors' buffers hold
@@ -336,7 +340,8 @@ class OutboxWorker:
         try:
             handle = await self.supervisor.outbound(unit)
         except UnitUnavailable:
-            self._push(Ack(buffer.popleft(), "release"))
+            if buffer:  # (another worker of the connector may have emptied it meanwhile)
+                self._push(Ack(buffer.popleft(), "release"))
             return
         generation = unit.generation
         provider = handle.acquire()

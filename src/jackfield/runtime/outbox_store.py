@@ -148,6 +148,7 @@ class OutboxStore:
             "c_token": token,
             "c_expires": expires,
         }
+        rows = session.connection().execute(self._claim, params).all()  # none left open
         read_json, read_timestamp = DriverValues.read_json, DriverValues.read_timestamp
         return [
             Claimed(
@@ -161,7 +162,7 @@ class OutboxStore:
                 token,
                 expires,
             )
-            for row in session.connection().execute(self._claim, params)
+            for row in rows
         ]
 
     def claim_due(

@@ -17,10 +17,11 @@ from sqlalchemy.orm import Session
 from ulid import ULID
 
 from ..kernel.errors import ConnectorConfigError, ConnectorNotFoundError
+from ..kernel.payloads import PayloadError, payload_json
 from ..store import Connector, Database
 from ..store.models_inbound import InboxEvent
 from .context import Principal
-from .views import iso, parse_row_id
+from .views import CURSOR_HINT, iso, parse_row_id
 
 DEFAULT_EVENT_TYPE = "message.received"
 """What ``jackfield sim inject`` records when neither ``--type`` nor the payload says."""
@@ -117,6 +118,10 @@ class EventService:
                 "the event payload must be a JSON object",
                 remediation='Pass an object, e.g. {"text": "hello"}.',
             )
+        try:
+            payload_json(payload)  # what the inbox could not serve back is refused
+        except PayloadError as exc:
+            raise ConnectorConfigError(str(exc), field_errors={"payload": "JSON"}) from None
         kind = event_type or payload.get("type") or DEFAULT_EVENT_TYPE
         event_id = event_id or f"sim:{ULID()}"
         _check_text("event_type", kind, 100)
@@ -188,13 +193,16 @@ def _parse_cursor(cursor: str | None) -> int | None:
     value = parse_row_id(str(cursor))
     if value is None:
         raise ConnectorConfigError(
-            f"invalid cursor {cursor!r}", field_errors={"cursor": "use a next_cursor value"}
+            f"invalid cursor {cursor!r}",
+            field_errors={"cursor": "use a next_cursor value"},
+            remediation=CURSOR_HINT,
         )
     return value
 
 
 def _check_text(name: str, value: object, limit: int) -> None:
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+    if not isinstance(value, str) or not value.strip() or len(value) > limit or "\x00" in value:
         raise ConnectorConfigError(
-            f"{name} must be 1 to {limit} characters", field_errors={name: "invalid"}
+            f"{name} must be 1 to {limit} characters, none of them NUL",
+            field_errors={name: "invalid"},
         )

@@ -12,9 +12,9 @@ from typing import Any
 from ulid import ULID
 
 from ..kernel.errors import ConnectorConfigError, JackfieldError
+from ..kernel.payloads import PayloadError, payload_json
 from ..kernel.randomness import random_bytes
 from ..secrets import redactor
-from ..store.bulk import encode_json
 from .views import iso
 
 STATES = ("pending", "in_flight", "retrying", "delivered", "dead", "discarded")
@@ -124,11 +124,9 @@ def encode_payload(payload: Any) -> str:
             "payload must be a JSON object", field_errors={"payload": "an object"}
         )
     try:
-        text = encode_json(payload)
-    except (TypeError, ValueError) as exc:
-        raise InvalidMessageError(
-            f"payload is not JSON-serializable: {exc}", field_errors={"payload": "JSON"}
-        ) from None
+        text = payload_json(payload)
+    except PayloadError as exc:
+        raise InvalidMessageError(str(exc), field_errors={"payload": "JSON"}) from None
     size = len(text)
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidMessageError(

@@ -46,7 +46,7 @@ from .messages import (
     parse_envelope_id,
 )
 from .outbox_enqueue import VIEW_COLUMNS, DirectDelivery, Enqueuer, Lease, Send, SendResult
-from .views import parse_row_id
+from .views import CURSOR_HINT, parse_row_id
 
 
 class OutboxService:
@@ -151,7 +151,11 @@ class OutboxService:
         if cursor:
             before = parse_row_id(cursor)
             if before is None:
-                raise InvalidMessageError("invalid cursor", field_errors={"cursor": "as returned"})
+                raise InvalidMessageError(
+                    "invalid cursor",
+                    field_errors={"cursor": "as returned"},
+                    remediation=CURSOR_HINT,
+                )
             query = query.where(OutboxMessage.id < before)
         with self.db.transaction() as s:
             rows = s.execute(query.order_by(OutboxMessage.id.desc()).limit(limit + 1)).all()

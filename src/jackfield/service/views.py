@@ -13,6 +13,8 @@ from ..store import Connector
 MAX_ROW_ID = 2**63 - 1
 """The largest id an INTEGER key holds (SQLite and PostgreSQL ``bigint``)."""
 
+CURSOR_HINT = "Pass the next_cursor of the previous page, or no cursor for the first page."
+
 
 def parse_row_id(text: str | None) -> int | None:
     """A row id a client gave back (a cursor, ``Last-Event-ID``, ``after``): ``None``

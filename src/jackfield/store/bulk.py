@@ -173,28 +173,22 @@ def json_text(value: Any) -> str:
     try:
         return orjson.dumps(value, default=str, option=_OPTIONS).decode()
     except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: the slow way
-        return _fallback(_finite(value))
+        return _fallback(_storable(value))
 
 
-def _finite(value: Any) -> Any:
-    """``value`` with NaN and infinities as ``None`` (as orjson writes them): the
-    standard library would write ``NaN``, which is not JSON (PostgreSQL refuses it)."""
+def _storable(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` (as orjson writes them: the
+    standard library would write ``NaN``, which is not JSON and PostgreSQL refuses) and
+    unpaired surrogates as U+FFFD (text that could be stored but never served)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {_storable(k): _storable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
+        return [_storable(v) for v in value]
     return value
-
-
-def encode_json(value: Any) -> str:
-    """Strict JSON text of ``value``: raises ``TypeError``/``ValueError`` for what JSON
-    cannot represent (for checking what callers send)."""
-    try:
-        return orjson.dumps(value, option=_OPTIONS).decode()
-    except orjson.JSONEncodeError:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
 
 
 class DriverValues:
@@ -221,8 +215,15 @@ class DriverValues:
     @staticmethod
     def read_json(value: Any) -> Any:
         """A JSON column as read without result processing (text on SQLite, decoded by
-        psycopg on PostgreSQL). Only for columns holding objects or arrays."""
-        return orjson.loads(value) if isinstance(value, str | bytes) else value
+        psycopg on PostgreSQL). Only for columns holding objects or arrays. Text orjson
+        refuses (an unpaired surrogate stored before ``kernel.payloads`` refused it) is
+        read as the standard library reads it, so one old row cannot stop a claim."""
+        if not isinstance(value, str | bytes):
+            return value
+        try:
+            return orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return json.loads(value)
 
 
 def _same(value: Any) -> Any:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from ...kernel import call_async
 from ...kernel.errors import ConnectorNotFoundError
@@ -183,9 +183,10 @@ class WebhookIngress:
                 outcomes: list[IngestResult | BaseException]
                 try:
                     outcomes = await self._commit(batch)  # one wake-up of this loop
-                except IntegrityError:
+                except (IntegrityError, DataError):
                     # e.g. a connector deleted by another node between the check and the
-                    # insert (PostgreSQL): redo the requests one by one, each its outcome
+                    # insert (PostgreSQL), or a value the database cannot hold that the
+                    # provider let through: redo the requests one by one, each its outcome
                     alone = [self._commit([p]) for p in batch]
                     results = await asyncio.gather(*alone, return_exceptions=True)
                     outcomes = [r[0] if isinstance(r, list) else r for r in results]
