@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 
 import pytest
 from sqlalchemy import select
@@ -154,3 +155,38 @@ def test_a_backlog_larger_than_one_write_is_split_and_every_sender_hears_back(
     assert max(transactions) <= 15  # never more than max_sends, unless one caller's batch is
     assert sum(transactions) == 40
 
+
+@pytest.mark.parametrize(
+    ("config", "capped"), [({"runtime": {"concurrency": "2"}}, True), ({}, False)]
+)
+async def test_the_concurrency_param_caps_deliveries_running_side_by_side(
+    jf, tenant, make_connector, config, capped
+):
+    """Six deliveries of 0.4 s: with ``runtime.concurrency`` 2 they run two at a time
+    (three rounds, at least 1.2 s); with the default (16) side by side."""
+    cid = make_connector(tenant.admin, **config)
+    await jf.start()
+    try:
+        warm = await asyncio.to_thread(jf.send, cid, {"text": "warm"})  # starts the unit
+        await _delivered(jf, [warm])
+        started = time.monotonic()
+        slow = {"text": "slow", "simulate": "slow:400"}
+        envelopes = await asyncio.to_thread(jf.send_many, cid, [slow] * 6)
+        await _delivered(jf, envelopes)
+        elapsed = time.monotonic() - started
+    finally:
+        await jf.stop()
+    if capped:
+        assert elapsed >= 1.2
+    else:
+        assert elapsed < 1.2
+
+
+async def _delivered(jf, envelopes: list[str], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        rows = _rows(jf)
+        if all(rows[e].state == "delivered" for e in envelopes):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not delivered within {timeout} s")
