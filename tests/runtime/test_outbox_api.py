@@ -139,6 +139,43 @@ def test_messages_are_scoped_to_their_organization(
         assert eve.post(f"/api/outbox/{envelope}/replay").status_code == 404
 
 
+def test_one_envelope_id_on_two_connectors_is_two_messages_told_apart_by_connector_id(
+    api, tenant, other_tenant, make_connector, client, wait_until
+):
+    """Envelope ids are idempotent per connector: the same id on another connector is
+    another message, and ``connector_id`` picks one of them for show, replay, discard."""
+    dying, fine, foreign = (
+        make_connector(tenant.admin),
+        make_connector(tenant.admin),
+        make_connector(other_tenant.admin),
+    )
+    envelope = str(ULID())
+    with client(api.url, tenant.admin_token) as http:
+        assert _send(http, dying, {"simulate": "permanent"}, envelope).status_code == 202
+        assert _send(http, fine, {"text": "hi"}, envelope).status_code == 202  # not a repeat
+
+        def state_on(connector_id):
+            found = http.get(f"/api/outbox/{envelope}", params={"connector_id": connector_id})
+            return found.json().get("state")
+
+        wait_until(lambda: state_on(dying) == "dead" and state_on(fine) == "delivered")
+        listed = http.get("/api/outbox").json()["items"]
+        assert sorted(m["connector_id"] for m in listed) == sorted([dying, fine])
+        assert {m["envelope_id"] for m in listed} == {envelope}
+
+        path = f"/api/outbox/{envelope}"
+        refused = http.post(f"{path}/replay", params={"connector_id": fine})
+        assert refused.status_code == 409  # the delivered one is left alone
+        replayed = http.post(f"{path}/replay", params={"connector_id": dying})
+        assert replayed.status_code == 200, replayed.text
+        assert replayed.json()["connector_id"] == dying
+        wait_until(lambda: state_on(dying) == "dead")  # permanent: dead again, same id
+        discarded = http.post(f"{path}/discard", params={"connector_id": dying})
+        assert discarded.json()["state"] == "discarded"
+        assert state_on(fine) == "delivered"
+        assert http.get(path, params={"connector_id": foreign}).status_code == 404
+
+
 def test_pages_of_the_outbox_list(api, tenant, make_connector, client):
     cid = make_connector(tenant.admin, enable=True)
     with client(api.url, tenant.admin_token) as http:

@@ -90,3 +90,30 @@ def test_runtime_and_outbox_pages_show_state_and_act_on_dead_letters(
     with httpx2.Client(base_url=api.url, timeout=10) as anonymous:
         assert anonymous.get("/outbox").status_code in (302, 303, 307)
         assert anonymous.get("/runtime").status_code in (302, 303, 307)
+
+
+def test_another_organizations_units_and_messages_are_invisible_and_untouchable(
+    jf, api, tenant, other_tenant, make_connector, wait_until
+):
+    theirs = make_connector(other_tenant.admin)
+    doomed = jf.send(theirs, {"text": "their plans", "simulate": "permanent"})
+    wait_until(lambda: jf.runtime.outbox.get(other_tenant.admin, doomed)["state"] == "dead")
+    our_org = next(o["name"] for o in jf.accounts.list_orgs() if o["id"] == tenant.org_id)
+
+    with closing(_login(api, jf, our_org, "admin")) as admin:
+        assert theirs not in admin.get("/runtime").text
+        for state in ("", "dead"):
+            page = admin.get("/outbox", params={"state": state} if state else None)
+            assert page.status_code == 200
+            assert doomed not in page.text and "their plans" not in page.text
+        token = _csrf(admin, "/outbox")
+        for action in ("replay", "discard"):  # answered like a message that does not exist
+            refused = admin.post(f"/outbox/{doomed}/{action}", data={"csrf_token": token})
+            assert f"No message {doomed}." in admin.get(refused.headers["location"]).text
+        restart = admin.post(
+            f"/runtime/{theirs}/restart", data={"csrf_token": _csrf(admin, "/runtime")}
+        )
+        assert "flash-error" in admin.get(restart.headers["location"]).text
+
+    assert jf.runtime.outbox.get(other_tenant.admin, doomed)["state"] == "dead"  # untouched
+    assert jf.runtime.units.get(other_tenant.admin, theirs)["restart_count"] == 0
