@@ -23,6 +23,7 @@ import orjson
 
 MAX_DEPTH = 64
 TOO_DEEP = f"the payload nests objects and arrays deeper than {MAX_DEPTH} levels"
+_NOT_UNICODE = "the payload holds text that is not valid Unicode (an unpaired surrogate)"
 
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 # only for finding NaN: values and keys orjson writes but json cannot are let through
@@ -41,7 +42,7 @@ def payload_json(value: Any) -> str:
     try:
         text = orjson.dumps(value, option=_OPTIONS)
     except orjson.JSONEncodeError as exc:
-        raise PayloadError(_explain(value, exc)) from None
+        raise PayloadError(_explain(exc)) from None
     if b"null" in text:
         try:
             _nan_check(value)
@@ -78,10 +79,7 @@ def check_unicode(value: Any) -> None:
         raise PayloadError(_NOT_UNICODE) from None
 
 
-_NOT_UNICODE = "the payload holds text that is not valid Unicode (an unpaired surrogate)"
-
-
-def _explain(value: Any, exc: orjson.JSONEncodeError) -> str:
+def _explain(exc: orjson.JSONEncodeError) -> str:
     reason = str(exc)
     if "surrogates" in reason:
         return _NOT_UNICODE
