@@ -44,7 +44,7 @@ from ..store import utcnow
 from ..store.group_commit import GroupCommitter
 from .inbound import inbound_runner
 from .retry import Backoff, RetryPolicy, positive_int
-from .units import ProviderHandle, Unit, UnitRecorder, UnitStore, readiness_for
+from .units import DOWN, ProviderHandle, Unit, UnitRecorder, UnitStore, readiness_for
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000
@@ -245,8 +245,8 @@ class Supervisor:
 
     def report_crash(self, unit: Unit, generation: int, exc: BaseException) -> None:
         """Count a crash of ``generation``; schedule the restart, or mark ``failed``."""
-        if generation != unit.generation or not unit.deliverable:
-            return  # already handled: the unit is restarting or down
+        if generation != unit.generation or unit.liveness in DOWN:
+            return  # already handled: that generation was retired, or the unit is down
         loop = asyncio.get_running_loop()
         now = loop.time()
         if now - unit.started_at >= self.config.healthy_reset:

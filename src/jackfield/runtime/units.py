@@ -31,6 +31,7 @@ from .retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 DELIVERABLE = frozenset({"starting", "running"})
+DOWN = frozenset({"crashed", "failed", "stopped"})  # no generation runs: nothing to crash
 
 
 class ProviderHandle:
