@@ -89,6 +89,9 @@ def test_inject_rules(jf, admin, other_admin, webhook_connector):
     assert (first["duplicate"], again["duplicate"]) == (False, True)
     assert {**first, "duplicate": True} == again and first["event_type"] == "order.created"
     assert events.inject(admin, webhook_connector, {})["event_type"] == "message.received"
+    # only a text ``type`` names the event; any other is payload like the rest
+    numbered = events.inject(admin, webhook_connector, {"type": 5})
+    assert (numbered["event_type"], numbered["payload"]) == ("message.received", {"type": 5})
     with pytest.raises(ConnectorNotFoundError):
         events.inject(other_admin, webhook_connector, {})
     with pytest.raises(PermissionDeniedError):
@@ -103,4 +106,4 @@ def test_inject_rules(jf, admin, other_admin, webhook_connector):
         events.inject(
             admin, webhook_connector, functools.reduce(lambda inner, _: {"a": inner}, range(70), {})
         )
-    assert len(events.recent(admin)) == 2  # x1 and the one without a type: nothing else
+    assert len(events.recent(admin)) == 3  # x1 and the two without a text type: nothing else

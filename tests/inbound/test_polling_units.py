@@ -4,18 +4,21 @@ lose and duplicate nothing, and the unit lease fences a stale owner."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
+import httpx2
 import pytest
 from sqlalchemy import event, select, update
 
 from jackfield import connector_registry
 from jackfield.kernel import InboundEvent, PollingSource, QueueProvider
 from jackfield.runtime.inbound import Lease, LeaseLost, commit_polled, inbound_runner
+from jackfield.runtime.inbox import InvalidEventError
 from jackfield.store import utcnow
 from jackfield.store.models_inbound import InboundCursor, InboxEvent, UnitLease
 
@@ -114,6 +117,94 @@ async def test_polled_events_commit_with_their_cursor(jf, feed):
         )
 
 
+def polled(jf, connector_id: str, organization_id: str, events: list[Any]) -> int:
+    """``commit_polled`` of ``events`` under a fresh lease, with the cursor ``"next"``."""
+    lease = Lease(jf.db, f"inbound:{connector_id}", "node-a", ttl=30)
+    assert lease.acquire()
+    return commit_polled(jf.db, lease, connector_id, organization_id, events, "next")
+
+
+def test_polled_values_json_cannot_hold_are_stored_as_webhooks_store_them(
+    jf, api, admin, feed, org_token
+):
+    """A provider's payload may hold NaN, an unpaired surrogate (``json.loads`` makes
+    them), a big integer or a datetime: the inbox keeps what it can serve back, and the
+    event list still answers. An id repeated in one batch keeps its first event."""
+    connector_id, _ = feed
+    moment = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    odd = {
+        "nan": math.nan,
+        "inf": -math.inf,
+        "text": "a\ud800b",
+        "big": 2**70,
+        "when": moment,
+        "raw": b"bytes",
+    }
+    batch = [
+        InboundEvent("odd", "feed.item", odd),
+        InboundEvent("twice", "feed.item", {"n": 1}),
+        InboundEvent("twice", "feed.item", {"n": 2}),
+    ]
+    assert polled(jf, connector_id, admin.organization_id, batch) == 2
+    assert cursor_of(jf, connector_id) == "next"
+
+    listed = httpx2.get(
+        f"{api.url}/api/connectors/{connector_id}/events",
+        headers={"Authorization": f"Bearer {org_token}"},
+    )
+    assert listed.status_code == 200, listed.text
+    payloads = {item["event_id"]: item["payload"] for item in listed.json()["items"]}
+    assert payloads["twice"] == {"n": 1}
+    assert payloads["odd"] == {
+        "nan": None,
+        "inf": None,
+        "text": "a\ufffdb",
+        "big": 2**70,
+        "when": str(moment),
+        "raw": "b'bytes'",
+    }
+
+
+DEEP: dict[str, Any] = {}
+_level = DEEP
+for _ in range(70):
+    _level["in"] = {}
+    _level = _level["in"]
+
+
+@pytest.mark.parametrize(
+    ("bad", "problem"),
+    [
+        (InboundEvent(None, "feed.item", {}), "event_id must be text, not NoneType"),  # type: ignore[arg-type]
+        (InboundEvent("x" * 201, "feed.item", {}), "event_id must be 1 to 200 characters"),
+        (InboundEvent("  ", "feed.item", {}), "event_id must be 1 to 200 characters"),
+        (InboundEvent("a\x00b", "feed.item", {}), "event_id may not contain NUL"),
+        (InboundEvent("a\udc00", "feed.item", {}), "event_id is not valid Unicode"),
+        (InboundEvent("e", "t" * 101, {}), "event_type must be 1 to 100 characters"),
+        (InboundEvent("e", 5, {}), "event_type must be text, not int"),  # type: ignore[arg-type]
+        (InboundEvent("e", "feed.item", [1, 2]), "the payload must be a dict, not list"),  # type: ignore[arg-type]
+        (InboundEvent("e", "feed.item", DEEP), "deeper than 64 levels"),
+        (InboundEvent("e", "t", {}, occurred_at="today"), "occurred_at must be a datetime"),  # type: ignore[arg-type]
+        ({"event_id": "e"}, "expected an InboundEvent, got dict"),
+    ],
+)
+def test_an_event_the_inbox_cannot_store_fails_its_batch_clearly_and_loses_nothing(
+    jf, admin, feed, bad, problem
+):
+    connector_id, _ = feed
+    good = InboundEvent("good", "feed.item", {"text": "private words"})
+    with pytest.raises(InvalidEventError) as refused:
+        polled(jf, connector_id, admin.organization_id, [good, bad])
+    message = str(refused.value)
+    assert message.startswith("polling event 2 of 2") and problem in message, message
+    assert "private words" not in message  # an error names the event, never its data
+    # nothing committed: the cursor did not move, so the next poll fetches the batch again
+    assert inbox(jf, connector_id) == [] and cursor_of(jf, connector_id) is None
+    # once the provider is fixed, the same batch goes through
+    assert polled(jf, connector_id, admin.organization_id, [good]) == 1
+    assert inbox(jf, connector_id) == ["good"]
+
+
 async def test_a_crash_in_poll_loses_nothing_and_duplicates_nothing(jf, feed):
     connector_id, name = feed
     FeedPoller.FAULTS[name] = {2}  # the second round (items 3..5) crashes
@@ -130,20 +221,23 @@ async def test_a_crash_in_poll_loses_nothing_and_duplicates_nothing(jf, feed):
 
 async def test_a_crash_in_the_middle_of_the_commit_writes_neither_events_nor_cursor(jf, feed):
     connector_id, name = feed
+    inserted: list[int] = []
     crashes = []
 
-    def crash_once(session, flush_context):
-        # the batch's rows are already INSERTed in this transaction when this runs
-        if not crashes and any(isinstance(o, InboxEvent) for o in session.new):
-            crashes.append(len([o for o in session.new if isinstance(o, InboxEvent)]))
+    def crash_once(conn, cursor, statement, parameters, context, executemany):
+        # the batch's events are INSERTed in this transaction; its cursor is being written
+        if statement.startswith("INSERT INTO inbox_events"):
+            inserted.append(cursor.rowcount)
+        elif not crashes and statement.startswith("INSERT INTO inbound_cursors"):
+            crashes.append(sum(inserted))
             raise RuntimeError("simulated crash in the middle of the commit")
 
-    event.listen(jf.db.sessions, "after_flush", crash_once)
+    event.listen(jf.db.engine, "after_cursor_execute", crash_once)
     try:
         with pytest.raises(RuntimeError, match="middle of the commit"):
             await asyncio.wait_for(inbound_runner(jf, connector_id, provider_for(name), "n")(), 10)
     finally:
-        event.remove(jf.db.sessions, "after_flush", crash_once)
+        event.remove(jf.db.engine, "after_cursor_execute", crash_once)
     assert crashes == [3]
     assert inbox(jf, connector_id) == [] and cursor_of(jf, connector_id) is None
     task = asyncio.create_task(inbound_runner(jf, connector_id, provider_for(name), "n")())

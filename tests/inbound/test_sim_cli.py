@@ -67,7 +67,8 @@ def test_sim_inject_user_errors_are_one_line_and_store_nothing(jf, webhook_conne
     unknown = run_cli(jf, "sim", "inject", "00000000-0000-0000-0000-000000000000", "{}")
     surrogate = run_cli(jf, "sim", "inject", webhook_connector, '{"t": "\\ud800"}')
     nan = run_cli(jf, "sim", "inject", webhook_connector, '{"n": NaN}')
-    for result in (bad_json, not_object, unknown, surrogate, nan):
+    long_type = run_cli(jf, "sim", "inject", webhook_connector, "{}", "--type", "t" * 101)
+    for result in (bad_json, not_object, unknown, surrogate, nan, long_type):
         assert result.returncode == 1
         assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
         assert "Traceback" not in result.stderr
@@ -75,7 +76,9 @@ def test_sim_inject_user_errors_are_one_line_and_store_nothing(jf, webhook_conne
     assert "not valid JSON" in bad_json.stderr and "one JSON object" in bad_json.stderr
     assert "must be a JSON object" in not_object.stderr
     assert "not valid Unicode" in surrogate.stderr and "NaN" in nan.stderr
-    assert "parameters" not in bad_json.stderr + not_object.stderr
+    assert "event_type must be 1 to 100 characters" in long_type.stderr
+    hints = bad_json.stderr + not_object.stderr + surrogate.stderr + nan.stderr + long_type.stderr
+    assert "parameters" not in hints
     assert inbox(jf, webhook_connector) == []
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from jackfield.kernel import InboundEvent
 from jackfield.runtime.inbox import add_events
 from jackfield.service.events import EventService
+from jackfield.store.models_inbound import InboxEvent
 
 
 class SseClient:
@@ -30,7 +32,8 @@ class SseClient:
             async for line in self.lines:
                 if not line:
                     if "data" in fields:
-                        return {"id": int(fields["id"]), **json.loads(fields["data"])}
+                        data = json.loads(fields["data"], parse_constant=_not_json)
+                        return {"id": int(fields["id"]), **data}
                     fields = {}
                 elif not line.startswith(":"):
                     name, _, value = line.partition(":")
@@ -42,6 +45,10 @@ class SseClient:
     async def assert_quiet(self, seconds: float) -> None:
         with pytest.raises(TimeoutError):
             await self.next_event(timeout=seconds)
+
+
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"the stream sent {constant}, which is not JSON")
 
 
 @asynccontextmanager
@@ -89,6 +96,28 @@ async def test_events_committed_by_another_process_arrive_too(
             add_events(s, webhook_connector, org, [InboundEvent("far-1", "far", {})], "polling")
         event = await sse.next_event()
     assert event["event_id"] == "far-1"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL refused them
+async def test_a_row_stored_before_payloads_were_checked_still_streams_as_json(
+    jf, api, org, webhook_connector, org_token
+):
+    """Earlier versions stored polled payloads through the ORM's ``json.dumps``: NaN as
+    ``NaN`` and an unpaired surrogate escaped (SQLite took both; PostgreSQL refused)."""
+    async with stream(api, org_token) as sse:
+        with jf.db.transaction() as s:
+            s.add(
+                InboxEvent(
+                    connector_id=webhook_connector,
+                    organization_id=org,
+                    event_id="old-1",
+                    event_type="old",
+                    payload={"n": math.nan, "t": "a\ud800"},
+                    source="polling",
+                )
+            )
+        event = await sse.next_event()
+    assert (event["event_id"], event["payload"]) == ("old-1", {"n": None, "t": "a\ufffd"})
 
 
 async def test_another_organization_never_sees_the_events(

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from jackfield import ConfigField, connector_registry
 from jackfield.kernel import InboundEvent, QueueProvider, ReceivedEvent, SubscriptionSource
 from jackfield.runtime.inbound import inbound_runner
+from jackfield.runtime.inbox import InvalidEventError
 from jackfield.store.models_inbound import InboxEvent
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -76,7 +77,8 @@ class RedisStreamSource(QueueProvider, SubscriptionSource):
                 for raw_id, fields in entries:
                     msg_id = raw_id.decode()
                     payload = {k.decode(): v.decode() for k, v in fields.items()}
-                    event = InboundEvent(msg_id, "stream.message", payload)
+                    kind = payload.get("type", "stream.message")
+                    event = InboundEvent(msg_id, kind, payload)
                     yield ReceivedEvent(event, self._acker(client, stream, group, msg_id))
         finally:
             await client.aclose()
@@ -196,6 +198,25 @@ async def test_a_crash_between_commit_and_ack_redelivers_and_the_inbox_keeps_one
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert [e for e, _ in inbox(jf, connector_id)] == ids  # each exactly once
+
+
+async def test_an_event_the_inbox_cannot_store_is_never_acked(jf, redis_stream):
+    """The unit crashes with what is wrong (the supervisor shows it and restarts it);
+    the broker keeps the message, so nothing is lost while the provider gets fixed."""
+    connector_id, stream, client = redis_stream
+    first = (await client.xadd(stream, {"text": "fine"})).decode()
+    bad = (await client.xadd(stream, {"type": "t" * 101, "text": "private words"})).decode()
+    source = RedisStreamSource.from_config({"stream": stream})
+    with pytest.raises(InvalidEventError) as refused:
+        await asyncio.wait_for(inbound_runner(jf, connector_id, source, "node-a")(), 10)
+    message = str(refused.value)
+    assert message.startswith(f"subscription event 1 of 1 ({bad!r}) cannot be stored")
+    assert "event_type must be 1 to 100 characters" in message
+    assert "private words" not in message
+    assert inbox(jf, connector_id) == [(first, {"text": "fine"})]
+    assert RedisStreamSource.ACK_LOG == [(first, True)]
+    detail = await client.xpending_range(stream, "jackfield", min="-", max="+", count=10)
+    assert [entry["message_id"].decode() for entry in detail] == [bad]
 
 
 class StubbornSource(QueueProvider, SubscriptionSource):

@@ -8,8 +8,9 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from jackfield.kernel.inbound import InboundEvent
+from jackfield.kernel.payloads import json_text
 from jackfield.runtime.inbox import add_event_batches, insert_event_batches
-from jackfield.store.bulk import DriverStatement, DriverValues, json_text
+from jackfield.store.bulk import DriverStatement, DriverValues
 from jackfield.store.models import utcnow
 from jackfield.store.models_inbound import InboxEvent
 from jackfield.store.models_outbox import OutboxMessage

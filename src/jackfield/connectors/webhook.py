@@ -47,13 +47,12 @@ from jackfield.kernel import (
     WebhookRequest,
     WebhookSource,
 )
+from jackfield.kernel.inbound import MAX_EVENT_ID, MAX_EVENT_TYPE, text_problem
 from jackfield.kernel.payloads import TOO_DEEP, PayloadError, check_depth, check_unicode
 
 SECRET_PREFIX = "whsec_"
 DEFAULT_EVENT_TYPE = "webhook.received"
 DEFAULT_TOLERANCE = 300
-MAX_ID_LENGTH = 200
-MAX_TYPE_LENGTH = 100
 
 
 def decode_secret(secret: str) -> bytes:
@@ -181,15 +180,13 @@ class WebhookProvider(HttpProvider, WebhookSource):
             )
         payload = _json_object(request.body)
         event_type = payload.get("type")
-        if not isinstance(event_type, str) or not event_type:
+        if not isinstance(event_type, str) or not event_type.strip():
             event_type = DEFAULT_EVENT_TYPE
-        if len(msg_id) > MAX_ID_LENGTH or len(event_type) > MAX_TYPE_LENGTH:
-            raise PermanentError(
-                f"webhook-id must be at most {MAX_ID_LENGTH} characters and the event "
-                f"type at most {MAX_TYPE_LENGTH}"
-            )
-        if "\x00" in msg_id or "\x00" in event_type:
-            raise PermanentError("webhook-id and the event type may not contain NUL characters")
+        problem = text_problem("webhook-id", msg_id, MAX_EVENT_ID) or text_problem(
+            "the event type", event_type, MAX_EVENT_TYPE
+        )
+        if problem is not None:
+            raise PermanentError(problem)
         return [InboundEvent(msg_id, event_type, payload, occurred_at=sent_at)]
 
     def _check_timestamp(self, value: str) -> datetime:

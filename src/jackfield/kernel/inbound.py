@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from .payloads import PayloadError, check_nesting
+
+MAX_EVENT_ID = 200
+MAX_EVENT_TYPE = 100
+
 
 @dataclass(frozen=True, slots=True)
 class InboundEvent:
@@ -22,6 +27,49 @@ class InboundEvent:
     event_type: str
     payload: dict[str, Any]
     occurred_at: datetime | None = None
+
+
+def text_problem(name: str, value: object, limit: int) -> str | None:
+    """Why ``value`` cannot be an event's ``name`` (id or type), or ``None``: it must
+    be text of 1 to ``limit`` characters without NUL (PostgreSQL text cannot hold it)
+    and valid Unicode."""
+    if not isinstance(value, str):
+        return f"{name} must be text, not {type(value).__name__}"
+    if not value.strip() or len(value) > limit:
+        return f"{name} must be 1 to {limit} characters"
+    if "\x00" in value:
+        return f"{name} may not contain NUL characters"
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return f"{name} is not valid Unicode (an unpaired surrogate)"
+    return None
+
+
+def event_problem(event: object) -> str | None:
+    """Why the inbox cannot store ``event`` from a source, or ``None`` if it can.
+
+    Payload values JSON has no exact form for are stored as the webhook path stores
+    them (NaN as null, an unpaired surrogate as U+FFFD, other types as their text), so
+    only what would make the event unreadable or ambiguous is a problem.
+    """
+    if not isinstance(event, InboundEvent):
+        return f"expected an InboundEvent, got {type(event).__name__}"
+    problem = text_problem("event_id", event.event_id, MAX_EVENT_ID) or text_problem(
+        "event_type", event.event_type, MAX_EVENT_TYPE
+    )
+    if problem is not None:
+        return problem
+    if not isinstance(event.payload, dict):
+        return f"the payload must be a dict, not {type(event.payload).__name__}"
+    if event.occurred_at is not None and not isinstance(event.occurred_at, datetime):
+        return f"occurred_at must be a datetime or None, not {type(event.occurred_at).__name__}"
+    try:
+        check_nesting(event.payload)
+    except PayloadError as exc:
+        return str(exc)
+    return None
 
 
 @dataclass(frozen=True)

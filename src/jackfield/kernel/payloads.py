@@ -12,11 +12,17 @@ that cannot be served would break its connector's event list):
   into a string that cannot be encoded as UTF-8;
 * for payloads Jackfield is asked to send: finite numbers (JSON has no NaN) and
   integers within 64 bits (orjson's range, beyond which a read would round them).
+
+``payload_json`` enforces all of this on what a caller sends (a clear refusal is better
+than a changed message). Events arriving from outside are stored by ``json_text``
+instead, which never refuses: it writes NaN as null and an unpaired surrogate as U+FFFD,
+so what the external system sent is kept as closely as JSON allows.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import orjson
@@ -57,8 +63,13 @@ def payload_json(value: Any) -> str:
 def check_depth(value: Any, text: bytes) -> None:
     """Raise ``PayloadError`` if ``value`` (parsed from or dumped as ``text``) nests
     deeper than ``MAX_DEPTH``. Only payloads with that many brackets are walked."""
-    if text.count(b"{") + text.count(b"[") <= MAX_DEPTH:
-        return
+    if text.count(b"{") + text.count(b"[") > MAX_DEPTH:
+        check_nesting(value)
+
+
+def check_nesting(value: Any) -> None:
+    """Raise ``PayloadError`` if ``value`` nests deeper than ``MAX_DEPTH`` (a walk over
+    its objects and arrays, level by level: no recursion, whatever the depth)."""
     level, depth = [value], 0
     while level:
         depth += 1
@@ -88,3 +99,31 @@ def _explain(exc: orjson.JSONEncodeError) -> str:
     if "Recursion" in reason:
         return TOO_DEEP
     return f"the payload is not JSON: {reason}"
+
+
+_fallback = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
+def json_text(value: Any) -> str:
+    """JSON text of any value, never refused: what the inbox stores of events it did
+    not choose (webhooks, polling, subscriptions) and what the event stream writes.
+    Values JSON has no type for become their ``str``; see ``_storable``."""
+    try:
+        return orjson.dumps(value, default=str, option=_OPTIONS).decode()
+    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: the slow way
+        return _fallback(_storable(value))
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with NaN and infinities as ``None`` (as orjson writes them: the
+    standard library would write ``NaN``, which is not JSON and PostgreSQL refuses) and
+    unpaired surrogates as U+FFFD (text that could be stored but never served)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value

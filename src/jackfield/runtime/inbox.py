@@ -3,9 +3,10 @@
 Every source (webhook, polling, subscription, the echo loopback) stages its events
 inside the caller's transaction, so they commit together with whatever else that
 transaction records (a cursor, a delivered state). Duplicates by
-``(connector_id, event_id)`` are skipped, not errors. ``add_events`` is the general
-path; the busy ones write set-based at the driver level: ``insert_event_batches`` (the
-outbox's loopback, in its ack) and ``add_event_batches`` (webhook groups).
+``(connector_id, event_id)`` are skipped, not errors. All write set-based at the driver
+level: ``add_events`` (polling and subscription units, which check each event first),
+``insert_event_batches`` (the outbox's loopback, in its ack) and ``add_event_batches``
+(webhook groups).
 """
 
 from __future__ import annotations
@@ -14,15 +15,26 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..kernel.inbound import InboundEvent
+from ..kernel.errors import ConnectorError
+from ..kernel.inbound import InboundEvent, event_problem
+from ..kernel.payloads import json_text
 from ..store import utcnow
-from ..store.bulk import DriverCursor, DriverStatement, DriverValues, driver_values, json_text
+from ..store.bulk import DriverCursor, DriverStatement, DriverValues, driver_values
 from ..store.models_inbound import InboxEvent
+
+
+class InvalidEventError(ConnectorError):
+    """A source produced an event the inbox cannot store (a provider's bug)."""
+
+    default_remediation = (
+        "Fix the provider: every event needs a text event_id (1-200 characters) and "
+        "event_type (1-100), and a dict payload."
+    )
 
 
 def add_events(
@@ -31,33 +43,26 @@ def add_events(
     organization_id: str,
     events: Iterable[InboundEvent],
     source: str,
-) -> list[InboxEvent]:
-    """Stage new events in ``session``; returns the rows added (duplicates left out)."""
-    batch = {e.event_id: e for e in events}
-    if not batch:
-        return []
-    known = set(
-        session.scalars(
-            select(InboxEvent.event_id).where(
-                InboxEvent.connector_id == connector_id, InboxEvent.event_id.in_(batch)
+) -> int:
+    """Stage the events a polling or subscription unit produced in ``session``; returns
+    how many were new (an id repeated in the batch keeps its first event).
+
+    An event the inbox cannot store raises ``InvalidEventError`` naming it, before
+    anything is staged: its batch then commits nothing (no cursor moves, no broker ack),
+    so nothing is lost, and the unit's crash shows the operator what is wrong.
+    """
+    batch = list(events)
+    for number, event in enumerate(batch, 1):
+        problem = event_problem(event)
+        if problem is not None:
+            label = getattr(event, "event_id", None)
+            named = f" ({label[:60]!r})" if isinstance(label, str) else ""
+            raise InvalidEventError(
+                f"{source} event {number} of {len(batch)}{named} cannot be stored: {problem}"
             )
-        )
-    )
-    rows = [
-        InboxEvent(
-            connector_id=connector_id,
-            organization_id=organization_id,
-            event_id=event.event_id,
-            event_type=event.event_type,
-            payload=event.payload,
-            source=source,
-            occurred_at=event.occurred_at,
-        )
-        for event_id, event in batch.items()
-        if event_id not in known
-    ]
-    session.add_all(rows)
-    return rows
+    if not batch:
+        return 0
+    return insert_event_batches(session, [(connector_id, organization_id, batch)], source)
 
 
 # -- set-based: many events in a few statements, at the driver level (``store.bulk``) ----

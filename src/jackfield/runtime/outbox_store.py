@@ -47,8 +47,9 @@ from sqlalchemy.orm import Session
 
 from ..kernel.envelope import Envelope
 from ..kernel.inbound import InboundEvent
+from ..kernel.payloads import json_text
 from ..store import Connector, Database, utcnow
-from ..store.bulk import ROW_CHUNKS, DriverStatement, DriverValues, driver_values, json_text
+from ..store.bulk import ROW_CHUNKS, DriverStatement, DriverValues, driver_values
 from ..store.models_outbox import CLAIMABLE_SQL, OutboxMessage
 from .inbox import insert_event_batches
 

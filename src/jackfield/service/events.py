@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from ulid import ULID
 
 from ..kernel.errors import ConnectorConfigError, ConnectorNotFoundError
+from ..kernel.inbound import MAX_EVENT_ID, MAX_EVENT_TYPE, text_problem
 from ..kernel.payloads import PayloadError, payload_json
 from ..store import Connector, Database
 from ..store.models_inbound import InboxEvent
@@ -121,11 +122,19 @@ class EventService:
         try:
             payload_json(payload)  # what the inbox could not serve back is refused
         except PayloadError as exc:
-            raise ConnectorConfigError(str(exc), field_errors={"payload": "JSON"}) from None
-        kind = event_type or payload.get("type") or DEFAULT_EVENT_TYPE
+            raise _invalid("payload", str(exc)) from None
+        named = payload.get("type")
+        if not isinstance(named, str) or not named.strip():
+            named = DEFAULT_EVENT_TYPE
+        kind = event_type or named
         event_id = event_id or f"sim:{ULID()}"
-        _check_text("event_type", kind, 100)
-        _check_text("event_id", event_id, 200)
+        for name, value, limit in (
+            ("event_type", kind, MAX_EVENT_TYPE),
+            ("event_id", event_id, MAX_EVENT_ID),
+        ):
+            problem = text_problem(name, value, limit)
+            if problem is not None:
+                raise _invalid(name, problem)
         with self.db.transaction() as s:
             connector = _load(s, who, connector_id)
             existing = _find(s, connector.id, event_id)
@@ -200,9 +209,9 @@ def _parse_cursor(cursor: str | None) -> int | None:
     return value
 
 
-def _check_text(name: str, value: object, limit: int) -> None:
-    if not isinstance(value, str) or not value.strip() or len(value) > limit or "\x00" in value:
-        raise ConnectorConfigError(
-            f"{name} must be 1 to {limit} characters, none of them NUL",
-            field_errors={name: "invalid"},
-        )
+def _invalid(name: str, problem: str) -> ConnectorConfigError:
+    return ConnectorConfigError(
+        problem,
+        field_errors={name: "invalid"},
+        remediation="Correct the event and inject it again.",
+    )

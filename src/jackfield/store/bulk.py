@@ -16,7 +16,6 @@ library on small documents, and every outbox message passes through it four time
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from itertools import chain
@@ -161,34 +160,6 @@ class _Compiled:
             joined = "VALUES " + ", ".join([self.values] * rows)
             found = self._multi[rows] = self.sql.replace(f"VALUES {self.values}", joined, 1)
         return found
-
-
-_OPTIONS = orjson.OPT_NON_STR_KEYS
-_fallback = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def json_text(value: Any) -> str:
-    """A JSON column's value as text (both SQLite and psycopg take text). Values JSON
-    has no type for are stored as their ``str``, not refused."""
-    try:
-        return orjson.dumps(value, default=str, option=_OPTIONS).decode()
-    except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: the slow way
-        return _fallback(_storable(value))
-
-
-def _storable(value: Any) -> Any:
-    """``value`` with NaN and infinities as ``None`` (as orjson writes them: the
-    standard library would write ``NaN``, which is not JSON and PostgreSQL refuses) and
-    unpaired surrogates as U+FFFD (text that could be stored but never served)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    if isinstance(value, dict):
-        return {_storable(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_storable(v) for v in value]
-    return value
 
 
 class DriverValues:

@@ -7,7 +7,6 @@ The stream sends every new event of the caller's organization as
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from ...kernel.payloads import json_text
 from ...runtime.events import EventRouter
 from ...service.events import EventService
 from ...service.views import parse_row_id
@@ -72,7 +72,7 @@ async def stream_events(
             if record is None:
                 yield ": keep-alive\n\n"
             else:
-                data = json.dumps(record.view(), separators=(",", ":"), default=str)
+                data = json_text(record.view())  # JSON, even of a row stored before checks
                 yield f"id: {record.id}\ndata: {data}\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

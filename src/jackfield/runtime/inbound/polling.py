@@ -51,7 +51,7 @@ def commit_polled(
             s.add(InboundCursor(connector_id=connector_id, cursor=cursor))
         else:
             row.cursor = cursor
-        return len(added)
+        return added
 
 
 async def run_polling(

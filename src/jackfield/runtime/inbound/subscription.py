@@ -34,7 +34,7 @@ def commit_received(
     """Commit one received event under the lease; ``LeaseLost`` writes nothing."""
     with db.transaction() as s:
         lease.fence(s)
-        return len(add_events(s, connector_id, organization_id, [received.event], "subscription"))
+        return add_events(s, connector_id, organization_id, [received.event], "subscription")
 
 
 async def run_subscription(
