@@ -26,7 +26,8 @@ from jackfield.store.models_inbound import InboundCursor, InboxEvent, UnitLease
 class FeedPoller(QueueProvider, PollingSource):
     """Polls an in-memory feed (``FEEDS[config["feed"]]``), three items per round.
 
-    ``FAULTS[feed]`` holds the poll numbers (1-based) that raise, to imitate a crash."""
+    ``FAULTS[feed]`` holds the poll numbers (1-based) that raise, to imitate a crash;
+    ``SLOW[feed]`` is how long each poll takes, in seconds."""
 
     provider_type = "feed_poll_test"
     display_name = "Feed poller (tests)"
@@ -34,13 +35,17 @@ class FeedPoller(QueueProvider, PollingSource):
     FEEDS: ClassVar[dict[str, list[str]]] = {}
     FAULTS: ClassVar[dict[str, set[int]]] = {}
     POLLS: ClassVar[dict[str, int]] = {}
+    SLOW: ClassVar[dict[str, float]] = {}
+    CURSORS: ClassVar[dict[str, list[str | None]]] = {}  # what each poll was asked for
 
     def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]:
         feed = self.config["feed"]
         self.POLLS[feed] = self.POLLS.get(feed, 0) + 1
+        self.CURSORS.setdefault(feed, []).append(cursor)
         self.calls = getattr(self, "calls", 0) + 1
         if self.POLLS[feed] in self.FAULTS.get(feed, set()):
             raise RuntimeError(f"simulated crash in poll #{self.POLLS[feed]}")
+        time.sleep(self.SLOW.get(feed, 0.0))
         start = int(cursor or 0)
         items = self.FEEDS[feed][start : start + 3]
         events = [
@@ -245,6 +250,23 @@ async def test_a_crash_in_the_middle_of_the_commit_writes_neither_events_nor_cur
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert inbox(jf, connector_id) == ALL
+
+
+async def test_a_poll_longer_than_the_lease_still_commits(jf, feed):
+    """The lease is renewed while ``poll`` runs: a slow API does not cost the unit its
+    lease (and the batch) on every round."""
+    connector_id, name = feed
+    FeedPoller.SLOW[name] = 0.5  # each poll outlasts the 0.3 s lease
+    run = inbound_runner(jf, connector_id, provider_for(name), "node-a", lease_ttl=0.3)
+    assert run is not None
+    task = asyncio.create_task(run())
+    try:
+        await eventually(lambda: cursor_of(jf, connector_id) == "7", timeout=15)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert inbox(jf, connector_id) == ALL
+    assert FeedPoller.CURSORS[name][:3] == [None, "3", "6"]  # no batch was fetched twice
 
 
 def test_a_stale_owner_commit_is_refused_and_writes_nothing(jf, feed):

@@ -14,8 +14,11 @@ than the TTL only shifts when a takeover may happen, never lets two owners commi
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -24,6 +27,7 @@ from ...store import Database, utcnow
 from ...store.models_inbound import UnitLease
 
 DEFAULT_TTL = 30.0
+T = TypeVar("T")
 
 
 class LeaseLost(Exception):
@@ -141,3 +145,22 @@ class Lease:
 
     def _until(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.ttl)
+
+
+async def keep_renewed(lease: Lease) -> None:
+    """Heartbeat: renew every third of the TTL; return when the lease is lost."""
+    while True:
+        await asyncio.sleep(lease.ttl / 3)
+        if not await asyncio.to_thread(lease.renew):
+            return
+
+
+async def holding(lease: Lease, work: Awaitable[T]) -> T:
+    """Await ``work`` while renewing ``lease``, so work longer than the TTL (a slow
+    poll) still ends with the lease held and its result can be committed."""
+    heartbeat = asyncio.create_task(keep_renewed(lease))
+    try:
+        return await work
+    finally:
+        heartbeat.cancel()
+        await asyncio.gather(heartbeat, return_exceptions=True)

@@ -2,11 +2,12 @@
 
 Each round reads the stored cursor, asks the provider for the events after it, and
 commits the events and the new cursor in ONE transaction that also checks the unit's
-lease (commit after emit). A crash anywhere — in ``poll``, in the middle of the commit,
-after it — leaves the inbox and the cursor consistent: either both moved or neither did,
-so the next round (on this node or another) fetches the same batch again, and the
-inbox's ``(connector_id, event_id)`` key drops what was already stored. Nothing is lost
-and nothing is stored twice.
+lease (commit after emit); the lease is renewed while ``poll`` runs, however long it
+takes. A crash anywhere — in ``poll``, in the middle of the commit, after it — leaves
+the inbox and the cursor consistent: either both moved or neither did, so the next
+round (on this node or another) fetches the same batch again, and the inbox's
+``(connector_id, event_id)`` key drops what was already stored. Nothing is lost and
+nothing is stored twice.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from ...kernel.inbound import InboundEvent, PollingSource
 from ...store import Database
 from ...store.models_inbound import InboundCursor
 from ..inbox import add_events
-from .leases import Lease, LeaseLost
+from .leases import Lease, LeaseLost, holding
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ async def run_polling(
             await asyncio.sleep(lease.ttl / 3)
             continue
         cursor = await asyncio.to_thread(load_cursor, db, connector_id)
-        events, next_cursor = await call_async(source.poll, cursor)
+        events, next_cursor = await holding(lease, call_async(source.poll, cursor))
         try:
             added = await asyncio.to_thread(
                 commit_polled, db, lease, connector_id, organization_id, list(events), next_cursor

@@ -23,7 +23,7 @@ from ...kernel.errors import ConnectionFailedError
 from ...kernel.inbound import ReceivedEvent, SubscriptionSource
 from ...store import Database
 from ..inbox import add_events
-from .leases import Lease, LeaseLost
+from .leases import Lease, LeaseLost, keep_renewed
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ async def run_subscription(
         consumer = asyncio.create_task(
             _consume(db, connector_id, organization_id, source, lease, wake)
         )
-        heartbeat = asyncio.create_task(_heartbeat(lease))
+        heartbeat = asyncio.create_task(keep_renewed(lease))
         try:
             done, _ = await asyncio.wait({consumer, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -115,11 +115,3 @@ async def _cancel(*tasks: asyncio.Task[None], grace: float = 1.0, attempts: int 
     for task in tasks:
         if task.done() and not task.cancelled():
             task.exception()  # retrieved here; the caller inspects the consumer's itself
-
-
-async def _heartbeat(lease: Lease) -> None:
-    """Renew every third of the TTL; return when the lease is lost."""
-    while True:
-        await asyncio.sleep(lease.ttl / 3)
-        if not await asyncio.to_thread(lease.renew):
-            return
