@@ -4,6 +4,7 @@ async, failures isolated, every event dispatched once even with two routers (nod
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -116,6 +117,69 @@ async def test_a_failing_handler_does_not_stop_the_others(jf, admin, org, caplog
     assert ran == ["broken:e1", "fine:e1", "broken:e2", "fine:e2"]
     assert undispatched(jf) == 0  # not retried: logged instead
     assert "handler bug on e1" in caplog.text and "broken" in caplog.text
+
+
+async def test_a_handler_that_cancels_or_exits_is_a_failing_handler(jf, admin, org, caplog):
+    """Neither its own ``CancelledError`` nor ``sys.exit`` in a handler stops the router
+    (or the process): the other handlers and the later events still run."""
+    connector = echo_connector(jf, admin)
+    router = EventRouter(jf, poll_interval=0.05)
+    ran: list[str] = []
+
+    @router.on("message.received")
+    async def cancels(event):
+        ran.append(f"cancels:{event.event_id}")
+        raise asyncio.CancelledError
+
+    @router.on("message.received")
+    def exits(event):  # sync: in a worker thread
+        ran.append(f"exits:{event.event_id}")
+        sys.exit(3)
+
+    @router.on("message.received")
+    async def fine(event):
+        ran.append(f"fine:{event.event_id}")
+
+    commit(jf, connector, org, ("e1", "message.received"), ("e2", "message.received"))
+    await router.start()
+    try:
+        await eventually(lambda: len(ran) == 6)
+        commit(jf, connector, org, ("e3", "message.received"))
+        router.wake()
+        await eventually(lambda: "fine:e3" in ran)
+    finally:
+        await router.stop()
+    assert ran[:6] == ["cancels:e1", "exits:e1", "fine:e1", "cancels:e2", "exits:e2", "fine:e2"]
+    assert undispatched(jf) == 0
+    assert "CancelledError" in caplog.text and "SystemExit: 3" in caplog.text
+
+
+async def test_a_batch_outlasting_its_claim_is_not_run_again_by_another_node(jf, admin, org):
+    """The claim is extended while slow handlers run: a second node does not take the
+    batch over and run its events a second time."""
+    connector = echo_connector(jf, admin)
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def slow(event):
+        with lock:
+            counts[event.event_id] = counts.get(event.event_id, 0) + 1
+        time.sleep(0.4)
+
+    commit(jf, connector, org, *((f"s{i}", "tick") for i in range(4)))
+    first = EventRouter(jf, poll_interval=0.02, claim_seconds=0.6)
+    first.on("tick")(slow)
+    await first.start()
+    await eventually(lambda: bool(counts))  # the first node holds the whole batch
+    second = EventRouter(jf, poll_interval=0.02, claim_seconds=0.6)
+    second.on("tick")(slow)
+    await second.start()
+    try:
+        await eventually(lambda: len(counts) == 4 and undispatched(jf) == 0)
+    finally:
+        await first.stop()
+        await second.stop()
+    assert counts == {f"s{i}": 1 for i in range(4)}  # 1.6 s of handlers, a 0.6 s claim
 
 
 async def test_two_routers_dispatch_every_event_once(jf, admin, org):

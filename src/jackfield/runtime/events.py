@@ -6,16 +6,22 @@ Dispatch semantics:
 * Events are dispatched in id order, one at a time per process. For each event every
   handler of its type runs, then every ``"*"`` handler, in registration order. Sync
   handlers run in a worker thread; async ones on the loop.
-* A handler that raises is logged (redacted) and the other handlers and events go on.
+* A handler that raises (even ``SystemExit``, or a ``CancelledError`` of its own) is
+  logged (redacted) and the other handlers and events go on.
   It is **not** retried: a handler that needs retries should hand its work to the
   outbox (``jf.send``) or its own queue. ``dispatched_at`` is set once the handlers ran.
 * Across nodes a batch of rows is claimed first (``dispatch_token``, ``dispatch_until``;
   ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two nodes never run handlers for the same
-  row at the same time. If a node dies mid-batch its claim expires after
-  ``claim_seconds`` and another node runs those events: delivery to handlers is
-  at-least-once, never concurrent.
+  row at the same time. The claim is extended while the batch's handlers run, however
+  long they take. If a node dies mid-batch its claim expires after ``claim_seconds`` and
+  another node runs those events: delivery to handlers is at-least-once, never
+  concurrent.
 * A process with no handlers claims nothing, so a ``jackfield serve`` without handlers
-  leaves the events for the application that registered them.
+  leaves the events for the application that registered them. An event is dispatched
+  once for the whole deployment, not once per process: every process that registers
+  handlers must register the same ones (as the workers of one application do), and
+  register them before ``start``. An event claimed by a process without a handler for
+  its type is marked dispatched all the same.
 * New rows are noticed at once after ``wake()`` (called after local commits) and
   within ``poll_interval`` when another process or node committed them.
 """
@@ -31,6 +37,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..kernel import call_async
 from ..secrets import redactor
@@ -131,13 +138,18 @@ class EventRouter:
         async with self._lock:
             token = str(uuid.uuid4())
             records = await asyncio.to_thread(self._claim, token)
+            if not records:
+                return 0
+            claimed = [record.id for record in records]
             done: list[int] = []
+            keeper = asyncio.create_task(self._keep_claimed(token, claimed))
             try:
                 for record in records:
                     await self._run_handlers(record)
                     done.append(record.id)
             finally:
-                claimed = [record.id for record in records]
+                keeper.cancel()
+                await asyncio.gather(keeper, return_exceptions=True)
                 await asyncio.shield(asyncio.to_thread(self._finish, token, claimed, done))
             return len(done)
 
@@ -145,16 +157,35 @@ class EventRouter:
         for handler in self.handlers_for(record.event_type):
             try:
                 await call_async(handler, record)
-            except Exception as exc:  # noqa: BLE001 - one handler's bug must not stop the rest
-                trace = "".join(traceback.format_exception(exc))
-                log.error(
-                    "handler %s failed for %s event %s (inbox id %s): %s",
-                    getattr(handler, "__qualname__", repr(handler)),
-                    record.event_type,
-                    record.event_id,
-                    record.id,
-                    redactor.redact(trace),
-                )
+            except asyncio.CancelledError as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # the router is stopping
+                self._failed(handler, record, exc)  # the handler's own cancellation
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - one handler's bug
+                self._failed(handler, record, exc)  # must not stop the rest (or the process)
+
+    @staticmethod
+    def _failed(handler: Handler, record: EventRecord, exc: BaseException) -> None:
+        trace = "".join(traceback.format_exception(exc))
+        log.error(
+            "handler %s failed for %s event %s (inbox id %s): %s",
+            getattr(handler, "__qualname__", repr(handler)),
+            record.event_type,
+            record.event_id,
+            record.id,
+            redactor.redact(trace),
+        )
+
+    async def _keep_claimed(self, token: str, claimed: Sequence[int]) -> None:
+        """Extend the claim while the batch's handlers run, however long they take; a
+        node that dies stops extending, and its claim expires after ``claim_seconds``."""
+        while True:
+            await asyncio.sleep(self.claim_seconds / 3)
+            try:
+                await asyncio.to_thread(self._extend, token, claimed)
+            except SQLAlchemyError as exc:  # the next round tries again
+                log.warning("could not extend the claim on inbox events: %s", exc)
 
     def _claim(self, token: str) -> list[EventRecord]:
         now = utcnow()
@@ -183,6 +214,15 @@ class EventRouter:
                 select(InboxEvent).where(InboxEvent.id.in_(ids)).order_by(InboxEvent.id)
             )
             return [EventRecord.from_row(row) for row in rows]
+
+    def _extend(self, token: str, claimed: Sequence[int]) -> None:
+        until = utcnow() + timedelta(seconds=self.claim_seconds)
+        with self.db.transaction() as s:
+            s.execute(
+                update(InboxEvent)
+                .where(InboxEvent.id.in_(list(claimed)), InboxEvent.dispatch_token == token)
+                .values(dispatch_until=until)
+            )
 
     def _finish(self, token: str, claimed: Sequence[int], done: Sequence[int]) -> None:
         """Mark the events whose handlers ran; give back the claim on the others (the
