@@ -105,9 +105,10 @@ _fallback = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def json_text(value: Any) -> str:
-    """JSON text of any value, never refused: what the inbox stores of events it did
-    not choose (webhooks, polling, subscriptions) and what the event stream writes.
-    Values JSON has no type for become their ``str``; see ``_storable``."""
+    """JSON text of any value, never refused: what Jackfield stores of data it did not
+    choose (events from webhooks, polling and subscriptions; delivery results) and what
+    the event stream writes. Values JSON has no type for become their ``str``; see
+    ``_storable``."""
     try:
         return orjson.dumps(value, default=str, option=_OPTIONS).decode()
     except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: the slow way

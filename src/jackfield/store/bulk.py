@@ -9,8 +9,9 @@ takes (``DriverValues``: a shared timestamp per batch, JSON text per document), 
 order the statement's ``params`` name them. Statements stay Core expressions, so the
 SQL is still written once for SQLite and PostgreSQL.
 
-JSON text is made and read with orjson (several times faster than the standard
-library on small documents, and every outbox message passes through it four times).
+JSON text is made (``kernel.payloads``) and read (``DriverValues.read_json``) with
+orjson: several times faster than the standard library on small documents, and every
+outbox message passes through it four times.
 """
 
 from __future__ import annotations
