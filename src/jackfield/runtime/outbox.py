@@ -346,12 +346,20 @@ class OutboxWorker:
         generation = unit.generation
         provider = handle.acquire()
         refill = self._pace.room(head.connector_id) - 1
+        # a delivery is not started unless it has twice the connector's usual time left:
+        # cut off by the lease it would cost an attempt it never had (and may be sent twice)
+        needs = 2 * self._pace.per_message(head.connector_id)
         current: Claimed | None = None
         clock = asyncio.get_running_loop().time
         started, done = clock(), 0
+        deadline = started + budget
         try:
             async with asyncio.timeout(budget):
                 while buffer and buffer[0].lease_token == token and unit.generation == generation:
+                    if deadline - clock() < needs:
+                        while buffer and buffer[0].lease_token == token:
+                            self._push(Ack(buffer.popleft(), "release"))  # claimed again
+                        break
                     current = buffer.popleft()
                     if self._want_room and len(buffer) == refill:
                         self.wake()  # no longer full: the dispatcher may claim for it again
