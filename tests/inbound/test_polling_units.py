@@ -4,6 +4,7 @@ lose and duplicate nothing, and the unit lease fences a stale owner."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import time
 import uuid
@@ -170,11 +171,7 @@ def test_polled_values_json_cannot_hold_are_stored_as_webhooks_store_them(
     }
 
 
-DEEP: dict[str, Any] = {}
-_level = DEEP
-for _ in range(70):
-    _level["in"] = {}
-    _level = _level["in"]
+DEEP = functools.reduce(lambda inner, _: {"in": inner}, range(70), {})
 
 
 @pytest.mark.parametrize(

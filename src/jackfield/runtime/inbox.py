@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from ..kernel.errors import ConnectorError
-from ..kernel.inbound import InboundEvent, event_problem
+from ..kernel.inbound import MAX_EVENT_ID, MAX_EVENT_TYPE, InboundEvent, event_problem
 from ..kernel.payloads import json_text
 from ..store import utcnow
 from ..store.bulk import DriverCursor, DriverStatement, DriverValues, driver_values
@@ -32,8 +32,8 @@ class InvalidEventError(ConnectorError):
     """A source produced an event the inbox cannot store (a provider's bug)."""
 
     default_remediation = (
-        "Fix the provider: every event needs a text event_id (1-200 characters) and "
-        "event_type (1-100), and a dict payload."
+        f"Fix the provider: every event needs a text event_id (1-{MAX_EVENT_ID} "
+        f"characters) and event_type (1-{MAX_EVENT_TYPE}), and a dict payload."
     )
 
 
