@@ -1,9 +1,14 @@
 """The migrations create exactly the schema the models describe, on both backends."""
 
+from datetime import timedelta
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select, text
 
-from jackfield.store import Base, create_db_engine, is_current, upgrade
+from jackfield.service import Principal
+from jackfield.store import Base, create_db_engine, is_current, upgrade, utcnow
+from jackfield.store.models_outbox import RuntimeUnit
 from jackfield.store.tables import load_all_models
 
 
@@ -17,3 +22,63 @@ def test_migrations_match_the_models(database_url):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def _migrate(engine, direction, revision):
+    from alembic import command
+
+    from jackfield.store.migrate import _config
+
+    cfg = _config()
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        getattr(command, direction)(cfg, revision)
+
+
+def test_runtime_units_survive_the_move_to_rows_per_node(jf):
+    """0005 keys ``runtime_units`` by (connector, node): an old row is kept, and going
+    back keeps one row per connector, the one written last."""
+    org = jf.accounts.create_org("migrations")["id"]
+    who = Principal.operator(org)
+    cid = jf.connectors.create(
+        who, name="m", category="messaging", provider_type="echo", config={}
+    )["id"]
+    engine = jf.db.engine
+    old = (
+        "INSERT INTO runtime_units (connector_id, organization_id, liveness, readiness,"
+        " restart_count, last_error, node, next_restart_at, restart_requested_at, updated_at)"
+        " VALUES (:cid, :org, 'failed', 'unreachable', 4, 'boom', NULL, NULL, :now, :now)"
+    )
+    now = utcnow()
+    try:
+        _migrate(engine, "downgrade", "0004")
+        with engine.begin() as conn:
+            conn.execute(text(old), {"cid": cid, "org": org, "now": now})
+        _migrate(engine, "upgrade", "heads")
+        with jf.db.transaction() as s:
+            [row] = s.scalars(select(RuntimeUnit))
+            assert (row.connector_id, row.node, row.liveness, row.restart_count) == (
+                cid,
+                "",
+                "failed",
+                4,
+            )
+            assert (row.last_error, row.restart_seen) == ("boom", 0)
+            s.add(
+                RuntimeUnit(
+                    connector_id=cid,
+                    node="node-b",
+                    organization_id=org,
+                    liveness="running",
+                    readiness="ready",
+                    restart_count=1,
+                    restart_seen=0,
+                    updated_at=now + timedelta(seconds=1),
+                )
+            )
+        _migrate(engine, "downgrade", "0004")
+        with engine.begin() as conn:
+            rows = conn.execute(text("SELECT node, liveness FROM runtime_units")).all()
+        assert [tuple(r) for r in rows] == [("node-b", "running")]
+    finally:
+        _migrate(engine, "upgrade", "heads")

@@ -58,13 +58,14 @@ if not connector_registry.is_registered("messaging", "leaky_test"):
 def fast_settings(database_url: str, data_dir: Path, **extra: Any) -> Settings:
     key = base64.urlsafe_b64encode(os.urandom(32)).decode()
     return Settings(
-        database_url=database_url, data_dir=data_dir, secret_key=key, **{**FAST, **extra}
+        database_url=database_url, data_dir=data_dir, **{"secret_key": key, **FAST, **extra}
     )
 
 
 @pytest.fixture
 def make_jf(tmp_path: Path) -> Iterator[Callable[..., Jackfield]]:
-    """``make_jf(database_url, **settings)``: a Jackfield with fast runtime timings."""
+    """``make_jf(database_url, **settings)``: a Jackfield with fast runtime timings (a
+    second one on the same database needs the first one's ``secret_key``)."""
     made: list[Jackfield] = []
 
     def make(database_url: str, **extra: Any) -> Jackfield:

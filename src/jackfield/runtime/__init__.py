@@ -58,6 +58,7 @@ class Runtime:
                 crash_window=s.supervisor_crash_window_seconds,
                 healthy_reset=s.supervisor_healthy_reset_seconds,
                 poll_seconds=s.supervisor_poll_seconds,
+                heartbeat_seconds=10 * s.supervisor_poll_seconds,
                 policy=RetryPolicy(
                     s.outbox_retry_base_seconds, s.outbox_retry_max_seconds, s.outbox_max_attempts
                 ),

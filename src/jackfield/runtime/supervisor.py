@@ -12,7 +12,9 @@ down until an operator restarts it (``POST /api/connectors/{id}/restart`` or ``j
 runtime restart``), which writes a request the supervisor polls for.
 
 Each unit has its own lock and its own tasks, so one unit's crash never touches another.
-State is persisted to ``runtime_units`` (coalesced, off the event loop).
+State is persisted to ``runtime_units`` (coalesced, off the event loop), one row per
+connector and node: each node's supervisor runs its own units and writes only its own
+rows, rewrites them every heartbeat, and sweeps the rows of nodes that are gone.
 
 Readiness says why a unit is not useful even though it runs: ``auth_failed`` (refused
 credentials), ``missing_credential`` (a required secret param is empty),
@@ -63,6 +65,11 @@ class SupervisorConfig:
     poll_seconds: float = 2.0
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 16
+    heartbeat_seconds: float = 20.0
+
+
+STALE_HEARTBEATS = 3
+"""A unit row not rewritten for this many heartbeats belongs to a node that is gone."""
 
 
 class Supervisor:
@@ -86,6 +93,8 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.recorder = UnitRecorder(self.store, node_id, committer)
         self._classes: dict[str, Any] = {}  # connector id -> provider class (last reconcile)
+        self._restarts: dict[str, int] | None = None  # ... -> restart generation (same)
+        self._next_heartbeat = 0.0
 
     # -- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -134,9 +143,9 @@ class Supervisor:
     async def reconcile(self) -> None:
         """Match units to connectors: start, reload, stop, and honour restart requests."""
         connectors = await asyncio.to_thread(self.store.connectors)
-        rows = await asyncio.to_thread(self.store.rows)
         present = {c.id: c for c in connectors}
         self._classes = {c.id: self._provider_class(c) for c in connectors}
+        known, self._restarts = self._restarts, {c.id: c.restart_generation for c in connectors}
         for connector_id, unit in list(self.units.items()):
             c = present.get(connector_id)
             if c is None or not c.is_enabled:
@@ -144,31 +153,25 @@ class Supervisor:
                 del self.units[connector_id]
                 if c is None:
                     self.recorder.forget(connector_id)
+        counts: dict[str, int] | None = None
         for c in connectors:
-            row = rows.get(c.id)
             if not c.is_enabled:
-                if (
-                    row is not None
-                    and row.liveness != "stopped"
-                    and not self.recorder.pending(c.id)
-                ):
-                    stale = Unit(c.id, c.organization_id, liveness="stopped")
-                    stale.restart_count = row.restart_count
-                    self.recorder.mark(stale)
                 continue
-            request = row.restart_requested_at if row is not None else None
             found = self.units.get(c.id)
             if found is None:
-                if row is None and not self._classify(Unit(c.id, c.organization_id)):
-                    continue  # an outbound-only unit starts with its first message
+                # an outbound-only unit starts with its first message, or when an
+                # operator asks for a restart after this node started
+                requested = known is not None and c.restart_generation > known.get(c.id, 0)
+                if not requested and not self._classify(Unit(c.id, c.organization_id)):
+                    continue
+                if counts is None:
+                    counts = await asyncio.to_thread(self.store.restart_counts)
                 new = self._create(c.id, c.organization_id, c.updated_at)
-                new.restart_count = row.restart_count if row is not None else 0
-                new.handled_request = new.seen_request = request
+                new.restart_count = counts.get(c.id, 0)
                 continue
             unit = found
-            if request is not None and request != unit.seen_request:
-                unit.seen_request = request
-                await self.restart(unit, request)
+            if c.restart_generation > unit.restart_seen:
+                await self.restart(unit, c.restart_generation)
             elif unit.config_stamp is None:
                 # started for outbound work before this connector was looked at: adopt
                 # it without a restart (a restart would disown deliveries in flight)
@@ -178,7 +181,15 @@ class Supervisor:
             elif unit.config_stamp != c.updated_at:
                 unit.config_stamp = c.updated_at
                 await self._reload(unit)
-        await self.recorder.flush()
+        now = asyncio.get_running_loop().time()
+        if now >= self._next_heartbeat:  # rewrite every row of this node, sweep the rest
+            self._next_heartbeat = now + self.config.heartbeat_seconds
+            for unit in self.units.values():
+                self.recorder.mark(unit)
+            stale = timedelta(seconds=STALE_HEARTBEATS * self.config.heartbeat_seconds)
+            await self.recorder.flush(sweep_before=utcnow() - stale)
+        else:
+            await self.recorder.flush()
 
     # -- units --------------------------------------------------------------------------
     def unit_for_delivery(self, connector_id: str, organization_id: str) -> Unit:
@@ -274,7 +285,7 @@ class Supervisor:
             )
         self.recorder.mark(unit)
 
-    async def restart(self, unit: Unit, requested_at: Any = None) -> None:
+    async def restart(self, unit: Unit, request: int) -> None:
         """An operator's restart: now, with a clean crash history (clears ``failed``)."""
         async with unit.lock:
             if unit.restart_timer is not None:
@@ -284,7 +295,7 @@ class Supervisor:
             unit.consecutive_restarts = 0
             unit.readiness = "ready"
             unit.restart_count += 1
-            unit.handled_request = requested_at
+            unit.restart_seen = request
             self._begin(unit, restarting=True)
         self.on_change()
 
@@ -292,6 +303,7 @@ class Supervisor:
     def _create(self, connector_id: str, organization_id: str, stamp: Any) -> Unit:
         unit = Unit(connector_id, organization_id)
         unit.config_stamp = stamp
+        unit.restart_seen = self._restarts.get(connector_id, 0) if self._restarts else 0
         unit.concurrency = self.config.concurrency
         unit.policy = self.config.policy
         self._classify(unit)

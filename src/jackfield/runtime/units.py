@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,7 @@ from ..kernel.errors import AuthError, ConnectionFailedError, ConnectorConfigErr
 from ..kernel.provider import ConnectorProvider
 from ..store import Connector, Database, utcnow
 from ..store.group_commit import GroupCommitter
-from ..store.models_outbox import RuntimeUnit
+from ..store.models_outbox import RuntimeRestart, RuntimeUnit
 from .retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,7 @@ class Unit:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     inbound_capable: bool | None = None  # None: provider class not looked at yet
     secret_fields: frozenset[str] = frozenset()
-    seen_request: datetime | None = None  # the last restart request acted on
-    handled_request: datetime | None = None  # ... and not yet cleared in the database
+    restart_seen: int = 0  # the last generation of restart requests acted on
 
     @property
     def deliverable(self) -> bool:
@@ -105,7 +104,7 @@ class Unit:
             restart_count=self.restart_count,
             last_error=self.last_error,
             next_restart_at=self.next_restart_at,
-            handled_request=self.handled_request,
+            restart_seen=self.restart_seen,
         )
 
 
@@ -120,29 +119,40 @@ class UnitState:
     restart_count: int
     last_error: str | None
     next_restart_at: datetime | None
-    handled_request: datetime | None
+    restart_seen: int
 
 
 class UnitStore:
-    """Reads and writes ``runtime_units`` for the supervisor (in worker threads)."""
+    """Reads and writes ``runtime_units`` for the supervisor (in worker threads).
+
+    A node writes only its own rows, so nodes never contend for one, and sweeps the rows
+    other nodes left behind (see ``RuntimeUnit``).
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def save(self, units: list[UnitState], node: str, session: Session | None = None) -> None:
-        """Write the units' state; a unit whose connector is gone is skipped. A restart
-        request is cleared once handled (unless a newer one arrived meanwhile)."""
-        if not units:
-            return
+    def save(
+        self,
+        units: list[UnitState],
+        node: str,
+        session: Session | None = None,
+        *,
+        sweep_before: datetime | None = None,
+    ) -> None:
+        """Write this node's units (a unit whose connector is gone is skipped); with
+        ``sweep_before``, also delete other nodes' rows not written since then, and
+        their ``stopped`` rows of connectors this node runs."""
         if session is None:
             with self.db.transaction() as own:
-                return self.save(units, node, own)
+                return self.save(units, node, own, sweep_before=sweep_before)
+        s = session
         ids = [u.connector_id for u in units]
         now = utcnow()
-        s = session
+        mine = RuntimeUnit.node == node
         rows = {
             r.connector_id: r
-            for r in s.scalars(select(RuntimeUnit).where(RuntimeUnit.connector_id.in_(ids)))
+            for r in s.scalars(select(RuntimeUnit).where(mine, RuntimeUnit.connector_id.in_(ids)))
         }
         present = set(s.scalars(select(Connector.id).where(Connector.id.in_(ids))))
         for unit in units:
@@ -151,7 +161,7 @@ class UnitStore:
                 if unit.connector_id not in present:
                     continue
                 row = RuntimeUnit(
-                    connector_id=unit.connector_id, organization_id=unit.organization_id
+                    connector_id=unit.connector_id, node=node, organization_id=unit.organization_id
                 )
                 s.add(row)
             row.liveness = unit.liveness
@@ -159,16 +169,29 @@ class UnitStore:
             row.restart_count = unit.restart_count
             row.last_error = unit.last_error
             row.next_restart_at = unit.next_restart_at
-            row.node = node
+            row.restart_seen = unit.restart_seen
             row.updated_at = now
-            handled = unit.handled_request
-            if handled is not None and (
-                row.restart_requested_at is None or row.restart_requested_at <= handled
-            ):
-                row.restart_requested_at = None
+        if sweep_before is not None:
+            s.flush()
+            running_here = select(RuntimeUnit.connector_id).where(
+                mine, RuntimeUnit.liveness != "stopped"
+            )
+            s.execute(
+                delete(RuntimeUnit).where(
+                    RuntimeUnit.node != node,
+                    or_(
+                        RuntimeUnit.updated_at < sweep_before,
+                        and_(
+                            RuntimeUnit.liveness == "stopped",
+                            RuntimeUnit.connector_id.in_(running_here.scalar_subquery()),
+                        ),
+                    ),
+                )
+            )
 
     def connectors(self) -> list[Any]:
-        """Every connector's id, organization, enabled flag, type and config stamp."""
+        """Every connector's id, organization, enabled flag, type, config stamp and
+        restart generation (0: never restarted by an operator)."""
         with self.db.transaction() as s:
             return list(
                 s.execute(
@@ -179,24 +202,18 @@ class UnitStore:
                         Connector.category,
                         Connector.provider_type,
                         Connector.updated_at,
-                    )
+                        func.coalesce(RuntimeRestart.generation, 0).label("restart_generation"),
+                    ).outerjoin(RuntimeRestart, RuntimeRestart.connector_id == Connector.id)
                 ).all()
             )
 
-    def rows(self) -> dict[str, Any]:
-        """Persisted units by connector id (restart requests, state left by a past run)."""
+    def restart_counts(self) -> dict[str, int]:
+        """Each connector's highest restart count on any node, so a unit started by a new
+        process continues the count its connector had."""
         with self.db.transaction() as s:
-            return {
-                r.connector_id: r
-                for r in s.execute(
-                    select(
-                        RuntimeUnit.connector_id,
-                        RuntimeUnit.liveness,
-                        RuntimeUnit.restart_count,
-                        RuntimeUnit.restart_requested_at,
-                    )
-                ).all()
-            }
+            query = select(RuntimeUnit.connector_id, func.max(RuntimeUnit.restart_count))
+            rows = s.execute(query.group_by(RuntimeUnit.connector_id))
+            return {connector_id: count for connector_id, count in rows}
 
 
 def readiness_for(unit: Unit, exc: BaseException) -> str | None:
@@ -226,14 +243,12 @@ class UnitRecorder:
         self.committer = committer
         self._pending: dict[str, Unit] = {}
         self._task: asyncio.Task[None] | None = None
+        self._writing = asyncio.Lock()
 
     def mark(self, unit: Unit) -> None:
         self._pending[unit.connector_id] = unit
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._flush_soon())
-
-    def pending(self, connector_id: str) -> bool:
-        return connector_id in self._pending
 
     def forget(self, connector_id: str) -> None:
         self._pending.pop(connector_id, None)
@@ -242,28 +257,32 @@ class UnitRecorder:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         await self.flush()
+        self._writing = asyncio.Lock()  # a later start may run on another event loop
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(0.05)
         await self.flush()
 
-    async def flush(self) -> None:
-        if not self._pending:
+    async def flush(self, *, sweep_before: datetime | None = None) -> None:
+        """Write the pending units (and sweep, see ``UnitStore.save``). Writes go one at
+        a time, so an older state of a unit never lands after a newer one."""
+        if not self._pending and sweep_before is None:
             return
-        units, self._pending = list(self._pending.values()), {}
-        states = [unit.snapshot() for unit in units]
-        try:
-            if self.committer is not None:
-                node = self.node
-                written = self.committer.submit_async(lambda s: self.store.save(states, node, s))
-                await asyncio.wrap_future(written)
-            else:
-                await asyncio.to_thread(self.store.save, states, self.node)
-        except SQLAlchemyError as exc:  # keep them pending; the next change retries
-            log.warning("could not persist unit state: %s", exc)
-            for unit in units:
-                self._pending.setdefault(unit.connector_id, unit)
-            return
-        for unit, state in zip(units, states, strict=True):
-            if unit.handled_request == state.handled_request:
-                unit.handled_request = None
+        async with self._writing:
+            units, self._pending = list(self._pending.values()), {}
+            states = [unit.snapshot() for unit in units]
+            node = self.node
+            try:
+                if self.committer is not None:
+                    written = self.committer.submit_async(
+                        lambda s: self.store.save(states, node, s, sweep_before=sweep_before)
+                    )
+                    await asyncio.wrap_future(written)
+                else:
+                    await asyncio.to_thread(
+                        self.store.save, states, node, sweep_before=sweep_before
+                    )
+            except SQLAlchemyError as exc:  # keep them pending; the next change retries
+                log.warning("could not persist unit state: %s", exc)
+                for unit in units:
+                    self._pending.setdefault(unit.connector_id, unit)

@@ -1,21 +1,23 @@
 """Runtime state as users see it: supervised units of an organization, and restarts.
 
-The supervisor (``jackfield.runtime``) writes ``runtime_units``; this module reads them
-for the API, UI and CLI, and records an operator's restart request. A request is a row
-update, so it reaches the supervisor wherever it runs (``jackfield runtime restart`` in
-another process, or another node): the supervisor polls for requests and acts on them.
+The supervisor (``jackfield.runtime``) of every node writes its own ``runtime_units``
+rows; this module reads them for the API, UI and CLI (one item per connector and node),
+and records an operator's restart request. A request increments the connector's
+generation in ``runtime_restarts``, so it reaches every supervisor wherever it runs
+(``jackfield runtime restart`` in another process, or other nodes): each polls for
+newer generations and restarts its own unit.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..kernel.errors import ConflictError, ConnectorNotFoundError
 from ..store import Connector, Database, utcnow
-from ..store.models_outbox import RuntimeUnit
+from ..store.models_outbox import RuntimeRestart, RuntimeUnit
 from . import audit
 from .context import Principal
 from .views import iso
@@ -31,16 +33,23 @@ READINESS = (
 )
 
 
-def unit_view(unit: RuntimeUnit, connector_name: str | None = None) -> dict[str, Any]:
+#: which of a connector's units (one per node) speaks for it where one view is shown:
+#: the one most in need of attention
+URGENCY = ("failed", "crashed", "restarting", "starting", "running", "stopped")
+
+
+def unit_view(
+    unit: RuntimeUnit, requested: int, connector_name: str | None = None
+) -> dict[str, Any]:
     view = {
         "connector_id": unit.connector_id,
         "liveness": unit.liveness,
         "readiness": unit.readiness,
         "restart_count": unit.restart_count,
         "last_error": unit.last_error,
-        "node": unit.node,
+        "node": unit.node or None,
         "next_restart_at": iso(unit.next_restart_at),
-        "restart_requested": unit.restart_requested_at is not None,
+        "restart_requested": unit.restart_seen < requested,
         "updated_at": iso(unit.updated_at),
     }
     if connector_name is not None:
@@ -48,34 +57,44 @@ def unit_view(unit: RuntimeUnit, connector_name: str | None = None) -> dict[str,
     return view
 
 
+def _urgency(unit: RuntimeUnit) -> int:
+    return URGENCY.index(unit.liveness) if unit.liveness in URGENCY else 0
+
+
 class RuntimeUnitService:
     def __init__(self, db: Database) -> None:
         self.db = db
 
     def list(self, who: Principal) -> list[dict[str, Any]]:
-        """Every supervised unit of the caller's organization, by connector name."""
+        """Every supervised unit of the caller's organization (one per connector and
+        node), by connector name."""
+        generation = func.coalesce(RuntimeRestart.generation, 0)
         with self.db.transaction() as s:
             rows = s.execute(
-                select(RuntimeUnit, Connector.name)
+                select(RuntimeUnit, generation, Connector.name)
                 .join(Connector, Connector.id == RuntimeUnit.connector_id)
+                .outerjoin(RuntimeRestart, RuntimeRestart.connector_id == RuntimeUnit.connector_id)
                 .where(RuntimeUnit.organization_id == who.organization_id)
-                .order_by(Connector.name, Connector.id)
+                .order_by(Connector.name, Connector.id, RuntimeUnit.node)
             ).all()
-            return [unit_view(unit, name) for unit, name in rows]
+            return [unit_view(unit, requested, name) for unit, requested, name in rows]
 
     def get(self, who: Principal, connector_id: str) -> dict[str, Any]:
+        """A connector's unit; with several nodes, the one most in need of attention."""
         with self.db.transaction() as s:
             connector = _connector(s, who, connector_id)
-            unit = s.get(RuntimeUnit, connector.id)
-            if unit is None:
+            units = _units(s, connector.id)
+            if not units:
                 raise ConnectorNotFoundError(
                     f"connector {connector_id} is not supervised",
                     remediation="Enable it; a unit starts with inbound sources or messages.",
                 )
-            return unit_view(unit, connector.name)
+            restart = s.get(RuntimeRestart, connector.id)
+            return unit_view(units[0], restart.generation if restart else 0, connector.name)
 
     def request_restart(self, who: Principal, connector_id: str) -> dict[str, Any]:
-        """Ask the supervisor to restart a unit now (this also clears ``failed``)."""
+        """Ask every node's supervisor to restart its unit now (this also clears
+        ``failed``). Answers with the unit ``get`` shows, or the one about to start."""
         who.require_admin()
         with self.db.transaction() as s:
             connector = _connector(s, who, connector_id)
@@ -84,23 +103,41 @@ class RuntimeUnitService:
                     f"connector {connector_id} is not enabled",
                     remediation="Activate the connector; its unit then starts by itself.",
                 )
-            unit = s.get(RuntimeUnit, connector.id, with_for_update=True)
-            if unit is None:
-                unit = RuntimeUnit(
+            restart = s.get(RuntimeRestart, connector.id, with_for_update=True)
+            if restart is None:
+                restart = RuntimeRestart(
                     connector_id=connector.id,
                     organization_id=connector.organization_id,
-                    liveness="starting",
-                    readiness="ready",
-                    restart_count=0,
+                    generation=0,
                 )
-                s.add(unit)
-            elif unit.liveness in ("failed", "crashed", "stopped"):
-                unit.liveness = "restarting"
-            unit.restart_requested_at = utcnow()
-            unit.updated_at = utcnow()
+                s.add(restart)
+            restart.generation += 1
+            restart.requested_at = utcnow()
+            units = _units(s, connector.id)
+            for unit in units:
+                if unit.liveness in ("failed", "crashed", "stopped"):
+                    unit.liveness = "restarting"
+                    unit.updated_at = utcnow()
             audit.record(s, who, "runtime.restart", "connector", connector.id)
             s.flush()
-            return unit_view(unit, connector.name)
+            if not units:  # no node runs it yet: the supervisors start it
+                units = [
+                    RuntimeUnit(
+                        connector_id=connector.id,
+                        node="",
+                        liveness="starting",
+                        readiness="ready",
+                        restart_count=0,
+                        restart_seen=0,
+                    )
+                ]
+            return unit_view(units[0], restart.generation, connector.name)
+
+
+def _units(s: Session, connector_id: str) -> list[RuntimeUnit]:
+    """A connector's units on every node, the one most in need of attention first."""
+    units = s.scalars(select(RuntimeUnit).where(RuntimeUnit.connector_id == connector_id))
+    return sorted(units, key=lambda u: (_urgency(u), u.node))
 
 
 def _connector(s: Session, who: Principal, connector_id: str) -> Connector:

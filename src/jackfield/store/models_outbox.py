@@ -57,22 +57,44 @@ class OutboxMessage(Base):
 
 
 class RuntimeUnit(Base):
-    """Persisted state of one supervised unit, shown by the API, UI and CLI.
+    """Persisted state of one supervised unit on one node, shown by the API, UI and CLI.
 
-    ``restart_requested_at`` is how an operator's restart (API or CLI, possibly from
-    another process) reaches the supervisor that runs the unit: it polls for it.
+    Every node runs its own unit of a connector, so a row is keyed by (connector, node):
+    one node's state never overwrites another's. Rows are rewritten at least every
+    heartbeat; a row not rewritten for three heartbeats belongs to a node that is gone
+    and is swept by the others, as is a ``stopped`` row of a node that stopped while
+    another one runs the connector. ``restart_seen`` is the last generation of
+    ``RuntimeRestart`` this node's unit has acted on.
     """
 
     __tablename__ = "runtime_units"
     connector_id: Mapped[str] = mapped_column(
         ForeignKey("connectors.id", ondelete="CASCADE"), primary_key=True
     )
+    node: Mapped[str] = mapped_column(String(200), primary_key=True)
     organization_id: Mapped[str] = mapped_column(String(36), index=True)
     liveness: Mapped[str] = mapped_column(String(20), default="stopped")
     readiness: Mapped[str] = mapped_column(String(30), default="ready")
     restart_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
-    node: Mapped[str | None] = mapped_column(String(200))
     next_restart_at: Mapped[datetime | None]
-    restart_requested_at: Mapped[datetime | None]
+    restart_seen: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class RuntimeRestart(Base):
+    """An operator's restart requests of one connector, as a generation number.
+
+    A request (API, CLI or UI, from any process) increments ``generation``; each node's
+    supervisor polls it and restarts its unit when the generation is newer than the one
+    that unit last acted on. Nothing is cleared, so every node that runs the connector
+    sees the request, whichever acts first.
+    """
+
+    __tablename__ = "runtime_restarts"
+    connector_id: Mapped[str] = mapped_column(
+        ForeignKey("connectors.id", ondelete="CASCADE"), primary_key=True
+    )
+    organization_id: Mapped[str] = mapped_column(String(36))
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)

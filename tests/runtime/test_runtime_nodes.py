@@ -1,0 +1,162 @@
+"""Several nodes on one database: each node's unit of a connector has its own row, so one
+node's state never hides another's; a restart request reaches every node; the rows of a
+node that stopped or vanished are swept by the nodes still running.
+
+Two runtimes run in this process under different node names (``node-a``, ``node-b``),
+as two ``jackfield serve`` processes would. Their supervisors poll every 0.2 s, so a
+heartbeat is 2 s and a row is stale after 6 s."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import ClassVar
+
+from jackfield import connector_registry
+from jackfield.kernel import (
+    ConnectionFailedError,
+    InboundEvent,
+    MessagingProvider,
+    OutboundMessage,
+    PollingSource,
+    SentMessage,
+)
+from jackfield.runtime import Runtime
+from jackfield.store import utcnow
+from jackfield.store.models_outbox import RuntimeUnit
+
+
+class GatedProvider(MessagingProvider, PollingSource):
+    """Polls nothing; cannot open while ``GatedProvider.shut`` (one gate for every node,
+    so a node started while it is shut fails, and one started later runs)."""
+
+    provider_type: ClassVar[str] = "gated_test"
+    display_name: ClassVar[str] = "Gated (tests)"
+    poll_interval_seconds = 0.05
+    shut: ClassVar[bool] = False
+
+    def open(self) -> None:
+        if GatedProvider.shut:
+            raise ConnectionFailedError("gate.invalid does not answer")
+
+    def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]:
+        return [], cursor
+
+    def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="g")
+
+
+if not connector_registry.is_registered("messaging", "gated_test"):
+    connector_registry.register(GatedProvider)
+
+
+async def _until(read, condition, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await asyncio.to_thread(read)
+        if condition(value):
+            return value
+        assert time.monotonic() < deadline, f"condition not met in time (last: {value!r})"
+        await asyncio.sleep(0.05)
+
+
+async def test_each_node_keeps_its_own_unit_and_acts_on_every_restart_request(
+    jf, make_jf, database_url, tenant, make_connector
+):
+    node_a = jf
+    key = jf.settings.secret_key.get_secret_value()
+    node_b = make_jf(database_url, secret_key=key, supervisor_crash_limit=0)  # 1 crash: failed
+    node_a.runtime = Runtime(node_a, node="node-a")
+    node_b.runtime = Runtime(node_b, node="node-b")
+    units = node_a.runtime.units
+    GatedProvider.shut = True
+    cid = make_connector(tenant.admin, "gated_test")
+
+    def by_node():
+        return {u["node"]: u for u in units.list(tenant.admin) if u["connector_id"] == cid}
+
+    def states():
+        return {node: u["liveness"] for node, u in by_node().items()}
+
+    try:
+        await node_b.start()
+        await _until(states, lambda s: s == {"node-b": "failed"})
+        GatedProvider.shut = False
+        await node_a.start()
+        # node A runs the connector; node B's failure stays visible beside it
+        await _until(states, lambda s: s == {"node-a": "running", "node-b": "failed"})
+        failed = by_node()["node-b"]
+        assert failed["readiness"] == "unreachable" and "gate.invalid" in failed["last_error"]
+        assert units.get(tenant.admin, cid)["node"] == "node-b"  # the one needing attention
+
+        # asked through node A, both nodes restart their unit, and neither waits for more
+        requested = await asyncio.to_thread(node_a.runtime.restart, tenant.admin, cid)
+        assert requested["liveness"] == "restarting" and requested["restart_requested"]
+        after = await _until(
+            by_node,
+            lambda v: (
+                len(v) == 2
+                and all(
+                    u["liveness"] == "running" and not u["restart_requested"] for u in v.values()
+                )
+            ),
+        )
+        assert {node: u["restart_count"] for node, u in after.items()} == {
+            "node-a": 1,
+            "node-b": 1,
+        }
+        assert by_node()["node-b"]["readiness"] == "ready"
+
+        # a heartbeat later both rows are still there: a running node is never swept
+        await asyncio.sleep(2.5)
+        assert states() == {"node-a": "running", "node-b": "running"}
+
+        # node B stops: its "stopped" is history while node A runs it, and is swept
+        await node_b.stop()
+        await _until(states, lambda s: s.get("node-b") in ("stopped", None))
+        assert units.get(tenant.admin, cid)["liveness"] == "running"
+        await _until(states, lambda s: s == {"node-a": "running"})
+
+        # a node that vanished (killed) leaves rows nobody rewrites: swept once stale
+        def plant(node, age):
+            with jf.db.transaction() as s:
+                s.add(
+                    RuntimeUnit(
+                        connector_id=cid,
+                        node=node,
+                        organization_id=tenant.org_id,
+                        liveness="running",
+                        readiness="ready",
+                        restart_count=0,
+                        restart_seen=0,
+                        updated_at=utcnow() - timedelta(seconds=age),
+                    )
+                )
+
+        await asyncio.to_thread(plant, "node-gone", 60)
+        await asyncio.to_thread(plant, "node-recent", 0)
+        await _until(states, lambda s: "node-gone" not in s)
+        assert states() == {"node-a": "running", "node-recent": "running"}
+    finally:
+        GatedProvider.shut = False
+        await node_b.stop()
+        await node_a.stop()
+
+
+async def test_a_restart_request_starts_an_idle_outbound_unit_on_a_running_node(
+    jf, tenant, make_connector
+):
+    cid = make_connector(tenant.admin)  # echo: outbound only, no unit until asked
+    await jf.start()
+    try:
+        assert not [u for u in jf.runtime.units.list(tenant.admin) if u["connector_id"] == cid]
+        requested = await asyncio.to_thread(jf.runtime.restart, tenant.admin, cid)
+        assert requested["liveness"] == "starting" and requested["node"] is None
+        [unit] = await _until(
+            lambda: [u for u in jf.runtime.units.list(tenant.admin) if u["connector_id"] == cid],
+            lambda found: [u["liveness"] for u in found] == ["running"],
+        )
+        assert not unit["restart_requested"] and unit["node"] == jf.runtime.node_id
+    finally:
+        await jf.stop()
