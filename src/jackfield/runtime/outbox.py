@@ -21,8 +21,8 @@ messages are queued too (not handed over past the older ones) until a claim that
 them finds nothing more due.
 
 **Workers**, at most the connector's concurrency (param ``runtime.concurrency``,
-default 16) per connector, take messages from the buffer and call the provider's
-``deliver``; the messages of one lease share a deadline (the lease expiry less a
+default 16) per connector -- one until the connector's provider has opened and the
+param is known -- take messages from the buffer and call the provider's ``deliver``; the messages of one lease share a deadline (the lease expiry less a
 margin), so a run of them shares one timeout. A delivery is not started with less than
 twice the connector's usual time per message left: the rest of that lease's messages go
 back untouched (an attempt is counted only for a delivery that had its time). The
@@ -67,6 +67,7 @@ from .outbox_outcomes import ack_for, crashed, failed, lease_ran_out
 from .outbox_pace import Pace
 from .outbox_store import Ack, AckReport, Claimed, OutboxStore
 from .supervisor import Supervisor, UnitUnavailable
+from .units import Unit
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -308,14 +309,23 @@ class OutboxWorker:
         if buffer is None:
             buffer = self._buffers[cid] = collections.deque()
         buffer.append(message)
+        if self._workers.get(cid, 0) < len(buffer):
+            self._staff(cid, self.supervisor.unit_for_delivery(cid, message.organization_id))
+
+    def _staff(self, cid: str, unit: Unit) -> None:
+        """Start workers for the connector's buffered messages, up to its concurrency --
+        one while its provider is not open: the cap is one of its params, read on open."""
+        cap = unit.concurrency if unit.outbound is not None else 1
+        wanted = min(cap, len(self._buffers.get(cid, ())))
         running = self._workers.get(cid, 0)
-        if running < len(buffer):
-            unit = self.supervisor.unit_for_delivery(cid, message.organization_id)
-            if running < unit.concurrency:
-                self._workers[cid] = running + 1
-                task = asyncio.get_running_loop().create_task(self._work(cid))
-                self._worker_tasks.add(task)
-                task.add_done_callback(self._worker_tasks.discard)
+        if running >= wanted:
+            return
+        self._workers[cid] = wanted
+        loop = asyncio.get_running_loop()
+        for _ in range(wanted - running):
+            task = loop.create_task(self._work(cid))
+            self._worker_tasks.add(task)
+            task.add_done_callback(self._worker_tasks.discard)
 
     # -- delivering ---------------------------------------------------------------------
     async def _work(self, cid: str) -> None:
@@ -346,6 +356,7 @@ class OutboxWorker:
             if buffer:  # (another worker of the connector may have emptied it meanwhile)
                 self._push(Ack(buffer.popleft(), "release"))
             return
+        self._staff(head.connector_id, unit)  # the concurrency is known now
         generation = unit.generation
         provider = handle.acquire()
         refill = self._pace.room(head.connector_id) - 1
