@@ -22,15 +22,15 @@ them finds nothing more due.
 
 **Workers**, at most the connector's concurrency (param ``runtime.concurrency``,
 default 16) per connector -- one until the connector's provider has opened and the
-param is known -- take messages from the buffer and call the provider's ``deliver``; the messages of one lease share a deadline (the lease expiry less a
-margin), so a run of them shares one timeout. A delivery is not started with less than
-twice the connector's usual time per message left: the rest of that lease's messages go
-back untouched (an attempt is counted only for a delivery that had its time). The
-outcome becomes an ack
-(``outbox_outcomes``); an unexpected exception counts as a crash of the unit and the
-message is retried. The **acker** (``outbox_acker``) writes every ack that accumulated
-while it was busy, fenced by lease token; the event router is woken when loopback
-events were added.
+param is known -- take messages from the buffer and call the provider's ``deliver``;
+the messages of one lease share a deadline (the lease expiry less a margin), so a run
+of them shares one timeout. A delivery is not started with less than twice the
+connector's usual time per message left: the rest of that lease's messages go back
+untouched (an attempt is counted only for a delivery that had its time). The outcome
+becomes an ack (``outbox_outcomes``); an unexpected exception counts as a crash of the
+unit and the message is retried. The **acker** (``outbox_acker``) writes every ack that
+accumulated while it was busy, fenced by lease token; the event router is woken when
+loopback events were added.
 
 Claims, acks and enqueues run in the ``GroupCommitter``'s thread, in the same group
 transactions: on SQLite that makes one writer (no lock contention, whose busy-wait
