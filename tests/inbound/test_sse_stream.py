@@ -99,11 +99,12 @@ async def test_events_committed_by_another_process_arrive_too(
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL refused them
-async def test_a_row_stored_before_payloads_were_checked_still_streams_as_json(
+async def test_a_row_stored_before_payloads_were_checked_still_reads_as_json(
     jf, api, org, webhook_connector, org_token
 ):
     """Earlier versions stored polled payloads through the ORM's ``json.dumps``: NaN as
-    ``NaN`` and an unpaired surrogate escaped (SQLite took both; PostgreSQL refused)."""
+    ``NaN`` and an unpaired surrogate escaped (SQLite took both; PostgreSQL refused).
+    Such a row streams, and lists, as valid JSON."""
     async with stream(api, org_token) as sse:
         with jf.db.transaction() as s:
             s.add(
@@ -118,6 +119,15 @@ async def test_a_row_stored_before_payloads_were_checked_still_streams_as_json(
             )
         event = await sse.next_event()
     assert (event["event_id"], event["payload"]) == ("old-1", {"n": None, "t": "a\ufffd"})
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {org_token}"}) as client:
+        listed = await client.get(f"{api.url}/api/connectors/{webhook_connector}/events")
+    assert listed.status_code == 200, listed.text
+    [item] = json.loads(listed.text, parse_constant=_not_json)["items"]
+    assert (item["event_id"], item["payload"]) == ("old-1", {"n": None, "t": "a\ufffd"})
+
+
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON")
 
 
 async def test_another_organization_never_sees_the_events(

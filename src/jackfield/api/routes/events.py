@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from ...kernel.payloads import json_text
 from ...runtime.events import EventRouter
@@ -37,7 +37,14 @@ def event_router(request: Request) -> EventRouter:
     return fallback
 
 
-@router.get("/api/connectors/{connector_id}/events")
+class EventsResponse(JSONResponse):
+    """JSON even of a row stored before payloads were checked (its NaN becomes null)."""
+
+    def render(self, content: Any) -> bytes:
+        return json_text(content).encode()
+
+
+@router.get("/api/connectors/{connector_id}/events", response_class=EventsResponse)
 def list_events(
     connector_id: str,
     jf: JF,
