@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -165,3 +168,91 @@ def wait_until() -> Callable[..., Any]:
             time.sleep(interval)
 
     return wait
+
+
+# -- ``jackfield serve`` as a child process (reliability and several-node tests) ------
+JACKFIELD = str(Path(sys.executable).with_name("jackfield"))
+
+
+class Server:
+    """``jackfield serve`` as a child process that can be killed and started again."""
+
+    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
+        self.env, self.port, self.log = env, port, log
+        self.url = f"http://127.0.0.1:{port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(
+                [JACKFIELD, "serve", "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                if httpx2.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx2.HTTPError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("the server did not come up:\n" + self.log.read_text()[-3000:])
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(10)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(30)
+
+
+@pytest.fixture
+def serve_process(
+    free_port: Callable[[], int],
+) -> Iterator[Callable[[dict[str, str], Path], Server]]:
+    """``serve_process(env, log)``: a ``Server`` on a free port (not started yet); any
+    still running at the end of the test is killed."""
+    made: list[Server] = []
+
+    def make(env: dict[str, str], log: Path) -> Server:
+        made.append(Server(env, free_port(), log))
+        return made[-1]
+
+    yield make
+    for server in made:
+        if server.process is not None and server.process.poll() is None:
+            server.kill()
+
+
+@pytest.fixture
+def serve_setup() -> Callable[..., tuple[str, str]]:
+    """``serve_setup(database_url, data_dir, key)``: an organization ``acme``, an admin
+    token and an active echo connector taking 5 ms per send: (token, connector id)."""
+
+    def setup(database_url: str, data_dir: Path, key: str) -> tuple[str, str]:
+        settings = Settings(database_url=database_url, data_dir=data_dir, secret_key=key)
+        jf = Jackfield(settings=settings)
+        try:
+            _, token = jf.accounts.create_user("ops@example.com", "acme", "admin", with_token=True)
+            who = Principal(jf.accounts.org_id("acme"), "ops@example.com", Role.ADMIN)
+            created = jf.connectors.create(
+                who,
+                name="echo",
+                category="messaging",
+                provider_type="echo",
+                config={"delay_ms": 5},
+            )
+            jf.connectors.test(who, created["id"])
+            jf.connectors.set_enabled(who, created["id"], True)
+        finally:
+            jf.close()
+        assert token
+        return token, str(created["id"])
+
+    return setup

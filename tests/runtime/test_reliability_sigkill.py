@@ -15,86 +15,19 @@ import os
 import queue
 import random
 import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from ulid import ULID
 
-from jackfield.app import Jackfield
-from jackfield.service import Principal, Role
-from jackfield.settings import Settings
-
-JACKFIELD = str(Path(sys.executable).with_name("jackfield"))
 MESSAGES = 2000
 KILLS = 10
 SENDERS = 8
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """``jackfield serve`` as a child process that can be killed and started again."""
-
-    def __init__(self, env: dict[str, str], port: int, log: Path) -> None:
-        self.env, self.port, self.log = env, port, log
-        self.url = f"http://127.0.0.1:{port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [JACKFIELD, "serve", "--port", str(self.port)],
-                env=self.env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            try:
-                if httpx2.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx2.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("the server did not come up:\n" + self.log.read_text()[-3000:])
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def terminate(self) -> int:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(30)
-
-
-def _setup(database_url: str, data_dir: Path, key: str) -> tuple[str, str]:
-    """An organization, an admin token and an active echo connector (5 ms per send)."""
-    jf = Jackfield(settings=Settings(database_url=database_url, data_dir=data_dir, secret_key=key))
-    try:
-        _, token = jf.accounts.create_user("ops@example.com", "acme", "admin", with_token=True)
-        who = Principal(jf.accounts.org_id("acme"), "ops@example.com", Role.ADMIN)
-        created = jf.connectors.create(
-            who, name="echo", category="messaging", provider_type="echo", config={"delay_ms": 5}
-        )
-        jf.connectors.test(who, created["id"])
-        jf.connectors.set_enabled(who, created["id"], True)
-    finally:
-        jf.close()
-    assert token
-    return token, str(created["id"])
 
 
 def _sender(url_of, token, connector_id, work: queue.Queue, acked: list, stop) -> None:
@@ -141,13 +74,15 @@ def _counts(db_path: Path) -> tuple[int, int, int]:
         conn.close()
 
 
-def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
+    tmp_path: Path, serve_process: Callable[..., Any], serve_setup: Callable[..., Any]
+) -> None:
     seed = int(time.time())
     rng = random.Random(seed)
     db_path = tmp_path / "jackfield.db"
     database_url = f"sqlite:///{db_path}"
     key = base64.urlsafe_b64encode(os.urandom(32)).decode()
-    token, connector_id = _setup(database_url, tmp_path / "data", key)
+    token, connector_id = serve_setup(database_url, tmp_path / "data", key)
     env = {
         **os.environ,
         "JACKFIELD_DATABASE_URL": database_url,
@@ -158,7 +93,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
         "JACKFIELD_OUTBOX_POLL_SECONDS": "0.2",
         "JACKFIELD_SUPERVISOR_POLL_SECONDS": "0.5",
     }
-    server = Server(env, _free_port(), tmp_path / "serve.log")
+    server = serve_process(env, tmp_path / "serve.log")
     server.start()
 
     envelopes = [str(ULID()) for _ in range(MESSAGES)]
