@@ -11,9 +11,10 @@ import time
 from pathlib import Path
 
 import httpx2
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from jackfield.store.models_inbound import InboxEvent
+from jackfield.store.models_outbox import OutboxMessage
 
 JACKFIELD = str(Path(sys.executable).parent / "jackfield")
 
@@ -143,3 +144,22 @@ def test_sim_send_can_ask_echo_for_a_fault(jf, api, admin):
     dead, retried = message("permanent"), message("transient:1")
     assert (dead["state"], dead["error_class"], dead["attempts"]) == ("dead", "PermanentError", 1)
     assert (retried["state"], retried["attempts"]) == ("delivered", 2)
+
+
+def test_a_message_to_a_connector_that_only_receives_is_refused(
+    jf, api, webhook_connector, org_token
+):
+    """A webhook connector sends nothing: ``sim send`` and ``POST …/messages`` say so at
+    once (409) and queue nothing, instead of a dead letter at delivery."""
+    result = run_cli(jf, "sim", "send", webhook_connector, "hello")
+    assert result.returncode == 1
+    assert result.stderr.startswith("error:") and "only receives" in result.stderr
+    refused = httpx2.post(
+        f"{api.url}/api/connectors/{webhook_connector}/messages",
+        json={"payload": {"text": "hello"}},
+        headers={"Authorization": f"Bearer {org_token}"},
+    )
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "conflict"
+    assert "only receives" in refused.json()["error"]["message"]
+    with jf.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 0

@@ -95,6 +95,7 @@ class WebhookProvider(HttpProvider, WebhookSource):
     display_name: ClassVar[str] = "Webhook (Standard Webhooks)"
     tier: ClassVar[Tier] = Tier.SUPPORTED
     capabilities: ClassVar[frozenset[str]] = frozenset({Capability.WEBHOOK})
+    sends: ClassVar[bool] = False
     verify_inline: ClassVar[bool] = True
     """Verification is bounded CPU work (an HMAC and a JSON parse, no I/O): the ingress
     may run it on the event loop for small bodies instead of paying a thread hop."""

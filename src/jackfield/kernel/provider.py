@@ -86,6 +86,9 @@ class ConnectorProvider(ABC):
     display_name: ClassVar[str]
     tier: ClassVar[Tier] = Tier.SUPPORTED
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    sends: ClassVar[bool] = True
+    """``False`` for a provider that only receives (a webhook endpoint): a message sent
+    to one of its connectors is refused when sent, instead of dying at delivery."""
     config_model: ClassVar[type[BaseModel] | None] = None
     token_source: TokenSourceFn | None = None
     """Set by the application on instances of ``oauth2`` providers: the refresher that

@@ -18,6 +18,7 @@ import socket
 from collections.abc import Iterable
 from typing import Any
 
+from ..kernel.errors import ConnectorError
 from ..service.outbox import OutboxService, SendResult
 from ..service.units import RuntimeUnitService
 from ..store.group_commit import GroupCommitter
@@ -44,7 +45,7 @@ class Runtime:
         self.enabled = bool(getattr(s, "runtime_enabled", True))
         # one writer for enqueues, claims, acks and unit state: group-committed together
         self.committer = GroupCommitter(jf.db, name="jackfield-writes")
-        self.outbox = OutboxService(jf.db, self.committer)
+        self.outbox = OutboxService(jf.db, self.committer, sends_to=self._sends_to)
         self.units = RuntimeUnitService(jf.db)
         self.events = EventRouter(jf)
         self.supervisor = Supervisor(
@@ -136,6 +137,12 @@ class Runtime:
         view = self.units.request_restart(who, connector_id)
         self.supervisor.poke()
         return view
+
+    def _sends_to(self, category: str, provider_type: str) -> bool:
+        try:
+            return bool(self.jf.registry.get(category, provider_type).sends)
+        except ConnectorError:  # a type no longer installed: its delivery says so
+            return True
 
     def _wake_delivery(self) -> None:
         self.delivery.wake()

@@ -8,8 +8,9 @@ delivery worker (``outbox_enqueue``).
 
 Decisions (documented in the API and CLI help):
 
-* a connector must exist in the caller's organization (404 otherwise) and be enabled
-  (409 otherwise) -- a typo or an inactive connector never collects a silent backlog.
+* a connector must exist in the caller's organization (404 otherwise), be enabled and
+  be of a type that sends (409 otherwise) -- a typo, an inactive connector or a webhook
+  endpoint never collects a silent backlog.
   Messages already queued when a connector is deactivated wait for it to be enabled.
 * a known envelope id answers with the stored message even if the connector has been
   deactivated since (a retried request must not fail where the first one succeeded).
@@ -50,11 +51,21 @@ from .views import CURSOR_HINT, parse_row_id
 
 
 class OutboxService:
-    def __init__(self, db: Database, committer: GroupCommitter | None = None) -> None:
+    def __init__(
+        self,
+        db: Database,
+        committer: GroupCommitter | None = None,
+        *,
+        sends_to: Callable[[str, str], bool] | None = None,
+    ) -> None:
+        """``sends_to(category, provider_type)``: whether connectors of that type send
+        messages (the registry knows); a message to one that only receives is refused."""
         self.db = db
         self.committer = committer or GroupCommitter(db, name="outbox-enqueue")
         self._listeners: list[Callable[[set[str]], None]] = []
         self._enqueuer = Enqueuer(self.committer, self._notify)
+        if sends_to is not None:
+            self._enqueuer.sends_to = sends_to
 
     def add_listener(self, callback: Callable[[set[str]], None]) -> None:
         """Call ``callback(connector_ids)`` after new messages committed that wait to be

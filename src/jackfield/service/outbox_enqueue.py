@@ -149,9 +149,15 @@ class _Write:
 
 
 class Enqueuer:
-    def __init__(self, committer: GroupCommitter, on_pending: Callable[[set[str]], None]):
+    def __init__(
+        self,
+        committer: GroupCommitter,
+        on_pending: Callable[[set[str]], None],
+        sends_to: Callable[[str, str], bool] = lambda _category, _provider_type: True,
+    ):
         self.committer = committer
         self.on_pending = on_pending  # new pending rows committed (wake the workers)
+        self.sends_to = sends_to  # (category, provider type) -> the type sends messages
         self.direct: DirectDelivery | None = None
         self._lock = threading.Lock()
         self._sends: list[Send] = []
@@ -209,10 +215,11 @@ class Enqueuer:
         sends = write.sends
         connection = session.connection()
         ids = list({item.connector_id for item in sends})
-        # id -> (organization, enabled) as plain values: cheaper to read than a Row's
-        # attributes, once per send below
+        # id -> (organization, enabled, sends) as plain values: cheaper to read than a
+        # Row's attributes, once per send below
         connectors = {
-            row[0]: (row[1], row[2]) for row in connection.execute(_CONNECTORS, {"ids": ids})
+            row[0]: (row[1], row[2], self.sends_to(row[3], row[4]))
+            for row in connection.execute(_CONNECTORS, {"ids": ids})
         }
         given = [item.envelope_id for item in sends if item.client_id]
         known: dict[tuple[str, str], Any] = {}
@@ -242,6 +249,14 @@ class Enqueuer:
                         remediation="Activate the connector, then send again.",
                     )
                 )
+            elif not connector[2]:
+                outcomes.append(
+                    ConflictError(
+                        f"connector {item.connector_id} only receives: it sends nothing",
+                        remediation="Send to a connector that delivers messages; this "
+                        "one takes events in (webhooks).",
+                    )
+                )
             else:
                 first[key] = i
                 new.setdefault(item.connector_id, []).append(i)
@@ -259,7 +274,7 @@ class Enqueuer:
         sends: list[Send],
         outcomes: list[Any],
         new: dict[str, list[int]],
-        connectors: dict[str, tuple[str, bool]],
+        connectors: dict[str, tuple[str, bool, bool]],
     ) -> None:
         """One ``executemany`` for all new messages; leased ones go in ``in_flight``."""
         now = utcnow()
@@ -378,9 +393,13 @@ _INSERT = DriverStatement(
     insert(_TABLE).values({name: bindparam(name) for name in _INSERT_COLUMNS}), _INSERT_COLUMNS
 )
 # built once: constructing a statement costs more than running it for a few sends
-_CONNECTORS = select(Connector.id, Connector.organization_id, Connector.is_enabled).where(
-    Connector.id.in_(bindparam("ids", expanding=True))
-)
+_CONNECTORS = select(
+    Connector.id,
+    Connector.organization_id,
+    Connector.is_enabled,
+    Connector.category,
+    Connector.provider_type,
+).where(Connector.id.in_(bindparam("ids", expanding=True)))
 VIEW_COLUMNS = (
     OutboxMessage.envelope_id,
     OutboxMessage.connector_id,

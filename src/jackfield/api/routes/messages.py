@@ -3,7 +3,8 @@
 202 with the queued message; a known ``envelope_id`` answers 200 with the stored message
 and sends nothing again (so a client may retry a request it never got an answer to).
 Any member of the organization may send; the connector must exist in the caller's
-organization (404) and be enabled (409). All of it is decided in ``OutboxService``.
+organization (404), be enabled and be of a type that sends -- not a webhook endpoint
+(409). All of it is decided in ``OutboxService``.
 """
 
 from __future__ import annotations
