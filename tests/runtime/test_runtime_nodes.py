@@ -160,3 +160,25 @@ async def test_a_restart_request_starts_an_idle_outbound_unit_on_a_running_node(
         assert not unit["restart_requested"] and unit["node"] == jf.runtime.node_id
     finally:
         await jf.stop()
+
+
+async def test_a_unit_started_before_the_first_reconcile_adopts_old_restart_requests(
+    jf, tenant, make_connector
+):
+    """Restart requests from before this node started are history: a unit the outbox
+    started before the supervisor could read them is not restarted for them; a request
+    made afterwards restarts it once."""
+    cid = make_connector(tenant.admin)
+    for _ in range(2):  # two requests of an earlier run
+        await asyncio.to_thread(jf.runtime.units.request_restart, tenant.admin, cid)
+    supervisor = jf.runtime.supervisor
+    unit = supervisor.unit_for_delivery(cid, tenant.org_id)  # before any reconcile
+    try:
+        await supervisor.reconcile()
+        assert (unit.restart_count, unit.restart_seen, unit.liveness) == (0, 2, "running")
+        await asyncio.to_thread(jf.runtime.units.request_restart, tenant.admin, cid)
+        await supervisor.reconcile()
+        await supervisor.reconcile()
+        assert (unit.restart_count, unit.restart_seen) == (1, 3)
+    finally:
+        await supervisor.stop()

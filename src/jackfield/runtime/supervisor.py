@@ -170,6 +170,8 @@ class Supervisor:
                 new.restart_count = counts.get(c.id, 0)
                 continue
             unit = found
+            if unit.restart_seen < 0:  # created before any reconcile: nothing to act on
+                unit.restart_seen = c.restart_generation
             if c.restart_generation > unit.restart_seen:
                 await self.restart(unit, c.restart_generation)
             elif unit.config_stamp is None:
@@ -303,7 +305,8 @@ class Supervisor:
     def _create(self, connector_id: str, organization_id: str, stamp: Any) -> Unit:
         unit = Unit(connector_id, organization_id)
         unit.config_stamp = stamp
-        unit.restart_seen = self._restarts.get(connector_id, 0) if self._restarts else 0
+        # -1: the requests are not known yet (no reconcile succeeded); the next adopts them
+        unit.restart_seen = -1 if self._restarts is None else self._restarts.get(connector_id, 0)
         unit.concurrency = self.config.concurrency
         unit.policy = self.config.policy
         self._classify(unit)

@@ -104,7 +104,7 @@ class Unit:
             restart_count=self.restart_count,
             last_error=self.last_error,
             next_restart_at=self.next_restart_at,
-            restart_seen=self.restart_seen,
+            restart_seen=max(self.restart_seen, 0),
         )
 
 
