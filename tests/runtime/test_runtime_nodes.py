@@ -9,7 +9,9 @@ heartbeat is 2 s and a row is stale after 6 s."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import ClassVar
 
@@ -24,7 +26,7 @@ from jackfield.kernel import (
 )
 from jackfield.runtime import Runtime
 from jackfield.store import utcnow
-from jackfield.store.models_outbox import RuntimeUnit
+from jackfield.store.models_outbox import RuntimeRestart, RuntimeUnit
 
 
 class GatedProvider(MessagingProvider, PollingSource):
@@ -119,14 +121,14 @@ async def test_each_node_keeps_its_own_unit_and_acts_on_every_restart_request(
         await _until(states, lambda s: s == {"node-a": "running"})
 
         # a node that vanished (killed) leaves rows nobody rewrites: swept once stale
-        def plant(node, age):
+        def plant(node, age, liveness="running"):
             with jf.db.transaction() as s:
                 s.add(
                     RuntimeUnit(
                         connector_id=cid,
                         node=node,
                         organization_id=tenant.org_id,
-                        liveness="running",
+                        liveness=liveness,
                         readiness="ready",
                         restart_count=0,
                         restart_seen=0,
@@ -134,8 +136,12 @@ async def test_each_node_keeps_its_own_unit_and_acts_on_every_restart_request(
                     )
                 )
 
-        await asyncio.to_thread(plant, "node-gone", 60)
+        await asyncio.to_thread(plant, "node-gone", 60, "failed")
         await asyncio.to_thread(plant, "node-recent", 0)
+        # a restart request shows the gone node's unit restarting, without making it
+        # look alive: it is swept all the same
+        await asyncio.to_thread(node_a.runtime.restart, tenant.admin, cid)
+        assert states()["node-gone"] == "restarting"
         await _until(states, lambda s: "node-gone" not in s)
         assert states() == {"node-a": "running", "node-recent": "running"}
     finally:
@@ -182,3 +188,15 @@ async def test_a_unit_started_before_the_first_reconcile_adopts_old_restart_requ
         assert (unit.restart_count, unit.restart_seen) == (1, 3)
     finally:
         await supervisor.stop()
+
+
+def test_restart_requests_made_at_once_each_count(jf, tenant, make_connector):
+    """The first requests of a connector create its generation row together: each one
+    counts, none fails."""
+    cid = make_connector(tenant.admin)
+    request = functools.partial(jf.runtime.units.request_restart, tenant.admin, cid)
+    with ThreadPoolExecutor(4) as pool:
+        answers = [f.result() for f in [pool.submit(request) for _ in range(4)]]
+    assert [a["liveness"] for a in answers] == ["starting"] * 4
+    with jf.db.transaction() as s:
+        assert s.get(RuntimeRestart, cid).generation == 4

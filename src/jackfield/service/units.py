@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..kernel.errors import ConflictError, ConnectorNotFoundError
@@ -36,6 +37,7 @@ READINESS = (
 #: which of a connector's units (one per node) speaks for it where one view is shown:
 #: the one most in need of attention
 URGENCY = ("failed", "crashed", "restarting", "starting", "running", "stopped")
+DOWN = ("failed", "crashed", "stopped")
 
 
 def unit_view(
@@ -103,21 +105,17 @@ class RuntimeUnitService:
                     f"connector {connector_id} is not enabled",
                     remediation="Activate the connector; its unit then starts by itself.",
                 )
-            restart = s.get(RuntimeRestart, connector.id, with_for_update=True)
-            if restart is None:
-                restart = RuntimeRestart(
-                    connector_id=connector.id,
-                    organization_id=connector.organization_id,
-                    generation=0,
-                )
-                s.add(restart)
+            restart = _restart_row(s, connector)
             restart.generation += 1
             restart.requested_at = utcnow()
+            # shown at once; not a sign of life, so ``updated_at`` (what the sweep of a
+            # vanished node's rows goes by) is left as the node wrote it
+            s.execute(
+                update(RuntimeUnit)
+                .where(RuntimeUnit.connector_id == connector.id, RuntimeUnit.liveness.in_(DOWN))
+                .values(liveness="restarting", updated_at=RuntimeUnit.updated_at)
+            )
             units = _units(s, connector.id)
-            for unit in units:
-                if unit.liveness in ("failed", "crashed", "stopped"):
-                    unit.liveness = "restarting"
-                    unit.updated_at = utcnow()
             audit.record(s, who, "runtime.restart", "connector", connector.id)
             s.flush()
             if not units:  # no node runs it yet: the supervisors start it
@@ -132,6 +130,28 @@ class RuntimeUnitService:
                     )
                 ]
             return unit_view(units[0], restart.generation, connector.name)
+
+
+def _restart_row(s: Session, connector: Connector) -> RuntimeRestart:
+    """The connector's restart generation, locked (created at 0 the first time; when two
+    requests create it at once, the second takes the first one's row)."""
+    restart = s.get(RuntimeRestart, connector.id, with_for_update=True)
+    if restart is not None:
+        return restart
+    try:
+        with s.begin_nested():
+            s.add(
+                RuntimeRestart(
+                    connector_id=connector.id,
+                    organization_id=connector.organization_id,
+                    generation=0,
+                )
+            )
+    except IntegrityError:
+        pass
+    restart = s.get(RuntimeRestart, connector.id, with_for_update=True, populate_existing=True)
+    assert restart is not None
+    return restart
 
 
 def _units(s: Session, connector_id: str) -> list[RuntimeUnit]:
