@@ -63,9 +63,7 @@ class OutboxService:
         self.db = db
         self.committer = committer or GroupCommitter(db, name="outbox-enqueue")
         self._listeners: list[Callable[[set[str]], None]] = []
-        self._enqueuer = Enqueuer(self.committer, self._notify)
-        if sends_to is not None:
-            self._enqueuer.sends_to = sends_to
+        self._enqueuer = Enqueuer(self.committer, self._notify, sends_to)
 
     def add_listener(self, callback: Callable[[set[str]], None]) -> None:
         """Call ``callback(connector_ids)`` after new messages committed that wait to be

@@ -153,11 +153,12 @@ class Enqueuer:
         self,
         committer: GroupCommitter,
         on_pending: Callable[[set[str]], None],
-        sends_to: Callable[[str, str], bool] = lambda _category, _provider_type: True,
+        sends_to: Callable[[str, str], bool] | None = None,
     ):
         self.committer = committer
         self.on_pending = on_pending  # new pending rows committed (wake the workers)
-        self.sends_to = sends_to  # (category, provider type) -> the type sends messages
+        # (category, provider type) -> whether that type sends messages (default: all)
+        self.sends_to = sends_to or (lambda _category, _provider_type: True)
         self.direct: DirectDelivery | None = None
         self._lock = threading.Lock()
         self._sends: list[Send] = []
