@@ -29,7 +29,8 @@ def status(
     org: str | None = typer.Option(None, "--org"),
     as_json: bool = JsonOption,
 ) -> None:
-    """Liveness and readiness of every supervised unit of an organization."""
+    """Liveness and readiness of every supervised unit of an organization (one row per
+    connector and node)."""
     with user_errors():
         items = jackfield().runtime.units.list(operator(org))
     emit_items(items, as_json, COLUMNS)
@@ -39,7 +40,7 @@ def status(
 def restart(
     connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOption
 ) -> None:
-    """Restart a connector's unit (also clears 'failed')."""
+    """Restart a connector's unit on every node (also clears 'failed')."""
     with user_errors():
         unit = jackfield().runtime.units.request_restart(operator_for(connector_id), connector_id)
     emit(

@@ -52,7 +52,8 @@ class UnitList(BaseModel):
 
 @router.get("/api/runtime", response_model=UnitList, responses=error_responses(401))
 def runtime_status(jf: JF, who: Caller) -> dict[str, Any]:
-    """Liveness and readiness of every supervised unit of the caller's organization."""
+    """Liveness and readiness of every supervised unit of the caller's organization:
+    one item per connector and node that runs it."""
     return {"items": jf.runtime.units.list(who), "next_cursor": None}
 
 
@@ -66,5 +67,6 @@ def restart_unit(
     who: Caller,
     connector_id: Annotated[str, Path(max_length=100)],
 ) -> dict[str, Any]:
-    """Restart the connector's unit now (409 when the connector is not enabled)."""
+    """Restart the connector's unit on every node now (409 when the connector is not
+    enabled); answers with the unit most in need of attention."""
     return jf.runtime.restart(who, connector_id)
