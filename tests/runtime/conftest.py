@@ -231,13 +231,19 @@ def serve_process(
 
 
 @pytest.fixture
-def serve_setup() -> Callable[..., tuple[str, str]]:
-    """``serve_setup(database_url, data_dir, key)``: an organization ``acme``, an admin
-    token and an active echo connector taking 5 ms per send: (token, connector id)."""
+def serve_setup() -> Callable[..., tuple[str, str, dict[str, str]]]:
+    """``serve_setup(database_url, data_dir, SETTING=value, ...)``: an organization
+    ``acme``, an admin token and an active echo connector taking 5 ms per send, and the
+    environment for ``jackfield serve`` on that database (with ``JACKFIELD_<SETTING>``
+    for each keyword): (token, connector id, environment)."""
 
-    def setup(database_url: str, data_dir: Path, key: str) -> tuple[str, str]:
-        settings = Settings(database_url=database_url, data_dir=data_dir, secret_key=key)
-        jf = Jackfield(settings=settings)
+    def setup(
+        database_url: str, data_dir: Path, **settings: str
+    ) -> tuple[str, str, dict[str, str]]:
+        key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        jf = Jackfield(
+            settings=Settings(database_url=database_url, data_dir=data_dir, secret_key=key)
+        )
         try:
             _, token = jf.accounts.create_user("ops@example.com", "acme", "admin", with_token=True)
             who = Principal(jf.accounts.org_id("acme"), "ops@example.com", Role.ADMIN)
@@ -253,6 +259,14 @@ def serve_setup() -> Callable[..., tuple[str, str]]:
         finally:
             jf.close()
         assert token
-        return token, str(created["id"])
+        env = {
+            **os.environ,
+            "JACKFIELD_DATABASE_URL": database_url,
+            "JACKFIELD_DATA_DIR": str(data_dir),
+            "JACKFIELD_SECRET_KEY": key,
+            "JACKFIELD_ADMIN_PASSWORD": "not-used-here-123",
+            **{f"JACKFIELD_{name}": value for name, value in settings.items()},
+        }
+        return token, str(created["id"]), env
 
     return setup

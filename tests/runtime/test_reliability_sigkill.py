@@ -10,8 +10,6 @@ A final SIGTERM stops the server gracefully, leaving no message leased.
 
 from __future__ import annotations
 
-import base64
-import os
 import queue
 import random
 import signal
@@ -81,18 +79,13 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(
     rng = random.Random(seed)
     db_path = tmp_path / "jackfield.db"
     database_url = f"sqlite:///{db_path}"
-    key = base64.urlsafe_b64encode(os.urandom(32)).decode()
-    token, connector_id = serve_setup(database_url, tmp_path / "data", key)
-    env = {
-        **os.environ,
-        "JACKFIELD_DATABASE_URL": database_url,
-        "JACKFIELD_DATA_DIR": str(tmp_path / "data"),
-        "JACKFIELD_SECRET_KEY": key,
-        "JACKFIELD_ADMIN_PASSWORD": "not-used-here-123",
-        "JACKFIELD_OUTBOX_LEASE_SECONDS": "2",
-        "JACKFIELD_OUTBOX_POLL_SECONDS": "0.2",
-        "JACKFIELD_SUPERVISOR_POLL_SECONDS": "0.5",
-    }
+    token, connector_id, env = serve_setup(
+        database_url,
+        tmp_path / "data",
+        OUTBOX_LEASE_SECONDS="2",
+        OUTBOX_POLL_SECONDS="0.2",
+        SUPERVISOR_POLL_SECONDS="0.5",
+    )
     server = serve_process(env, tmp_path / "serve.log")
     server.start()
 

@@ -11,8 +11,6 @@ both run, and the stopped or killed node's row goes away.
 
 from __future__ import annotations
 
-import base64
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -87,19 +85,14 @@ def test_two_nodes_deliver_everything_while_one_is_stopped_or_killed(
     serve_process: Callable[..., Any],
     serve_setup: Callable[..., Any],
 ) -> None:
-    key = base64.urlsafe_b64encode(os.urandom(32)).decode()
-    token, connector_id = serve_setup(database_url, tmp_path / "data", key)
-    env = {
-        **os.environ,
-        "JACKFIELD_DATABASE_URL": database_url,
-        "JACKFIELD_DATA_DIR": str(tmp_path / "data"),
-        "JACKFIELD_SECRET_KEY": key,
-        "JACKFIELD_ADMIN_PASSWORD": "not-used-here-123",
-        "JACKFIELD_OUTBOX_LEASE_SECONDS": "2",
-        "JACKFIELD_OUTBOX_POLL_SECONDS": "0.2",
-        "JACKFIELD_OUTBOX_RETRY_BASE_SECONDS": "0.05",
-        "JACKFIELD_SUPERVISOR_POLL_SECONDS": "0.2",  # a heartbeat every 2 s
-    }
+    token, connector_id, env = serve_setup(
+        database_url,
+        tmp_path / "data",
+        OUTBOX_LEASE_SECONDS="2",
+        OUTBOX_POLL_SECONDS="0.2",
+        OUTBOX_RETRY_BASE_SECONDS="0.05",
+        SUPERVISOR_POLL_SECONDS="0.2",  # a heartbeat every 2 s
+    )
     a = serve_process(env, tmp_path / "a.log")
     b = serve_process(env, tmp_path / "b.log")
     a.start()
