@@ -2,12 +2,14 @@
 
 from datetime import timedelta
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select, text
 
 from jackfield.service import Principal
 from jackfield.store import Base, create_db_engine, is_current, upgrade, utcnow
+from jackfield.store.migrate import _config
 from jackfield.store.models_outbox import RuntimeUnit
 from jackfield.store.tables import load_all_models
 
@@ -25,10 +27,7 @@ def test_migrations_match_the_models(database_url):
 
 
 def _migrate(engine, direction, revision):
-    from alembic import command
-
-    from jackfield.store.migrate import _config
-
+    """``alembic upgrade/downgrade <revision>`` on ``engine``."""
     cfg = _config()
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
