@@ -184,14 +184,18 @@ class Supervisor:
                 unit.config_stamp = c.updated_at
                 await self._reload(unit)
         now = asyncio.get_running_loop().time()
-        if now >= self._next_heartbeat:  # rewrite every row of this node, sweep the rest
+        beat = now >= self._next_heartbeat
+        if beat:  # rewrite every row of this node
             self._next_heartbeat = now + self.config.heartbeat_seconds
             for unit in self.units.values():
                 self.recorder.mark(unit)
+        await self.recorder.flush()
+        if beat:  # ... and sweep the rows other nodes left behind
             stale = timedelta(seconds=STALE_HEARTBEATS * self.config.heartbeat_seconds)
-            await self.recorder.flush(sweep_before=utcnow() - stale)
-        else:
-            await self.recorder.flush()
+            try:
+                await asyncio.to_thread(self.store.sweep, self.node_id, utcnow() - stale)
+            except SQLAlchemyError as exc:
+                log.info("sweeping unit rows failed (next heartbeat tries again): %s", exc)
 
     # -- units --------------------------------------------------------------------------
     def unit_for_delivery(self, connector_id: str, organization_id: str) -> Unit:

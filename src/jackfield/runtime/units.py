@@ -132,20 +132,13 @@ class UnitStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def save(
-        self,
-        units: list[UnitState],
-        node: str,
-        session: Session | None = None,
-        *,
-        sweep_before: datetime | None = None,
-    ) -> None:
-        """Write this node's units (a unit whose connector is gone is skipped); with
-        ``sweep_before``, also delete other nodes' rows not written since then, and
-        their ``stopped`` rows of connectors this node runs."""
+    def save(self, units: list[UnitState], node: str, session: Session | None = None) -> None:
+        """Write this node's units (a unit whose connector is gone is skipped)."""
+        if not units:
+            return
         if session is None:
             with self.db.transaction() as own:
-                return self.save(units, node, own, sweep_before=sweep_before)
+                return self.save(units, node, own)
         s = session
         ids = [u.connector_id for u in units]
         now = utcnow()
@@ -171,16 +164,21 @@ class UnitStore:
             row.next_restart_at = unit.next_restart_at
             row.restart_seen = unit.restart_seen
             row.updated_at = now
-        if sweep_before is not None:
-            s.flush()
-            running_here = select(RuntimeUnit.connector_id).where(
-                mine, RuntimeUnit.liveness != "stopped"
-            )
+
+    def sweep(self, node: str, before: datetime) -> None:
+        """Delete the rows of other nodes not written since ``before`` (gone), and their
+        ``stopped`` rows of connectors this node runs (history). A transaction of its
+        own, never the outbox's group: if two nodes' sweeps collide, only a sweep fails
+        (it runs again at the next heartbeat)."""
+        running_here = select(RuntimeUnit.connector_id).where(
+            RuntimeUnit.node == node, RuntimeUnit.liveness != "stopped"
+        )
+        with self.db.transaction() as s:
             s.execute(
                 delete(RuntimeUnit).where(
                     RuntimeUnit.node != node,
                     or_(
-                        RuntimeUnit.updated_at < sweep_before,
+                        RuntimeUnit.updated_at < before,
                         and_(
                             RuntimeUnit.liveness == "stopped",
                             RuntimeUnit.connector_id.in_(running_here.scalar_subquery()),
@@ -263,10 +261,10 @@ class UnitRecorder:
         await asyncio.sleep(0.05)
         await self.flush()
 
-    async def flush(self, *, sweep_before: datetime | None = None) -> None:
-        """Write the pending units (and sweep, see ``UnitStore.save``). Writes go one at
-        a time, so an older state of a unit never lands after a newer one."""
-        if not self._pending and sweep_before is None:
+    async def flush(self) -> None:
+        """Write the pending units. Writes go one at a time, so an older state of a unit
+        never lands after a newer one."""
+        if not self._pending:
             return
         async with self._writing:
             units, self._pending = list(self._pending.values()), {}
@@ -275,13 +273,11 @@ class UnitRecorder:
             try:
                 if self.committer is not None:
                     written = self.committer.submit_async(
-                        lambda s: self.store.save(states, node, s, sweep_before=sweep_before)
+                        lambda s: self.store.save(states, node, s)
                     )
                     await asyncio.wrap_future(written)
                 else:
-                    await asyncio.to_thread(
-                        self.store.save, states, node, sweep_before=sweep_before
-                    )
+                    await asyncio.to_thread(self.store.save, states, node)
             except SQLAlchemyError as exc:  # keep them pending; the next change retries
                 log.warning("could not persist unit state: %s", exc)
                 for unit in units:
