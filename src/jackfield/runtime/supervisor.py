@@ -42,11 +42,12 @@ from ..kernel.errors import (
 )
 from ..kernel.inbound import PollingSource, SubscriptionSource
 from ..secrets import redactor
+from ..service.units import DOWN
 from ..store import utcnow
 from ..store.group_commit import GroupCommitter
 from .inbound import inbound_runner
 from .retry import Backoff, RetryPolicy, positive_int
-from .units import DOWN, ProviderHandle, Unit, UnitRecorder, UnitStore, readiness_for
+from .units import ProviderHandle, Unit, UnitRecorder, UnitStore, readiness_for
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000
@@ -79,7 +80,7 @@ class Supervisor:
         node_id: str,
         config: SupervisorConfig | None = None,
         *,
-        committer: GroupCommitter | None = None,
+        committer: GroupCommitter,
         on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.jf = jf

@@ -31,7 +31,6 @@ from .retry import RetryPolicy
 log = logging.getLogger(__name__)
 
 DELIVERABLE = frozenset({"starting", "running"})
-DOWN = frozenset({"crashed", "failed", "stopped"})  # no generation runs: nothing to crash
 
 
 class ProviderHandle:
@@ -132,14 +131,10 @@ class UnitStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def save(self, units: list[UnitState], node: str, session: Session | None = None) -> None:
-        """Write this node's units (a unit whose connector is gone is skipped)."""
+    def save(self, units: list[UnitState], node: str, s: Session) -> None:
+        """Write this node's units in ``s`` (a unit whose connector is gone is skipped)."""
         if not units:
             return
-        if session is None:
-            with self.db.transaction() as own:
-                return self.save(units, node, own)
-        s = session
         ids = [u.connector_id for u in units]
         now = utcnow()
         mine = RuntimeUnit.node == node
@@ -231,17 +226,17 @@ def readiness_for(unit: Unit, exc: BaseException) -> str | None:
 class UnitRecorder:
     """Persists changed units soon, off the event loop, many changes in one write.
 
-    Writes go through the runtime's ``GroupCommitter`` when there is one (they then
-    share the outbox's transactions), else a transaction of their own in a thread.
+    Writes go through the runtime's ``GroupCommitter`` (they share the outbox's
+    transactions); its one thread commits them in the order they were submitted, so an
+    older state of a unit never lands after a newer one.
     """
 
-    def __init__(self, store: UnitStore, node: str, committer: GroupCommitter | None) -> None:
+    def __init__(self, store: UnitStore, node: str, committer: GroupCommitter) -> None:
         self.store = store
         self.node = node
         self.committer = committer
         self._pending: dict[str, Unit] = {}
         self._task: asyncio.Task[None] | None = None
-        self._writing = asyncio.Lock()
 
     def mark(self, unit: Unit) -> None:
         self._pending[unit.connector_id] = unit
@@ -255,30 +250,21 @@ class UnitRecorder:
         if self._task is not None:
             await asyncio.gather(self._task, return_exceptions=True)
         await self.flush()
-        self._writing = asyncio.Lock()  # a later start may run on another event loop
 
     async def _flush_soon(self) -> None:
         await asyncio.sleep(0.05)
         await self.flush()
 
     async def flush(self) -> None:
-        """Write the pending units. Writes go one at a time, so an older state of a unit
-        never lands after a newer one."""
         if not self._pending:
             return
-        async with self._writing:
-            units, self._pending = list(self._pending.values()), {}
-            states = [unit.snapshot() for unit in units]
-            node = self.node
-            try:
-                if self.committer is not None:
-                    written = self.committer.submit_async(
-                        lambda s: self.store.save(states, node, s)
-                    )
-                    await asyncio.wrap_future(written)
-                else:
-                    await asyncio.to_thread(self.store.save, states, node)
-            except SQLAlchemyError as exc:  # keep them pending; the next change retries
-                log.warning("could not persist unit state: %s", exc)
-                for unit in units:
-                    self._pending.setdefault(unit.connector_id, unit)
+        units, self._pending = list(self._pending.values()), {}
+        states = [unit.snapshot() for unit in units]
+        node = self.node
+        try:
+            written = self.committer.submit_async(lambda s: self.store.save(states, node, s))
+            await asyncio.wrap_future(written)
+        except SQLAlchemyError as exc:  # keep them pending; the next change retries
+            log.warning("could not persist unit state: %s", exc)
+            for unit in units:
+                self._pending.setdefault(unit.connector_id, unit)

@@ -37,7 +37,7 @@ READINESS = (
 #: which of a connector's units (one per node) speaks for it where one view is shown:
 #: the one most in need of attention
 URGENCY = ("failed", "crashed", "restarting", "starting", "running", "stopped")
-DOWN = ("failed", "crashed", "stopped")
+DOWN = frozenset({"crashed", "failed", "stopped"})  # no generation of the unit runs
 
 
 def unit_view(
