@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     outbox_retry_base_seconds: float = 1.0  # first retry delay (param retry.base_seconds)
     outbox_retry_max_seconds: float = 300.0  # retry delay cap (param retry.max_seconds)
     outbox_max_attempts: int = 10  # then dead (param retry.max_attempts)
+    outbox_crash_limit: int = 3  # a message that crashed its connector this often: dead
     supervisor_backoff_base_seconds: float = 1.0  # first restart delay after a crash
     supervisor_backoff_max_seconds: float = 60.0
     supervisor_healthy_reset_seconds: float = 600.0  # this long without a crash resets backoff

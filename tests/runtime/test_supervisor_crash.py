@@ -1,8 +1,9 @@
 """A crashing unit restarts with growing backoff, then fails, while another connector
-keeps delivering; an operator's restart brings it back.
+keeps delivering; an operator's restart brings it back. A single message that crashes
+its unit goes to dead on its third crash instead of failing the unit.
 
 Timings come from the runtime fixtures: restart backoff 0.25 s doubling (±25 %), more
-than 5 crashes within 60 s -> ``failed``. The poison message retries after at most
+than 5 crashes within 60 s -> ``failed``. The poison messages retry after at most
 0.01 s * 2**n, so the unit's backoff is what spaces the crashes.
 """
 
@@ -37,13 +38,20 @@ def _message(http, envelope_id):
     return http.get(f"/api/outbox/{envelope_id}").json()
 
 
+def _poison_states(http, envelopes):
+    return [_message(http, e) for e in envelopes]
+
+
 def test_a_crashing_unit_backs_off_then_fails_while_another_keeps_delivering(
     api, tenant, make_connector, client, wait_until
 ):
-    crashing = make_connector(tenant.admin, retry={"max_attempts": "7", "base_seconds": "0.01"})
+    crashing = make_connector(tenant.admin, retry={"base_seconds": "0.01"})
     steady = make_connector(tenant.admin)
     with client(api.url, tenant.admin_token) as http:
-        poison = _send(http, crashing, {"text": "boom", "simulate": "crash"})
+        # three messages that each crash the provider: a unit that crashes on everything
+        poison = [
+            _send(http, crashing, {"text": f"boom {i}", "simulate": "crash"}) for i in range(3)
+        ]
         restarted_at: dict[int, float] = {}
         saw_crashed = None
         steady_sent: list[str] = []
@@ -76,10 +84,20 @@ def test_a_crashing_unit_backs_off_then_fails_while_another_keeps_delivering(
         assert "simulated crash" in unit["last_error"]
         assert unit["next_restart_at"] is None
 
-        # a failed unit delivers nothing: its message waits, it is not dead
+        # the six crashes were deliveries of the poison messages; one that crashed the
+        # unit three times went to dead (so no single message failed the unit), and a
+        # failed unit delivers nothing: the rest wait, not dead
         time.sleep(0.5)
-        waiting = _message(http, poison)
-        assert (waiting["state"], waiting["attempts"]) == ("retrying", 6), waiting
+        messages = _poison_states(http, poison)
+        assert sum(m["attempts"] for m in messages) == 6, messages
+        for m in messages:
+            if m["attempts"] == 3:
+                assert (m["state"], m["error_class"]) == ("dead", "RuntimeError"), m
+                assert m["last_error"].startswith("crashed the connector 3 times: simulated")
+            else:
+                assert m["attempts"] < 3 and m["state"] in ("pending", "retrying"), m
+        waiting = [m["envelope_id"] for m in messages if m["state"] != "dead"]
+        assert waiting, messages
 
         # the other connector never noticed
         for envelope in steady_sent:
@@ -92,13 +110,44 @@ def test_a_crashing_unit_backs_off_then_fails_while_another_keeps_delivering(
         restarted = http.post(f"/api/connectors/{crashing}/restart")
         assert restarted.status_code == 200, restarted.text
         assert restarted.json()["liveness"] != "failed"
-        # the poison message crashes it once more, on its 7th and last attempt: dead
-        dead = wait_until(lambda: (m := _message(http, poison))["state"] == "dead" and m)
-        assert dead["attempts"] == 7 and dead["error_class"] == "RuntimeError"
-        assert dead["last_error"].startswith("gave up after 7 attempts")
-        # one crash after a restart is not "failed": it comes back and delivers again
+        # the waiting poison crashes it until it has crashed it three times: dead
+        for envelope in waiting:
+            dead = wait_until(lambda e=envelope: (m := _message(http, e))["state"] == "dead" and m)
+            assert dead["attempts"] == 3 and dead["error_class"] == "RuntimeError"
+        # up to three crashes after a restart are not "failed": it comes back and delivers
         healthy = _send(http, crashing, {"text": "healthy again"})
         wait_until(lambda: _message(http, healthy)["state"] == "delivered", timeout=10)
         final = wait_until(lambda: (u := _unit(http, crashing))["liveness"] == "running" and u)
         assert final["readiness"] == "ready"
-        assert final["restart_count"] >= 7  # five automatic, the operator's, one more
+        assert final["restart_count"] >= 7  # five automatic, the operator's, at least one more
+
+
+def test_one_poison_message_goes_to_dead_and_never_holds_its_connector_down(
+    api, tenant, make_connector, client, wait_until
+):
+    """Without the crash limit per message, its crashes marked the unit failed long
+    before its retries ran out, and the messages behind it waited for an operator."""
+    connector = make_connector(tenant.admin, retry={"base_seconds": "0.01"})
+    with client(api.url, tenant.admin_token) as http:
+        poison = _send(http, connector, {"text": "boom", "simulate": "crash"})
+        behind = [_send(http, connector, {"text": f"after {i}"}) for i in range(10)]
+        dead = wait_until(lambda: (m := _message(http, poison))["state"] == "dead" and m)
+        assert (dead["attempts"], dead["error_class"]) == (3, "RuntimeError")
+        assert dead["last_error"].startswith("crashed the connector 3 times: simulated crash")
+        for envelope in behind:
+            wait_until(lambda e=envelope: _message(http, e)["state"] == "delivered")
+        unit = _unit(http, connector)
+        assert unit["liveness"] == "running" and unit["restart_count"] == 3, unit
+
+        # replayed while the provider still crashes on it: one more crash sends it back to
+        # dead (it keeps its history in the crash window); the unit stays up
+        replayed = http.post(f"/api/outbox/{poison}/replay")
+        assert replayed.status_code == 200, replayed.text
+        again = wait_until(
+            lambda: (m := _message(http, poison))["state"] == "dead" and m["attempts"] == 1 and m
+        )
+        assert again["last_error"].startswith("crashed the connector 4 times")
+        later = _send(http, connector, {"text": "still delivering"})
+        wait_until(lambda: _message(http, later)["state"] == "delivered")
+        unit = wait_until(lambda: (u := _unit(http, connector))["liveness"] == "running" and u)
+        assert unit["restart_count"] == 4

@@ -78,6 +78,7 @@ class Runtime:
                 lease_seconds=s.outbox_lease_seconds,
                 poll_seconds=s.outbox_poll_seconds,
                 grace_seconds=s.runtime_shutdown_grace_seconds,
+                crash_limit=s.outbox_crash_limit,
             ),
             on_events=self.events.wake,
         )

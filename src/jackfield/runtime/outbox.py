@@ -28,9 +28,10 @@ of them shares one timeout. A delivery is not started with less than twice the
 connector's usual time per message left: the rest of that lease's messages go back
 untouched (an attempt is counted only for a delivery that had its time). The outcome
 becomes an ack (``outbox_outcomes``); an unexpected exception counts as a crash of the
-unit and the message is retried. The **acker** (``outbox_acker``) writes every ack that
-accumulated while it was busy, fenced by lease token; the event router is woken when
-loopback events were added.
+unit and the message is retried -- until it has crashed the unit ``crash_limit`` times
+within the supervisor's crash window (on this node): then it goes to ``dead``. The
+**acker** (``outbox_acker``) writes every ack that accumulated while it was busy, fenced
+by lease token; the event router is woken when loopback events were added.
 
 Claims, acks and enqueues run in the ``GroupCommitter``'s thread, in the same group
 transactions: on SQLite that makes one writer (no lock contention, whose busy-wait
@@ -80,6 +81,7 @@ class DeliveryConfig:
     lease_seconds: float = 60.0
     poll_seconds: float = 1.0
     grace_seconds: float = 10.0
+    crash_limit: int = 3  # a message that crashed its unit this often goes to dead
 
 
 @dataclass
@@ -383,8 +385,10 @@ class OutboxWorker:
                         outcome = failed(exc)
                     except Exception as exc:  # noqa: BLE001 - the unit crashed, not the worker
                         self.stats.crashes += 1
-                        self.supervisor.report_crash(unit, generation, exc)
-                        outcome = crashed(exc)
+                        envelope_id = current.envelope_id
+                        self.supervisor.report_crash(unit, generation, exc, envelope_id)
+                        times = unit.crashes_caused_by(envelope_id)
+                        outcome = crashed(exc, times, self.config.crash_limit)
                     self.supervisor.note_outcome(unit, generation, outcome)
                     self._push(ack_for(current, unit.policy, outcome))
                     current = None

@@ -3,8 +3,12 @@
 Kept apart from the worker's scheduling so the rules read in one place: ``Delivered``
 records the result (and the loopback events); ``Permanent`` goes to ``dead``;
 ``Retry`` and ``AuthFailed`` are retried on the connector's ``RetryPolicy`` (a
-``Retry-After`` is a floor) until it is exhausted, then ``dead``. Error texts are
-redacted here, before they reach the database.
+``Retry-After`` is a floor) until it is exhausted, then ``dead``. A delivery that
+crashed the unit is retried too, unless the message has now crashed it ``limit`` times:
+then it is a poison message and goes to ``dead``, so that one bad message cannot hold
+its connector down (its crashes would otherwise mark the unit ``failed`` long before
+its retries run out, and the messages behind it would wait for an operator). Error
+texts are redacted here, before they reach the database.
 """
 
 from __future__ import annotations
@@ -44,8 +48,11 @@ def lease_ran_out(lease_seconds: float) -> Retry:
     )
 
 
-def crashed(exc: BaseException) -> Retry:
-    """The outcome of a delivery that raised something unexpected (a unit crash)."""
+def crashed(exc: BaseException, times: int, limit: int) -> DeliveryOutcome:
+    """The outcome of a delivery that raised something unexpected (a unit crash), the
+    ``times``-th crash of the unit this message caused."""
+    if times >= limit:
+        return Permanent(type(exc).__name__, f"crashed the connector {times} times: {exc}")
     return Retry(RetryClass.TRANSIENT, type(exc).__name__, f"unexpected error: {exc}")
 
 

@@ -261,21 +261,24 @@ class Supervisor:
                 unit.last_error = _clip(error)
             self.recorder.mark(unit)
 
-    def report_crash(self, unit: Unit, generation: int, exc: BaseException) -> None:
-        """Count a crash of ``generation``; schedule the restart, or mark ``failed``."""
+    def report_crash(
+        self, unit: Unit, generation: int, exc: BaseException, cause: str | None = None
+    ) -> None:
+        """Count a crash of ``generation`` (``cause``: the envelope id of the message whose
+        delivery raised, if any); schedule the restart, or mark ``failed``."""
         if generation != unit.generation or unit.liveness in DOWN:
             return  # already handled: that generation was retired, or the unit is down
         loop = asyncio.get_running_loop()
         now = loop.time()
         if now - unit.started_at >= self.config.healthy_reset:
             unit.consecutive_restarts = 0
-        unit.crash_times.append(now)
-        while unit.crash_times and now - unit.crash_times[0] > self.config.crash_window:
-            unit.crash_times.popleft()
+        unit.crashes.append((now, cause))
+        while unit.crashes and now - unit.crashes[0][0] > self.config.crash_window:
+            unit.crashes.popleft()
         unit.last_error = _clip(f"{type(exc).__name__}: {exc}")
         unit.readiness = readiness_for(unit, exc) or unit.readiness
         self._retire(unit)
-        if len(unit.crash_times) > self.config.crash_limit:
+        if len(unit.crashes) > self.config.crash_limit:
             unit.liveness, unit.next_restart_at = "failed", None
             log.error("unit %s failed: %s", unit.connector_id, unit.last_error)
         else:
@@ -298,7 +301,7 @@ class Supervisor:
             if unit.restart_timer is not None:
                 unit.restart_timer.cancel()
             self._retire(unit)
-            unit.crash_times.clear()
+            unit.crashes.clear()
             unit.consecutive_restarts = 0
             unit.readiness = "ready"
             unit.restart_count += 1

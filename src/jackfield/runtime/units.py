@@ -78,7 +78,8 @@ class Unit:
     generation: int = 0
     started_at: float = 0.0  # loop time the current generation started
     consecutive_restarts: int = 0  # backoff exponent; reset after a healthy stretch
-    crash_times: collections.deque[float] = field(default_factory=collections.deque)
+    # (loop time, what crashed it: a message's envelope id, or None) within the window
+    crashes: collections.deque[tuple[float, str | None]] = field(default_factory=collections.deque)
     config_stamp: datetime | None = None
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 16
@@ -93,6 +94,10 @@ class Unit:
     @property
     def deliverable(self) -> bool:
         return self.liveness in DELIVERABLE
+
+    def crashes_caused_by(self, cause: str) -> int:
+        """How many of the crashes in the window ``cause`` (an envelope id) caused."""
+        return sum(1 for _, culprit in self.crashes if culprit == cause)
 
     def snapshot(self) -> UnitState:
         return UnitState(
