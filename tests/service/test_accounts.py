@@ -36,17 +36,29 @@ def test_passwords_and_tokens_are_stored_hashed(jf):
 
 
 @pytest.mark.parametrize(
-    ("args", "error", "match"),
+    ("args", "match", "remediation"),
     [
-        (("not-an-email", "acme", "admin"), ConnectorConfigError, "not an email"),
-        (("a@b.c", "acme", "owner"), ConnectorConfigError, "role must be"),
-        (("a@b.c", "acme", "admin", "short"), ConnectorConfigError, "at least 8"),
+        (("not-an-email", "acme", "admin"), "not an email", "like ann@example.com"),
+        (("a@b.c", "acme", "owner"), "role must be", "Correct the value"),
+        (("a@b.c", "acme", "admin", "short"), "at least 8", "longer password"),
+        (("a@b.c", " ", "admin"), "organization name must be", "Correct the value"),
     ],
 )
-def test_bad_user_input(jf, args, error, match):
+def test_bad_user_input(jf, args, match, remediation):
     email, org, role, *password = args
-    with pytest.raises(error, match=match):
+    with pytest.raises(ConnectorConfigError, match=match) as raised:
         jf.accounts.create_user(email, org, role, password=password[0] if password else None)
+    # a user error (422 / exit 1) whose hint is about accounts, not a connector's params
+    assert remediation in raised.value.remediation
+    assert "connector" not in raised.value.remediation
+    assert jf.accounts.list_orgs() == []
+
+
+def test_a_short_bootstrap_password_names_its_setting(jf):
+    with pytest.raises(ConnectorConfigError, match="JACKFIELD_ADMIN_PASSWORD has 5 char") as raised:
+        jf.accounts.bootstrap_admin("short")
+    assert "unset it" in raised.value.remediation
+    assert "short" not in str(raised.value)  # the value itself is never echoed
     assert jf.accounts.list_orgs() == []
 
 

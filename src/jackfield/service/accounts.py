@@ -21,6 +21,7 @@ from .passwords import hash_password, hash_token, new_token, verify_password
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 BOOTSTRAP_ORG = "default"
 BOOTSTRAP_EMAIL = "admin@localhost"
+MIN_PASSWORD = 8
 TOKEN_USE_GRANULARITY = timedelta(minutes=1)
 
 
@@ -28,6 +29,14 @@ class NotFound(ConnectorConfigError):
     """A named organization or user that does not exist (a user error, not a 404 route)."""
 
     code = "not_found"
+
+
+class InvalidAccountInput(ConnectorConfigError):
+    """A malformed email, role, name or password: a user error like a connector's bad
+    config (same code and status), with a remediation about accounts, not params."""
+
+    code = "invalid_input"
+    default_remediation = "Correct the value and try again."
 
 
 @dataclass(frozen=True)
@@ -88,13 +97,18 @@ class AccountService:
         """Create a user (and its organization if missing); returns (user, new token)."""
         email = email.strip().lower()
         if not _EMAIL.match(email):
-            raise ConnectorConfigError(f"{email!r} is not an email address")
+            raise InvalidAccountInput(
+                f"{email!r} is not an email address", remediation="Give one like ann@example.com."
+            )
         try:
             role_value = Role(role)
         except ValueError:
-            raise ConnectorConfigError(f"role must be 'admin' or 'user', not {role!r}") from None
-        if password is not None and len(password) < 8:
-            raise ConnectorConfigError("a password needs at least 8 characters")
+            raise InvalidAccountInput(f"role must be 'admin' or 'user', not {role!r}") from None
+        if password is not None and len(password) < MIN_PASSWORD:
+            raise InvalidAccountInput(
+                f"a password needs at least {MIN_PASSWORD} characters",
+                remediation="Choose a longer password.",
+            )
         with self.db.transaction() as s:
             if s.scalar(select(User).where(User.email == email)):
                 raise ConflictError(f"user {email!r} already exists")
@@ -167,6 +181,12 @@ class AccountService:
         with self.db.transaction() as s:
             if s.scalar(select(func.count()).select_from(User)):
                 return None
+        if password is not None and len(password) < MIN_PASSWORD:
+            raise InvalidAccountInput(
+                f"JACKFIELD_ADMIN_PASSWORD has {len(password)} characters;"
+                f" a password needs at least {MIN_PASSWORD}",
+                remediation="Set it to a longer password, or unset it to have one generated.",
+            )
         generated = password is None
         password = password or secrets.token_urlsafe(12)
         self.create_user(
@@ -187,7 +207,7 @@ def _principal(user: User) -> Principal:
 def _clean_name(name: str, what: str) -> str:
     name = (name or "").strip()
     if not name or len(name) > 200:
-        raise ConnectorConfigError(f"{what} must be 1 to 200 characters")
+        raise InvalidAccountInput(f"{what} must be 1 to 200 characters")
     return name
 
 
