@@ -52,3 +52,7 @@ class Settings(BaseSettings):
     supervisor_crash_window_seconds: float = 300.0
     supervisor_poll_seconds: float = 2.0  # reconcile connectors and pick up restart requests
     runtime_shutdown_grace_seconds: float = 10.0  # in-flight deliveries may finish this long
+    # retention (0: keep for ever): delivered/discarded messages, dispatched events
+    outbox_retention_hours: float = 168.0
+    inbox_retention_hours: float = 168.0
+    retention_interval_seconds: float = 600.0  # how often each node prunes

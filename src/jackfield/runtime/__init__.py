@@ -26,6 +26,7 @@ from . import heap
 from .events import EventRouter
 from .outbox import DeliveryConfig, OutboxWorker
 from .outbox_store import OutboxStore
+from .retention import Retention, RetentionConfig
 from .retry import Backoff, RetryPolicy
 from .supervisor import Supervisor, SupervisorConfig
 
@@ -82,6 +83,15 @@ class Runtime:
             ),
             on_events=self.events.wake,
         )
+        self.retention = Retention(
+            jf.db,
+            self.committer,
+            RetentionConfig(
+                outbox_hours=s.outbox_retention_hours,
+                inbox_hours=s.inbox_retention_hours,
+                interval=s.retention_interval_seconds,
+            ),
+        )
         self.outbox.add_listener(lambda _connectors: self.delivery.wake())
         self.outbox.set_direct_delivery(self.delivery)
         self.running = False
@@ -97,6 +107,7 @@ class Runtime:
         if self.enabled:
             await self.supervisor.start()
             await self.delivery.start()
+            self.retention.start()
         log.info("runtime started on %s", self.node_id)
 
     async def stop(self) -> None:
@@ -105,6 +116,7 @@ class Runtime:
             return
         self.running = False
         if self.enabled:
+            await self.retention.stop()
             await self.delivery.stop()
             await self.supervisor.stop()
         await self.events.stop()
