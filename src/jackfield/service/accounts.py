@@ -33,7 +33,7 @@ class NotFound(ConnectorConfigError):
 
 class InvalidAccountInput(ConnectorConfigError):
     """A malformed email, role, name or password: a user error like a connector's bad
-    config (same code and status), with a remediation about accounts, not params."""
+    config (the same status and exit code), with a remediation about accounts."""
 
     code = "invalid_input"
     default_remediation = "Correct the value and try again."
