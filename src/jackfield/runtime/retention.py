@@ -149,7 +149,7 @@ class Retention:
                 return deleted
 
     def _read(self, query: Any) -> Any:
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:
             return s.scalar(query)
 
     async def _in_group(self, fn: Callable[[Session], T]) -> T:

@@ -87,7 +87,7 @@ class EventService:
         """A connector's inbox, newest first; ``next_cursor`` pages to older events."""
         limit = max(1, min(int(limit), MAX_LIMIT))
         before = _parse_cursor(cursor)
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:
             _load(s, who, connector_id)
             query = select(InboxEvent).where(InboxEvent.connector_id == connector_id)
             if before is not None:
@@ -159,7 +159,7 @@ class EventService:
         """The organization's newest events across its connectors, newest first; with
         ``after``, only those newer than that inbox id (the Events page's live poll)."""
         limit = max(1, min(int(limit), MAX_LIMIT))
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:
             query = select(InboxEvent).where(InboxEvent.organization_id == who.organization_id)
             if after is not None:
                 query = query.where(InboxEvent.id > after)
@@ -171,7 +171,7 @@ class EventService:
     ) -> builtins.list[EventRecord]:
         """An organization's events with ``after_id < id <= up_to``, oldest first (SSE
         catch-up after ``Last-Event-ID``)."""
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:
             query = select(InboxEvent).where(
                 InboxEvent.organization_id == organization_id, InboxEvent.id > after_id
             )

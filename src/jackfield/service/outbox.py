@@ -166,7 +166,7 @@ class OutboxService:
                     remediation=CURSOR_HINT,
                 )
             query = query.where(OutboxMessage.id < before)
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:
             rows = s.execute(query.order_by(OutboxMessage.id.desc()).limit(limit + 1)).all()
         next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
         return [message_view(r) for r in rows[:limit]], next_cursor
@@ -174,12 +174,12 @@ class OutboxService:
     def get(
         self, who: Principal, envelope_id: str, *, connector_id: str | None = None
     ) -> dict[str, Any]:
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:
             return message_view(self._load(s, who, envelope_id, connector_id))
 
     def organization_of(self, envelope_id: str) -> str:
         """The organization of a message (for the operator's CLI)."""
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:
             org = s.scalar(
                 select(OutboxMessage.organization_id)
                 .where(OutboxMessage.envelope_id == lookup_id(envelope_id))

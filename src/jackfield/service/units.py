@@ -71,7 +71,7 @@ class RuntimeUnitService:
         """Every supervised unit of the caller's organization (one per connector and
         node), by connector name."""
         generation = func.coalesce(RuntimeRestart.generation, 0)
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:
             rows = s.execute(
                 select(RuntimeUnit, generation, Connector.name)
                 .join(Connector, Connector.id == RuntimeUnit.connector_id)
@@ -83,7 +83,7 @@ class RuntimeUnitService:
 
     def get(self, who: Principal, connector_id: str) -> dict[str, Any]:
         """A connector's unit; with several nodes, the one most in need of attention."""
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:
             connector = _connector(s, who, connector_id)
             units = _units(s, connector.id)
             if not units:

@@ -38,11 +38,21 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
             url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
         )
         event.listen(engine, "connect", _sqlite_pragmas)
-        # Take the write lock at BEGIN, so concurrent writers queue instead of failing
-        # with "database is locked" when a read transaction upgrades to a write.
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+READ_ONLY = "jackfield_read_only"
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """Take the write lock at BEGIN, so concurrent writers queue instead of failing with
+    "database is locked" when a read transaction upgrades to a write -- except in
+    ``Database.snapshot()``, which never writes: a deferred BEGIN reads a snapshot of
+    the WAL without taking the lock at all."""
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -62,6 +72,9 @@ class Database:
         self.url = url
         self.engine = create_db_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(
+            self.engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
         # SQLite has one writer; queueing this process's transactions on a lock is far
         # cheaper than SQLite's busy-wait sleeps (other processes still use busy_timeout).
         self._write_lock: threading.RLock | None = (
@@ -75,6 +88,16 @@ class Database:
                 yield session
             return
         with self._write_lock, self.sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Session]:
+        """A transaction that only reads: on SQLite it neither takes nor waits for the
+        write lock (WAL readers see a consistent snapshot while writers commit), so a
+        long read -- counting a large table for ``/metrics`` -- never holds up the
+        outbox or webhooks. Do not write in it (it would fail as "database is locked"
+        while another writer holds the lock)."""
+        with self._readers.begin() as session:
             yield session
 
     @contextmanager
