@@ -1,4 +1,4 @@
-"""``jackfield outbox ...`` and ``jackfield runtime ...`` as a user runs them: a separate
+"""``jackfield outbox ...``, ``runtime ...`` and ``events ...`` as a user runs them: a separate
 process on the database a running server (with its runtime) uses at the same time."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from ulid import ULID
+
+from jackfield.service.events import EventService
 
 JACKFIELD = str(Path(sys.executable).with_name("jackfield"))
 
@@ -93,3 +95,32 @@ def test_outbox_and_runtime_commands(api, tenant, make_connector, client, wait_u
                 == 1
             )
         )
+
+
+def test_events_list_pages_a_connectors_inbox_newest_first(jf, tenant, make_connector, cli):
+    cid = make_connector(tenant.admin)
+    other = make_connector(tenant.admin)
+    events = EventService(jf.db)
+    for n in range(3):
+        events.inject(tenant.admin, cid, {"n": n, "note": "x" * 300}, event_id=f"ev-{n}")
+    events.inject(tenant.admin, other, {"n": 99}, event_id="elsewhere")
+
+    page = json.loads(cli("events", "list", cid, "--json").stdout)
+    assert [e["event_id"] for e in page["items"]] == ["ev-2", "ev-1", "ev-0"]
+    assert page["items"][0]["payload"] == {"n": 2, "note": "x" * 300}  # whole in JSON
+    assert page["next_cursor"] is None
+
+    first = cli("events", "list", cid, "--limit", "2").stdout  # a table, then the way on
+    assert "ev-2" in first and "ev-1" in first and "ev-0" not in first
+    assert "…" in first and "x" * 300 not in first  # long payloads cut in the table
+    cursor = first.strip().splitlines()[-1].removeprefix("older events: --cursor ")
+    rest = json.loads(cli("events", "list", cid, "--cursor", cursor, "--json").stdout)
+    assert [e["event_id"] for e in rest["items"]] == ["ev-0"]
+
+    for args, says in (
+        (("events", "list", "no-such-connector"), "no connector"),
+        (("events", "list", cid, "--cursor", "!!"), "invalid cursor"),
+    ):
+        refused = cli(*args, ok=False)
+        assert refused.returncode == 1 and refused.stderr.strip().count("\n") == 0, refused
+        assert says in refused.stderr

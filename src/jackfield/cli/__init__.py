@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import accounts, admin, connectors, outbox, runtime, sim
+from . import accounts, admin, connectors, events, outbox, runtime, sim
 
 app = typer.Typer(
     name="jackfield",
@@ -22,6 +22,7 @@ app.add_typer(admin.providers, name="providers")
 app.add_typer(connectors.app, name="connectors")
 app.add_typer(admin.keys, name="keys")
 app.add_typer(outbox.app, name="outbox")
+app.add_typer(events.app, name="events")
 app.add_typer(runtime.app, name="runtime")
 app.add_typer(sim.app, name="sim")
 
