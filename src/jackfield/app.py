@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from .kernel.errors import ConnectorError
+from .kernel.inbound import WebhookSource
 from .kernel.provider import ConnectorProvider
 from .kernel.registry import ConnectorRegistry, connector_registry
 from .runtime import Runtime
@@ -111,6 +113,17 @@ class Jackfield:
         and tests. The caller owns the instance (``open``/``close``).
         """
         return self.connectors.open_provider(connector_id)
+
+    def webhook_url(self, connector: dict[str, Any]) -> str | None:
+        """Where senders post ``connector``'s webhooks (``JACKFIELD_PUBLIC_URL`` +
+        ``/hooks/{id}``), or ``None`` when its provider does not receive webhooks."""
+        try:
+            cls = self.registry.get(connector["category"], connector["provider_type"])
+        except ConnectorError:  # a type no longer installed
+            return None
+        if not issubclass(cls, WebhookSource):
+            return None
+        return f"{self.settings.public_url.rstrip('/')}/hooks/{connector['id']}"
 
     # -- runtime ------------------------------------------------------------------------
     def send(

@@ -205,3 +205,21 @@ def test_keys_rotate(cli):
     )
     assert cli.json("keys", "rotate") == {"reencrypted": 1}
     assert cli.json("keys", "rotate") == {"reencrypted": 1}  # file mode makes a new key each time
+
+
+def test_a_webhook_connector_shows_where_senders_post(cli):
+    cli.env["JACKFIELD_PUBLIC_URL"] = "https://hooks.example.com/"
+    cli.run("orgs", "create", "acme")
+    secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    hook = cli.json(
+        "connectors", "create", "--org", "acme", "--name", "in", "--category", "http",
+        "--provider", "webhook", "--param", f"secret={secret}",
+    )  # fmt: skip
+    shown = cli.run("connectors", "show", hook["id"]).stdout
+    assert f"webhook URL: https://hooks.example.com/hooks/{hook['id']}" in shown
+    assert "webhook_url" not in cli.json("connectors", "show", hook["id"])  # the REST shape
+    echo = cli.json(
+        "connectors", "create", "--org", "acme", "--name", "out", "--category", "messaging",
+        "--provider", "echo",
+    )  # fmt: skip
+    assert "webhook URL" not in cli.run("connectors", "show", echo["id"]).stdout

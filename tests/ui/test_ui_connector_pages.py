@@ -266,3 +266,17 @@ def test_make_default_and_activation_rules_come_from_the_service(
     form_post(client, url + "/activate", {}, url)
     assert "“first” is activated." in client.get(url).text
     assert jf.connectors.get(who, first["id"])["is_enabled"] is True
+
+
+def test_a_webhook_connector_page_shows_where_senders_post(
+    client: httpx2.Client, jf: Any, ui_user: Any
+) -> None:
+    who = Principal(ui_user.organization_id, "t", Role.ADMIN)
+    secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    hook = jf.connectors.create(
+        who, name="in", category="http", provider_type="webhook", config={"secret": secret}
+    )
+    echo = jf.connectors.create(who, name="out", category="messaging", provider_type="echo")
+    url = f"{jf.settings.public_url}/hooks/{hook['id']}"  # JACKFIELD_PUBLIC_URL's base
+    assert f'<code id="webhook-url">{url}</code>' in client.get(f"/connectors/{hook['id']}").text
+    assert 'id="webhook-url"' not in client.get(f"/connectors/{echo['id']}").text

@@ -140,8 +140,16 @@ def update(
 def show(connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOption) -> None:
     """Show one connector (secret values masked)."""
     with user_errors():
-        connector = jackfield().connectors.get(operator_for(connector_id), connector_id)
-    emit(connector, as_json, show_connector)
+        jf = jackfield()
+        connector = jf.connectors.get(operator_for(connector_id), connector_id)
+        webhook_url = jf.webhook_url(connector)
+
+    def show(c: dict[str, Any]) -> None:
+        show_connector(c)
+        if webhook_url:
+            console.print(f"  webhook URL: {webhook_url}", soft_wrap=True)  # pasted whole
+
+    emit(connector, as_json, show)
 
 
 @app.command("delete")

@@ -142,7 +142,9 @@ class WebhookProvider(HttpProvider, WebhookSource):
 
     def test_connection(self) -> ConnectionTestResult:
         return ConnectionTestResult(
-            True, "the signing secret is valid; send webhooks to /hooks/<connector id>"
+            True,
+            "the signing secret is valid; senders post to this connector's webhook URL"
+            " (its page, or 'jackfield connectors show ID')",
         )
 
     # -- outbound: none ------------------------------------------------------------

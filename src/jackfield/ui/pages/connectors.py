@@ -99,6 +99,7 @@ def detail_page(
         error=error,
         test_result=test_result,
         oauth=_has_oauth(cls),
+        webhook_url=jf.webhook_url(view),
     )
 
 
