@@ -144,12 +144,12 @@ def show(connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = 
         connector = jf.connectors.get(operator_for(connector_id), connector_id)
         webhook_url = jf.webhook_url(connector)
 
-    def show(c: dict[str, Any]) -> None:
+    def render(c: dict[str, Any]) -> None:
         show_connector(c)
         if webhook_url:
             console.print(f"  webhook URL: {webhook_url}", soft_wrap=True)  # pasted whole
 
-    emit(connector, as_json, show)
+    emit(connector, as_json, render)
 
 
 @app.command("delete")
