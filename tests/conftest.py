@@ -12,6 +12,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -104,9 +105,9 @@ def free_port_fixture() -> Callable[[], int]:
     return free_port
 
 
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A PostgreSQL database of its own for this test session, migrated once."""
+@contextmanager
+def new_pg_database() -> Iterator[str]:
+    """The URL of an empty PostgreSQL database, dropped afterwards."""
     require_service("PostgreSQL", "127.0.0.1", 5432)
     name = f"jf_test_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -119,6 +120,23 @@ def pg_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database of its own for this test session, migrated once."""
+    with new_pg_database() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database with no schema at all, on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    with new_pg_database() as url:
+        yield url
 
 
 def _truncate_pg(url: str) -> None:

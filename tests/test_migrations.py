@@ -1,5 +1,7 @@
 """The migrations create exactly the schema the models describe, on both backends."""
 
+import subprocess
+import sys
 from datetime import timedelta
 
 from alembic import command
@@ -24,6 +26,28 @@ def test_migrations_match_the_models(database_url):
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     engine.dispose()
     assert diff == []
+
+
+def test_nodes_starting_together_migrate_one_at_a_time(empty_database_url):
+    """Several nodes starting at once on a new database (or a new version) each run the
+    migrations -- as processes, as nodes do. On PostgreSQL all but one used to fail
+    ("duplicate key value violates unique constraint pg_type_typname_nsp_index") and
+    their ``serve`` exited."""
+    node = (
+        "import sys; from jackfield.store import create_db_engine, upgrade;"
+        " upgrade(create_db_engine(sys.argv[1]))"
+    )
+    started = [
+        subprocess.Popen(
+            [sys.executable, "-c", node, empty_database_url], stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in started]
+    assert [p.returncode for p in started] == [0] * 4, errors
+    engine = create_db_engine(empty_database_url)
+    assert is_current(engine)
+    engine.dispose()
 
 
 def _migrate(engine, direction, revision):
