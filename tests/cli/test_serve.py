@@ -2,6 +2,7 @@
 refuses an address it cannot use, and how it stops on SIGTERM while a browser keeps the
 live event stream open."""
 
+import base64
 import json
 import os
 import shutil
@@ -134,3 +135,37 @@ def _started(serve: subprocess.Popen[str]) -> dict[str, object]:
             pass
         assert time.monotonic() < deadline, "serve did not start"
         time.sleep(0.1)
+
+
+def test_nodes_started_together_on_a_new_database_all_come_up(empty_database_url, tmp_path):
+    """Three ``serve`` processes at once on an empty database (replicas of one
+    deployment): one migrates, records the key check and creates the first admin, the
+    others wait for it and start. Before, on PostgreSQL all but one exited with a
+    duplicate-key traceback (migration, key check or bootstrap admin)."""
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    nodes = []
+    for n in range(3):
+        node_env = {k: v for k, v in os.environ.items() if not k.startswith("JACKFIELD_")}
+        node_env.update(
+            JACKFIELD_DATABASE_URL=empty_database_url,
+            JACKFIELD_DATA_DIR=str(tmp_path / f"node{n}"),
+            JACKFIELD_SECRET_KEY=key,
+        )
+        nodes.append(
+            subprocess.Popen(
+                [JACKFIELD, "serve", "--port", "0", "--json"],
+                env=node_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    try:
+        started = [_started(node) for node in nodes]
+        admins = [s["bootstrap_admin"] for s in started if s["bootstrap_admin"]]
+        assert len(admins) == 1 and admins[0]["password"], started  # shown by one node only
+    finally:
+        for node in nodes:
+            node.send_signal(signal.SIGTERM)
+        outputs = [node.communicate(timeout=30) for node in nodes]
+    assert all("Traceback" not in err for _, err in outputs), outputs

@@ -10,6 +10,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..kernel.errors import AuthenticationError, ConflictError, ConnectorConfigError
@@ -177,10 +178,11 @@ class AccountService:
             return _principal(user)
 
     def bootstrap_admin(self, password: str | None) -> BootstrapAdmin | None:
-        """Create the first admin when the database has no users; ``None`` otherwise."""
-        with self.db.transaction() as s:
-            if s.scalar(select(func.count()).select_from(User)):
-                return None
+        """Create the first admin when the database has no users; ``None`` otherwise --
+        also when another node starting at the same moment created it first (that node
+        reports it, with its generated password)."""
+        if self._has_users():
+            return None
         if password is not None and len(password) < MIN_PASSWORD:
             raise InvalidAccountInput(
                 f"JACKFIELD_ADMIN_PASSWORD has {len(password)} characters;"
@@ -189,10 +191,19 @@ class AccountService:
             )
         generated = password is None
         password = password or secrets.token_urlsafe(12)
-        self.create_user(
-            BOOTSTRAP_EMAIL, BOOTSTRAP_ORG, "admin", password=password, actor="bootstrap"
-        )
+        try:
+            self.create_user(
+                BOOTSTRAP_EMAIL, BOOTSTRAP_ORG, "admin", password=password, actor="bootstrap"
+            )
+        except (ConflictError, IntegrityError):
+            if self._has_users():  # the other node's organization or user came first
+                return None
+            raise
         return BootstrapAdmin(BOOTSTRAP_EMAIL, password, generated)
+
+    def _has_users(self) -> bool:
+        with self.db.snapshot() as s:
+            return bool(s.scalar(select(func.count()).select_from(User)))
 
 
 @cache

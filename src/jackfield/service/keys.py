@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..secrets import SecretBox
 from ..store import ConnectorParam, Database, Meta
@@ -14,14 +15,23 @@ KEY_CHECK = "key_check"
 def check_master_key(db: Database, box: SecretBox) -> None:
     """Refuse to run with a key that cannot read this database's secrets.
 
-    The first start records an encrypted check value; later starts must decrypt it.
+    The first start records an encrypted check value; later starts must decrypt it. Of
+    nodes starting together on a new database, all find no value and the first to
+    commit records its own: the others then verify against that one (same key: they
+    start; another key: refused).
     """
-    with db.transaction() as s:
-        row = s.get(Meta, KEY_CHECK)
-        if row is None:
-            s.add(Meta(key=KEY_CHECK, value=box.make_check()))
-            return
-        box.verify_check(row.value)
+    try:
+        with db.transaction() as s:
+            row = s.get(Meta, KEY_CHECK)
+            if row is None:
+                s.add(Meta(key=KEY_CHECK, value=box.make_check()))
+                return
+            box.verify_check(row.value)
+    except IntegrityError:
+        with db.snapshot() as s:
+            recorded = s.get(Meta, KEY_CHECK)
+            assert recorded is not None  # the row whose insert ours collided with
+            box.verify_check(recorded.value)
 
 
 def reencrypt_all(db: Database, codec: ParamCodec) -> int:
