@@ -45,6 +45,7 @@ from ..service.events import EventRecord
 from ..store import Database, is_sqlite, utcnow
 from ..store.models_inbound import InboxEvent
 from .inbound.feed import EventFeed, set_soon
+from .waits import wait_until_set
 
 log = logging.getLogger(__name__)
 
@@ -123,10 +124,7 @@ class EventRouter:
                 dispatched = 0
             if dispatched >= self.batch_size:
                 continue
-            try:
-                await asyncio.wait_for(wakeup.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
+            await wait_until_set(wakeup, self.poll_interval)
             wakeup.clear()
 
     # -- dispatch -----------------------------------------------------------------------

@@ -69,6 +69,7 @@ from .outbox_pace import Pace
 from .outbox_store import Ack, AckReport, Claimed, OutboxStore
 from .supervisor import Supervisor, UnitUnavailable
 from .units import Unit
+from .waits import wait_until_set
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -296,12 +297,8 @@ class OutboxWorker:
         timeout = self.config.poll_seconds
         if due is not None:
             timeout = min(timeout, max(0.0, (due - utcnow()).total_seconds()))
-        if timeout <= 0:
-            return
-        try:
-            await asyncio.wait_for(self._wakeup.wait(), timeout)
-        except TimeoutError:
-            pass
+        if timeout > 0:
+            await wait_until_set(self._wakeup, timeout)
 
     def _accept(self, message: Claimed) -> None:
         self.stats.claimed += 1

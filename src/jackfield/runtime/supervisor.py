@@ -48,6 +48,7 @@ from ..store.group_commit import GroupCommitter
 from .inbound import inbound_runner
 from .retry import Backoff, RetryPolicy, positive_int
 from .units import ProviderHandle, Unit, UnitRecorder, UnitStore, readiness_for
+from .waits import wait_until_set
 
 log = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 2000
@@ -131,10 +132,7 @@ class Supervisor:
     async def _run(self) -> None:
         assert self._wakeup is not None
         while True:
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), self.config.poll_seconds)
-            except TimeoutError:
-                pass
+            await wait_until_set(self._wakeup, self.config.poll_seconds)
             self._wakeup.clear()
             try:
                 await self.reconcile()

@@ -30,6 +30,7 @@ from sqlalchemy import func, or_, select
 from ...service.events import EventRecord, EventService
 from ...store import Database
 from ...store.models_inbound import InboxEvent
+from ..waits import wait_until_set
 
 log = logging.getLogger(__name__)
 
@@ -140,8 +141,9 @@ class EventFeed:
                     seen.add(missed.id)
                     yield missed
             while True:
-                try:
-                    record = await asyncio.wait_for(sub.queue.get(), keepalive)
+                try:  # not asyncio.wait_for: see ``runtime.waits``
+                    async with asyncio.timeout(keepalive):
+                        record = await sub.queue.get()
                 except TimeoutError:
                     yield None
                     continue
@@ -190,10 +192,7 @@ class EventFeed:
         assert self._wakeup is not None
         wakeup = self._wakeup
         while True:
-            try:
-                await asyncio.wait_for(wakeup.wait(), self.poll_interval)
-            except TimeoutError:
-                pass
+            await wait_until_set(wakeup, self.poll_interval)
             wakeup.clear()
             if not self._subscribers:
                 self._task = None  # the next subscriber starts a fresh poller
