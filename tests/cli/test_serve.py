@@ -69,13 +69,7 @@ def test_sigterm_ends_open_event_streams_and_stops_promptly(env):
     )
     assert token.returncode == 0, token.stderr
     token = token.stdout.strip().splitlines()[-1]
-    serve = subprocess.Popen(
-        [JACKFIELD, "serve", "--port", "0", "--json"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    serve = _serve(env)
     try:
         started = _started(serve)  # --port 0: the JSON says where it listens
         url = started["url"]
@@ -111,6 +105,17 @@ def test_sigterm_ends_open_event_streams_and_stops_promptly(env):
     assert "ERROR" not in err and "Traceback" not in err, err
     assert ": connected" in str(stream["text"])  # the client got a clean end of stream
     assert float(stream["ended"]) - signalled < 3  # type: ignore[arg-type]
+
+
+def _serve(env: dict[str, str]) -> subprocess.Popen[str]:
+    """``jackfield serve`` on a free port, printing where it listens as JSON."""
+    return subprocess.Popen(
+        [JACKFIELD, "serve", "--port", "0", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _started(serve: subprocess.Popen[str]) -> dict[str, object]:
@@ -151,15 +156,7 @@ def test_nodes_started_together_on_a_new_database_all_come_up(empty_database_url
             JACKFIELD_DATA_DIR=str(tmp_path / f"node{n}"),
             JACKFIELD_SECRET_KEY=key,
         )
-        nodes.append(
-            subprocess.Popen(
-                [JACKFIELD, "serve", "--port", "0", "--json"],
-                env=node_env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+        nodes.append(_serve(node_env))
     try:
         started = [_started(node) for node in nodes]
         admins = [s["bootstrap_admin"] for s in started if s["bootstrap_admin"]]
