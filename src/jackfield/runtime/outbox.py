@@ -52,7 +52,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -72,7 +71,6 @@ from .units import Unit
 from .waits import wait_until_set
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -256,7 +254,7 @@ class OutboxWorker:
             due = None
             if limit > 0:
                 try:
-                    claimed, due = await self._in_group(
+                    claimed, due = await self.committer.run(
                         functools.partial(self._claim, limit, frozenset(exclude))
                     )
                 except SQLAlchemyError as exc:  # e.g. the database restarting: try again
@@ -426,10 +424,6 @@ class OutboxWorker:
             self.on_events()
         if self._want_room or claimable:
             self.wake()  # room for more claims, or messages to claim again (when due)
-
-    async def _in_group(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn`` in the next group transaction; resume once it committed."""
-        return await asyncio.wrap_future(self.committer.submit_async(fn))
 
 
 __all__ = ["DeliveryConfig", "DeliveryStats", "OutboxWorker"]

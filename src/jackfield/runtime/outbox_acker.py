@@ -19,16 +19,13 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable
-from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from ..store.group_commit import GroupCommitter
 from .outbox_store import Ack, AckReport, LeasesChanged, OutboxStore
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 COALESCE_SECONDS = 0.005
 
 Written = Callable[[list[Ack], list[AckReport]], None]
@@ -88,16 +85,16 @@ class Acker:
     async def _write(self, batch: list[Ack]) -> AckReport:
         try:
             try:
-                report = await self._in_group(functools.partial(self.store.ack, batch))
+                report = await self.committer.run(functools.partial(self.store.ack, batch))
             except LeasesChanged:
                 careful = functools.partial(self.store.ack, batch, careful=True)
-                report = await self._in_group(careful)
+                report = await self.committer.run(careful)
         except SQLAlchemyError as exc:
             log.warning("acknowledging %d messages failed (%s); one by one", len(batch), exc)
             report = AckReport()
             for one in batch:
                 try:
-                    single = await self._in_group(
+                    single = await self.committer.run(
                         functools.partial(self.store.ack, [one], careful=True)
                     )
                 except SQLAlchemyError as error:
@@ -112,7 +109,3 @@ class Acker:
                 ack.claimed.envelope_id,
             )
         return report
-
-    async def _in_group(self, fn: Callable[[Session], T]) -> T:
-        """Run ``fn`` in the next group transaction; resume once it committed."""
-        return await asyncio.wrap_future(self.committer.submit_async(fn))

@@ -28,10 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -43,7 +42,6 @@ from ..store.models_inbound import InboxEvent
 from ..store.models_outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 FINISHED = ("delivered", "discarded")
 
 
@@ -143,7 +141,7 @@ class Retention:
 
         deleted = 0
         while True:
-            count = await self._in_group(delete_chunk)
+            count = await self.committer.run(delete_chunk)
             deleted += count
             if count < self.config.chunk:
                 return deleted
@@ -151,6 +149,3 @@ class Retention:
     def _read(self, query: Any) -> Any:
         with self.db.snapshot() as s:
             return s.scalar(query)
-
-    async def _in_group(self, fn: Callable[[Session], T]) -> T:
-        return await asyncio.wrap_future(self.committer.submit_async(fn))

@@ -11,6 +11,7 @@ rolled back.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
@@ -41,6 +42,11 @@ class GroupCommitter:
     def submit(self, fn: Callable[[Session], T], timeout: float | None = 60) -> T:
         """Run ``fn(session)`` in the next group transaction; return after it committed."""
         return self.submit_async(fn).result(timeout)
+
+    async def run(self, fn: Callable[[Session], T]) -> T:
+        """``submit`` for a coroutine: run ``fn`` in the next group transaction and
+        resume once it committed, without blocking the event loop."""
+        return await asyncio.wrap_future(self.submit_async(fn))
 
     def submit_async(self, fn: Callable[[Session], T]) -> Future[T]:
         self._ensure_started()
