@@ -3,6 +3,8 @@ another worker holds; released messages return untouched. Real databases, both."
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 import pytest
@@ -53,6 +55,7 @@ def test_an_ack_from_a_stolen_lease_is_rejected(jf, tenant, make_connector):
 
     late = store.ack([_delivered(mine)])
     assert late.applied == [] and len(late.rejected) == 1 and late.events_added == 0
+    assert late.gone == []  # the message is there, under another lease
     row = _row(jf, envelope)
     assert row.state == "in_flight" and row.lease_token == theirs.lease_token
     assert _inbox_count(jf, cid) == 0  # the rejected ack wrote no event either
@@ -77,6 +80,53 @@ def test_an_ack_after_the_lease_expired_is_rejected_even_if_nobody_took_over(
     assert report.rejected and not report.applied
     assert _row(jf, envelope).state == "in_flight"  # claimable again, as it should be
     assert [c.envelope_id for c in store.claim(10, lease_seconds=5)] == [envelope]
+
+
+def test_an_ack_for_a_message_deleted_with_its_connector_says_so(jf, tenant, make_connector):
+    """Deleting a connector deletes its queued messages, in flight ones too: their late
+    acks are rejected as gone (not as a lost lease), and write nothing."""
+    cid = make_connector(tenant.admin)
+    kept = make_connector(tenant.admin)
+    _queue(jf, cid, 2)
+    [other] = _queue(jf, kept, 1)
+    store = OutboxStore(jf.db)
+    claimed = store.claim(10, lease_seconds=30)
+    assert len(claimed) == 3
+    jf.connectors.delete(tenant.admin, cid)
+
+    report = store.ack([_delivered(c) for c in claimed])
+    gone = {c.envelope_id for c in claimed if c.connector_id == cid}
+    assert {a.claimed.envelope_id for a in report.gone} == gone
+    assert {a.claimed.envelope_id for a in report.rejected} == gone
+    assert [a.claimed.envelope_id for a in report.applied] == [other]
+    assert _inbox_count(jf, cid) == 0 and _inbox_count(jf, kept) == 1
+
+
+async def test_the_runtime_logs_a_delivery_whose_connector_was_deleted_meanwhile(
+    jf, tenant, make_connector, caplog
+):
+    caplog.set_level(logging.INFO, logger="jackfield.runtime.outbox_acker")
+    cid = make_connector(tenant.admin)
+    envelope = jf.send(cid, {"text": "slow", "simulate": "slow:600"})
+    await jf.start()
+    try:
+        for _ in range(200):
+            if _row(jf, envelope).state == "in_flight":
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.to_thread(jf.connectors.delete, tenant.admin, cid)
+        stats = jf.runtime.delivery.stats
+        for _ in range(200):
+            if stats.rejected:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await jf.stop()
+    assert stats.rejected == 1 and stats.delivered == 0
+    assert f"ack of {envelope} rejected: the message was deleted with its connector" in (
+        caplog.text
+    )
+    assert "taken over" not in caplog.text
 
 
 def test_released_messages_go_back_to_pending_with_the_attempt_uncounted(

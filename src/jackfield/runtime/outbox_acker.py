@@ -102,10 +102,13 @@ class Acker:
                     continue
                 report.applied += single.applied
                 report.rejected += single.rejected
+                report.gone += single.gone
                 report.events_added += single.events_added
+        gone = {id(ack) for ack in report.gone}
         for ack in report.rejected:
-            log.info(
-                "ack of %s rejected: its lease expired and was taken over",
-                ack.claimed.envelope_id,
-            )
+            if id(ack) in gone:
+                why = "the message was deleted with its connector"
+            else:
+                why = "its lease expired and was taken over"
+            log.info("ack of %s rejected: %s", ack.claimed.envelope_id, why)
         return report

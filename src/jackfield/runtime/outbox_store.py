@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import (
     String,
     Table,
+    and_,
     bindparam,
     literal_column,
     null,
@@ -104,7 +105,8 @@ class Ack:
 @dataclass
 class AckReport:
     applied: list[Ack] = field(default_factory=list)
-    rejected: list[Ack] = field(default_factory=list)
+    rejected: list[Ack] = field(default_factory=list)  # its lease was lost, or ``gone``
+    gone: list[Ack] = field(default_factory=list)  # the message was deleted (its connector)
     events_added: int = 0
 
 
@@ -247,13 +249,16 @@ class OutboxStore:
         values = driver_values(session)
         now = utcnow()
         if careful:
-            held = self._held(session, acks, now)
+            leases = self._leases(session, acks, now)
             for a in acks:
                 c = a.claimed
-                if held.get((c.connector_id, c.envelope_id)) == c.lease_token:
+                key = (c.connector_id, c.envelope_id)
+                if key in leases and leases[key] == c.lease_token:
                     report.applied.append(a)
                 else:
                     report.rejected.append(a)
+                    if key not in leases:
+                        report.gone.append(a)
         else:
             report.applied = acks
         by_kind: dict[str, list[Ack]] = defaultdict(list)
@@ -272,16 +277,17 @@ class OutboxStore:
         report.events_added = self._add_loopback_events(session, by_kind.get("delivered", []))
         return report
 
-    def _held(self, s: Session, acks: list[Ack], now: datetime) -> dict[tuple[str, str], Any]:
-        """Lease tokens of those messages still leased (in flight, lease not expired)."""
-        query = select(M.connector_id, M.envelope_id, M.lease_token).where(
-            M.envelope_id.in_({a.claimed.envelope_id for a in acks}),
-            M.state == "in_flight",
-            M.lease_expires_at > now,
+    def _leases(self, s: Session, acks: list[Ack], now: datetime) -> dict[tuple[str, str], Any]:
+        """The acked messages still stored, each with its lease token while it is still
+        leased (in flight, lease not expired) and ``None`` otherwise; a message missing
+        here was deleted with its connector."""
+        live = and_(M.state == "in_flight", M.lease_expires_at > now)
+        query = select(M.connector_id, M.envelope_id, M.lease_token, live).where(
+            M.envelope_id.in_({a.claimed.envelope_id for a in acks})
         )
         if self.skip_locked:
             query = query.with_for_update()
-        return {(row[0], row[1]): row[2] for row in s.execute(query)}
+        return {(row[0], row[1]): row[2] if row[3] else None for row in s.execute(query)}
 
     @staticmethod
     def _add_loopback_events(s: Session, delivered: list[Ack]) -> int:
