@@ -148,6 +148,24 @@ def test_a_signed_body_that_is_not_a_json_object_is_refused(body: bytes) -> None
 
 
 @pytest.mark.parametrize(
+    ("msg_id", "body", "problem"),
+    [
+        ("m" * 201, b'{"type": "order.created"}', "webhook-id must be 1 to 200"),
+        ("m7", b'{"type": "%s"}' % (b"t" * 101), "event type must be 1 to 100"),
+        ("m8", b'{"type": "a\\u0000b"}', "event type may not contain NUL"),
+    ],
+)
+def test_an_id_or_type_the_inbox_cannot_hold_is_refused_with_a_remedy(
+    msg_id: str, body: bytes, problem: str
+) -> None:
+    now = int(time.time())
+    req = request(body, msg_id, now, independent_signature(OUR_SECRET, msg_id, now, body))
+    with pytest.raises(PermanentError, match=problem) as refused:
+        provider().parse_webhook(req)
+    assert "webhook-id of at most 200 characters" in refused.value.remediation
+
+
+@pytest.mark.parametrize(
     ("config", "field"),
     [
         ({"secret": "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}, "secret"),  # no whsec_ prefix

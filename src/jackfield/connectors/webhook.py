@@ -189,7 +189,11 @@ class WebhookProvider(HttpProvider, WebhookSource):
             "the event type", event_type, MAX_EVENT_TYPE
         )
         if problem is not None:
-            raise PermanentError(problem)
+            raise PermanentError(
+                problem,
+                remediation=f"Send a webhook-id of at most {MAX_EVENT_ID} characters and a"
+                f" text type of at most {MAX_EVENT_TYPE}, without NUL characters.",
+            )
         return [InboundEvent(msg_id, event_type, payload, occurred_at=sent_at)]
 
     def _check_timestamp(self, value: str) -> datetime:
