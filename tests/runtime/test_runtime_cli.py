@@ -61,6 +61,14 @@ def test_outbox_and_runtime_commands(api, tenant, make_connector, client, wait_u
         assert doomed in table and fine in table and cid in table
         dead = json.loads(cli("outbox", "list", "--state", "dead", "--json").stdout)["items"]
         assert [m["envelope_id"] for m in dead] == [doomed]
+        first = cli("outbox", "list", "--limit", "1").stdout  # a page, then the way on
+        assert fine in first and doomed not in first
+        cursor = first.strip().splitlines()[-1].removeprefix("older messages: --cursor ")
+        rest = json.loads(cli("outbox", "list", "--cursor", cursor, "--json").stdout)
+        assert [m["envelope_id"] for m in rest["items"]] == [doomed]
+        assert rest["next_cursor"] is None
+        stale = cli("outbox", "list", "--cursor", "not-a-cursor", ok=False)
+        assert stale.returncode == 1 and "cursor" in stale.stderr
 
         shown = json.loads(cli("outbox", "show", doomed, "--json").stdout)
         assert shown["error_class"] == "PermanentError" and shown["attempts"] == 1

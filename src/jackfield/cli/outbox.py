@@ -43,15 +43,24 @@ def list_(
         None, "--state", help="pending, in_flight, retrying, delivered, dead or discarded"
     ),
     limit: int = typer.Option(100, "--limit", min=1, max=500),
+    cursor: str | None = typer.Option(
+        None, "--cursor", help="The next_cursor a previous page printed: older messages."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
     """List messages, newest first ('--state dead' for dead letters)."""
     with user_errors():
         who = operator_for(connector_id) if connector_id and org is None else operator(org)
-        items, _ = jackfield().runtime.outbox.list(
-            who, connector_id=connector_id, state=state, limit=limit
+        items, next_cursor = jackfield().runtime.outbox.list(
+            who, connector_id=connector_id, state=state, limit=limit, cursor=cursor
         )
-    emit_items(items, as_json, COLUMNS)
+    emit({"items": items, "next_cursor": next_cursor}, as_json, _show_page)
+
+
+def _show_page(page: dict[str, Any]) -> None:
+    emit_items(page["items"], False, COLUMNS)
+    if page["next_cursor"]:
+        console.print(f"older messages: --cursor {page['next_cursor']}")
 
 
 def _message_command(verb: str, envelope_id: str, connector_id: str | None, as_json: bool) -> None:
