@@ -7,6 +7,7 @@ whole life -- start, two restarts with backoff, failed -- takes about a second."
 
 from __future__ import annotations
 
+import logging
 from typing import ClassVar
 
 import pytest
@@ -84,14 +85,24 @@ def test_an_inbound_unit_runs_without_outbound_traffic_and_polls(
         assert wait_until(ticks) == ["tick-0", "tick-1", "tick-2"]
 
 
+def _crash_records(caplog, cid):
+    return [r for r in caplog.records if r.name.endswith("supervisor") and cid in r.getMessage()]
+
+
 def test_a_crashing_source_is_restarted_and_its_error_shown(
-    api, tenant, make_connector, client, wait_until
+    api, tenant, make_connector, client, wait_until, caplog
 ):
     cid = make_connector(tenant.admin, "ticker_test", mode="crash")
     with client(api.url, tenant.user_token) as http:
         unit = wait_until(lambda: (u := _unit(http, cid)) and u["liveness"] == "failed" and u)
         assert unit["restart_count"] == 2
         assert "RuntimeError: poll exploded" in unit["last_error"]
+    # a provider's bug: the log shows where it raised, on every crash and the failure
+    records = _crash_records(caplog, cid)
+    assert [r.levelname for r in records] == ["WARNING", "WARNING", "ERROR"]
+    for record in records:
+        where = logging.Formatter().formatException(record.exc_info)
+        assert "in poll" in where and "RuntimeError: poll exploded" in where
 
 
 @pytest.mark.parametrize(
@@ -99,7 +110,7 @@ def test_a_crashing_source_is_restarted_and_its_error_shown(
     [("nokey", "missing_credential"), ("unreachable", "unreachable")],
 )
 def test_a_unit_that_cannot_open_says_why(
-    api, tenant, make_connector, client, wait_until, mode, readiness
+    api, tenant, make_connector, client, wait_until, mode, readiness, caplog
 ):
     cid = make_connector(tenant.admin, "ticker_test", mode=mode)
     with client(api.url, tenant.user_token) as http:
@@ -110,3 +121,6 @@ def test_a_unit_that_cannot_open_says_why(
         # (not stuck "restarting", with its outbound messages held back for ever)
         unit = wait_until(lambda: (u := _unit(http, cid)) and u["liveness"] == "failed" and u)
         assert unit["restart_count"] == 2 and unit["readiness"] == readiness
+    # a connector error explains itself: one line each, no traceback
+    records = _crash_records(caplog, cid)
+    assert len(records) == 3 and all(r.exc_info is None for r in records)

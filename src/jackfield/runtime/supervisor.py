@@ -276,9 +276,12 @@ class Supervisor:
         unit.last_error = _clip(f"{type(exc).__name__}: {exc}")
         unit.readiness = readiness_for(unit, exc) or unit.readiness
         self._retire(unit)
+        # a provider's bug: where it raised (redacted like every log record); a connector
+        # error (unreachable, bad credentials) explains itself
+        where = None if isinstance(exc, ConnectorError) else exc
         if len(unit.crashes) > self.config.crash_limit:
             unit.liveness, unit.next_restart_at = "failed", None
-            log.error("unit %s failed: %s", unit.connector_id, unit.last_error)
+            log.error("unit %s failed: %s", unit.connector_id, unit.last_error, exc_info=where)
         else:
             delay = self.config.backoff.delay(unit.consecutive_restarts)
             unit.consecutive_restarts += 1
@@ -290,6 +293,7 @@ class Supervisor:
                 unit.connector_id,
                 unit.last_error,
                 delay,
+                exc_info=where,
             )
         self.recorder.mark(unit)
 
