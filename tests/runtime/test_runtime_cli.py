@@ -105,6 +105,29 @@ def test_outbox_and_runtime_commands(api, tenant, make_connector, client, wait_u
         )
 
 
+def test_runtime_status_shows_every_organizations_units_unless_one_is_named(
+    jf, api, tenant, other_tenant, make_connector, cli, wait_until
+):
+    ours = make_connector(tenant.admin)
+    theirs = make_connector(other_tenant.admin)
+    for cid in (ours, theirs):  # an echo connector's unit starts with its first message
+        jf.send(cid, {"text": "hello"})
+
+    def units(*args):
+        return json.loads(cli("runtime", "status", *args, "--json").stdout)["items"]
+
+    everything = wait_until(lambda: (u := units()) and len(u) == 2 and u)
+    orgs = {o["id"]: o["name"] for o in jf.accounts.list_orgs()}
+    assert {(u["connector_id"], u["organization"]) for u in everything} == {
+        (ours, orgs[tenant.org_id]),
+        (theirs, orgs[other_tenant.org_id]),
+    }
+    table = cli("runtime", "status").stdout
+    assert ours in table and theirs in table and orgs[tenant.org_id] in table
+    named = units("--org", orgs[other_tenant.org_id])
+    assert [u["connector_id"] for u in named] == [theirs] and "organization" not in named[0]
+
+
 def test_events_list_pages_a_connectors_inbox_newest_first(jf, tenant, make_connector, cli):
     cid = make_connector(tenant.admin)
     other = make_connector(tenant.admin)

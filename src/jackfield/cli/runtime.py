@@ -26,14 +26,24 @@ COLUMNS = [
 
 @app.command("status")
 def status(
-    org: str | None = typer.Option(None, "--org"),
+    org: str | None = typer.Option(
+        None, "--org", help="Only this organization's units (default: every organization's)."
+    ),
     as_json: bool = JsonOption,
 ) -> None:
-    """Liveness and readiness of every supervised unit of an organization (one row per
-    connector and node)."""
+    """Liveness and readiness of every supervised unit (one row per connector and node)."""
     with user_errors():
-        items = jackfield().runtime.units.list(operator(org))
-    emit_items(items, as_json, COLUMNS)
+        jf = jackfield()
+        if org is not None:
+            items, columns = jf.runtime.units.list(operator(org)), COLUMNS
+        else:  # the whole runtime, as its operator runs it
+            names = {o["id"]: o["name"] for o in jf.accounts.list_orgs()}
+            items = [
+                {**unit, "organization": names.get(unit["organization_id"], "?")}
+                for unit in jf.runtime.units.list_deployment()
+            ]
+            columns = ["organization", *COLUMNS]
+    emit_items(items, as_json, columns)
 
 
 @app.command("restart")

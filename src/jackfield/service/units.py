@@ -10,9 +10,10 @@ newer generations and restarts its own unit.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -70,16 +71,33 @@ class RuntimeUnitService:
     def list(self, who: Principal) -> list[dict[str, Any]]:
         """Every supervised unit of the caller's organization (one per connector and
         node), by connector name."""
+        return self._list(RuntimeUnit.organization_id == who.organization_id)
+
+    def list_deployment(self) -> builtins.list[dict[str, Any]]:
+        """Every unit of every organization, each with its ``organization_id``: the
+        runtime as its operator runs it (the CLI, which holds the database and the master
+        key anyway). Never for an API caller: organizations do not see each other."""
+        return self._list(true(), with_organization=True)
+
+    def _list(
+        self, which: Any, *, with_organization: bool = False
+    ) -> builtins.list[dict[str, Any]]:
         generation = func.coalesce(RuntimeRestart.generation, 0)
         with self.db.snapshot() as s:
             rows = s.execute(
                 select(RuntimeUnit, generation, Connector.name)
                 .join(Connector, Connector.id == RuntimeUnit.connector_id)
                 .outerjoin(RuntimeRestart, RuntimeRestart.connector_id == RuntimeUnit.connector_id)
-                .where(RuntimeUnit.organization_id == who.organization_id)
+                .where(which)
                 .order_by(Connector.name, Connector.id, RuntimeUnit.node)
             ).all()
-            return [unit_view(unit, requested, name) for unit, requested, name in rows]
+            views = []
+            for unit, requested, name in rows:
+                view = unit_view(unit, requested, name)
+                if with_organization:
+                    view["organization_id"] = unit.organization_id
+                views.append(view)
+            return views
 
     def get(self, who: Principal, connector_id: str) -> dict[str, Any]:
         """A connector's unit; with several nodes, the one most in need of attention."""
