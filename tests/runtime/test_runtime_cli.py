@@ -105,13 +105,14 @@ def test_outbox_and_runtime_commands(api, tenant, make_connector, client, wait_u
         )
 
 
-def test_runtime_status_shows_every_organizations_units_unless_one_is_named(
+def test_status_and_outbox_show_every_organization_unless_one_is_named(
     jf, api, tenant, other_tenant, make_connector, cli, wait_until
 ):
+    """The CLI runs the deployment (it holds the database and the key): bare commands
+    cover every organization, as the contract writes them; --org narrows."""
     ours = make_connector(tenant.admin)
     theirs = make_connector(other_tenant.admin)
-    for cid in (ours, theirs):  # an echo connector's unit starts with its first message
-        jf.send(cid, {"text": "hello"})
+    sent = {cid: jf.send(cid, {"text": "hello"}) for cid in (ours, theirs)}  # units start
 
     def units(*args):
         return json.loads(cli("runtime", "status", *args, "--json").stdout)["items"]
@@ -126,6 +127,13 @@ def test_runtime_status_shows_every_organizations_units_unless_one_is_named(
     assert ours in table and theirs in table and orgs[tenant.org_id] in table
     named = units("--org", orgs[other_tenant.org_id])
     assert [u["connector_id"] for u in named] == [theirs] and "organization" not in named[0]
+
+    def outbox(*args):
+        return json.loads(cli("outbox", "list", *args, "--json").stdout)["items"]
+
+    assert [m["envelope_id"] for m in outbox()] == [sent[theirs], sent[ours]]  # newest first
+    assert [m["envelope_id"] for m in outbox("--org", orgs[tenant.org_id])] == [sent[ours]]
+    assert [m["envelope_id"] for m in outbox("--connector", theirs)] == [sent[theirs]]
 
 
 def test_events_list_pages_a_connectors_inbox_newest_first(jf, tenant, make_connector, cli):

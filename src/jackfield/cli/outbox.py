@@ -37,7 +37,9 @@ def _operator_for_message(envelope_id: str, connector_id: str | None) -> Princip
 
 @app.command("list")
 def list_(
-    org: str | None = typer.Option(None, "--org"),
+    org: str | None = typer.Option(
+        None, "--org", help="Only this organization's messages (default: every organization's)."
+    ),
     connector_id: str | None = ConnectorOption,
     state: str | None = typer.Option(
         None, "--state", help="pending, in_flight, retrying, delivered, dead or discarded"
@@ -50,10 +52,14 @@ def list_(
 ) -> None:
     """List messages, newest first ('--state dead' for dead letters)."""
     with user_errors():
-        who = operator_for(connector_id) if connector_id and org is None else operator(org)
-        items, next_cursor = jackfield().runtime.outbox.list(
-            who, connector_id=connector_id, state=state, limit=limit, cursor=cursor
-        )
+        outbox = jackfield().runtime.outbox
+        if connector_id is None and org is None:  # the whole outbox, as its operator runs it
+            items, next_cursor = outbox.list_deployment(state=state, limit=limit, cursor=cursor)
+        else:
+            who = operator_for(connector_id) if connector_id and org is None else operator(org)
+            items, next_cursor = outbox.list(
+                who, connector_id=connector_id, state=state, limit=limit, cursor=cursor
+            )
     emit({"items": items, "next_cursor": next_cursor}, as_json, _show_page)
 
 

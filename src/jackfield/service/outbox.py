@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, select, true
 from sqlalchemy.orm import Session
 
 from ..kernel.errors import ConflictError
@@ -145,16 +145,28 @@ class OutboxService:
         cursor: str | None = None,
     ) -> tuple[builtins.list[dict[str, Any]], str | None]:
         """Messages of the caller's organization, newest first; ``cursor`` pages on."""
+        which = OutboxMessage.organization_id == who.organization_id
+        if connector_id:
+            which = and_(which, OutboxMessage.connector_id == str(connector_id))
+        return self._page(which, state, limit, cursor)
+
+    def list_deployment(
+        self, *, state: str | None = None, limit: int = 100, cursor: str | None = None
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
+        """Every organization's messages, newest first: the outbox as the runtime's
+        operator sees it (the CLI, which holds the database and the master key anyway).
+        Never for an API caller: organizations do not see each other."""
+        return self._page(true(), state, limit, cursor)
+
+    def _page(
+        self, which: Any, state: str | None, limit: int, cursor: str | None
+    ) -> tuple[builtins.list[dict[str, Any]], str | None]:
         if state is not None and state not in STATES:
             raise InvalidMessageError(
                 f"unknown state {state!r}", field_errors={"state": "one of " + ", ".join(STATES)}
             )
         limit = max(1, min(int(limit), MAX_LIST))
-        query = select(*VIEW_COLUMNS, OutboxMessage.id).where(
-            OutboxMessage.organization_id == who.organization_id
-        )
-        if connector_id:
-            query = query.where(OutboxMessage.connector_id == str(connector_id))
+        query = select(*VIEW_COLUMNS, OutboxMessage.id).where(which)
         if state:
             query = query.where(OutboxMessage.state == state)
         if cursor:
