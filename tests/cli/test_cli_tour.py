@@ -95,6 +95,17 @@ def test_the_readme_tour(any_db_cli, tmp_path):
     }
     cid = conn["id"]
     assert [c["id"] for c in cli.json("connectors", "list", "--org", "acme")["items"]] == [cid]
+    cli.run("orgs", "create", "beta")
+    theirs = cli.json(
+        *"connectors create --org beta --name mail --category email --provider smtp".split(),
+        *["--param", "host=127.0.0.1"],
+    )["id"]
+    # without --org: every organization's, each named (the operator runs them all)
+    listed = cli.json("connectors", "list")["items"]
+    assert [(c["id"], c["organization"]) for c in listed] == [(cid, "acme"), (theirs, "beta")]
+    table = cli.run("connectors", "list").stdout
+    assert cid in table and theirs in table and "beta" in table
+    assert [c["id"] for c in cli.json("connectors", "list", "--org", "beta")["items"]] == [theirs]
 
     result = cli.json("connectors", "test", cid)
     assert result == {

@@ -32,6 +32,13 @@ def operator(org: str | None) -> Principal:
     return Principal.operator(accounts.org_id(org))
 
 
+def named_organizations(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``items`` (each with an ``organization_id``) with their organization's name, for
+    the listings that cover every organization."""
+    names = {o["id"]: o["name"] for o in jackfield().accounts.list_orgs()}
+    return [{**item, "organization": names.get(item["organization_id"], "?")} for item in items]
+
+
 def operator_for(connector_id: str) -> Principal:
     return Principal.operator(jackfield().connectors.organization_of(connector_id))
 
@@ -76,14 +83,21 @@ def show_connector(c: dict[str, Any]) -> None:
 
 @app.command("list")
 def list_(
-    org: str | None = typer.Option(None, "--org"),
+    org: str | None = typer.Option(
+        None, "--org", help="Only this organization's connectors (default: every organization's)."
+    ),
     category: str | None = typer.Option(None, "--category"),
     as_json: bool = JsonOption,
 ) -> None:
-    """List connectors of an organization."""
+    """List connectors."""
     with user_errors():
-        items = jackfield().connectors.list(operator(org), category=category)
-    emit_items(items, as_json, COLUMNS)
+        connectors = jackfield().connectors
+        if org is None:
+            items = named_organizations(connectors.list_deployment(category=category))
+            columns = ["organization", *COLUMNS]
+        else:
+            items, columns = connectors.list(operator(org), category=category), COLUMNS
+    emit_items(items, as_json, columns)
 
 
 @app.command("create")

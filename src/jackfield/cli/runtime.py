@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from .connectors import operator, operator_for
+from .connectors import named_organizations, operator, operator_for
 from .output import JsonOption, emit, emit_items, jackfield, user_errors
 
 app = typer.Typer(help="Supervised connector units.", no_args_is_help=True)
@@ -33,15 +33,11 @@ def status(
 ) -> None:
     """Liveness and readiness of every supervised unit (one row per connector and node)."""
     with user_errors():
-        jf = jackfield()
+        units = jackfield().runtime.units
         if org is not None:
-            items, columns = jf.runtime.units.list(operator(org)), COLUMNS
+            items, columns = units.list(operator(org)), COLUMNS
         else:  # the whole runtime, as its operator runs it
-            names = {o["id"]: o["name"] for o in jf.accounts.list_orgs()}
-            items = [
-                {**unit, "organization": names.get(unit["organization_id"], "?")}
-                for unit in jf.runtime.units.list_deployment()
-            ]
+            items = named_organizations(units.list_deployment())
             columns = ["organization", *COLUMNS]
     emit_items(items, as_json, columns)
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select, true, update
 from sqlalchemy.orm import Session
 
 from ..kernel import call_sync
@@ -52,8 +52,17 @@ class ConnectorService:
 
     # -- reading --------------------------------------------------------------------------
     def list(self, who: Principal, *, category: str | None = None) -> builtins.list[dict[str, Any]]:
-        with self.db.transaction() as s:
-            query = select(Connector).where(Connector.organization_id == who.organization_id)
+        return self._list(Connector.organization_id == who.organization_id, category)
+
+    def list_deployment(self, *, category: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Every organization's connectors: the deployment as its operator sees it (the
+        CLI, which holds the database and the master key anyway). Never for an API
+        caller: organizations do not see each other."""
+        return self._list(true(), category)
+
+    def _list(self, which: Any, category: str | None) -> builtins.list[dict[str, Any]]:
+        with self.db.snapshot() as s:
+            query = select(Connector).where(which)
             if category:
                 query = query.where(Connector.category == category)
             rows = s.scalars(query.order_by(Connector.created_at, Connector.id))
