@@ -76,6 +76,11 @@ def test_outbox_and_runtime_commands(api, tenant, make_connector, client, wait_u
         replayed = json.loads(cli("outbox", "replay", doomed, "--json").stdout)
         assert replayed["envelope_id"] == doomed and replayed["state"] == "pending"
         wait_until(lambda: state(doomed) == "dead")  # the server's runtime tried again
+        assert cli("outbox", "replay-dead", cid).stdout.strip() == "replayed 1 dead message"
+        wait_until(lambda: state(doomed) == "dead")  # (the cause is not fixed: dead again)
+        again = json.loads(cli("outbox", "replay-dead", cid, "--json").stdout)
+        assert again == {"connector_id": cid, "replayed": 1}
+        wait_until(lambda: state(doomed) == "dead")
         discarded = json.loads(cli("outbox", "discard", doomed, "--json").stdout)
         assert discarded["state"] == "discarded"
 

@@ -73,6 +73,17 @@ def test_runtime_and_outbox_pages_show_state_and_act_on_dead_letters(
         assert replayed.status_code == 303
         assert "queued again" in admin.get(replayed.headers["location"]).text
         wait_until(lambda: state(doomed) == "dead")  # it fails again, as it must
+
+        # a connector's dead letters: all of them at once
+        assert "/outbox/replay-dead" not in admin.get("/outbox", params={"state": "dead"}).text
+        filtered = admin.get("/outbox", params={"state": "dead", "connector_id": cid})
+        assert f'action="/outbox/replay-dead?connector_id={cid}"' in filtered.text
+        all_again = admin.post(
+            "/outbox/replay-dead", params={"connector_id": cid}, data={"csrf_token": token}
+        )
+        assert all_again.status_code == 303
+        assert "1 dead letter queued again" in admin.get(all_again.headers["location"]).text
+        wait_until(lambda: state(doomed) == "dead")
         discarded = admin.post(f"/outbox/{doomed}/discard", data={"csrf_token": token})
         assert discarded.status_code == 303
         assert state(doomed) == "discarded"
@@ -86,6 +97,10 @@ def test_runtime_and_outbox_pages_show_state_and_act_on_dead_letters(
         page = user.get("/outbox", params={"state": "discarded"})
         assert f'data-envelope-id="{doomed}"' in page.text
         assert "/replay" not in page.text and "/restart" not in user.get("/runtime").text
+        later = jf.send(cid, {"text": "y", "simulate": "permanent"})
+        wait_until(lambda: state(later) == "dead")
+        dead = user.get("/outbox", params={"state": "dead", "connector_id": cid})
+        assert f'data-envelope-id="{later}"' in dead.text and "replay-dead" not in dead.text
 
     with httpx2.Client(base_url=api.url, timeout=10) as anonymous:
         assert anonymous.get("/outbox").status_code in (302, 303, 307)

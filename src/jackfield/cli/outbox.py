@@ -1,4 +1,5 @@
-"""``outbox`` commands: list and show messages, replay or discard dead letters.
+"""``outbox`` commands: list and show messages, replay (one, or all of a connector's) or
+discard dead letters.
 
 Thin calls into ``OutboxService`` as an operator (admin) of the message's organization;
 they work while ``jackfield serve`` runs (a replayed message is picked up by its
@@ -96,6 +97,21 @@ def replay(
 ) -> None:
     """Send a dead message again (same envelope id, attempts reset)."""
     _message_command("replay", envelope_id, connector_id, as_json)
+
+
+@app.command("replay-dead")
+def replay_dead(
+    connector_id: str = typer.Argument(..., metavar="CONNECTOR"), as_json: bool = JsonOption
+) -> None:
+    """Send every dead message of CONNECTOR again (once the cause is fixed)."""
+    with user_errors():
+        result = jackfield().runtime.outbox.replay_dead(operator_for(connector_id), connector_id)
+    emit(result, as_json, _show_replayed)
+
+
+def _show_replayed(result: dict[str, Any]) -> None:
+    count = result["replayed"]
+    print(f"replayed {count} dead message{'' if count == 1 else 's'}")
 
 
 @app.command("discard")

@@ -25,11 +25,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import and_, select, true
+from sqlalchemy import and_, select, true, update
 from sqlalchemy.orm import Session
 
-from ..kernel.errors import ConflictError
-from ..store import Database, utcnow
+from ..kernel.errors import ConflictError, ConnectorNotFoundError
+from ..store import Connector, Database, utcnow
 from ..store.group_commit import GroupCommitter
 from ..store.models_outbox import OutboxMessage
 from . import audit
@@ -220,6 +220,44 @@ class OutboxService:
         for listener in self._listeners:
             listener({row.connector_id})
         return view
+
+    def replay_dead(self, who: Principal, connector_id: str) -> dict[str, Any]:
+        """Every dead letter of a connector back to pending, as ``replay`` does one (same
+        envelope ids, fresh retry budgets): what an operator wants once the cause of an
+        outage is fixed. One statement and one audit record; answers how many."""
+        who.require_admin()
+        now = utcnow()
+        with self.db.transaction() as s:
+            connector = s.scalar(
+                select(Connector.id).where(
+                    Connector.id == str(connector_id),
+                    Connector.organization_id == who.organization_id,
+                )
+            )
+            if connector is None:
+                raise ConnectorNotFoundError(f"no connector {connector_id}")
+            replayed = (
+                s.connection()
+                .execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.connector_id == connector, OutboxMessage.state == "dead")
+                    .values(
+                        state="pending",
+                        attempts=0,
+                        next_attempt_at=now,
+                        last_error=None,
+                        error_class=None,
+                        updated_at=now,
+                    )
+                )
+                .rowcount
+            )
+            details = {"replayed": replayed}
+            audit.record(s, who, "outbox.replay_dead", "connector", connector, details=details)
+        if replayed:
+            for listener in self._listeners:
+                listener({connector})
+        return {"connector_id": connector, "replayed": replayed}
 
     def discard(
         self, who: Principal, envelope_id: str, *, connector_id: str | None = None

@@ -5,6 +5,9 @@ and sends nothing again (so a client may retry a request it never got an answer 
 Any member of the organization may send; the connector must exist in the caller's
 organization (404), be enabled and be of a type that sends -- not a webhook endpoint
 (409). All of it is decided in ``OutboxService``.
+
+``POST /api/connectors/{id}/outbox/replay-dead`` sends every dead letter of a connector
+again at once (admin), for when the cause of an outage has been fixed.
 """
 
 from __future__ import annotations
@@ -70,3 +73,19 @@ def send_message(
     if not result.created:
         response.status_code = 200
     return result.message
+
+
+class ReplayedOut(BaseModel):
+    connector_id: str
+    replayed: int = Field(description="how many dead letters went back to pending")
+
+
+@router.post(
+    "/api/connectors/{connector_id}/outbox/replay-dead",
+    response_model=ReplayedOut,
+    responses=error_responses(401, 403, 404),
+)
+def replay_dead_letters(jf: JF, who: Caller, connector_id: ConnectorId) -> dict[str, Any]:
+    """Every dead letter of the connector back to pending (admin): each keeps its
+    envelope id and gets a fresh retry budget, as a single replay does."""
+    return jf.runtime.outbox.replay_dead(who, connector_id)

@@ -1,5 +1,6 @@
 """The Outbox page: messages by state, newest first; dead letters with Replay and
-Discard for admins (the same actions as the REST API, decided by ``OutboxService``)."""
+Discard for admins, and Replay all for the dead letters of one connector (the same
+actions as the REST API, decided by ``OutboxService``)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,20 @@ def outbox_page(
         older=older,
         error=flash_error,
     )
+
+
+@router.post("/outbox/replay-dead")
+def outbox_replay_dead(request: Request, who: UiPrincipal, connector_id: str = "") -> Response:
+    """Every dead letter of the connector the page is filtered to."""
+    response = redirect("/outbox?" + urlencode({"state": "dead", "connector_id": connector_id}))
+    try:
+        result = app_of(request).runtime.outbox.replay_dead(who, connector_id)
+    except JackfieldError as exc:
+        flash(request, response, error_text(exc), "error")
+        return response
+    count = result["replayed"]
+    flash(request, response, f"{count} dead letter{'' if count == 1 else 's'} queued again.")
+    return response
 
 
 @router.post("/outbox/{envelope_id}/replay")
