@@ -71,8 +71,17 @@ def test_invalid_classes_are_refused():
         provider_type = "incomplete"
         display_name = "Incomplete"
 
-    with pytest.raises(TypeError, match="does not implement: send_message"):
+    with pytest.raises(TypeError, match="does not implement: send_message") as refused:
         reg.register(Incomplete)
+    assert "only receives" not in str(refused.value)
+
+    class ReceiveOnly(MessagingProvider):  # forgot the category's send method
+        provider_type = "receive_only"
+        display_name = "Receive only"
+        sends = False
+
+    with pytest.raises(TypeError, match=r"send_message \(a provider that only receives"):
+        reg.register(ReceiveOnly)
 
     class BadTier(Disk):
         provider_type = "bad_tier"

@@ -123,7 +123,11 @@ def _validate(cls: object) -> None:
         raise TypeError(f"{where}: a {cls.category} provider must subclass {base.__name__}")
     abstract: frozenset[str] = getattr(cls, "__abstractmethods__", frozenset())
     if abstract:
-        raise TypeError(f"{where} does not implement: {', '.join(sorted(abstract))}")
+        hint = ""
+        if not getattr(cls, "sends", True):  # a receive-only provider trips over this one
+            hint = " (a provider that only receives implements them too, raising"
+            hint += " ConnectorNotSupportedError)"
+        raise TypeError(f"{where} does not implement: {', '.join(sorted(abstract))}{hint}")
     cls.config_schema()  # a broken schema should fail registration, not the first request
 
 
