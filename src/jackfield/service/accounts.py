@@ -64,7 +64,7 @@ class AccountService:
             return _org_view(org)
 
     def list_orgs(self) -> list[dict[str, Any]]:
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:  # a read: no write lock (the CLI runs beside serve)
             return [
                 _org_view(o) for o in s.scalars(select(Organization).order_by(Organization.name))
             ]
