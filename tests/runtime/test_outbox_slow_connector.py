@@ -47,6 +47,24 @@ async def test_a_slow_connector_loses_no_attempts_to_its_lease(jf, tenant, make_
     assert len(retried) <= WORKERS, [(r.attempts, r.last_error) for r in retried]
 
 
+async def test_a_connector_slower_than_half_its_lease_still_delivers(jf, tenant, make_connector):
+    """1.3 s a message under a 2 s lease: no delivery after the first of a claim has
+    twice that left. Each claim must still start one (it has most of a lease): before,
+    every claim was given back untouched once the pace was known, for ever."""
+    cid = make_connector(tenant.admin, runtime={"concurrency": "1"})
+    await jf.start()
+    try:
+        slow = {"text": "slow", "simulate": "slow:1300"}
+        envelopes = await asyncio.to_thread(jf.send_many, cid, [slow] * 3)
+        rows = await _settled(jf, cid, 3, timeout=20)
+    finally:
+        await jf.stop()
+    assert {r.envelope_id for r in rows} == set(envelopes)
+    assert [r.state for r in rows] == ["delivered"] * 3
+    # the first claim, before the pace is known, may cut one off (see above)
+    assert sum(r.attempts for r in rows) <= 4, [r.last_error for r in rows]
+
+
 async def _settled(jf, cid: str, count: int, timeout: float = 40.0) -> list[OutboxMessage]:
     """The connector's ``count`` messages once each is delivered or dead."""
     deadline = time.monotonic() + timeout

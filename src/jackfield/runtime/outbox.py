@@ -113,6 +113,7 @@ class OutboxWorker:
         self.on_events = on_events  # loopback events were committed: wake the router
         self.stats = DeliveryStats()
         self._margin = min(5.0, self.config.lease_seconds / 10)
+        self._half_lease = (self.config.lease_seconds - self._margin) / 2
         self._buffers: dict[str, collections.deque[Claimed]] = {}
         self._workers: dict[str, int] = {}
         self._worker_tasks: set[asyncio.Task[None]] = set()
@@ -358,8 +359,11 @@ class OutboxWorker:
         provider = handle.acquire()
         refill = self._pace.room(head.connector_id) - 1
         # a delivery is not started unless it has twice the connector's usual time left:
-        # cut off by the lease it would cost an attempt it never had (and may be sent twice)
-        needs = 2 * self._pace.per_message(head.connector_id)
+        # cut off by the lease it would cost an attempt it never had (and may be sent
+        # twice). Never more than half a lease, though: a connector slower than that
+        # still gets one delivery per claim (perhaps cut off, which counts an attempt)
+        # instead of giving back every message it is handed, for ever.
+        needs = min(2 * self._pace.per_message(head.connector_id), self._half_lease)
         current: Claimed | None = None
         clock = asyncio.get_running_loop().time
         started, done = clock(), 0
@@ -390,6 +394,7 @@ class OutboxWorker:
                     done += 1
         except TimeoutError:
             if current is not None:
+                done += 1  # it took the time left (measured, so the pace sees how slow)
                 outcome = lease_ran_out(self.config.lease_seconds)
                 self.supervisor.note_outcome(unit, generation, outcome)
                 self._push(ack_for(current, unit.policy, outcome))
