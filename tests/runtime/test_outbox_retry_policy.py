@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from jackfield.runtime.retry import Backoff, RetryPolicy
+import pytest
+
+from jackfield.integration import parse_retry_after
+from jackfield.runtime.retry import MAX_DELAY_SECONDS, Backoff, RetryPolicy
 
 
 def test_message_retries_use_full_jitter_under_a_growing_cap():
@@ -20,12 +23,30 @@ def test_retry_after_is_a_floor_never_shortened():
     assert policy.delay(1, retry_after=400.0) == 400.0  # even beyond the cap
 
 
+def test_no_wait_exceeds_a_day():
+    """A Retry-After holding a timestamp (1765000000000: epoch milliseconds) would
+    otherwise overflow the date of the next attempt and stall the delivery worker."""
+    policy = RetryPolicy()
+    assert policy.delay(1, retry_after=1765000000000.0) == MAX_DELAY_SECONDS == 86400.0
+    assert policy.delay(1, retry_after=float("inf")) == MAX_DELAY_SECONDS
+    assert RetryPolicy(max_seconds=1e300, base_seconds=1e300).delay(3) <= MAX_DELAY_SECONDS
+
+
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("120", 120.0), ("-3", 0.0), ("inf", None), ("nan", None), ("1e400", None), ("soon", None)],
+)
+def test_retry_after_headers_that_are_no_number_of_seconds_are_ignored(header, seconds):
+    assert parse_retry_after(header) == seconds
+
+
 def test_connector_params_override_the_policy_and_bad_values_are_ignored():
     base = RetryPolicy()
     tuned = base.with_overrides({"retry": {"max_attempts": "3", "base_seconds": "0.5"}})
     assert (tuned.max_attempts, tuned.base_seconds, tuned.max_seconds) == (3, 0.5, 300.0)
     odd = base.with_overrides({"retry": {"max_attempts": "many", "max_seconds": "-1"}})
     assert odd == base
+    assert base.with_overrides({"retry": {"max_seconds": "1e400", "base_seconds": "inf"}}) == base
     assert base.with_overrides({"retry": "nope"}) == base
 
 

@@ -56,6 +56,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ..kernel.envelope import DeliveryOutcome
 from ..kernel.errors import ConnectorError
 from ..service.outbox_enqueue import Lease, Send
 from ..store import utcnow
@@ -380,6 +381,11 @@ class OutboxWorker:
                         self.wake()  # no longer full: the dispatcher may claim for it again
                     try:
                         outcome = await provider.deliver(current.envelope())
+                        if not isinstance(outcome, DeliveryOutcome):
+                            raise TypeError(
+                                f"deliver() returned {type(outcome).__name__},"
+                                " not a DeliveryOutcome"
+                            )
                     except (TimeoutError, ConnectorError) as exc:
                         outcome = failed(exc)
                     except Exception as exc:  # noqa: BLE001 - the unit crashed, not the worker

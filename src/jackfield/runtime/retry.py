@@ -4,17 +4,23 @@ Both are capped exponential backoff with jitter, for different reasons:
 
 * message retries use *full* jitter (a random delay between 0 and the cap of the
   attempt), which spreads a burst of failed messages out best; a ``Retry-After`` from
-  the external system is a floor, never shortened;
+  the external system is a floor, never shortened (but no wait exceeds a day);
 * unit restarts use a narrow jitter band (±25 %) so consecutive delays still grow
   visibly (1 s, 2 s, 4 s, ... 60 s) while restarts of many units do not synchronize.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+# No retry waits longer than a day: a Retry-After holding a timestamp (a server's
+# mistake) or an absurd ``retry.max_seconds`` would otherwise park a message for years,
+# or overflow the date its next attempt is stored under.
+MAX_DELAY_SECONDS = 24 * 3600.0
 
 
 @dataclass(frozen=True)
@@ -34,7 +40,7 @@ class RetryPolicy:
         delay = random.uniform(0, cap)
         if retry_after is not None and retry_after > delay:
             delay = float(retry_after)
-        return delay
+        return min(delay, MAX_DELAY_SECONDS)
 
     def with_overrides(self, config: Mapping[str, Any]) -> RetryPolicy:
         """This policy adjusted by a connector's optional ``retry.*`` params.
@@ -73,7 +79,7 @@ def _number(value: Any, default: float, kind: type) -> float:
         number = float(kind(value))
     except (TypeError, ValueError):
         return default
-    return number if number > 0 else default
+    return number if 0 < number < math.inf else default
 
 
 def positive_int(value: Any, default: int) -> int:

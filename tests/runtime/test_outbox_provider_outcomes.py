@@ -1,0 +1,108 @@
+"""What a provider hands back that the worker cannot use as is: a ``Retry-After`` no date
+can hold, or no outcome at all. Each costs only its own message an attempt; before,
+building its ack raised inside the delivery worker, which left the message in flight
+until its lease ran out (the messages behind it stalled with it) and never gave its
+slot of the node's in-flight limit back."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+from sqlalchemy import select
+
+from jackfield import connector_registry
+from jackfield.kernel import (
+    MessagingProvider,
+    OutboundMessage,
+    RateLimitedError,
+    SentMessage,
+)
+from jackfield.kernel.envelope import Envelope
+from jackfield.store.models_outbox import OutboxMessage
+
+
+class ThrottledProvider(MessagingProvider):
+    """Like an API whose 429 carries a timestamp in epoch milliseconds as Retry-After."""
+
+    provider_type: ClassVar[str] = "throttled_test"
+    display_name: ClassVar[str] = "Throttled (tests)"
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        if message.text == "throttle me":
+            raise RateLimitedError("slow down", retry_after=1765000000000.0)
+        return SentMessage(message_id="sent")
+
+
+class NoOutcomeProvider(MessagingProvider):
+    """A provider whose ``deliver`` override forgets to return its outcome."""
+
+    provider_type: ClassVar[str] = "no_outcome_test"
+    display_name: ClassVar[str] = "No outcome (tests)"
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="sent")
+
+    async def deliver(self, envelope: Envelope) -> Any:
+        if envelope.payload.get("text") == "forget":
+            return None
+        return await super().deliver(envelope)
+
+
+for _provider in (ThrottledProvider, NoOutcomeProvider):
+    if not connector_registry.is_registered("messaging", _provider.provider_type):
+        connector_registry.register(_provider)
+
+
+async def test_a_retry_after_beyond_any_date_waits_a_day_and_stalls_nothing(
+    jf, tenant, make_connector
+):
+    cid = make_connector(tenant.admin, "throttled_test", runtime={"concurrency": "1"})
+    await jf.start()
+    try:
+        throttled = await asyncio.to_thread(jf.send, cid, {"text": "throttle me"})
+        behind = await asyncio.to_thread(jf.send_many, cid, [{"text": "go"}] * 5)
+        rows = await _until(jf, cid, lambda r: r[throttled].state == "retrying", 6)
+        await _until(jf, cid, lambda r: all(r[e].state == "delivered" for e in behind), 6)
+    finally:
+        await jf.stop()
+    message = rows[throttled]
+    assert (message.attempts, message.error_class) == (1, "RateLimitedError")
+    in_a_day = datetime.now(UTC) + timedelta(days=1)
+    assert in_a_day - timedelta(minutes=1) < message.next_attempt_at <= in_a_day
+
+
+async def test_a_deliver_without_an_outcome_counts_as_a_crash_and_goes_to_dead(
+    jf, tenant, make_connector
+):
+    cid = make_connector(
+        tenant.admin, "no_outcome_test", retry={"max_attempts": "2", "base_seconds": "0.01"}
+    )
+    await jf.start()
+    try:
+        broken = await asyncio.to_thread(jf.send, cid, {"text": "forget"})
+        behind = await asyncio.to_thread(jf.send_many, cid, [{"text": "fine"}] * 5)
+        done = {"delivered", "dead"}
+        rows = await _until(jf, cid, lambda r: all(m.state in done for m in r.values()), 15)
+    finally:
+        await jf.stop()
+    assert [rows[e].state for e in behind] == ["delivered"] * 5
+    dead = rows[broken]
+    assert (dead.state, dead.attempts, dead.error_class) == ("dead", 2, "TypeError")
+    assert "deliver() returned NoneType, not a DeliveryOutcome" in dead.last_error
+
+
+async def _until(jf, cid: str, ready, timeout: float) -> dict[str, OutboxMessage]:
+    """The connector's messages by envelope id, once ``ready(them)`` holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with jf.db.transaction() as s:
+            query = select(OutboxMessage).where(OutboxMessage.connector_id == cid)
+            rows = {r.envelope_id: r for r in s.scalars(query)}
+        if rows and ready(rows):
+            return rows
+        states = sorted(r.state for r in rows.values())
+        assert time.monotonic() < deadline, states
+        await asyncio.sleep(0.1)
