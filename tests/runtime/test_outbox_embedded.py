@@ -55,6 +55,8 @@ def test_send_refuses_what_cannot_be_delivered(jf, tenant, make_connector):
         jf.send(cid, {"text": "x"}, envelope_id="01ARZ3NDEKTSV4RRFFQ69G5FA")  # 25 chars
     with pytest.raises(InvalidMessageError):
         jf.send(cid, "text")  # type: ignore[arg-type]
+    with pytest.raises(InvalidMessageError, match="NUL"):  # PostgreSQL text cannot hold it
+        jf.send(cid, {"text": "x"}, operation="send\x00message")
     with pytest.raises(ConnectorNotFoundError):
         jf.send("00000000-0000-0000-0000-000000000000", {"text": "x"})
     with pytest.raises(ConflictError):

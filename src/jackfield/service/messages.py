@@ -108,9 +108,9 @@ def lookup_id(envelope_id: str) -> str:
 def check_operation(operation: str | None) -> str:
     if operation is None:
         return ""
-    if not isinstance(operation, str) or len(operation) > 100:
+    if not isinstance(operation, str) or len(operation) > 100 or "\x00" in operation:
         raise InvalidMessageError(
-            "operation must be a name of at most 100 characters",
+            "operation must be a name of at most 100 characters, without NUL characters",
             field_errors={"operation": "a provider operation name"},
         )
     return operation.strip()
