@@ -12,6 +12,7 @@ from sqlalchemy import select
 from ulid import ULID
 
 from jackfield.kernel import ConflictError, ConnectorNotFoundError
+from jackfield.service import Principal, Role
 from jackfield.service.outbox import InvalidMessageError
 from jackfield.store.models_outbox import OutboxMessage
 
@@ -182,6 +183,33 @@ async def test_the_concurrency_param_caps_deliveries_running_side_by_side(
                 assert elapsed < 1.2
     finally:
         await jf.stop()
+
+
+async def test_a_change_right_after_the_first_message_is_not_lost(database_url, make_jf):
+    """A unit started by a message opens its provider before the supervisor has looked
+    at the connector; a change made before that look used to be adopted as if the
+    provider had read it, and the old params stayed in use until the next change."""
+    jf = make_jf(database_url, supervisor_poll_seconds=1.0)
+    org = jf.accounts.create_org(f"org-{ULID()}")["id"]
+    admin = Principal(org, "admin@example.com", Role.ADMIN)
+    retry = {"max_attempts": "2", "base_seconds": "0.01"}
+    created = jf.connectors.create(
+        admin, name="echo", category="messaging", provider_type="echo", config={"retry": retry}
+    )
+    cid = created["id"]
+    jf.connectors.test(admin, cid)
+    jf.connectors.set_enabled(admin, cid, True)
+    await jf.start()
+    try:
+        await _delivered(jf, [await asyncio.to_thread(jf.send, cid, {"text": "first"})])
+        more = {"retry": {**retry, "max_attempts": "8"}}
+        await asyncio.to_thread(jf.connectors.update, admin, cid, config=more)
+        await asyncio.sleep(1.5)  # the supervisor looks at the connector (once or twice)
+        flaky = await asyncio.to_thread(jf.send, cid, {"text": "x", "simulate": "transient:4"})
+        await _delivered(jf, [flaky])
+    finally:
+        await jf.stop()
+    assert _rows(jf)[flaky].attempts == 5  # the new policy: two attempts would be dead
 
 
 async def _delivered(jf, envelopes: list[str], timeout: float = 20.0) -> None:

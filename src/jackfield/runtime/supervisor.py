@@ -175,9 +175,12 @@ class Supervisor:
                 await self.restart(unit, c.restart_generation)
             elif unit.config_stamp is None:
                 # started for outbound work before this connector was looked at: adopt
-                # it without a restart (a restart would disown deliveries in flight)
+                # it without a restart (a restart would disown deliveries in flight),
+                # unless the connector changed after its provider read the config
                 unit.config_stamp = c.updated_at
-                if self._classify(unit) and unit.deliverable and unit.inbound_task is None:
+                if unit.opened_at is not None and c.updated_at >= unit.opened_at:
+                    await self._reload(unit)
+                elif self._classify(unit) and unit.deliverable and unit.inbound_task is None:
                     self._start_inbound(unit, restarting=False)
             elif unit.config_stamp != c.updated_at:
                 unit.config_stamp = c.updated_at
@@ -222,6 +225,7 @@ class Supervisor:
             if not unit.deliverable:
                 raise UnitUnavailable(unit.connector_id)
             generation = unit.generation
+            opened_at = utcnow()
             try:
                 provider = await self._open(unit.connector_id)
             except Exception as exc:  # any open failure is this unit's crash
@@ -235,6 +239,7 @@ class Supervisor:
             runtime = config.get("runtime")
             raw = runtime.get("concurrency") if isinstance(runtime, dict) else None
             unit.concurrency = positive_int(raw, self.config.concurrency)
+            unit.opened_at = opened_at
             unit.outbound = ProviderHandle(provider)
             return unit.outbound
 

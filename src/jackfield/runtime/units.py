@@ -81,6 +81,7 @@ class Unit:
     # (loop time, what crashed it: a message's envelope id, or None) within the window
     crashes: collections.deque[tuple[float, str | None]] = field(default_factory=collections.deque)
     config_stamp: datetime | None = None
+    opened_at: datetime | None = None  # when its outbound provider last read its config
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 16
     outbound: ProviderHandle | None = None
