@@ -121,6 +121,8 @@ async def test_slow_waits_then_succeeds(echo: EchoProvider) -> None:
         ("explode", "unknown simulate mode 'explode'"),
         ("transient:many", "needs a whole number"),
         ("slow:-5", "needs a whole number"),
+        ("transient:\u00b2", "needs a whole number"),  # a digit to isdigit(), not to int()
+        ("slow:" + "9" * 400, "at most 9 digits"),  # more than asyncio.sleep takes
         ("permanent:2", "takes no argument"),
     ],
 )

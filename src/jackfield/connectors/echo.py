@@ -144,6 +144,10 @@ async def _simulate(spec: object, attempt: int) -> None:
 
 
 def _count(spec: object, arg: str) -> int:
-    if not arg.isdigit():
-        raise PermanentError(f"simulate {spec!r} needs a whole number after the colon")
+    # ASCII digits only (isdigit alone accepts '²', which int() refuses), and few enough
+    # that asyncio.sleep takes them: a bad spec is the message's fault, not a crash
+    if not (arg.isascii() and arg.isdigit()) or len(arg) > 9:
+        raise PermanentError(
+            f"simulate {spec!r} needs a whole number of at most 9 digits after the colon"
+        )
     return int(arg)
