@@ -69,6 +69,11 @@ async def token(request: Request) -> Response:
     return JSONResponse({"access_token": f"cc-{STATE['token_requests']}", "expires_in": 3600})
 
 
+async def quote_url(request: Request) -> Response:
+    """Refuses the request, quoting its URL -- query string and all -- as APIs do."""
+    return JSONResponse({"error": f"invalid request {request.url}"}, 400)
+
+
 async def needs_token(request: Request) -> Response:
     if request.headers.get("authorization") != "Bearer cc-1":
         return JSONResponse({"error": "invalid_token"}, 401)
@@ -81,6 +86,7 @@ APP = Starlette(
         Route("/api/status/{code:int}", status, methods=["GET", "POST"]),
         Route("/api/health", echo),
         Route("/api/cc", needs_token),
+        Route("/api/quote-url", quote_url),
         Route("/token", token, methods=["POST"]),
     ]
 )
@@ -303,6 +309,14 @@ async def test_deliver_outcomes(server: str, code: int, expected: type) -> None:
     assert not isinstance(outcome, Delivered)
     assert str(code) in outcome.message
     _no_secrets(outcome.message)
+
+
+async def test_an_error_quoting_the_url_does_not_carry_the_encoded_key(server: str) -> None:
+    key = "k3y/with+special&chars="  # percent-encoded in the query string
+    provider = make(server, mode="api_key", api_key=key, api_key_in="query")
+    outcome = await provider.deliver(envelope({"path": "/quote-url"}))
+    assert isinstance(outcome, Permanent) and "invalid request" in outcome.message
+    assert "k3y" not in outcome.message
 
 
 async def test_deliver_rate_limited_carries_retry_after(server: str) -> None:

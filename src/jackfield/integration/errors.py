@@ -31,6 +31,7 @@ from jackfield.kernel.errors import (
     RateLimitedError,
     TransientError,
 )
+from jackfield.kernel.secret_text import secret_forms
 
 EXCERPT_LIMIT = 200
 _SENSITIVE_NAME = re.compile(
@@ -88,8 +89,10 @@ def request_secrets(request: httpx2.Request) -> set[str]:
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each secret replaced (longest first)."""
-    for secret in sorted(set(secrets), key=len, reverse=True):
+    """``text`` with every occurrence of each secret (as is, percent-encoded, or
+    JSON-escaped) replaced, longest first."""
+    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
+    for secret in sorted(forms, key=len, reverse=True):
         if secret:
             text = text.replace(secret, _REDACTED)
     return text

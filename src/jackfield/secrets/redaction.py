@@ -2,7 +2,8 @@
 
 The service registers every secret it decrypts (and every secret it is given) with the
 process-wide ``redactor``; a logging filter and ``redact()`` replace them with the mask.
-Masking by value also covers secrets echoed back inside vendor error messages.
+Masking by value also covers secrets echoed back inside vendor error messages, in each
+form a secret takes in text (``kernel.secret_text``: percent-encoded, JSON-escaped).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..kernel.config import SECRET_MASK, ConfigField, get_path, set_path
+from ..kernel.secret_text import secret_forms
 
 _MIN_SECRET_LENGTH = 4
 
@@ -26,7 +28,7 @@ class Redactor:
         with self._lock:
             for value in values:
                 if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH:
-                    self._values.add(value)
+                    self._values.update(secret_forms(value))
 
     def redact(self, text: str) -> str:
         if not self._values:

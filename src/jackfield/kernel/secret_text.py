@@ -1,0 +1,24 @@
+"""How a secret may appear in text, for the redactors (``secrets.redaction`` for logs,
+errors and audit records; ``integration.errors`` for a request's own credentials).
+
+A secret often travels in a URL or a JSON body: an API key with ``/``, ``+`` or ``=``
+in a query string is percent-encoded there, and quoted back that way in an HTTP log line
+or a vendor's error. Masking only the raw value would let those forms through.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote, quote_plus
+
+
+def secret_forms(value: str) -> set[str]:
+    """``value`` as is, percent-encoded (in a path or a query, ``+`` for spaces or not)
+    and inside a JSON string."""
+    return {
+        value,
+        quote(value, safe=""),
+        quote(value),
+        quote_plus(value, safe=""),
+        json.dumps(value)[1:-1],
+    }
