@@ -211,6 +211,19 @@ def test_a_new_secret_takes_effect_at_once(jf, api, admin, webhook_connector, si
     assert len(stored(jf, webhook_connector)) == 2
 
 
+def test_a_sender_that_switches_to_the_new_secret_at_once_is_accepted_at_once(
+    jf, api, admin, webhook_connector, sign
+):
+    """Before, the cached provider refused the new signature until a request signed
+    with the old secret came by, or for up to 30 s."""
+    body = b'{"type": "x"}'
+    assert post(api, webhook_connector, body, sign(body)).status_code == 200  # cached now
+    jf.connectors.update(admin, webhook_connector, config={"secret": NEW_SECRET})
+    assert post(api, webhook_connector, body, sign(body, secret=NEW_SECRET)).status_code == 200
+    assert post(api, webhook_connector, body, sign(body)).status_code == 401  # the old one
+    assert len(stored(jf, webhook_connector)) == 2
+
+
 def test_the_secret_never_appears_in_responses(
     jf, api, webhook_connector, sign, webhook_secret, org_token
 ):

@@ -16,7 +16,9 @@ happen per request:
 The cache can never make a change of the connector take effect late: the commit itself
 re-reads the connector row in the same transaction and refuses if it was disabled or
 deleted, and if it was edited (``updated_at`` moved) the request is verified again with
-the fresh configuration before anything is stored.
+the fresh configuration before anything is stored. A request the cached provider
+refuses (say, signed with a secret rotated a moment ago) makes it ask whether the
+connector changed -- at most once a second per connector.
 
 Duplicates (the same event id again, e.g. a sender retrying after a timeout) are
 answered as success and stored once: the inbox's unique key decides, also when two
@@ -33,17 +35,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ...kernel import call_async
-from ...kernel.errors import ConnectorNotFoundError
+from ...kernel.errors import AuthError, ConnectorNotFoundError
 from ...kernel.inbound import InboundEvent, WebhookRequest, WebhookSource
+from ...store import Connector
 from ...store.bulk import DriverCursor, DriverValues, placeholders
 from ..inbox import add_event_batches
 
 INLINE_BODY_LIMIT = 64 * 1024
 """Bodies up to this size are verified on the event loop when the provider allows it."""
 SOURCE = "webhook"
+RECHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,7 @@ class WebhookIngress:
         self.cache_seconds = cache_seconds
         self.on_commit = on_commit
         self._targets: dict[str, _Target] = {}
+        self._checked: dict[str, float] = {}  # connector -> when last asked if it changed
         self._loading: dict[str, asyncio.Future[_Target]] = {}
         self._pending: list[_Pending] = []
         self._flushing = False
@@ -121,11 +127,17 @@ class WebhookIngress:
             target = self._targets.get(connector_id)  # the common case: no await
             if target is None or time.monotonic() - target.loaded_at >= self.cache_seconds:
                 target = await self._target(connector_id)
-            if target.inline and len(request.body) <= INLINE_BODY_LIMIT:
-                # bounded CPU work: cheaper than a thread hop
-                events = target.provider.parse_webhook(request)
-            else:
-                events = await call_async(target.provider.parse_webhook, request)
+            try:
+                if target.inline and len(request.body) <= INLINE_BODY_LIMIT:
+                    # bounded CPU work: cheaper than a thread hop
+                    events = target.provider.parse_webhook(request)
+                else:
+                    events = await call_async(target.provider.parse_webhook, request)
+            except AuthError:
+                if not await self._changed(connector_id, target):
+                    raise
+                self._targets.pop(connector_id, None)  # e.g. a new secret: verify with it
+                continue
             future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
             self._pending.append(_Pending(connector_id, target, list(events), future))
             if not self._flushing:
@@ -161,6 +173,23 @@ class WebhookIngress:
         target = await asyncio.shield(loading)
         self._targets[connector_id] = target
         return target
+
+    async def _changed(self, connector_id: str, target: _Target) -> bool:
+        """Whether the connector was edited since ``target`` was cached -- asked when a
+        request fails verification, since a sender that rotated its secret signs with
+        the new one at once. At most once a second per connector: a flood of forged
+        requests must not become a flood of queries."""
+        now = time.monotonic()
+        if now - self._checked.get(connector_id, -RECHECK_SECONDS) < RECHECK_SECONDS:
+            return False
+        self._checked[connector_id] = now
+        return await asyncio.to_thread(self._updated_at, connector_id) != target.updated_at
+
+    def _updated_at(self, connector_id: str) -> datetime | None:
+        with self.db.snapshot() as s:
+            query = select(Connector.updated_at).where(Connector.id == connector_id)
+            updated_at: datetime | None = s.scalar(query)
+            return updated_at
 
     def _load(self, connector_id: str) -> _Target:
         try:
