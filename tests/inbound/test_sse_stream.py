@@ -98,6 +98,23 @@ async def test_events_committed_by_another_process_arrive_too(
     assert event["event_id"] == "far-1"
 
 
+async def test_a_failed_read_of_the_inbox_does_not_end_the_live_feed(
+    jf, api, org, webhook_connector, org_token
+):
+    """A read of the poller that fails (a failover; here the table is briefly away)
+    ended the poller, and every open stream went on with keep-alives only."""
+    async with stream(api, org_token) as sse:
+        with jf.db.engine.begin() as c:
+            c.exec_driver_sql("ALTER TABLE inbox_events RENAME TO inbox_events_away")
+        await asyncio.sleep(1.2)  # the poller (every 0.5 s) fails to read
+        with jf.db.engine.begin() as c:
+            c.exec_driver_sql("ALTER TABLE inbox_events_away RENAME TO inbox_events")
+        with jf.db.transaction() as s:
+            add_events(s, webhook_connector, org, [InboundEvent("back-1", "b", {})], "polling")
+        event = await sse.next_event()
+    assert event["event_id"] == "back-1"
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # PostgreSQL refused them
 async def test_a_row_stored_before_payloads_were_checked_still_reads_as_json(
     jf, api, org, webhook_connector, org_token

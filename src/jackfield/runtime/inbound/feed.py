@@ -13,7 +13,9 @@ asked for again, so such late rows are still delivered (possibly after higher id
 A subscriber resuming with ``Last-Event-ID`` first gets its organization's rows after
 that id (catch-up from the table), then the live rows; ids already sent are skipped. A
 subscriber too slow to keep up (its queue fills) is closed; it reconnects with
-``Last-Event-ID`` and catches up from the table, so nothing is lost.
+``Last-Event-ID`` and catches up from the table, so nothing is lost. A read that fails
+(a failover, say) is tried again a second later from the same position: the streams
+stay open and miss nothing.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ BATCH = 500
 GAP_SECONDS = 30.0
 MAX_GAPS = 10_000
 SEEN_WINDOW = 10_000
+RETRY_SECONDS = 1.0  # after a failed read
 
 
 def set_soon(loop: asyncio.AbstractEventLoop | None, event: asyncio.Event | None) -> None:
@@ -197,14 +200,21 @@ class EventFeed:
             if not self._subscribers:
                 self._task = None  # the next subscriber starts a fresh poller
                 return
-            while True:
-                records = await asyncio.to_thread(self._fetch)
-                for record in records:
-                    for sub in list(self._subscribers):
-                        if sub.organization_id == record.organization_id:
-                            self._deliver(sub, record)
-                if len(records) < BATCH:
-                    break
+            try:
+                await self._poll()
+            except Exception as exc:  # noqa: BLE001 - e.g. a failover: read again, from where it was
+                log.warning("reading new events for the live streams failed: %s", exc)
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _poll(self) -> None:
+        while True:
+            records = await asyncio.to_thread(self._fetch)
+            for record in records:
+                for sub in list(self._subscribers):
+                    if sub.organization_id == record.organization_id:
+                        self._deliver(sub, record)
+            if len(records) < BATCH:
+                return
 
     @staticmethod
     def _deliver(sub: _Subscriber, record: EventRecord | None) -> None:
@@ -218,7 +228,7 @@ class EventFeed:
             sub.loop.call_soon_threadsafe(sub.offer, record)
 
     def _max_id(self) -> int:
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:
             return int(s.scalar(select(func.max(InboxEvent.id))) or 0)
 
     def _fetch(self) -> list[EventRecord]:
@@ -226,7 +236,7 @@ class EventFeed:
         condition = InboxEvent.id > self._last
         if self._gaps:
             condition = or_(condition, InboxEvent.id.in_(list(self._gaps)))
-        with self.db.transaction() as s:
+        with self.db.snapshot() as s:  # a read: on SQLite, no write lock taken
             rows = s.scalars(
                 select(InboxEvent).where(condition).order_by(InboxEvent.id).limit(BATCH)
             )
