@@ -88,6 +88,8 @@ class EventRouter:
         return register
 
     def handlers_for(self, event_type: str) -> list[Handler]:
+        if event_type == ANY:  # an event whose type is literally "*": its handlers once
+            return list(self._handlers.get(ANY, ()))
         return [*self._handlers.get(event_type, ()), *self._handlers.get(ANY, ())]
 
     # -- life cycle ---------------------------------------------------------------------
