@@ -69,7 +69,8 @@ def test_sim_inject_user_errors_are_one_line_and_store_nothing(jf, webhook_conne
     surrogate = run_cli(jf, "sim", "inject", webhook_connector, '{"t": "\\ud800"}')
     nan = run_cli(jf, "sim", "inject", webhook_connector, '{"n": NaN}')
     long_type = run_cli(jf, "sim", "inject", webhook_connector, "{}", "--type", "t" * 101)
-    for result in (bad_json, not_object, unknown, surrogate, nan, long_type):
+    deep = run_cli(jf, "sim", "inject", webhook_connector, '{"a": ' + "[" * 100_000)
+    for result in (bad_json, not_object, unknown, surrogate, nan, long_type, deep):
         assert result.returncode == 1
         assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) == 1
         assert "Traceback" not in result.stderr
@@ -78,6 +79,7 @@ def test_sim_inject_user_errors_are_one_line_and_store_nothing(jf, webhook_conne
     assert "must be a JSON object" in not_object.stderr
     assert "not valid Unicode" in surrogate.stderr and "NaN" in nan.stderr
     assert "event_type must be 1 to 100 characters" in long_type.stderr
+    assert "nests too deep" in deep.stderr
     hints = bad_json.stderr + not_object.stderr + surrogate.stderr + nan.stderr + long_type.stderr
     assert "parameters" not in hints
     assert inbox(jf, webhook_connector) == []

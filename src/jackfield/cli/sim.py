@@ -72,6 +72,8 @@ def _parse(text: str) -> Any:
         return json.loads(text)
     except ValueError as exc:
         fail(f"JSON is not valid JSON ({exc})", 'pass one JSON object, e.g. \'{"text": "hi"}\'')
+    except RecursionError:  # nested deeper than the parser goes
+        fail("JSON nests too deep", "payloads may nest at most 64 levels")
 
 
 def _show(event: dict[str, Any]) -> None:
