@@ -54,6 +54,15 @@ def test_bad_user_input(jf, args, match, remediation):
     assert jf.accounts.list_orgs() == []
 
 
+def test_an_unknown_user_or_organization_is_a_user_error_about_accounts(jf):
+    with pytest.raises(ConnectorConfigError, match="no user 'nobody@x\\.io'") as raised:
+        jf.accounts.create_token("nobody@x.io")
+    assert "connector" not in raised.value.remediation and "spelling" in raised.value.remediation
+    with pytest.raises(ConnectorConfigError, match="no organization 'nope'") as raised:
+        jf.accounts.org_id("nope")
+    assert "jackfield orgs create" in raised.value.remediation
+
+
 def test_a_short_bootstrap_password_names_its_setting(jf):
     with pytest.raises(ConnectorConfigError, match="JACKFIELD_ADMIN_PASSWORD has 5 char") as raised:
         jf.accounts.bootstrap_admin("short")

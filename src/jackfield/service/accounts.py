@@ -30,6 +30,7 @@ class NotFound(ConnectorConfigError):
     """A named organization or user that does not exist (a user error, not a 404 route)."""
 
     code = "not_found"
+    default_remediation = "Check the spelling: names and emails must match exactly."
 
 
 class InvalidAccountInput(ConnectorConfigError):
