@@ -350,8 +350,9 @@ class OutboxWorker:
             self._push(Ack(buffer.popleft(), "release"))  # unit down, or lease too short
             return
         try:
-            handle = await self.supervisor.outbound(unit)
-        except UnitUnavailable:
+            async with asyncio.timeout(budget):  # a provider's open may hang
+                handle = await self.supervisor.outbound(unit)
+        except (UnitUnavailable, TimeoutError):
             if buffer:  # (another worker of the connector may have emptied it meanwhile)
                 self._push(Ack(buffer.popleft(), "release"))
             return

@@ -214,34 +214,45 @@ class Supervisor:
         return {cid for cid, unit in self.units.items() if not unit.deliverable}
 
     async def outbound(self, unit: Unit) -> ProviderHandle:
-        """The unit's open outbound provider, opened on first use (single-flight)."""
+        """The unit's open outbound provider, opened on first use (single-flight).
+
+        The open runs as a task of the unit's generation and is awaited, not locked
+        around: a provider whose ``open`` hangs holds up only its own deliveries, never
+        a restart or reload of the unit (which starts a new generation, whose first
+        delivery opens afresh) nor the supervisor's other units."""
         handle = unit.outbound
         if handle is not None and not handle.retired:
             return handle
-        async with unit.lock:
-            handle = unit.outbound
-            if handle is not None and not handle.retired:
-                return handle
+        opening = unit.opening
+        if opening is None or opening[0] != unit.generation:
             if not unit.deliverable:
                 raise UnitUnavailable(unit.connector_id)
-            generation = unit.generation
-            opened_at = utcnow()
-            try:
-                provider = await self._open(unit.connector_id)
-            except Exception as exc:  # any open failure is this unit's crash
-                self.report_crash(unit, generation, exc)
-                raise UnitUnavailable(unit.connector_id) from exc
-            if generation != unit.generation:  # restarted meanwhile: not ours to use
-                await ProviderHandle(provider).close()
-                raise UnitUnavailable(unit.connector_id)
-            config = provider.config
-            unit.policy = self.config.policy.with_overrides(config)
-            runtime = config.get("runtime")
-            raw = runtime.get("concurrency") if isinstance(runtime, dict) else None
-            unit.concurrency = positive_int(raw, self.config.concurrency)
-            unit.opened_at = opened_at
-            unit.outbound = ProviderHandle(provider)
-            return unit.outbound
+            task = asyncio.ensure_future(self._open_outbound(unit, unit.generation))
+            task.add_done_callback(_retrieve)  # its waiters may all have gone
+            opening = unit.opening = (unit.generation, task)
+        return await asyncio.shield(opening[1])
+
+    async def _open_outbound(self, unit: Unit, generation: int) -> ProviderHandle:
+        opened_at = utcnow()
+        try:
+            provider = await self._open(unit.connector_id)
+        except Exception as exc:  # any open failure is this unit's crash
+            self.report_crash(unit, generation, exc)
+            raise UnitUnavailable(unit.connector_id) from exc
+        finally:
+            if unit.opening is not None and unit.opening[0] == generation:
+                unit.opening = None
+        if generation != unit.generation:  # restarted meanwhile: not ours to use
+            await ProviderHandle(provider).close()
+            raise UnitUnavailable(unit.connector_id)
+        config = provider.config
+        unit.policy = self.config.policy.with_overrides(config)
+        runtime = config.get("runtime")
+        raw = runtime.get("concurrency") if isinstance(runtime, dict) else None
+        unit.concurrency = positive_int(raw, self.config.concurrency)
+        unit.opened_at = opened_at
+        unit.outbound = ProviderHandle(provider)
+        return unit.outbound
 
     def note_outcome(self, unit: Unit, generation: int, outcome: DeliveryOutcome) -> None:
         """Readiness follows what deliveries report (a permanent error is the message's
@@ -437,6 +448,12 @@ class Supervisor:
             return self.jf.registry.get(c.category, c.provider_type)
         except ConnectorError:  # a provider type no longer installed: no inbound unit
             return None
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an open's failure seen (its crash is reported; waiters get their own)."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _clip(text: str) -> str:

@@ -85,6 +85,7 @@ class Unit:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     concurrency: int = 16
     outbound: ProviderHandle | None = None
+    opening: tuple[int, asyncio.Future[ProviderHandle]] | None = None  # (generation, open)
     inbound_task: asyncio.Task[None] | None = None
     restart_timer: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
