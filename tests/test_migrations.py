@@ -4,12 +4,14 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select, text
 
 from jackfield.service import Principal
+from jackfield.service.events import EventService
 from jackfield.store import Base, create_db_engine, is_current, upgrade, utcnow
 from jackfield.store.migrate import _config
 from jackfield.store.models_outbox import RuntimeUnit
@@ -105,3 +107,24 @@ def test_runtime_units_survive_the_move_to_rows_per_node(jf):
         assert [tuple(r) for r in rows] == [("node-b", "running")]
     finally:
         _migrate(engine, "upgrade", "heads")
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_row_ids_go_past_32_bits(jf, admin):
+    """As PostgreSQL ``serial`` the ids of the ever-growing tables ran out at 2^31 rows
+    in a table's lifetime (retention never winds a sequence back): from then on every
+    webhook, send and audit record failed."""
+    with jf.db.engine.begin() as conn:
+        for table in ("inbox_events", "outbox_messages", "audit_events"):
+            conn.exec_driver_sql(f"SELECT setval('{table}_id_seq', 2147483646)")
+    connector = jf.connectors.create(  # an audit record
+        admin, name="echo", category="messaging", provider_type="echo", config={}
+    )["id"]
+    events = EventService(jf.db)
+    for n in range(3):
+        events.inject(admin, connector, {"n": n})
+    page = events.list(admin, connector, limit=2)
+    assert [e["payload"]["n"] for e in page["items"]] == [2, 1]
+    assert int(page["next_cursor"]) >= 2**31
+    older = events.list(admin, connector, cursor=page["next_cursor"])
+    assert [e["payload"]["n"] for e in older["items"]] == [0]

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -21,6 +22,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
+
+ROW_ID = BigInteger().with_variant(Integer, "sqlite")
+"""The id of a table that grows without end: 64-bit (on SQLite an ``INTEGER PRIMARY
+KEY`` is already, and only that spelling makes it the rowid, numbered on insert)."""
 
 
 def utcnow() -> datetime:
@@ -152,7 +157,7 @@ class AuditEvent(Base):
     """Who did what to which resource, and how it ended. Never holds a secret value."""
 
     __tablename__ = "audit_events"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     organization_id: Mapped[str | None] = mapped_column(String(36), index=True)
     actor: Mapped[str] = mapped_column(String(320))

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, utcnow
+from .models import ROW_ID, Base, utcnow
 
 
 class InboxEvent(Base):
@@ -26,7 +26,7 @@ class InboxEvent(Base):
         Index("ix_inbox_connector_id", "connector_id", "id"),
         Index("ix_inbox_undispatched", "dispatched_at", "id"),
     )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
     connector_id: Mapped[str] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
     organization_id: Mapped[str] = mapped_column(String(36))
     event_id: Mapped[str] = mapped_column(String(200))

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base, utcnow
+from .models import ROW_ID, Base, utcnow
 
 #: States a worker may claim (``in_flight`` only once its lease has expired). The SQL
 #: text is spelled out once so the claim query matches the partial index literally.
@@ -36,7 +36,7 @@ class OutboxMessage(Base):
         ),
         Index("ix_outbox_org_id", "organization_id", "id"),
     )
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
     envelope_id: Mapped[str] = mapped_column(String(26), index=True)
     connector_id: Mapped[str] = mapped_column(
         ForeignKey("connectors.id", ondelete="CASCADE"), index=True
