@@ -349,3 +349,21 @@ def test_large_bodies_are_refused_with_413(callers):
         admin("GET", f"/api/connectors/{cid}/config").json()["config"]["url"]
         == "https://vault.example.com"
     )
+
+
+def test_a_real_fault_is_a_500_in_the_error_format_without_a_trace(jf, callers):
+    """Here the inbox table is briefly away. Before, a fault no handler knew was
+    answered with Starlette's plain-text ``Internal Server Error``."""
+    admin = callers["admin"]
+    created = admin("POST", "/api/connectors", json={**vault(), "name": "mail"}).json()
+    with jf.db.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE inbox_events RENAME TO inbox_events_away")
+    try:
+        answer = admin("GET", f"/api/connectors/{created['id']}/events")
+    finally:
+        with jf.db.engine.begin() as conn:
+            conn.exec_driver_sql("ALTER TABLE inbox_events_away RENAME TO inbox_events")
+    assert answer.status_code == 500
+    error = answer.json()["error"]
+    assert error["code"] == "internal_error" and error["remediation"]
+    assert "inbox_events" not in answer.text and "Traceback" not in answer.text

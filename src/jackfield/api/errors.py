@@ -75,6 +75,18 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return JSONResponse(body, 422)
 
+    @app.exception_handler(Exception)
+    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        # a real fault: the error format holds for it too, without a trace to the client
+        # (the log has it, through the redacting filter)
+        log.error("request failed unexpectedly: %r", exc, exc_info=exc)
+        body = error_body(
+            "internal_error",
+            "an unexpected error occurred",
+            "Try again; if it persists, the server log says what went wrong.",
+        )
+        return JSONResponse(body, 500)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
