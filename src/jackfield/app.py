@@ -60,7 +60,8 @@ class Jackfield:
         self.db = Database(self.settings.database_url)
         if migrate:
             upgrade(self.db.engine)
-        self.box = SecretBox(self._keyring())
+        key_file = None if self.settings.secret_key else key_file_path(self.settings.data_dir)
+        self.box = SecretBox(self._keyring(), key_file=key_file, load=self._keyring)
         check_master_key(self.db, self.box)
         self.files = FileStore(self.settings.data_dir / "files")
         self.codec = ParamCodec(self.box, self.files)
@@ -184,6 +185,9 @@ class Jackfield:
                 write_key_file(path, MasterKey.generate())
             self.box.keyring = self._keyring()
             count = reencrypt_all(self.db, self.codec)
+            # a running serve may have written a secret under the old key meanwhile
+            # (it follows the key file from its next write on): once more, then drop it
+            count += reencrypt_all(self.db, self.codec)
             old.unlink()
             self.box.keyring = self._keyring()
             return count

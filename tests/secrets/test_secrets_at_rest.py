@@ -132,6 +132,26 @@ def test_rotation_with_the_generated_key_file(sqlite_url, tmp_path):
     jf.close()
 
 
+def test_a_running_server_follows_a_file_rotation_made_beside_it(database_url, tmp_path):
+    """``jackfield keys rotate`` while ``serve`` runs (two processes, here two apps on
+    one database and data dir). Before, the server kept the retired key: it could not
+    read the re-encrypted secrets, and a secret it wrote next was sealed under a key
+    whose file the rotation had deleted -- lost for good."""
+    data = tmp_path / "data"
+    server = make(database_url, data)
+    who, conn = create_smtp(server)
+    cli = make(database_url, data)
+    assert cli.rotate_keys() == 1
+    cli.close()
+    assert server.connectors.resolve(conn["id"])[2]["password"] == "pw-canary-1"
+    params = [{"key": "host", "value": "127.0.0.1"}, {"key": "password", "value": "pw-2"}]
+    server.connectors.update(who, conn["id"], params=params)
+    server.close()
+    later = make(database_url, data)  # the next start: only the new key file is there
+    assert later.connectors.resolve(conn["id"])[2]["password"] == "pw-2"
+    later.close()
+
+
 def test_an_interrupted_file_rotation_is_finished_by_running_it_again(sqlite_url, tmp_path):
     data = tmp_path / "data"
     jf = make(sqlite_url, data)
