@@ -166,3 +166,57 @@ def test_nodes_started_together_on_a_new_database_all_come_up(empty_database_url
             node.send_signal(signal.SIGTERM)
         outputs = [node.communicate(timeout=30) for node in nodes]
     assert all("Traceback" not in err for _, err in outputs), outputs
+
+
+STUCK_PLUGIN = '''
+import time
+from jackfield.kernel import MessagingProvider, OutboundMessage, PollingSource, SentMessage
+
+
+class StuckProvider(MessagingProvider, PollingSource):
+    """Its poll is a sync call that never returns (a vendor SDK without a timeout)."""
+
+    provider_type = "stuck_test"
+    display_name = "Stuck (tests)"
+    poll_interval_seconds = 0.1
+
+    def poll(self, cursor):
+        time.sleep(3600)
+
+    def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="s")
+'''
+
+
+def test_ctrl_c_stops_serve_although_a_provider_call_never_returns(env, tmp_path):
+    """Before, the process logged its shutdown and then stayed alive for good: Python
+    joined the worker thread stuck in the provider's poll."""
+    plugins = tmp_path / "plugins"
+    (plugins / "stuck_plug-0.1.dist-info").mkdir(parents=True)
+    (plugins / "stuck_plug.py").write_text(STUCK_PLUGIN)
+    (plugins / "stuck_plug-0.1.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: stuck-plug\nVersion: 0.1\n"
+    )
+    (plugins / "stuck_plug-0.1.dist-info" / "entry_points.txt").write_text(
+        "[jackfield.providers]\nstuck_test = stuck_plug:StuckProvider\n"
+    )
+    env = {**env, "PYTHONPATH": str(plugins)}
+    assert run(env, "orgs", "create", "acme").returncode == 0
+    create = "connectors create --org acme --name stuck --category messaging --provider stuck_test"
+    connector = json.loads(run(env, *create.split(), "--json").stdout)["id"]
+    assert run(env, "connectors", "test", connector).returncode == 0
+    assert run(env, "connectors", "activate", connector).returncode == 0
+    serve = _serve(env)
+    try:
+        _started(serve)
+        time.sleep(1.0)  # its unit runs: the poll is stuck in a worker thread
+        signalled = time.monotonic()
+        serve.send_signal(signal.SIGINT)
+        _, err = serve.communicate(timeout=30)
+        stopped = time.monotonic()
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    assert serve.returncode == 128 + signal.SIGINT, err
+    assert stopped - signalled < 15, err
+    assert "exiting without them" in err

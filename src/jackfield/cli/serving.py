@@ -6,11 +6,21 @@ cannot listen. On SIGTERM the server first ends the live event streams: they nev
 by themselves, and uvicorn waits for open responses before it shuts the app (and the
 runtime) down -- an open browser tab would otherwise hold the shutdown for the whole
 grace period and then be cancelled with an error in the log.
+
+Once the app and runtime have stopped, the process gets ``EXIT_GRACE_SECONDS`` to exit.
+A provider's sync call stuck in a worker thread (a ``poll`` that never returns) would
+otherwise keep it alive for ever after Ctrl-C: Python joins those threads on exit, and
+cancelling a task does not stop its thread. (SIGTERM is re-raised with the default
+action after shutdown, which ends the process anyway.)
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
+import threading
+from types import FrameType
 from typing import Any
 
 import uvicorn
@@ -20,6 +30,9 @@ from .output import fail
 
 GRACE_SECONDS = 5
 """How long requests still running at shutdown may take to finish."""
+EXIT_GRACE_SECONDS = 5.0
+"""How long the process may take to exit once the app and runtime have stopped."""
+log = logging.getLogger(__name__)
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -45,7 +58,30 @@ class Server(uvicorn.Server):
             uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=GRACE_SECONDS)
         )
         self._app = app
+        self._signal = 0
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._signal = sig
+        super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await begin_shutdown(self._app)
         await super().shutdown(sockets)
+        _exit_unless_done_within(EXIT_GRACE_SECONDS, 128 + self._signal if self._signal else 0)
+
+
+def _exit_unless_done_within(seconds: float, code: int) -> None:
+    """End the process with ``code`` after ``seconds`` unless it has exited by then."""
+
+    def leave() -> None:
+        log.warning(
+            "threads still busy %.0fs after shutdown (a provider call that does not"
+            " return): exiting without them",
+            seconds,
+        )
+        logging.shutdown()  # flush the log
+        os._exit(code)
+
+    timer = threading.Timer(seconds, leave)
+    timer.daemon = True  # it ends with the process when nothing is stuck
+    timer.start()
