@@ -220,3 +220,26 @@ def test_ctrl_c_stops_serve_although_a_provider_call_never_returns(env, tmp_path
     assert serve.returncode == 128 + signal.SIGINT, err
     assert stopped - signalled < 15, err
     assert "exiting without them" in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "expected"),
+    [
+        ({"JACKFIELD_DATA_DIR": "{file}/data"}, "Not a directory"),
+        ({"JACKFIELD_DATABASE_URL": "sqlite:///{file}/jf.db"}, "File exists"),
+        ({"JACKFIELD_DATABASE_URL": "bogus://x"}, "JACKFIELD_DATABASE_URL cannot be used"),
+    ],
+)
+def test_an_unusable_data_dir_or_database_url_is_a_one_line_error(env, tmp_path, setting, expected):
+    """Before, each printed a traceback (NotADirectoryError, FileExistsError, ...)."""
+    blocker = tmp_path / "a-file"
+    blocker.touch()
+    env = {**env, **{k: v.format(file=blocker) for k, v in setting.items()}}
+    commands = [("runtime", "status"), ("serve", "--port", "0")]
+    if "JACKFIELD_DATABASE_URL" in setting:  # (db upgrade needs no data dir)
+        commands.append(("db", "upgrade"))
+    for command in commands:
+        result = run(env, *command)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("error:") and expected in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from ..kernel.errors import JackfieldError
 from ..secrets import redactor
@@ -58,6 +58,14 @@ def user_errors() -> Iterator[None]:
         fail(message, exc.remediation)
     except OperationalError as exc:
         fail(f"cannot use the database: {exc.orig}", "check JACKFIELD_DATABASE_URL")
+    except ArgumentError as exc:  # also an unknown driver (NoSuchModuleError)
+        fail(f"JACKFIELD_DATABASE_URL cannot be used: {exc}", "sqlite:///PATH or postgresql://...")
+    except OSError as exc:  # a data directory or database path that cannot be used
+        what = exc.filename or "a file"
+        fail(
+            f"cannot use {what}: {exc.strerror or exc}",
+            "check JACKFIELD_DATA_DIR and JACKFIELD_DATABASE_URL",
+        )
 
 
 def emit(data: Any, as_json: bool, render: Callable[[Any], None] | None = None) -> None:
