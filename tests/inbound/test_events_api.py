@@ -107,3 +107,21 @@ def test_inject_rules(jf, admin, other_admin, webhook_connector):
             admin, webhook_connector, functools.reduce(lambda inner, _: {"a": inner}, range(70), {})
         )
     assert len(events.recent(admin)) == 3  # x1 and the two without a text type: nothing else
+
+
+def test_injecting_one_event_id_at_once_from_many_callers_stores_it_once(
+    jf, admin, webhook_connector
+):
+    """On PostgreSQL two injects could both see the id missing; the second insert then
+    raised IntegrityError (a traceback in the CLI) instead of answering ``duplicate``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    events = EventService(jf.db)
+    for round_ in range(5):
+        with ThreadPoolExecutor(8) as pool:
+            inject = functools.partial(
+                events.inject, admin, webhook_connector, {"n": round_}, event_id=f"race-{round_}"
+            )
+            answers = [f.result() for f in [pool.submit(inject) for _ in range(8)]]
+        assert sorted(a["duplicate"] for a in answers) == [False] + [True] * 7
+        assert len({a["id"] for a in answers}) == 1

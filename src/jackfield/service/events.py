@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from ulid import ULID
 
@@ -135,23 +136,29 @@ class EventService:
             problem = text_problem(name, value, limit)
             if problem is not None:
                 raise _invalid(name, problem)
-        with self.db.transaction() as s:
-            connector = _load(s, who, connector_id)
-            existing = _find(s, connector.id, event_id)
-            duplicate = existing is not None
-            if existing is None:
-                existing = InboxEvent(
-                    connector_id=connector.id,
-                    organization_id=connector.organization_id,
-                    event_id=event_id,
-                    event_type=kind,
-                    payload=payload,
-                    source="simulator",
-                )
-                s.add(existing)
-                s.flush()
-            assert existing is not None
-            return {**EventRecord.from_row(existing).view(), "duplicate": duplicate}
+        try:
+            with self.db.transaction() as s:
+                connector = _load(s, who, connector_id)
+                existing = _find(s, connector.id, event_id)
+                duplicate = existing is not None
+                if existing is None:
+                    existing = InboxEvent(
+                        connector_id=connector.id,
+                        organization_id=connector.organization_id,
+                        event_id=event_id,
+                        event_type=kind,
+                        payload=payload,
+                        source="simulator",
+                    )
+                    s.add(existing)
+                    s.flush()
+                return {**EventRecord.from_row(existing).view(), "duplicate": duplicate}
+        except IntegrityError:  # stored by another writer since we looked (PostgreSQL)
+            with self.db.snapshot() as s:
+                existing = _find(s, connector_id, event_id)
+                if existing is None:
+                    raise
+                return {**EventRecord.from_row(existing).view(), "duplicate": True}
 
     def recent(
         self, who: Principal, *, after: int | None = None, limit: int = 50
