@@ -72,7 +72,7 @@ def vault(**extra: Any) -> dict[str, Any]:
 def assert_error(response: httpx2.Response, status: int, code: str | None = None) -> dict[str, Any]:
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert set(error) >= {"code", "message", "remediation"}
+    assert set(error) >= {"code", "message", "remediation"} and error["remediation"]
     assert "Traceback" not in response.text
     if code is not None:
         assert error["code"] == code, error

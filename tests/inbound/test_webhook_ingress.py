@@ -122,6 +122,7 @@ def test_a_body_over_one_mebibyte_is_413_with_nothing_stored(jf, api, webhook_co
     response = post(api, webhook_connector, over, sign(over))
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "too_large"
+    assert "smaller events" in response.json()["error"]["remediation"]
     assert stored(jf, webhook_connector) == []
     assert post(api, webhook_connector, at_limit, sign(at_limit)).status_code == 200
 

@@ -51,6 +51,13 @@ def error_body(code: str, message: str, remediation: str = "", **extra: object) 
     return {"error": body}
 
 
+HTTP_REMEDIES = {
+    404: "Check the path against the OpenAPI document (/openapi.json).",
+    405: "Check the method against the OpenAPI document (/openapi.json).",
+    413: "Send a smaller body (large files belong in file params of a few MiB at most).",
+}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(JackfieldError)
     async def jackfield_error(_: Request, exc: JackfieldError) -> JSONResponse:
@@ -92,4 +99,6 @@ def install_error_handlers(app: FastAPI) -> None:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             exc.status_code, "http_error"
         )
-        return JSONResponse(error_body(code, str(exc.detail)), exc.status_code, headers=exc.headers)
+        remedy = HTTP_REMEDIES.get(exc.status_code, "")
+        body = error_body(code, str(exc.detail), remedy)
+        return JSONResponse(body, exc.status_code, headers=exc.headers)

@@ -42,7 +42,11 @@ class BodySizeLimit:
             return
         raw_path = scope.get("raw_path") or scope["path"].encode()
         if b"%00" in raw_path or b"%00" in scope.get("query_string", b""):
-            body = error_body("invalid_request", "the URL contains a NUL character")
+            body = error_body(
+                "invalid_request",
+                "the URL contains a NUL character",
+                "Remove the %00 from the path or query string.",
+            )
             await _respond(send, 400, body)
             return
         limit = self.limit_for(scope["path"])

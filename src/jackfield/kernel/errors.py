@@ -86,6 +86,7 @@ class ConnectorError(JackfieldError):
 
 class ConnectorNotFoundError(ConnectorError):
     code = "not_found"
+    default_remediation = "Check the id or name: it may be mistyped, or was deleted."
 
 
 class ConnectorConfigError(ConnectorError):

@@ -86,7 +86,11 @@ async def _receive(
         webhook = WebhookRequest(scope["method"], headers, body, query)
         result = await ingress.receive(connector_id, webhook)
     except _TooLarge:
-        body_ = error_body("too_large", f"the webhook body exceeds {MAX_BODY} bytes")
+        body_ = error_body(
+            "too_large",
+            f"the webhook body exceeds {MAX_BODY} bytes",
+            "Have the sender send smaller events (split a large batch).",
+        )
         return _json_answer(413, body_, close=True)
     except AuthError as exc:  # a ConnectorError, but here it means "not verified"
         return _json_answer(401, error_body(exc.code, exc.message, exc.remediation))
