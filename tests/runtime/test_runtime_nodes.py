@@ -138,10 +138,10 @@ async def test_each_node_keeps_its_own_unit_and_acts_on_every_restart_request(
 
         await asyncio.to_thread(plant, "node-gone", 60, "failed")
         await asyncio.to_thread(plant, "node-recent", 0)
-        # a restart request shows the gone node's unit restarting, without making it
-        # look alive: it is swept all the same
+        # a restart request does not make the gone node's unit look alive (no node of
+        # that name will act on it): it shows stopped, and is swept all the same
         await asyncio.to_thread(node_a.runtime.restart, tenant.admin, cid)
-        assert states()["node-gone"] == "restarting"
+        assert states()["node-gone"] == "stopped"
         await _until(states, lambda s: "node-gone" not in s)
         assert states() == {"node-a": "running", "node-recent": "running"}
     finally:
@@ -200,3 +200,33 @@ def test_restart_requests_made_at_once_each_count(jf, tenant, make_connector):
     assert [a["liveness"] for a in answers] == ["starting"] * 4
     with jf.db.transaction() as s:
         assert s.get(RuntimeRestart, cid).generation == 4
+
+
+def test_a_unit_whose_node_ended_without_shutting_down_shows_stopped(jf, tenant, make_connector):
+    """A node killed (or its machine lost) leaves rows saying ``running``. Another live
+    node sweeps them; a lone node's never were, so ``runtime status`` showed a unit
+    running that nothing ran, for good."""
+    connector = make_connector(tenant.admin)
+    now = utcnow()
+    with jf.db.transaction() as s:
+        for node, written in (("killed-node", now - timedelta(minutes=5)), ("live-node", now)):
+            s.add(
+                RuntimeUnit(
+                    connector_id=connector,
+                    node=node,
+                    organization_id=tenant.org_id,
+                    liveness="running",
+                    readiness="ready",
+                    restart_count=0,
+                    restart_seen=0,
+                    updated_at=written,
+                )
+            )
+    units = {u["node"]: u for u in jf.runtime.units.list(tenant.admin)}
+    assert units["live-node"]["liveness"] == "running"
+    gone = units["killed-node"]
+    assert gone["liveness"] == "stopped"
+    assert (
+        "has not reported since" in gone["last_error"]
+        and "without shutting down" in gone["last_error"]
+    )

@@ -16,6 +16,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from ..kernel.errors import ConnectorError
@@ -28,7 +29,7 @@ from .outbox import DeliveryConfig, OutboxWorker
 from .outbox_store import OutboxStore
 from .retention import Retention, RetentionConfig
 from .retry import Backoff, RetryPolicy
-from .supervisor import Supervisor, SupervisorConfig
+from .supervisor import STALE_HEARTBEATS, Supervisor, SupervisorConfig
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,9 @@ class Runtime:
         # one writer for enqueues, claims, acks and unit state: group-committed together
         self.committer = GroupCommitter(jf.db, name="jackfield-writes")
         self.outbox = OutboxService(jf.db, self.committer, sends_to=self._sends_to)
-        self.units = RuntimeUnitService(jf.db)
+        heartbeat = 10 * s.supervisor_poll_seconds  # each node rewrites its unit rows
+        silent = timedelta(seconds=STALE_HEARTBEATS * heartbeat)  # ... else it is gone
+        self.units = RuntimeUnitService(jf.db, silent_after=silent)
         self.events = EventRouter(jf)
         self.supervisor = Supervisor(
             jf,
@@ -60,7 +63,7 @@ class Runtime:
                 crash_window=s.supervisor_crash_window_seconds,
                 healthy_reset=s.supervisor_healthy_reset_seconds,
                 poll_seconds=s.supervisor_poll_seconds,
-                heartbeat_seconds=10 * s.supervisor_poll_seconds,
+                heartbeat_seconds=heartbeat,
                 policy=RetryPolicy(
                     s.outbox_retry_base_seconds, s.outbox_retry_max_seconds, s.outbox_max_attempts
                 ),

@@ -11,6 +11,7 @@ newer generations and restarts its own unit.
 from __future__ import annotations
 
 import builtins
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, true, update
@@ -42,14 +43,30 @@ DOWN = frozenset({"crashed", "failed", "stopped"})  # no generation of the unit 
 
 
 def unit_view(
-    unit: RuntimeUnit, requested: int, connector_name: str | None = None
+    unit: RuntimeUnit,
+    requested: int,
+    connector_name: str | None = None,
+    *,
+    silent_since: datetime | None = None,
 ) -> dict[str, Any]:
+    """The unit as the API shows it. A row not rewritten since ``silent_since`` while it
+    says its unit runs belongs to a node that ended without shutting down (killed, or
+    its machine lost): nothing runs that unit, whatever the row says. Another live node
+    sweeps such rows; with none, it is shown ``stopped`` here, with why."""
+    liveness, last_error = unit.liveness, unit.last_error
+    written = unit.updated_at  # (None: a row about to be made, not yet written)
+    if silent_since is not None and liveness not in DOWN and written and written < silent_since:
+        liveness = "stopped"
+        last_error = (
+            f"node {unit.node or '?'} has not reported since {iso(unit.updated_at)}:"
+            " it ended without shutting down"
+        )
     view = {
         "connector_id": unit.connector_id,
-        "liveness": unit.liveness,
+        "liveness": liveness,
         "readiness": unit.readiness,
         "restart_count": unit.restart_count,
-        "last_error": unit.last_error,
+        "last_error": last_error,
         "node": unit.node or None,
         "next_restart_at": iso(unit.next_restart_at),
         "restart_requested": unit.restart_seen < requested,
@@ -65,8 +82,9 @@ def _urgency(unit: RuntimeUnit) -> int:
 
 
 class RuntimeUnitService:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, silent_after: timedelta = timedelta(seconds=60)) -> None:
         self.db = db
+        self.silent_after = silent_after  # a node's rows older than this: the node is gone
 
     def list(self, who: Principal) -> list[dict[str, Any]]:
         """Every supervised unit of the caller's organization (one per connector and
@@ -92,8 +110,9 @@ class RuntimeUnitService:
                 .order_by(Connector.name, Connector.id, RuntimeUnit.node)
             ).all()
             views = []
+            silent_since = utcnow() - self.silent_after
             for unit, requested, name in rows:
-                view = unit_view(unit, requested, name)
+                view = unit_view(unit, requested, name, silent_since=silent_since)
                 if with_organization:
                     view["organization_id"] = unit.organization_id
                 views.append(view)
@@ -110,7 +129,9 @@ class RuntimeUnitService:
                     remediation="Enable it; a unit starts with inbound sources or messages.",
                 )
             restart = s.get(RuntimeRestart, connector.id)
-            return unit_view(units[0], restart.generation if restart else 0, connector.name)
+            generation = restart.generation if restart else 0
+            silent_since = utcnow() - self.silent_after
+            return unit_view(units[0], generation, connector.name, silent_since=silent_since)
 
     def request_restart(self, who: Principal, connector_id: str) -> dict[str, Any]:
         """Ask every node's supervisor to restart its unit now (this also clears
@@ -147,7 +168,8 @@ class RuntimeUnitService:
                         restart_seen=0,
                     )
                 ]
-            return unit_view(units[0], restart.generation, connector.name)
+            silent = utcnow() - self.silent_after
+            return unit_view(units[0], restart.generation, connector.name, silent_since=silent)
 
 
 def _restart_row(s: Session, connector: Connector) -> RuntimeRestart:
