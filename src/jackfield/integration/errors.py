@@ -93,8 +93,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     JSON-escaped) replaced, longest first."""
     forms = {form for secret in secrets if secret for form in secret_forms(secret)}
     for secret in sorted(forms, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, _REDACTED)
+        text = text.replace(secret, _REDACTED)
     return text
 
 

@@ -110,11 +110,13 @@ class SecretBox:
 
 def _stamp(path: Path | None) -> tuple[int, int] | None:
     """What tells a replaced file from the one read (``os.replace`` makes a new inode)."""
+    if path is None:
+        return None
     try:
-        found = path.stat() if path is not None else None
+        found = path.stat()
     except FileNotFoundError:
         return None
-    return (found.st_ino, found.st_mtime_ns) if found is not None else None
+    return found.st_ino, found.st_mtime_ns
 
 
 def _aad(key_id: str, context: str) -> bytes:
