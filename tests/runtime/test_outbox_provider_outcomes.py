@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 
-from jackfield import connector_registry
+from jackfield import ConfigField, connector_registry
 from jackfield.kernel import (
     MessagingProvider,
     OutboundMessage,
@@ -51,7 +51,21 @@ class NoOutcomeProvider(MessagingProvider):
         return await super().deliver(envelope)
 
 
-for _provider in (ThrottledProvider, NoOutcomeProvider):
+class QuotingProvider(MessagingProvider):
+    """Like a vendor whose answer quotes the credential it was sent."""
+
+    provider_type: ClassVar[str] = "quoting_test"
+    display_name: ClassVar[str] = "Quoting (tests)"
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return [ConfigField("api_key", "API key", required=True, secret=True)]
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id=f"sent with key {self.config['api_key']}")
+
+
+for _provider in (ThrottledProvider, NoOutcomeProvider, QuotingProvider):
     if not connector_registry.is_registered("messaging", _provider.provider_type):
         connector_registry.register(_provider)
 
@@ -92,6 +106,25 @@ async def test_a_deliver_without_an_outcome_counts_as_a_crash_and_goes_to_dead(
     dead = rows[broken]
     assert (dead.state, dead.attempts, dead.error_class) == ("dead", 2, "TypeError")
     assert "deliver() returned NoneType, not a DeliveryOutcome" in dead.last_error
+
+
+async def test_a_result_quoting_a_secret_is_stored_masked(jf, tenant, make_connector):
+    key = "key-5c1e7a-quoted-back"
+    cid = make_connector(tenant.admin, "quoting_test", api_key=key)
+    await jf.start()
+    try:
+        sent = await asyncio.to_thread(jf.send, cid, {"text": "hello"})
+        await _until(jf, cid, lambda r: r[sent].state == "delivered", 10)
+    finally:
+        await jf.stop()
+    with jf.db.engine.connect() as conn:  # the row as stored
+        stored = conn.exec_driver_sql(
+            "SELECT result FROM outbox_messages WHERE envelope_id = ?"
+            if jf.db.engine.dialect.name == "sqlite"
+            else "SELECT result::text FROM outbox_messages WHERE envelope_id = %s",
+            (sent,),
+        ).scalar()
+    assert key not in stored and "sent with key ********" in stored
 
 
 async def _until(jf, cid: str, ready, timeout: float) -> dict[str, OutboxMessage]:

@@ -8,7 +8,8 @@ crashed the unit is retried too, unless the message has now crashed it ``limit``
 then it is a poison message and goes to ``dead``, so that one bad message cannot hold
 its connector down (its crashes would otherwise mark the unit ``failed`` long before
 its retries run out, and the messages behind it would wait for an operator). Error
-texts are redacted here, before they reach the database.
+texts (and results, should a provider quote a secret in one) are redacted here, before
+they reach the database.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ def crashed(exc: BaseException, times: int, limit: int) -> DeliveryOutcome:
 
 
 def ack_for(message: Claimed, policy: RetryPolicy, outcome: DeliveryOutcome) -> Ack:
-    if isinstance(outcome, Delivered):
-        return Ack(message, "delivered", outcome.result, outcome.events)
+    if isinstance(outcome, Delivered):  # a result quoting a secret is stored masked
+        return Ack(message, "delivered", redactor.redact_obj(outcome.result), outcome.events)
     error = redactor.redact(outcome.message)
     if isinstance(outcome, Permanent):
         return Ack(message, "dead", error_class=outcome.error_class, last_error=error)

@@ -9,6 +9,7 @@ form a secret takes in text (``kernel.secret_text``: percent-encoded, JSON-escap
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,24 +23,35 @@ _MIN_SECRET_LENGTH = 4
 class Redactor:
     def __init__(self) -> None:
         self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None  # every value, longest first
         self._lock = threading.Lock()
 
     def add(self, *values: object) -> None:
         with self._lock:
             for value in values:
                 if isinstance(value, str) and len(value) >= _MIN_SECRET_LENGTH:
-                    self._values.update(secret_forms(value))
+                    forms = secret_forms(value)
+                    if not forms <= self._values:
+                        self._values.update(forms)
+                        self._pattern = None
 
     def redact(self, text: str) -> str:
-        if not self._values:
-            return text
-        for value in sorted(self._values, key=len, reverse=True):
-            if value in text:
-                text = text.replace(value, SECRET_MASK)
-        return text
+        """``text`` with every registered value masked: one regex pass, however many
+        secrets the process knows (it also masks stored results, once per delivery)."""
+        pattern = self._pattern
+        if pattern is None:
+            if not self._values:
+                return text
+            with self._lock:
+                ordered = sorted(self._values, key=len, reverse=True)
+                pattern = self._pattern = re.compile("|".join(map(re.escape, ordered)))
+        return pattern.sub(SECRET_MASK, text)
 
     def redact_obj(self, value: Any) -> Any:
-        """Redact strings anywhere inside dicts/lists (for audit details and error bodies)."""
+        """Redact strings anywhere inside dicts/lists (for audit details, error bodies
+        and delivery results)."""
+        if not self._values:
+            return value
         if isinstance(value, str):
             return self.redact(value)
         if isinstance(value, Mapping):
