@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import select
 
-from jackfield import ConfigField, connector_registry
+from jackfield import connector_registry
 from jackfield.kernel import (
     MessagingProvider,
     OutboundMessage,
@@ -22,6 +22,8 @@ from jackfield.kernel import (
 )
 from jackfield.kernel.envelope import Envelope
 from jackfield.store.models_outbox import OutboxMessage
+
+from .conftest import LeakyProvider
 
 
 class ThrottledProvider(MessagingProvider):
@@ -51,15 +53,11 @@ class NoOutcomeProvider(MessagingProvider):
         return await super().deliver(envelope)
 
 
-class QuotingProvider(MessagingProvider):
-    """Like a vendor whose answer quotes the credential it was sent."""
+class QuotingProvider(LeakyProvider):
+    """Like a vendor whose answer (not only its error) quotes the credential it was sent."""
 
     provider_type: ClassVar[str] = "quoting_test"
     display_name: ClassVar[str] = "Quoting (tests)"
-
-    @classmethod
-    def config_schema(cls) -> list[ConfigField]:
-        return [ConfigField("api_key", "API key", required=True, secret=True)]
 
     async def send_message(self, message: OutboundMessage) -> SentMessage:
         return SentMessage(message_id=f"sent with key {self.config['api_key']}")
