@@ -139,6 +139,29 @@ def test_messages_are_scoped_to_their_organization(
         assert eve.post(f"/api/outbox/{envelope}/replay").status_code == 404
 
 
+def test_another_organizations_secret_is_not_masked_in_this_ones_texts(
+    api, tenant, other_tenant, make_connector, client, wait_until
+):
+    """Masking is per organization: if one organization's texts masked another's secrets,
+    its members could send password guesses and see which one comes back masked."""
+    mine, theirs = "mine-Autumn-2026", "Globex-Winter-2026"
+    quoting = make_connector(tenant.admin, "leaky_test", api_key=mine)
+    foreign = make_connector(other_tenant.admin, "leaky_test", api_key=theirs)
+    guesses = f"Globex-Summer-2026 | {theirs} | {mine}"
+    with client(api.url, tenant.user_token) as http:
+        sent = _send(http, quoting, {"text": guesses}).json()["envelope_id"]
+        dead = wait_until(lambda: _state(http, sent, "dead"))
+        refused = [http.get("/api/outbox", params={"state": s}) for s in (theirs, mine)]
+    # the guess is shown as sent; only this organization's own key is masked
+    assert f"{theirs} | ********" in dead["last_error"] and mine not in dead["last_error"]
+    assert [r.status_code for r in refused] == [422, 422]
+    assert theirs in refused[0].text and mine not in refused[1].text
+    with client(api.url, other_tenant.user_token) as http:
+        sent = _send(http, foreign, {"text": "hello"}).json()["envelope_id"]
+        dead = wait_until(lambda: _state(http, sent, "dead"))
+    assert theirs not in dead["last_error"] and "(key ********)" in dead["last_error"]
+
+
 def test_one_envelope_id_on_two_connectors_is_two_messages_told_apart_by_connector_id(
     api, tenant, other_tenant, make_connector, client, wait_until
 ):

@@ -1,4 +1,5 @@
-"""The process-wide redactor masks a registered secret in every form text gives it."""
+"""The process-wide redactor masks a registered secret in every form text gives it,
+in the scope of the organization that owns it."""
 
 from __future__ import annotations
 
@@ -40,3 +41,17 @@ def test_log_lines_do_not_carry_a_url_encoded_secret():
     )
     RedactingFilter().filter(record)
     assert "k3y" not in record.getMessage() and "api_key=********" in record.getMessage()
+
+
+def test_an_organizations_text_masks_its_own_secrets_and_logs_mask_every_one():
+    mine = Redactor()
+    mine.add("acme-secret", org="acme")
+    mine.add("globex-secret", org="globex")
+    mine.add("no-one-s-secret")  # known to no organization: masked everywhere
+    text = "acme-secret globex-secret no-one-s-secret"
+    assert mine.redact(text, org="acme") == "******** globex-secret ********"
+    assert mine.redact_obj({"e": [text]}, org="globex") == {
+        "e": ["acme-secret ******** ********"]
+    }
+    assert mine.redact(text) == "******** ******** ********"  # logs, the CLI
+    assert mine.redact(text, org="initech") == "acme-secret globex-secret ********"

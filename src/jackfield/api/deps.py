@@ -22,11 +22,13 @@ def current_principal(request: Request) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
-        return jf.accounts.authenticate_token(token.strip())
-    session_user = getattr(request.state, "session_user_id", None)
-    if session_user:
-        return jf.accounts.principal_for_user(session_user)
-    raise AuthenticationError("authentication required")
+        who = jf.accounts.authenticate_token(token.strip())
+    elif session_user := getattr(request.state, "session_user_id", None):
+        who = jf.accounts.principal_for_user(session_user)
+    else:
+        raise AuthenticationError("authentication required")
+    request.state.organization_id = who.organization_id  # whose secrets errors mask
+    return who
 
 
 JF = Annotated[Jackfield, Depends(get_jackfield)]

@@ -45,10 +45,19 @@ def status_for(exc: JackfieldError) -> int:
     return 500
 
 
-def error_body(code: str, message: str, remediation: str = "", **extra: object) -> dict[str, Any]:
-    body = {"code": code, "message": redactor.redact(message), "remediation": remediation}
-    body.update({k: redactor.redact_obj(v) for k, v in extra.items() if v})
+def error_body(
+    code: str, message: str, remediation: str = "", org: str | None = None, **extra: object
+) -> dict[str, Any]:
+    """The error format, with ``org``'s secrets masked (every secret when the caller's
+    organization is not known)."""
+    body = {"code": code, "message": redactor.redact(message, org=org), "remediation": remediation}
+    body.update({k: redactor.redact_obj(v, org=org) for k, v in extra.items() if v})
     return {"error": body}
+
+
+def _org(request: Request) -> str | None:
+    """The authenticated caller's organization (set by ``current_principal``)."""
+    return getattr(request.state, "organization_id", None)
 
 
 HTTP_REMEDIES = {
@@ -60,17 +69,17 @@ HTTP_REMEDIES = {
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(JackfieldError)
-    async def jackfield_error(_: Request, exc: JackfieldError) -> JSONResponse:
+    async def jackfield_error(request: Request, exc: JackfieldError) -> JSONResponse:
         status = status_for(exc)
         if status >= 500:
             log.error("request failed: %s", exc)
         details = exc.details or None
-        body = error_body(exc.code, exc.message, exc.remediation, details=details)
+        body = error_body(exc.code, exc.message, exc.remediation, _org(request), details=details)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body, status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         fields = {
             ".".join(str(p) for p in err["loc"] if p != "body"): err["msg"] for err in exc.errors()
         }
@@ -78,6 +87,7 @@ def install_error_handlers(app: FastAPI) -> None:
             "invalid_request",
             "the request is not valid: " + "; ".join(f"{k}: {v}" for k, v in fields.items()),
             "Check the request body against the OpenAPI document.",
+            _org(request),
             details={"fields": fields},
         )
         return JSONResponse(body, 422)
@@ -95,10 +105,10 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(body, 500)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
             exc.status_code, "http_error"
         )
         remedy = HTTP_REMEDIES.get(exc.status_code, "")
-        body = error_body(code, str(exc.detail), remedy)
+        body = error_body(code, str(exc.detail), remedy, _org(request))
         return JSONResponse(body, exc.status_code, headers=exc.headers)

@@ -59,8 +59,9 @@ def crashed(exc: BaseException, times: int, limit: int) -> DeliveryOutcome:
 
 def ack_for(message: Claimed, policy: RetryPolicy, outcome: DeliveryOutcome) -> Ack:
     if isinstance(outcome, Delivered):  # a result quoting a secret is stored masked
-        return Ack(message, "delivered", redactor.redact_obj(outcome.result), outcome.events)
-    error = redactor.redact(outcome.message)
+        result = redactor.redact_obj(outcome.result, org=message.organization_id)
+        return Ack(message, "delivered", result, outcome.events)
+    error = redactor.redact(outcome.message, org=message.organization_id)
     if isinstance(outcome, Permanent):
         return Ack(message, "dead", error_class=outcome.error_class, last_error=error)
     retry_after = outcome.retry_after if isinstance(outcome, Retry) else None

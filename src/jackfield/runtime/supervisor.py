@@ -272,7 +272,7 @@ class Supervisor:
         if readiness != unit.readiness:
             unit.readiness = readiness
             if error is not None:
-                unit.last_error = _clip(error)
+                unit.last_error = _clip(unit, error)
             self.recorder.mark(unit)
 
     def report_crash(
@@ -289,7 +289,7 @@ class Supervisor:
         unit.crashes.append((now, cause))
         while unit.crashes and now - unit.crashes[0][0] > self.config.crash_window:
             unit.crashes.popleft()
-        unit.last_error = _clip(f"{type(exc).__name__}: {exc}")
+        unit.last_error = _clip(unit, f"{type(exc).__name__}: {exc}")
         unit.readiness = readiness_for(unit, exc) or unit.readiness
         self._retire(unit)
         # a provider's bug: where it raised (redacted like every log record); a connector
@@ -456,5 +456,6 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
         task.exception()
 
 
-def _clip(text: str) -> str:
-    return redactor.redact(text)[:MAX_ERROR_CHARS]
+def _clip(unit: Unit, text: str) -> str:
+    """A unit's error as its organization may see it."""
+    return redactor.redact(text, org=unit.organization_id)[:MAX_ERROR_CHARS]

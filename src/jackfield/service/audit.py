@@ -31,7 +31,9 @@ def record(
             target_type=target_type,
             target_id=target_id,
             outcome=outcome,
-            details=redactor.redact_obj(details) if details else None,
+            details=(
+                redactor.redact_obj(details, org=principal.organization_id) if details else None
+            ),
         )
     )
 

@@ -245,7 +245,9 @@ class ConnectorService:
             connector = self._load(s, who, connector_id)
             cls = self._provider(connector)
             config = self.codec.plain_config(connector)
-        result = run_connection_test(cls, lambda: self._instantiate(connector_id, cls, config))
+        result = run_connection_test(
+            cls, lambda: self._instantiate(connector_id, cls, config), who.organization_id
+        )
         status = "connected" if result.success else "error"
         with self.db.transaction() as s:
             connector = self._load(s, who, connector_id)
@@ -354,9 +356,10 @@ class ConnectorService:
 
 
 def run_connection_test(
-    cls: type[ConnectorProvider], make_provider: Callable[[], ConnectorProvider]
+    cls: type[ConnectorProvider], make_provider: Callable[[], ConnectorProvider], org: str
 ) -> ConnectionTestResult:
-    """Instantiate and test; every failure becomes a result, with secrets masked."""
+    """Instantiate and test; every failure becomes a result, with ``org``'s secrets
+    masked."""
     provider: ConnectorProvider | None = None
     try:
         provider = make_provider()
@@ -376,7 +379,9 @@ def run_connection_test(
             except Exception:
                 log.warning("closing %s after its test failed", cls.provider_type, exc_info=True)
     return ConnectionTestResult(
-        result.success, redactor.redact(result.message), redactor.redact_obj(result.details)
+        result.success,
+        redactor.redact(result.message, org=org),
+        redactor.redact_obj(result.details, org=org),
     )
 
 

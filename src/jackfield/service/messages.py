@@ -54,7 +54,7 @@ def message_view(row: Any) -> dict[str, Any]:
         "next_attempt_at": None if row.state in TERMINAL_STATES else iso(row.next_attempt_at),
         "last_error": row.last_error,
         "error_class": row.error_class,
-        "result": redactor.redact_obj(getattr(row, "result", None)),
+        "result": row.result and redactor.redact_obj(row.result, org=row.organization_id),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }

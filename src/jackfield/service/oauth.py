@@ -163,7 +163,7 @@ class OAuthService:
         try:
             config = {**cls.validate_config(stored), OAUTH_FLOW_KEY: flow}
             result = call_sync(cls.exchange_oauth_code, code, config)
-            params = token_params(cls, result)
+            params = token_params(cls, result, pending.organization_id)
         except ConnectorError as exc:
             return self._failed(who, connector_id, f"authorization failed: {exc.message}")
         self.connectors.update(who, connector_id, params=params, merge=True)
@@ -232,7 +232,7 @@ class OAuthService:
         return pending
 
     def _failed(self, who: Principal, connector_id: str, reason: str) -> dict[str, Any]:
-        reason = redactor.redact(reason)
+        reason = redactor.redact(reason, org=who.organization_id)
         with self.db.transaction() as s:
             connector = s.get(Connector, connector_id)
             if connector is None:

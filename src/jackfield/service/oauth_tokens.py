@@ -122,7 +122,11 @@ class TokenRefresher:
                 failure = AuthError("no OAuth refresh token is stored", remediation=RECONNECT)
             else:
                 try:
-                    params = token_params(cls, call_sync(cls.refresh_oauth_token, refresh, config))
+                    params = token_params(
+                        cls,
+                        call_sync(cls.refresh_oauth_token, refresh, config),
+                        connector.organization_id,
+                    )
                 except ConnectorError as exc:
                     if exc.retryable and not isinstance(exc, AuthError):
                         raise  # temporary: nothing changes, the caller retries later
@@ -140,7 +144,8 @@ class TokenRefresher:
                     )
                     return str(get_path(unflatten_params(params), ACCESS_TOKEN))
             message = f"OAuth token refresh failed: {failure.message}; reconnect the connector"
-            connector.status, connector.status_message = "error", redactor.redact(message)
+            connector.status_message = redactor.redact(message, org=connector.organization_id)
+            connector.status = "error"
             audit.record(
                 s,
                 who,
@@ -190,7 +195,7 @@ class ConnectorTokenSource:
         return token
 
 
-def token_params(cls: type[ConnectorProvider], result: Any) -> list[dict[str, Any]]:
+def token_params(cls: type[ConnectorProvider], result: Any, org: str) -> list[dict[str, Any]]:
     """The params an OAuth hook returned, checked: an access token is present and every
     token is a secret field of the provider (so it is encrypted at rest)."""
     if not isinstance(result, Mapping):
@@ -206,7 +211,7 @@ def token_params(cls: type[ConnectorProvider], result: Any) -> list[dict[str, An
                 f"{cls.provider_type} must declare {key!r} as a secret field to store it"
             )
         if key in secret:
-            redactor.add(value)
+            redactor.add(value, org=org)
     return [
         {"key": p["key"], "value": p["value"], "sequence": TOKEN_SEQUENCE + i * 10}
         for i, p in enumerate(flat)

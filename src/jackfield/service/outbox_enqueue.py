@@ -404,6 +404,7 @@ _CONNECTORS = select(
 VIEW_COLUMNS = (
     OutboxMessage.envelope_id,
     OutboxMessage.connector_id,
+    OutboxMessage.organization_id,
     OutboxMessage.operation,
     OutboxMessage.state,
     OutboxMessage.attempts,

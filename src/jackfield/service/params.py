@@ -79,22 +79,22 @@ class ParamCodec:
         self.files = files
 
     # -- reading ------------------------------------------------------------------------
-    def plain_value(self, connector_id: str, row: ConnectorParam) -> str | None:
+    def plain_value(self, connector: Connector, row: ConnectorParam) -> str | None:
         """The decrypted value of a param (file params: their content as text)."""
         if row.value_type == "file" and row.file_ref:
             data = self.files.read(row.file_ref).decode()
             value: str | None = (
-                self.box.decrypt(data, context=f"{connector_id}:{row.key}")
+                self.box.decrypt(data, context=f"{connector.id}:{row.key}")
                 if row.is_secret
                 else data
             )
             value = base64.b64decode(value or "").decode("utf-8", "replace")
         elif row.is_secret and row.value:
-            value = self.box.decrypt(row.value, context=f"{connector_id}:{row.key}")
+            value = self.box.decrypt(row.value, context=f"{connector.id}:{row.key}")
         else:
             value = row.value
         if row.is_secret:
-            redactor.add(value)
+            redactor.add(value, org=connector.organization_id)
         return value
 
     def plain_config(self, connector: Connector) -> dict[str, Any]:
@@ -102,7 +102,7 @@ class ParamCodec:
         if not connector.params:
             return dict(connector.config or {})
         return unflatten_params(
-            {"key": row.key, "value": self.plain_value(connector.id, row), "sequence": row.sequence}
+            {"key": row.key, "value": self.plain_value(connector, row), "sequence": row.sequence}
             for row in connector.params
         )
 
@@ -117,13 +117,13 @@ class ParamCodec:
         for p in incoming:
             if p.keep:
                 row = stored.get(p.key)
-                value = self.plain_value(connector.id, row) if row is not None else None
+                value = self.plain_value(connector, row) if row is not None else None
             elif p.content is not None:
                 value = p.content.decode("utf-8", "replace")
             else:
                 value = p.value
             if p.key in secret:
-                redactor.add(value)
+                redactor.add(value, org=connector.organization_id)
             items.append({"key": p.key, "value": value, "sequence": p.sequence})
         return unflatten_params(items)
 

@@ -45,9 +45,9 @@ def connector_test(request: Request, who: UiPrincipal, connector_id: str) -> Res
         return not_found(request)
     except JackfieldError as exc:
         if _is_htmx(request):
-            failed = {"success": False, "message": error_text(exc), "status": None}
+            failed = {"success": False, "message": error_text(exc, who), "status": None}
             return render(request, "connector_test_result.html", result=failed, connector=None)
-        return _back(request, connector_id, error_text(exc), "error")
+        return _back(request, connector_id, error_text(exc, who), "error")
     if _is_htmx(request):
         return render(request, "connector_test_result.html", result=result, connector=view)
     return detail_page(request, jf, who, view, test_result=result)
@@ -70,7 +70,7 @@ def _set_enabled(request: Request, who: Principal, connector_id: str, enabled: b
     except ConnectorNotFoundError:
         return not_found(request)
     except JackfieldError as exc:
-        return _back(request, connector_id, error_text(exc), "error")
+        return _back(request, connector_id, error_text(exc, who), "error")
     state = "activated" if enabled else "deactivated"
     return _back(request, connector_id, f"“{view['name']}” is {state}.")
 
@@ -83,7 +83,7 @@ def connector_make_default(request: Request, who: UiPrincipal, connector_id: str
     except ConnectorNotFoundError:
         return not_found(request)
     except JackfieldError as exc:
-        return _back(request, connector_id, error_text(exc), "error")
+        return _back(request, connector_id, error_text(exc, who), "error")
     message = f"“{view['name']}” is now the default {view['category']} connector."
     return _back(request, connector_id, message)
 
@@ -110,7 +110,7 @@ def connector_import(
     except ConnectorNotFoundError:
         return not_found(request)
     except JackfieldError as exc:
-        return _back(request, connector_id, f"Import failed: {error_text(exc)}", "error")
+        return _back(request, connector_id, f"Import failed: {error_text(exc, who)}", "error")
     return _back(request, connector_id, f"Imported {upload.filename}. Test it to connect it.")
 
 
@@ -126,7 +126,7 @@ def connector_connect(request: Request, who: UiPrincipal, connector_id: str) -> 
     except ConnectorNotFoundError:
         return not_found(request)
     except JackfieldError as exc:
-        return _back(request, connector_id, error_text(exc), "error")
+        return _back(request, connector_id, error_text(exc, who), "error")
     return redirect(str(authorize_url))
 
 
@@ -149,7 +149,7 @@ def connector_delete(request: Request, who: UiPrincipal, connector_id: str) -> R
     except ConnectorNotFoundError:
         return not_found(request)
     except JackfieldError as exc:
-        return _back(request, connector_id, error_text(exc), "error")
+        return _back(request, connector_id, error_text(exc, who), "error")
     response = redirect("/connectors")
     flash(request, response, f"Deleted “{view['name']}”.")
     return response

@@ -38,11 +38,11 @@ def provider_class(jf: Jackfield, category: str, provider_type: str) -> type[Con
     return jf.registry.get(category, provider_type)
 
 
-def error_text(exc: JackfieldError) -> str:
-    """A service error as one line for the page (registered secrets masked)."""
+def error_text(exc: JackfieldError, who: Principal) -> str:
+    """A service error as one line for the page (the organization's secrets masked)."""
     parts = [exc.message, exc.remediation]
     text = " ".join(_sentence(p) for p in parts if p and p.strip())
-    return redactor.redact(text)
+    return redactor.redact(text, org=who.organization_id)
 
 
 def _sentence(text: str) -> str:
@@ -188,7 +188,7 @@ def connector_create(request: Request, who: UiPrincipal, form: UiForm) -> Respon
             name=name,
             is_default=is_default,
             errors=errors,
-            error=error_text(exc),
+            error=error_text(exc, who),
             status_code=422 if isinstance(exc, ConnectorConfigError) else 403,
         )
     response = redirect(f"/connectors/{view['id']}")
@@ -293,7 +293,7 @@ def connector_update(
             status_code=422 if isinstance(exc, ConnectorConfigError) else 403,
             values=submitted_values(schema, form),
             errors=errors,
-            error=error_text(exc),
+            error=error_text(exc, who),
             name=name,
         )
     response = redirect(f"/connectors/{connector_id}")

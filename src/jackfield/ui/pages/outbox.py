@@ -43,7 +43,7 @@ def outbox_page(
         )
     except JackfieldError as exc:
         items, next_cursor = [], None
-        flash_error = error_text(exc)
+        flash_error = error_text(exc, who)
     else:
         flash_error = ""
     names = {c["id"]: c["name"] for c in jf.connectors.list(who)}
@@ -61,6 +61,7 @@ def outbox_page(
         names=names,
         tones=TONES,
         older=older,
+        here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         error=flash_error,
     )
 
@@ -72,7 +73,7 @@ def outbox_replay_dead(request: Request, who: UiPrincipal, connector_id: str = "
     try:
         result = app_of(request).runtime.outbox.replay_dead(who, connector_id)
     except JackfieldError as exc:
-        flash(request, response, error_text(exc), "error")
+        flash(request, response, error_text(exc, who), "error")
         return response
     count = result["replayed"]
     flash(request, response, f"{count} dead letter{'' if count == 1 else 's'} queued again.")
@@ -81,28 +82,36 @@ def outbox_replay_dead(request: Request, who: UiPrincipal, connector_id: str = "
 
 @router.post("/outbox/{envelope_id}/replay")
 def outbox_replay(
-    request: Request, who: UiPrincipal, envelope_id: str, connector_id: str = ""
+    request: Request, who: UiPrincipal, envelope_id: str, connector_id: str = "", back: str = ""
 ) -> Response:
-    return _act(request, who, envelope_id, connector_id, replay=True)
+    return _act(request, who, envelope_id, connector_id, back, replay=True)
 
 
 @router.post("/outbox/{envelope_id}/discard")
 def outbox_discard(
-    request: Request, who: UiPrincipal, envelope_id: str, connector_id: str = ""
+    request: Request, who: UiPrincipal, envelope_id: str, connector_id: str = "", back: str = ""
 ) -> Response:
-    return _act(request, who, envelope_id, connector_id, replay=False)
+    return _act(request, who, envelope_id, connector_id, back, replay=False)
 
 
 def _act(
-    request: Request, who: UiPrincipal, envelope_id: str, connector_id: str, *, replay: bool
+    request: Request,
+    who: UiPrincipal,
+    envelope_id: str,
+    connector_id: str,
+    back: str,
+    *,
+    replay: bool,
 ) -> Response:
+    """Replay or discard one message, then back to the Outbox page it was on (its
+    filter and position), or to the dead letters."""
     outbox = app_of(request).runtime.outbox
     action = outbox.replay if replay else outbox.discard
-    response = redirect("/outbox?state=dead")
+    response = redirect(back if back.startswith("/outbox?") else "/outbox?state=dead")
     try:
         action(who, envelope_id, connector_id=connector_id or None)
     except JackfieldError as exc:
-        flash(request, response, error_text(exc), "error")
+        flash(request, response, error_text(exc, who), "error")
         return response
     done = "queued again" if replay else "discarded"
     flash(request, response, f"Message {envelope_id} {done}.")

@@ -44,7 +44,7 @@ def runtime_restart(request: Request, who: UiPrincipal, connector_id: str) -> Re
         unit = jf.runtime.restart(who, connector_id)
     except JackfieldError as exc:
         response = redirect("/runtime")
-        flash(request, response, error_text(exc), "error")
+        flash(request, response, error_text(exc, who), "error")
         return response
     response = redirect("/runtime")
     name = unit.get("connector_name") or connector_id
