@@ -216,6 +216,38 @@ async def test_deliver_request_delivered(server: str) -> None:
     assert STATE["hits"] == 1
 
 
+async def test_a_query_string_in_the_path_is_kept_and_params_add_to_it(server: str) -> None:
+    provider = make(server)
+    for payload, query in [
+        ({"path": "/echo?page=2&status=open"}, {"page": "2", "status": "open"}),
+        ({"path": "/echo?page=2", "params": {"limit": "5"}}, {"page": "2", "limit": "5"}),
+    ]:
+        outcome = await provider.deliver(envelope(payload))
+        assert isinstance(outcome, Delivered)
+        assert json.loads(outcome.result["body"])["query"] == query
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [
+        {"mode": "basic", "username": "ada", "password": PASSWORD},
+        {"mode": "bearer", "token": API_KEY},
+        {"mode": "api_key", "api_key": API_KEY, "api_key_in": "query", "api_key_param": "k"},
+    ],
+)
+async def test_a_result_does_not_keep_the_credentials_a_server_quotes_back(
+    server: str, auth: dict[str, str]
+) -> None:
+    """The echo server answers with the request's headers and query: the stored result
+    must not carry them in any form (Basic auth is base64 of ``user:password``)."""
+    outcome = await make(server, **auth).deliver(envelope({"path": "/echo"}))
+    assert isinstance(outcome, Delivered)
+    stored = json.dumps(outcome.result)
+    basic = base64.b64encode(f"ada:{PASSWORD}".encode()).decode()
+    _no_secrets(stored)
+    assert basic not in stored and "[redacted]" in stored
+
+
 async def test_request_returns_response(server: str) -> None:
     provider = make(server)
     response = await provider.request(

@@ -143,7 +143,10 @@ class HttpRestProvider(HttpProvider):
 
     # -- operations ------------------------------------------------------------------
     async def request(self, request: HttpRequest) -> HttpResponse:
+        import httpx2
+
         from jackfield.integration import request as send
+        from jackfield.integration import request_secrets
 
         parts = urlsplit(request.path)
         if parts.scheme or parts.netloc or request.path.startswith("//"):
@@ -151,15 +154,20 @@ class HttpRestProvider(HttpProvider):
                 "payload field 'path' must be relative to the connector's base URL",
                 operation="request",
             )
-        kwargs: dict[str, Any] = {"headers": request.headers, "params": request.params}
+        # params add to a query string in the path (httpx would replace it)
+        url = httpx2.URL(request.path).copy_merge_params(request.params)
+        kwargs: dict[str, Any] = {"headers": request.headers}
         if request.json is not None:
             kwargs["json"] = request.json
         elif request.body is not None:
             kwargs["content"] = request.body
         async with self._session() as client:
-            response = await send(client, request.method, request.path, **kwargs)
+            response = await send(client, request.method, url, **kwargs)
         return HttpResponse(
-            status=response.status_code, headers=dict(response.headers), body=response.content
+            status=response.status_code,
+            headers=dict(response.headers),
+            body=response.content,
+            credentials=frozenset(request_secrets(response.request)),
         )
 
     async def test_connection(self) -> ConnectionTestResult:

@@ -71,7 +71,7 @@ def _retry_delay(exc: Exception, attempt: int) -> float:
 async def request(
     client: httpx2.AsyncClient,
     method: str,
-    url: str,
+    url: str | httpx2.URL,
     *,
     operation: str = "request",
     retries: int = 0,

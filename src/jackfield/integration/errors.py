@@ -31,17 +31,19 @@ from jackfield.kernel.errors import (
     RateLimitedError,
     TransientError,
 )
-from jackfield.kernel.secret_text import secret_forms
+from jackfield.kernel.secret_text import mask_secrets
 
 EXCERPT_LIMIT = 200
 _SENSITIVE_NAME = re.compile(
     r"auth|key|token|secret|pass|cookie|session|signature|^sig$|credential", re.IGNORECASE
 )
-_REDACTED = "[redacted]"
 # Request extensions where auth classes name the headers / query params they filled in,
 # so that credentials under innocuous names ("k", "X-Id") are scrubbed too.
 CREDENTIAL_HEADERS = "jackfield.credential_headers"
 CREDENTIAL_PARAMS = "jackfield.credential_params"
+
+
+redact = mask_secrets  # a request's own credentials, in every form, out of a text
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
@@ -86,15 +88,6 @@ def request_secrets(request: httpx2.Request) -> set[str]:
         if _SENSITIVE_NAME.search(name) or name in marked_params:
             found.add(value)
     return {value for value in found if len(value) >= 4}
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each secret (as is, percent-encoded, or
-    JSON-escaped) replaced, longest first."""
-    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
-    for secret in sorted(forms, key=len, reverse=True):
-        text = text.replace(secret, _REDACTED)
-    return text
 
 
 def _request_of(exc_or_response: httpx2.Response | httpx2.HTTPError) -> httpx2.Request | None:

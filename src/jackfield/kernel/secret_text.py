@@ -9,7 +9,10 @@ or a vendor's error. Masking only the raw value would let those forms through.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
+
+REDACTED = "[redacted]"
 
 
 def secret_forms(value: str) -> set[str]:
@@ -22,3 +25,12 @@ def secret_forms(value: str) -> set[str]:
         quote_plus(value, safe=""),
         json.dumps(value)[1:-1],
     }
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each secret (in each of its forms) replaced,
+    longest first: for the few credentials one request carried."""
+    forms = {form for secret in secrets if secret for form in secret_forms(secret)}
+    for secret in sorted(forms, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text

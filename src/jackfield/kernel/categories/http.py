@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from .._async import call_async
 from ..errors import ConnectorConfigError
 from ..provider import Category, ConnectorProvider
+from ..secret_text import mask_secrets
 
 RESULT_BODY_LIMIT = 64 * 1024
 """How much of a response body a delivery result keeps (the outbox stores results)."""
@@ -41,9 +42,14 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class HttpResponse:
+    """A response; ``credentials`` are the values the request authenticated with, which
+    a delivery result must not keep when the server quotes them back (a Basic-auth
+    header is base64 of ``user:password``: masking the password alone misses it)."""
+
     status: int
     headers: dict[str, str]
     body: bytes
+    credentials: frozenset[str] = field(default=frozenset(), repr=False)
 
     def json(self) -> Any:
         import json
@@ -62,10 +68,13 @@ class HttpProvider(ConnectorProvider):
 
     async def _request_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         response = await call_async(self.request, HttpRequest.from_payload(payload))
-        if isinstance(response, HttpResponse):
-            return {
-                "status": response.status,
-                "headers": dict(response.headers),
-                "body": response.body[:RESULT_BODY_LIMIT].decode("utf-8", "replace"),
-            }
-        return {}
+        if not isinstance(response, HttpResponse):
+            return {}
+        # a little more than the limit, so that a credential cut at the limit is masked
+        body = response.body[: RESULT_BODY_LIMIT + 1024].decode("utf-8", "replace")
+        secrets = response.credentials
+        return {
+            "status": response.status,
+            "headers": {k: mask_secrets(v, secrets) for k, v in response.headers.items()},
+            "body": mask_secrets(body, secrets)[:RESULT_BODY_LIMIT],
+        }
