@@ -52,7 +52,9 @@ def _not_json(constant: str) -> None:
 
 
 @asynccontextmanager
-async def stream(api, token: str | None, last_event_id: int | None = None) -> AsyncIterator[Any]:
+async def stream(
+    api, token: str | None, last_event_id: int | str | None = None
+) -> AsyncIterator[Any]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if last_event_id is not None:
         headers["Last-Event-ID"] = str(last_event_id)
@@ -184,6 +186,14 @@ async def test_last_event_id_resumes_after_the_last_event_seen(
         events.inject(admin, webhook_connector, {}, event_id="r-3")
         live = await sse.next_event()
     assert missed == ["r-1", "r-2"] and live["event_id"] == "r-3"
+
+
+async def test_an_unusable_last_event_id_is_ignored(jf, api, admin, webhook_connector, org_token):
+    events = EventService(jf.db)
+    for unusable in ("not-a-number", "9" * 5000):  # (5000 digits was a 500)
+        async with stream(api, org_token, last_event_id=unusable) as sse:
+            events.inject(admin, webhook_connector, {}, event_id=f"u-{len(unusable)}")
+            assert (await sse.next_event())["event_id"] == f"u-{len(unusable)}"
 
 
 async def test_the_stream_needs_credentials(api):

@@ -12,6 +12,7 @@ from ..store import Connector
 
 MAX_ROW_ID = 2**63 - 1
 """The largest id an INTEGER key holds (SQLite and PostgreSQL ``bigint``)."""
+_ROW_ID_DIGITS = len(str(MAX_ROW_ID))
 
 CURSOR_HINT = "Pass the next_cursor of the previous page, or no cursor for the first page."
 
@@ -20,8 +21,8 @@ def parse_row_id(text: str | None) -> int | None:
     """A row id a client gave back (a cursor, ``Last-Event-ID``, ``after``): ``None``
     unless it is a whole number the database can hold -- a larger one would fail in the
     driver, not as a clear error."""
-    if not text or not text.isascii() or not text.isdigit():
-        return None
+    if not text or len(text) > _ROW_ID_DIGITS or not text.isascii() or not text.isdigit():
+        return None  # (Python refuses to convert more than 4,300 digits)
     value = int(text)
     return value if value <= MAX_ROW_ID else None
 
