@@ -73,9 +73,37 @@ def test_the_page_lists_the_organizations_events_only(jf, client, ui_admin, othe
     assert beyond.status_code == 200 and 'data-event-id="mine-1"' in beyond.text
 
 
+def test_a_burst_larger_than_a_page_shows_over_the_next_polls_and_drops_nothing(
+    jf, client, ui_admin
+):
+    who = ui_admin[1]
+    connector = echo_connector(jf, who)
+    events = EventService(jf.db)
+    events.inject(who, connector, {}, event_id="before")
+    page = client.get("/events")
+    burst = [f"b-{n}" for n in range(120)]
+    for event_id in burst:
+        events.inject(who, connector, {}, event_id=event_id)
+    shown: list[str] = []
+    for _ in range(4):  # 50 + 50 + 20, then nothing new
+        poll = re.search(r'hx-get="(/events\?after=\d+)"', page.text)
+        assert poll
+        page = client.get(poll.group(1), headers={"HX-Request": "true"})
+        rows = re.findall(r'class="event-row" data-event-id="([^"]+)"', page.text)
+        assert rows == sorted(rows, key=burst.index, reverse=True)  # newest first
+        shown = rows + shown
+    assert shown == burst[::-1]
+
+
 def test_the_page_needs_a_login(api):
     response = httpx2.get(f"{api.url}/events", follow_redirects=False)
     assert response.status_code in (302, 303, 307) and "/login" in response.headers["location"]
+    # the live poll of a page whose session ended: back to the page, not to the poll's URL
+    poll = httpx2.get(
+        f"{api.url}/events?after=21",
+        headers={"HX-Request": "true", "HX-Current-URL": f"{api.url}/events"},
+    )
+    assert poll.headers["HX-Redirect"] == "/login?next=/events"
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 import uuid
 from contextlib import closing
@@ -67,10 +68,11 @@ def test_runtime_and_outbox_pages_show_state_and_act_on_dead_letters(
         assert f'data-envelope-id="{fine}"' in admin.get("/outbox").text
 
         token = _csrf(admin, "/outbox")
-        replayed = admin.post(
-            f"/outbox/{doomed}/replay", params={"connector_id": cid}, data={"csrf_token": token}
-        )
-        assert replayed.status_code == 303
+        here = admin.get("/outbox", params={"state": "dead", "connector_id": cid})
+        action = re.search(rf'action="(/outbox/{doomed}/replay\?[^"]+)"', here.text)
+        replayed = admin.post(html.unescape(action.group(1)), data={"csrf_token": token})
+        assert replayed.status_code == 303  # back to the page it was on, its filter kept
+        assert replayed.headers["location"] == f"/outbox?state=dead&connector_id={cid}"
         assert "queued again" in admin.get(replayed.headers["location"]).text
         wait_until(lambda: state(doomed) == "dead")  # it fails again, as it must
 
@@ -84,8 +86,13 @@ def test_runtime_and_outbox_pages_show_state_and_act_on_dead_letters(
         assert all_again.status_code == 303
         assert "1 dead letter queued again" in admin.get(all_again.headers["location"]).text
         wait_until(lambda: state(doomed) == "dead")
-        discarded = admin.post(f"/outbox/{doomed}/discard", data={"csrf_token": token})
+        discarded = admin.post(
+            f"/outbox/{doomed}/discard",
+            params={"back": "//elsewhere.example/outbox?"},  # only ever an Outbox page
+            data={"csrf_token": token},
+        )
         assert discarded.status_code == 303
+        assert discarded.headers["location"] == "/outbox?state=dead"
         assert state(doomed) == "discarded"
         refused = admin.post(f"/outbox/{fine}/discard", data={"csrf_token": token})
         assert "only dead messages can be discarded" in admin.get(refused.headers["location"]).text

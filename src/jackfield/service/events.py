@@ -160,16 +160,11 @@ class EventService:
                     raise
                 return {**EventRecord.from_row(existing).view(), "duplicate": True}
 
-    def recent(
-        self, who: Principal, *, after: int | None = None, limit: int = 50
-    ) -> builtins.list[dict[str, Any]]:
-        """The organization's newest events across its connectors, newest first; with
-        ``after``, only those newer than that inbox id (the Events page's live poll)."""
+    def recent(self, who: Principal, *, limit: int = 50) -> builtins.list[dict[str, Any]]:
+        """The organization's newest events across its connectors, newest first."""
         limit = max(1, min(int(limit), MAX_LIMIT))
         with self.db.snapshot() as s:
             query = select(InboxEvent).where(InboxEvent.organization_id == who.organization_id)
-            if after is not None:
-                query = query.where(InboxEvent.id > after)
             rows = s.scalars(query.order_by(InboxEvent.id.desc()).limit(limit))
             return [EventRecord.from_row(r).view() for r in rows]
 
@@ -177,7 +172,7 @@ class EventService:
         self, organization_id: str, after_id: int, up_to: int | None = None, limit: int = 500
     ) -> builtins.list[EventRecord]:
         """An organization's events with ``after_id < id <= up_to``, oldest first (SSE
-        catch-up after ``Last-Event-ID``)."""
+        catch-up after ``Last-Event-ID``, the Events page's live poll)."""
         with self.db.snapshot() as s:
             query = select(InboxEvent).where(
                 InboxEvent.organization_id == organization_id, InboxEvent.id > after_id
@@ -209,7 +204,7 @@ def _parse_cursor(cursor: str | None) -> int | None:
     value = parse_row_id(str(cursor))
     if value is None:
         raise ConnectorConfigError(
-            f"invalid cursor {cursor!r}",
+            f"invalid cursor {str(cursor)[:40]!r}",
             field_errors={"cursor": "use a next_cursor value"},
             remediation=CURSOR_HINT,
         )

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -251,8 +251,7 @@ def require_ui_principal(request: Request) -> Principal:
     """Dependency of every UI page: the principal, or a redirect to the login page."""
     principal = current_ui_principal(request)
     if principal is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise LoginRequired(target)
+        raise LoginRequired(_page_of(request))
     return principal
 
 
@@ -272,6 +271,16 @@ async def csrf_protect(request: Request) -> None:
         token = value if isinstance(value, str) else None
     if not ui_session(request).check_csrf(token):
         raise CsrfFailed("the form has expired or did not come from this site")
+
+
+def _page_of(request: Request) -> str:
+    """Where to come back after login: the page the browser shows. For an htmx request
+    (the Events page's poll, say) that is ``HX-Current-URL``, not the fragment's URL."""
+    url: Any = request.url
+    current = request.headers.get("hx-current-url")
+    if request.headers.get("hx-request") == "true" and current:
+        url = urlsplit(current)  # its path and query only: never another site
+    return str(url.path or "/") + (f"?{url.query}" if url.query else "")
 
 
 def login_url(next_path: str = "/") -> str:
