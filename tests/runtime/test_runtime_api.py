@@ -65,6 +65,8 @@ def test_restart_needs_an_admin_of_the_organization_and_an_enabled_connector(
         assert http.post("/api/connectors/nope/restart").status_code == 404
         refused = http.post(f"/api/connectors/{off}/restart")
         assert refused.status_code == 409 and refused.json()["error"]["code"] == "conflict"
+        named = http.get(f"/api/connectors/{off}").json()["name"]
+        assert repr(named) in refused.json()["error"]["message"]  # its name, not its id
 
         _deliver_one(http, cid, wait_until)
         wait_until(lambda: _unit(http, cid))

@@ -141,7 +141,7 @@ class RuntimeUnitService:
             connector = _connector(s, who, connector_id)
             if not connector.is_enabled:
                 raise ConflictError(
-                    f"connector {connector_id} is not enabled",
+                    f"connector {connector.name!r} is not enabled",
                     remediation="Activate the connector; its unit then starts by itself.",
                 )
             restart = _restart_row(s, connector)
