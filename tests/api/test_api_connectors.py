@@ -289,6 +289,8 @@ def test_bad_input_is_a_clear_4xx(callers):
     headers = {"Content-Type": "application/json"}
     malformed = admin("POST", "/api/connectors", content=b'{"name": "x",', headers=headers)
     assert_error(malformed, 422, "invalid_request")
+    for not_json in (b'{"name": "\xff"}', b"[" * 100_000 + b"]" * 100_000):  # not UTF-8; too deep
+        assert_error(admin("POST", "/api/connectors", content=not_json, headers=headers), 400)
     for body in (
         {**vault(), "name": 123},
         {**vault(), "params": "not a list"},

@@ -134,7 +134,8 @@ def test_messages_are_scoped_to_their_organization(
         assert http.get("/api/outbox", params={"state": "dead"}).json()["items"] == []
         assert http.get("/api/outbox", params={"state": "bogus"}).status_code == 422
     with client(api.url, other_tenant.admin_token) as eve:
-        assert eve.get(f"/api/outbox/{envelope}").status_code == 404
+        missing = eve.get(f"/api/outbox/{envelope}")
+        assert missing.status_code == 404 and missing.json()["error"]["remediation"]
         assert eve.get("/api/outbox").json()["items"] == []
         assert eve.post(f"/api/outbox/{envelope}/replay").status_code == 404
 

@@ -61,6 +61,7 @@ def _org(request: Request) -> str | None:
 
 
 HTTP_REMEDIES = {
+    400: "Send the body as JSON in UTF-8 (the OpenAPI document, /openapi.json, has its shape).",
     404: "Check the path against the OpenAPI document (/openapi.json).",
     405: "Check the method against the OpenAPI document (/openapi.json).",
     413: "Send a smaller body (large files belong in file params of a few MiB at most).",
@@ -106,7 +107,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}.get(
+        code = {
+            400: "invalid_request",  # a body that is not JSON at all
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "too_large",
+        }.get(
             exc.status_code, "http_error"
         )
         remedy = HTTP_REMEDIES.get(exc.status_code, "")

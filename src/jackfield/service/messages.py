@@ -34,6 +34,10 @@ class MessageNotFoundError(JackfieldError):
     """No such message in the caller's organization (another org's looks the same)."""
 
     code = "not_found"
+    default_remediation = (
+        "Check the envelope id (GET /api/outbox lists them); with the same id on several "
+        "connectors, pass connector_id."
+    )
 
 
 def message_view(row: Any) -> dict[str, Any]:
