@@ -48,3 +48,37 @@ def test_document_describes_the_connector_api():
     create = paths["/api/connectors"]["post"]
     assert set(create["responses"]) >= {"201", "401", "403", "413", "422"}
     assert not any(p.startswith("/connectors") or p == "/login" for p in paths)  # UI pages
+
+
+def test_every_error_is_documented_in_the_error_format():
+    """FastAPI documents its own 422 body unless a route says otherwise; every 4xx here
+    answers ``{"error": {...}}``, and the document must say so."""
+    for path, operations in load_exporter().document()["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith("4"):
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorResponse"}, (
+                        method,
+                        path,
+                        status,
+                    )
+
+
+def test_the_runtime_shapes_list_every_field_the_api_returns():
+    from datetime import UTC, datetime
+
+    from jackfield.service.events import EventRecord
+    from jackfield.service.messages import message_view
+    from jackfield.service.outbox_enqueue import NewRow
+    from jackfield.service.units import unit_view
+    from jackfield.store.models_outbox import RuntimeUnit
+
+    now = datetime.now(UTC)
+    schemas = load_exporter().document()["components"]["schemas"]
+    message = message_view(NewRow("e", "c", "send", "pending", 0, now, now, now))
+    row = RuntimeUnit(connector_id="c", liveness="running", restart_seen=0, updated_at=now)
+    unit = unit_view(row, 0, "name")
+    event = EventRecord(1, "c", "o", "e", "t", {}, "webhook", now, None).view()
+    for name, returned in (("MessageOut", message), ("UnitOut", unit), ("EventOut", event)):
+        assert set(schemas[name]["properties"]) == set(returned), name

@@ -112,9 +112,7 @@ def install_error_handlers(app: FastAPI) -> None:
             404: "not_found",
             405: "method_not_allowed",
             413: "too_large",
-        }.get(
-            exc.status_code, "http_error"
-        )
+        }.get(exc.status_code, "http_error")
         remedy = HTTP_REMEDIES.get(exc.status_code, "")
         body = error_body(code, str(exc.detail), remedy, _org(request))
         return JSONResponse(body, exc.status_code, headers=exc.headers)

@@ -13,8 +13,9 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
@@ -24,6 +25,7 @@ MAX_KEY_LENGTH = 200
 MAX_DEPTH = 16
 KEY_PATTERN = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
 DATE_TIME: JsonDict = {"format": "date-time"}
+ConnectorId = Annotated[str, Path(max_length=100, description="the connector's id (UUID)")]
 
 
 def _check_values(value: Any, path: str = "", depth: int = 0) -> None:

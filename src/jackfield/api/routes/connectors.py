@@ -8,15 +8,16 @@ secrets all happen in the service. ``setup_app`` installs the request guards
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Path, Query, Response
+from fastapi import APIRouter, FastAPI, Query, Response
 
 from ..deps import JF, Caller
 from ..limits import BodySizeLimit
 from ..schemas import (
     ConfigOut,
     ConnectorCreate,
+    ConnectorId,
     ConnectorList,
     ConnectorOut,
     ConnectorUpdate,
@@ -27,7 +28,6 @@ from ..schemas import (
 )
 
 router = APIRouter(prefix="/api/connectors", tags=["connectors"])
-ConnectorId = Annotated[str, Path(max_length=100, description="the connector's id (UUID)")]
 READ = error_responses(400, 401, 404, 422)
 WRITE = error_responses(400, 401, 403, 404, 422)
 

@@ -13,12 +13,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field
 
 from ...kernel.payloads import json_text
 from ...runtime.events import EventRouter
 from ...service.events import EventService
 from ...service.views import parse_row_id
 from ..deps import JF, Caller
+from ..schemas import DATE_TIME, ConnectorId, error_responses
 
 router = APIRouter(tags=["events"])
 KEEPALIVE_SECONDS = 15.0
@@ -44,9 +46,29 @@ class EventsResponse(JSONResponse):
         return json_text(content).encode()
 
 
-@router.get("/api/connectors/{connector_id}/events", response_class=EventsResponse)
+class EventOut(BaseModel):
+    id: int = Field(description="the inbox id: cursors and Last-Event-ID refer to it")
+    connector_id: str
+    event_id: str
+    event_type: str
+    payload: dict[str, Any]
+    source: str = Field(description="webhook, subscription, polling, loopback or simulator")
+    received_at: str = Field(json_schema_extra=DATE_TIME)
+    occurred_at: str | None = Field(json_schema_extra=DATE_TIME)
+
+
+class EventList(BaseModel):
+    items: list[EventOut]
+    next_cursor: str | None
+
+
+@router.get(
+    "/api/connectors/{connector_id}/events",
+    response_class=EventsResponse,
+    responses={200: {"model": EventList}, **error_responses(401, 404, 422)},
+)
 def list_events(
-    connector_id: str,
+    connector_id: ConnectorId,
     jf: JF,
     caller: Caller,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -59,7 +81,7 @@ def list_events(
 @router.get(
     "/api/events/stream",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **error_responses(401, 422)},
 )
 async def stream_events(
     request: Request,

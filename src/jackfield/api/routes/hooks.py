@@ -35,6 +35,7 @@ from ...kernel.inbound import WebhookRequest
 from ...runtime import heap
 from ...runtime.inbound.webhook import WebhookIngress
 from ..errors import error_body, status_for
+from ..schemas import ErrorResponse
 from .events import event_router, wrap_lifespan
 
 log = logging.getLogger(__name__)
@@ -53,17 +54,32 @@ class _TooLarge(Exception):
     pass
 
 
+_CONNECTOR_ID_PARAM = {
+    "name": "connector_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "description": "the connector's id (UUID)",
+}
+
+
 @router.post(
     "/hooks/{connector_id}",
     responses={
-        400: {"description": "the body is not what the connector expects"},
-        401: {"description": "verification failed"},
-        404: {"description": "unknown, disabled or not a webhook connector"},
-        413: {"description": "body over 1 MiB"},
+        status: {"model": ErrorResponse, "description": description}
+        for status, description in {
+            400: "the body is not what the connector expects",
+            401: "verification failed",
+            404: "unknown, disabled or not a webhook connector",
+            413: "body over 1 MiB",
+        }.items()
     },
+    # read from the path, not a parameter: FastAPI would document a 422 this never sends
+    openapi_extra={"parameters": [_CONNECTOR_ID_PARAM]},
 )
-async def receive_webhook(connector_id: str, request: Request) -> Response:
+async def receive_webhook(request: Request) -> Response:
     """Receive one webhook delivery for ``connector_id``."""
+    connector_id = request.path_params["connector_id"]
     status, body, headers = await _receive(
         _ingress(request.app), request.scope, request.receive, connector_id
     )

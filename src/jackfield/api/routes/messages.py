@@ -12,16 +12,15 @@ again at once (admin), for when the cause of an outage has been fixed.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..deps import JF, Caller
-from ..schemas import DATE_TIME, RequestModel, error_responses
+from ..schemas import DATE_TIME, ConnectorId, RequestModel, error_responses
 
 router = APIRouter(tags=["outbox"])
-ConnectorId = Annotated[str, Path(max_length=100, description="the connector's id (UUID)")]
 
 
 class MessageIn(RequestModel):
@@ -45,9 +44,17 @@ class MessageOut(BaseModel):
             "enum": ["pending", "in_flight", "retrying", "delivered", "dead", "discarded"]
         }
     )
+    operation: str | None
     attempts: int
     next_attempt_at: str | None = Field(json_schema_extra=DATE_TIME)
     last_error: str | None
+    error_class: str | None
+    result: Any = Field(
+        description="what the provider returned for a delivered message (e.g. its message_id)",
+        json_schema_extra={"type": ["object", "null"]},
+    )
+    created_at: str | None = Field(json_schema_extra=DATE_TIME)
+    updated_at: str | None = Field(json_schema_extra=DATE_TIME)
 
 
 @router.post(
@@ -83,7 +90,7 @@ class ReplayedOut(BaseModel):
 @router.post(
     "/api/connectors/{connector_id}/outbox/replay-dead",
     response_model=ReplayedOut,
-    responses=error_responses(401, 403, 404),
+    responses=error_responses(401, 403, 404, 422),
 )
 def replay_dead_letters(jf: JF, who: Caller, connector_id: ConnectorId) -> dict[str, Any]:
     """Every dead letter of the connector back to pending (admin): each keeps its

@@ -42,7 +42,7 @@ def list_messages(
     return {"items": items, "next_cursor": next_cursor}
 
 
-@router.get("/{envelope_id}", response_model=MessageOut, responses=error_responses(401, 404))
+@router.get("/{envelope_id}", response_model=MessageOut, responses=error_responses(401, 404, 422))
 def get_message(
     jf: JF, who: Caller, envelope_id: EnvelopeId, connector_id: ConnectorFilter = None
 ) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def get_message(
 @router.post(
     "/{envelope_id}/replay",
     response_model=MessageOut,
-    responses=error_responses(401, 403, 404, 409),
+    responses=error_responses(401, 403, 404, 409, 422),
 )
 def replay_message(
     jf: JF, who: Caller, envelope_id: EnvelopeId, connector_id: ConnectorFilter = None
@@ -64,7 +64,7 @@ def replay_message(
 @router.post(
     "/{envelope_id}/discard",
     response_model=MessageOut,
-    responses=error_responses(401, 403, 404, 409),
+    responses=error_responses(401, 403, 404, 409, 422),
 )
 def discard_message(
     jf: JF, who: Caller, envelope_id: EnvelopeId, connector_id: ConnectorFilter = None

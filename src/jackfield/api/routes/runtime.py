@@ -8,13 +8,13 @@ poked to act at once.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..deps import JF, Caller
-from ..schemas import DATE_TIME, error_responses
+from ..schemas import DATE_TIME, ConnectorId, error_responses
 
 router = APIRouter(tags=["runtime"])
 
@@ -22,6 +22,7 @@ router = APIRouter(tags=["runtime"])
 class UnitOut(BaseModel):
     model_config = ConfigDict(extra="allow")
     connector_id: str
+    connector_name: str | None = None
     liveness: str = Field(
         json_schema_extra={
             "enum": ["stopped", "starting", "running", "restarting", "crashed", "failed"]
@@ -43,6 +44,10 @@ class UnitOut(BaseModel):
     last_error: str | None
     node: str | None
     next_restart_at: str | None = Field(default=None, json_schema_extra=DATE_TIME)
+    restart_requested: bool = Field(
+        default=False, description="a restart was asked for and this node has not acted yet"
+    )
+    updated_at: str | None = Field(default=None, json_schema_extra=DATE_TIME)
 
 
 class UnitList(BaseModel):
@@ -60,12 +65,12 @@ def runtime_status(jf: JF, who: Caller) -> dict[str, Any]:
 @router.post(
     "/api/connectors/{connector_id}/restart",
     response_model=UnitOut,
-    responses=error_responses(401, 403, 404, 409),
+    responses=error_responses(401, 403, 404, 409, 422),
 )
 def restart_unit(
     jf: JF,
     who: Caller,
-    connector_id: Annotated[str, Path(max_length=100)],
+    connector_id: ConnectorId,
 ) -> dict[str, Any]:
     """Restart the connector's unit on every node now (409 when the connector is not
     enabled); answers with the unit most in need of attention."""
