@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import functools
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, ClassVar
 
 import httpx2
@@ -20,6 +21,7 @@ from jackfield import connector_registry
 from jackfield.kernel import InboundEvent, PollingSource, QueueProvider
 from jackfield.runtime.inbound import Lease, LeaseLost, commit_polled, inbound_runner
 from jackfield.runtime.inbox import InvalidEventError
+from jackfield.service.events import EventService
 from jackfield.store import utcnow
 from jackfield.store.models_inbound import InboundCursor, InboxEvent, UnitLease
 
@@ -37,6 +39,7 @@ class FeedPoller(QueueProvider, PollingSource):
     FAULTS: ClassVar[dict[str, set[int]]] = {}
     POLLS: ClassVar[dict[str, int]] = {}
     SLOW: ClassVar[dict[str, float]] = {}
+    HANG: ClassVar[dict[str, threading.Event]] = {}  # a poll that waits for this event
     CURSORS: ClassVar[dict[str, list[str | None]]] = {}  # what each poll was asked for
 
     def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]:
@@ -47,6 +50,8 @@ class FeedPoller(QueueProvider, PollingSource):
         if self.POLLS[feed] in self.FAULTS.get(feed, set()):
             raise RuntimeError(f"simulated crash in poll #{self.POLLS[feed]}")
         time.sleep(self.SLOW.get(feed, 0.0))
+        if feed in self.HANG:
+            self.HANG[feed].wait()  # like an HTTP call without a timeout
         start = int(cursor or 0)
         items = self.FEEDS[feed][start : start + 3]
         events = [
@@ -130,6 +135,16 @@ def polled(jf, connector_id: str, organization_id: str, events: list[Any]) -> in
     return commit_polled(jf.db, lease, connector_id, organization_id, events, "next")
 
 
+def test_an_occurred_at_with_an_offset_is_stored_as_that_instant(jf, admin, feed):
+    """SQLite keeps no offset: 12:00+05:00 was stored, and read back, as 12:00 UTC."""
+    connector_id, _ = feed
+    noon_in_karachi = datetime(2026, 1, 1, 12, 0, tzinfo=timezone(timedelta(hours=5)))
+    event_ = InboundEvent("tz-1", "feed.item", {}, occurred_at=noon_in_karachi)
+    assert polled(jf, connector_id, admin.organization_id, [event_]) == 1
+    listed = EventService(jf.db).list(admin, connector_id)["items"]
+    assert listed[0]["occurred_at"] == "2026-01-01T07:00:00+00:00"
+
+
 def test_polled_values_json_cannot_hold_are_stored_as_webhooks_store_them(
     jf, api, admin, feed, org_token
 ):
@@ -188,6 +203,7 @@ DEEP = functools.reduce(lambda inner, _: {"in": inner}, range(70), {})
         (InboundEvent("e", "feed.item", DEEP), "deeper than 64 levels"),
         (InboundEvent("e", "t", {}, occurred_at="today"), "occurred_at must be a datetime"),  # type: ignore[arg-type]
         ({"event_id": "e"}, "expected an InboundEvent, got dict"),
+        (InboundEvent("e", "t", {"blob": "x" * 2**20}), "the limit is 1048576"),  # > 1 MiB
     ],
 )
 def test_an_event_the_inbox_cannot_store_fails_its_batch_clearly_and_loses_nothing(
@@ -338,6 +354,36 @@ async def test_the_runtime_runs_an_enabled_poller_and_handlers_get_its_events(jf
         lease = s.get(UnitLease, f"inbound:{connector_id}")
         assert lease.owner == jf.runtime.node_id
         assert lease.expires_at <= utcnow()  # released at stop: another node may take over
+
+
+async def test_polls_that_never_return_do_not_stop_the_other_units(jf, admin, feed):
+    """More hung sync polls than the loop's default executor has threads: that pool does
+    the runtime's own database work, so the healthy poller would stop with them."""
+    connector_id, _ = feed
+    release = threading.Event()
+    for n in range(12):
+        name = f"hung-{uuid.uuid4().hex}"
+        FeedPoller.FEEDS[name], FeedPoller.HANG[name] = [], release
+        hung = jf.connectors.create(
+            admin,
+            name=f"hung {n}",
+            category="queue",
+            provider_type="feed_poll_test",
+            config={"feed": name},
+        )
+        assert jf.connectors.test(admin, hung["id"])["success"]
+        jf.connectors.set_enabled(admin, hung["id"], True)
+    assert jf.connectors.test(admin, connector_id)["success"]
+    jf.connectors.set_enabled(admin, connector_id, True)
+    got: list[str] = []
+    jf.on("feed.item")(lambda event: got.append(event.event_id))
+    await jf.start()
+    try:
+        await eventually(lambda: len(got) == 7, timeout=15)
+    finally:
+        release.set()  # first: stopping waits on that pool too, when they starve it
+        await jf.stop()
+    assert got == ALL
 
 
 def test_a_released_lease_is_not_taken_back_by_a_late_acquire(jf, feed):

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import inspect
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from types import FunctionType, MethodType
 from typing import Any
+
+#: Sync provider and handler calls run here, not in the loop's default executor: that
+#: one (a handful of threads) also does the runtime's own database work, and a provider
+#: call that never returns (an HTTP call without a timeout) holds its thread for good --
+#: a few of them would stop every unit of the node, leases and heartbeats included.
+PROVIDER_CALLS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="jackfield-provider")
 
 
 def is_async(fn: Callable[..., Any]) -> bool:
@@ -25,7 +34,8 @@ async def call_async(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> An
     """Await ``fn(*args)``; a sync ``fn`` runs in a worker thread so the loop never blocks."""
     if is_async(fn):
         return await fn(*args, **kwargs)
-    result = await asyncio.to_thread(fn, *args, **kwargs)
+    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+    result = await asyncio.get_running_loop().run_in_executor(PROVIDER_CALLS, call)
     if inspect.isawaitable(result):
         return await result
     return result

@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from .payloads import PayloadError, check_nesting
+from .payloads import PayloadError, check_nesting, json_text
 
 MAX_EVENT_ID = 200
 MAX_EVENT_TYPE = 100
+MAX_EVENT_PAYLOAD_BYTES = 1024 * 1024  # as large as a webhook body may be
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +70,9 @@ def event_problem(event: object) -> str | None:
         check_nesting(event.payload)
     except PayloadError as exc:
         return str(exc)
+    size = len(json_text(event.payload).encode())
+    if size > MAX_EVENT_PAYLOAD_BYTES:
+        return f"the payload is {size} bytes as JSON; the limit is {MAX_EVENT_PAYLOAD_BYTES}"
     return None
 
 

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ClauseElement, Insert
 from sqlalchemy.sql.compiler import SQLCompiler
 
-from .models import UTCDateTime
+from .models import UTCDateTime, as_utc
 
 Row = tuple[Any, ...]
 
@@ -172,7 +172,7 @@ class DriverValues:
         self._timestamp: Callable[[Any], Any] = process if process is not None else _same
 
     def timestamp(self, value: datetime | None) -> Any:
-        return None if value is None else self._timestamp(value)
+        return None if value is None else self._timestamp(as_utc(value))
 
     @staticmethod
     def read_timestamp(value: Any) -> datetime | None:

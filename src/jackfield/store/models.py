@@ -36,6 +36,12 @@ def new_uuid() -> str:
     return str(uuid.uuid4())
 
 
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC: naive values are taken as UTC; others are converted (SQLite
+    keeps no offset, so 12:00+05:00 stored as is would read back as 12:00 UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on every backend (SQLite returns naive values)."""
 
@@ -43,9 +49,7 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
+        return None if value is None else as_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
         if value is not None and value.tzinfo is None:
