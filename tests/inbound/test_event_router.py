@@ -86,6 +86,29 @@ async def test_handlers_by_type_and_star_sync_and_async(jf, admin, org):
     assert undispatched(jf) == 0
 
 
+async def test_stop_returns_once_the_handled_events_are_marked(jf, admin, org):
+    """``stop()`` used to return while the batch's marks were still being written in a
+    thread: a caller checking or exiting right after saw them undispatched."""
+    connector = echo_connector(jf, admin)
+    router = EventRouter(jf, poll_interval=0.05)
+    seen: list[str] = []
+    router.on("*")(lambda event: seen.append(event.event_id))
+    mark = router._finish
+
+    def slow_mark(*args):  # a slow commit, so stop() comes while it is under way
+        time.sleep(0.5)
+        mark(*args)
+
+    router._finish = slow_mark
+    commit(jf, connector, org, ("e1", "x"), ("e2", "y"))
+    await router.start()
+    try:
+        await eventually(lambda: len(seen) == 2)
+    finally:
+        await router.stop()
+    assert undispatched(jf) == 0
+
+
 async def test_handlers_receive_the_stored_event(jf, admin, org):
     connector = echo_connector(jf, admin)
     router = EventRouter(jf, poll_interval=0.05)

@@ -73,6 +73,7 @@ class EventRouter:
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
+        self._finishing: asyncio.Future[None] | None = None  # the last batch's marks
 
     # -- registration -------------------------------------------------------------------
     def on(self, event_type: str) -> Callable[[H], H]:
@@ -106,6 +107,9 @@ class EventRouter:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+        finishing, self._finishing = self._finishing, None
+        if finishing is not None:  # stopped means the handled events are marked
+            await asyncio.gather(finishing, return_exceptions=True)
         self._loop = self._wakeup = None
         await self.feed.close()
 
@@ -148,9 +152,16 @@ class EventRouter:
                     await self._run_handlers(record)
                     done.append(record.id)
             finally:
+                # the marks are started before anything here awaits: a stop() arriving
+                # at an await must not skip them (the events would run again later)
+                finishing = asyncio.ensure_future(
+                    asyncio.to_thread(self._finish, token, claimed, done)
+                )
+                self._finishing = finishing
                 keeper.cancel()
                 await asyncio.gather(keeper, return_exceptions=True)
-                await asyncio.shield(asyncio.to_thread(self._finish, token, claimed, done))
+                await asyncio.shield(finishing)  # (cancelled: stop() waits for it)
+                self._finishing = None
             return len(done)
 
     async def _run_handlers(self, record: EventRecord) -> None:
