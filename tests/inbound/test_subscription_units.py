@@ -17,7 +17,13 @@ import pytest
 from sqlalchemy import select
 
 from jackfield import ConfigField, connector_registry
-from jackfield.kernel import InboundEvent, QueueProvider, ReceivedEvent, SubscriptionSource
+from jackfield.kernel import (
+    ConnectionFailedError,
+    InboundEvent,
+    QueueProvider,
+    ReceivedEvent,
+    SubscriptionSource,
+)
 from jackfield.runtime.inbound import inbound_runner
 from jackfield.runtime.inbox import InvalidEventError
 from jackfield.store.models_inbound import InboxEvent
@@ -306,3 +312,35 @@ async def test_a_source_yielding_something_else_is_told_what_it_must_yield(jf, a
         await asyncio.wait_for(unit(), 10)
     assert "subscribe() must yield ReceivedEvent(event, ack), not dict" in str(refused.value)
     assert inbox(jf, created["id"]) == []
+
+
+class ShortSource(QueueProvider, SubscriptionSource):
+    """Yields two events, then its stream ends (a broker that closed the channel)."""
+
+    provider_type = "short_stream_test"
+    display_name = "Short stream (tests)"
+    ACKED: ClassVar[list[str]] = []
+
+    async def subscribe(self) -> AsyncIterator[ReceivedEvent]:
+        for event_id in ("s-1", "s-2"):
+
+            async def ack(event_id: str = event_id) -> None:
+                self.ACKED.append(event_id)
+
+            yield ReceivedEvent(InboundEvent(event_id, "t", {}), ack)
+
+    def publish(self, topic: str, body: bytes, headers: dict[str, str] | None = None) -> Any:
+        raise NotImplementedError
+
+
+async def test_a_stream_that_ends_commits_and_acks_what_it_gave_then_fails_the_unit(jf, admin):
+    if not connector_registry.is_registered("queue", "short_stream_test"):
+        connector_registry.register(ShortSource)
+    ShortSource.ACKED.clear()
+    created = jf.connectors.create(
+        admin, name="short", category="queue", provider_type="short_stream_test", config={}
+    )
+    unit = inbound_runner(jf, created["id"], ShortSource.from_config({}), "node-a")
+    with pytest.raises(ConnectionFailedError, match="the subscription stream ended"):
+        await asyncio.wait_for(unit(), 10)
+    assert [e for e, _ in inbox(jf, created["id"])] == ShortSource.ACKED == ["s-1", "s-2"]

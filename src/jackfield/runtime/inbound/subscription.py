@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
 
 from ...kernel.errors import ConnectionFailedError
 from ...kernel.inbound import ReceivedEvent, SubscriptionSource
@@ -120,7 +119,9 @@ async def _consume(
                 await aclose()
 
 
-async def _read_ahead(stream: AsyncIterator[ReceivedEvent], buffer: asyncio.Queue[Any]) -> None:
+async def _read_ahead(
+    stream: AsyncIterator[ReceivedEvent], buffer: asyncio.Queue[ReceivedEvent]
+) -> None:
     async for received in stream:
         await buffer.put(received)
 
@@ -136,8 +137,9 @@ async def _next_batch(
         try:
             await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            getter.cancel()  # (no effect once it has its event)
-        if getter.cancelled():
+            if not getter.done():  # the reader ended (or we are stopped): nothing to take
+                getter.cancel()
+        if not getter.done() or getter.cancelled():
             reader.result()  # the stream's error
             raise ConnectionFailedError("the subscription stream ended")
         batch.append(getter.result())
