@@ -336,20 +336,33 @@ def test_a_provider_without_polling_or_subscription_needs_no_unit(jf, feed):
     assert inbound_runner(jf, feed[0], EchoProvider.from_config({}), "n") is None
 
 
-async def test_the_runtime_runs_an_enabled_poller_and_handlers_get_its_events(jf, admin, feed):
-    """End to end through the facade: the supervisor starts the unit, the events reach
-    ``@jf.on`` handlers."""
-    connector_id, _ = feed
+def activate(jf, admin, connector_id: str) -> None:
     assert jf.connectors.test(admin, connector_id)["success"]
     jf.connectors.set_enabled(admin, connector_id, True)
+
+
+async def handled_by_the_runtime(
+    jf, admin, connector_id: str, before_stop: Callable[[], object] = lambda: None
+) -> list[str]:
+    """The event ids ``@jf.on`` handlers got from the activated poller, in order, once
+    the feed's seven arrived."""
+    activate(jf, admin, connector_id)
     got: list[str] = []
     jf.on("feed.item")(lambda event: got.append(event.event_id))
     await jf.start()
     try:
         await eventually(lambda: len(got) == 7, timeout=15)
     finally:
+        before_stop()
         await jf.stop()
-    assert got == ALL
+    return got
+
+
+async def test_the_runtime_runs_an_enabled_poller_and_handlers_get_its_events(jf, admin, feed):
+    """End to end through the facade: the supervisor starts the unit, the events reach
+    ``@jf.on`` handlers."""
+    connector_id, _ = feed
+    assert await handled_by_the_runtime(jf, admin, connector_id) == ALL
     with jf.db.transaction() as s:
         lease = s.get(UnitLease, f"inbound:{connector_id}")
         assert lease.owner == jf.runtime.node_id
@@ -371,19 +384,9 @@ async def test_polls_that_never_return_do_not_stop_the_other_units(jf, admin, fe
             provider_type="feed_poll_test",
             config={"feed": name},
         )
-        assert jf.connectors.test(admin, hung["id"])["success"]
-        jf.connectors.set_enabled(admin, hung["id"], True)
-    assert jf.connectors.test(admin, connector_id)["success"]
-    jf.connectors.set_enabled(admin, connector_id, True)
-    got: list[str] = []
-    jf.on("feed.item")(lambda event: got.append(event.event_id))
-    await jf.start()
-    try:
-        await eventually(lambda: len(got) == 7, timeout=15)
-    finally:
-        release.set()  # first: stopping waits on that pool too, when they starve it
-        await jf.stop()
-    assert got == ALL
+        activate(jf, admin, hung["id"])
+    # first: stopping waits on that pool too, when they starve it
+    assert await handled_by_the_runtime(jf, admin, connector_id, before_stop=release.set) == ALL
 
 
 def test_a_released_lease_is_not_taken_back_by_a_late_acquire(jf, feed):

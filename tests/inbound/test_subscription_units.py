@@ -253,6 +253,20 @@ async def test_an_event_the_inbox_cannot_store_is_never_acked(jf, redis_stream):
     assert [entry["message_id"].decode() for entry in detail] == [first, bad][len(stored) :]
 
 
+def unit_of(jf, admin, source: type[SubscriptionSource]) -> tuple[str, Any]:
+    """(connector id, the unit's runner) for a connector of the test source ``source``."""
+    if not connector_registry.is_registered("queue", source.provider_type):
+        connector_registry.register(source)
+    created = jf.connectors.create(
+        admin,
+        name=source.provider_type,
+        category="queue",
+        provider_type=source.provider_type,
+        config={},
+    )
+    return created["id"], inbound_runner(jf, created["id"], source.from_config({}), "node-a")
+
+
 class StubbornSource(QueueProvider, SubscriptionSource):
     """Swallows the first cancellation while waiting, as redis-py can on Python 3.11."""
 
@@ -275,12 +289,7 @@ class StubbornSource(QueueProvider, SubscriptionSource):
 
 
 async def test_a_unit_stops_even_if_its_source_swallows_a_cancellation(jf, admin):
-    if not connector_registry.is_registered("queue", "stubborn_stream_test"):
-        connector_registry.register(StubbornSource)
-    created = jf.connectors.create(
-        admin, name="stubborn", category="queue", provider_type="stubborn_stream_test", config={}
-    )
-    unit = inbound_runner(jf, created["id"], StubbornSource.from_config({}), "node-a")
+    _, unit = unit_of(jf, admin, StubbornSource)
     task = asyncio.create_task(unit())
     await asyncio.sleep(0.3)
     task.cancel()
@@ -302,16 +311,11 @@ class GarbageSource(QueueProvider, SubscriptionSource):
 
 
 async def test_a_source_yielding_something_else_is_told_what_it_must_yield(jf, admin):
-    if not connector_registry.is_registered("queue", "garbage_stream_test"):
-        connector_registry.register(GarbageSource)
-    created = jf.connectors.create(
-        admin, name="garbage", category="queue", provider_type="garbage_stream_test", config={}
-    )
-    unit = inbound_runner(jf, created["id"], GarbageSource.from_config({}), "node-a")
+    connector_id, unit = unit_of(jf, admin, GarbageSource)
     with pytest.raises(InvalidEventError) as refused:
         await asyncio.wait_for(unit(), 10)
     assert "subscribe() must yield ReceivedEvent(event, ack), not dict" in str(refused.value)
-    assert inbox(jf, created["id"]) == []
+    assert inbox(jf, connector_id) == []
 
 
 class ShortSource(QueueProvider, SubscriptionSource):
@@ -334,13 +338,8 @@ class ShortSource(QueueProvider, SubscriptionSource):
 
 
 async def test_a_stream_that_ends_commits_and_acks_what_it_gave_then_fails_the_unit(jf, admin):
-    if not connector_registry.is_registered("queue", "short_stream_test"):
-        connector_registry.register(ShortSource)
     ShortSource.ACKED.clear()
-    created = jf.connectors.create(
-        admin, name="short", category="queue", provider_type="short_stream_test", config={}
-    )
-    unit = inbound_runner(jf, created["id"], ShortSource.from_config({}), "node-a")
+    connector_id, unit = unit_of(jf, admin, ShortSource)
     with pytest.raises(ConnectionFailedError, match="the subscription stream ended"):
         await asyncio.wait_for(unit(), 10)
-    assert [e for e, _ in inbox(jf, created["id"])] == ShortSource.ACKED == ["s-1", "s-2"]
+    assert [e for e, _ in inbox(jf, connector_id)] == ShortSource.ACKED == ["s-1", "s-2"]
