@@ -193,6 +193,25 @@ def test_unknown_and_disabled_connectors_look_the_same(jf, api, admin, webhook_c
     assert len(stored(jf, webhook_connector)) == 1
 
 
+def test_an_anonymous_sender_cannot_test_guesses_of_any_organizations_secret(
+    jf, api, admin, sign
+):
+    """Anyone may POST to /hooks/{id}; if its errors masked every organization's secrets,
+    a hex or UUID-like API key would come back masked when guessed as the id."""
+    key = "5f0c2a9e-7d41-4b8a-9c3e-1a2b3c4d5e6f"
+    jf.connectors.create(
+        admin,
+        name="vault",
+        category="http",
+        provider_type="vault_test",
+        config={"url": "https://vault.example.com", "token": key},
+    )
+    body = b"{}"
+    guessed, other = (post(api, guess, body, sign(body)) for guess in (key, key[:-1] + "0"))
+    assert guessed.status_code == other.status_code == 404
+    assert guessed.json() == other.json() and "****" not in guessed.text
+
+
 def test_a_connector_that_is_not_a_webhook_is_404(jf, api, admin, sign):
     created = jf.connectors.create(
         admin, name="echo", category="messaging", provider_type="echo", config={}

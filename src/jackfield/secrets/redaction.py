@@ -20,6 +20,9 @@ from ..kernel.secret_text import secret_forms
 
 _MIN_SECRET_LENGTH = 4
 _EVERY = object()  # the scope of every organization's values
+NO_ORGANIZATION = ""
+"""The scope of a caller of no organization (a webhook sender): only values that belong
+to no organization are masked for it."""
 
 
 class Redactor:

@@ -30,10 +30,11 @@ from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ...kernel.errors import AuthError, ConnectorNotFoundError, JackfieldError
+from ...kernel.errors import AuthError, JackfieldError
 from ...kernel.inbound import WebhookRequest
 from ...runtime import heap
-from ...runtime.inbound.webhook import WebhookIngress
+from ...runtime.inbound.webhook import WebhookIngress, no_webhook_endpoint
+from ...secrets.redaction import NO_ORGANIZATION
 from ..errors import error_body, status_for
 from ..schemas import ErrorResponse
 from .events import event_router, wrap_lifespan
@@ -94,7 +95,7 @@ async def _receive(
     """The whole endpoint, errors included (the fast path has no exception handlers)."""
     try:
         if not _CONNECTOR_ID.fullmatch(connector_id):  # also keeps NUL bytes out of SQL
-            raise ConnectorNotFoundError("no webhook endpoint for this connector id")
+            raise no_webhook_endpoint()
         headers = _headers(scope)
         body = await _read_body(receive, headers.get("content-length", ""))
         query_string = scope.get("query_string")
@@ -108,13 +109,15 @@ async def _receive(
             "Have the sender send smaller events (split a large batch).",
         )
         return _json_answer(413, body_, close=True)
-    except AuthError as exc:  # a ConnectorError, but here it means "not verified"
-        return _json_answer(401, error_body(exc.code, exc.message, exc.remediation))
     except JackfieldError as exc:
-        status = status_for(exc)
+        # AuthError is a ConnectorError, but here it means "not verified"
+        status = 401 if isinstance(exc, AuthError) else status_for(exc)
         if status >= 500:
             log.error("webhook for %s failed: %s", connector_id, exc)
-        return _json_answer(status, error_body(exc.code, exc.message, exc.remediation))
+        # the sender is of no organization: mask the connector's secrets, never others'
+        # (masking every organization's would tell an anonymous caller which guess is one)
+        org = ingress.organization_of(connector_id) or NO_ORGANIZATION
+        return _json_answer(status, error_body(exc.code, exc.message, exc.remediation, org))
     # the event router was woken by the ingress, once per committed group
     return _success(result.accepted, result.duplicates)
 

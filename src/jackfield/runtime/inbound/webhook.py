@@ -83,9 +83,10 @@ class _Stale(Exception):
     """The connector changed since its provider was cached: verify again."""
 
 
-def _not_found(connector_id: str) -> ConnectorNotFoundError:
-    # unknown, disabled, deleted, or not a webhook connector: all look the same outside
-    return ConnectorNotFoundError(f"no webhook endpoint for connector {connector_id}")
+def no_webhook_endpoint() -> ConnectorNotFoundError:
+    """Unknown, disabled, deleted or not a webhook connector: all look the same outside.
+    The id is not quoted: the answer goes to anyone, and is the same for every id."""
+    return ConnectorNotFoundError("no webhook endpoint for this connector id")
 
 
 class WebhookIngress:
@@ -150,7 +151,12 @@ class WebhookIngress:
             except ConnectorNotFoundError:
                 self._targets.pop(connector_id, None)
                 raise
-        raise _not_found(connector_id)  # changed twice while we verified: let it retry
+        raise no_webhook_endpoint()  # changed twice while we verified: let it retry
+
+    def organization_of(self, connector_id: str) -> str | None:
+        """The organization of a connector this ingress has verified requests for."""
+        target = self._targets.get(connector_id)
+        return target.organization_id if target is not None else None
 
     def close(self) -> None:
         """Wait for the commit in flight and stop the writer thread (a later commit,
@@ -195,9 +201,9 @@ class WebhookIngress:
         try:
             row, cls, config = self.jf.connectors.resolve(connector_id)
         except ConnectorNotFoundError:
-            raise _not_found(connector_id) from None
+            raise no_webhook_endpoint() from None
         if not row.is_enabled or not issubclass(cls, WebhookSource):
-            raise _not_found(connector_id)
+            raise no_webhook_endpoint()
         provider = cls.from_config(config)
         assert isinstance(provider, WebhookSource)
         inline = bool(getattr(provider, "verify_inline", False))
@@ -275,7 +281,7 @@ def _write_batch(batch: list[_Pending], cursor: DriverCursor) -> list[IngestResu
     for pending in batch:
         found = state.get(pending.connector_id)
         if found is None or not found[0]:
-            outcomes.append(_not_found(pending.connector_id))
+            outcomes.append(no_webhook_endpoint())
         elif found[1] != pending.target.updated_at:
             outcomes.append(_Stale())
         else:
