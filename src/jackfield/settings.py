@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .kernel.inbound import MAX_REPLAY_WINDOW_SECONDS
 
 
 class Settings(BaseSettings):
@@ -56,3 +58,17 @@ class Settings(BaseSettings):
     outbox_retention_hours: float = 168.0
     inbox_retention_hours: float = 168.0
     retention_interval_seconds: float = 600.0  # how often each node prunes
+
+    @field_validator("inbox_retention_hours")
+    @classmethod
+    def _inbox_outlasts_replay_window(cls, hours: float) -> float:
+        """The inbox's ids deduplicate webhooks; pruned sooner than a webhook may be
+        accepted, a captured request could be replayed and stored a second time."""
+        floor = MAX_REPLAY_WINDOW_SECONDS / 3600
+        if hours != 0 and hours < floor:
+            raise ValueError(
+                f"must be 0 (keep for ever) or at least {floor:g} hours: the inbox "
+                "remembers webhook ids for its retention, and a webhook may be accepted "
+                f"up to {floor:g} hours after it was signed"
+            )
+        return hours

@@ -10,9 +10,15 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
+import pytest
 from sqlalchemy import select
 
+from jackfield.connectors.webhook import WebhookProvider
+from jackfield.kernel import connector_registry
+from jackfield.kernel.errors import ConnectorConfigError
 from jackfield.store.models_inbound import InboxEvent
+
+from .conftest import make_active_connector
 
 NEW_SECRET = "whsec_" + base64.b64encode(b"a-brand-new-secret-after-rotate!").decode()
 
@@ -212,6 +218,64 @@ def test_an_anonymous_sender_cannot_test_guesses_of_any_organizations_secret(
     assert guessed.json() == other.json() and "****" not in guessed.text
 
 
+def test_a_trailing_slash_is_the_same_endpoint_not_a_redirect(jf, api, webhook_connector, sign):
+    body = b'{"type": "slash"}'
+    response = post(api, webhook_connector + "/", body, sign(body))
+    assert response.status_code == 200, response.text  # senders do not follow a 307 POST
+    assert [row.event_type for row in stored(jf, webhook_connector)] == ["slash"]
+
+
+class RestlessWebhook(WebhookProvider):
+    """A webhook connector whose config changes while each request is verified (an
+    admin editing it at that moment, twice in a row)."""
+
+    provider_type = "restless_webhook_test"
+    during_verification = staticmethod(lambda: None)
+
+    def parse_webhook(self, request):
+        events = super().parse_webhook(request)
+        RestlessWebhook.during_verification()
+        return events
+
+
+if not connector_registry.is_registered("http", RestlessWebhook.provider_type):
+    connector_registry.register(RestlessWebhook)
+
+
+def test_a_connector_that_keeps_changing_during_verification_is_503_retry(
+    jf, api, admin, webhook_secret, sign
+):
+    cid = make_active_connector(jf, admin, RestlessWebhook.provider_type, {"secret": webhook_secret})
+    edits = iter(range(100))
+    RestlessWebhook.during_verification = lambda: jf.connectors.update(
+        admin, cid, name=f"edited-{next(edits)}"
+    )
+    try:
+        body = b'{"type": "late"}'
+        response = post(api, cid, body, sign(body))
+    finally:
+        RestlessWebhook.during_verification = lambda: None
+    # a 404 would tell the sender the endpoint is gone; this is "try again"
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["error"]["code"] == "transient"
+    assert stored(jf, cid) == []
+    assert post(api, cid, body, sign(body)).status_code == 200  # the retry gets in
+
+
+def test_a_tolerance_over_a_day_is_refused(jf, admin, webhook_secret):
+    """Beyond a day a captured request could outlive its id in the inbox and replay."""
+    with pytest.raises(ConnectorConfigError) as refused:
+        jf.connectors.create(
+            admin,
+            name="lax",
+            category="http",
+            provider_type="webhook",
+            config={"secret": webhook_secret, "tolerance_seconds": 86_401},
+        )
+    assert "at most 86400 seconds" in refused.value.field_errors["tolerance_seconds"]
+
+
 def test_a_connector_that_is_not_a_webhook_is_404(jf, api, admin, sign):
     created = jf.connectors.create(
         admin, name="echo", category="messaging", provider_type="echo", config={}
@@ -288,6 +352,7 @@ def test_without_the_fast_path_the_documented_route_answers_the_same(jf, webhook
         url = f"http://127.0.0.1:{port}/hooks/{webhook_connector}"
         body = b'{"type": "slow.path"}'
         ok = httpx2.post(url, content=body, headers=sign(body, msg_id="msg_slow"))
+        slash = httpx2.post(url + "/", content=body, headers=sign(body, msg_id="msg_slash"))
         bad = httpx2.post(url, content=body, headers={**sign(body), "webhook-signature": "v1,x"})
         junk = httpx2.post(url.replace(webhook_connector, "not%00an-id"), content=body)
     finally:
@@ -297,6 +362,7 @@ def test_without_the_fast_path_the_documented_route_answers_the_same(jf, webhook
         if ingress is not None:
             ingress.close()
     assert ok.status_code == 200 and ok.json() == {"accepted": 1, "duplicates": 0}
+    assert slash.status_code == 200 and slash.json() == {"accepted": 1, "duplicates": 0}
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "auth_failed"
     assert junk.status_code in (400, 404)
-    assert [r.event_id for r in stored(jf, webhook_connector)] == ["msg_slow"]
+    assert [r.event_id for r in stored(jf, webhook_connector)] == ["msg_slow", "msg_slash"]

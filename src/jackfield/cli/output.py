@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
@@ -56,6 +57,9 @@ def user_errors() -> Iterator[None]:
         if problems and problems not in message:  # e.g. "state: one of pending, ..."
             message = f"{message} ({problems})"
         fail(message, exc.remediation)
+    except ValidationError as exc:  # only Settings are validated by pydantic out here
+        problems = "; ".join(map(_setting_problem, exc.errors()))
+        fail(f"the settings are not valid: {problems}", "fix the environment variables")
     except OperationalError as exc:
         fail(f"cannot use the database: {exc.orig}", "check JACKFIELD_DATABASE_URL")
     except ArgumentError as exc:  # also an unknown driver (NoSuchModuleError)
@@ -66,6 +70,11 @@ def user_errors() -> Iterator[None]:
             f"cannot use {what}: {exc.strerror or exc}",
             "check JACKFIELD_DATA_DIR and JACKFIELD_DATABASE_URL",
         )
+
+
+def _setting_problem(error: Any) -> str:
+    name = "JACKFIELD_" + "_".join(map(str, error["loc"])).upper()
+    return f"{name}: {error['msg'].removeprefix('Value error, ')}"
 
 
 def emit(data: Any, as_json: bool, render: Callable[[Any], None] | None = None) -> None:

@@ -47,7 +47,12 @@ from jackfield.kernel import (
     WebhookRequest,
     WebhookSource,
 )
-from jackfield.kernel.inbound import MAX_EVENT_ID, MAX_EVENT_TYPE, text_problem
+from jackfield.kernel.inbound import (
+    MAX_EVENT_ID,
+    MAX_EVENT_TYPE,
+    MAX_REPLAY_WINDOW_SECONDS,
+    text_problem,
+)
 from jackfield.kernel.payloads import TOO_DEEP, PayloadError, check_depth, check_unicode
 
 SECRET_PREFIX = "whsec_"
@@ -115,7 +120,8 @@ class WebhookProvider(HttpProvider, WebhookSource):
                 "Timestamp tolerance (s)",
                 type=FieldType.INTEGER,
                 default=DEFAULT_TOLERANCE,
-                help="Refuse webhooks whose timestamp is further than this from now.",
+                help="Refuse webhooks whose timestamp is further than this from now "
+                "(at most a day).",
             ),
         ]
 
@@ -127,8 +133,15 @@ class WebhookProvider(HttpProvider, WebhookSource):
             decode_secret(valid.get("secret") or "")
         except ValueError as exc:
             errors["secret"] = str(exc)
-        if valid.get("tolerance_seconds", DEFAULT_TOLERANCE) <= 0:
+        tolerance = valid.get("tolerance_seconds", DEFAULT_TOLERANCE)
+        if tolerance <= 0:
             errors["tolerance_seconds"] = "must be a positive number of seconds"
+        elif tolerance > MAX_REPLAY_WINDOW_SECONDS:
+            # the inbox remembers webhook ids for a day at least: beyond, replays get in
+            errors["tolerance_seconds"] = (
+                f"must be at most {MAX_REPLAY_WINDOW_SECONDS} seconds (a day): an older "
+                "request could be replayed once its id has left the inbox"
+            )
         if errors:
             raise ConnectorConfigError.for_fields(errors)
         return valid

@@ -18,6 +18,10 @@ from .payloads import PayloadError, check_nesting, json_text
 MAX_EVENT_ID = 200
 MAX_EVENT_TYPE = 100
 MAX_EVENT_PAYLOAD_BYTES = 1024 * 1024  # as large as a webhook body may be
+MAX_REPLAY_WINDOW_SECONDS = 24 * 3600
+"""How long after it was signed a webhook may be accepted, at most (its timestamp
+tolerance). The inbox remembers event ids at least this long (its retention), so a
+request replayed within the window is always a duplicate."""
 
 
 @dataclass(frozen=True, slots=True)

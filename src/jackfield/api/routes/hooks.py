@@ -3,7 +3,8 @@ provider verifies the raw request. 2xx only after the events are committed.
 
 Answers: 200 ``{"accepted": n, "duplicates": m}`` (a repeated event id is a success,
 stored once); 401 when verification fails; 404 for an unknown, disabled or non-webhook
-connector (indistinguishable); 413 for a body over 1 MiB; 400 for a malformed body.
+connector (indistinguishable); 413 for a body over 1 MiB; 400 for a malformed body;
+503 with ``Retry-After`` when the connector changed while the request was verified.
 
 The fast path: once the app has started, ``POST /hooks/*`` is dispatched in front of
 the app's middleware stack (sessions, API body limits, exception wrappers, routing).
@@ -30,7 +31,7 @@ from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ...kernel.errors import AuthError, JackfieldError
+from ...kernel.errors import AuthError, JackfieldError, TransientError
 from ...kernel.inbound import WebhookRequest
 from ...runtime import heap
 from ...runtime.inbound.webhook import WebhookIngress, no_webhook_endpoint
@@ -73,11 +74,13 @@ _CONNECTOR_ID_PARAM = {
             401: "verification failed",
             404: "unknown, disabled or not a webhook connector",
             413: "body over 1 MiB",
+            503: "the connector changed meanwhile: send it again (Retry-After)",
         }.items()
     },
     # read from the path, not a parameter: FastAPI would document a 422 this never sends
     openapi_extra={"parameters": [_CONNECTOR_ID_PARAM]},
 )
+@router.post("/hooks/{connector_id}/", include_in_schema=False)  # not a 307: senders post once
 async def receive_webhook(request: Request) -> Response:
     """Receive one webhook delivery for ``connector_id``."""
     connector_id = request.path_params["connector_id"]
@@ -110,16 +113,26 @@ async def _receive(
         )
         return _json_answer(413, body_, close=True)
     except JackfieldError as exc:
-        # AuthError is a ConnectorError, but here it means "not verified"
-        status = 401 if isinstance(exc, AuthError) else status_for(exc)
+        status = _status_for(exc)
         if status >= 500:
             log.error("webhook for %s failed: %s", connector_id, exc)
         # the sender is of no organization: mask the connector's secrets, never others'
         # (masking every organization's would tell an anonymous caller which guess is one)
         org = ingress.organization_of(connector_id) or NO_ORGANIZATION
-        return _json_answer(status, error_body(exc.code, exc.message, exc.remediation, org))
+        answer = _json_answer(status, error_body(exc.code, exc.message, exc.remediation, org))
+        if status == 503:
+            answer[2].append((b"retry-after", b"1"))
+        return answer
     # the event router was woken by the ingress, once per committed group
     return _success(result.accepted, result.duplicates)
+
+
+def _status_for(exc: JackfieldError) -> int:
+    """The API's status, but a sender's view: ``AuthError`` (a ``ConnectorError``, 400
+    elsewhere) means "not verified", and a ``TransientError`` asks it to retry."""
+    if isinstance(exc, AuthError):
+        return 401
+    return 503 if isinstance(exc, TransientError) else status_for(exc)
 
 
 @lru_cache(maxsize=64)
@@ -202,7 +215,7 @@ class _FastPath:
         if scope["type"] == "http" and scope["method"] == "POST":
             path: str = scope["path"]
             if path.startswith(PREFIX):
-                connector_id = path[len(PREFIX) :]
+                connector_id = path[len(PREFIX) :].removesuffix("/")  # a slash is sent too
                 if connector_id and "/" not in connector_id:
                     await self._serve(scope, receive, send, connector_id)
                     return

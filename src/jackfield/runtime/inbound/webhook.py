@@ -39,7 +39,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ...kernel import call_async
-from ...kernel.errors import AuthError, ConnectorNotFoundError
+from ...kernel.errors import AuthError, ConnectorNotFoundError, TransientError
 from ...kernel.inbound import InboundEvent, WebhookRequest, WebhookSource
 from ...store import Connector
 from ...store.bulk import DriverCursor, DriverValues, placeholders
@@ -121,8 +121,9 @@ class WebhookIngress:
         """Verify ``request`` for ``connector_id`` and commit its events.
 
         Raises ``ConnectorNotFoundError`` (unknown, disabled or not a webhook
-        connector), ``AuthError`` (verification failed) or the provider's other errors
-        (a malformed body); in every such case nothing is stored.
+        connector), ``AuthError`` (verification failed), ``TransientError`` (the
+        connector kept changing meanwhile) or the provider's other errors (a malformed
+        body); in every such case nothing is stored.
         """
         for _ in range(2):
             target = self._targets.get(connector_id)  # the common case: no await
@@ -151,7 +152,11 @@ class WebhookIngress:
             except ConnectorNotFoundError:
                 self._targets.pop(connector_id, None)
                 raise
-        raise no_webhook_endpoint()  # changed twice while we verified: let it retry
+        raise TransientError(  # changed twice while we verified: the sender retries
+            "the connector changed while this webhook was verified",
+            retry_after=1,
+            remediation="Send the webhook again.",
+        )
 
     def organization_of(self, connector_id: str) -> str | None:
         """The organization of a connector this ingress has verified requests for."""
