@@ -109,6 +109,60 @@ async def test_stop_returns_once_the_handled_events_are_marked(jf, admin, org):
     assert undispatched(jf) == 0
 
 
+async def test_stop_lets_a_running_handler_finish_and_marks_its_event(jf, admin, org):
+    """Before, stop() gave the event back while a sync handler still ran in its thread:
+    a router started again (``jf.stop()`` then ``jf.start()``) ran it a second time."""
+    connector = echo_connector(jf, admin)
+    router = EventRouter(jf, poll_interval=0.05, grace_seconds=10)
+    started, finished = threading.Event(), []
+
+    @router.on("*")
+    def slow(event):
+        started.set()
+        time.sleep(0.5)
+        finished.append(event.event_id)
+
+    commit(jf, connector, org, ("e1", "x"))
+    await router.start()
+    await asyncio.to_thread(started.wait, 5)
+    await router.stop()
+    assert finished == ["e1"] and undispatched(jf) == 0
+    await router.start()  # nothing left to run again
+    await asyncio.sleep(0.3)
+    await router.stop()
+    assert finished == ["e1"]
+
+
+async def test_a_handler_outlasting_the_grace_is_not_run_again_while_it_runs(jf, admin, org):
+    connector = echo_connector(jf, admin)
+    release, running, runs = threading.Event(), threading.Semaphore(0), []
+
+    def stuck(event):
+        runs.append(event.event_id)
+        running.release()
+        release.wait(10)
+
+    first = EventRouter(jf, poll_interval=0.02, claim_seconds=1.0, grace_seconds=0.1)
+    first.on("*")(stuck)
+    commit(jf, connector, org, ("e1", "x"), ("e2", "y"))
+    await first.start()
+    await asyncio.to_thread(running.acquire, True, 5)
+    await first.stop()  # after the grace; e1's handler thread runs on
+    again = EventRouter(jf, poll_interval=0.02, claim_seconds=1.0)
+    again.on("*")(stuck)
+    await again.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert runs == ["e1", "e2"]  # e2 was given back; e1 is still claimed: not again
+        release.set()
+        # the claim on e1 expires: delivery stays at-least-once
+        await eventually(lambda: undispatched(jf) == 0)
+    finally:
+        release.set()
+        await again.stop()
+    assert sorted(runs) == ["e1", "e1", "e2"]
+
+
 async def test_handlers_receive_the_stored_event(jf, admin, org):
     connector = echo_connector(jf, admin)
     router = EventRouter(jf, poll_interval=0.05)

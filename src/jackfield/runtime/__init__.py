@@ -51,7 +51,7 @@ class Runtime:
         heartbeat = 10 * s.supervisor_poll_seconds  # each node rewrites its unit rows
         silent = timedelta(seconds=STALE_HEARTBEATS * heartbeat)  # ... else it is gone
         self.units = RuntimeUnitService(jf.db, silent_after=silent)
-        self.events = EventRouter(jf)
+        self.events = EventRouter(jf, grace_seconds=s.runtime_shutdown_grace_seconds)
         self.supervisor = Supervisor(
             jf,
             self.node_id,

@@ -22,6 +22,10 @@ Dispatch semantics:
   handlers must register the same ones (as the workers of one application do), and
   register them before ``start``. An event claimed by a process without a handler for
   its type is marked dispatched all the same.
+* ``stop()`` lets the event whose handlers are running finish, for up to
+  ``grace_seconds``; it is then marked. If they are still running (a sync handler's
+  thread cannot be interrupted), its claim is left to expire rather than given back, so
+  a router started again does not run the event while the first run goes on.
 * New rows are noticed at once after ``wake()`` (called after local commits) and
   within ``poll_interval`` when another process or node committed them.
 """
@@ -62,11 +66,13 @@ class EventRouter:
         poll_interval: float = 1.0,
         batch_size: int = 100,
         claim_seconds: float = 120.0,
+        grace_seconds: float = 10.0,
     ) -> None:
         self.db: Database = jf.db
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.claim_seconds = claim_seconds
+        self.grace_seconds = grace_seconds
         self.feed = EventFeed(self.db)
         self._handlers: dict[str, list[Handler]] = {}
         self._lock = asyncio.Lock()
@@ -146,16 +152,24 @@ class EventRouter:
                 return 0
             claimed = [record.id for record in records]
             done: list[int] = []
+            running: list[int] = []  # still running after the grace: left claimed
             keeper = asyncio.create_task(self._keep_claimed(token, claimed))
             try:
                 for record in records:
-                    await self._run_handlers(record)
+                    handlers = asyncio.ensure_future(self._run_handlers(record))
+                    try:
+                        await asyncio.shield(handlers)
+                    except asyncio.CancelledError:  # stopping
+                        finished = await self._within_grace(handlers)
+                        (done if finished else running).append(record.id)
+                        raise
                     done.append(record.id)
             finally:
                 # the marks are started before anything here awaits: a stop() arriving
                 # at an await must not skip them (the events would run again later)
+                given_back = sorted(set(claimed) - set(done) - set(running))
                 finishing = asyncio.ensure_future(
-                    asyncio.to_thread(self._finish, token, claimed, done)
+                    asyncio.to_thread(self._finish, token, done, given_back)
                 )
                 self._finishing = finishing
                 keeper.cancel()
@@ -163,6 +177,14 @@ class EventRouter:
                 await asyncio.shield(finishing)  # (cancelled: stop() waits for it)
                 self._finishing = None
             return len(done)
+
+    async def _within_grace(self, handlers: asyncio.Future[None]) -> bool:
+        """Whether an event's handlers, running when the router stopped, finished
+        within the grace; if not, they are cancelled (a sync one's thread runs on)."""
+        finished, _ = await asyncio.wait({handlers}, timeout=self.grace_seconds)
+        if not finished:
+            handlers.cancel()
+        return bool(finished)
 
     async def _run_handlers(self, record: EventRecord) -> None:
         for handler in self.handlers_for(record.event_type):
@@ -235,9 +257,9 @@ class EventRouter:
                 .values(dispatch_until=until)
             )
 
-    def _finish(self, token: str, claimed: Sequence[int], done: Sequence[int]) -> None:
-        """Mark the events whose handlers ran; give back the claim on the others (the
-        batch was interrupted) so they are dispatched again without waiting."""
+    def _finish(self, token: str, done: Sequence[int], given_back: Sequence[int]) -> None:
+        """Mark the events whose handlers ran; give back the claim on ``given_back``
+        (the batch was interrupted before them) so they are dispatched again at once."""
         with self.db.transaction() as s:
             if done:
                 s.execute(  # only while the claim is ours: an expired one may be another's
@@ -245,10 +267,9 @@ class EventRouter:
                     .where(InboxEvent.id.in_(list(done)), InboxEvent.dispatch_token == token)
                     .values(dispatched_at=utcnow(), dispatch_token=None, dispatch_until=None)
                 )
-            left = sorted(set(claimed) - set(done))
-            if left:
+            if given_back:
                 s.execute(
                     update(InboxEvent)
-                    .where(InboxEvent.id.in_(left), InboxEvent.dispatch_token == token)
+                    .where(InboxEvent.id.in_(list(given_back)), InboxEvent.dispatch_token == token)
                     .values(dispatch_token=None, dispatch_until=None)
                 )
