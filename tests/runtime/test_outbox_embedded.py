@@ -220,3 +220,30 @@ async def _delivered(jf, envelopes: list[str], timeout: float = 20.0) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"not delivered within {timeout} s")
+
+
+async def test_start_after_stop_in_the_same_process_delivers_again(jf, tenant, make_connector):
+    """Before, the units of the first run were kept, stopped: a connector that had
+    delivered before ``stop()`` delivered nothing after ``start()`` again."""
+    cid = make_connector(tenant.admin)
+
+    async def delivered(envelope: str) -> bool:
+        for _ in range(200):
+            if _rows(jf)[envelope].state == "delivered":
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    await jf.start()
+    try:
+        assert await delivered(await asyncio.to_thread(jf.send, cid, {"text": "first run"}))
+    finally:
+        await jf.stop()
+    waiting = await asyncio.to_thread(jf.send, cid, {"text": "sent while stopped"})
+    await jf.start()
+    try:
+        after = await asyncio.to_thread(jf.send, cid, {"text": "second run"})
+        assert await delivered(waiting) and await delivered(after)
+        assert jf.runtime.supervisor.units[cid].liveness == "running"
+    finally:
+        await jf.stop()

@@ -118,6 +118,11 @@ class Supervisor:
         for unit in self.units.values():
             await self._shut(unit, "stopped")
         await self.recorder.close()
+        # a start() in this process begins afresh, as a new process would (a stopped
+        # unit kept here would block its connector's delivery for good)
+        self.units.clear()
+        self._restarts = None
+        self._next_heartbeat = 0.0
         self._loop = self._wakeup = None
 
     def poke(self) -> None:
