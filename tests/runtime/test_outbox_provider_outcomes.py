@@ -7,6 +7,7 @@ slot of the node's in-flight limit back."""
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -20,7 +21,7 @@ from jackfield.kernel import (
     RateLimitedError,
     SentMessage,
 )
-from jackfield.kernel.envelope import Envelope
+from jackfield.kernel.envelope import Delivered, Envelope, Permanent
 from jackfield.store.models_outbox import OutboxMessage
 
 from .conftest import LeakyProvider
@@ -53,6 +54,23 @@ class NoOutcomeProvider(MessagingProvider):
         return await super().deliver(envelope)
 
 
+class SyncDeliverProvider(MessagingProvider):
+    """A provider that overrides ``deliver`` with a plain method (DESIGN: provider
+    methods may be sync or async; sync ones run in a worker thread)."""
+
+    provider_type: ClassVar[str] = "sync_deliver_test"
+    display_name: ClassVar[str] = "Sync deliver (tests)"
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="the base deliver() would call this")
+
+    def deliver(self, envelope: Envelope) -> Any:  # type: ignore[override]
+        if envelope.payload.get("text") == "refuse":
+            return Permanent("Refused", "the recipient refused it")
+        on_loop = threading.current_thread() is threading.main_thread()
+        return Delivered({"ran_in_a_worker_thread": not on_loop})
+
+
 class QuotingProvider(LeakyProvider):
     """Like a vendor whose answer (not only its error) quotes the credential it was sent."""
 
@@ -63,7 +81,7 @@ class QuotingProvider(LeakyProvider):
         return SentMessage(message_id=f"sent with key {self.config['api_key']}")
 
 
-for _provider in (ThrottledProvider, NoOutcomeProvider, QuotingProvider):
+for _provider in (ThrottledProvider, NoOutcomeProvider, SyncDeliverProvider, QuotingProvider):
     if not connector_registry.is_registered("messaging", _provider.provider_type):
         connector_registry.register(_provider)
 
@@ -104,6 +122,23 @@ async def test_a_deliver_without_an_outcome_counts_as_a_crash_and_goes_to_dead(
     dead = rows[broken]
     assert (dead.state, dead.attempts, dead.error_class) == ("dead", 2, "TypeError")
     assert "deliver() returned NoneType, not a DeliveryOutcome" in dead.last_error
+
+
+async def test_a_sync_deliver_override_delivers_from_a_worker_thread(jf, tenant, make_connector):
+    """Before, every attempt was a crash ("object Delivered can't be used in 'await'
+    expression") and the message went dead."""
+    cid = make_connector(tenant.admin, "sync_deliver_test")
+    await jf.start()
+    try:
+        fine = await asyncio.to_thread(jf.send, cid, {"text": "hello"})
+        refused = await asyncio.to_thread(jf.send, cid, {"text": "refuse"})
+        done = {"delivered", "dead"}
+        rows = await _until(jf, cid, lambda r: all(m.state in done for m in r.values()), 10)
+    finally:
+        await jf.stop()
+    assert rows[fine].state == "delivered"
+    assert rows[fine].result == {"ran_in_a_worker_thread": True}
+    assert (rows[refused].state, rows[refused].error_class) == ("dead", "Refused")
 
 
 async def test_a_result_quoting_a_secret_is_stored_masked(jf, tenant, make_connector):

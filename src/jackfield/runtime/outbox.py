@@ -56,6 +56,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from ..kernel import call_async
 from ..kernel.envelope import DeliveryOutcome
 from ..kernel.errors import ConnectorError
 from ..service.outbox_enqueue import Lease, Send
@@ -381,7 +382,8 @@ class OutboxWorker:
                     if self._want_room and len(buffer) == refill:
                         self.wake()  # no longer full: the dispatcher may claim for it again
                     try:
-                        outcome = await provider.deliver(current.envelope())
+                        # a provider may override deliver() with a sync method
+                        outcome = await call_async(provider.deliver, current.envelope())
                         if not isinstance(outcome, DeliveryOutcome):
                             raise TypeError(
                                 f"deliver() returned {type(outcome).__name__},"
