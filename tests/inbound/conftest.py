@@ -102,3 +102,17 @@ def org_token(org: str, token_for: Callable[..., str]) -> str:
 @pytest.fixture
 def as_json() -> Callable[[dict[str, Any]], bytes]:
     return lambda payload: json.dumps(payload).encode()
+
+
+@pytest.fixture
+def clock_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[int], None]:
+    """``clock_at(ts)``: the ``webhook`` provider's clock reads ``ts`` (for the fixed
+    vectors' old timestamps; a tolerance is at most a day)."""
+    from types import SimpleNamespace
+
+    from jackfield.connectors import webhook
+
+    def freeze(timestamp: int) -> None:
+        monkeypatch.setattr(webhook, "time", SimpleNamespace(time=lambda: float(timestamp)))
+
+    return freeze

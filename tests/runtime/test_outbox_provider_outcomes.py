@@ -16,12 +16,14 @@ from sqlalchemy import select
 
 from jackfield import connector_registry
 from jackfield.kernel import (
+    InboundEvent,
     MessagingProvider,
     OutboundMessage,
     RateLimitedError,
     SentMessage,
 )
 from jackfield.kernel.envelope import Delivered, Envelope, Permanent
+from jackfield.service.events import EventService
 from jackfield.store.models_outbox import OutboxMessage
 
 from .conftest import LeakyProvider
@@ -71,6 +73,20 @@ class SyncDeliverProvider(MessagingProvider):
         return Delivered({"ran_in_a_worker_thread": not on_loop})
 
 
+class BadEventsProvider(MessagingProvider):
+    """A provider whose delivery hands back events the inbox cannot store."""
+
+    provider_type: ClassVar[str] = "bad_events_test"
+    display_name: ClassVar[str] = "Bad events (tests)"
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="sent")
+
+    async def deliver(self, envelope: Envelope) -> Any:
+        event_id, payload = envelope.payload["event_id"], envelope.payload["event"]
+        return Delivered({}, (InboundEvent(event_id, "made.by.delivery", payload),))
+
+
 class QuotingProvider(LeakyProvider):
     """Like a vendor whose answer (not only its error) quotes the credential it was sent."""
 
@@ -81,7 +97,13 @@ class QuotingProvider(LeakyProvider):
         return SentMessage(message_id=f"sent with key {self.config['api_key']}")
 
 
-for _provider in (ThrottledProvider, NoOutcomeProvider, SyncDeliverProvider, QuotingProvider):
+for _provider in (
+    ThrottledProvider,
+    NoOutcomeProvider,
+    SyncDeliverProvider,
+    BadEventsProvider,
+    QuotingProvider,
+):
     if not connector_registry.is_registered("messaging", _provider.provider_type):
         connector_registry.register(_provider)
 
@@ -139,6 +161,33 @@ async def test_a_sync_deliver_override_delivers_from_a_worker_thread(jf, tenant,
     assert rows[fine].state == "delivered"
     assert rows[fine].result == {"ran_in_a_worker_thread": True}
     assert (rows[refused].state, rows[refused].error_class) == ("dead", "Refused")
+
+
+async def test_events_of_a_delivery_that_the_inbox_cannot_store_make_it_dead(
+    jf, tenant, make_connector
+):
+    """Before, an empty event id or a list payload was stored, and handlers got it. The
+    same delivery would make them again: dead at once, not retried."""
+    cid = make_connector(tenant.admin, "bad_events_test", retry={"base_seconds": "0.01"})
+    await jf.start()
+    try:
+        sends = [
+            {"event_id": "", "event": {"a": 1}},
+            {"event_id": "listed", "event": ["a"]},
+            {"event_id": "fine", "event": {"a": 1}},
+        ]
+        sent = [await asyncio.to_thread(jf.send, cid, p) for p in sends]
+        done = {"delivered", "dead"}
+        rows = await _until(jf, cid, lambda r: all(m.state in done for m in r.values()), 20)
+    finally:
+        await jf.stop()
+    assert [rows[e].state for e in sent] == ["dead", "dead", "delivered"]
+    assert {rows[e].error_class for e in sent[:2]} == {"InvalidEventError"}
+    assert [rows[e].attempts for e in sent] == [1, 1, 1]
+    assert "event_id must be 1 to 200 characters" in rows[sent[0]].last_error
+    assert "the payload must be a dict, not list" in rows[sent[1]].last_error
+    events = EventService(jf.db).list(tenant.admin, cid)["items"]
+    assert [e["event_id"] for e in events] == ["fine"]
 
 
 async def test_a_result_quoting_a_secret_is_stored_masked(jf, tenant, make_connector):

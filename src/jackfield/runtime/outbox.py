@@ -57,7 +57,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..kernel import call_async
-from ..kernel.envelope import DeliveryOutcome
 from ..kernel.errors import ConnectorError
 from ..service.outbox_enqueue import Lease, Send
 from ..store import utcnow
@@ -65,7 +64,7 @@ from ..store.bulk import DriverValues
 from ..store.group_commit import GroupCommitter
 from .outbox_acker import COALESCE_SECONDS, Acker
 from .outbox_handover import HandOvers
-from .outbox_outcomes import ack_for, crashed, failed, lease_ran_out
+from .outbox_outcomes import ack_for, checked, crashed, failed, lease_ran_out
 from .outbox_pace import Pace
 from .outbox_store import Ack, AckReport, Claimed, OutboxStore
 from .supervisor import Supervisor, UnitUnavailable
@@ -383,12 +382,7 @@ class OutboxWorker:
                         self.wake()  # no longer full: the dispatcher may claim for it again
                     try:
                         # a provider may override deliver() with a sync method
-                        outcome = await call_async(provider.deliver, current.envelope())
-                        if not isinstance(outcome, DeliveryOutcome):
-                            raise TypeError(
-                                f"deliver() returned {type(outcome).__name__},"
-                                " not a DeliveryOutcome"
-                            )
+                        outcome = checked(await call_async(provider.deliver, current.envelope()))
                     except (TimeoutError, ConnectorError) as exc:
                         outcome = failed(exc)
                     except Exception as exc:  # noqa: BLE001 - the unit crashed, not the worker

@@ -25,6 +25,7 @@ from ..kernel.envelope import (
     outcome_from_error,
 )
 from ..kernel.errors import ConnectorError, RetryClass
+from ..kernel.inbound import shape_problem
 from ..secrets import redactor
 from ..store import utcnow
 from .outbox_store import Ack, Claimed
@@ -55,6 +56,23 @@ def crashed(exc: BaseException, times: int, limit: int) -> DeliveryOutcome:
     if times >= limit:
         return Permanent(type(exc).__name__, f"crashed the connector {times} times: {exc}")
     return Retry(RetryClass.TRANSIENT, type(exc).__name__, f"unexpected error: {exc}")
+
+
+def checked(outcome: object) -> DeliveryOutcome:
+    """``outcome`` if the worker can record it. Not an outcome at all raises
+    ``TypeError`` (the unit crashed: a provider's bug); events the inbox cannot store make
+    the message dead at once (the same delivery would make them again)."""
+    if not isinstance(outcome, DeliveryOutcome):
+        raise TypeError(f"deliver() returned {type(outcome).__name__}, not a DeliveryOutcome")
+    if isinstance(outcome, Delivered):
+        for event in outcome.events:
+            problem = shape_problem(event)
+            if problem is not None:
+                return Permanent(
+                    "InvalidEventError",
+                    f"delivered, but an event it returned cannot be stored: {problem}",
+                )
+    return outcome
 
 
 def ack_for(message: Claimed, policy: RetryPolicy, outcome: DeliveryOutcome) -> Ack:
