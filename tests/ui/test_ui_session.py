@@ -4,7 +4,6 @@ server on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,7 @@ import httpx2
 
 from jackfield.service import Principal, Role
 
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
-
-
-def csrf_of(html: str) -> str:
-    match = CSRF.search(html)
-    assert match, "the page has no CSRF token"
-    return match.group(1)
+from .conftest import CSRF, csrf_of, login
 
 
 def test_root_redirects_to_login_with_an_anonymous_session(api: Any) -> None:
@@ -129,6 +122,24 @@ def test_logout_ends_the_session_and_a_tampered_cookie_is_refused(
     assert "Max-Age=0" in out.headers["set-cookie"]
     assert client.get("/").headers["location"] == "/login"
     assert client.get("/connectors").status_code == 303
+
+
+def test_a_copy_of_the_cookie_is_refused_after_logout_and_a_new_login_works(
+    client: httpx2.Client, ui_user: Any
+) -> None:
+    """Before, logout only cleared the cookie in the browser: a copy of it (a stolen
+    one, another tab's) stayed valid for the rest of its 12 hours."""
+    copied = client.cookies["jackfield_session"]
+    token = csrf_of(client.get("/connectors").text)
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 303
+    with httpx2.Client(base_url=str(client.base_url)) as thief:
+        thief.cookies.set("jackfield_session", copied)
+        assert thief.get("/runtime").status_code == 303  # to the login page
+        assert thief.get("/api/outbox").status_code == 401
+    with httpx2.Client(base_url=str(client.base_url)) as again:  # at once, same user
+        assert login(again, ui_user.email, ui_user.password).status_code == 303
+        assert again.get("/runtime").status_code == 200
+        assert again.get("/api/outbox").status_code == 200
 
 
 def test_rest_api_accepts_the_session_cookie_but_writes_need_the_csrf_header(

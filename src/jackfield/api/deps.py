@@ -24,7 +24,8 @@ def current_principal(request: Request) -> Principal:
     if scheme.lower() == "bearer" and token.strip():
         who = jf.accounts.authenticate_token(token.strip())
     elif session_user := getattr(request.state, "session_user_id", None):
-        who = jf.accounts.principal_for_user(session_user)
+        issued_at = request.state.ui_session.issued_at  # set with session_user_id
+        who = jf.accounts.principal_for_user(session_user, issued_at)
     else:
         raise AuthenticationError("authentication required")
     request.state.organization_id = who.organization_id  # whose secrets errors mask

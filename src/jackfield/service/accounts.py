@@ -171,12 +171,24 @@ class AccountService:
                 raise AuthenticationError("wrong email or password")
             return _principal(user)
 
-    def principal_for_user(self, user_id: str) -> Principal:
+    def principal_for_user(self, user_id: str, session_issued_at: datetime) -> Principal:
+        """The user of a UI session issued at ``session_issued_at`` (which the caller
+        verified), unless the user is gone or ended their sessions since."""
         with self.db.transaction() as s:
             user = s.get(User, user_id)
             if user is None or not user.is_active:
                 raise AuthenticationError("the session's user no longer exists")
+            if user.sessions_ended_at is not None and session_issued_at < user.sessions_ended_at:
+                raise AuthenticationError("this session was ended by logging out")
             return _principal(user)
+
+    def end_sessions(self, user_id: str) -> None:
+        """Void every UI session of the user issued until now (logging out: the session
+        cookie is not stored, so a copy of it would stay valid until it expires)."""
+        with self.db.transaction() as s:
+            user = s.get(User, user_id)
+            if user is not None:
+                user.sessions_ended_at = datetime.now(UTC)
 
     def bootstrap_admin(self, password: str | None) -> BootstrapAdmin | None:
         """Create the first admin when the database has no users; ``None`` otherwise --

@@ -87,6 +87,8 @@ class User(Base):
     role: Mapped[str] = mapped_column(String(20))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # UI sessions issued before this are void (logout): the cookie is not stored
+    sessions_ended_at: Mapped[datetime | None]
 
 
 class ApiToken(Base):

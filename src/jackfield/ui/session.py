@@ -1,9 +1,10 @@
 """The admin UI's session: a signed cookie, CSRF tokens, and the login requirement.
 
-The cookie holds ``{user id, nonce, expiry}`` signed with HMAC-SHA256 under a key
-derived (HKDF) from the current master key, so it needs no server-side table and a key
-rotation logs everybody out. Nothing secret is in it; it only proves "this browser
-logged in as user U until T".
+The cookie holds ``{user id, nonce, issued, expiry}`` signed with HMAC-SHA256 under a
+key derived (HKDF) from the current master key, so it needs no server-side table and a
+key rotation logs everybody out. Nothing secret is in it; it only proves "this browser
+logged in as user U at I, until T". Logging out voids every session of the user issued
+until then (``users.sessions_ended_at``): a copy of the cookie is refused afterwards.
 
 Every browser gets a session before it logs in (an anonymous one, made the first time a
 page needs a CSRF token), so the login form is CSRF-protected too; logging in replaces
@@ -28,6 +29,7 @@ import json
 import secrets
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.cookies import SimpleCookie
 from typing import Annotated, Any
 from urllib.parse import quote, urlsplit
@@ -97,6 +99,7 @@ class UiSession:
     key: bytes = field(repr=False)
     user_id: str | None = None
     nonce: str = ""
+    issued_ms: int = 0  # when it was issued, in milliseconds since the epoch
     expires: int = 0
     changed: bool = False
     cleared: bool = False
@@ -122,20 +125,26 @@ class UiSession:
         """Bind the session to ``user_id`` with a fresh nonce (no session fixation)."""
         self._renew(user_id, SESSION_SECONDS)
 
+    @property
+    def issued_at(self) -> datetime:
+        return datetime.fromtimestamp(self.issued_ms / 1000, UTC)
+
     def logout(self) -> None:
-        self.user_id, self.nonce, self.expires = None, "", 0
+        self.user_id, self.nonce, self.issued_ms, self.expires = None, "", 0, 0
         self.changed, self.cleared = True, True
 
     def _renew(self, user_id: str | None, lifetime: int) -> None:
+        now = time.time()
         self.user_id = user_id
         self.nonce = secrets.token_urlsafe(16)
-        self.expires = int(time.time()) + lifetime
+        self.issued_ms, self.expires = int(now * 1000), int(now) + lifetime
         self.changed, self.cleared = True, False
 
     # -- the cookie ---------------------------------------------------------------------
     def dump(self) -> str:
         body = json.dumps(
-            {"u": self.user_id, "n": self.nonce, "e": self.expires}, separators=(",", ":")
+            {"u": self.user_id, "n": self.nonce, "i": self.issued_ms, "e": self.expires},
+            separators=(",", ":"),
         ).encode()
         return f"{_b64(body)}.{_b64(_mac(self.key, b'session', body))}"
 
@@ -157,8 +166,11 @@ class UiSession:
         user, nonce, expires = data.get("u"), data.get("n"), data.get("e")
         if not isinstance(nonce, str) or not isinstance(expires, int) or expires <= time.time():
             return session
+        issued = data.get("i")
+        if not isinstance(issued, int):  # a cookie from before "i": issued at its login
+            issued = (expires - SESSION_SECONDS) * 1000
         session.user_id = user if isinstance(user, str) else None
-        session.nonce, session.expires = nonce, expires
+        session.nonce, session.issued_ms, session.expires = nonce, issued, expires
         return session
 
 
@@ -240,8 +252,8 @@ def current_ui_principal(request: Request) -> Principal | None:
     if user_id:
         jf: Jackfield = request.app.state.jackfield
         try:
-            principal = jf.accounts.principal_for_user(user_id)
-        except AuthenticationError:  # the user was deleted or deactivated: log out
+            principal = jf.accounts.principal_for_user(user_id, ui_session(request).issued_at)
+        except AuthenticationError:  # the user is gone, or logged out elsewhere: log out
             ui_session(request).logout()
     request.state.ui_principal = principal
     return principal

@@ -74,7 +74,11 @@ def login(request: Request, form: UiForm) -> Response:
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
-    ui_session(request).logout()
+    jf: Jackfield = request.app.state.jackfield
+    session = ui_session(request)
+    if session.active and session.user_id:  # a copy of the cookie must not outlive this
+        jf.accounts.end_sessions(session.user_id)
+    session.logout()
     return redirect(login_url())
 
 
