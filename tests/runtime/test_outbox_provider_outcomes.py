@@ -7,6 +7,8 @@ slot of the node's in-flight limit back."""
 from __future__ import annotations
 
 import asyncio
+import io
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -87,6 +89,16 @@ class BadEventsProvider(MessagingProvider):
         return Delivered({}, (InboundEvent(event_id, "made.by.delivery", payload),))
 
 
+class CrashingLeakyProvider(LeakyProvider):
+    """A provider bug whose exception quotes the credential (a traceback gets logged)."""
+
+    provider_type: ClassVar[str] = "crashing_leaky_test"
+    display_name: ClassVar[str] = "Crashing leaky (tests)"
+
+    async def deliver(self, envelope: Envelope) -> Any:
+        raise RuntimeError(f"unexpected crash with key {self.config['api_key']}")
+
+
 class QuotingProvider(LeakyProvider):
     """Like a vendor whose answer (not only its error) quotes the credential it was sent."""
 
@@ -102,6 +114,7 @@ for _provider in (
     NoOutcomeProvider,
     SyncDeliverProvider,
     BadEventsProvider,
+    CrashingLeakyProvider,
     QuotingProvider,
 ):
     if not connector_registry.is_registered("messaging", _provider.provider_type):
@@ -188,6 +201,31 @@ async def test_events_of_a_delivery_that_the_inbox_cannot_store_make_it_dead(
     assert "the payload must be a dict, not list" in rows[sent[1]].last_error
     events = EventService(jf.db).list(tenant.admin, cid)["items"]
     assert [e["event_id"] for e in events] == ["fine"]
+
+
+async def test_an_embedding_applications_own_log_handler_sees_secrets_masked(
+    jf, tenant, make_connector
+):
+    """Before, only the CLI's handler masked: an application's handler (or Python's
+    last-resort stderr) printed the crash's traceback with the key in it."""
+    key = "sk_live_c0ffee-in-a-traceback"
+    cid = make_connector(tenant.admin, "crashing_leaky_test", api_key=key)
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)  # the application's, without Jackfield's filter
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        await jf.start()
+        try:
+            sent = await asyncio.to_thread(jf.send, cid, {"text": "hello"})
+            await _until(jf, cid, lambda r: r[sent].state == "dead", 20)
+        finally:
+            await jf.stop()
+    finally:
+        logging.getLogger().removeHandler(handler)
+    log = written.getvalue()
+    assert "Traceback" in log and "unexpected crash with key ********" in log
+    assert key not in log
 
 
 async def test_a_result_quoting_a_secret_is_stored_masked(jf, tenant, make_connector):

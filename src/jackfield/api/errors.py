@@ -5,7 +5,6 @@ Status codes follow the error class; a 5xx only for real faults, never with a tr
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -22,9 +21,10 @@ from ..kernel.errors import (
     JackfieldError,
     PermissionDeniedError,
 )
+from ..kernel.redaction import get_logger
 from ..secrets import redactor
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 STATUS_BY_ERROR: list[tuple[type[JackfieldError], int]] = [
     (AuthenticationError, 401),

@@ -26,13 +26,14 @@ from typing import Any
 import uvicorn
 
 from ..api import begin_shutdown
+from ..kernel.redaction import get_logger
 from .output import fail
 
 GRACE_SECONDS = 5
 """How long requests still running at shutdown may take to finish."""
 EXIT_GRACE_SECONDS = 5.0
 """How long the process may take to exit once the app and runtime have stopped."""
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def listen(host: str, port: int) -> socket.socket:

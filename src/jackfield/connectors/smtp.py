@@ -10,7 +10,6 @@ retry (connection trouble, 4xx answers) from a dead letter (5xx answers) from a 
 from __future__ import annotations
 
 import email.message
-import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -32,11 +31,12 @@ from jackfield.kernel import (
     Tier,
     TransientError,
 )
+from jackfield.kernel.redaction import get_logger
 
 if TYPE_CHECKING:
     import aiosmtplib
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RESERVED_HEADERS = frozenset(
     {"from", "to", "cc", "bcc", "subject", "reply-to", "date", "mime-version", "content-type"}

@@ -59,6 +59,7 @@ from .provider import (
     OAuthAuthorization,
     Tier,
 )
+from .redaction import get_logger
 from .registry import ConnectorRegistry, UnavailableProvider, connector_registry
 
 __all__ = [
@@ -115,6 +116,7 @@ __all__ = [
     "call_sync",
     "connector_registry",
     "flatten_config",
+    "get_logger",
     "outcome_from_error",
     "schema_to_json_schema",
     "unflatten_params",

@@ -8,7 +8,6 @@ instead of breaking discovery for everyone else.
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from importlib import import_module, metadata
@@ -16,10 +15,11 @@ from importlib import import_module, metadata
 from .categories import CATEGORY_BASES
 from .errors import ConnectorNotFoundError
 from .provider import ConnectorProvider, Tier
+from .redaction import get_logger
 
 ENTRY_POINT_GROUP = "jackfield.providers"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

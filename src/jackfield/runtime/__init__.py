@@ -12,7 +12,6 @@ This package never imports the facade, the API, UI or CLI: ``jf`` is any object 
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from collections.abc import Iterable
@@ -20,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..kernel.errors import ConnectorError
+from ..kernel.redaction import get_logger
 from ..service.outbox import OutboxService, SendResult
 from ..service.units import RuntimeUnitService
 from ..store.group_commit import GroupCommitter
@@ -31,7 +31,7 @@ from .retention import Retention, RetentionConfig
 from .retry import Backoff, RetryPolicy
 from .supervisor import STALE_HEARTBEATS, Supervisor, SupervisorConfig
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def node_id() -> str:

@@ -33,7 +33,6 @@ Dispatch semantics:
 from __future__ import annotations
 
 import asyncio
-import logging
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
@@ -44,6 +43,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..kernel import call_async
+from ..kernel.redaction import get_logger
 from ..secrets import redactor
 from ..service.events import EventRecord
 from ..store import Database, is_sqlite, utcnow
@@ -51,7 +51,7 @@ from ..store.models_inbound import InboxEvent
 from .inbound.feed import EventFeed, set_soon
 from .waits import wait_until_set
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ANY = "*"
 Handler = Callable[[EventRecord], Any]

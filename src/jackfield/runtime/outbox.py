@@ -47,7 +47,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
-import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from sqlalchemy.orm import Session
 
 from ..kernel import call_async
 from ..kernel.errors import ConnectorError
+from ..kernel.redaction import get_logger
 from ..service.outbox_enqueue import Lease, Send
 from ..store import utcnow
 from ..store.bulk import DriverValues
@@ -71,7 +71,7 @@ from .supervisor import Supervisor, UnitUnavailable
 from .units import Unit
 from .waits import wait_until_set
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

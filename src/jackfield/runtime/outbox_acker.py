@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..kernel.redaction import get_logger
 from ..store.group_commit import GroupCommitter
 from .outbox_store import Ack, AckReport, LeasesChanged, OutboxStore
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 COALESCE_SECONDS = 0.005
 
 Written = Callable[[list[Ack], list[AckReport]], None]

@@ -27,7 +27,6 @@ that id.
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,12 +35,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from ..kernel.redaction import get_logger
 from ..store import Database, utcnow
 from ..store.group_commit import GroupCommitter
 from ..store.models_inbound import InboxEvent
 from ..store.models_outbox import OutboxMessage
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 FINISHED = ("delivered", "discarded")
 
 

@@ -25,7 +25,6 @@ credentials), ``missing_credential`` (a required secret param is empty),
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -41,6 +40,7 @@ from ..kernel.errors import (
     ConnectorError,
 )
 from ..kernel.inbound import PollingSource, SubscriptionSource
+from ..kernel.redaction import get_logger
 from ..secrets import redactor
 from ..service.units import DOWN
 from ..store import utcnow
@@ -50,7 +50,7 @@ from .retry import Backoff, RetryPolicy, positive_int
 from .units import ProviderHandle, Unit, UnitRecorder, UnitStore, readiness_for
 from .waits import wait_until_set
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 MAX_ERROR_CHARS = 2000
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -23,12 +22,13 @@ from sqlalchemy.orm import Session
 from ..kernel import call_async
 from ..kernel.errors import AuthError, ConnectionFailedError, ConnectorConfigError
 from ..kernel.provider import ConnectorProvider
+from ..kernel.redaction import get_logger
 from ..store import Connector, Database, utcnow
 from ..store.group_commit import GroupCommitter
 from ..store.models_outbox import RuntimeRestart, RuntimeUnit
 from .retry import RetryPolicy
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DELIVERABLE = frozenset({"starting", "running"})
 

@@ -10,7 +10,6 @@ import base64
 import binascii
 import builtins
 import json
-import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +25,7 @@ from ..kernel.errors import (
     ConnectorNotFoundError,
 )
 from ..kernel.provider import Capability, ConnectionTestResult, ConnectorProvider, TokenSourceFn
+from ..kernel.redaction import get_logger
 from ..kernel.registry import ConnectorRegistry
 from ..secrets import mask_config, redactor
 from ..store import Connector, Database
@@ -35,7 +35,7 @@ from .files import FileStore
 from .params import ParamCodec, ParamInput, normalize_params
 from .views import connector_view, provider_type_view
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 STATUSES = ("draft", "connected", "error")
 
 

@@ -20,7 +20,6 @@ when the fast path is not installed (an app run without lifespan events).
 from __future__ import annotations
 
 import json
-import logging
 import re
 from functools import lru_cache
 from typing import Any
@@ -33,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ...kernel.errors import AuthError, JackfieldError, TransientError
 from ...kernel.inbound import WebhookRequest
+from ...kernel.redaction import get_logger
 from ...runtime import heap
 from ...runtime.inbound.webhook import WebhookIngress, no_webhook_endpoint
 from ...secrets.redaction import NO_ORGANIZATION
@@ -40,7 +40,7 @@ from ..errors import error_body, status_for
 from ..schemas import ErrorResponse
 from .events import event_router, wrap_lifespan
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 router = APIRouter(tags=["webhooks"])
 MAX_BODY = 1024 * 1024
 PREFIX = "/hooks/"

@@ -8,18 +8,18 @@ webhook-only provider needs no unit (the HTTP endpoint is the source).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from ...kernel.inbound import PollingSource, SubscriptionSource
+from ...kernel.redaction import get_logger
 from .leases import DEFAULT_TTL, Lease, LeaseLost
 from .polling import commit_polled, run_polling
 from .subscription import commit_received, run_subscription
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def inbound_runner(

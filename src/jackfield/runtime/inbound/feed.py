@@ -21,7 +21,6 @@ stay open and miss nothing.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator
@@ -29,12 +28,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import func, or_, select
 
+from ...kernel.redaction import get_logger
 from ...service.events import EventRecord, EventService
 from ...store import Database
 from ...store.models_inbound import InboxEvent
 from ..waits import wait_until_set
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 BATCH = 500
 GAP_SECONDS = 30.0

@@ -13,17 +13,17 @@ nothing is stored twice.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 
 from ...kernel import call_async
 from ...kernel.inbound import InboundEvent, PollingSource
+from ...kernel.redaction import get_logger
 from ...store import Database
 from ...store.models_inbound import InboundCursor
 from ..inbox import add_events
 from .leases import Lease, LeaseLost, holding
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def load_cursor(db: Database, connector_id: str) -> str | None:

@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from ...kernel.errors import ConnectionFailedError
 from ...kernel.inbound import ReceivedEvent, SubscriptionSource
+from ...kernel.redaction import get_logger
 from ...store import Database
 from ..inbox import InvalidEventError, add_events
 from .leases import Lease, LeaseLost, keep_renewed
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 #: Events committed in one transaction at most (also how far the stream is read ahead).
