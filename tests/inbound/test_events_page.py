@@ -95,6 +95,31 @@ def test_a_burst_larger_than_a_page_shows_over_the_next_polls_and_drops_nothing(
     assert shown == burst[::-1]
 
 
+def test_older_events_page_back_to_the_first_without_gaps(jf, client, ui_admin, other_admin):
+    """Before, the page showed the newest 50 and no way back to the others."""
+    who = ui_admin[1]
+    events = EventService(jf.db)
+    connector = echo_connector(jf, who)
+    theirs = echo_connector(jf, other_admin, "Not yours")
+    sent = [f"e-{n}" for n in range(120)]
+    for n, event_id in enumerate(sent):
+        events.inject(who, connector, {}, event_id=event_id)
+        if n % 10 == 0:
+            events.inject(other_admin, theirs, {}, event_id=f"theirs-{n}")
+    shown: list[str] = []
+    page = client.get("/events")
+    assert "events-poller" in page.text  # the first page is live
+    for _ in range(3):  # 50 + 50 + 20
+        shown += re.findall(r'class="event-row" data-event-id="([^"]+)"', page.text)
+        older = re.search(r'href="(/events\?before=\d+)"', page.text)
+        if older is None:
+            break
+        page = client.get(older.group(1))
+        assert page.status_code == 200 and "events-poller" not in page.text
+    assert older is None  # the last page has no "Older events"
+    assert shown == sent[::-1]
+
+
 def test_the_page_needs_a_login(api):
     response = httpx2.get(f"{api.url}/events", follow_redirects=False)
     assert response.status_code in (302, 303, 307) and "/login" in response.headers["location"]

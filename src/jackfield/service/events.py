@@ -160,11 +160,16 @@ class EventService:
                     raise
                 return {**EventRecord.from_row(existing).view(), "duplicate": True}
 
-    def recent(self, who: Principal, *, limit: int = 50) -> builtins.list[dict[str, Any]]:
-        """The organization's newest events across its connectors, newest first."""
+    def recent(
+        self, who: Principal, *, limit: int = 50, before: int | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """The organization's newest events across its connectors (those with an id
+        below ``before``, for the pages after the first), newest first."""
         limit = max(1, min(int(limit), MAX_LIMIT))
         with self.db.snapshot() as s:
             query = select(InboxEvent).where(InboxEvent.organization_id == who.organization_id)
+            if before is not None:
+                query = query.where(InboxEvent.id < before)
             rows = s.scalars(query.order_by(InboxEvent.id.desc()).limit(limit))
             return [EventRecord.from_row(r).view() for r in rows]
 

@@ -8,7 +8,8 @@ Polling rather than server-sent events keeps the page free of scripts of its own
 drops nothing: a poll takes the oldest page of what arrived since, so a burst of more
 than a page shows over the next polls. A row that commits late with a lower id
 (possible on PostgreSQL) shows on the next reload; the REST inbox and the SSE stream
-are the complete views.
+are the complete views. Below a full page, "Older events" pages back (``?before=<id>``);
+those pages are not live.
 """
 
 from __future__ import annotations
@@ -32,22 +33,27 @@ PAYLOAD_PREVIEW = 160
 
 
 @router.get("/events")
-def events_page(request: Request, who: UiPrincipal, after: str = "") -> HTMLResponse:
+def events_page(
+    request: Request, who: UiPrincipal, after: str = "", before: str = ""
+) -> HTMLResponse:
     jf = app_of(request)
-    since = parse_row_id(after)
+    since, until = parse_row_id(after), parse_row_id(before)
     events = EventService(jf.db)
-    if since is None:
-        items = events.recent(who, limit=PAGE)
-    else:  # the oldest page after the newest shown, shown newest first
+    if since is not None:  # the oldest page after the newest shown, shown newest first
         items = [e.view() for e in reversed(events.since(who.organization_id, since, limit=PAGE))]
+    else:  # the newest page, or (``before``) an older one: not live
+        items = events.recent(who, limit=PAGE, before=until)
     names = {c["id"]: c["name"] for c in jf.connectors.list(who)}
     newest = max([i["id"] for i in items], default=since or 0)
+    older = f"/events?before={items[-1]['id']}" if since is None and len(items) == PAGE else ""
     return render(
         request,
         "events.html",
         items=[_row(item) for item in items],
         names=names,
         newest=newest,
+        live=until is None,
+        older=older,
         poll_seconds=POLL_SECONDS,
     )
 
