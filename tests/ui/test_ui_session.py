@@ -176,3 +176,16 @@ def test_session_cookie_is_secure_behind_https(jf: Any) -> None:
     assert UiSession.load(session_key(jf), cookie.split(";")[0].split("=", 1)[1]).user_id == (
         "user-1"
     )
+
+
+def test_a_browser_asking_for_a_missing_page_gets_a_page(client: httpx2.Client) -> None:
+    """Before, a mistyped address (or a login's ``next`` to a page that is gone) showed
+    the API's JSON error in the browser. Machines still get the JSON."""
+    html = {"Accept": "text/html,application/xhtml+xml"}
+    page = client.get("/no-such-page", headers=html)
+    assert page.status_code == 404 and page.headers["content-type"].startswith("text/html")
+    assert "Page not found" in page.text and "Log out" in page.text  # inside the UI
+    machine = client.get("/no-such-page", headers={"Accept": "application/json"})
+    assert machine.status_code == 404 and machine.json()["error"]["code"] == "not_found"
+    api = client.get("/api/no-such-thing", headers=html)
+    assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"

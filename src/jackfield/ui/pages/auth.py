@@ -9,10 +9,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ...app import Jackfield
 from ...kernel.errors import AuthenticationError
@@ -102,9 +105,38 @@ def _csrf_failed(request: Request, exc: Exception) -> HTMLResponse:
     )
 
 
+MACHINE_PATHS = ("/api/", "/hooks/", "/oauth/", STATIC_PREFIX + "/")
+"""Paths of machines' endpoints: their 404 stays the JSON error of the API."""
+
+
+def _page_not_found(api_answer: Any) -> Any:
+    """The app's HTTP error handler, but a browser asking for a page that does not exist
+    gets the UI's page instead of the API's JSON."""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        path = request.url.path
+        wants_page = "text/html" in request.headers.get("accept", "")
+        if exc.status_code == 404 and wants_page and not path.startswith(MACHINE_PATHS):
+            return await run_in_threadpool(  # render reads the session's user
+                render,
+                request,
+                "error.html",
+                status_code=404,
+                title="Page not found",
+                message="There is no page at this address.",
+            )
+        response: Response = await api_answer(request, exc)
+        return response
+
+    return answer
+
+
 def setup_app(app: FastAPI) -> None:
     jf: Jackfield = app.state.jackfield
     app.add_middleware(SessionMiddleware, jf=jf)
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(LoginRequired, _login_required)
     app.add_exception_handler(CsrfFailed, _csrf_failed)
+    api_answer = app.exception_handlers[StarletteHTTPException]
+    app.add_exception_handler(StarletteHTTPException, _page_not_found(api_answer))
