@@ -4,6 +4,7 @@ serve`` builds the same object and puts the REST API, UI and runtime on top."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from .integration.egress import ALLOWLIST_ENV, use_allowlist
 from .kernel.errors import ConnectorError
 from .kernel.inbound import WebhookSource
 from .kernel.provider import ConnectorProvider
@@ -55,6 +57,8 @@ class Jackfield:
             overrides["data_dir"] = Path(data_dir)
         base = settings or Settings()
         self.settings = base.model_copy(update=overrides) if overrides else base
+        explicit = self.settings.egress_allowlist != os.environ.get(ALLOWLIST_ENV, "")
+        use_allowlist(self.settings.egress_allowlist if explicit else None)
         self.registry = registry or connector_registry
         self.registry.discover()
         self.db = Database(self.settings.database_url)

@@ -452,3 +452,26 @@ async def test_connection_unreachable() -> None:
     result = await provider.test_connection()
     assert not result.success
     assert result.details is not None and result.details["code"] == "connection_failed"
+
+
+async def test_an_embedded_apps_allowlist_setting_is_the_guards(
+    server: str, monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:
+    """Before, only the environment variable counted: ``Settings(egress_allowlist=...)``
+    of an embedded application was ignored and its loopback service refused."""
+    from jackfield import Jackfield
+    from jackfield.integration.egress import use_allowlist
+    from jackfield.settings import Settings
+
+    monkeypatch.delenv("JACKFIELD_EGRESS_ALLOWLIST")
+    health = {"base_url": f"{server}/api", "health_path": "/health"}
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/jf.db", data_dir=tmp_path)
+    try:
+        Jackfield(settings=settings.model_copy(update={"egress_allowlist": "127.0.0.1"}))
+        allowed = await HttpRestProvider.from_config(health).test_connection()
+        Jackfield(settings=settings)  # the environment's (none) again
+        refused = await HttpRestProvider.from_config(health).test_connection()
+    finally:
+        use_allowlist(None)
+    assert allowed.success, allowed.message
+    assert not refused.success and "loopback" in refused.message

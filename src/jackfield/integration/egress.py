@@ -41,6 +41,21 @@ _METADATA = ipaddress.IPv4Address("169.254.169.254")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
+_configured: EgressPolicy | None = None
+
+
+def use_allowlist(allowlist: str | None) -> None:
+    """Make ``allowlist`` (comma-separated, as the setting) the policy of every client
+    built from now on without one of its own; ``None``: the environment's again.
+
+    The policy is the process's, not an application's: providers build their clients
+    without the application at hand. ``Jackfield`` calls this with its settings' value
+    when it differs from the environment's (e.g. ``Settings(egress_allowlist=...)``).
+    """
+    global _configured
+    _configured = None if allowlist is None else EgressPolicy(allowlist.split(","))
+
+
 class EgressDeniedError(PermanentError):
     """The destination is not publicly routable and not on the allowlist."""
 
@@ -127,7 +142,10 @@ class EgressPolicy:
 
     @classmethod
     def from_env(cls) -> EgressPolicy:
-        """The policy of ``JACKFIELD_EGRESS_ALLOWLIST``, read now (not at import)."""
+        """The process's policy: the allowlist an application configured
+        (``use_allowlist``), else ``JACKFIELD_EGRESS_ALLOWLIST``, read now (not at import)."""
+        if _configured is not None:
+            return _configured
         return cls(os.environ.get(ALLOWLIST_ENV, "").split(","))
 
     def host_allowlisted(self, host: str) -> bool:
