@@ -8,6 +8,7 @@ whole life -- start, two restarts with backoff, failed -- takes about a second."
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import ClassVar
 
 import pytest
@@ -44,9 +45,14 @@ class TickerProvider(MessagingProvider, PollingSource):
         if self.config.get("mode") == "unreachable":
             raise ConnectionFailedError("ticker.invalid does not answer")
 
+    failed_once: ClassVar[set[str]] = set()
+
     def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]:
         if self.config.get("mode") == "crash":
             raise RuntimeError("poll exploded")
+        if self.config.get("mode") == "flaky" and self.config["api_key"] not in self.failed_once:
+            self.failed_once.add(self.config["api_key"])
+            raise ConnectionFailedError("ticker.invalid does not answer, once")
         n = int(cursor or 0)
         if n >= 3:
             return [], cursor
@@ -103,6 +109,21 @@ def test_a_crashing_source_is_restarted_and_its_error_shown(
     for record in records:
         where = logging.Formatter().formatException(record.exc_info)
         assert "in poll" in where and "RuntimeError: poll exploded" in where
+
+
+def test_a_source_that_recovers_is_ready_again(
+    api, tenant, make_connector, client, wait_until
+):
+    """Before, a unit whose poll failed once stayed ``unreachable`` after its restart
+    polled fine: only a delivery, an edit or an operator's restart cleared it."""
+    cid = make_connector(tenant.admin, "ticker_test", mode="flaky", api_key=uuid.uuid4().hex)
+    with client(api.url, tenant.user_token) as http:
+        wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "unreachable")
+        unit = wait_until(
+            lambda: (u := _unit(http, cid)) and u["restart_count"] >= 1
+            and u["liveness"] == "running" and u["readiness"] == "ready" and u
+        )
+        assert unit["restart_count"] == 1
 
 
 @pytest.mark.parametrize(

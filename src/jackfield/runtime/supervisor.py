@@ -25,6 +25,7 @@ credentials), ``missing_credential`` (a required secret param is empty),
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -379,7 +380,10 @@ class Supervisor:
         provider = None
         try:
             provider = await self._open(unit.connector_id)
-            runner = inbound_runner(self.jf, unit.connector_id, provider, self.node_id)
+            healthy = functools.partial(self._source_works, unit, generation)
+            runner = inbound_runner(
+                self.jf, unit.connector_id, provider, self.node_id, healthy=healthy
+            )
             if runner is None:  # the provider has no polling or subscription source
                 if generation == unit.generation:
                     unit.liveness = "running"
@@ -397,6 +401,13 @@ class Supervisor:
         finally:
             if provider is not None:
                 await ProviderHandle(provider).close()
+
+    def _source_works(self, unit: Unit, generation: int) -> None:
+        """The unit's source committed a poll or a batch: what its crash said about the
+        connector (unreachable, auth failed) is over."""
+        if generation == unit.generation and unit.readiness != "ready":
+            unit.readiness = "ready"
+            self.recorder.mark(unit)
 
     async def _restart_later(self, unit: Unit, delay: float, generation: int) -> None:
         await asyncio.sleep(delay)

@@ -29,13 +29,15 @@ def inbound_runner(
     node_id: str,
     *,
     lease_ttl: float = DEFAULT_TTL,
+    healthy: Callable[[], None] = lambda: None,
 ) -> Callable[[], Awaitable[None]] | None:
     """A coroutine function running the provider's inbound unit forever, or ``None``.
 
     A ``SubscriptionSource`` wins over a ``PollingSource`` when a provider offers both.
     The unit holds the lease ``inbound:{connector_id}`` as ``node_id``; without it the
     coroutine waits as a standby. It raises when the unit crashes, for the supervisor to
-    restart it, and releases the lease when cancelled.
+    restart it, and releases the lease when cancelled. ``healthy`` is called after each
+    commit (a poll, a batch of the stream): the source works.
     """
     if isinstance(provider, SubscriptionSource):
         run: Callable[..., Awaitable[None]] = run_subscription
@@ -45,16 +47,17 @@ def inbound_runner(
         return None
     db = jf.db
 
-    def wake() -> None:
+    def committed(added: int) -> None:
         events = getattr(getattr(jf, "runtime", None), "events", None)
-        if events is not None:
+        if added and events is not None:
             events.wake()
+        healthy()
 
     async def unit() -> None:
         organization_id = await asyncio.to_thread(jf.connectors.organization_of, connector_id)
         lease = Lease(db, f"inbound:{connector_id}", node_id, ttl=lease_ttl)
         try:
-            await run(db, connector_id, organization_id, provider, lease, wake)
+            await run(db, connector_id, organization_id, provider, lease, committed)
         finally:
             try:
                 await asyncio.shield(asyncio.to_thread(lease.release))

@@ -61,7 +61,7 @@ async def run_polling(
     organization_id: str,
     source: PollingSource,
     lease: Lease,
-    wake: Callable[[], None],
+    committed: Callable[[int], None],
 ) -> None:
     """Poll forever while holding the lease; wait as a standby while another node does.
 
@@ -82,8 +82,7 @@ async def run_polling(
         except LeaseLost:
             log.warning("polling unit %s lost its lease; standing by", connector_id)
             continue
-        if added:
-            wake()
+        committed(added)
         await _sleep_holding(lease, interval)
 
 

@@ -62,7 +62,7 @@ async def run_subscription(
     organization_id: str,
     source: SubscriptionSource,
     lease: Lease,
-    wake: Callable[[], None],
+    committed: Callable[[int], None],
 ) -> None:
     """Consume forever while holding the lease. A stream that ends or fails raises, so
     the supervisor restarts the unit (with backoff) and the broker redelivers what was
@@ -72,7 +72,7 @@ async def run_subscription(
             await asyncio.sleep(lease.ttl / 3)
             continue
         consumer = asyncio.create_task(
-            _consume(db, connector_id, organization_id, source, lease, wake)
+            _consume(db, connector_id, organization_id, source, lease, committed)
         )
         heartbeat = asyncio.create_task(keep_renewed(lease))
         try:
@@ -96,7 +96,7 @@ async def _consume(
     organization_id: str,
     source: SubscriptionSource,
     lease: Lease,
-    wake: Callable[[], None],
+    committed: Callable[[int], None],
 ) -> None:
     stream: AsyncIterator[ReceivedEvent] = source.subscribe()
     buffer: asyncio.Queue[ReceivedEvent] = asyncio.Queue(MAX_BATCH)
@@ -107,8 +107,7 @@ async def _consume(
             added = await asyncio.to_thread(
                 commit_received, db, lease, connector_id, organization_id, batch
             )
-            if added:
-                wake()
+            committed(added)
             for received in batch:
                 await received.ack()
     finally:
