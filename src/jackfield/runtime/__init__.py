@@ -111,7 +111,10 @@ class Runtime:
             await self.supervisor.start()
             await self.delivery.start()
             self.retention.start()
-        log.info("runtime started on %s", self.node_id)
+        if self.enabled:
+            log.info("runtime started on %s", self.node_id)
+        else:  # JACKFIELD_RUNTIME_ENABLED=false: an API node
+            log.info("runtime off on %s: it delivers nothing (handlers still run)", self.node_id)
 
     async def stop(self) -> None:
         """Graceful stop: deliveries finish or are given back, units stop, state saved."""
