@@ -18,18 +18,21 @@ def get_jackfield(request: Request) -> Jackfield:
 
 def current_principal(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer <token>`` (or the UI's session cookie)."""
-    jf = get_jackfield(request)
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        who = jf.accounts.authenticate_token(token.strip())
-    elif session_user := getattr(request.state, "session_user_id", None):
-        issued_at = request.state.ui_session.issued_at  # set with session_user_id
-        who = jf.accounts.principal_for_user(session_user, issued_at)
-    else:
-        raise AuthenticationError("authentication required")
+    who: Principal | None = getattr(request.state, "principal", None)  # CredentialsFirst's
+    if who is None:
+        who = _authenticate(get_jackfield(request), request)
     request.state.organization_id = who.organization_id  # whose secrets errors mask
     return who
+
+
+def _authenticate(jf: Jackfield, request: Request) -> Principal:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return jf.accounts.authenticate_token(token.strip())
+    if session_user := getattr(request.state, "session_user_id", None):
+        issued_at = request.state.ui_session.issued_at  # set with session_user_id
+        return jf.accounts.principal_for_user(session_user, issued_at)
+    raise AuthenticationError("authentication required")
 
 
 JF = Annotated[Jackfield, Depends(get_jackfield)]

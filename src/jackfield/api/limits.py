@@ -1,4 +1,5 @@
-"""Request guards applied before any route runs: body size and NUL bytes in the URL.
+"""Request guards applied before any route runs: body size, NUL bytes in the URL, and
+credentials before a body is read.
 
 A body larger than its limit is refused with 413 and the usual error body, whether the
 client announced it (``Content-Length``) or streams it (the count stops reading at the
@@ -12,9 +13,11 @@ import json
 import re
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..kernel.errors import AuthenticationError
 from .errors import error_body
 
 MiB = 1024 * 1024
@@ -73,6 +76,52 @@ class BodySizeLimit:
         await self.app(scope, counting_receive, send)
 
 
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class CredentialsFirst:
+    """ASGI middleware: an API write is authenticated before its body is read.
+
+    FastAPI reads and parses a route's JSON body before its dependencies run, so without
+    this an anonymous caller could have the server read and parse 16 MiB per request
+    (``BodySizeLimit``'s net) before hearing 401. A bearer token is checked here, and the
+    principal kept for ``current_principal``; a UI session has been checked already by
+    the session middleware, which runs outside this one (it is added after it).
+    """
+
+    def __init__(self, app: ASGIApp, jf: Any) -> None:
+        self.app = app
+        self.jf = jf
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["method"] in BODY_METHODS
+            and scope["path"].startswith("/api/")
+        ):
+            state = scope.setdefault("state", {})
+            if not state.get("session_user_id"):
+                try:
+                    state["principal"] = await run_in_threadpool(
+                        self.jf.accounts.authenticate_token, _bearer(scope)
+                    )
+                except AuthenticationError as exc:
+                    body = error_body(exc.code, exc.message, exc.remediation)
+                    await _respond(send, 401, body, ((b"www-authenticate", b"Bearer"),))
+                    return
+        await self.app(scope, receive, send)
+
+
+def _bearer(scope: Scope) -> str:
+    for name, value in scope.get("headers", []):
+        if name == b"authorization":
+            header: str = value.decode("latin-1")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    raise AuthenticationError("authentication required")
+
+
 def _content_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", []):
         if name == b"content-length":
@@ -91,7 +140,9 @@ def _too_large(limit: int) -> dict[str, Any]:
     )
 
 
-async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
+async def _respond(
+    send: Send, status: int, body: dict[str, Any], headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> None:
     payload = json.dumps(body).encode()
     await send(
         {
@@ -101,6 +152,7 @@ async def _respond(send: Send, status: int, body: dict[str, Any]) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(payload)).encode()),
                 (b"connection", b"close"),
+                *headers,
             ],
         }
     )

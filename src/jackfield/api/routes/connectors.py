@@ -3,7 +3,8 @@
 Each route translates HTTP to one ``ConnectorService`` call and back; roles, tenancy
 (another organization's connector is a 404), validation of params and masking of
 secrets all happen in the service. ``setup_app`` installs the request guards
-(body size limits, NUL bytes in URLs) for the whole application.
+(body size limits, NUL bytes in URLs, credentials before bodies) for the whole
+application.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Query, Response
 
 from ..deps import JF, Caller
-from ..limits import BodySizeLimit
+from ..limits import BodySizeLimit, CredentialsFirst
 from ..schemas import (
     ConfigOut,
     ConnectorCreate,
@@ -33,6 +34,7 @@ WRITE = error_responses(400, 401, 403, 404, 422)
 
 
 def setup_app(app: FastAPI) -> None:
+    app.add_middleware(CredentialsFirst, jf=app.state.jackfield)
     app.add_middleware(BodySizeLimit)
 
 
