@@ -90,6 +90,29 @@ def test_secret_is_encrypted_at_rest_and_the_mask_keeps_it(jf, admin):
     }
 
 
+def test_a_param_its_sender_marks_secret_is_kept_secret(jf, admin):
+    """Before, ``"secret": true`` on a key the provider's schema does not know was
+    ignored: stored in plaintext and shown to every member of the organization."""
+    created = jf.connectors.create(
+        admin,
+        name="echo",
+        category="messaging",
+        provider_type="echo",
+        params=[{"key": "api.password", "value": "S3CR3T-UNKNOWN-7781", "secret": True}],
+    )
+    (param,) = created["params"]
+    assert (param["value"], param["secret"]) == ("********", True)
+    # a new value without the flag stays secret: once secret, always secret
+    jf.connectors.update(
+        admin, created["id"], params=[{"key": "api.password", "value": "N3W-UNKNOWN-7782"}]
+    )
+    with jf.db.transaction() as s:
+        values = [row.value for row in s.scalars(select(ConnectorParam))]
+    assert len(values) == 1 and values[0].startswith("jf1:")
+    assert "UNKNOWN" not in values[0]
+    assert jf.connectors.get(admin, created["id"])["params"][0]["value"] == "********"
+
+
 def test_other_organizations_connectors_are_invisible(jf, admin, other_admin):
     created = vault(jf, admin)
     assert jf.connectors.list(other_admin) == []

@@ -96,7 +96,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 # -- connectors ---------------------------------------------------------------------------
 class ParamIn(BaseModel):
-    """One param; ``secret`` (from a GET) is accepted and ignored: the schema decides."""
+    """One param. ``secret: true`` keeps a value secret (encrypted, masked) even where the
+    provider's schema does not know the key; ``false`` never makes a schema's secret
+    plain, so a GET's params may be sent back as they are."""
 
     model_config = ConfigDict(extra="ignore")
     key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH, pattern=KEY_PATTERN)

@@ -35,6 +35,7 @@ class ParamInput:
     sequence: int
     keep: bool = False
     content: bytes | None = None  # decoded file content
+    secret: bool = False  # marked secret by the caller (the schema may not know the key)
 
 
 def normalize_params(
@@ -59,6 +60,7 @@ def normalize_params(
         if sequence is not None and (isinstance(sequence, bool) or not isinstance(sequence, int)):
             raise ConnectorConfigError(f"param {key!r}: sequence must be a whole number")
         entry = ParamInput(key, value, value_type, sequence or (index + 1) * 10)
+        entry.secret = item.get("secret") is True
         entry.keep = value == SECRET_MASK
         if value_type == "file" and not entry.keep and value is not None:
             try:
@@ -122,7 +124,7 @@ class ParamCodec:
                 value = p.content.decode("utf-8", "replace")
             else:
                 value = p.value
-            if p.key in secret:
+            if p.key in secret or p.secret:
                 redactor.add(value, org=connector.organization_id)
             items.append({"key": p.key, "value": value, "sequence": p.sequence})
         return unflatten_params(items)
@@ -148,8 +150,10 @@ class ParamCodec:
                 row = ConnectorParam(key=p.key)
             elif row.file_ref:
                 obsolete.append(row.file_ref)
-            # rows are updated in place: the (connector, key) pair is unique
-            self._fill(connector.id, row, p, p.key in secret)
+            # rows are updated in place: the (connector, key) pair is unique; a value
+            # the schema or its sender called secret stays secret (encrypted, masked)
+            was_secret = row.is_secret is True
+            self._fill(connector.id, row, p, p.key in secret or p.secret or was_secret)
             rows.append(row)
         obsolete += [old.file_ref for old in stored.values() if old.file_ref]
         connector.params = rows
