@@ -4,10 +4,32 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 
+from .kernel.config import SECRET_MASK
 from .secrets import RedactingFilter
+
+_QUERY_CREDENTIAL = re.compile(
+    r"([?&](?:code|state|access_token|refresh_token|id_token|token|api_key|apikey"
+    r"|client_secret|password)=)[^&#\s]*",
+    re.IGNORECASE,
+)
+
+
+class QueryCredentialFilter(logging.Filter):
+    """Masks credentials in the query strings of access log lines: the OAuth callback's
+    ``code`` and ``state`` are not known secrets, so the redactor cannot catch them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, str) and "?" in a for a in args):
+            record.args = tuple(
+                _QUERY_CREDENTIAL.sub(rf"\g<1>{SECRET_MASK}", a) if isinstance(a, str) else a
+                for a in args
+            )
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,3 +65,6 @@ def configure_logging(log_format: str = "console", level: int = logging.INFO) ->
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, QueryCredentialFilter) for f in access.filters):
+        access.addFilter(QueryCredentialFilter())

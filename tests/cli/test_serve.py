@@ -107,6 +107,23 @@ def test_sigterm_ends_open_event_streams_and_stops_promptly(env):
     assert float(stream["ended"]) - signalled < 3  # type: ignore[arg-type]
 
 
+def test_the_access_log_masks_the_oauth_callbacks_code(env):
+    """Before, the access log kept the full callback URL, authorization code included."""
+    serve = _serve(env)
+    try:
+        url = _started(serve)["url"]
+        callback = f"{url}api/connectors/oauth/callback/oauth2_http"
+        answer = httpx2.get(callback, params={"code": "C0DE-7781-in-the-log", "state": "x:y"})
+        assert answer.status_code in (400, 404)  # no such state: nothing is exchanged
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=30)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    assert "oauth2_http?code=********&state=********" in err, err
+    assert "C0DE-7781" not in err
+
+
 def _serve(env: dict[str, str]) -> subprocess.Popen[str]:
     """``jackfield serve`` on a free port, printing where it listens as JSON."""
     return subprocess.Popen(
