@@ -168,3 +168,18 @@ def test_events_list_pages_a_connectors_inbox_newest_first(jf, tenant, make_conn
         refused = cli(*args, ok=False)
         assert refused.returncode == 1 and refused.stderr.strip().count("\n") == 0, refused
         assert says in refused.stderr
+
+
+def test_stored_text_is_printed_as_it_is_not_as_markup(jf, tenant, make_connector, cli):
+    """Before, a "[/x]" in a name or payload crashed the table with a rich MarkupError
+    traceback, and "[red]...[/red]" lost its brackets."""
+    cid = make_connector(tenant.admin)
+    jf.connectors.update(tenant.admin, cid, name="bad [/x] name")
+    EventService(jf.db).inject(
+        tenant.admin, cid, {"text": "see [/x]"}, event_id="[red]abc[/red]"
+    )
+    listed = cli("events", "list", cid)
+    assert "[red]abc[/red]" in listed.stdout and "see [/x]" in listed.stdout
+    for args in (("connectors", "list"), ("connectors", "show", cid)):
+        shown = cli(*args)
+        assert "bad [/x] name" in shown.stdout and not shown.stderr, shown.stderr

@@ -41,7 +41,7 @@ def serve(
 def _show_started(started: dict[str, Any]) -> None:
     admin = started["bootstrap_admin"]
     if admin is not None:
-        console.print(f"[bold]Bootstrap admin created:[/bold] {admin['email']}")
+        console.print(f"Bootstrap admin created: {admin['email']}", style="bold")
         if "password" in admin:
             console.print(f"  password (shown once): {admin['password']}")
     console.print(f"Jackfield on {started['url']}  (health: /healthz)")

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.text import Text
 
 from ..kernel.errors import ConnectorConfigError
 from ..service import Principal
@@ -70,7 +71,7 @@ def read_json_file(path: Path) -> Any:
 
 
 def show_connector(c: dict[str, Any]) -> None:
-    console.print(f"[bold]{c['name']}[/bold]  {c['id']}")
+    console.print(f"{c['name']}  {c['id']}", style="bold")
     console.print(
         f"  {c['category']}/{c['provider_type']}  status={c['status']}"
         f"  enabled={c['is_enabled']}  default={c['is_default']}"
@@ -189,7 +190,9 @@ def test(connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = 
         result,
         as_json,
         lambda r: console.print(
-            f"{'[green]ok[/green]' if r['success'] else '[red]failed[/red]'}: {r['message']}"
+            Text.assemble(("ok", "green") if r["success"] else ("failed", "red"), ": "),
+            r["message"],
+            sep="",
         ),
     )
     if not result["success"]:

@@ -24,7 +24,7 @@ ConnectorOption = typer.Option(
 
 
 def show_message(m: dict[str, Any]) -> None:
-    console.print(f"[bold]{m['envelope_id']}[/bold]  {m['state']}  connector {m['connector_id']}")
+    console.print(f"{m['envelope_id']}  {m['state']}  connector {m['connector_id']}", style="bold")
     console.print(f"  attempts={m['attempts']}  next_attempt_at={m['next_attempt_at'] or '-'}")
     if m.get("error_class") or m.get("last_error"):
         console.print(f"  {m.get('error_class') or 'error'}: {m.get('last_error') or ''}")

@@ -24,7 +24,9 @@ from ..kernel.errors import JackfieldError
 from ..secrets import redactor
 
 JsonOption = typer.Option(False, "--json", help="Print machine-readable JSON.")
-console = Console()
+# stored text (names, payloads, vendors' errors) is printed as it is, never as rich markup
+# (a "[/x]" in it crashed the command, and "[red]" vanished)
+console = Console(markup=False)
 
 
 @cache
@@ -104,7 +106,8 @@ def emit_items(items: list[dict[str, Any]], as_json: bool, columns: Iterable[str
     # a terminal: its width, or wider than it rather than cut; a pipe: one line per row
     measured = Measurement.get(console, console.options.update(max_width=10_000), table)
     width = max(console.width, measured.minimum) if console.is_terminal else measured.maximum
-    (Console(width=width) if width != console.width else console).print(table, crop=False)
+    wide = Console(width=width, markup=False) if width != console.width else console
+    wide.print(table, crop=False)
 
 
 def _cell(value: Any) -> str:
