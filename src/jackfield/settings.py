@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator
+from pydantic import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .kernel.inbound import MAX_REPLAY_WINDOW_SECONDS
@@ -37,27 +44,33 @@ class Settings(BaseSettings):
         return [k.strip() for k in raw.split(",") if k.strip()]
 
     # -- runtime: outbox and supervisor (timings are settings so tests can run fast) --
+    # (a 0 where it makes no sense is refused: an interval of 0 spun a core)
     runtime_enabled: bool = True  # False: serve the API only, deliver nothing on this node
-    outbox_batch_size: int = 256  # messages per claim / ack transaction
-    outbox_max_in_flight: int = 2048  # claimed and not yet acknowledged, per node
-    outbox_concurrency: int = 16  # concurrent deliveries per connector (param runtime.concurrency)
-    outbox_lease_seconds: float = 60.0  # a claim's lease; a dead worker's messages return after it
-    outbox_poll_seconds: float = 1.0  # idle re-check for work enqueued by other nodes
-    outbox_retry_base_seconds: float = 1.0  # first retry delay (param retry.base_seconds)
-    outbox_retry_max_seconds: float = 300.0  # retry delay cap (param retry.max_seconds)
-    outbox_max_attempts: int = 10  # then dead (param retry.max_attempts)
-    outbox_crash_limit: int = 3  # a message that crashed its connector this often: dead
-    supervisor_backoff_base_seconds: float = 1.0  # first restart delay after a crash
-    supervisor_backoff_max_seconds: float = 60.0
-    supervisor_healthy_reset_seconds: float = 600.0  # this long without a crash resets backoff
-    supervisor_crash_limit: int = 5  # more crashes than this within the window: failed
-    supervisor_crash_window_seconds: float = 300.0
-    supervisor_poll_seconds: float = 2.0  # reconcile connectors and pick up restart requests
-    runtime_shutdown_grace_seconds: float = 10.0  # in-flight deliveries may finish this long
+    outbox_batch_size: PositiveInt = 256  # messages per claim / ack transaction
+    outbox_max_in_flight: PositiveInt = 2048  # claimed and not yet acknowledged, per node
+    # concurrent deliveries per connector (param runtime.concurrency)
+    outbox_concurrency: PositiveInt = 16
+    # a claim's lease; a dead worker's messages return after it
+    outbox_lease_seconds: PositiveFloat = 60.0
+    outbox_poll_seconds: PositiveFloat = 1.0  # idle re-check for work enqueued by other nodes
+    outbox_retry_base_seconds: PositiveFloat = 1.0  # first retry delay (param retry.base_seconds)
+    outbox_retry_max_seconds: PositiveFloat = 300.0  # retry delay cap (param retry.max_seconds)
+    outbox_max_attempts: PositiveInt = 10  # then dead (param retry.max_attempts)
+    outbox_crash_limit: PositiveInt = 3  # a message that crashed its connector this often: dead
+    supervisor_backoff_base_seconds: PositiveFloat = 1.0  # first restart delay after a crash
+    supervisor_backoff_max_seconds: PositiveFloat = 60.0
+    # this long without a crash resets backoff
+    supervisor_healthy_reset_seconds: PositiveFloat = 600.0
+    supervisor_crash_limit: NonNegativeInt = 5  # more crashes than this within the window: failed
+    supervisor_crash_window_seconds: PositiveFloat = 300.0
+    # reconcile connectors and pick up restart requests
+    supervisor_poll_seconds: PositiveFloat = 2.0
+    # in-flight deliveries may finish this long
+    runtime_shutdown_grace_seconds: NonNegativeFloat = 10.0
     # retention (0: keep for ever): delivered/discarded messages, dispatched events
-    outbox_retention_hours: float = 168.0
-    inbox_retention_hours: float = 168.0
-    retention_interval_seconds: float = 600.0  # how often each node prunes
+    outbox_retention_hours: NonNegativeFloat = 168.0
+    inbox_retention_hours: NonNegativeFloat = 168.0
+    retention_interval_seconds: PositiveFloat = 600.0  # how often each node prunes
 
     @field_validator("inbox_retention_hours")
     @classmethod

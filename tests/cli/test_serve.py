@@ -248,6 +248,16 @@ def test_ctrl_c_stops_serve_although_a_provider_call_never_returns(env, tmp_path
         ({"JACKFIELD_SMTP_PORT": "twenty-five"}, "JACKFIELD_SMTP_PORT: Input should be"),
         # a webhook may be accepted up to a day after it was signed: its id must be kept
         ({"JACKFIELD_INBOX_RETENTION_HOURS": "2"}, "JACKFIELD_INBOX_RETENTION_HOURS: must be 0"),
+        # an interval of 0 made every node prune in a loop that never waited (a core spun)
+        (
+            {"JACKFIELD_RETENTION_INTERVAL_SECONDS": "0"},
+            "JACKFIELD_RETENTION_INTERVAL_SECONDS: Input should be greater than 0",
+        ),
+        # an unreachable server: psycopg's message has a second line ("Is the server ...")
+        (
+            {"JACKFIELD_DATABASE_URL": "postgresql+psycopg://u@127.0.0.1:9/x?connect_timeout=2"},
+            "cannot use the database",
+        ),
     ],
 )
 def test_an_unusable_setting_is_a_one_line_error(env, tmp_path, setting, expected):

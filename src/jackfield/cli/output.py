@@ -42,6 +42,7 @@ def jackfield() -> Any:
 
 
 def fail(message: str, remediation: str = "") -> NoReturn:
+    message = " ".join(message.split())  # one line, e.g. of a driver's two-line error
     text = f"error: {message}" + (f" ({remediation})" if remediation else "")
     print(redactor.redact(text), file=sys.stderr)
     raise typer.Exit(1)
