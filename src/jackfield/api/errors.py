@@ -81,6 +81,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if exc.errors() and all(e.get("type") == "json_invalid" for e in exc.errors()):
+            body = error_body(  # not JSON at all: a malformed request, not an invalid one
+                "invalid_request", "the body is not valid JSON", HTTP_REMEDIES[400]
+            )
+            return JSONResponse(body, 400)
         fields = {
             ".".join(str(p) for p in err["loc"] if p != "body"): err["msg"] for err in exc.errors()
         }
