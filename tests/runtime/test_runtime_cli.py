@@ -183,3 +183,14 @@ def test_stored_text_is_printed_as_it_is_not_as_markup(jf, tenant, make_connecto
     for args in (("connectors", "list"), ("connectors", "show", cid)):
         shown = cli(*args)
         assert "bad [/x] name" in shown.stdout and not shown.stderr, shown.stderr
+
+
+def test_sim_send_refuses_a_fault_echo_cannot_read(jf, tenant, make_connector, cli):
+    """Before, any --simulate was queued and went dead at delivery."""
+    cid = make_connector(tenant.admin)
+    for fault in ("nonsense", "slow:-5", "transient:abc", "crash:3"):
+        refused = cli("sim", "send", cid, "hi", "--simulate", fault, ok=False)
+        assert refused.returncode == 2 and "--simulate" in refused.stderr, refused.stderr
+    assert jf.runtime.outbox.list(tenant.admin)[0] == []  # nothing was queued
+    queued = json.loads(cli("sim", "send", cid, "hi", "--simulate", "transient:1", "--json").stdout)
+    assert queued["connector_id"] == cid

@@ -12,6 +12,8 @@ from typing import Any
 
 import typer
 
+from ..connectors.echo import parse_simulate
+from ..kernel.errors import PermanentError
 from ..service.events import EventService
 from .connectors import operator_for
 from .output import JsonOption, console, emit, fail, jackfield, user_errors
@@ -34,6 +36,11 @@ def send(
     """Queue the message {"text": TEXT} on CONNECTOR (delivered by the runtime); with
     --simulate, an echo connector fails (or slows) as asked, to exercise retries, dead
     letters and restarts."""
+    if simulate is not None:  # refused here, not as a dead letter later
+        try:
+            parse_simulate(simulate)
+        except PermanentError as exc:
+            raise typer.BadParameter(exc.message, param_hint="--simulate") from None
     payload = {"text": text} if simulate is None else {"text": text, "simulate": simulate}
     with user_errors():
         operator_for(connector_id)  # an unknown connector is a one-line error

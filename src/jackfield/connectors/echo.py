@@ -120,27 +120,35 @@ class EchoProvider(MessagingProvider):
         return Delivered(result=result, events=(event,))
 
 
+def parse_simulate(spec: object) -> tuple[str, int]:
+    """The fault ``spec`` asks for: ``(mode, n)``, ``n`` being the failures of
+    ``transient:N`` or the milliseconds of ``slow:MS`` (else 0). A spec no mode reads
+    raises ``PermanentError`` (the message's fault; ``sim send`` refuses it up front)."""
+    mode, _, arg = str(spec).partition(":")
+    if mode in ("transient", "slow"):
+        return mode, _count(spec, arg)
+    if arg:
+        raise PermanentError(f"simulate mode {mode!r} takes no argument (got {spec!r})")
+    if mode in ("permanent", "auth", "crash"):
+        return mode, 0
+    raise PermanentError(
+        f"unknown simulate mode {spec!r}: use transient:N, permanent, auth, crash or slow:MS"
+    )
+
+
 async def _simulate(spec: object, attempt: int) -> None:
     """Raise the fault ``spec`` asks for; return normally to let the delivery go on."""
-    mode, _, arg = str(spec).partition(":")
-    if mode == "transient":
-        failures = _count(spec, arg)
-        if attempt <= failures:
-            raise TransientError(f"simulated transient failure (attempt {attempt} of {failures})")
-    elif mode == "slow":
-        await asyncio.sleep(_count(spec, arg) / 1000)
-    elif arg:
-        raise PermanentError(f"simulate mode {mode!r} takes no argument (got {spec!r})")
+    mode, n = parse_simulate(spec)
+    if mode == "transient" and attempt <= n:
+        raise TransientError(f"simulated transient failure (attempt {attempt} of {n})")
+    if mode == "slow":
+        await asyncio.sleep(n / 1000)
     elif mode == "permanent":
         raise PermanentError("simulated permanent failure")
     elif mode == "auth":
         raise AuthError("simulated authentication failure")
     elif mode == "crash":
         raise RuntimeError("simulated crash (unexpected exception in the echo provider)")
-    else:
-        raise PermanentError(
-            f"unknown simulate mode {spec!r}: use transient:N, permanent, auth, crash or slow:MS"
-        )
 
 
 def _count(spec: object, arg: str) -> int:
