@@ -43,14 +43,19 @@ class ThrottledProvider(MessagingProvider):
         return SentMessage(message_id="sent")
 
 
-class NoOutcomeProvider(MessagingProvider):
+class _OverridesDeliver(MessagingProvider):
+    """The base of providers whose ``deliver`` override is what a test is about (the
+    category's method, which the base ``deliver`` would call, is just there)."""
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="sent")
+
+
+class NoOutcomeProvider(_OverridesDeliver):
     """A provider whose ``deliver`` override forgets to return its outcome."""
 
     provider_type: ClassVar[str] = "no_outcome_test"
     display_name: ClassVar[str] = "No outcome (tests)"
-
-    async def send_message(self, message: OutboundMessage) -> SentMessage:
-        return SentMessage(message_id="sent")
 
     async def deliver(self, envelope: Envelope) -> Any:
         if envelope.payload.get("text") == "forget":
@@ -58,15 +63,12 @@ class NoOutcomeProvider(MessagingProvider):
         return await super().deliver(envelope)
 
 
-class SyncDeliverProvider(MessagingProvider):
+class SyncDeliverProvider(_OverridesDeliver):
     """A provider that overrides ``deliver`` with a plain method (DESIGN: provider
     methods may be sync or async; sync ones run in a worker thread)."""
 
     provider_type: ClassVar[str] = "sync_deliver_test"
     display_name: ClassVar[str] = "Sync deliver (tests)"
-
-    async def send_message(self, message: OutboundMessage) -> SentMessage:
-        return SentMessage(message_id="the base deliver() would call this")
 
     def deliver(self, envelope: Envelope) -> Any:  # type: ignore[override]
         if envelope.payload.get("text") == "refuse":
@@ -75,14 +77,11 @@ class SyncDeliverProvider(MessagingProvider):
         return Delivered({"ran_in_a_worker_thread": not on_loop})
 
 
-class BadEventsProvider(MessagingProvider):
+class BadEventsProvider(_OverridesDeliver):
     """A provider whose delivery hands back events the inbox cannot store."""
 
     provider_type: ClassVar[str] = "bad_events_test"
     display_name: ClassVar[str] = "Bad events (tests)"
-
-    async def send_message(self, message: OutboundMessage) -> SentMessage:
-        return SentMessage(message_id="sent")
 
     async def deliver(self, envelope: Envelope) -> Any:
         event_id, payload = envelope.payload["event_id"], envelope.payload["event"]
