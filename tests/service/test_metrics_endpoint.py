@@ -1,6 +1,7 @@
 """``GET /metrics`` speaks the Prometheus text format and counts what is there."""
 
 import re
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx2
@@ -41,3 +42,26 @@ def test_a_scrape_reads_a_snapshot_and_never_holds_up_a_writer(jf, admin):
             envelope = sent.result(timeout=10)  # committed while the read is still open
     assert jf.runtime.outbox.get(admin, envelope)["state"] == "pending"
     assert "jackfield_outbox_messages" in {m.name for m in metrics.collect(jf.db)}
+
+
+def test_delivery_outcomes_are_counters_and_every_state_is_a_series(jf, admin, api):
+    """Before, only gauges of current rows: no rate() of deliveries or failures, and a
+    state's series vanished once retention pruned its rows."""
+    created = jf.connectors.create(admin, name="echo", category="messaging", provider_type="echo")
+    jf.connectors.test(admin, created["id"])
+    jf.connectors.set_enabled(admin, created["id"], True)
+    for payload in ({"text": "a"}, {"text": "b"}, {"text": "c", "simulate": "permanent"}):
+        jf.send(created["id"], payload)
+
+    def counters() -> dict[str, float]:
+        body = httpx2.get(f"{api.url}/metrics").text
+        found = re.findall(r'^jackfield_outbox_deliveries_total\{outcome="(\w+)"\} (\S+)$', body, re.M)
+        return {outcome: float(value) for outcome, value in found}
+
+    deadline = time.monotonic() + 20
+    while counters().get("delivered") != 2 or counters().get("dead") != 1:
+        assert time.monotonic() < deadline, counters()
+        time.sleep(0.1)
+    body = httpx2.get(f"{api.url}/metrics").text
+    assert "# TYPE jackfield_outbox_deliveries_total counter" in body
+    assert 'jackfield_outbox_messages{state="discarded"} 0' in body

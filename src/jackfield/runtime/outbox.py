@@ -96,6 +96,16 @@ class DeliveryStats:
     crashes: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
 
+    def outcomes(self) -> dict[str, int]:
+        """What became of the claimed messages, by outcome (for ``/metrics``)."""
+        return {
+            "delivered": self.delivered,
+            "retried": self.retried,
+            "dead": self.dead,
+            "released": self.released,
+            "rejected": self.rejected,  # a late ack of a lease that had expired
+        }
+
 
 class OutboxWorker:
     def __init__(

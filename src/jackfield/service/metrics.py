@@ -1,7 +1,13 @@
-"""Instance-wide counters for Prometheus: totals only, no organization or secret in them."""
+"""Instance-wide metrics for Prometheus: totals only, no organization or secret in them.
+
+Gauges count the rows there are now (every deployment's, read from the database);
+counters count what this process did since it started (Prometheus's ``rate()`` takes
+their resets in its stride), so throughput and error rates can be derived.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
@@ -9,6 +15,7 @@ from sqlalchemy import func, select
 from ..store import Connector, Database
 from ..store.models_inbound import InboxEvent
 from ..store.models_outbox import OutboxMessage, RuntimeUnit
+from .messages import STATES
 
 
 @dataclass(frozen=True)
@@ -16,11 +23,13 @@ class Metric:
     name: str
     help: str
     samples: list[tuple[dict[str, str], float]]
+    kind: str = "gauge"
 
 
-def collect(db: Database) -> list[Metric]:
+def collect(db: Database, deliveries: Mapping[str, int] | None = None) -> list[Metric]:
     """Read the current counts, in a snapshot: counting a large outbox takes a while
-    (about 0.2 s per million rows on SQLite), and must not hold up writers meanwhile."""
+    (about 0.2 s per million rows on SQLite), and must not hold up writers meanwhile.
+    ``deliveries``: this process's delivery outcomes so far, by outcome (a counter)."""
     with db.snapshot() as s:
         outbox = s.execute(
             select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
@@ -38,7 +47,8 @@ def collect(db: Database) -> list[Metric]:
         Metric(
             "jackfield_outbox_messages",
             "Outbox messages by state.",
-            [({"state": state}, n) for state, n in outbox],
+            # every state, 0 included: a series that vanishes when pruned reads as stale
+            [({"state": state}, dict(outbox).get(state, 0)) for state in STATES],
         ),
         Metric("jackfield_inbox_events", "Inbound events in the inbox.", [({}, inbox)]),
         Metric(
@@ -51,6 +61,18 @@ def collect(db: Database) -> list[Metric]:
             "Connectors by category and status.",
             [({"category": c, "status": st}, n) for c, st, n in connectors],
         ),
+        *(
+            [
+                Metric(
+                    "jackfield_outbox_deliveries_total",
+                    "Delivery outcomes recorded by this process, by outcome.",
+                    [({"outcome": o}, n) for o, n in sorted(deliveries.items())],
+                    kind="counter",
+                )
+            ]
+            if deliveries is not None
+            else []
+        ),
     ]
 
 
@@ -58,7 +80,7 @@ def exposition(metrics: list[Metric]) -> str:
     """The Prometheus text format (version 0.0.4)."""
     lines: list[str] = []
     for metric in metrics:
-        lines += [f"# HELP {metric.name} {metric.help}", f"# TYPE {metric.name} gauge"]
+        lines += [f"# HELP {metric.name} {metric.help}", f"# TYPE {metric.name} {metric.kind}"]
         for labels, value in metric.samples:
             rendered = ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items()))
             lines.append(

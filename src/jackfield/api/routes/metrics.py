@@ -13,5 +13,6 @@ router = APIRouter(tags=["health"])
 
 @router.get("/metrics", response_class=PlainTextResponse)
 def prometheus_metrics(jf: JF) -> PlainTextResponse:
-    text = metrics.exposition(metrics.collect(jf.db))
+    deliveries = jf.runtime.delivery.stats.outcomes()
+    text = metrics.exposition(metrics.collect(jf.db, deliveries))
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
