@@ -4,9 +4,10 @@ serve`` builds the same object and puts the REST API, UI and runtime on top."""
 
 from __future__ import annotations
 
+import fcntl
 import os
-import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from .kernel.provider import ConnectorProvider
 from .kernel.registry import ConnectorRegistry, connector_registry
 from .runtime import Runtime
 from .secrets import SecretBox, load_keyring, write_key_file
-from .secrets.keys import MasterKey, key_file_path
+from .secrets.keys import MasterKey, key_file_path, read_key_file
 from .service import (
     AccountService,
     ConnectorService,
@@ -33,6 +34,17 @@ from .service import (
 from .service.oauth import OAuthService
 from .settings import Settings
 from .store import Database, upgrade
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``lock_path`` (another process waits for it)."""
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class Jackfield:
@@ -183,19 +195,26 @@ class Jackfield:
         """
         if self.settings.secret_key is None:
             path = key_file_path(self.settings.data_dir)
-            old = path.with_name(path.name + ".old")
-            if not old.exists():
-                shutil.copy2(path, old)
-                write_key_file(path, MasterKey.generate())
-            self.box.keyring = self._keyring()
-            count = reencrypt_all(self.db, self.codec)
-            # a running serve may have written a secret under the old key meanwhile
-            # (it follows the key file from its next write on): once more, then drop it
-            count += reencrypt_all(self.db, self.codec)
-            old.unlink()
-            self.box.keyring = self._keyring()
-            return count
+            with _exclusive(path.with_name(path.name + ".lock")):
+                return self._rotate_key_file(path)
         return reencrypt_all(self.db, self.codec)
+
+    def _rotate_key_file(self, path: Path) -> int:
+        """One rotation of the generated key file; its caller holds the rotation lock
+        (two at once removed the key every secret was encrypted under)."""
+        old = path.with_name(path.name + ".old")
+        current = read_key_file(path)
+        if not old.exists() or read_key_file(old).raw == current.raw:
+            write_key_file(old, current)  # atomically: a kill never leaves half a key
+            write_key_file(path, MasterKey.generate())
+        self.box.keyring = self._keyring()
+        count = reencrypt_all(self.db, self.codec)
+        # a running serve may have written a secret under the old key meanwhile
+        # (it follows the key file from its next write on): once more, then drop it
+        count += reencrypt_all(self.db, self.codec)
+        old.unlink()
+        self.box.keyring = self._keyring()
+        return count
 
     def close(self) -> None:
         self.db.dispose()

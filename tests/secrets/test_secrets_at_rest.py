@@ -3,6 +3,7 @@
 import base64
 import os
 import stat
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
@@ -165,6 +166,47 @@ def test_an_interrupted_file_rotation_is_finished_by_running_it_again(sqlite_url
     assert jf.rotate_keys() == 1
     assert not (data / "secret.key.old").exists()
     jf.close()
+
+
+def test_a_rotation_killed_before_the_new_key_was_written_still_rotates(sqlite_url, tmp_path):
+    """Killed after keeping the old key, before writing the new one: ``.old`` holds the
+    current key. Running it again makes the new key (before, it re-encrypted under the
+    old one and reported success)."""
+    data = tmp_path / "data"
+    jf = make(sqlite_url, data)
+    _, conn = create_smtp(jf)
+    jf.close()
+    before = (data / "secret.key").read_text()
+    (data / "secret.key.old").write_text(before)
+    jf = make(sqlite_url, data)
+    assert jf.rotate_keys() == 1
+    assert (data / "secret.key").read_text() != before
+    assert not (data / "secret.key.old").exists()
+    jf.close()
+    jf = make(sqlite_url, data)
+    assert jf.connectors.resolve(conn["id"])[2]["password"] == "pw-canary-1"
+    jf.close()
+
+
+def test_rotations_at_the_same_time_take_turns(sqlite_url, tmp_path):
+    """Before, two ``keys rotate`` at once could each keep the other's new key as "old"
+    and delete it: every secret was left sealed under a key no file held."""
+    data = tmp_path / "data"
+    first = make(sqlite_url, data)
+    _, conn = create_smtp(first)
+    first.close()
+    rotators = [make(sqlite_url, data) for _ in range(4)]
+    try:
+        for _ in range(4):
+            with ThreadPoolExecutor(len(rotators)) as pool:
+                assert list(pool.map(lambda jf: jf.rotate_keys(), rotators)) == [1] * 4
+    finally:
+        for jf in rotators:
+            jf.close()
+    assert sorted(p.name for p in data.glob("secret.key*")) == ["secret.key", "secret.key.lock"]
+    later = make(sqlite_url, data)  # only what is on disk now
+    assert later.connectors.resolve(conn["id"])[2]["password"] == "pw-canary-1"
+    later.close()
 
 
 def test_the_embedded_entry_point_takes_a_key_string(tmp_path):

@@ -81,7 +81,7 @@ def read_key_file(path: Path) -> MasterKey:
 def write_key_file(path: Path, key: MasterKey) -> None:
     """Write ``key`` to ``path`` with mode 0600, atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(path.name + ".tmp")  # one per target: secret.key and .old differ
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(key.encoded() + "\n")
