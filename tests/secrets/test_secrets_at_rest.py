@@ -118,6 +118,27 @@ def test_rotation_with_environment_keys(database_url, tmp_path):
     jf.close()
 
 
+def test_a_key_that_reads_the_check_but_not_every_secret_is_refused(database_url, tmp_path):
+    """A secret written under the new key while the old one is still the database's
+    check (before ``keys rotate``), then a start with the old key alone: before, it
+    started and the connector's unit crashed on every start."""
+    old, new = key(), key()
+    jf = make(database_url, tmp_path / "data", old)
+    who, conn = create_smtp(jf)
+    jf.close()
+    jf = make(database_url, tmp_path / "data", new, fallbacks=old)  # not rotated yet
+    params = [{"key": "host", "value": "127.0.0.1"}, {"key": "password", "value": "pw-new"}]
+    jf.connectors.update(who, conn["id"], params=params)  # sealed under the new key
+    jf.close()
+    with pytest.raises(SecretKeyError, match="sealed under master key") as info:
+        make(database_url, tmp_path / "data", old)  # a rollback to the old key
+    assert MasterKey.decode(new).key_id in str(info.value)
+    assert "FALLBACKS" in info.value.remediation
+    jf = make(database_url, tmp_path / "data", old, fallbacks=new)  # as the remedy says
+    assert jf.connectors.resolve(conn["id"])[2]["password"] == "pw-new"
+    jf.close()
+
+
 def test_rotation_with_the_generated_key_file(sqlite_url, tmp_path):
     data = tmp_path / "data"
     jf = make(sqlite_url, data)

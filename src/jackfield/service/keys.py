@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from ..secrets import SecretBox
+from ..secrets import SecretBox, SecretKeyError
 from ..store import ConnectorParam, Database, Meta
 from .params import ParamCodec
 
 KEY_CHECK = "key_check"
+KEY_STAMP_LENGTH = len("jf1:") + 8  # a sealed value's "jf1:<key id>", the key id 8 hex
 
 
 def check_master_key(db: Database, box: SecretBox) -> None:
@@ -32,6 +33,28 @@ def check_master_key(db: Database, box: SecretBox) -> None:
             recorded = s.get(Meta, KEY_CHECK)
             assert recorded is not None  # the row whose insert ours collided with
             box.verify_check(recorded.value)
+    _check_every_secret_is_readable(db, box)
+
+
+def _check_every_secret_is_readable(db: Database, box: SecretBox) -> None:
+    """The check value is re-encrypted last by a rotation; a key that reads it may still
+    miss the key of some secrets (a rollback to the old key, a fallback dropped too
+    early). Their units would crash on every start: refuse now, naming the keys."""
+    with db.snapshot() as s:
+        stamps = s.scalars(
+            select(func.substr(ConnectorParam.value, 1, KEY_STAMP_LENGTH))
+            .where(ConnectorParam.is_secret.is_(True))
+            .distinct()
+        )
+        key_ids = {stamp.split(":")[1] for stamp in stamps if SecretBox.is_encrypted(stamp)}
+    missing = sorted(key_id for key_id in key_ids if box.keyring.find(key_id) is None)
+    if missing:
+        raise SecretKeyError(
+            f"some secrets are sealed under master key(s) {', '.join(missing)}, which the"
+            " configured keys do not include",
+            remediation="Add the key they were written with to JACKFIELD_SECRET_KEY_FALLBACKS"
+            " (or restore DATA_DIR/secret.key.old), then run 'jackfield keys rotate'.",
+        )
 
 
 def reencrypt_all(db: Database, codec: ParamCodec) -> int:
