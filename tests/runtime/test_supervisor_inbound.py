@@ -23,6 +23,7 @@ from jackfield.kernel import (
     PollingSource,
     SentMessage,
 )
+from jackfield.secrets import SecretKeyError
 
 
 class TickerProvider(MessagingProvider, PollingSource):
@@ -44,6 +45,8 @@ class TickerProvider(MessagingProvider, PollingSource):
             raise ConnectorConfigError("no API key", field_errors={"api_key": "required"})
         if self.config.get("mode") == "unreachable":
             raise ConnectionFailedError("ticker.invalid does not answer")
+        if self.config.get("mode") == "sealed":  # as reading its config under a lost key
+            raise SecretKeyError("a secret is sealed under a key this node does not have")
 
     failed_once: ClassVar[set[str]] = set()
 
@@ -124,6 +127,16 @@ def test_a_source_that_recovers_is_ready_again(
             and u["liveness"] == "running" and u["readiness"] == "ready" and u
         )
         assert unit["restart_count"] == 1
+
+
+def test_a_unit_whose_secrets_cannot_be_read_is_not_ready(
+    api, tenant, make_connector, client, wait_until
+):
+    """Before, a unit down on a key error showed readiness ``ready``."""
+    cid = make_connector(tenant.admin, "ticker_test", mode="sealed")
+    with client(api.url, tenant.user_token) as http:
+        unit = wait_until(lambda: (u := _unit(http, cid)) and u["liveness"] == "failed" and u)
+    assert unit["readiness"] == "misconfigured" and "SecretKeyError" in unit["last_error"]
 
 
 @pytest.mark.parametrize(

@@ -23,6 +23,7 @@ from ..kernel import call_async
 from ..kernel.errors import AuthError, ConnectionFailedError, ConnectorConfigError
 from ..kernel.provider import ConnectorProvider
 from ..kernel.redaction import get_logger
+from ..secrets import SecretKeyError
 from ..store import Connector, Database, utcnow
 from ..store.group_commit import GroupCommitter
 from ..store.models_outbox import RuntimeRestart, RuntimeUnit
@@ -226,6 +227,8 @@ def readiness_for(unit: Unit, exc: BaseException) -> str | None:
         fields = set(exc.field_errors)
         if fields and fields <= unit.secret_fields:
             return "missing_credential"
+        return "misconfigured"
+    if isinstance(exc, SecretKeyError):  # its secrets cannot be read with these keys
         return "misconfigured"
     return None
 
