@@ -60,7 +60,8 @@ def configure_logging(log_format: str = "console", level: int = logging.INFO) ->
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
-    logging.getLogger("alembic").setLevel(max(level, logging.WARNING))
+    for quiet in ("alembic", "httpx2", "httpcore2"):  # a line per HTTP request is noise
+        logging.getLogger(quiet).setLevel(max(level, logging.WARNING))
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)
         logger.handlers.clear()
