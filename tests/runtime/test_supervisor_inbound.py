@@ -56,6 +56,10 @@ class TickerProvider(MessagingProvider, PollingSource):
         if self.config.get("mode") == "flaky" and self.config["api_key"] not in self.failed_once:
             self.failed_once.add(self.config["api_key"])
             raise ConnectionFailedError("ticker.invalid does not answer, once")
+        if self.config.get("mode") == "dict_cursor":  # a provider's mistakes
+            return [], {"page": 2}
+        if self.config.get("mode") == "no_cursor":
+            return []
         n = int(cursor or 0)
         if n >= 3:
             return [], cursor
@@ -127,6 +131,24 @@ def test_a_source_that_recovers_is_ready_again(
             and u["liveness"] == "running" and u["readiness"] == "ready" and u
         )
         assert unit["restart_count"] == 1
+
+
+@pytest.mark.parametrize(
+    ("mode", "says"),
+    [
+        ("dict_cursor", "TypeError: poll() must return its cursor as text or None, not dict"),
+        ("no_cursor", "TypeError: poll() must return (events, cursor), not a list of 0"),
+    ],
+)
+def test_a_poll_that_answers_the_wrong_shape_is_told_what_is_wrong(
+    api, tenant, make_connector, client, wait_until, mode, says
+):
+    """Before: the database's error about a cursor it cannot bind (SQL and cursor
+    included), or a bare 'not enough values to unpack'."""
+    cid = make_connector(tenant.admin, "ticker_test", mode=mode)
+    with client(api.url, tenant.user_token) as http:
+        unit = wait_until(lambda: (u := _unit(http, cid)) and u["last_error"] and u)
+    assert unit["last_error"].startswith(says), unit["last_error"]
 
 
 def test_a_unit_whose_secrets_cannot_be_read_is_not_ready(

@@ -74,16 +74,36 @@ async def run_polling(
             await asyncio.sleep(lease.ttl / 3)
             continue
         cursor = await asyncio.to_thread(load_cursor, db, connector_id)
-        events, next_cursor = await holding(lease, call_async(source.poll, cursor))
+        events, next_cursor = polled(await holding(lease, call_async(source.poll, cursor)))
         try:
             added = await asyncio.to_thread(
-                commit_polled, db, lease, connector_id, organization_id, list(events), next_cursor
+                commit_polled, db, lease, connector_id, organization_id, events, next_cursor
             )
         except LeaseLost:
             log.warning("polling unit %s lost its lease; standing by", connector_id)
             continue
         committed(added)
         await _sleep_holding(lease, interval)
+
+
+def polled(result: object) -> tuple[list[InboundEvent], str | None]:
+    """``poll()``'s answer, or ``TypeError`` naming what is wrong with it (before, a bare
+    unpacking error, or the database's error about a cursor it cannot store)."""
+    if not isinstance(result, tuple | list) or len(result) != 2:
+        raise TypeError(f"poll() must return (events, cursor), not {_described(result)}")
+    events, cursor = result
+    if cursor is not None and not isinstance(cursor, str):
+        raise TypeError(
+            f"poll() must return its cursor as text or None, not {type(cursor).__name__}"
+            " (it comes back as text: encode a structured cursor, e.g. as JSON)"
+        )
+    return list(events), cursor
+
+
+def _described(value: object) -> str:
+    if isinstance(value, tuple | list):
+        return f"a {type(value).__name__} of {len(value)}"
+    return type(value).__name__
 
 
 async def _sleep_holding(lease: Lease, seconds: float) -> None:
