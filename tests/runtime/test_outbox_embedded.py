@@ -6,12 +6,20 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
+from typing import ClassVar
 
 import pytest
 from sqlalchemy import select
 from ulid import ULID
 
-from jackfield.kernel import ConflictError, ConnectorNotFoundError
+from jackfield import ConnectionTestResult, connector_registry
+from jackfield.kernel import (
+    ConflictError,
+    ConnectorNotFoundError,
+    MessagingProvider,
+    OutboundMessage,
+    SentMessage,
+)
 from jackfield.service import Principal, Role
 from jackfield.service.outbox import InvalidMessageError
 from jackfield.store.models_outbox import OutboxMessage
@@ -247,3 +255,33 @@ async def test_start_after_stop_in_the_same_process_delivers_again(jf, tenant, m
         assert jf.runtime.supervisor.units[cid].liveness == "running"
     finally:
         await jf.stop()
+
+
+class AsyncTested(MessagingProvider):
+    """A provider whose connection test is a coroutine, as most network providers'."""
+
+    provider_type: ClassVar[str] = "async_tested_test"
+    display_name: ClassVar[str] = "Async tested (tests)"
+
+    async def test_connection(self) -> ConnectionTestResult:
+        await asyncio.sleep(0)
+        return ConnectionTestResult(True, "answered from a coroutine")
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="sent")
+
+
+if not connector_registry.is_registered("messaging", AsyncTested.provider_type):
+    connector_registry.register(AsyncTested)
+
+
+async def test_an_async_connection_test_runs_from_inside_an_event_loop(jf, tenant):
+    """Embedded apps call the service from their own ``async def`` (where ``jf.start()``
+    runs). Before, the test failed there: "asyncio.run() cannot be called from a running
+    event loop", and the connector was saved with status error."""
+    created = jf.connectors.create(
+        tenant.admin, name="a", category="messaging", provider_type=AsyncTested.provider_type
+    )
+    tested = jf.connectors.test(tenant.admin, created["id"])  # on the loop's own thread
+    assert (tested["success"], tested["message"]) == (True, "answered from a coroutine")
+    assert jf.connectors.get(tenant.admin, created["id"])["status"] == "connected"

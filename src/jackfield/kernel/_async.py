@@ -44,8 +44,9 @@ async def call_async(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> An
 def call_sync(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
     """Call ``fn(*args)`` from synchronous code; an async ``fn`` runs on a private loop.
 
-    Must not be called from inside a running event loop (the service layer is sync and
-    is reached from worker threads).
+    The service layer is sync and is mostly reached from worker threads. Called on a
+    thread whose event loop is running (an embedding application's ``async def``), the
+    private loop runs in a thread of its own: ``asyncio.run`` refuses to nest.
     """
     result = fn(*args, **kwargs)
     if inspect.isawaitable(result):
@@ -54,5 +55,10 @@ def call_sync(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         async def _wait() -> Any:
             return await awaitable
 
-        return asyncio.run(_wait())
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # no loop here: the usual case
+            return asyncio.run(_wait())
+        with ThreadPoolExecutor(1, thread_name_prefix="jackfield-call-sync") as own:
+            return own.submit(asyncio.run, _wait()).result()
     return result
