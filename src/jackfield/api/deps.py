@@ -25,10 +25,15 @@ def current_principal(request: Request) -> Principal:
     return who
 
 
+def bearer_token(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if that is what it is."""
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
 def _authenticate(jf: Jackfield, request: Request) -> Principal:
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return jf.accounts.authenticate_token(token.strip())
+    if token := bearer_token(request.headers.get("authorization", "")):
+        return jf.accounts.authenticate_token(token)
     if session_user := getattr(request.state, "session_user_id", None):
         issued_at = request.state.ui_session.issued_at  # set with session_user_id
         return jf.accounts.principal_for_user(session_user, issued_at)

@@ -14,10 +14,12 @@ import re
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..kernel.errors import AuthenticationError
+from .deps import bearer_token
 from .errors import error_body
 
 MiB = 1024 * 1024
@@ -100,26 +102,19 @@ class CredentialsFirst:
             and scope["path"].startswith("/api/")
         ):
             state = scope.setdefault("state", {})
-            if not state.get("session_user_id"):
-                try:
+            token = bearer_token(Headers(scope=scope).get("authorization", ""))
+            try:  # as current_principal: a bearer token first, else the UI session
+                if token:
                     state["principal"] = await run_in_threadpool(
-                        self.jf.accounts.authenticate_token, _bearer(scope)
+                        self.jf.accounts.authenticate_token, token
                     )
-                except AuthenticationError as exc:
-                    body = error_body(exc.code, exc.message, exc.remediation)
-                    await _respond(send, 401, body, ((b"www-authenticate", b"Bearer"),))
-                    return
+                elif not state.get("session_user_id"):
+                    raise AuthenticationError("authentication required")
+            except AuthenticationError as exc:
+                body = error_body(exc.code, exc.message, exc.remediation)
+                await _respond(send, 401, body, ((b"www-authenticate", b"Bearer"),))
+                return
         await self.app(scope, receive, send)
-
-
-def _bearer(scope: Scope) -> str:
-    for name, value in scope.get("headers", []):
-        if name == b"authorization":
-            header: str = value.decode("latin-1")
-            scheme, _, token = header.partition(" ")
-            if scheme.lower() == "bearer" and token.strip():
-                return token.strip()
-    raise AuthenticationError("authentication required")
 
 
 def _content_length(scope: Scope) -> int | None:

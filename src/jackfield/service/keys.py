@@ -6,11 +6,12 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..secrets import SecretBox, SecretKeyError
+from ..secrets.cipher import PREFIX
 from ..store import ConnectorParam, Database, Meta
 from .params import ParamCodec
 
 KEY_CHECK = "key_check"
-KEY_STAMP_LENGTH = len("jf1:") + 8  # a sealed value's "jf1:<key id>", the key id 8 hex
+KEY_STAMP_LENGTH = len(PREFIX) + 1 + 8  # a sealed value's "jf1:<key id>" (8 hex digits)
 
 
 def check_master_key(db: Database, box: SecretBox) -> None:
