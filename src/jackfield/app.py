@@ -31,6 +31,7 @@ from .service import (
     check_master_key,
     reencrypt_all,
 )
+from .service.local_paths import ReservedPaths
 from .service.oauth import OAuthService
 from .settings import Settings
 from .store import Database, upgrade
@@ -82,13 +83,23 @@ class Jackfield:
         self.files = FileStore(self.settings.data_dir / "files")
         self.codec = ParamCodec(self.box, self.files)
         self.accounts = AccountService(self.db)
-        self.connectors = ConnectorService(self.db, self.registry, self.codec, self.files)
+        self.connectors = ConnectorService(
+            self.db, self.registry, self.codec, self.files, ReservedPaths(self._own_paths())
+        )
         self.defaults = DefaultResolver(self.db, self.registry, self.codec, self._builtin_adapter)
         self.oauth = OAuthService(
             self.db, self.connectors, self.codec, self.box, public_url=self.settings.public_url
         )
         self.connectors.token_sources = self.oauth.token_source
         self.runtime = Runtime(self)  # supervisor, outbox, inbound, events; idle until start()
+
+    def _own_paths(self) -> list[Path]:
+        """Jackfield's own files, which no connector may use as its directory."""
+        paths = [self.settings.data_dir]
+        url = self.db.engine.url
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            paths.append(Path(url.database))
+        return paths
 
     def _keyring(self) -> Any:
         key = self.settings.secret_key

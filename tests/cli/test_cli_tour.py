@@ -168,7 +168,13 @@ def test_user_errors_are_one_line_exit_1_and_change_nothing(cli, tmp_path):
     assert cli.json("connectors", "list", "--org", "acme")["items"] == []
 
     conn = cli.json(
-        *base, "--category", "storage", "--provider", "local_fs", "--param", f"root={tmp_path}"
+        *base,
+        "--category",
+        "storage",
+        "--provider",
+        "local_fs",
+        "--param",
+        f"root={tmp_path / 'files'}",
     )
     user_error(cli.run("connectors", "activate", conn["id"], expect=1), "not 'connected'")
     user_error(

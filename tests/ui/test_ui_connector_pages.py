@@ -100,7 +100,7 @@ def test_user_role_sees_connectors_but_cannot_change_them(
         name="Shared",
         category="storage",
         provider_type="local_fs",
-        config={"root": str(tmp_path)},
+        config={"root": str(tmp_path / "files")},
     )
     email = f"reader-{uuid.uuid4().hex[:6]}@example.com"
     jf.accounts.create_user(email, ui_user.org, "user", password="reader password")
@@ -129,7 +129,7 @@ def test_another_organizations_connector_is_not_found(
         name="Theirs",
         category="storage",
         provider_type="local_fs",
-        config={"root": str(tmp_path)},
+        config={"root": str(tmp_path / "files")},
     )
     for path in ("", "/delete"):
         response = client.get(f"/connectors/{theirs['id']}{path}")

@@ -151,7 +151,7 @@ def test_rest_api_accepts_the_session_cookie_but_writes_need_the_csrf_header(
         "name": "From the browser",
         "category": "storage",
         "provider_type": "local_fs",
-        "config": {"root": str(tmp_path)},
+        "config": {"root": str(tmp_path / "files")},
     }
     forged = client.post("/api/connectors", json=body)
     assert forged.status_code == 401  # a cookie alone does not authorize a REST write

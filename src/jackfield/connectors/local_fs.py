@@ -24,6 +24,7 @@ from jackfield.kernel import (
     ConnectionTestResult,
     ConnectorConfigError,
     ConnectorNotFoundError,
+    FieldType,
     ObjectInfo,
     PermanentError,
     StorageProvider,
@@ -53,6 +54,7 @@ class LocalFsProvider(StorageProvider):
                 "root",
                 "Root directory",
                 required=True,
+                type=FieldType.DIRECTORY,
                 help="Directory that holds the objects; created if missing.",
             )
         ]

@@ -29,6 +29,7 @@ class FieldType(StrEnum):
     BOOLEAN = "boolean"
     SELECT = "select"
     FILE = "file"
+    DIRECTORY = "directory"  # a directory of the server's; see ``service.local_paths``
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from ..store import Connector, Database
 from . import audit
 from .context import Principal
 from .files import FileStore
+from .local_paths import ReservedPaths
 from .params import ParamCodec, ParamInput, normalize_params
 from .views import connector_view, provider_type_view
 
@@ -41,12 +42,19 @@ STATUSES = ("draft", "connected", "error")
 
 class ConnectorService:
     def __init__(
-        self, db: Database, registry: ConnectorRegistry, codec: ParamCodec, files: FileStore
+        self,
+        db: Database,
+        registry: ConnectorRegistry,
+        codec: ParamCodec,
+        files: FileStore,
+        reserved: ReservedPaths | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
         self.codec = codec
         self.files = files
+        self.reserved = reserved or ReservedPaths(())
+        """Jackfield's own files, which no connector's ``directory`` field may overlap."""
         self.token_sources: Callable[[str], TokenSourceFn] | None = None
         """Set by the application: OAuth token refresh for providers that declare oauth2."""
 
@@ -306,6 +314,7 @@ class ConnectorService:
     def _instantiate(
         self, connector_id: str, cls: type[ConnectorProvider], config: dict[str, Any]
     ) -> ConnectorProvider:
+        self.reserved.check(cls.config_schema(), config)
         provider = cls.from_config(config)
         if self.token_sources is not None and Capability.OAUTH2 in cls.capabilities:
             provider.token_source = self.token_sources(connector_id)
@@ -336,7 +345,9 @@ class ConnectorService:
         cls: type[ConnectorProvider],
     ) -> builtins.list[str]:
         schema = cls.config_schema()
-        cls.validate_config(self.codec.merged_config(connector, incoming, schema))
+        merged = self.codec.merged_config(connector, incoming, schema)
+        cls.validate_config(merged)
+        self.reserved.check(schema, merged)
         return self.codec.replace(connector, incoming, schema)
 
     @staticmethod
