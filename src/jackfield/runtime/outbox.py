@@ -66,7 +66,7 @@ from .outbox_acker import COALESCE_SECONDS, Acker
 from .outbox_handover import HandOvers
 from .outbox_outcomes import ack_for, checked, crashed, failed, lease_ran_out
 from .outbox_pace import Pace
-from .outbox_store import Ack, AckReport, Claimed, OutboxStore
+from .outbox_store import Ack, AckReport, Claimed, ClaimResult, OutboxStore
 from .supervisor import Supervisor, UnitUnavailable
 from .units import Unit
 from .waits import wait_until_set
@@ -263,12 +263,13 @@ class OutboxWorker:
             full = {cid for cid, buf in self._buffers.items() if len(buf) >= room_of(cid)}
             exclude = self.supervisor.blocked() | full
             claimed: list[Claimed] = []
-            due = None
+            more, due = False, None
             if limit > 0:
                 try:
-                    claimed, due = await self.committer.run(
+                    result = await self.committer.run(
                         functools.partial(self._claim, limit, frozenset(exclude))
                     )
+                    claimed, more, due = result.claimed, result.more, result.next_due
                 except SQLAlchemyError as exc:  # e.g. the database restarting: try again
                     log.warning("outbox claim failed: %s", exc)
                     await asyncio.sleep(self.config.poll_seconds)
@@ -283,7 +284,7 @@ class OutboxWorker:
                 room_of = self._pace.room
                 self._claim_limit = min(room_of(cid) for cid in {m.connector_id for m in claimed})
             self._want_room = limit < self.config.batch_size or bool(full)
-            if limit > 0 and len(claimed) == limit:
+            if more:
                 await asyncio.sleep(0)  # more may be due: claim again, letting others run
                 continue
             await self._idle(due)
@@ -291,15 +292,13 @@ class OutboxWorker:
             # (and gaps in which other writers get the SQLite write lock)
             await asyncio.sleep(COALESCE_SECONDS)
 
-    def _claim(
-        self, limit: int, exclude: frozenset[str], session: Session
-    ) -> tuple[list[Claimed], datetime | None]:
+    def _claim(self, limit: int, exclude: frozenset[str], session: Session) -> ClaimResult:
         """Runs in the committer's thread, in order with the enqueues' writes."""
         started = self._handovers.claim_started()
-        claimed, due = self.store.claim_due(limit, self.config.lease_seconds, exclude, session)
-        if len(claimed) < limit:
+        result = self.store.claim_due(limit, self.config.lease_seconds, exclude, session)
+        if not result.more:
             self._handovers.claim_came_up_short(started, exclude)
-        return claimed, due
+        return result
 
     async def _idle(self, due: datetime | None) -> None:
         """Sleep until woken, until the next message falls due, or ``poll_seconds``."""

@@ -5,12 +5,12 @@ per batch, not per message. A message is addressed by its idempotency key
 ``(connector_id, envelope_id)``: messages handed straight to a worker by the enqueue
 (``service.outbox_enqueue``) never had their row id read back.
 
-* ``claim`` takes the oldest due messages of enabled connectors with one ``UPDATE ...
-  RETURNING`` (PostgreSQL: the rows are picked ``FOR UPDATE SKIP LOCKED``, so nodes
-  never wait for each other; SQLite: the transaction holds the single write lock from
-  ``BEGIN IMMEDIATE``), marks them ``in_flight`` with a fresh lease token and counts
-  the attempt. An expired lease makes the row claimable again (its ``next_attempt_at``
-  is the lease expiry).
+* ``claim`` shares a batch fairly between the enabled connectors with messages due and
+  takes each one's oldest with one ``UPDATE ... RETURNING`` (PostgreSQL: the rows are
+  picked ``FOR UPDATE SKIP LOCKED``, so nodes never wait for each other; SQLite: the
+  transaction holds the single write lock from ``BEGIN IMMEDIATE``), marks them
+  ``in_flight`` with a fresh lease token and counts the attempt. An expired lease makes
+  the row claimable again (its ``next_attempt_at`` is the lease expiry).
 * ``ack`` applies outcomes only where the row is still ``in_flight`` under the worker's
   lease token and the lease has not expired: an ack from a worker whose lease expired
   (and was perhaps taken over by another) is rejected -- fencing. The message is then
@@ -37,6 +37,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    func,
     literal_column,
     null,
     select,
@@ -110,6 +111,15 @@ class AckReport:
     events_added: int = 0
 
 
+@dataclass(slots=True)
+class ClaimResult:
+    """What a claim leased, and what it saw of the rest."""
+
+    claimed: list[Claimed]
+    more: bool  # some connector filled its share: more may be due now
+    next_due: datetime | None  # when the next message falls due (``None``: none claimable)
+
+
 class LeasesChanged(Exception):
     """Some acks of a batch no longer hold their lease: nothing of it was kept; write
     it again with ``careful=True``."""
@@ -119,14 +129,7 @@ class OutboxStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self.skip_locked = db.engine.dialect.name == "postgresql"
-        # SQLite's planner prefers the connector_id index and then sorts every due row;
-        # a unary plus on the column keeps it on the partial due index (in order).
-        self._connector = (
-            literal_column("+outbox_messages.connector_id", String)
-            if db.engine.dialect.name == "sqlite"
-            else M.connector_id
-        )
-        self._claim, self._next_due = self._statements()
+        self._heads, self._claim_one = self._statements()
 
     def claim(
         self,
@@ -135,74 +138,94 @@ class OutboxStore:
         exclude: Iterable[str] = (),
         session: Session | None = None,
     ) -> list[Claimed]:
-        """Lease up to ``limit`` due messages, oldest first, skipping ``exclude``d
-        connectors (paused, failed or at their local capacity). In ``session`` (a
-        group transaction) when given, else in a transaction of its own."""
+        """Lease up to ``limit`` due messages (``claim_due``'s, without the rest)."""
         if session is None:
             with self.db.transaction() as own:
                 return self.claim(limit, lease_seconds, exclude, own)
-        now = utcnow()
-        expires = now + timedelta(seconds=lease_seconds)
-        token = str(uuid.uuid4())
-        params = {
-            "c_now": now,
-            "c_limit": limit,
-            "c_excluded": list(exclude),
-            "c_token": token,
-            "c_expires": expires,
-        }
-        rows = session.connection().execute(self._claim, params).all()  # none left open
-        read_json, read_timestamp = DriverValues.read_json, DriverValues.read_timestamp
-        return [
-            Claimed(
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                read_json(row[4]),
-                row[5],
-                read_timestamp(row[6]),
-                token,
-                expires,
-            )
-            for row in rows
-        ]
+        return self.claim_due(limit, lease_seconds, exclude, session).claimed
 
     def claim_due(
         self, limit: int, lease_seconds: float, exclude: Iterable[str], session: Session
-    ) -> tuple[list[Claimed], datetime | None]:
-        """``claim``, plus -- when fewer than ``limit`` were due -- when the next one
-        falls due (so an idle worker knows how long it may sleep), in one go."""
-        claimed = self.claim(limit, lease_seconds, exclude, session)
-        due = self.next_due(exclude, session) if len(claimed) < limit else None
-        return claimed, due
+    ) -> ClaimResult:
+        """Lease up to ``limit`` due messages of enabled connectors, skipping ``exclude``d
+        ones (paused, failed or at their local capacity), shared fairly between the
+        connectors that have messages due; also say whether more may be due now, and
+        else when the next message falls due (so an idle worker knows how long it may
+        sleep).
 
-    def next_due(
-        self, exclude: Iterable[str] = (), session: Session | None = None
-    ) -> datetime | None:
-        """When the earliest claimable message (due or not) of these connectors is due."""
-        if session is None:
-            with self.db.transaction() as own:
-                return self.next_due(exclude, own)
-        params = {"c_excluded": list(exclude)}
-        value: datetime | None = session.connection().scalar(self._next_due, params)
-        return value
+        First each connector's oldest claimable message is read (one index probe per
+        enabled connector, whatever the backlog: a backlog parked on a disabled
+        connector costs nothing). Then the connectors with messages due, longest
+        waiting first, each get an equal share of what is left of ``limit``, their
+        oldest messages first: one connector's backlog cannot hold up the others'
+        messages until it has drained."""
+        connection = session.connection()
+        now = utcnow()
+        due_now: list[tuple[datetime, str]] = []
+        later: datetime | None = None
+        for connector_id, head in connection.execute(self._heads, {"c_excluded": list(exclude)}):
+            if head is None:
+                continue
+            if head <= now:
+                due_now.append((head, connector_id))
+            elif later is None or head < later:
+                later = head
+        due_now.sort()
+        expires = now + timedelta(seconds=lease_seconds)
+        token = str(uuid.uuid4())
+        params = {"c_now": now, "c_token": token, "c_expires": expires}
+        read_json, read_timestamp = DriverValues.read_json, DriverValues.read_timestamp
+        claimed: list[Claimed] = []
+        more = False
+        for i, (_, connector_id) in enumerate(due_now):
+            share = -(-(limit - len(claimed)) // (len(due_now) - i))  # rounded up
+            if share <= 0:
+                more = True  # the rest wait for the next claim (longest waiting first)
+                break
+            params["c_connector"], params["c_limit"] = connector_id, share
+            rows = connection.execute(self._claim_one, params).all()  # none left open
+            more = more or len(rows) == share
+            claimed.extend(
+                Claimed(
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    read_json(row[4]),
+                    row[5],
+                    read_timestamp(row[6]),
+                    token,
+                    expires,
+                )
+                for row in rows
+            )
+        return ClaimResult(claimed, more, now if more else later)
 
     def _statements(self) -> tuple[Any, Any]:
-        """The claim and the next-due query, built once (their shape never changes)."""
-        enabled = select(Connector.id).where(Connector.is_enabled.is_(True))
-        # the literal state condition lets SQLite/PostgreSQL use the partial index
-        claimable = select(M.id).where(
-            text(CLAIMABLE_SQL),
-            self._connector.in_(enabled),
-            self._connector.not_in(bindparam("c_excluded", expanding=True)),
+        """Each connector's oldest claimable message, and one connector's claim: built
+        once (their shape never changes). The literal state condition lets SQLite and
+        PostgreSQL use the partial index ``(connector_id, next_attempt_at)``."""
+        head = (
+            select(func.min(M.next_attempt_at))
+            .where(text(CLAIMABLE_SQL), M.connector_id == Connector.id)
+            .correlate(Connector)
+            .scalar_subquery()
+        )
+        heads = select(Connector.id, head).where(
+            Connector.is_enabled.is_(True),
+            Connector.id.not_in(bindparam("c_excluded", expanding=True)),
         )
         due = (
-            claimable.where(M.next_attempt_at <= bindparam("c_now"))
+            select(M.id)
+            .where(
+                text(CLAIMABLE_SQL),
+                M.connector_id == bindparam("c_connector"),
+                M.next_attempt_at <= bindparam("c_now"),
+            )
             .order_by(M.next_attempt_at)
             .limit(bindparam("c_limit"))
         )
-        if self.skip_locked:
+        if self.skip_locked:  # nodes never wait for each other's claims
             due = due.with_for_update(skip_locked=True, of=M)
         claim = (
             update(T)
@@ -226,8 +249,7 @@ class OutboxStore:
                 type_coerce(T.c.created_at, String),
             )
         )
-        next_due = claimable.with_only_columns(M.next_attempt_at).order_by(M.next_attempt_at)
-        return claim, next_due.limit(1)
+        return heads, claim
 
     def ack(
         self, acks: list[Ack], session: Session | None = None, *, careful: bool = False
@@ -285,8 +307,8 @@ class OutboxStore:
         query = select(M.connector_id, M.envelope_id, M.lease_token, live).where(
             M.envelope_id.in_({a.claimed.envelope_id for a in acks})
         )
-        if self.skip_locked:
-            query = query.with_for_update()
+        if self.skip_locked:  # in one order: two writers locking leased rows cannot deadlock
+            query = query.order_by(M.connector_id, M.envelope_id).with_for_update()
         return {(row[0], row[1]): row[2] if row[3] else None for row in s.execute(query)}
 
     @staticmethod

@@ -25,13 +25,13 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
-from sqlalchemy import and_, select, true, update
+from sqlalchemy import and_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from ..kernel.errors import ConflictError, ConnectorNotFoundError
 from ..store import Connector, Database, utcnow
 from ..store.group_commit import GroupCommitter
-from ..store.models_outbox import OutboxMessage
+from ..store.models_outbox import DEAD_SQL, OutboxMessage
 from . import audit
 from .context import Principal
 from .messages import (
@@ -167,7 +167,9 @@ class OutboxService:
             )
         limit = max(1, min(int(limit), MAX_LIST))
         query = select(*VIEW_COLUMNS, OutboxMessage.id).where(which)
-        if state:
+        if state == "dead":  # the SQL text of the partial index: the database then uses it
+            query = query.where(text(DEAD_SQL))
+        elif state:
             query = query.where(OutboxMessage.state == state)
         if cursor:
             before = parse_row_id(cursor)

@@ -3,7 +3,8 @@
 ``outbox_messages.next_attempt_at`` is *when the row may next be claimed*: for
 ``pending``/``retrying`` the scheduled attempt, for ``in_flight`` the lease expiry (so a
 message whose worker died becomes claimable again without a separate sweep). One partial
-index over the claimable states then serves every claim, oldest first.
+index over the claimable states, by connector, then serves every claim: each connector's
+oldest first.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ from .models import ROW_ID, Base, utcnow
 #: text is spelled out once so the claim query matches the partial index literally.
 CLAIMABLE_STATES = ("pending", "retrying", "in_flight")
 CLAIMABLE_SQL = "state IN ('pending', 'retrying', 'in_flight')"
+#: Dead letters, listed by organization newest first (``ix_outbox_org_dead``): an operator
+#: looks for them under every other row. Only they enter that index, so it costs a
+#: delivered message nothing.
+DEAD_SQL = "state = 'dead'"
 
 
 class OutboxMessage(Base):
@@ -29,12 +34,20 @@ class OutboxMessage(Base):
     __table_args__ = (
         UniqueConstraint("connector_id", "envelope_id", name="uq_outbox_envelope"),
         Index(
-            "ix_outbox_due",
+            "ix_outbox_due_by_connector",
+            "connector_id",
             "next_attempt_at",
             sqlite_where=text(CLAIMABLE_SQL),
             postgresql_where=text(CLAIMABLE_SQL),
         ),
         Index("ix_outbox_org_id", "organization_id", "id"),
+        Index(
+            "ix_outbox_org_dead",
+            "organization_id",
+            "id",
+            sqlite_where=text(DEAD_SQL),
+            postgresql_where=text(DEAD_SQL),
+        ),
     )
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
     envelope_id: Mapped[str] = mapped_column(String(26), index=True)

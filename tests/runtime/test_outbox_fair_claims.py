@@ -1,0 +1,51 @@
+"""Claims share a batch between the connectors with messages due: one connector's
+backlog cannot hold up another's messages until it has drained. Real databases, both."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from jackfield.runtime.outbox_store import OutboxStore
+
+
+def _queue(jf, connector_id, count):
+    sent = jf.runtime.outbox.send_many_async(
+        None, connector_id, [{"text": str(i)} for i in range(count)]
+    )
+    return [r.envelope_id for r in sent.result(60)]
+
+
+def _claim_due(jf, store, limit, exclude=()):
+    with jf.db.transaction() as s:
+        return store.claim_due(limit, 30, exclude, s)
+
+
+def test_a_backlog_does_not_hold_up_other_connectors_messages(jf, tenant, make_connector):
+    busy, quiet, other = (make_connector(tenant.admin) for _ in range(3))
+    _queue(jf, busy, 300)  # older than every message below
+    [late] = _queue(jf, quiet, 1)
+    _queue(jf, other, 20)
+    store = OutboxStore(jf.db)
+
+    first = _claim_due(jf, store, 30)
+    assert late in {c.envelope_id for c in first.claimed}  # not after busy's 300
+    # equal shares, longest waiting first; what quiet did not need goes to the next one
+    assert Counter(c.connector_id for c in first.claimed) == {busy: 10, quiet: 1, other: 19}
+    assert first.more  # busy and other have more due: the worker claims again at once
+
+    rest = store.claim(1000, lease_seconds=30)
+    assert Counter(c.connector_id for c in rest) == {busy: 290, other: 1}
+    last = _claim_due(jf, store, 10)
+    assert (last.claimed, last.more) == ([], False)
+    assert last.next_due is not None  # the leases' expiry: when they may be claimed again
+
+
+def test_a_disabled_connectors_backlog_is_not_claimed_nor_due(jf, tenant, make_connector):
+    parked, live = make_connector(tenant.admin), make_connector(tenant.admin)
+    _queue(jf, parked, 50)
+    jf.connectors.set_enabled(tenant.admin, parked, False)
+    store = OutboxStore(jf.db)
+    result = _claim_due(jf, store, 10)
+    assert (result.claimed, result.more, result.next_due) == ([], False, None)
+    [envelope] = _queue(jf, live, 1)
+    assert [c.envelope_id for c in _claim_due(jf, store, 10).claimed] == [envelope]
