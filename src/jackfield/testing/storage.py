@@ -141,6 +141,17 @@ class StorageConformance:
         assert isinstance(outcome, Delivered), outcome
         assert await call_async(provider.get, "out/blob.bin") == BINARY
 
+    @pytest.mark.parametrize("bad", ["@@@", "abc", "é", 42])
+    async def test_deliver_put_object_with_invalid_base64_is_permanent(
+        self, provider: Any, bad: Any
+    ) -> None:
+        payload = {"path": "out/bad.bin", "content_base64": bad}
+        outcome = await provider.deliver(_envelope("put_object", payload))
+        assert isinstance(outcome, Permanent), outcome
+        assert "content_base64" in outcome.message
+        with pytest.raises(ConnectorNotFoundError):
+            await call_async(provider.stat, "out/bad.bin")
+
     async def test_deliver_delete_object_removes_it(self, provider: Any) -> None:
         await call_async(provider.put, "out/old.txt", b"old")
         outcome = await provider.deliver(_envelope("delete_object", {"path": "out/old.txt"}))

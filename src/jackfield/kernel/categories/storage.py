@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from .._async import call_async
-from ..errors import ConnectorConfigError
+from ..errors import ConnectorConfigError, PermanentError
 from ..provider import Category, ConnectorProvider
 
 
@@ -48,7 +48,7 @@ class StorageProvider(ConnectorProvider):
     async def _put_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         path = _require(payload, "path")
         if "content_base64" in payload:
-            data = base64.b64decode(payload["content_base64"], validate=True)
+            data = _decode_base64(payload["content_base64"])
         else:
             data = str(payload.get("content", "")).encode()
         info = await call_async(self.put, path, data, payload.get("content_type"))
@@ -58,6 +58,24 @@ class StorageProvider(ConnectorProvider):
 
     def _delete_payload(self, payload: dict[str, Any]) -> Any:
         return self.delete(_require(payload, "path"))
+
+
+def _decode_base64(value: Any) -> bytes:
+    """Decode ``content_base64`` or raise ``PermanentError``: a malformed payload fails the
+    same way on every attempt, so it must go dead at once with a message naming the field,
+    not escape as a ``binascii.Error`` that the runtime counts as a crash of the unit."""
+    if not isinstance(value, str):
+        raise PermanentError(
+            f"payload field 'content_base64' must be a base64 string, not {type(value).__name__}"
+        )
+    try:
+        return base64.b64decode(value, validate=True)
+    except ValueError as exc:  # binascii.Error, and non-ASCII text
+        raise PermanentError(
+            f"payload field 'content_base64' is not valid base64: {exc}",
+            remediation="Send the content base64-encoded (RFC 4648, standard alphabet), "
+            "or as text in 'content'.",
+        ) from exc
 
 
 def _require(payload: dict[str, Any], key: str) -> str:
