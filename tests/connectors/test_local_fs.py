@@ -7,12 +7,15 @@ import os
 from pathlib import Path
 
 import pytest
+from ulid import ULID
 
 from jackfield.connectors.local_fs import LocalFsProvider
 from jackfield.kernel import (
     ConnectorConfigError,
     ConnectorNotFoundError,
     ConnectorRegistry,
+    Envelope,
+    Permanent,
     PermanentError,
 )
 from jackfield.testing import StorageConformance
@@ -100,6 +103,23 @@ def test_an_object_cannot_also_be_a_folder(store: LocalFsProvider) -> None:
     store.put("file.txt", b"x")
     with pytest.raises(PermanentError, match="conflicts"):
         store.put("file.txt/child.txt", b"y")
+
+
+@pytest.mark.parametrize("path", ["x" * 300, "dir/" + "y" * 300 + "/obj.txt"])
+async def test_a_name_too_long_for_the_filesystem_is_dead_on_the_first_attempt(
+    store: LocalFsProvider, root: Path, path: str
+) -> None:
+    """Before, ENAMETOOLONG was a TransientError, so the outbox retried a name that can
+    never be written until its attempts ran out."""
+    outcome = await store.deliver(
+        Envelope(str(ULID()), "fs", "put_object", {"path": path, "content": "x"})
+    )
+    assert isinstance(outcome, Permanent), outcome
+    assert "too long" in outcome.message
+    for read in (store.get, store.stat, store.delete):
+        with pytest.raises(PermanentError, match="too long"):
+            read(path)
+    assert [p for p in root.rglob("*") if p.is_file()] == []
 
 
 def test_writes_leave_no_temporary_files(store: LocalFsProvider, root: Path) -> None:

@@ -10,6 +10,7 @@ object, even after a crash. Methods are sync; the framework runs them in worker 
 
 from __future__ import annotations
 
+import errno
 import mimetypes
 import os
 import tempfile
@@ -34,6 +35,16 @@ from jackfield.kernel import (
 
 TEMP_PREFIX = ".jackfield-tmp-"
 """Names of in-progress writes; never listed, and refused as object names."""
+
+CALLER_ERRNOS: dict[int, str] = {
+    errno.ENAMETOOLONG: "is too long for the filesystem (a name or the whole path)",
+    errno.EISDIR: "is a directory of other objects",
+    errno.EINVAL: "is not a valid name on this filesystem",
+    errno.EFBIG: "is larger than the filesystem allows for one file",
+}
+"""Errors caused by the request itself: trying again fails the same way, so they are
+permanent. Anything else (a full disk, an I/O error, a stale mount) may pass and stays
+transient; a missing parent (``ENOTDIR``/``ENOENT``) already means "no object"."""
 
 
 class LocalFsProvider(StorageProvider):
@@ -221,6 +232,9 @@ def _translate(operation: str, path: str) -> Iterator[None]:
             remediation="Check the ownership and mode of the storage root.",
         ) from exc
     except OSError as exc:
+        reason = CALLER_ERRNOS.get(exc.errno or 0)
+        if reason is not None:
+            raise PermanentError(f"object path {path!r} {reason}", operation=operation) from exc
         raise TransientError(
             f"filesystem error on {path!r}: {exc.strerror or exc}", operation=operation
         ) from exc
