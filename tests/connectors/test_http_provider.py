@@ -200,6 +200,31 @@ def test_invalid_config(config: dict[str, Any], field: str) -> None:
     assert field in info.value.field_errors
 
 
+@pytest.mark.parametrize(
+    "path", ["{other}/api/health", "//127.0.0.1:{port}/api/health", "HTTP://x.io/"]
+)
+async def test_an_absolute_health_path_is_refused_and_nothing_reaches_the_other_origin(
+    server: str, path: str
+) -> None:
+    """Before, Test sent the bearer token to whatever origin ``health_path`` named."""
+    with LiveServer(APP, lifespan="off") as other:
+        port = other.url.rsplit(":", 1)[1]
+        config = {
+            "base_url": f"{server}/api",
+            "health_path": path.format(other=other.url, port=port),
+            "auth": {"mode": "bearer", "token": API_KEY},
+        }
+        with pytest.raises(ConnectorConfigError) as info:
+            await HttpRestProvider.from_config(config).test_connection()
+    assert "relative" in info.value.field_errors["health_path"]
+    assert STATE["hits"] == 0
+
+
+@pytest.mark.parametrize("path", ["/health", "health", "/health?deep=1", ""])
+def test_a_relative_health_path_is_accepted(path: str) -> None:
+    HttpRestProvider.from_config({"base_url": "https://x.io/api", "health_path": path})
+
+
 # -- the request operation through deliver ---------------------------------------------
 async def test_deliver_request_delivered(server: str) -> None:
     provider = make(server)

@@ -66,6 +66,12 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
+def _is_relative(path: str) -> bool:
+    """Whether ``path`` stays on the base URL's origin: no scheme, no host, no ``//``."""
+    parts = urlsplit(path)
+    return not (parts.scheme or parts.netloc or path.startswith("//"))
+
+
 class HttpRestProvider(HttpProvider):
     """Requests against one REST API. Payload: ``{method, path, headers, params, json|body}``.
 
@@ -97,6 +103,10 @@ class HttpRestProvider(HttpProvider):
         problem = _url_problem(str(result["base_url"]))
         if problem:
             errors["base_url"] = problem
+        if not _is_relative(str(result.get("health_path") or "")):
+            # Test sends the connector's credentials with the health check: an absolute
+            # URL would hand them to another origin, as a payload path would.
+            errors["health_path"] = "must be a path relative to the base URL"
         if int(result.get("timeout_seconds") or 0) <= 0:
             errors["timeout_seconds"] = "must be a positive number of seconds"
         errors.update(auth_config_errors(result.get("auth") or {}))
@@ -148,8 +158,7 @@ class HttpRestProvider(HttpProvider):
         from jackfield.integration import request as send
         from jackfield.integration import request_secrets
 
-        parts = urlsplit(request.path)
-        if parts.scheme or parts.netloc or request.path.startswith("//"):
+        if not _is_relative(request.path):
             raise ConnectorConfigError(
                 "payload field 'path' must be relative to the connector's base URL",
                 operation="request",
