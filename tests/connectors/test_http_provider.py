@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import unquote_plus
 
 import pytest
 from starlette.applications import Starlette
@@ -69,6 +70,20 @@ async def token(request: Request) -> Response:
     return JSONResponse({"access_token": f"cc-{STATE['token_requests']}", "expires_in": 3600})
 
 
+async def token_basic_only(request: Request) -> Response:
+    """A token endpoint that, as RFC 6749 §2.3.1 allows, takes client credentials only
+    by HTTP Basic (id and secret form-encoded first) and refuses them in the body."""
+    form = dict(await request.form())
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme != "Basic" or "client_secret" in form:
+        return JSONResponse({"error": "invalid_client"}, 401)
+    client_id, _, secret = base64.b64decode(encoded).decode().partition(":")
+    if (unquote_plus(client_id), unquote_plus(secret)) != ("c:id", CLIENT_SECRET + "+&"):
+        return JSONResponse({"error": "invalid_client"}, 401)
+    STATE["token_requests"] += 1
+    return JSONResponse({"access_token": "cc-1", "expires_in": 3600, "token_type": "Bearer"})
+
+
 async def quote_url(request: Request) -> Response:
     """Refuses the request, quoting its URL -- query string and all -- as APIs do."""
     return JSONResponse({"error": f"invalid request {request.url}"}, 400)
@@ -88,6 +103,7 @@ APP = Starlette(
         Route("/api/cc", needs_token),
         Route("/api/quote-url", quote_url),
         Route("/token", token, methods=["POST"]),
+        Route("/token/basic", token_basic_only, methods=["POST"]),
     ]
 )
 
@@ -336,11 +352,44 @@ async def test_client_credentials_token_reused_across_deliveries(server: str) ->
         client_secret=CLIENT_SECRET,
         token_url=f"{server}/token",
         scopes="read,write",
+        token_auth_method="client_secret_post",
     )
     for _ in range(3):
         outcome = await provider.deliver(envelope({"path": "/cc"}))
         assert isinstance(outcome, Delivered) and outcome.result["status"] == 200
     assert STATE["token_requests"] == 1
+
+
+async def test_client_credentials_use_http_basic_by_default(server: str) -> None:
+    """Before, the secret went only in the form body, so a token server that accepts
+    only HTTP Basic (which RFC 6749 obliges servers to support) refused every request."""
+    provider = make(
+        server,
+        mode="oauth2_client_credentials",
+        client_id="c:id",
+        client_secret=CLIENT_SECRET + "+&",
+        token_url=f"{server}/token/basic",
+    )
+    assert provider.config["auth"]["token_auth_method"] == "client_secret_basic"
+    outcome = await provider.deliver(envelope({"path": "/cc"}))
+    assert isinstance(outcome, Delivered) and outcome.result["status"] == 200
+    assert STATE["token_requests"] == 1
+
+
+async def test_client_secret_post_is_a_choice_and_others_are_refused(server: str) -> None:
+    auth = {
+        "mode": "oauth2_client_credentials",
+        "client_id": "c:id",
+        "client_secret": CLIENT_SECRET + "+&",
+        "token_url": f"{server}/token/basic",
+        "token_auth_method": "client_secret_post",
+    }
+    outcome = await make(server, **auth).deliver(envelope({"path": "/cc"}))
+    assert isinstance(outcome, AuthFailed) and "invalid_client" in outcome.message
+    _no_secrets(outcome.message)
+    with pytest.raises(ConnectorConfigError) as info:
+        make(server, **{**auth, "token_auth_method": "private_key_jwt"})
+    assert "auth.token_auth_method" in info.value.field_errors
 
 
 async def test_open_client_is_reused_and_closed(server: str) -> None:

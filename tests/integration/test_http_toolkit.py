@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
+from urllib.parse import unquote_plus
 
 import httpx2
 import pytest
@@ -79,8 +80,13 @@ async def token(request: Request) -> Response:
     STATE["token_requests"] += 1
     form = dict(await request.form())
     STATE["token_forms"].append(form)
-    if form.get("client_secret") != CLIENT_SECRET or form.get("client_id") != "cid":
-        echoed = f"bad client {form.get('client_id')} / {form.get('client_secret')}"
+    client_id, secret = form.get("client_id"), form.get("client_secret")
+    scheme, _, encoded = request.headers.get("authorization", "").partition(" ")
+    if scheme == "Basic":  # RFC 6749 §2.3.1: every server takes Basic; the body is optional
+        user, _, password = base64.b64decode(encoded).decode().partition(":")
+        client_id, secret = unquote_plus(user), unquote_plus(password)
+    if secret != CLIENT_SECRET or client_id != "cid":
+        echoed = f"bad client {client_id} / {secret}"
         return JSONResponse({"error": "invalid_client", "error_description": echoed}, 401)
     issued = f"tok-{STATE['token_requests']}"
     STATE["tokens"].add(issued)

@@ -53,6 +53,14 @@ _SCHEMA = [
     ConfigField("auth.client_secret", "OAuth2 client secret", secret=True),
     ConfigField("auth.token_url", "OAuth2 token URL"),
     ConfigField("auth.scopes", "OAuth2 scopes", help="space- or comma-separated"),
+    ConfigField(
+        "auth.token_auth_method",
+        "OAuth2 client authentication at the token endpoint",
+        type=FieldType.SELECT,
+        default="client_secret_basic",
+        choices=("client_secret_basic", "client_secret_post"),
+        help="client_secret_basic (HTTP Basic, RFC 6749) or client_secret_post (form body)",
+    ),
     ConfigField("auth.refresh_token", "OAuth2 refresh token", secret=True),
 ]
 

@@ -9,9 +9,11 @@ drops those headers when a redirect leaves the origin (httpx2 only does that for
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, Protocol
+from urllib.parse import quote_plus
 
 import httpx2
 
@@ -33,6 +35,9 @@ AUTH_MODES = (
     "oauth2_client_credentials",
     "oauth2_authorization_code",
 )
+TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+"""How a client authenticates at a token endpoint (RFC 6749 §2.3.1; names and default
+as in ``oauth2_http``): HTTP Basic, which every server must support, or the form body."""
 CREDENTIAL_ORIGIN = "jackfield.credential_origin"
 AuthFlow = Generator[httpx2.Request, httpx2.Response, None]
 
@@ -93,6 +98,10 @@ class OAuth2ClientCredentials(httpx2.Auth):
     apply), reused until shortly before ``expires_in`` runs out, and fetched again on
     expiry or when the API answers 401. Concurrent first requests may each fetch a token;
     that is harmless (the last one wins) and keeps this class free of loop-bound locks.
+
+    The client authenticates with HTTP Basic by default (``client_secret_basic``): RFC
+    6749 §2.3.1 obliges servers to support it, while secrets in the form body
+    (``client_secret_post``) are optional for them, so some servers refuse those.
     """
 
     requires_request_body = True
@@ -105,6 +114,7 @@ class OAuth2ClientCredentials(httpx2.Auth):
         client_secret: str,
         scopes: tuple[str, ...] = (),
         *,
+        auth_method: str = "client_secret_basic",
         leeway: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -112,6 +122,7 @@ class OAuth2ClientCredentials(httpx2.Auth):
         self.client_id = client_id
         self._client_secret = client_secret
         self.scopes = scopes
+        self.auth_method = auth_method
         self.leeway = leeway
         self._clock = clock
         self._token: str | None = None
@@ -125,14 +136,15 @@ class OAuth2ClientCredentials(httpx2.Auth):
 
     def _token_request(self, original: httpx2.Request) -> httpx2.Request:
         """The token request; it inherits the API request's timeouts and User-Agent."""
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": self.client_id,
-            "client_secret": self._client_secret,
-        }
+        form = {"grant_type": "client_credentials"}
+        headers = {"Accept": "application/json"}
+        if self.auth_method == "client_secret_post":
+            form.update(client_id=self.client_id, client_secret=self._client_secret)
+        else:  # id and secret are form-encoded before Basic encoding (RFC 6749 §2.3.1)
+            pair = f"{quote_plus(self.client_id)}:{quote_plus(self._client_secret)}"
+            headers["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         if self.scopes:
             form["scope"] = " ".join(self.scopes)
-        headers = {"Accept": "application/json"}
         if "User-Agent" in original.headers:
             headers["User-Agent"] = original.headers["User-Agent"]
         timeout = original.extensions.get("timeout")
@@ -246,6 +258,9 @@ def auth_config_errors(config: Mapping[str, Any], key_prefix: str = "auth.") -> 
     }
     if mode == "api_key" and str(config.get("api_key_in") or "header") not in ("header", "query"):
         errors[f"{key_prefix}api_key_in"] = "expected header or query"
+    method = str(config.get("token_auth_method") or "client_secret_basic")
+    if mode == "oauth2_client_credentials" and method not in TOKEN_AUTH_METHODS:
+        errors[f"{key_prefix}token_auth_method"] = f"expected {' or '.join(TOKEN_AUTH_METHODS)}"
     return errors
 
 
@@ -282,6 +297,7 @@ def build_auth(
             str(config["client_id"]),
             str(config["client_secret"]),
             _scopes(config.get("scopes")),
+            auth_method=str(config.get("token_auth_method") or "client_secret_basic"),
         )
     if mode == "oauth2_authorization_code":
         if token_source is not None:
