@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,9 @@ def test_token_is_refreshed_ahead_of_expiry_only(oauth_api, provider_server):
     assert jf.oauth.access_token_sync(fresh) == stored(jf, fresh)["access_token"]
     assert provider_server.calls["refresh_token"] == 0
 
-    _, expiring = connected(oauth_api, provider_server, expires_in=30)  # inside the leeway
+    _, expiring = connected(oauth_api, provider_server, expires_in=2)
     old = stored(jf, expiring)["access_token"]
+    time.sleep(1.1)  # past half its lifetime: inside the refresh margin
     token = jf.oauth.access_token_sync(expiring)
     assert token != old and token in provider_server.access
     assert provider_server.calls["refresh_token"] == 1
@@ -145,7 +147,8 @@ def test_concurrent_refresh_from_threads_and_processes_calls_the_server_once(
     and fail with invalid_grant: single-flight is visible twice over.
     """
     jf = oauth_api.jf
-    _, cid = connected(oauth_api, provider_server, expires_in=30)
+    _, cid = connected(oauth_api, provider_server, expires_in=2)
+    expiring_from = time.monotonic() + 1.1  # past half its lifetime: refresh margin
     provider_server.rotate = True
     provider_server.refresh_delay = 0.5  # hold the lock long enough for everyone to queue
     go = tmp_path / "go"
@@ -179,6 +182,7 @@ def test_concurrent_refresh_from_threads_and_processes_calls_the_server_once(
             tokens.append(jf.oauth.access_token_sync(cid))
 
         threads = [threading.Thread(target=in_thread) for _ in range(4)]
+        time.sleep(max(0.0, expiring_from - time.monotonic()))
         go.touch()
         for thread in threads:
             thread.start()
@@ -196,6 +200,39 @@ def test_concurrent_refresh_from_threads_and_processes_calls_the_server_once(
     assert len(tokens) == 6 and len(set(tokens)) == 1
     assert tokens[0] == stored(jf, cid)["access_token"]
     assert jf.connectors.resolve(cid)[0].status == "connected"
+
+
+@SQLITE_ONLY
+def test_a_token_that_lives_under_a_minute_is_not_refreshed_on_every_request(
+    oauth_api, provider_server
+):
+    """Before, anything expiring within a fixed 60 s counted as expiring, so with tokens
+    that live 35 s every delivery spent a refresh grant (12 deliveries, 12 refreshes).
+    The margin is now at most half the lifetime: a token is used for its first half."""
+    jf = oauth_api.jf
+    try:
+        _, cid = connected(oauth_api, provider_server, expires_in=35)
+        provider_server.expires_in = 35  # every grant from here on, refreshes too
+        provider = jf.open_provider(cid)
+
+        async def burst() -> list[Any]:
+            await provider.open()
+            try:
+                envelopes = [
+                    Envelope(str(ULID()), cid, "request", {"method": "GET", "path": "me"})
+                    for _ in range(12)
+                ]
+                return list(await asyncio.gather(*map(provider.deliver, envelopes)))
+            finally:
+                await provider.close()
+
+        outcomes = asyncio.run(burst())
+    finally:
+        provider_server.expires_in = 3600
+    assert all(isinstance(o, Delivered) and o.result["status"] == 200 for o in outcomes)
+    assert provider_server.calls["refresh_token"] == 0
+    oauth = stored(jf, cid)
+    assert int(oauth["expires_at"]) - int(oauth["issued_at"]) in (34, 35, 36)
 
 
 @SQLITE_ONLY

@@ -42,6 +42,12 @@ TOKEN_FIELDS = [
     ConfigField("oauth.access_token", "Access token", secret=True, help="set by Connect"),
     ConfigField("oauth.refresh_token", "Refresh token", secret=True, help="set by Connect"),
     ConfigField("oauth.expires_at", "Access token expiry (Unix time)", type=FieldType.INTEGER),
+    ConfigField(
+        "oauth.issued_at",
+        "Access token issue time (Unix time)",
+        type=FieldType.INTEGER,
+        help="set by the service; refresh happens at most half the lifetime early",
+    ),
     ConfigField("oauth.token_type", "Token type"),
     ConfigField("oauth.scope", "Granted scopes"),
 ]

@@ -163,7 +163,9 @@ class OAuthService:
         try:
             config = {**cls.validate_config(stored), OAUTH_FLOW_KEY: flow}
             result = call_sync(cls.exchange_oauth_code, code, config)
-            params = token_params(cls, result, pending.organization_id)
+            params = token_params(
+                cls, result, pending.organization_id, issued_at=self.tokens.clock()
+            )
         except ConnectorError as exc:
             return self._failed(who, connector_id, f"authorization failed: {exc.message}")
         self.connectors.update(who, connector_id, params=params, merge=True)

@@ -8,6 +8,11 @@ and nodes never spend one refresh token twice. Expiry is checked again after the
 taken (another caller may have refreshed meanwhile), and a rotated refresh token is
 written in the transaction that holds the lock. The HTTP call is the provider's
 ``refresh_oauth_token`` (through the integration toolkit and its egress guard).
+
+"Ahead of expiry" means within ``REFRESH_LEEWAY``, but never more than half the token's
+lifetime: a token that lives 60 s or less would otherwise count as expiring the moment
+it is issued, and every request would spend a refresh grant. The service stamps
+``oauth.issued_at`` whenever it stores tokens so the lifetime is known.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ REFRESH_LEEWAY = 60.0
 ACCESS_TOKEN = "oauth.access_token"
 REFRESH_TOKEN = "oauth.refresh_token"
 EXPIRES_AT = "oauth.expires_at"
+ISSUED_AT = "oauth.issued_at"
 TOKEN_SEQUENCE = 9000  # token params sort after what the admin configured
 RECONNECT = "Reconnect the connector (Connect on its page) to authorize again."
 
@@ -99,7 +105,18 @@ class TokenRefresher:
             expires_at = float(raw)
         except (TypeError, ValueError):
             return False
-        return self.clock() + self.leeway < expires_at
+        return self.clock() + self.margin(config, expires_at) < expires_at
+
+    def margin(self, config: Mapping[str, Any], expires_at: float) -> float:
+        """How long before ``expires_at`` to refresh: the leeway, at most half the
+        lifetime (the whole leeway when the issue time is unknown, e.g. older tokens)."""
+        try:
+            issued_at = float(get_path(config, ISSUED_AT))
+        except (TypeError, ValueError):
+            return self.leeway
+        if issued_at >= expires_at:
+            return self.leeway
+        return min(self.leeway, (expires_at - issued_at) / 2)
 
     def _refresh(self, connector_id: str, force: bool, stale_token: str | None) -> str:
         failure: ConnectorError | None = None
@@ -126,6 +143,7 @@ class TokenRefresher:
                         cls,
                         call_sync(cls.refresh_oauth_token, refresh, config),
                         connector.organization_id,
+                        issued_at=self.clock(),
                     )
                 except ConnectorError as exc:
                     if exc.retryable and not isinstance(exc, AuthError):
@@ -195,12 +213,17 @@ class ConnectorTokenSource:
         return token
 
 
-def token_params(cls: type[ConnectorProvider], result: Any, org: str) -> list[dict[str, Any]]:
+def token_params(
+    cls: type[ConnectorProvider], result: Any, org: str, *, issued_at: float
+) -> list[dict[str, Any]]:
     """The params an OAuth hook returned, checked: an access token is present and every
-    token is a secret field of the provider (so it is encrypted at rest)."""
+    token is a secret field of the provider (so it is encrypted at rest). ``issued_at``
+    (Unix seconds, now) is stored beside them: the refresh margin depends on it."""
     if not isinstance(result, Mapping):
         raise AuthError(f"{cls.provider_type} returned no tokens", operation="oauth")
     flat = [p for p in flatten_config(result) if p["value"] is not None]
+    flat = [p for p in flat if p["key"] != ISSUED_AT]
+    flat.append({"key": ISSUED_AT, "value": int(issued_at)})
     values = {p["key"]: p["value"] for p in flat}
     if not _text(values.get(ACCESS_TOKEN)):
         raise AuthError("the token endpoint returned no access token", operation="oauth")
