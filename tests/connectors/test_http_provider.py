@@ -55,7 +55,7 @@ async def echo(request: Request) -> Response:
 async def status(request: Request) -> Response:
     """Answers the status asked for, echoing the request headers and query back."""
     code = int(request.path_params["code"])
-    headers = {"Retry-After": "42"} if code == 429 else {}
+    headers = {"Retry-After": "42"} if code in (429, 503) else {}
     seen = {"headers": dict(request.headers), "query": dict(request.query_params)}
     return JSONResponse({"error": "nope", "seen": seen}, code, headers=headers)
 
@@ -429,6 +429,14 @@ async def test_deliver_rate_limited_carries_retry_after(server: str) -> None:
     outcome = await make(server).deliver(envelope({"path": "/status/429"}))
     assert isinstance(outcome, Retry)
     assert outcome.retry_class is RetryClass.RATE_LIMITED
+    assert outcome.retry_after == 42.0
+
+
+async def test_deliver_unavailable_carries_retry_after(server: str) -> None:
+    """The outbox schedules the next attempt no earlier than a 503's Retry-After."""
+    outcome = await make(server).deliver(envelope({"path": "/status/503"}))
+    assert isinstance(outcome, Retry)
+    assert outcome.retry_class is RetryClass.TRANSIENT
     assert outcome.retry_after == 42.0
 
 

@@ -63,7 +63,7 @@ def create_client(
 
 
 def _retry_delay(exc: Exception, attempt: int) -> float:
-    if isinstance(exc, RateLimitedError) and exc.retry_after is not None:
+    if isinstance(exc, RateLimitedError | TransientError) and exc.retry_after is not None:
         return exc.retry_after
     return min(0.5 * 2.0**attempt, 8.0)
 
