@@ -240,6 +240,33 @@ def test_tls_and_starttls_together_are_refused() -> None:
     assert set(info.value.field_errors) == {"tls", "starttls"}
 
 
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(
+    ("params", "fields"),
+    [
+        ({"port": "99999"}, {"port"}),
+        ({"port": "0"}, {"port"}),
+        ({"port": "-25"}, {"port"}),
+        ({"timeout_seconds": "0"}, {"timeout_seconds"}),
+        ({"timeout_seconds": "-5"}, {"timeout_seconds"}),
+        ({"tls": "true", "starttls": "true"}, {"tls", "starttls"}),
+        ({"port": "70000", "timeout_seconds": "0"}, {"port", "timeout_seconds"}),
+    ],
+)
+def test_a_config_that_can_never_connect_is_refused_when_saved(
+    jf: Any, admin: Any, params: dict[str, str], fields: set[str]
+) -> None:
+    """Before, these were accepted on create and failed only at Test (port 99999 as
+    "unexpected error (OverflowError)") or, for timeout 0, on every delivery."""
+    entries = [{"key": k, "value": v} for k, v in {"host": "127.0.0.1", **params}.items()]
+    with pytest.raises(ConnectorConfigError) as info:
+        jf.connectors.create(
+            admin, name="mail", category="email", provider_type="smtp", params=entries
+        )
+    assert set(info.value.field_errors) == fields
+    assert jf.connectors.list(admin) == []
+
+
 def test_schema_marks_the_password_secret_and_requires_host() -> None:
     fields = {f.key: f for f in SmtpProvider.config_schema()}
     assert fields["password"].secret

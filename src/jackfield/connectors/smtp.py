@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from email.utils import format_datetime, make_msgid, parseaddr
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from jackfield.kernel import (
     AuthError,
@@ -81,15 +81,21 @@ class SmtpProvider(EmailProvider):
         ]
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> Self:
-        provider = super().from_config(config)
-        if provider.config.get("tls") and provider.config.get("starttls"):
+    def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Refuse what can never connect when the connector is saved, not at Test or at
+        the first delivery (where an impossible port surfaced as an OverflowError)."""
+        result = super().validate_config(config)
+        errors: dict[str, str] = {}
+        if not 1 <= int(result["port"]) <= 65535:
+            errors["port"] = "must be a TCP port number from 1 to 65535"
+        if int(result["timeout_seconds"]) <= 0:
+            errors["timeout_seconds"] = "must be a positive number of seconds"
+        if result.get("tls") and result.get("starttls"):
             problem = "choose either implicit TLS or STARTTLS, not both"
-            raise ConnectorConfigError(
-                f"invalid configuration ({problem})",
-                field_errors={"tls": problem, "starttls": problem},
-            )
-        return provider
+            errors.update(tls=problem, starttls=problem)
+        if errors:
+            raise ConnectorConfigError.for_fields(errors)
+        return result
 
     @property
     def _where(self) -> str:
