@@ -96,6 +96,7 @@ class Runtime:
             ),
         )
         self.outbox.add_listener(lambda _connectors: self.delivery.wake())
+        jf.connectors.add_listener(lambda _connector: self.supervisor.poke())
         self.outbox.set_direct_delivery(self.delivery)
         self.running = False
 

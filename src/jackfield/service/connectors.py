@@ -57,6 +57,18 @@ class ConnectorService:
         """Jackfield's own files, which no connector's ``directory`` field may overlap."""
         self.token_sources: Callable[[str], TokenSourceFn] | None = None
         """Set by the application: OAuth token refresh for providers that declare oauth2."""
+        self._listeners: builtins.list[Callable[[str], None]] = []
+
+    def add_listener(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(connector_id)`` once a change to a connector (its config,
+        enabled or deleted) has committed: this process's runtime then reloads its unit
+        at once, so a message sent after the change is delivered with the new config
+        (other nodes notice it when they next look, ``JACKFIELD_SUPERVISOR_POLL_SECONDS``)."""
+        self._listeners.append(callback)
+
+    def _changed(self, connector_id: str) -> None:
+        for listener in self._listeners:
+            listener(connector_id)
 
     # -- reading --------------------------------------------------------------------------
     def list(self, who: Principal, *, category: str | None = None) -> builtins.list[dict[str, Any]]:
@@ -171,6 +183,7 @@ class ConnectorService:
             view = connector_view(connector)
         for ref in obsolete:
             self.files.delete(ref)
+        self._changed(view["id"])
         return view
 
     def delete(self, who: Principal, connector_id: str) -> None:
@@ -187,6 +200,7 @@ class ConnectorService:
                 details={"name": connector.name},
             )
         self.files.delete_connector(connector_id)
+        self._changed(str(connector_id))
 
     def set_enabled(self, who: Principal, connector_id: str, enabled: bool) -> dict[str, Any]:
         """Activate (only when connected) or deactivate."""
@@ -202,7 +216,9 @@ class ConnectorService:
             action = "connector.activate" if enabled else "connector.deactivate"
             audit.record(s, who, action, "connector", connector.id)
             s.flush()
-            return connector_view(connector)
+            view = connector_view(connector)
+        self._changed(view["id"])
+        return view
 
     def import_config(
         self,
@@ -243,6 +259,7 @@ class ConnectorService:
             view = connector_view(connector)
         for ref in obsolete:
             self.files.delete(ref)
+        self._changed(view["id"])
         return view
 
     # -- testing --------------------------------------------------------------------------
