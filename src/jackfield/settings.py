@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
+    Field,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
@@ -27,11 +32,11 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     egress_allowlist: str = ""
     admin_password: SecretStr | None = None
-    log_format: str = "console"
+    log_format: Literal["console", "json"] = "console"
 
     # The built-in email adapter (used when an organization has no default email connector).
     smtp_host: str = "127.0.0.1"
-    smtp_port: int = 25
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 25
     smtp_username: str = ""
     smtp_password: SecretStr = SecretStr("")
     smtp_from: str = "jackfield@localhost"
@@ -72,6 +77,38 @@ class Settings(BaseSettings):
     inbox_retention_hours: NonNegativeFloat = 168.0
     retention_interval_seconds: PositiveFloat = 600.0  # how often each node prunes
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_a_base_url(cls, url: str) -> str:
+        """OAuth redirect URIs and webhook URLs are built on it: a typo would only show
+        when a provider refuses the redirect or a sender cannot reach the hook."""
+        parts = urlsplit(url.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL, e.g. https://jackfield.example")
+        if parts.query or parts.fragment:
+            raise ValueError("must be a base URL, without ?query or #fragment")
+        return url.strip()
+
+    @field_validator("egress_allowlist")
+    @classmethod
+    def _allowlist_entries_parse(cls, allowlist: str) -> str:
+        """An entry that is neither a network nor a host name would allow nothing, and
+        the operator would not know why a connector is still refused."""
+        for raw in allowlist.split(","):
+            entry = raw.strip()
+            if not entry:
+                continue
+            try:
+                ipaddress.ip_network(entry.strip("[]"), strict=False)
+                continue
+            except ValueError:
+                pass
+            if "/" in entry or ":" in entry or _DOTTED_NUMBERS.match(entry):
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network")
+            if not _HOST_NAME.match(entry):
+                raise ValueError(f"{entry!r} is not a host name, IP address or CIDR network")
+        return allowlist
+
     @field_validator("inbox_retention_hours")
     @classmethod
     def _inbox_outlasts_replay_window(cls, hours: float) -> float:
@@ -85,3 +122,9 @@ class Settings(BaseSettings):
                 f"up to {floor:g} hours after it was signed"
             )
         return hours
+
+
+_DOTTED_NUMBERS = re.compile(r"^[0-9.]+$")
+_HOST_NAME = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_-]{1,63})*\.?$"
+)

@@ -253,6 +253,15 @@ def test_ctrl_c_stops_serve_although_a_provider_call_never_returns(env, tmp_path
             {"JACKFIELD_RETENTION_INTERVAL_SECONDS": "0"},
             "JACKFIELD_RETENTION_INTERVAL_SECONDS: Input should be greater than 0",
         ),
+        # values that were accepted and then did nothing (or broke OAuth and webhook URLs)
+        ({"JACKFIELD_LOG_FORMAT": "xml"}, "JACKFIELD_LOG_FORMAT: Input should be 'console'"),
+        (
+            {"JACKFIELD_EGRESS_ALLOWLIST": "10.0.0.0/8,10.0.0.0/33,api.example"},
+            "'10.0.0.0/33' is not an IP address or CIDR network",
+        ),
+        ({"JACKFIELD_EGRESS_ALLOWLIST": "bad host!"}, "'bad host!' is not a host name"),
+        ({"JACKFIELD_PUBLIC_URL": "notaurl"}, "JACKFIELD_PUBLIC_URL: must be an http://"),
+        ({"JACKFIELD_SMTP_PORT": "0"}, "JACKFIELD_SMTP_PORT: Input should be greater than"),
         # an unreachable server: psycopg's message has a second line ("Is the server ...")
         (
             {"JACKFIELD_DATABASE_URL": "postgresql+psycopg://u@127.0.0.1:9/x?connect_timeout=2"},

@@ -1,0 +1,22 @@
+"""Settings that parse are the ones operators write (the refusals: tests/cli/test_serve.py)."""
+
+import pytest
+from pydantic import ValidationError
+
+from jackfield.settings import Settings
+
+
+def test_allowlists_and_public_urls_operators_write_are_accepted():
+    settings = Settings(
+        egress_allowlist="10.0.0.0/8, api.example.com,::1,[fd00::1],192.168.1.7,my_host.local.",
+        public_url="https://jackfield.example:8443/base/",
+        log_format="json",
+        smtp_port=587,
+    )
+    assert settings.egress_allowlist.startswith("10.0.0.0/8")
+
+
+@pytest.mark.parametrize("entry", ["10.0.0.0/33", "300.1.1.1", "fd00::zz", "a b", "-x.example"])
+def test_an_allowlist_entry_that_would_allow_nothing_is_refused(entry):
+    with pytest.raises(ValidationError, match="egress_allowlist"):
+        Settings(egress_allowlist=f"api.example.com,{entry}")
