@@ -146,10 +146,6 @@ def test_user_errors_are_one_line_exit_1_and_change_nothing(cli, tmp_path):
         cli.run(*base, "--category", "email", "--provider", "smtp", "--param", "a..b=1", expect=1),
         "invalid parameter key",
     )
-    user_error(
-        cli.run(*base, "--category", "email", "--provider", "smtp", "--param", "novalue", expect=1),
-        "KEY=VALUE",
-    )
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     user_error(
@@ -193,10 +189,20 @@ def test_user_errors_are_one_line_exit_1_and_change_nothing(cli, tmp_path):
     )
 
 
-def test_usage_errors_exit_2(cli):
+def test_usage_errors_exit_2(cli, tmp_path):
     proc = cli.run("connectors", "create", "--name", "x", expect=2)
     assert "Missing option" in proc.stderr
     cli.run("no-such-command", expect=2)
+    # what the command line itself got wrong is a usage error, as click's own (was exit 1)
+    cli.run("orgs", "create", "acme")
+    base = ("connectors", "create", "--org", "acme", "--name", "x", "--category", "email")
+    proc = cli.run(*base, "--provider", "smtp", "--param", "novalue", expect=2)
+    assert "'novalue': expected KEY=VALUE" in proc.stderr
+    proc = cli.run(*base, "--provider", "smtp", "--param", f"cert=@{tmp_path}/nope", expect=2)
+    assert "no file" in proc.stderr
+    proc = cli.run("users", "create", "a@b.io", "--org", "acme", "--role", "superuser", expect=2)
+    assert "'superuser' is not one of" in proc.stderr
+    assert cli.json("connectors", "list", "--org", "acme")["items"] == []  # nothing was created
 
 
 def test_a_failed_connection_test_exits_1_with_the_result(cli, tmp_path):

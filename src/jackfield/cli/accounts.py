@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from ..service import Role
 from .output import JsonOption, console, emit, emit_items, jackfield, user_errors
 
 orgs = typer.Typer(help="Organizations.", no_args_is_help=True)
@@ -31,7 +32,7 @@ def orgs_list(as_json: bool = JsonOption) -> None:
 def users_create(
     email: str,
     org: str = typer.Option(..., "--org", help="Organization name (created if missing)."),
-    role: str = typer.Option(..., "--role", help="admin or user."),
+    role: Role = typer.Option(..., "--role", help="admin or user."),
     password: str | None = typer.Option(None, "--password", help="Password for the UI."),
     token: bool = typer.Option(False, "--token", help="Also print a new API token, last."),
     as_json: bool = JsonOption,

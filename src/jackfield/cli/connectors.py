@@ -48,12 +48,12 @@ def parse_params(pairs: list[str] | None) -> list[dict[str, Any]]:
     params = []
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConnectorConfigError(f"--param {pair!r}: expected KEY=VALUE")
+        if not sep or not key:  # a usage error (exit 2), as click's own
+            raise typer.BadParameter(f"{pair!r}: expected KEY=VALUE", param_hint="--param")
         if value.startswith("@"):
             path = Path(value[1:])
             if not path.is_file():
-                raise ConnectorConfigError(f"--param {key}: no file {path}")
+                raise typer.BadParameter(f"{key}: no file {path}", param_hint="--param")
             encoded = base64.b64encode(path.read_bytes()).decode()
             params.append({"key": key, "value": encoded, "value_type": "file"})
         else:
