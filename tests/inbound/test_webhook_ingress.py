@@ -199,9 +199,7 @@ def test_unknown_and_disabled_connectors_look_the_same(jf, api, admin, webhook_c
     assert len(stored(jf, webhook_connector)) == 1
 
 
-def test_an_anonymous_sender_cannot_test_guesses_of_any_organizations_secret(
-    jf, api, admin, sign
-):
+def test_an_anonymous_sender_cannot_test_guesses_of_any_organizations_secret(jf, api, admin, sign):
     """Anyone may POST to /hooks/{id}; if its errors masked every organization's secrets,
     a hex or UUID-like API key would come back masked when guessed as the id."""
     key = "5f0c2a9e-7d41-4b8a-9c3e-1a2b3c4d5e6f"
@@ -245,7 +243,9 @@ if not connector_registry.is_registered("http", RestlessWebhook.provider_type):
 def test_a_connector_that_keeps_changing_during_verification_is_503_retry(
     jf, api, admin, webhook_secret, sign
 ):
-    cid = make_active_connector(jf, admin, RestlessWebhook.provider_type, {"secret": webhook_secret})
+    cid = make_active_connector(
+        jf, admin, RestlessWebhook.provider_type, {"secret": webhook_secret}
+    )
     edits = iter(range(100))
     RestlessWebhook.during_verification = lambda: jf.connectors.update(
         admin, cid, name=f"edited-{next(edits)}"

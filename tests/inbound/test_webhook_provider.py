@@ -28,6 +28,7 @@ OUR_TIMESTAMP = 1700000000
 OUR_BODY = b'{"type":"invoice.paid","data":{"id":42}}'
 OUR_SIGNATURE = "v1,JoflUGfpYa7LO2G70u3NBtraUvntdgUxzFj8xQf/108="
 
+
 def provider(secret: str = OUR_SECRET, tolerance: int = 300) -> WebhookProvider:
     return WebhookProvider.from_config({"secret": secret, "tolerance_seconds": tolerance})
 
@@ -67,9 +68,7 @@ def test_frozen_vector_matches_hmac_and_the_provider(clock_at) -> None:
     computed = independent_signature(OUR_SECRET, OUR_ID, OUR_TIMESTAMP, OUR_BODY)
     assert computed == OUR_SIGNATURE
     assert sign(OUR_SECRET, OUR_ID, OUR_TIMESTAMP, OUR_BODY) == OUR_SIGNATURE
-    (event,) = provider().parse_webhook(
-        request(OUR_BODY, OUR_ID, OUR_TIMESTAMP, OUR_SIGNATURE)
-    )
+    (event,) = provider().parse_webhook(request(OUR_BODY, OUR_ID, OUR_TIMESTAMP, OUR_SIGNATURE))
     assert event.event_type == "invoice.paid"
     assert event.payload == {"type": "invoice.paid", "data": {"id": 42}}
 

@@ -175,9 +175,7 @@ def test_stored_text_is_printed_as_it_is_not_as_markup(jf, tenant, make_connecto
     traceback, and "[red]...[/red]" lost its brackets."""
     cid = make_connector(tenant.admin)
     jf.connectors.update(tenant.admin, cid, name="bad [/x] name")
-    EventService(jf.db).inject(
-        tenant.admin, cid, {"text": "see [/x]"}, event_id="[red]abc[/red]"
-    )
+    EventService(jf.db).inject(tenant.admin, cid, {"text": "see [/x]"}, event_id="[red]abc[/red]")
     listed = cli("events", "list", cid)
     assert "[red]abc[/red]" in listed.stdout and "see [/x]" in listed.stdout
     for args in (("connectors", "list"), ("connectors", "show", cid)):

@@ -50,8 +50,6 @@ def test_an_organizations_text_masks_its_own_secrets_and_logs_mask_every_one():
     mine.add("no-one-s-secret")  # known to no organization: masked everywhere
     text = "acme-secret globex-secret no-one-s-secret"
     assert mine.redact(text, org="acme") == "******** globex-secret ********"
-    assert mine.redact_obj({"e": [text]}, org="globex") == {
-        "e": ["acme-secret ******** ********"]
-    }
+    assert mine.redact_obj({"e": [text]}, org="globex") == {"e": ["acme-secret ******** ********"]}
     assert mine.redact(text) == "******** ******** ********"  # logs, the CLI
     assert mine.redact(text, org="initech") == "acme-secret globex-secret ********"

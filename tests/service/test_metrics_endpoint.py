@@ -55,7 +55,9 @@ def test_delivery_outcomes_are_counters_and_every_state_is_a_series(jf, admin, a
 
     def counters() -> dict[str, float]:
         body = httpx2.get(f"{api.url}/metrics").text
-        found = re.findall(r'^jackfield_outbox_deliveries_total\{outcome="(\w+)"\} (\S+)$', body, re.M)
+        found = re.findall(
+            r'^jackfield_outbox_deliveries_total\{outcome="(\w+)"\} (\S+)$', body, re.M
+        )
         return {outcome: float(value) for outcome, value in found}
 
     deadline = time.monotonic() + 20

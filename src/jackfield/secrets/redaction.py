@@ -12,12 +12,19 @@ from ..kernel.redaction import NO_ORGANIZATION, RedactingFilter, Redactor, redac
 __all__ = ["NO_ORGANIZATION", "RedactingFilter", "Redactor", "mask_config", "redactor"]
 
 
-def mask_config(fields: Iterable[ConfigField], config: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``config`` with every secret field's value replaced by the mask."""
+def mask_config(
+    fields: Iterable[ConfigField], config: Mapping[str, Any], secret_keys: Iterable[str] = ()
+) -> dict[str, Any]:
+    """A copy of ``config`` with every secret field's value replaced by the mask.
+
+    ``secret_keys`` are further dotted keys to mask: params stored as secret although the
+    schema does not call them so (their sender marked them ``secret``); the schema alone
+    would show those in plaintext."""
     masked: dict[str, Any] = _copy(config)
-    for field in fields:
-        if field.secret and get_path(masked, field.key) not in (None, ""):
-            set_path(masked, field.key, SECRET_MASK)
+    keys = [field.key for field in fields if field.secret] + list(secret_keys)
+    for key in keys:
+        if get_path(masked, key) not in (None, ""):
+            set_path(masked, key, SECRET_MASK)
     return masked
 
 

@@ -93,11 +93,16 @@ class ConnectorService:
             return connector_view(self._load(s, who, connector_id))
 
     def get_config(self, who: Principal, connector_id: str) -> dict[str, Any]:
-        """The nested config with secret values masked."""
+        """The nested config with secret values masked: the schema's secret fields and
+        every param stored as secret (a key its sender marked secret, which the schema may
+        not know -- a secret file among them), as the connector's params show them."""
         with self.db.transaction() as s:
             connector = self._load(s, who, connector_id)
             cls = self._provider(connector)
-            return mask_config(cls.config_schema(), self.codec.plain_config(connector))
+            stored_secret = [row.key for row in connector.params if row.is_secret]
+            return mask_config(
+                cls.config_schema(), self.codec.plain_config(connector), stored_secret
+            )
 
     def provider_types(self, category: str | None = None) -> builtins.list[dict[str, Any]]:
         classes = self.registry.list_for_category(category) if category else self.registry.all()
