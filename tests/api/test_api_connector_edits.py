@@ -37,3 +37,31 @@ def test_config_masks_every_param_stored_as_secret(callers):
         assert config["client_cert"] == "********"
         assert config["token"] == "********" and config["url"] == "https://vault.example.com"
         assert FILE_SECRET not in answer.text and SECRET not in answer.text
+
+
+def test_sending_back_a_file_param_as_get_shows_it_keeps_the_file(callers):
+    """Before, GET showed a (non-secret) file param as ``null`` and a PUT of those params
+    stored ``null``: the file was gone. Now it is kept, and ``""`` removes it on purpose."""
+    admin = callers["admin"]
+    body = vault()
+    body["params"].append(
+        {"key": "ca", "value": base64.b64encode(b"-----CA-----").decode(), "value_type": "file"}
+    )
+    cid = admin("POST", "/api/connectors", json=body).json()["id"]
+    shown = admin("GET", f"/api/connectors/{cid}").json()["params"]
+    assert {"key": "ca", "value": None, "value_type": "file", "secret": False}.items() <= next(
+        p for p in shown if p["key"] == "ca"
+    ).items()
+
+    put = admin("PUT", f"/api/connectors/{cid}", json={"params": shown})
+    assert put.status_code == 200, put.text
+    config = admin("GET", f"/api/connectors/{cid}/config").json()["config"]
+    assert config["ca"] == "-----CA-----" and config["token"] == "********"
+
+    shown = admin("GET", f"/api/connectors/{cid}").json()["params"]
+    for param in shown:
+        if param["key"] == "ca":
+            param["value"] = ""
+    assert admin("PUT", f"/api/connectors/{cid}", json={"params": shown}).status_code == 200
+    config = admin("GET", f"/api/connectors/{cid}/config").json()["config"]
+    assert config.get("ca") in (None, "")

@@ -98,7 +98,9 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 class ParamIn(BaseModel):
     """One param. ``secret: true`` keeps a value secret (encrypted, masked) even where the
     provider's schema does not know the key; ``false`` never makes a schema's secret
-    plain, so a GET's params may be sent back as they are."""
+    plain, so a GET's params may be sent back as they are. A ``file`` param's value is
+    the base64 of its content; a GET never shows the content (``null``, or the mask when
+    secret), and sending that back keeps the stored file; ``""`` removes the file."""
 
     model_config = ConfigDict(extra="ignore")
     key: str = Field(min_length=1, max_length=MAX_KEY_LENGTH, pattern=KEY_PATTERN)

@@ -27,7 +27,9 @@ VALUE_TYPES = ("text", "file")
 
 @dataclass
 class ParamInput:
-    """One incoming param, normalized; ``keep`` means "the mask: keep the stored value"."""
+    """One incoming param, normalized; ``keep`` means "keep the stored value": the mask,
+    or a file param without a value (what a GET shows of a file). A file param whose
+    value is ``""`` has no file: that is how a stored file is removed."""
 
     key: str
     value: str | None
@@ -61,8 +63,10 @@ def normalize_params(
             raise ConnectorConfigError(f"param {key!r}: sequence must be a whole number")
         entry = ParamInput(key, value, value_type, sequence or (index + 1) * 10)
         entry.secret = item.get("secret") is True
-        entry.keep = value == SECRET_MASK
-        if value_type == "file" and not entry.keep and value is not None:
+        # a file's content is never shown (GET gives null, or the mask when secret), so
+        # sending back what GET showed keeps the stored file; "" clears it
+        entry.keep = value == SECRET_MASK or (value_type == "file" and value is None)
+        if value_type == "file" and not entry.keep and value:
             try:
                 entry.content = base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
@@ -172,6 +176,8 @@ class ParamCodec:
             blob = self.box.encrypt(text, context=context) if is_secret else text
             row.file_ref = self.files.write(connector_id, blob.encode())
             row.value = None
+        elif p.value_type == "file":
+            row.value = None  # no file (cleared with "", or never sent)
         elif is_secret and p.value not in (None, "", SECRET_MASK):
             row.value = self.box.encrypt(str(p.value), context=context)
         else:

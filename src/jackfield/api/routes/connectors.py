@@ -87,7 +87,8 @@ def get_connector(jf: JF, who: Caller, connector_id: ConnectorId) -> dict[str, A
 def update_connector(
     jf: JF, who: Caller, connector_id: ConnectorId, body: ConnectorUpdate
 ) -> dict[str, Any]:
-    """Change name, params (they replace the stored set; the mask keeps a stored secret),
+    """Change name, params (they replace the stored set; the mask keeps a stored secret,
+    a file param sent back as GET shows it keeps its file, ``""`` removes the file),
     config or default flag; fields left out stay as they are."""
     params = None if body.params is None else [p.model_dump(exclude_none=True) for p in body.params]
     return jf.connectors.update(
