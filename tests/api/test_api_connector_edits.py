@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 
-from .test_api_connectors import SECRET, callers, vault
+from .test_api_connectors import SECRET, assert_error, callers, vault
 
 __all__ = ["callers"]  # the fixture, imported for these tests
 
@@ -65,3 +65,31 @@ def test_sending_back_a_file_param_as_get_shows_it_keeps_the_file(callers):
     assert admin("PUT", f"/api/connectors/{cid}", json={"params": shown}).status_code == 200
     config = admin("GET", f"/api/connectors/{cid}/config").json()["config"]
     assert config.get("ca") in (None, "")
+
+
+def test_put_takes_the_create_body_back_but_category_and_provider_stay(callers):
+    """Before, a PUT with ``category`` or ``provider_type`` (even unchanged) was refused as
+    "Extra inputs are not permitted", so a connector read with GET could not be sent
+    back whole."""
+    admin = callers["admin"]
+    cid = admin("POST", "/api/connectors", json=vault()).json()["id"]
+    got = admin("GET", f"/api/connectors/{cid}").json()
+    body = {k: got[k] for k in ("name", "category", "provider_type", "params", "is_default")}
+    body["name"] = "Vault (edited)"
+    put = admin("PUT", f"/api/connectors/{cid}", json=body)
+    assert put.status_code == 200, put.text
+    assert put.json()["name"] == "Vault (edited)" and put.json()["provider_type"] == "vault_test"
+
+    for field, other in (("category", "storage"), ("provider_type", "oauth2_http")):
+        error = assert_error(
+            admin("PUT", f"/api/connectors/{cid}", json={**body, field: other, "name": "x"}),
+            422,
+            "invalid_config",
+        )
+        assert "cannot change" in error["message"] and field in error["details"]["fields"]
+    after = admin("GET", f"/api/connectors/{cid}").json()
+    assert (after["name"], after["category"], after["provider_type"]) == (
+        "Vault (edited)",
+        "http",
+        "vault_test",
+    )

@@ -125,7 +125,13 @@ class ConnectorCreate(RequestModel):
 
 
 class ConnectorUpdate(RequestModel):
+    """The create body, every field optional. ``category`` and ``provider_type`` may be
+    sent (a connector read with GET can be sent back whole) but must equal the
+    connector's: they cannot change."""
+
     name: str | None = Field(default=None, min_length=1, max_length=200)
+    category: str | None = Field(default=None, min_length=1, max_length=50)
+    provider_type: str | None = Field(default=None, min_length=1, max_length=100)
     params: list[ParamIn] | None = Field(default=None, max_length=2000)
     config: dict[str, Any] | None = None
     is_default: bool | None = None

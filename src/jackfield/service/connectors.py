@@ -159,13 +159,20 @@ class ConnectorService:
         config: Mapping[str, Any] | None = None,
         is_default: bool | None = None,
         merge: bool = False,
+        category: str | None = None,
+        provider_type: str | None = None,
     ) -> dict[str, Any]:
         """Change a connector. New ``params``/``config`` replace the stored set, or are
-        merged into it key by key with ``merge=True`` (the CLI's ``--param``)."""
+        merged into it key by key with ``merge=True`` (the CLI's ``--param``).
+
+        ``category`` and ``provider_type`` are accepted so that a connector as read (or
+        the body that created it) can be sent back whole; they cannot change, since the
+        params belong to that provider: a different value is refused."""
         who.require_admin()
         obsolete: builtins.list[str] = []
         with self.db.transaction() as s:
             connector = self._load(s, who, connector_id)
+            _check_unchanged(connector, category=category, provider_type=provider_type)
             changes: dict[str, Any] = {}
             if name is not None:
                 connector.name = changes["name"] = _check_name(name)
@@ -425,6 +432,22 @@ def _check_name(name: str) -> str:
             "a connector name must be 1 to 200 characters", field_errors={"name": "required"}
         )
     return name
+
+
+def _check_unchanged(connector: Connector, **sent: str | None) -> None:
+    """Refuse a change of what a connector is (its category or provider)."""
+    fields = {
+        name: f"cannot change from {getattr(connector, name)!r}; create a new connector"
+        for name, value in sent.items()
+        if value is not None and value != getattr(connector, name)
+    }
+    if fields:
+        raise ConnectorConfigError(
+            f"a connector's {' and '.join(fields)} cannot change",
+            field_errors=fields,
+            remediation="Leave category and provider_type out (or unchanged), or create a "
+            "new connector of the other provider.",
+        )
 
 
 def _merge(connector: Connector, incoming: list[ParamInput]) -> list[ParamInput]:

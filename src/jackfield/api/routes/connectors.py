@@ -98,6 +98,8 @@ def update_connector(
         params=params,
         config=body.config,
         is_default=body.is_default,
+        category=body.category,
+        provider_type=body.provider_type,
     )
 
 
