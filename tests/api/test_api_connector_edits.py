@@ -4,6 +4,11 @@ send it back. What GET shows must be safe to show (to every role) and safe to se
 from __future__ import annotations
 
 import base64
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx2
 
 from .test_api_connectors import SECRET, assert_error, callers, vault
 
@@ -93,3 +98,60 @@ def test_put_takes_the_create_body_back_but_category_and_provider_stay(callers):
         "http",
         "vault_test",
     )
+
+
+def _all_at_once(calls: list[Callable[[], httpx2.Response]]) -> list[httpx2.Response]:
+    """Run the calls on their own threads, released together."""
+    barrier = threading.Barrier(len(calls))
+    answers: list[Any] = [None] * len(calls)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        answers[index] = calls[index]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return answers
+
+
+def test_concurrent_set_default_calls_take_turns_without_errors(callers, api):
+    """Before, on PostgreSQL, concurrent ``PUT {"is_default": true}`` of connectors of one
+    category failed with 500 (IntegrityError on uq_connectors_default_per_category) for
+    about a third of the callers; so did concurrent creates with ``is_default``."""
+    admin = callers["admin"]
+    headers = dict(admin.client.headers)
+
+    def call(method: str, path: str, body: dict[str, Any]) -> Callable[[], httpx2.Response]:
+        def send() -> httpx2.Response:
+            with httpx2.Client(base_url=api.url, headers=headers, timeout=60) as client:
+                return client.request(method, path, json=body)
+
+        return send
+
+    ids = [
+        admin("POST", "/api/connectors", json=vault(name=f"v{i}")).json()["id"] for i in range(8)
+    ]
+    for _ in range(3):
+        answers = _all_at_once(
+            [call("PUT", f"/api/connectors/{cid}", {"is_default": True}) for cid in ids]
+        )
+        assert [a.status_code for a in answers] == [200] * len(ids), [
+            a.text for a in answers if a.status_code != 200
+        ]
+        assert all(a.json()["is_default"] for a in answers)
+        listed = admin("GET", "/api/connectors?category=http").json()["items"]
+        assert len([c for c in listed if c["is_default"]]) == 1
+
+    files = {"category": "storage", "provider_type": "local_fs", "config": {"root": "/tmp/x"}}
+    created = _all_at_once(
+        [
+            call("POST", "/api/connectors", {**files, "name": f"fs{i}", "is_default": True})
+            for i in range(8)
+        ]
+    )
+    assert [a.status_code for a in created] == [201] * 8, [a.text for a in created]
+    listed = admin("GET", "/api/connectors?category=storage").json()["items"]
+    assert len(listed) == 8 and len([c for c in listed if c["is_default"]]) == 1

@@ -28,7 +28,7 @@ from ..kernel.provider import Capability, ConnectionTestResult, ConnectorProvide
 from ..kernel.redaction import get_logger
 from ..kernel.registry import ConnectorRegistry
 from ..secrets import mask_config, redactor
-from ..store import Connector, Database
+from ..store import Connector, Database, Organization
 from . import audit
 from .context import Principal
 from .files import FileStore
@@ -125,6 +125,8 @@ class ConnectorService:
         cls = self._provider_for_create(category, provider_type)
         incoming = normalize_params(params, config)
         with self.db.transaction() as s:
+            if is_default:
+                _lock_defaults(s, who.organization_id)
             connector = Connector(
                 organization_id=who.organization_id,
                 name=name,
@@ -171,6 +173,8 @@ class ConnectorService:
         who.require_admin()
         obsolete: builtins.list[str] = []
         with self.db.transaction() as s:
+            if is_default:
+                _lock_defaults(s, who.organization_id)  # before reading the connector
             connector = self._load(s, who, connector_id)
             _check_unchanged(connector, category=category, provider_type=provider_type)
             changes: dict[str, Any] = {}
@@ -381,6 +385,9 @@ class ConnectorService:
 
     @staticmethod
     def _make_default(s: Session, connector: Connector) -> None:
+        """Clear the category's other default, then set this one. The caller holds
+        ``_lock_defaults`` for the organization, so concurrent calls take turns and the
+        last one wins instead of failing on ``uq_connectors_default_per_category``."""
         s.execute(
             update(Connector)
             .where(
@@ -393,6 +400,23 @@ class ConnectorService:
         )
         s.flush()
         connector.is_default = True
+
+
+def _lock_defaults(s: Session, organization_id: str) -> None:
+    """Serialize "make this the default" within an organization (PostgreSQL; SQLite
+    writers queue anyway): a row lock on the organization, taken first in the
+    transaction.
+
+    Locking the category's connector rows would not do: a category with no row yet (two
+    concurrent creates) has nothing to lock, and rows already written by the transaction
+    could deadlock. ``FOR NO KEY UPDATE`` leaves inserts referencing the organization
+    (which take ``FOR KEY SHARE``) unblocked. After the wait, the clearing ``UPDATE``
+    sees the previous winner (READ COMMITTED) and clears it."""
+    s.execute(
+        select(Organization.id)
+        .where(Organization.id == organization_id)
+        .with_for_update(key_share=True)
+    )
 
 
 def run_connection_test(
