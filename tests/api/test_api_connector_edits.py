@@ -155,3 +155,41 @@ def test_concurrent_set_default_calls_take_turns_without_errors(callers, api):
     assert [a.status_code for a in created] == [201] * 8, [a.text for a in created]
     listed = admin("GET", "/api/connectors?category=storage").json()["items"]
     assert len(listed) == 8 and len([c for c in listed if c["is_default"]]) == 1
+
+
+def test_a_key_given_twice_is_refused_naming_the_key(callers):
+    """Before, a key listed twice kept the last one listed (REST), while
+    ``unflatten_params`` keeps the highest ``sequence``: the stored value was a guess."""
+    admin = callers["admin"]
+    twice = [
+        {"key": "url", "value": "https://a.example", "sequence": 20},
+        {"key": "url", "value": "https://b.example", "sequence": 10},
+    ]
+    for body in (
+        {**vault(), "params": twice},
+        {**vault(), "config": {"url": "https://c.example", "x.y": "1", "x": {"y": "2"}}},
+    ):
+        error = assert_error(admin("POST", "/api/connectors", json=body), 422, "invalid_config")
+        assert error["details"]["fields"]
+        assert "url" in error["details"]["fields"] or "x.y" in error["details"]["fields"]
+    assert admin("GET", "/api/connectors").json()["items"] == []
+
+    cid = admin("POST", "/api/connectors", json=vault()).json()["id"]
+    error = assert_error(
+        admin("PUT", f"/api/connectors/{cid}", json={"params": twice}), 422, "invalid_config"
+    )
+    assert list(error["details"]["fields"]) == ["url"] and "url" in error["message"]
+    files = {"name": "f", "category": "storage", "provider_type": "local_fs"}
+    fid = admin("POST", "/api/connectors", json={**files, "config": {"root": "/tmp/x"}})
+    doc = {"json_data": {"root": "/tmp/y", "a.b": "1", "a": {"b": "2"}}}
+    error = assert_error(
+        admin("POST", f"/api/connectors/{fid.json()['id']}/import-config", json=doc), 422
+    )
+    assert list(error["details"]["fields"]) == ["a.b"]
+    # a params entry may still override the same key of the nested config
+    both = {"config": {"url": "https://e.example"}, "params": [twice[0]]}
+    put = admin("PUT", f"/api/connectors/{cid}", json=both)
+    assert put.status_code == 200, put.text
+    assert admin("GET", f"/api/connectors/{cid}/config").json()["config"]["url"] == (
+        "https://a.example"
+    )

@@ -43,14 +43,28 @@ class ParamInput:
 def normalize_params(
     params: Iterable[Mapping[str, Any]] | None, config: Mapping[str, Any] | None
 ) -> list[ParamInput]:
-    """Params from a ``params`` list and/or a nested ``config`` (params win on a clash)."""
-    raw: list[Mapping[str, Any]] = list(flatten_config(config)) if config else []
-    raw += list(params or [])
+    """Params from a ``params`` list and/or a nested ``config`` (params win on a clash).
+
+    A key given twice within the ``params`` (or twice within the ``config``, as ``"a.b"``
+    and ``{"a": {"b"}}``) is refused: which one was meant is a guess, and the guesses
+    differed (the last listed here, the highest ``sequence`` in ``unflatten_params``)."""
+    from_config: list[Mapping[str, Any]] = list(flatten_config(config)) if config else []
+    raw = from_config + list(params or [])
     by_key: dict[str, ParamInput] = {}
+    seen: set[str] = set()
     for index, item in enumerate(raw):
         if not isinstance(item, Mapping):
             raise ConnectorConfigError("each param must be an object with 'key' and 'value'")
         key = check_param_key(item.get("key", ""))
+        if index == len(from_config):
+            seen = set()  # the params list begins: its keys may override the config's
+        if key in seen:
+            raise ConnectorConfigError(
+                f"param {key!r} is given more than once",
+                field_errors={key: "duplicate key: give each key once"},
+                remediation="Send each param key once.",
+            )
+        seen.add(key)
         value_type = item.get("value_type") or "text"
         if value_type not in VALUE_TYPES:
             raise ConnectorConfigError(
