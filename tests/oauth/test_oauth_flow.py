@@ -136,11 +136,11 @@ def test_bad_states_are_rejected_without_calling_the_token_endpoint(oauth_api, p
                 update(OAuthState).values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
             )
         assert "expired" in _callback_error(callback)["message"]
-        # swapped: the state of an oauth2_http connector presented to another provider's path
+        # swapped: the state of an oauth2_http connector presented to another provider's
+        # path is refused, and does not spend the state (tested below)
         callback = authorize(api, cid)
         swapped = callback.replace("/callback/oauth2_http?", "/callback/google_drive?")
         assert "another provider" in _callback_error(swapped)["message"]
-        assert "already used" in _callback_error(callback)["message"]  # a misused state is spent
         # the connector moved to another organization after the flow started
         callback = authorize(api, cid)
         with jf.db.transaction() as s:
@@ -170,6 +170,23 @@ def test_a_state_is_used_once_under_concurrency(oauth_api, provider_server):
     for t in threads:
         t.join()
     assert sorted(statuses) == [200, 400, 400, 400, 400, 400]
+    assert provider_server.calls["authorization_code"] == 1
+
+
+def test_a_callback_on_another_providers_path_leaves_the_state_usable(oauth_api, provider_server):
+    """Before, ``/oauth/callback/http`` with a valid state of an ``oauth2_http`` connector
+    answered 400 but burnt the state, so the right callback then said "already used"."""
+    admin, _ = tokens_for(oauth_api.jf)
+    with client(oauth_api.url, admin) as api:
+        cid = create_connector(api, provider_server)
+        callback = authorize(api, cid)
+        wrong = callback.replace("/callback/oauth2_http?", "/callback/http?")
+        assert "another provider" in _callback_error(wrong)["message"]
+        assert provider_server.calls["authorization_code"] == 0
+        done = httpx2.get(callback)
+        assert done.status_code == 200, done.text
+        assert done.json()["success"] is True and done.json()["status"] == "connected"
+        assert "already used" in _callback_error(callback)["message"]
     assert provider_server.calls["authorization_code"] == 1
 
 

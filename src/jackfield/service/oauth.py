@@ -201,7 +201,9 @@ class OAuthService:
         return cls
 
     def _consume(self, provider_type: str, connector_id: str, nonce: str) -> _Pending:
-        """Check the state and burn its nonce (exactly once, even under concurrency)."""
+        """Check the state and burn its nonce (exactly once, even under concurrency).
+
+        A callback on another provider's path is refused without burning the nonce."""
         digest = _digest(nonce)
         now = datetime.now(UTC)
         problem: str | None = None
@@ -213,15 +215,17 @@ class OAuthService:
                 raise OAuthStateError("this OAuth state was already used")
             if row.expires_at <= now:
                 raise OAuthStateError("this OAuth state has expired")
+            connector = s.get(Connector, connector_id)
+            if connector is not None and connector.provider_type != provider_type:
+                # a wrong callback path (a misrouted redirect, a stale link) is not the
+                # state's use: refuse it before the claim, so the right callback still works
+                raise OAuthStateError("this OAuth state was issued for another provider")
             if not _claim(s, digest, now):
                 raise OAuthStateError("this OAuth state was already used")
-            connector = s.get(Connector, connector_id)
             if connector is None:
                 problem = "the connector of this OAuth state no longer exists"
             elif connector.organization_id != row.organization_id:
                 problem = "the connector of this OAuth state moved to another organization"
-            elif connector.provider_type != provider_type:
-                problem = "this OAuth state was issued for another provider"
             else:
                 pending = _Pending(
                     row.organization_id,
