@@ -193,3 +193,23 @@ def test_a_key_given_twice_is_refused_naming_the_key(callers):
     assert admin("GET", f"/api/connectors/{cid}/config").json()["config"]["url"] == (
         "https://a.example"
     )
+
+
+def test_list_pages_skip_nothing_when_an_earlier_row_is_deleted(callers):
+    """Before, ``next_cursor`` was an offset: deleting a connector of the first page made
+    the second page start one too far, and a connector was never listed."""
+    admin = callers["admin"]
+    ids = [
+        admin("POST", "/api/connectors", json=vault(name=f"v{i}")).json()["id"] for i in range(7)
+    ]
+    first = admin("GET", "/api/connectors?limit=3").json()
+    assert [c["id"] for c in first["items"]] == ids[:3] and first["next_cursor"]
+    assert admin("DELETE", f"/api/connectors/{ids[2]}").status_code == 204
+    assert admin("DELETE", f"/api/connectors/{ids[0]}").status_code == 204
+    second = admin("GET", f"/api/connectors?limit=3&cursor={first['next_cursor']}").json()
+    assert [c["id"] for c in second["items"]] == ids[3:6]
+    third = admin("GET", f"/api/connectors?limit=3&cursor={second['next_cursor']}").json()
+    assert [c["id"] for c in third["items"]] == ids[6:] and third["next_cursor"] is None
+    offset = base64.urlsafe_b64encode(b"3").decode().rstrip("=")  # the old cursor format
+    for bad in (offset, "!!", "bm9wZQ", "x" * 100):
+        assert_error(admin("GET", f"/api/connectors?cursor={bad}"), 422, "invalid_config")

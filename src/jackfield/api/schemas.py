@@ -12,14 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
-
-from ..kernel.errors import ConnectorConfigError
 
 MAX_KEY_LENGTH = 200
 MAX_DEPTH = 16
@@ -242,21 +239,3 @@ class CallbackOut(BaseModel):
     status: str
     message: str = ""
     action: RedirectAction
-
-
-# -- pagination ---------------------------------------------------------------------------
-def paginate(items: Sequence[Any], limit: int, cursor: str | None) -> dict[str, Any]:
-    """``{"items", "next_cursor"}`` over a list; the cursor is an opaque offset."""
-    start = 0
-    if cursor:
-        try:
-            start = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            start = -1
-        if start < 0:
-            raise ConnectorConfigError(
-                "invalid cursor", remediation="Pass next_cursor from the previous page."
-            )
-    end = start + limit
-    following = base64.urlsafe_b64encode(str(end).encode()).decode().rstrip("=")
-    return {"items": list(items[start:end]), "next_cursor": following if end < len(items) else None}

@@ -32,6 +32,7 @@ from ..store import Connector, Database, Organization
 from . import audit
 from .context import Principal
 from .files import FileStore
+from .listing import after_cursor, connector_cursor
 from .local_paths import ReservedPaths
 from .params import ParamCodec, ParamInput, normalize_params
 from .views import connector_view, provider_type_view
@@ -79,6 +80,28 @@ class ConnectorService:
         CLI, which holds the database and the master key anyway). Never for an API
         caller: organizations do not see each other."""
         return self._list(true(), category)
+
+    def page(
+        self,
+        who: Principal,
+        *,
+        category: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """``{"items", "next_cursor"}``: one page of ``list``, keyset-paged (see
+        ``listing``), so deletes between pages skip nothing."""
+        limit = max(1, min(int(limit), 500))
+        with self.db.snapshot() as s:
+            query = select(Connector).where(Connector.organization_id == who.organization_id)
+            if category:
+                query = query.where(Connector.category == category)
+            if cursor:
+                query = query.where(after_cursor(cursor))
+            order = query.order_by(Connector.created_at, Connector.id).limit(limit + 1)
+            rows = list(s.scalars(order))
+            following = connector_cursor(rows[limit - 1]) if len(rows) > limit else None
+            return {"items": [connector_view(c) for c in rows[:limit]], "next_cursor": following}
 
     def _list(self, which: Any, category: str | None) -> builtins.list[dict[str, Any]]:
         with self.db.snapshot() as s:

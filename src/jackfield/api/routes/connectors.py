@@ -25,7 +25,6 @@ from ..schemas import (
     ImportConfig,
     TestResult,
     error_responses,
-    paginate,
 )
 
 router = APIRouter(prefix="/api/connectors", tags=["connectors"])
@@ -52,7 +51,7 @@ def list_connectors(
     """The connectors of the caller's organization (``?category=`` filters)."""
     if organization_id is not None and organization_id != who.organization_id:
         return {"items": [], "next_cursor": None}  # never another organization's data
-    return paginate(jf.connectors.list(who, category=category), limit, cursor)
+    return jf.connectors.page(who, category=category, limit=limit, cursor=cursor)
 
 
 @router.post(
