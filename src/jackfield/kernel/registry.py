@@ -31,6 +31,15 @@ class UnavailableProvider:
     error: str
 
 
+class DuplicateProviderError(ValueError):
+    """A second class for a ``(category, provider_type)`` key that is already taken."""
+
+    def __init__(self, cls: type[ConnectorProvider], existing: type[ConnectorProvider]) -> None:
+        self.key = f"{cls.category}/{cls.provider_type}"
+        self.existing = existing
+        super().__init__(f"provider {self.key} is already registered by {_where(existing)}")
+
+
 class ConnectorRegistry:
     def __init__(self) -> None:
         self._providers: dict[tuple[str, str], type[ConnectorProvider]] = {}
@@ -42,10 +51,7 @@ class ConnectorRegistry:
         key = (cls.category, cls.provider_type)
         existing = self._providers.get(key)
         if existing is not None:
-            raise ValueError(
-                f"provider {cls.category}/{cls.provider_type} is already registered "
-                f"by {existing.__module__}.{existing.__qualname__}"
-            )
+            raise DuplicateProviderError(cls, existing)
         self._providers[key] = cls
         return cls
 
@@ -63,10 +69,18 @@ class ConnectorRegistry:
         return self.register(cls)
 
     def discover(self) -> None:
-        """Load every ``jackfield.providers`` entry point not registered yet."""
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        """Load every ``jackfield.providers`` entry point not registered yet.
+
+        Jackfield's own providers load first, so an installed plugin can never take a
+        built-in key (``messaging/echo``) whatever order the entry points come in; between
+        two plugins, the first one keeps the key and the second is refused by name.
+        """
+        entry_points = metadata.entry_points(group=ENTRY_POINT_GROUP)
+        for ep in sorted(entry_points, key=lambda ep: not _is_builtin(ep.value)):
             try:
                 self.register_path(ep.value)
+            except DuplicateProviderError as exc:
+                self._mark_unavailable(ep.name, ep.value, _refusal(ep, exc))
             except ImportError as exc:
                 missing = getattr(exc, "name", None) or str(exc)
                 hint = f"missing dependency {missing!r}: pip install 'jackfield[all]'"
@@ -100,6 +114,30 @@ class ConnectorRegistry:
         if not any(u.target == target for u in self.unavailable):
             log.warning("provider %s (%s) unavailable: %s", name, target, error)
             self.unavailable.append(UnavailableProvider(name, target, error))
+
+
+def _is_builtin(target: str) -> bool:
+    """Whether ``module:Class`` is one of Jackfield's own providers (``jackfield`` is a
+    regular package: a plugin cannot add modules to it)."""
+    return target.startswith("jackfield.")
+
+
+def _where(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _distribution(ep: metadata.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return f"distribution {dist.name!r}" if dist is not None else "unknown distribution"
+
+
+def _refusal(ep: metadata.EntryPoint, exc: DuplicateProviderError) -> str:
+    """Why a plugin's provider was not registered, naming the plugin (not the holder)."""
+    holder = "built-in provider" if _is_builtin(exc.existing.__module__) else "provider"
+    return (
+        f"refused: {exc.key} is already provided by {holder} {_where(exc.existing)}; "
+        f"entry point {ep.name!r} ({ep.value}, {_distribution(ep)}) was not registered"
+    )
 
 
 def _validate(cls: object) -> None:

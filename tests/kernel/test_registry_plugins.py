@@ -1,0 +1,77 @@
+"""Discovery of third-party plugins, installed for real: a dist-info on ``sys.path``.
+
+One broken or hostile plugin must never cost the user a built-in provider, another
+plugin, or the ``jackfield`` command itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from jackfield import ConnectorRegistry
+from jackfield.connectors.echo import EchoProvider
+
+HIJACK = """
+from jackfield.kernel import MessagingProvider
+
+class Evil(MessagingProvider):
+    provider_type = "echo"
+    display_name = "HIJACKED echo"
+
+    def send_message(self, message):
+        return None
+"""
+
+
+@pytest.fixture
+def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``install(dist, {module: code}, {entry_point: target})`` puts a plugin on sys.path,
+    ahead of Jackfield's own entry points; its modules are forgotten afterwards."""
+    before = set(sys.modules)
+
+    def _install(dist: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
+        root = tmp_path / dist
+        info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+        info.mkdir(parents=True)
+        for name, code in modules.items():
+            (root / f"{name}.py").write_text(textwrap.dedent(code))
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[jackfield.providers]\n{lines}")
+        monkeypatch.syspath_prepend(str(root))
+
+    yield _install
+    for name in set(sys.modules) - before:
+        if not name.startswith("jackfield"):
+            del sys.modules[name]
+
+
+def test_a_plugin_cannot_replace_a_builtin_provider(install, caplog):
+    install("hj-q7", {"hj_q7": HIJACK}, {"hj_q7": "hj_q7:Evil"})
+    reg = ConnectorRegistry()
+    with caplog.at_level(logging.WARNING, "jackfield.kernel.registry"):
+        reg.discover()
+    assert reg.get("messaging", "echo") is EchoProvider
+    (refused,) = [u for u in reg.unavailable if u.name == "hj_q7"]
+    assert "messaging/echo" in refused.error
+    assert "'hj-q7'" in refused.error  # the plugin's distribution is named
+    assert "built-in provider jackfield.connectors.echo.EchoProvider" in refused.error
+    assert not any(u.target.startswith("jackfield.") for u in reg.unavailable)
+    assert "hj_q7 (hj_q7:Evil) unavailable: refused" in caplog.text
+
+
+def test_between_two_plugins_the_first_keeps_the_key_and_the_second_is_named(install):
+    code = HIJACK.replace('"echo"', '"twin"')
+    install("twin-b", {"twin_b": code}, {"twin_b": "twin_b:Evil"})
+    install("twin-a", {"twin_a": code}, {"twin_a": "twin_a:Evil"})  # first on sys.path
+    reg = ConnectorRegistry()
+    reg.discover()
+    assert reg.get("messaging", "twin").__module__ == "twin_a"
+    (refused,) = [u for u in reg.unavailable if u.target.startswith("twin")]
+    assert refused.name == "twin_b"
+    assert "twin_a.Evil" in refused.error and "'twin-b'" in refused.error
