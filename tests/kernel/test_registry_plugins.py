@@ -75,3 +75,27 @@ def test_between_two_plugins_the_first_keeps_the_key_and_the_second_is_named(ins
     (refused,) = [u for u in reg.unavailable if u.target.startswith("twin")]
     assert refused.name == "twin_b"
     assert "twin_a.Evil" in refused.error and "'twin-b'" in refused.error
+
+
+GOOD = HIJACK.replace('"echo"', '"good_chat"').replace("HIJACKED echo", "Good chat")
+
+
+def test_a_plugin_raising_anything_at_import_costs_only_that_provider(install, caplog):
+    from jackfield.kernel.redaction import redactor
+
+    redactor.add("plugin-s3cret-token")
+    boom = "import os\nAPI_KEY = os.environ['ACME_API_KEY_UNSET_IN_TESTS']\n"
+    leak = "raise RuntimeError('cannot log in with plugin-s3cret-token')\n"
+    install("boom", {"boom_rt": boom}, {"boom_runtime": "boom_rt:X"})
+    install("leak", {"leak_rt": leak}, {"leak_runtime": "leak_rt:X"})
+    install("good", {"good_rt": GOOD}, {"good_chat": "good_rt:Evil"})
+    reg = ConnectorRegistry()
+    with caplog.at_level(logging.WARNING, "jackfield.kernel.registry"):
+        reg.discover()  # before: the KeyError escaped and nothing after it was loaded
+    assert reg.is_registered("messaging", "good_chat")
+    assert reg.is_registered("messaging", "echo")
+    errors = {u.name: u.error for u in reg.unavailable}
+    assert errors["boom_runtime"] == "KeyError: 'ACME_API_KEY_UNSET_IN_TESTS'"
+    assert errors["leak_runtime"] == "RuntimeError: cannot log in with ********"
+    assert "boom_runtime (boom_rt:X) unavailable: KeyError" in caplog.text
+    assert "plugin-s3cret-token" not in caplog.text

@@ -2,8 +2,8 @@
 
 Registration validates the class and refuses duplicate keys. Discovery of the entry point
 group ``jackfield.providers`` runs when called (``Jackfield(...)`` calls it), never at
-import. A provider whose optional dependency is missing is recorded with an install hint
-instead of breaking discovery for everyone else.
+import. An entry point that fails to load, for whatever reason, is recorded (and logged,
+masked) as unavailable instead of breaking discovery, and every command, for everyone else.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from importlib import import_module, metadata
 from .categories import CATEGORY_BASES
 from .errors import ConnectorNotFoundError
 from .provider import ConnectorProvider, Tier
-from .redaction import get_logger
+from .redaction import get_logger, redactor
 
 ENTRY_POINT_GROUP = "jackfield.providers"
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -85,8 +85,10 @@ class ConnectorRegistry:
                 missing = getattr(exc, "name", None) or str(exc)
                 hint = f"missing dependency {missing!r}: pip install 'jackfield[all]'"
                 self._mark_unavailable(ep.name, ep.value, hint)
-            except (AttributeError, TypeError, ValueError) as exc:
-                self._mark_unavailable(ep.name, ep.value, str(exc))
+            except Exception as exc:  # noqa: BLE001 - logged: only this provider is lost
+                # a plugin's module runs arbitrary code at import (a KeyError reading
+                # os.environ): that must cost this entry point, not every command
+                self._mark_unavailable(ep.name, ep.value, f"{type(exc).__name__}: {exc}")
 
     def get(self, category: str, provider_type: str) -> type[ConnectorProvider]:
         try:
@@ -111,6 +113,7 @@ class ConnectorRegistry:
         return sorted({c for c, _ in self._providers})
 
     def _mark_unavailable(self, name: str, target: str, error: str) -> None:
+        error = redactor.redact(error)  # a plugin's message may quote a secret it read
         if not any(u.target == target for u in self.unavailable):
             log.warning("provider %s (%s) unavailable: %s", name, target, error)
             self.unavailable.append(UnavailableProvider(name, target, error))
