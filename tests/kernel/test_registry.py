@@ -116,12 +116,12 @@ def test_discovery_does_not_run_at_import():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_register_path_reports_missing_modules_on_discovery(monkeypatch):
+def test_a_builtin_provider_missing_its_extra_gets_the_install_hint(monkeypatch):
     from importlib import metadata
 
     reg = ConnectorRegistry()
     broken = metadata.EntryPoint(
-        "broken", "jackfield_missing_pkg.mod:Provider", "jackfield.providers"
+        "broken", "jackfield.connectors.missing_extra:Provider", "jackfield.providers"
     )
     monkeypatch.setattr(metadata, "entry_points", lambda group: [broken])
     reg.discover()

@@ -99,3 +99,21 @@ def test_a_plugin_raising_anything_at_import_costs_only_that_provider(install, c
     assert errors["leak_runtime"] == "RuntimeError: cannot log in with ********"
     assert "boom_runtime (boom_rt:X) unavailable: KeyError" in caplog.text
     assert "plugin-s3cret-token" not in caplog.text
+
+
+def test_load_errors_of_a_plugin_say_what_is_wrong_with_the_plugin(install):
+    install(
+        "jackfield-gone",
+        {"gone_p": "import gone_missing_dep\n", "bad_ok": "class NotAProvider:\n    pass\n"},
+        {"gone_chat": "gone_p:Gone", "bad_notprovider": "bad_ok:NotAProvider"},
+    )
+    reg = ConnectorRegistry()
+    reg.discover()
+    errors = {u.name: u.error for u in reg.unavailable}
+    gone = errors["gone_chat"]
+    assert "jackfield[all]" not in gone  # that hint is for Jackfield's own extras only
+    assert "cannot import module 'gone_missing_dep'" in gone
+    assert "distribution 'jackfield-gone'" in gone
+    assert errors["bad_notprovider"].endswith(
+        "bad_ok:NotAProvider is <class 'bad_ok.NotAProvider'>, not a ConnectorProvider subclass"
+    )  # before: "type object 'NotAProvider' has no attribute 'category'"

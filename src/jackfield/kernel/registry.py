@@ -64,7 +64,10 @@ class ConnectorRegistry:
         if not module_name or not attr:
             raise ValueError(f"expected 'module:Class', got {target!r}")
         cls: type[ConnectorProvider] = getattr(import_module(module_name), attr)
-        if self._providers.get((cls.category, cls.provider_type)) is cls:
+        if not (isinstance(cls, type) and issubclass(cls, ConnectorProvider)):
+            raise TypeError(f"{target} is {cls!r}, not a ConnectorProvider subclass")
+        key = (getattr(cls, "category", None), getattr(cls, "provider_type", None))
+        if self._providers.get(key) is cls:  # type: ignore[arg-type]
             return cls
         return self.register(cls)
 
@@ -82,9 +85,7 @@ class ConnectorRegistry:
             except DuplicateProviderError as exc:
                 self._mark_unavailable(ep.name, ep.value, _refusal(ep, exc))
             except ImportError as exc:
-                missing = getattr(exc, "name", None) or str(exc)
-                hint = f"missing dependency {missing!r}: pip install 'jackfield[all]'"
-                self._mark_unavailable(ep.name, ep.value, hint)
+                self._mark_unavailable(ep.name, ep.value, _import_failure(ep, exc))
             except Exception as exc:  # noqa: BLE001 - logged: only this provider is lost
                 # a plugin's module runs arbitrary code at import (a KeyError reading
                 # os.environ): that must cost this entry point, not every command
@@ -132,6 +133,18 @@ def _where(cls: type) -> str:
 def _distribution(ep: metadata.EntryPoint) -> str:
     dist = getattr(ep, "dist", None)
     return f"distribution {dist.name!r}" if dist is not None else "unknown distribution"
+
+
+def _import_failure(ep: metadata.EntryPoint, exc: ImportError) -> str:
+    """What could not be imported. Only Jackfield's own providers have an extra to install;
+    for a plugin, name its distribution and the module it could not import."""
+    missing = getattr(exc, "name", None) or str(exc)
+    if _is_builtin(ep.value):
+        return f"missing dependency {missing!r}: pip install 'jackfield[all]'"
+    return (
+        f"cannot import module {missing!r} ({type(exc).__name__}: {exc}); "
+        f"check the plugin's {_distribution(ep)} and its dependencies"
+    )
 
 
 def _refusal(ep: metadata.EntryPoint, exc: DuplicateProviderError) -> str:
