@@ -253,6 +253,38 @@ def test_provider_types(callers):
     assert_error(callers["anonymous"]("GET", "/api/connectors/types"), 401, "unauthenticated")
 
 
+def test_one_provider_whose_schema_fails_later_does_not_take_the_listing_down(callers, caplog):
+    """Before, the whole listing answered 500 for every provider."""
+    from jackfield import ConfigField, connector_registry
+    from jackfield.kernel import MessagingProvider
+
+    class Flaky(MessagingProvider):
+        provider_type = "flaky_schema_test"
+        display_name = "Flaky schema"
+        broken = False
+
+        @classmethod
+        def config_schema(cls):
+            if cls.broken:
+                raise KeyError("FLAKY_ENV")  # e.g. reads the environment at call time
+            return [ConfigField("token", "Token", secret=True)]
+
+        def send_message(self, message):
+            return None
+
+    connector_registry.register(Flaky)
+    try:
+        Flaky.broken = True
+        response = callers["user"]("GET", "/api/connectors/types")
+    finally:
+        connector_registry.unregister("messaging", "flaky_schema_test")
+    assert response.status_code == 200
+    types = {t["provider_type"] for t in response.json()["items"]}
+    assert "vault_test" in types and "echo" in types
+    assert "flaky_schema_test" not in types
+    assert "messaging/flaky_schema_test left out" in caplog.text
+
+
 def test_roles(callers):
     admin, user, anonymous = callers["admin"], callers["user"], callers["anonymous"]
     cid = admin("POST", "/api/connectors", json=vault()).json()["id"]

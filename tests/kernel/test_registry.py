@@ -3,8 +3,14 @@ import sys
 
 import pytest
 
-from jackfield import ConnectorNotFoundError, ConnectorProvider, ConnectorRegistry, Tier
-from jackfield.kernel import MessagingProvider, StorageProvider
+from jackfield import (
+    ConfigField,
+    ConnectorNotFoundError,
+    ConnectorProvider,
+    ConnectorRegistry,
+    Tier,
+)
+from jackfield.kernel import FieldType, MessagingProvider, StorageProvider
 
 
 class Disk(StorageProvider):
@@ -128,3 +134,44 @@ def test_a_builtin_provider_missing_its_extra_gets_the_install_hint(monkeypatch)
     assert reg.all() == []
     assert reg.unavailable[0].name == "broken"
     assert "pip install" in reg.unavailable[0].error
+
+
+@pytest.mark.parametrize(
+    ("fields", "problem"),
+    [
+        (lambda: None, "must return a list of ConfigField, got NoneType"),
+        (lambda: [("a", "A")], "must return only ConfigField items, got ('a', 'A')"),
+        (lambda: [ConfigField("a", "A"), ConfigField("a", "B")], "declares the key 'a' twice"),
+        (
+            lambda: [ConfigField("api", "API"), ConfigField("api.token", "T", secret=True)],
+            "key 'api' is a value and also the group of 'api.token'",
+        ),
+        (
+            lambda: [ConfigField("n", "N", type=FieldType.INTEGER, default="abc")],
+            "field 'n' has default 'abc': expected a whole number",
+        ),
+        (
+            lambda: [ConfigField("mode", "Mode", type=FieldType.SELECT)],
+            "field 'mode' is a select without choices",
+        ),
+        (lambda: [ConfigField("a", "A", type="json")], "raised ValueError: 'json' is not a valid"),
+    ],
+)
+def test_a_schema_the_framework_cannot_use_is_refused_at_registration(fields, problem):
+    cls = type(
+        "Sloppy",
+        (MessagingProvider,),
+        {
+            "provider_type": "sloppy",
+            "display_name": "Sloppy",
+            "config_schema": classmethod(lambda cls: fields()),
+            "send_message": lambda self, message: None,
+            "__module__": __name__,
+        },
+    )
+    reg = ConnectorRegistry()
+    with pytest.raises(TypeError) as refused:
+        reg.register(cls)
+    assert f"{__name__}.Sloppy: config_schema() " in str(refused.value)
+    assert problem in str(refused.value)
+    assert not reg.is_registered("messaging", "sloppy")

@@ -117,3 +117,18 @@ def test_load_errors_of_a_plugin_say_what_is_wrong_with_the_plugin(install):
     assert errors["bad_notprovider"].endswith(
         "bad_ok:NotAProvider is <class 'bad_ok.NotAProvider'>, not a ConnectorProvider subclass"
     )  # before: "type object 'NotAProvider' has no attribute 'category'"
+
+
+def test_a_plugin_with_a_broken_schema_is_unavailable_and_the_rest_load(install):
+    code = HIJACK.replace('"echo"', '"dup_keys"') + (
+        "\n    @classmethod\n    def config_schema(cls):\n"
+        "        from jackfield import ConfigField\n"
+        "        return [ConfigField('a', 'A'), ConfigField('a', 'dup')]\n"
+    )
+    install("dups", {"dups_p": code}, {"dup_keys": "dups_p:Evil"})
+    reg = ConnectorRegistry()
+    reg.discover()
+    assert not reg.is_registered("messaging", "dup_keys")
+    assert reg.is_registered("messaging", "echo")
+    (refused,) = [u for u in reg.unavailable if u.name == "dup_keys"]
+    assert refused.error == "TypeError: dups_p.Evil: config_schema() declares the key 'a' twice"

@@ -167,6 +167,40 @@ def schema_to_json_schema(fields: Iterable[ConfigField]) -> dict[str, Any]:
     return root
 
 
+def check_schema(fields: object) -> list[ConfigField]:
+    """The schema ``config_schema()`` returned, or ``ValueError`` saying what is wrong.
+
+    Checked when a provider is registered: a schema the form, validation and the JSON
+    Schema cannot use would otherwise fail later, on every listing of provider types.
+    """
+    if isinstance(fields, str | bytes | Mapping) or not isinstance(fields, Iterable):
+        raise ValueError(f"must return a list of ConfigField, got {type(fields).__name__}")
+    checked = list(fields)
+    keys: set[str] = set()
+    for item in checked:
+        if not isinstance(item, ConfigField):
+            raise ValueError(f"must return only ConfigField items, got {item!r}")
+        if item.key in keys:
+            raise ValueError(f"declares the key {item.key!r} twice")
+        keys.add(item.key)
+        if item.type is FieldType.SELECT and not item.choices:
+            raise ValueError(f"field {item.key!r} is a select without choices")
+        if item.default is not None:
+            try:
+                item.coerce(item.default)
+            except ValueError as exc:
+                raise ValueError(
+                    f"field {item.key!r} has default {item.default!r}: {exc}"
+                ) from None
+    for key in keys:
+        parts = key.split(".")
+        for end in range(1, len(parts)):
+            group = ".".join(parts[:end])
+            if group in keys:
+                raise ValueError(f"key {group!r} is a value and also the group of {key!r}")
+    return checked
+
+
 def fields_from_model(model: type[BaseModel]) -> list[ConfigField]:
     """Derive ``ConfigField``s from a pydantic model (``SecretStr`` marks a secret)."""
     fields: list[ConfigField] = []

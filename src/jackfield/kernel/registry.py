@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from importlib import import_module, metadata
 
 from .categories import CATEGORY_BASES
+from .config import check_schema
 from .errors import ConnectorNotFoundError
 from .provider import ConnectorProvider, Tier
 from .redaction import get_logger, redactor
@@ -182,7 +183,15 @@ def _validate(cls: object) -> None:
             hint = " (a provider that only receives implements them too, raising"
             hint += " ConnectorNotSupportedError)"
         raise TypeError(f"{where} does not implement: {', '.join(sorted(abstract))}{hint}")
-    cls.config_schema()  # a broken schema should fail registration, not the first request
+    # a broken schema should fail registration, not every listing of provider types
+    try:
+        schema = cls.config_schema()
+    except Exception as exc:  # re-raised below, naming the class and what it raised
+        raise TypeError(f"{where}: config_schema() raised {type(exc).__name__}: {exc}") from exc
+    try:
+        check_schema(schema)
+    except ValueError as exc:
+        raise TypeError(f"{where}: config_schema() {exc}") from None
 
 
 connector_registry = ConnectorRegistry()

@@ -128,8 +128,23 @@ class ConnectorService:
             )
 
     def provider_types(self, category: str | None = None) -> builtins.list[dict[str, Any]]:
+        """Every listable provider type. One whose ``config_schema()`` fails now (it was
+        checked at registration, but it is the provider's code) is left out and logged:
+        it must not take the listing of every other provider down with it."""
         classes = self.registry.list_for_category(category) if category else self.registry.all()
-        return [provider_type_view(cls) for cls in classes]
+        views = []
+        for cls in classes:
+            try:
+                views.append(provider_type_view(cls))
+            except Exception as exc:  # noqa: BLE001 - logged; the provider's own fault
+                log.warning(
+                    "provider %s/%s left out of the provider types: config_schema() failed: %s: %s",
+                    cls.category,
+                    cls.provider_type,
+                    type(exc).__name__,
+                    exc,
+                )
+        return views
 
     # -- writing --------------------------------------------------------------------------
     def create(
