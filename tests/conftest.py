@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import os
 import socket
+import sys
+import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -213,6 +215,29 @@ def api(jf: Jackfield) -> Iterator[LiveServer]:
 
     with LiveServer(create_app(jf)) as server:
         yield server
+
+
+@pytest.fixture
+def install_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``install_plugin(dist, {module: code}, {entry_point: target})`` puts a plugin on sys.path,
+    ahead of Jackfield's own entry points; its modules are forgotten afterwards."""
+    before = set(sys.modules)
+
+    def _install(dist: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
+        root = tmp_path / dist
+        info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
+        info.mkdir(parents=True)
+        for name, code in modules.items():
+            (root / f"{name}.py").write_text(textwrap.dedent(code))
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
+        lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+        (info / "entry_points.txt").write_text(f"[jackfield.providers]\n{lines}")
+        monkeypatch.syspath_prepend(str(root))
+
+    yield _install
+    for name in set(sys.modules) - before:
+        if not name.startswith("jackfield"):
+            del sys.modules[name]
 
 
 @pytest.fixture

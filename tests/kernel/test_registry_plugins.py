@@ -1,4 +1,5 @@
-"""Discovery of third-party plugins, installed for real: a dist-info on ``sys.path``.
+"""Discovery of third-party plugins, installed for real (``install_plugin``: a dist-info on
+``sys.path``).
 
 One broken or hostile plugin must never cost the user a built-in provider, another
 plugin, or the ``jackfield`` command itself.
@@ -7,11 +8,6 @@ plugin, or the ``jackfield`` command itself.
 from __future__ import annotations
 
 import logging
-import sys
-import textwrap
-from pathlib import Path
-
-import pytest
 
 from jackfield import ConnectorRegistry
 from jackfield.connectors.echo import EchoProvider
@@ -28,31 +24,8 @@ class Evil(MessagingProvider):
 """
 
 
-@pytest.fixture
-def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """``install(dist, {module: code}, {entry_point: target})`` puts a plugin on sys.path,
-    ahead of Jackfield's own entry points; its modules are forgotten afterwards."""
-    before = set(sys.modules)
-
-    def _install(dist: str, modules: dict[str, str], entry_points: dict[str, str]) -> None:
-        root = tmp_path / dist
-        info = root / f"{dist.replace('-', '_')}-0.1.dist-info"
-        info.mkdir(parents=True)
-        for name, code in modules.items():
-            (root / f"{name}.py").write_text(textwrap.dedent(code))
-        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 0.1\n")
-        lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
-        (info / "entry_points.txt").write_text(f"[jackfield.providers]\n{lines}")
-        monkeypatch.syspath_prepend(str(root))
-
-    yield _install
-    for name in set(sys.modules) - before:
-        if not name.startswith("jackfield"):
-            del sys.modules[name]
-
-
-def test_a_plugin_cannot_replace_a_builtin_provider(install, caplog):
-    install("hj-q7", {"hj_q7": HIJACK}, {"hj_q7": "hj_q7:Evil"})
+def test_a_plugin_cannot_replace_a_builtin_provider(install_plugin, caplog):
+    install_plugin("hj-q7", {"hj_q7": HIJACK}, {"hj_q7": "hj_q7:Evil"})
     reg = ConnectorRegistry()
     with caplog.at_level(logging.WARNING, "jackfield.kernel.registry"):
         reg.discover()
@@ -65,10 +38,10 @@ def test_a_plugin_cannot_replace_a_builtin_provider(install, caplog):
     assert "hj_q7 (hj_q7:Evil) unavailable: refused" in caplog.text
 
 
-def test_between_two_plugins_the_first_keeps_the_key_and_the_second_is_named(install):
+def test_between_two_plugins_the_first_keeps_the_key_and_the_second_is_named(install_plugin):
     code = HIJACK.replace('"echo"', '"twin"')
-    install("twin-b", {"twin_b": code}, {"twin_b": "twin_b:Evil"})
-    install("twin-a", {"twin_a": code}, {"twin_a": "twin_a:Evil"})  # first on sys.path
+    install_plugin("twin-b", {"twin_b": code}, {"twin_b": "twin_b:Evil"})
+    install_plugin("twin-a", {"twin_a": code}, {"twin_a": "twin_a:Evil"})  # first on sys.path
     reg = ConnectorRegistry()
     reg.discover()
     assert reg.get("messaging", "twin").__module__ == "twin_a"
@@ -80,15 +53,15 @@ def test_between_two_plugins_the_first_keeps_the_key_and_the_second_is_named(ins
 GOOD = HIJACK.replace('"echo"', '"good_chat"').replace("HIJACKED echo", "Good chat")
 
 
-def test_a_plugin_raising_anything_at_import_costs_only_that_provider(install, caplog):
+def test_a_plugin_raising_anything_at_import_costs_only_that_provider(install_plugin, caplog):
     from jackfield.kernel.redaction import redactor
 
     redactor.add("plugin-s3cret-token")
     boom = "import os\nAPI_KEY = os.environ['ACME_API_KEY_UNSET_IN_TESTS']\n"
     leak = "raise RuntimeError('cannot log in with plugin-s3cret-token')\n"
-    install("boom", {"boom_rt": boom}, {"boom_runtime": "boom_rt:X"})
-    install("leak", {"leak_rt": leak}, {"leak_runtime": "leak_rt:X"})
-    install("good", {"good_rt": GOOD}, {"good_chat": "good_rt:Evil"})
+    install_plugin("boom", {"boom_rt": boom}, {"boom_runtime": "boom_rt:X"})
+    install_plugin("leak", {"leak_rt": leak}, {"leak_runtime": "leak_rt:X"})
+    install_plugin("good", {"good_rt": GOOD}, {"good_chat": "good_rt:Evil"})
     reg = ConnectorRegistry()
     with caplog.at_level(logging.WARNING, "jackfield.kernel.registry"):
         reg.discover()  # before: the KeyError escaped and nothing after it was loaded
@@ -101,8 +74,8 @@ def test_a_plugin_raising_anything_at_import_costs_only_that_provider(install, c
     assert "plugin-s3cret-token" not in caplog.text
 
 
-def test_load_errors_of_a_plugin_say_what_is_wrong_with_the_plugin(install):
-    install(
+def test_load_errors_of_a_plugin_say_what_is_wrong_with_the_plugin(install_plugin):
+    install_plugin(
         "jackfield-gone",
         {"gone_p": "import gone_missing_dep\n", "bad_ok": "class NotAProvider:\n    pass\n"},
         {"gone_chat": "gone_p:Gone", "bad_notprovider": "bad_ok:NotAProvider"},
@@ -119,13 +92,13 @@ def test_load_errors_of_a_plugin_say_what_is_wrong_with_the_plugin(install):
     )  # before: "type object 'NotAProvider' has no attribute 'category'"
 
 
-def test_a_plugin_with_a_broken_schema_is_unavailable_and_the_rest_load(install):
+def test_a_plugin_with_a_broken_schema_is_unavailable_and_the_rest_load(install_plugin):
     code = HIJACK.replace('"echo"', '"dup_keys"') + (
         "\n    @classmethod\n    def config_schema(cls):\n"
         "        from jackfield import ConfigField\n"
         "        return [ConfigField('a', 'A'), ConfigField('a', 'dup')]\n"
     )
-    install("dups", {"dups_p": code}, {"dup_keys": "dups_p:Evil"})
+    install_plugin("dups", {"dups_p": code}, {"dup_keys": "dups_p:Evil"})
     reg = ConnectorRegistry()
     reg.discover()
     assert not reg.is_registered("messaging", "dup_keys")

@@ -102,6 +102,11 @@ class ConnectorRegistry:
                 remediation=f"Known {category} providers: {known}.",
             ) from None
 
+    def load_error(self, name: str) -> str | None:
+        """Why the entry point called ``name`` (by convention the provider type) could not
+        be loaded, if it was discovered and failed."""
+        return next((u.error for u in self.unavailable if u.name == name), None)
+
     def is_registered(self, category: str, provider_type: str) -> bool:
         return (category, provider_type) in self._providers
 

@@ -392,7 +392,20 @@ class ConnectorService:
         return provider
 
     def _provider(self, connector: Connector) -> type[ConnectorProvider]:
-        return self.registry.get(connector.category, connector.provider_type)
+        """The stored connector's provider class. One that is not installed (or failed to
+        load) is the connector's problem, not a missing connector: a 422 saying so, and
+        the runtime shows the connector ``misconfigured`` with the same message."""
+        if self.registry.is_registered(connector.category, connector.provider_type):
+            return self.registry.get(connector.category, connector.provider_type)
+        key = f"{connector.category}/{connector.provider_type}"
+        load_error = self.registry.load_error(connector.provider_type)
+        why = f": {load_error}" if load_error else " (not installed)"
+        raise ConnectorConfigError(
+            f"the provider {key} of connector {connector.name!r} is not available{why}",
+            field_errors={"provider_type": f"provider {key} is not available"},
+            remediation="Install (or fix) the plugin that provides it and restart Jackfield,"
+            " or delete this connector.",
+        )
 
     def _provider_for_create(self, category: str, provider_type: str) -> type[ConnectorProvider]:
         if category not in self.registry.categories():
