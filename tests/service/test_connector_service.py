@@ -399,3 +399,34 @@ def test_overlong_keys_and_nul_characters_are_refused(jf, admin, params):
             admin, name="x", category="http", provider_type="vault_test", params=params
         )
     assert snapshot(jf) == before
+
+
+def test_a_test_connection_answering_the_wrong_type_is_a_failed_test(jf, admin):
+    """Before, ``{"ok": True}`` counted as success and the connector could be activated."""
+    from jackfield import connector_registry
+    from jackfield.kernel import MessagingProvider
+
+    class Sloppy(MessagingProvider):
+        provider_type = "sloppy_test_result"
+        display_name = "Sloppy test result"
+
+        def test_connection(self):
+            return {"ok": True}
+
+        def send_message(self, message):
+            return None
+
+    connector_registry.register(Sloppy)
+    try:
+        created = jf.connectors.create(
+            admin, name="sloppy", category="messaging", provider_type="sloppy_test_result"
+        )
+        result = jf.connectors.test(admin, created["id"])
+    finally:
+        connector_registry.unregister("messaging", "sloppy_test_result")
+    assert result["success"] is False and result["status"] == "error"
+    assert result["message"] == (
+        "test_connection() must return a ConnectionTestResult, not dict: {'ok': True}"
+    )
+    with pytest.raises(ConflictError, match="not 'connected'"):
+        jf.connectors.set_enabled(admin, created["id"], True)

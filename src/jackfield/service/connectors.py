@@ -10,6 +10,7 @@ import base64
 import binascii
 import builtins
 import json
+import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -480,7 +481,13 @@ def run_connection_test(
         provider = make_provider()
         result = call_sync(provider.test_connection)
         if not isinstance(result, ConnectionTestResult):
-            result = ConnectionTestResult(bool(result), "ok" if result else "test failed")
+            # a truthy dict is no proof of a connection: it could then be activated
+            shown = reprlib.repr(result)
+            result = ConnectionTestResult(
+                False,
+                f"test_connection() must return a ConnectionTestResult, "
+                f"not {type(result).__name__}: {shown}",
+            )
     except ConnectorError as exc:
         details = {"code": exc.code, "remediation": exc.remediation, **exc.details}
         result = ConnectionTestResult(False, exc.message, details)
