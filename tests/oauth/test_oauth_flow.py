@@ -12,11 +12,14 @@ import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.error import URLError
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 from sqlalchemy import select, update
 
+from jackfield import connector_registry
+from jackfield.connectors.oauth2_http import OAuth2HttpProvider
 from jackfield.store import AuditEvent, Connector, ConnectorParam, Organization
 from jackfield.store.models_oauth import OAuthState
 
@@ -248,3 +251,46 @@ def test_start_needs_an_admin_of_the_organization_and_an_oauth_provider(oauth_ap
         assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     with jf.db.transaction() as s:
         assert s.scalars(select(OAuthState)).all() == []
+
+
+class _DownOAuthProvider(OAuth2HttpProvider):
+    """Its exchange uses urllib directly, as plugins do: the service being down is a
+    ``URLError``, not one of Jackfield's errors."""
+
+    provider_type = "oauth2_down_test"
+    display_name = "OAuth2 (service down, tests)"
+
+    @classmethod
+    def exchange_oauth_code(cls, code, config):
+        raise URLError(f"[Errno 111] Connection refused (client {config['client_secret']})")
+
+
+if not connector_registry.is_registered("http", "oauth2_down_test"):
+    connector_registry.register(_DownOAuthProvider)
+
+
+def test_an_unexpected_exchange_error_is_a_failed_connection(oauth_api, provider_server):
+    """Before: a 500, no redirect, the connector left draft "not tested yet"."""
+    admin, _ = tokens_for(oauth_api.jf)
+    with client(oauth_api.url, admin) as api:
+        config = {
+            "base_url": f"{provider_server.url}/api",
+            "authorize_url": f"{provider_server.url}/authorize",
+            "token_url": f"{provider_server.url}/token",
+            "client_id": CLIENT_ID,
+            "client_secret": "down-secret-value-456",
+        }
+        body = {"name": "Down", "category": "http", "provider_type": "oauth2_down_test"}
+        cid = api.post("/api/connectors", json={**body, "config": config}).json()["id"]
+        answer = httpx2.get(authorize(api, cid))
+        assert answer.status_code == 200, answer.text
+        result = answer.json()
+        assert result["success"] is False and result["status"] == "error"
+        assert "URLError" in result["message"] and "Connection refused" in result["message"]
+        assert "down-secret-value-456" not in answer.text and "********" in result["message"]
+        view = api.get(f"/api/connectors/{cid}").json()
+        assert view["status"] == "error" and "Connection refused" in view["status_message"]
+        # a browser is sent back to the connector's page, as after any failed connect
+        page = httpx2.get(authorize(api, cid), headers={"accept": "text/html"})
+        assert page.status_code == 303
+        assert page.headers["location"] == f"{oauth_api.url}/connectors/{cid}"

@@ -37,6 +37,7 @@ from ..kernel.errors import (
     ConnectorNotSupportedError,
 )
 from ..kernel.provider import OAUTH_FLOW_KEY, Capability, ConnectorProvider
+from ..kernel.redaction import get_logger
 from ..secrets import SecretBox, redactor
 from ..store import Connector, Database
 from ..store.models_oauth import OAuthState
@@ -47,6 +48,7 @@ from .oauth_tokens import ConnectorTokenSource, TokenRefresher, token_params
 from .params import ParamCodec
 
 STATE_TTL = timedelta(minutes=10)
+log = get_logger(__name__)
 
 
 class OAuthStateError(ConnectorError):
@@ -168,6 +170,14 @@ class OAuthService:
             )
         except ConnectorError as exc:
             return self._failed(who, connector_id, f"authorization failed: {exc.message}")
+        except Exception as exc:  # logged, and the connector says so
+            # a provider's own error (a URLError when the service is down) is a failed
+            # connection for the admin, never a 500 that leaves the connector "not tested"
+            log.warning(
+                "exchanging the authorization code of %s failed", connector_id, exc_info=exc
+            )
+            reason = f"authorization failed: unexpected error ({type(exc).__name__}): {exc}"
+            return self._failed(who, connector_id, reason)
         self.connectors.update(who, connector_id, params=params, merge=True)
         tested = self.connectors.test(who, connector_id)
         return self._result(connector_id, tested["success"], tested["status"], tested["message"])
