@@ -430,3 +430,40 @@ def test_a_test_connection_answering_the_wrong_type_is_a_failed_test(jf, admin):
     )
     with pytest.raises(ConflictError, match="not 'connected'"):
         jf.connectors.set_enabled(admin, created["id"], True)
+
+
+def test_a_secret_quoted_by_a_failing_import_is_masked_in_the_error(jf, admin):
+    """Before, the 422 (and the CLI's error line) carried the new secret in clear."""
+    from jackfield import ConfigField, connector_registry
+    from jackfield.kernel import MessagingProvider
+
+    class Vendor(MessagingProvider):
+        provider_type = "vendor_import_test"
+        display_name = "Vendor import"
+
+        @classmethod
+        def config_schema(cls):
+            return [ConfigField("api.url", "URL"), ConfigField("api.token", "Token", secret=True)]
+
+        @classmethod
+        def normalize_import_json(cls, data):
+            vendor = data["vendor"]  # the vendor's own export format
+            raise ValueError(f"cannot use apiKey {vendor['apiKey']} with url {vendor['url']}")
+
+        def send_message(self, message):
+            return None
+
+    connector_registry.register(Vendor)
+    try:
+        created = jf.connectors.create(
+            admin, name="vendor", category="messaging", provider_type="vendor_import_test"
+        )
+        document = {"vendor": {"url": "https://vendor.example", "apiKey": "NEW-SECRET-777"}}
+        with pytest.raises(ConnectorConfigError) as refused:
+            jf.connectors.import_config(admin, created["id"], json_data=document)
+    finally:
+        connector_registry.unregister("messaging", "vendor_import_test")
+    assert "NEW-SECRET-777" not in str(refused.value)
+    assert refused.value.message == (
+        "the imported document is not usable: cannot use apiKey ******** with url ********"
+    )

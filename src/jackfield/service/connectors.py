@@ -26,7 +26,7 @@ from ..kernel.errors import (
     ConnectorNotFoundError,
 )
 from ..kernel.provider import Capability, ConnectionTestResult, ConnectorProvider, TokenSourceFn
-from ..kernel.redaction import get_logger
+from ..kernel.redaction import Redactor, get_logger
 from ..kernel.registry import ConnectorRegistry
 from ..secrets import mask_config, redactor
 from ..store import Connector, Database, Organization
@@ -296,7 +296,10 @@ class ConnectorService:
             try:
                 normalized = cls.normalize_import_json(data)
             except (KeyError, TypeError, ValueError) as exc:
-                raise ConnectorConfigError(f"the imported document is not usable: {exc}") from exc
+                reason = _masked(str(exc), data)
+                raise ConnectorConfigError(
+                    f"the imported document is not usable: {reason}"
+                ) from None
             if not isinstance(normalized, dict):
                 raise ConnectorConfigError("the imported document must describe an object")
             incoming = normalize_params(None, normalized)
@@ -544,6 +547,24 @@ def _merge(connector: Connector, incoming: list[ParamInput]) -> list[ParamInput]
 
 def _keys(incoming: list[ParamInput]) -> list[str]:
     return [p.key for p in incoming]
+
+
+def _masked(text: str, document: Any) -> str:
+    """``text`` with every value of an imported ``document`` masked. Which of them are
+    secret is only known once ``normalize_import_json`` has mapped the document onto the
+    schema, and it is that mapping that failed: a provider's error quoting the document
+    must not hand a new secret back (in the 422, the CLI's error line or a log)."""
+    values = Redactor()
+    stack = [document]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+        else:
+            values.add(node)
+    return values.redact(text)
 
 
 def _import_document(json_data: Any, file_content: str | None) -> Any:
