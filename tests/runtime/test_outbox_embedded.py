@@ -220,33 +220,56 @@ async def test_a_change_right_after_the_first_message_is_not_lost(database_url, 
     assert _rows(jf)[flaky].attempts == 5  # the new policy: two attempts would be dead
 
 
+class Versioned(MessagingProvider):
+    """Says which ``version`` of its config delivered each message."""
+
+    provider_type: ClassVar[str] = "versioned_test"
+    display_name: ClassVar[str] = "Versioned (tests)"
+
+    def test_connection(self) -> ConnectionTestResult:
+        return ConnectionTestResult(True, "ok")
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id=f"v{self.config.get('version')}")
+
+
+if not connector_registry.is_registered("messaging", Versioned.provider_type):
+    connector_registry.register(Versioned)
+
+
 async def test_a_message_sent_after_a_change_is_delivered_with_the_new_config(
     database_url, make_jf
 ):
-    """The runtime of the process that made the change reloads the unit at once; before,
+    """The runtime of the process that made the change reloads the unit at once, and the
+    connector's messages wait for that (none is handed to the old one meanwhile); before,
     it noticed only at its next look (here 30 s), and a revoked token or a moved base URL
     stayed in use meanwhile."""
     jf = make_jf(database_url, supervisor_poll_seconds=30.0)
     org = jf.accounts.create_org(f"org-{ULID()}")["id"]
     admin = Principal(org, "admin@example.com", Role.ADMIN)
-    retry = {"max_attempts": "2", "base_seconds": "0.01"}
     created = jf.connectors.create(
-        admin, name="echo", category="messaging", provider_type="echo", config={"retry": retry}
+        admin,
+        name="v",
+        category="messaging",
+        provider_type=Versioned.provider_type,
+        config={"version": "1"},
     )
     cid = created["id"]
     jf.connectors.test(admin, cid)
     jf.connectors.set_enabled(admin, cid, True)
     await jf.start()
     try:
-        await _delivered(jf, [await asyncio.to_thread(jf.send, cid, {"text": "first"})])
-        more = {"retry": {**retry, "max_attempts": "8"}}
-        await asyncio.to_thread(jf.connectors.update, admin, cid, config=more)
-        await asyncio.sleep(0.5)  # (the reload runs on the runtime's loop)
-        flaky = await asyncio.to_thread(jf.send, cid, {"text": "x", "simulate": "transient:4"})
-        await _delivered(jf, [flaky])
+        results = []
+        for version in ("2", "3", "4"):
+            first = await asyncio.to_thread(jf.send, cid, {"text": "before"})
+            await _delivered(jf, [first])  # the unit is open, with the config of then
+            await asyncio.to_thread(jf.connectors.update, admin, cid, config={"version": version})
+            after = await asyncio.to_thread(jf.send, cid, {"text": "after"})  # at once
+            await _delivered(jf, [after])
+            results.append((version, _rows(jf)[after].result["message_id"]))
     finally:
         await jf.stop()
-    assert _rows(jf)[flaky].attempts == 5  # the new policy: two attempts would be dead
+    assert results == [("2", "v2"), ("3", "v3"), ("4", "v4")]
 
 
 async def _delivered(jf, envelopes: list[str], timeout: float = 20.0) -> None:

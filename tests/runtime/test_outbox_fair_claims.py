@@ -4,8 +4,13 @@ backlog cannot hold up another's messages until it has drained. Real databases, 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import update
 
 from jackfield.runtime.outbox_store import OutboxStore
+from jackfield.store import utcnow
+from jackfield.store.models_outbox import OutboxMessage
 
 
 def _queue(jf, connector_id, count):
@@ -49,3 +54,23 @@ def test_a_disabled_connectors_backlog_is_not_claimed_nor_due(jf, tenant, make_c
     assert (result.claimed, result.more, result.next_due) == ([], False, None)
     [envelope] = _queue(jf, live, 1)
     assert [c.envelope_id for c in _claim_due(jf, store, 10).claimed] == [envelope]
+
+
+def test_the_next_due_time_counts_what_the_claimed_connector_holds_next(
+    jf, tenant, make_connector
+):
+    """An idle worker sleeps until then: a retry falling due soon after the claimed
+    message must wake it (not the poll interval, seconds later)."""
+    cid = make_connector(tenant.admin)
+    first, soon = _queue(jf, cid, 2)
+    retry_at = utcnow() + timedelta(seconds=5)
+    with jf.db.transaction() as s:
+        s.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.envelope_id == soon)
+            .values(state="retrying", next_attempt_at=retry_at)
+        )
+    result = _claim_due(jf, OutboxStore(jf.db), 10)
+    assert [c.envelope_id for c in result.claimed] == [first] and not result.more
+    assert result.next_due is not None
+    assert abs((result.next_due - retry_at).total_seconds()) < 0.01

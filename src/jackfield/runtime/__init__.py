@@ -96,7 +96,7 @@ class Runtime:
             ),
         )
         self.outbox.add_listener(lambda _connectors: self.delivery.wake())
-        jf.connectors.add_listener(lambda _connector: self.supervisor.poke())
+        jf.connectors.add_listener(self.supervisor.connector_changed)
         self.outbox.set_direct_delivery(self.delivery)
         self.running = False
 

@@ -187,8 +187,8 @@ class OutboxWorker:
         """Room for new messages of a connector whose unit delivers (``outbox_handover``
         has the rules); what does not fit is queued."""
         unit = self.supervisor.units.get(connector_id)
-        if unit is None or not unit.deliverable:
-            return None  # the dispatcher creates the unit / waits for it to come back
+        if unit is None or not unit.deliverable or self.supervisor.changing(connector_id):
+            return None  # the dispatcher creates the unit / waits for it (to reload)
         granted = self._handovers.reserve(
             connector_id,
             count,
@@ -355,8 +355,10 @@ class OutboxWorker:
         unit = self.supervisor.unit_for_delivery(head.connector_id, head.organization_id)
         token = head.lease_token
         budget = (head.lease_expires_at - utcnow()).total_seconds() - self._margin
-        if not unit.deliverable or budget <= 0:
-            self._push(Ack(buffer.popleft(), "release"))  # unit down, or lease too short
+        changing = self.supervisor.changing
+        if not unit.deliverable or budget <= 0 or changing(head.connector_id):
+            # unit down, lease too short, or a change not yet loaded: claimed again later
+            self._push(Ack(buffer.popleft(), "release"))
             return
         try:
             async with asyncio.timeout(budget):  # a provider's open may hang
@@ -381,7 +383,12 @@ class OutboxWorker:
         deadline = started + budget
         try:
             async with asyncio.timeout(budget):
-                while buffer and buffer[0].lease_token == token and unit.generation == generation:
+                while (
+                    buffer
+                    and buffer[0].lease_token == token
+                    and unit.generation == generation
+                    and not changing(head.connector_id)
+                ):
                     if deadline - clock() < needs:
                         while buffer and buffer[0].lease_token == token:
                             self._push(Ack(buffer.popleft(), "release"))  # claimed again

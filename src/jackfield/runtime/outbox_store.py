@@ -161,9 +161,10 @@ class OutboxStore:
         messages until it has drained."""
         connection = session.connection()
         now = utcnow()
+        heads = {"c_excluded": list(exclude)}
         due_now: list[tuple[datetime, str]] = []
         later: datetime | None = None
-        for connector_id, head in connection.execute(self._heads, {"c_excluded": list(exclude)}):
+        for connector_id, head in connection.execute(self._heads, heads):
             if head is None:
                 continue
             if head <= now:
@@ -199,7 +200,14 @@ class OutboxStore:
                 )
                 for row in rows
             )
-        return ClaimResult(claimed, more, now if more else later)
+        if more:
+            return ClaimResult(claimed, True, now)
+        if due_now:  # what the claimed connectors hold next (a retry, the new leases)
+            later = min(
+                (head for _, head in connection.execute(self._heads, heads) if head is not None),
+                default=None,
+            )
+        return ClaimResult(claimed, False, later)
 
     def _statements(self) -> tuple[Any, Any]:
         """Each connector's oldest claimable message, and one connector's claim: built

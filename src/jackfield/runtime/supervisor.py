@@ -98,6 +98,7 @@ class Supervisor:
         self._classes: dict[str, Any] = {}  # connector id -> provider class (last reconcile)
         self._restarts: dict[str, int] | None = None  # ... -> restart generation (same)
         self._next_heartbeat = 0.0
+        self._changed: set[str] = set()  # changed in this process, not yet reconciled
 
     # -- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -135,6 +136,17 @@ class Supervisor:
             except RuntimeError:  # the loop closed: the runtime is stopping
                 pass
 
+    def connector_changed(self, connector_id: str) -> None:
+        """A change to the connector committed in this process (thread-safe). Until the
+        next reconcile has reloaded its unit, its messages wait (``changing``): one sent
+        right after the change must not go out with the config before it."""
+        self._changed.add(connector_id)
+        self.poke()
+
+    def changing(self, connector_id: str) -> bool:
+        """Whether the connector changed and its unit has not caught up yet."""
+        return connector_id in self._changed
+
     async def _run(self) -> None:
         assert self._wakeup is not None
         while True:
@@ -147,6 +159,7 @@ class Supervisor:
 
     async def reconcile(self) -> None:
         """Match units to connectors: start, reload, stop, and honour restart requests."""
+        changed = set(self._changed)  # (what changes after the read below waits its turn)
         connectors = await asyncio.to_thread(self.store.connectors)
         present = {c.id: c for c in connectors}
         self._classes = {c.id: self._provider_class(c) for c in connectors}
@@ -191,6 +204,9 @@ class Supervisor:
             elif unit.config_stamp != c.updated_at:
                 unit.config_stamp = c.updated_at
                 await self._reload(unit)
+        if changed:
+            self._changed -= changed
+            self.on_change()  # their messages may be claimed again
         now = asyncio.get_running_loop().time()
         beat = now >= self._next_heartbeat
         if beat:  # rewrite every row of this node
@@ -217,7 +233,8 @@ class Supervisor:
 
     def blocked(self) -> set[str]:
         """Connectors whose messages must not be claimed now (crashed, failed, ...)."""
-        return {cid for cid, unit in self.units.items() if not unit.deliverable}
+        down = {cid for cid, unit in self.units.items() if not unit.deliverable}
+        return down | self._changed
 
     async def outbound(self, unit: Unit) -> ProviderHandle:
         """The unit's open outbound provider, opened on first use (single-flight).
