@@ -32,7 +32,29 @@ class QueryCredentialFilter(logging.Filter):
         return True
 
 
+def _last_line(record: logging.LogRecord) -> str:
+    """The exception's own line ("KeyError: 'x'") of a record's (redacted) traceback."""
+    lines = (record.exc_text or "").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+class OneLineFormatter(logging.Formatter):
+    """A record on one line: an exception as its last line, without the traceback. For
+    the CLI's short commands, whose errors are one line; ``serve`` keeps tracebacks."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"{self.formatTime(record)} {record.levelname} {record.name}: {record.getMessage()}"
+        if record.exc_info:
+            exception = _last_line(record) or self.formatException(record.exc_info).splitlines()[-1]
+            line += f" ({exception})"
+        return line
+
+
 class JsonFormatter(logging.Formatter):
+    def __init__(self, tracebacks: bool = True) -> None:
+        super().__init__()
+        self.tracebacks = tracebacks
+
     def format(self, record: logging.LogRecord) -> str:
         entry = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
@@ -41,12 +63,16 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["exc"] = record.exc_text or self.formatException(record.exc_info)
+            exc = record.exc_text or self.formatException(record.exc_info)
+            entry["exc"] = exc if self.tracebacks else exc.strip().splitlines()[-1]
         return json.dumps(entry)
 
 
-def configure_logging(log_format: str = "console", level: int = logging.INFO) -> None:
-    """Install one stderr handler with the redacting filter (idempotent)."""
+def configure_logging(
+    log_format: str = "console", level: int = logging.INFO, *, tracebacks: bool = True
+) -> None:
+    """Install one stderr handler with the redacting filter (idempotent); without
+    ``tracebacks``, an exception is its one last line."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_jackfield", False):
@@ -55,9 +81,11 @@ def configure_logging(log_format: str = "console", level: int = logging.INFO) ->
     handler._jackfield = True  # type: ignore[attr-defined]
     handler.addFilter(RedactingFilter())
     if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
+        handler.setFormatter(JsonFormatter(tracebacks))
+    elif tracebacks:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(OneLineFormatter())
     root.addHandler(handler)
     root.setLevel(level)
     for quiet in ("alembic", "httpx2", "httpcore2"):  # a line per HTTP request is noise

@@ -6,6 +6,7 @@ from typing import Any
 
 import typer
 
+from ..logs import configure_logging
 from .output import JsonOption, console, emit, emit_items, jackfield, user_errors
 
 db = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -25,6 +26,7 @@ def serve(
     listener = listen(host, port)  # first: a taken port must not start the runtime
     with user_errors():
         jf = jackfield()  # migrates and checks the master key before anything listens
+        configure_logging(jf.settings.log_format)  # with tracebacks, unlike other commands
         password = jf.settings.admin_password
         admin = jf.accounts.bootstrap_admin(password.get_secret_value() if password else None)
     address = f"[{host}]" if ":" in host else host

@@ -37,7 +37,9 @@ def jackfield() -> Any:
     from ..settings import Settings
 
     settings = Settings()
-    configure_logging(settings.log_format)
+    # a command's errors are one line: a provider's crash logged during it, too (serve
+    # turns tracebacks back on: a long-running server's log is where they are read)
+    configure_logging(settings.log_format, tracebacks=False)
     return Jackfield(settings=settings)
 
 
