@@ -155,6 +155,12 @@ def test_rest_api_accepts_the_session_cookie_but_writes_need_the_csrf_header(
     }
     forged = client.post("/api/connectors", json=body)
     assert forged.status_code == 401  # a cookie alone does not authorize a REST write
+    # ... and the browser's caller is told why (not "authentication required", which
+    # read as being logged out); a wrong token is the same
+    assert "needs its CSRF token" in forged.json()["error"]["message"]
+    assert "X-CSRF-Token" in forged.json()["error"]["remediation"]
+    wrong = client.put("/api/connectors/x", json={}, headers={"X-CSRF-Token": "nope"})
+    assert wrong.status_code == 401 and "CSRF" in wrong.json()["error"]["message"]
     token = csrf_of(client.get("/connectors").text)
     made = client.post("/api/connectors", json=body, headers={"X-CSRF-Token": token})
     assert made.status_code == 201, made.text
@@ -162,6 +168,8 @@ def test_rest_api_accepts_the_session_cookie_but_writes_need_the_csrf_header(
     assert item["name"] == "From the browser"
     with httpx2.Client(base_url=str(client.base_url)) as anonymous:
         assert anonymous.get("/api/connectors").status_code == 401
+        refused = anonymous.post("/api/connectors", json=body)
+        assert refused.json()["error"]["message"] == "authentication required"
 
 
 def test_session_cookie_is_secure_behind_https(jf: Any) -> None:

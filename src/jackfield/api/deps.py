@@ -37,7 +37,20 @@ def _authenticate(jf: Jackfield, request: Request) -> Principal:
     if session_user := getattr(request.state, "session_user_id", None):
         issued_at = request.state.ui_session.issued_at  # set with session_user_id
         return jf.accounts.principal_for_user(session_user, issued_at)
-    raise AuthenticationError("authentication required")
+    raise missing_credentials(getattr(request.state, "session_needs_csrf", False))
+
+
+def missing_credentials(session_needs_csrf: bool) -> AuthenticationError:
+    """The 401 of a request without usable credentials. A logged-in browser's write
+    whose CSRF header is missing or wrong is told so: "authentication required" read as
+    being logged out."""
+    if session_needs_csrf:
+        return AuthenticationError(
+            "a write with the UI's session cookie needs its CSRF token",
+            remediation="Send the page's CSRF token in the X-CSRF-Token header, or use an"
+            " API token (Authorization: Bearer).",
+        )
+    return AuthenticationError("authentication required")
 
 
 JF = Annotated[Jackfield, Depends(get_jackfield)]

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..kernel.errors import AuthenticationError
-from .deps import bearer_token
+from .deps import bearer_token, missing_credentials
 from .errors import error_body
 
 MiB = 1024 * 1024
@@ -109,7 +109,7 @@ class CredentialsFirst:
                         self.jf.accounts.authenticate_token, token
                     )
                 elif not state.get("session_user_id"):
-                    raise AuthenticationError("authentication required")
+                    raise missing_credentials(bool(state.get("session_needs_csrf")))
             except AuthenticationError as exc:
                 body = error_body(exc.code, exc.message, exc.remediation)
                 await _respond(send, 401, body, ((b"www-authenticate", b"Bearer"),))

@@ -197,8 +197,11 @@ class SessionMiddleware:
         session = UiSession.load(session_key(self.jf), raw)
         state = scope.setdefault("state", {})
         state["ui_session"] = session
-        if session.active and session.user_id and _cookie_counts(scope, headers, session):
-            state["session_user_id"] = session.user_id
+        if session.active and session.user_id:
+            if _cookie_counts(scope, headers, session):
+                state["session_user_id"] = session.user_id
+            else:  # a logged-in browser's REST write without the header: told why
+                state["session_needs_csrf"] = True
 
         async def send_with_cookie(message: Message) -> None:
             if message["type"] == "http.response.start" and session.changed:
