@@ -177,10 +177,13 @@ def sqlite_url(tmp_path: Path) -> str:
 
 
 def make_settings(database_url: str, data_dir: Path, **extra: object) -> Settings:
+    """Settings of a test's application; connectors may use directories beside its data
+    directory (``tmp_path``), as an operator would allow a storage area."""
     return Settings(
         database_url=database_url,
         data_dir=data_dir,
         secret_key=extra.pop("secret_key", new_key()),
+        directory_allowlist=extra.pop("directory_allowlist", str(data_dir.parent)),
         **extra,
     )
 

@@ -8,7 +8,7 @@ from jackfield.settings import Settings
 
 def test_allowlists_and_public_urls_operators_write_are_accepted():
     settings = Settings(
-        egress_allowlist="10.0.0.0/8, api.example.com,::1,[fd00::1],192.168.1.7,my_host.local.",
+        egress_allowlist="10.0.0.0/8, api.example.com,::1,[fd00::1],192.168.1.7,my_host.local.,bücher.example",
         public_url="https://jackfield.example:8443/base/",
         log_format="json",
         smtp_port=587,
@@ -16,7 +16,14 @@ def test_allowlists_and_public_urls_operators_write_are_accepted():
     assert settings.egress_allowlist.startswith("10.0.0.0/8")
 
 
-@pytest.mark.parametrize("entry", ["10.0.0.0/33", "300.1.1.1", "fd00::zz", "a b", "-x.example"])
+@pytest.mark.parametrize(
+    "entry", ["10.0.0.0/33", "300.1.1.1", "fd00::zz", "a b", "-x.example", "host:8080"]
+)
 def test_an_allowlist_entry_that_would_allow_nothing_is_refused(entry):
     with pytest.raises(ValidationError, match="egress_allowlist"):
         Settings(egress_allowlist=f"api.example.com,{entry}")
+
+
+def test_the_built_in_email_adapter_takes_one_tls_mode():
+    with pytest.raises(ValidationError, match="not both"):
+        Settings(smtp_tls=True, smtp_starttls=True)

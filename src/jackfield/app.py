@@ -31,7 +31,7 @@ from .service import (
     check_master_key,
     reencrypt_all,
 )
-from .service.local_paths import ReservedPaths
+from .service.local_paths import DirectoryPolicy
 from .service.oauth import OAuthService
 from .settings import Settings
 from .store import Database, upgrade
@@ -84,9 +84,19 @@ class Jackfield:
         self.codec = ParamCodec(self.box, self.files)
         self.accounts = AccountService(self.db)
         self.connectors = ConnectorService(
-            self.db, self.registry, self.codec, self.files, ReservedPaths(self._own_paths())
+            self.db,
+            self.registry,
+            self.codec,
+            self.files,
+            DirectoryPolicy(self.settings.allowed_directories, self._own_paths()),
         )
-        self.defaults = DefaultResolver(self.db, self.registry, self.codec, self._builtin_adapter)
+        self.defaults = DefaultResolver(
+            self.db,
+            self.registry,
+            self.codec,
+            self._builtin_adapter,
+            check=self.connectors.check_directories,
+        )
         self.oauth = OAuthService(
             self.db, self.connectors, self.codec, self.box, public_url=self.settings.public_url
         )

@@ -16,6 +16,7 @@ from pydantic import (
     PositiveInt,
     SecretStr,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -31,6 +32,9 @@ class Settings(BaseSettings):
     secret_key_fallbacks: SecretStr = SecretStr("")
     public_url: str = "http://127.0.0.1:8000"
     egress_allowlist: str = ""
+    # directories under which connectors' directories (local_fs root) may lie; none: the
+    # server's files are not an organization admin's to choose (service.local_paths)
+    directory_allowlist: str = ""
     admin_password: SecretStr | None = None
     log_format: Literal["console", "json"] = "console"
 
@@ -42,6 +46,10 @@ class Settings(BaseSettings):
     smtp_from: str = "jackfield@localhost"
     smtp_starttls: bool = False
     smtp_tls: bool = False
+
+    @property
+    def allowed_directories(self) -> list[Path]:
+        return [Path(p.strip()) for p in self.directory_allowlist.split(",") if p.strip()]
 
     @property
     def fallback_keys(self) -> list[str]:
@@ -105,9 +113,16 @@ class Settings(BaseSettings):
                 pass
             if "/" in entry or ":" in entry or _DOTTED_NUMBERS.match(entry):
                 raise ValueError(f"{entry!r} is not an IP address or CIDR network")
-            if not _HOST_NAME.match(entry):
+            if not _HOST_NAME.match(entry):  # (international names are the guard's to match)
                 raise ValueError(f"{entry!r} is not a host name, IP address or CIDR network")
         return allowlist
+
+    @model_validator(mode="after")
+    def _one_smtp_tls_mode(self) -> Settings:
+        """The built-in email adapter refuses both at its first use: say so at start."""
+        if self.smtp_tls and self.smtp_starttls:
+            raise ValueError("set JACKFIELD_SMTP_TLS or JACKFIELD_SMTP_STARTTLS, not both")
+        return self
 
     @field_validator("inbox_retention_hours")
     @classmethod
@@ -125,6 +140,4 @@ class Settings(BaseSettings):
 
 
 _DOTTED_NUMBERS = re.compile(r"^[0-9.]+$")
-_HOST_NAME = re.compile(
-    r"^(?=.{1,253}$)[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_-]{1,63})*\.?$"
-)
+_HOST_NAME = re.compile(r"^[^\s/:@!?#*\[\]-][^\s/:@!?#*\[\]]*$")

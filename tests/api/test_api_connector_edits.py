@@ -117,7 +117,7 @@ def _all_at_once(calls: list[Callable[[], httpx2.Response]]) -> list[httpx2.Resp
     return answers
 
 
-def test_concurrent_set_default_calls_take_turns_without_errors(callers, api):
+def test_concurrent_set_default_calls_take_turns_without_errors(callers, api, tmp_path):
     """Before, on PostgreSQL, concurrent ``PUT {"is_default": true}`` of connectors of one
     category failed with 500 (IntegrityError on uq_connectors_default_per_category) for
     about a third of the callers; so did concurrent creates with ``is_default``."""
@@ -145,7 +145,11 @@ def test_concurrent_set_default_calls_take_turns_without_errors(callers, api):
         listed = admin("GET", "/api/connectors?category=http").json()["items"]
         assert len([c for c in listed if c["is_default"]]) == 1
 
-    files = {"category": "storage", "provider_type": "local_fs", "config": {"root": "/tmp/x"}}
+    files = {
+        "category": "storage",
+        "provider_type": "local_fs",
+        "config": {"root": str(tmp_path / "x")},
+    }
     created = _all_at_once(
         [
             call("POST", "/api/connectors", {**files, "name": f"fs{i}", "is_default": True})
@@ -157,7 +161,7 @@ def test_concurrent_set_default_calls_take_turns_without_errors(callers, api):
     assert len(listed) == 8 and len([c for c in listed if c["is_default"]]) == 1
 
 
-def test_a_key_given_twice_is_refused_naming_the_key(callers):
+def test_a_key_given_twice_is_refused_naming_the_key(callers, tmp_path):
     """Before, a key listed twice kept the last one listed (REST), while
     ``unflatten_params`` keeps the highest ``sequence``: the stored value was a guess."""
     admin = callers["admin"]
@@ -180,8 +184,8 @@ def test_a_key_given_twice_is_refused_naming_the_key(callers):
     )
     assert list(error["details"]["fields"]) == ["url"] and "url" in error["message"]
     files = {"name": "f", "category": "storage", "provider_type": "local_fs"}
-    fid = admin("POST", "/api/connectors", json={**files, "config": {"root": "/tmp/x"}})
-    doc = {"json_data": {"root": "/tmp/y", "a.b": "1", "a": {"b": "2"}}}
+    fid = admin("POST", "/api/connectors", json={**files, "config": {"root": str(tmp_path / "x")}})
+    doc = {"json_data": {"root": str(tmp_path / "y"), "a.b": "1", "a": {"b": "2"}}}
     error = assert_error(
         admin("POST", f"/api/connectors/{fid.json()['id']}/import-config", json=doc), 422
     )

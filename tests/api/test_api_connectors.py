@@ -130,7 +130,7 @@ def test_crud_round_trip(callers):
     assert_error(admin("DELETE", f"/api/connectors/{cid}"), 404, "not_found")
 
 
-def test_list_filters_and_pages(callers):
+def test_list_filters_and_pages(callers, tmp_path):
     admin = callers["admin"]
     ids = [
         admin("POST", "/api/connectors", json=vault(name=f"v{i}")).json()["id"] for i in range(3)
@@ -142,7 +142,7 @@ def test_list_filters_and_pages(callers):
             "name": "files",
             "category": "storage",
             "provider_type": "local_fs",
-            "config": {"root": "/tmp/jf-api"},
+            "config": {"root": str(tmp_path / "jf-api")},
         },
     )
     assert fs.status_code == 201, fs.text

@@ -33,13 +33,13 @@ SETTINGS = settings(
 
 
 @pytest.fixture
-def seeded(jf: Any, admin_token: str, api: Any) -> dict[str, Any]:
+def seeded(jf: Any, admin_token: str, api: Any, tmp_path: Any) -> dict[str, Any]:
     """An existing connector, so generated cases reach past the 404 now and then."""
     import httpx2
 
     headers = {"Authorization": f"Bearer {admin_token}"}
     body = {"name": "seed", "category": "storage", "provider_type": "local_fs"}
-    body["config"] = {"root": f"/tmp/jf-schemathesis-{uuid.uuid4().hex[:8]}"}
+    body["config"] = {"root": str(tmp_path / f"jf-schemathesis-{uuid.uuid4().hex[:8]}")}
     created = httpx2.post(f"{api.url}/api/connectors", json=body, headers=headers)
     assert created.status_code == 201, created.text
     return {"headers": headers, "connector_id": created.json()["id"]}

@@ -35,7 +35,11 @@ class Cli:
 
 def make_cli(database_url: str, tmp_path: Path) -> Cli:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JACKFIELD_")}
-    env.update(JACKFIELD_DATABASE_URL=database_url, JACKFIELD_DATA_DIR=str(tmp_path / "data"))
+    env.update(
+        JACKFIELD_DATABASE_URL=database_url,
+        JACKFIELD_DATA_DIR=str(tmp_path / "data"),
+        JACKFIELD_DIRECTORY_ALLOWLIST=str(tmp_path),  # where connectors may keep files
+    )
     return Cli(env, tmp_path)
 
 

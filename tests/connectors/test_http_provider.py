@@ -236,8 +236,19 @@ async def test_an_absolute_health_path_is_refused_and_nothing_reaches_the_other_
     assert STATE["hits"] == 0
 
 
-@pytest.mark.parametrize("path", ["/health", "health", "/health?deep=1", ""])
-def test_a_relative_health_path_is_accepted(path: str) -> None:
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/health",
+        "health",
+        "/health?deep=1",
+        "",
+        # the base URL's own origin (stored before the rule; its connector keeps working)
+        "https://x.io/status",
+        "https://X.io:443/api/health",
+    ],
+)
+def test_a_health_path_on_the_base_urls_origin_is_accepted(path: str) -> None:
     HttpRestProvider.from_config({"base_url": "https://x.io/api", "health_path": path})
 
 
@@ -360,7 +371,7 @@ async def test_client_credentials_token_reused_across_deliveries(server: str) ->
     assert STATE["token_requests"] == 1
 
 
-async def test_client_credentials_use_http_basic_by_default(server: str) -> None:
+async def test_client_credentials_may_use_http_basic(server: str) -> None:
     """Before, the secret went only in the form body, so a token server that accepts
     only HTTP Basic (which RFC 6749 obliges servers to support) refused every request."""
     provider = make(
@@ -369,22 +380,24 @@ async def test_client_credentials_use_http_basic_by_default(server: str) -> None
         client_id="c:id",
         client_secret=CLIENT_SECRET + "+&",
         token_url=f"{server}/token/basic",
+        token_auth_method="client_secret_basic",
     )
-    assert provider.config["auth"]["token_auth_method"] == "client_secret_basic"
     outcome = await provider.deliver(envelope({"path": "/cc"}))
     assert isinstance(outcome, Delivered) and outcome.result["status"] == 200
     assert STATE["token_requests"] == 1
 
 
-async def test_client_secret_post_is_a_choice_and_others_are_refused(server: str) -> None:
+async def test_client_secret_post_stays_the_default_and_others_are_refused(server: str) -> None:
+    """A connector stored before the choice existed keeps sending the form body."""
     auth = {
         "mode": "oauth2_client_credentials",
         "client_id": "c:id",
         "client_secret": CLIENT_SECRET + "+&",
         "token_url": f"{server}/token/basic",
-        "token_auth_method": "client_secret_post",
     }
-    outcome = await make(server, **auth).deliver(envelope({"path": "/cc"}))
+    provider = make(server, **auth)
+    assert provider.config["auth"]["token_auth_method"] == "client_secret_post"
+    outcome = await provider.deliver(envelope({"path": "/cc"}))
     assert isinstance(outcome, AuthFailed) and "invalid_client" in outcome.message
     _no_secrets(outcome.message)
     with pytest.raises(ConnectorConfigError) as info:

@@ -118,6 +118,7 @@ def oauth_api(database_url: str, tmp_path: Path) -> Iterator[Any]:
         data_dir=tmp_path / "data",
         secret_key=key,
         public_url=f"http://127.0.0.1:{port}",
+        directory_allowlist=str(tmp_path),
     )
     jf = Jackfield(settings=settings)
     with Served(create_app(jf, start_runtime=False), port=port) as served:

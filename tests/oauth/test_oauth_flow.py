@@ -237,7 +237,7 @@ def test_start_needs_an_admin_of_the_organization_and_an_oauth_provider(oauth_ap
                 "name": "fs",
                 "category": "storage",
                 "provider_type": "local_fs",
-                "config": {"root": "/tmp/jf-oauth-test"},
+                "config": {"root": str(jf.settings.data_dir.parent / "files")},
             },
         ).json()["id"]
         not_oauth = api.get(f"/api/connectors/{plain}/oauth/authorize")

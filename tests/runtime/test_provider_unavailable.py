@@ -63,6 +63,10 @@ async def test_a_connector_whose_provider_failed_to_load_says_so(
                     http.post(f"/api/connectors/{cid}/test"),
                     http.get(f"/api/connectors/{cid}/config"),
                 ]
+            # an anonymous sender learns nothing of the connector or the plugin
+            hook = httpx2.post(f"{api.url}/hooks/{cid}", content=b"{}")
+            assert hook.status_code == 404, hook.text
+            assert "team chat" not in hook.text and "gone" not in hook.text
         for answer in answers:
             assert answer.status_code == 422, answer.text
             error = answer.json()["error"]

@@ -432,8 +432,10 @@ def test_a_test_connection_answering_the_wrong_type_is_a_failed_test(jf, admin):
         jf.connectors.set_enabled(admin, created["id"], True)
 
 
-def test_a_secret_quoted_by_a_failing_import_is_masked_in_the_error(jf, admin):
-    """Before, the 422 (and the CLI's error line) carried the new secret in clear."""
+@pytest.mark.parametrize("error", [ValueError, ConnectorConfigError])
+def test_a_secret_quoted_by_a_failing_import_is_masked_in_the_error(jf, admin, error):
+    """Before, the 422 (and the CLI's error line) carried the new secret in clear; the
+    errors DESIGN tells providers to raise (``ConnectorConfigError``) as well."""
     from jackfield import ConfigField, connector_registry
     from jackfield.kernel import MessagingProvider
 
@@ -448,7 +450,7 @@ def test_a_secret_quoted_by_a_failing_import_is_masked_in_the_error(jf, admin):
         @classmethod
         def normalize_import_json(cls, data):
             vendor = data["vendor"]  # the vendor's own export format
-            raise ValueError(f"cannot use apiKey {vendor['apiKey']} with url {vendor['url']}")
+            raise error(f"cannot use apiKey {vendor['apiKey']} with url {vendor['url']}")
 
         def send_message(self, message):
             return None

@@ -1,11 +1,22 @@
-"""A connector may not use Jackfield's own files as its directory (``local_fs`` root):
-one organization's admin could otherwise read or overwrite the master key, the database
-and every organization's file params and built-in storage. On SQLite and PostgreSQL."""
+"""Which server directories a connector may use as its directory (``local_fs`` root):
+only inside what the operator allowed (``JACKFIELD_DIRECTORY_ALLOWLIST``; the ``jf``
+fixture allows its ``tmp_path``), never Jackfield's own files, never another
+organization's directory. An organization's admin could otherwise overwrite the master
+key, the database or Jackfield's own modules (code run by the server), or read another
+organization's files. On SQLite and PostgreSQL."""
+
+import base64
+import os
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
+import jackfield
 from jackfield import ConnectorConfigError
+from jackfield.app import Jackfield
+from jackfield.service import Principal, Role
+from jackfield.settings import Settings
 from jackfield.store import ConnectorParam
 
 from .test_connector_service import snapshot
@@ -68,6 +79,49 @@ def test_a_stored_root_that_leads_into_the_data_directory_is_refused_when_opened
     with pytest.raises(ConnectorConfigError):
         jf.open_provider(created["id"])
     assert not (jf.settings.data_dir / ".jackfield-probe").exists()
+
+
+@pytest.mark.parametrize(
+    "outside",
+    [
+        "/tmp",  # holds the allowed directory
+        "/etc/cron.d",
+        str(Path(jackfield.__file__).parent / "connectors"),  # a module written there runs
+        "~nosuchuser-jf/x",  # cannot be resolved: a clear error, not a crash
+    ],
+)
+def test_a_directory_the_operator_did_not_allow_is_refused(jf, admin, outside):
+    before = snapshot(jf)
+    with pytest.raises(ConnectorConfigError) as caught:
+        storage(jf, admin, outside)
+    problem = caught.value.field_errors["root"]
+    assert "JACKFIELD_DIRECTORY_ALLOWLIST" in problem or "cannot be resolved" in problem
+    assert snapshot(jf) == before
+
+
+def test_nothing_is_allowed_until_the_operator_says_where(database_url, tmp_path):
+    key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    settings = Settings(database_url=database_url, data_dir=tmp_path / "data", secret_key=key)
+    assert settings.directory_allowlist == ""  # the default
+    jf = Jackfield(settings=settings)
+    try:
+        org = jf.accounts.create_org("acme")["id"]
+        with pytest.raises(ConnectorConfigError, match="JACKFIELD_DIRECTORY_ALLOWLIST"):
+            storage(jf, Principal(org, "a@acme.io", Role.ADMIN), tmp_path / "files")
+    finally:
+        jf.close()
+
+
+def test_another_organizations_directory_is_refused(jf, admin, other_admin, tmp_path):
+    storage(jf, admin, tmp_path / "acme")
+    for taken in (tmp_path / "acme", tmp_path / "acme" / "inside", tmp_path):
+        with pytest.raises(ConnectorConfigError) as caught:
+            storage(jf, other_admin, taken, name="peek")
+        assert "another organization" in caught.value.field_errors["root"] or (
+            "Jackfield's own" in caught.value.field_errors["root"]  # (tmp_path holds data)
+        )
+    storage(jf, other_admin, tmp_path / "globex")  # a directory of its own is fine
+    storage(jf, admin, tmp_path / "acme" / "more")  # the same organization may nest
 
 
 def test_the_built_in_storage_still_lives_in_the_data_directory(jf, admin):

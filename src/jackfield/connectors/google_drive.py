@@ -46,7 +46,9 @@ _SCHEMA = [
     ConfigField(
         "authorize_url", "Authorization URL", default="https://accounts.google.com/o/oauth2/v2/auth"
     ),
-    ConfigField("token_url", "Token URL", default="https://oauth2.googleapis.com/token"),
+    ConfigField(
+        "token_url", "Token URL", default="https://oauth2.googleapis.com/token", origin=True
+    ),
     ConfigField("api_base", "API base URL", default="https://www.googleapis.com/drive/v3"),
     ConfigField(
         "upload_base", "Upload base URL", default="https://www.googleapis.com/upload/drive/v3"

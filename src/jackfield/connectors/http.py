@@ -30,7 +30,9 @@ AUTH_MODES = (
 )
 
 _SCHEMA = [
-    ConfigField("base_url", "Base URL", required=True, help="e.g. https://api.example.com/v1"),
+    ConfigField(
+        "base_url", "Base URL", required=True, help="e.g. https://api.example.com/v1", origin=True
+    ),
     ConfigField("health_path", "Health check path", help="GET by Test; default: the base URL"),
     ConfigField("timeout_seconds", "Timeout (seconds)", type=FieldType.INTEGER, default=30),
     ConfigField(
@@ -51,15 +53,15 @@ _SCHEMA = [
     ConfigField("auth.token", "Bearer / access token", secret=True),
     ConfigField("auth.client_id", "OAuth2 client ID"),
     ConfigField("auth.client_secret", "OAuth2 client secret", secret=True),
-    ConfigField("auth.token_url", "OAuth2 token URL"),
+    ConfigField("auth.token_url", "OAuth2 token URL", origin=True),
     ConfigField("auth.scopes", "OAuth2 scopes", help="space- or comma-separated"),
     ConfigField(
         "auth.token_auth_method",
         "OAuth2 client authentication at the token endpoint",
         type=FieldType.SELECT,
-        default="client_secret_basic",
+        default="client_secret_post",  # (as before the choice: stored connectors keep it)
         choices=("client_secret_basic", "client_secret_post"),
-        help="client_secret_basic (HTTP Basic, RFC 6749) or client_secret_post (form body)",
+        help="client_secret_post (form body) or client_secret_basic (HTTP Basic, RFC 6749)",
     ),
     ConfigField("auth.refresh_token", "OAuth2 refresh token", secret=True),
 ]
@@ -78,6 +80,15 @@ def _is_relative(path: str) -> bool:
     """Whether ``path`` stays on the base URL's origin: no scheme, no host, no ``//``."""
     parts = urlsplit(path)
     return not (parts.scheme or parts.netloc or path.startswith("//"))
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    parts = urlsplit(url)
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+    except ValueError:
+        port = -1  # a malformed port: no origin matches it
+    return parts.scheme.lower(), (parts.hostname or "").lower(), port
 
 
 class HttpRestProvider(HttpProvider):
@@ -111,9 +122,11 @@ class HttpRestProvider(HttpProvider):
         problem = _url_problem(str(result["base_url"]))
         if problem:
             errors["base_url"] = problem
-        if not _is_relative(str(result.get("health_path") or "")):
-            # Test sends the connector's credentials with the health check: an absolute
-            # URL would hand them to another origin, as a payload path would.
+        health = str(result.get("health_path") or "")
+        if not _is_relative(health) and _origin(health) != _origin(str(result["base_url"])):
+            # Test sends the connector's credentials with the health check: a URL of
+            # another origin would hand them over, as a payload path would. (An absolute
+            # URL on the base URL's origin, stored before this rule, still works.)
             errors["health_path"] = "must be a path relative to the base URL"
         if int(result.get("timeout_seconds") or 0) <= 0:
             errors["timeout_seconds"] = "must be a positive number of seconds"

@@ -236,9 +236,11 @@ def token_config(body: Mapping[str, Any], *, now: float) -> dict[str, Any]:
 
 
 _SCHEMA = [
-    ConfigField("base_url", "Base URL", required=True, help="e.g. https://api.example.com/v1"),
+    ConfigField(
+        "base_url", "Base URL", required=True, help="e.g. https://api.example.com/v1", origin=True
+    ),
     ConfigField("authorize_url", "Authorization URL", required=True),
-    ConfigField("token_url", "Token URL", required=True),
+    ConfigField("token_url", "Token URL", required=True, origin=True),
     ConfigField("client_id", "Client ID", required=True),
     ConfigField("client_secret", "Client secret", secret=True),
     ConfigField("scopes", "Scopes", help="space- or comma-separated"),

@@ -54,7 +54,9 @@ class SmtpProvider(EmailProvider):
     @classmethod
     def config_schema(cls) -> list[ConfigField]:
         return [
-            ConfigField("host", "Host", required=True, help="SMTP server name or address."),
+            ConfigField(
+                "host", "Host", required=True, help="SMTP server name or address.", origin=True
+            ),
             ConfigField("port", "Port", type=FieldType.INTEGER, default=587),
             ConfigField("username", "Username", help="Leave empty if the server needs no login."),
             ConfigField("password", "Password", secret=True),

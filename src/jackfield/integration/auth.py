@@ -36,8 +36,11 @@ AUTH_MODES = (
     "oauth2_authorization_code",
 )
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
-"""How a client authenticates at a token endpoint (RFC 6749 §2.3.1; names and default
-as in ``oauth2_http``): HTTP Basic, which every server must support, or the form body."""
+"""How a client authenticates at a token endpoint (RFC 6749 §2.3.1; names as in
+``oauth2_http``): HTTP Basic, which every server must support, or the form body."""
+DEFAULT_TOKEN_AUTH_METHOD = "client_secret_post"
+"""The form body, as every client-credentials connector did before the choice existed:
+a connector stored then has no ``token_auth_method`` and must keep working."""
 CREDENTIAL_ORIGIN = "jackfield.credential_origin"
 AuthFlow = Generator[httpx2.Request, httpx2.Response, None]
 
@@ -99,9 +102,9 @@ class OAuth2ClientCredentials(httpx2.Auth):
     expiry or when the API answers 401. Concurrent first requests may each fetch a token;
     that is harmless (the last one wins) and keeps this class free of loop-bound locks.
 
-    The client authenticates with HTTP Basic by default (``client_secret_basic``): RFC
-    6749 §2.3.1 obliges servers to support it, while secrets in the form body
-    (``client_secret_post``) are optional for them, so some servers refuse those.
+    The client sends its secret in the form body (``client_secret_post``) unless told to
+    use HTTP Basic (``client_secret_basic``): RFC 6749 §2.3.1 obliges servers to support
+    Basic, while the form body is optional for them, so some servers refuse it.
     """
 
     requires_request_body = True
@@ -114,7 +117,7 @@ class OAuth2ClientCredentials(httpx2.Auth):
         client_secret: str,
         scopes: tuple[str, ...] = (),
         *,
-        auth_method: str = "client_secret_basic",
+        auth_method: str = DEFAULT_TOKEN_AUTH_METHOD,
         leeway: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -258,7 +261,7 @@ def auth_config_errors(config: Mapping[str, Any], key_prefix: str = "auth.") -> 
     }
     if mode == "api_key" and str(config.get("api_key_in") or "header") not in ("header", "query"):
         errors[f"{key_prefix}api_key_in"] = "expected header or query"
-    method = str(config.get("token_auth_method") or "client_secret_basic")
+    method = str(config.get("token_auth_method") or DEFAULT_TOKEN_AUTH_METHOD)
     if mode == "oauth2_client_credentials" and method not in TOKEN_AUTH_METHODS:
         errors[f"{key_prefix}token_auth_method"] = f"expected {' or '.join(TOKEN_AUTH_METHODS)}"
     return errors
@@ -297,7 +300,7 @@ def build_auth(
             str(config["client_id"]),
             str(config["client_secret"]),
             _scopes(config.get("scopes")),
-            auth_method=str(config.get("token_auth_method") or "client_secret_basic"),
+            auth_method=str(config.get("token_auth_method") or DEFAULT_TOKEN_AUTH_METHOD),
         )
     if mode == "oauth2_authorization_code":
         if token_source is not None:

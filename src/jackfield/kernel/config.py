@@ -44,6 +44,11 @@ class ConfigField:
     default: Any = None
     help: str = ""
     choices: tuple[str, ...] = ()
+    origin: bool = False
+    """Where the connector sends its secrets (a URL or host name): when an edit changes
+    it, the secrets must be entered again -- a masked value kept would reach the new
+    address, and an admin could read a secret by pointing a connector at a server of
+    their own (``service.secret_origins``)."""
 
     def __post_init__(self) -> None:
         if not KEY_PATTERN.match(self.key):

@@ -29,13 +29,14 @@ from ..kernel.provider import Capability, ConnectionTestResult, ConnectorProvide
 from ..kernel.redaction import Redactor, get_logger
 from ..kernel.registry import ConnectorRegistry
 from ..secrets import mask_config, redactor
-from ..store import Connector, Database, Organization
+from ..store import Connector, ConnectorParam, Database, Organization
 from . import audit
 from .context import Principal
 from .files import FileStore
 from .listing import after_cursor, connector_cursor
-from .local_paths import ReservedPaths
+from .local_paths import DirectoryPolicy, directory_fields
 from .params import ParamCodec, ParamInput, normalize_params
+from .secret_origins import check_kept_secrets
 from .views import connector_view, provider_type_view
 
 log = get_logger(__name__)
@@ -49,14 +50,14 @@ class ConnectorService:
         registry: ConnectorRegistry,
         codec: ParamCodec,
         files: FileStore,
-        reserved: ReservedPaths | None = None,
+        directories: DirectoryPolicy | None = None,
     ) -> None:
         self.db = db
         self.registry = registry
         self.codec = codec
         self.files = files
-        self.reserved = reserved or ReservedPaths(())
-        """Jackfield's own files, which no connector's ``directory`` field may overlap."""
+        self.directories = directories or DirectoryPolicy((), ())
+        """Which server directories a connector's ``directory`` fields may name."""
         self.token_sources: Callable[[str], TokenSourceFn] | None = None
         """Set by the application: OAuth token refresh for providers that declare oauth2."""
         self._listeners: builtins.list[Callable[[str], None]] = []
@@ -295,6 +296,11 @@ class ConnectorService:
             cls = self._provider(connector)
             try:
                 normalized = cls.normalize_import_json(data)
+            except ConnectorError as exc:  # the provider's own words, masked the same way
+                raise ConnectorConfigError(
+                    f"the imported document is not usable: {_masked(exc.message, data)}",
+                    remediation=_masked(exc.remediation, data),
+                ) from None
             except (KeyError, TypeError, ValueError) as exc:
                 reason = _masked(str(exc), data)
                 raise ConnectorConfigError(
@@ -389,7 +395,8 @@ class ConnectorService:
     def _instantiate(
         self, connector_id: str, cls: type[ConnectorProvider], config: dict[str, Any]
     ) -> ConnectorProvider:
-        self.reserved.check(cls.config_schema(), config)
+        if directory_fields(cls.config_schema()):
+            self.check_directories(cls, config, self.organization_of(connector_id))
         provider = cls.from_config(config)
         if self.token_sources is not None and Capability.OAUTH2 in cls.capabilities:
             provider.token_source = self.token_sources(connector_id)
@@ -410,6 +417,41 @@ class ConnectorService:
             remediation="Install (or fix) the plugin that provides it and restart Jackfield,"
             " or delete this connector.",
         )
+
+    def check_directories(
+        self, cls: type[ConnectorProvider], config: Mapping[str, Any], organization_id: str
+    ) -> None:
+        """Refuse ``directory`` fields naming server directories the connector may not use
+        (``service.local_paths``): before it is saved, and whenever it is opened."""
+        schema = cls.config_schema()
+        if directory_fields(schema):  # (the query only for providers that have any)
+            others = self._directories_outside(organization_id)
+            self.directories.check(schema, config, others)
+
+    def _directories_outside(self, organization_id: str) -> builtins.list[str]:
+        """The ``directory`` values of every other organization's connectors."""
+        keys = {
+            (cls.category, cls.provider_type, field.key)
+            for cls in self.registry.all()
+            for field in directory_fields(cls.config_schema())
+        }
+        query = (
+            select(
+                Connector.category,
+                Connector.provider_type,
+                ConnectorParam.key,
+                ConnectorParam.value,
+            )
+            .join(ConnectorParam, ConnectorParam.connector_id == Connector.id)
+            .where(
+                Connector.organization_id != organization_id,
+                ConnectorParam.key.in_({key for _, _, key in keys}),
+                ConnectorParam.is_secret.is_not(True),
+            )
+        )
+        with self.db.snapshot() as s:
+            rows = s.execute(query).all()
+        return [value for *key, value in rows if tuple(key) in keys and value]
 
     def _provider_for_create(self, category: str, provider_type: str) -> type[ConnectorProvider]:
         if category not in self.registry.categories():
@@ -435,7 +477,8 @@ class ConnectorService:
         schema = cls.config_schema()
         merged = self.codec.merged_config(connector, incoming, schema)
         cls.validate_config(merged)
-        self.reserved.check(schema, merged)
+        self.check_directories(cls, merged, connector.organization_id)
+        check_kept_secrets(connector, incoming, schema)
         return self.codec.replace(connector, incoming, schema)
 
     @staticmethod

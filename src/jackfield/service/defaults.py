@@ -42,11 +42,15 @@ class DefaultResolver:
         registry: ConnectorRegistry,
         codec: ParamCodec,
         builtins: BuiltinAdapters,
+        check: Callable[[type[ConnectorProvider], dict[str, Any], str], None] = (
+            lambda cls, config, org: None
+        ),
     ) -> None:
         self.db = db
         self.registry = registry
         self.codec = codec
         self.builtins = builtins
+        self.check = check  # the connector service's checks at open (its directories)
 
     def get_default_for_category(self, organization_id: str, category: str) -> ResolvedConnector:
         """The enabled default connector of the category, or the built-in adapter."""
@@ -61,9 +65,9 @@ class DefaultResolver:
             )
             if connector is not None:
                 cls = self.registry.get(connector.category, connector.provider_type)
-                return ResolvedConnector(
-                    connector.id, connector.name, cls, self.codec.plain_config(connector)
-                )
+                config = self.codec.plain_config(connector)
+                self.check(cls, config, organization_id)
+                return ResolvedConnector(connector.id, connector.name, cls, config)
         builtin = self.builtins(category, organization_id)
         if builtin is None:
             raise ConnectorNotFoundError(

@@ -1,16 +1,22 @@
-"""Directories of the server that connectors may not use: Jackfield's own files.
+"""Which server directories a connector may use (``local_fs``'s ``root``).
 
-A provider field of type ``directory`` (``local_fs``'s ``root``) names a directory that
-the server process reads and writes on behalf of an organization's admin. That process
-can also write Jackfield's own files: the data directory (the generated master key, file
-params and built-in storage of every organization) and the SQLite database. A connector
-rooted there, or at a directory holding them, would let one organization's admin read or
-overwrite every organization's secrets. Such a directory is refused when the connector
-is saved, and again whenever it is opened: a connector saved before this rule, or a
-symbolic link changed since, is caught then.
+A provider field of type ``directory`` names a directory that the server process reads
+and writes on behalf of an organization's admin, who is not the server's operator. The
+process can write far more than that admin should: Jackfield's own files (the master key,
+the database, every organization's file params and built-in storage), its Python
+packages (a module written there runs as the server), other organizations' directories.
+So a directory must be:
 
-The built-in storage adapter (``Jackfield.default``) lives in the data directory by
-design; it is not a stored connector and does not pass through here.
+* inside a directory the operator allowed (``JACKFIELD_DIRECTORY_ALLOWLIST``; none by
+  default, and the error says what to set);
+* clear of Jackfield's own data directory and database (even within an allowed one);
+* clear of every other organization's connectors' directories (neither inside one nor
+  holding one).
+
+It is checked when the connector is saved and again whenever it is opened: a connector
+saved before these rules, or a symbolic link changed since, is caught then. The built-in
+storage adapter (``Jackfield.default``) lives in the data directory by design; it is not
+a stored connector and does not pass through here.
 """
 
 from __future__ import annotations
@@ -22,41 +28,65 @@ from typing import Any
 from ..kernel.config import ConfigField, FieldType, get_path
 from ..kernel.errors import ConnectorConfigError
 
+ALLOWLIST_SETTING = "JACKFIELD_DIRECTORY_ALLOWLIST"
 
-class ReservedPaths:
-    """Jackfield's own files and directories, which no ``directory`` field may overlap."""
 
-    def __init__(self, paths: Iterable[Path]) -> None:
-        self.paths = tuple(_real(path) for path in paths)
+class DirectoryPolicy:
+    def __init__(self, allowed: Iterable[Path], reserved: Iterable[Path]) -> None:
+        self.allowed = tuple(_real(path) for path in allowed)
+        self.reserved = tuple(_real(path) for path in reserved)
 
-    def problem(self, directory: str) -> str | None:
-        """Why ``directory`` may not be used, or ``None``. Overlapping means being one of
-        the reserved paths, lying inside one, or holding one."""
-        target = _real(Path(directory))
-        for reserved in self.paths:
-            if target.is_relative_to(reserved) or reserved.is_relative_to(target):
-                # (the reserved path is not named: it is the server's, not the admin's)
+    def problem(self, directory: str, others: Iterable[str] = ()) -> str | None:
+        """Why ``directory`` may not be used, or ``None``; ``others``: the directories
+        of other organizations' connectors. (Paths of the server's are not named.)"""
+        try:
+            target = _real(Path(directory))
+        except (RuntimeError, OSError, ValueError) as exc:  # ~nosuchuser, a symlink loop
+            return f"{directory} cannot be resolved: {exc}"
+        if not any(target.is_relative_to(base) for base in self.allowed):
+            return (
+                f"{directory} is not in a directory the server allows connectors to use"
+                f" (the operator lists them in {ALLOWLIST_SETTING})"
+            )
+        for reserved in self.reserved:
+            if _overlap(target, reserved):
                 return (
                     f"{directory} is or holds Jackfield's own data directory or database;"
                     " choose a directory outside them"
                 )
+        for other in others:
+            try:
+                taken = _real(Path(other))
+            except (RuntimeError, OSError, ValueError):
+                continue
+            if _overlap(target, taken):
+                return f"{directory} is or holds a directory of another organization"
         return None
 
-    def check(self, fields: Iterable[ConfigField], config: Mapping[str, Any]) -> None:
+    def check(
+        self, fields: Iterable[ConfigField], config: Mapping[str, Any], others: Iterable[str]
+    ) -> None:
         """Raise ``ConnectorConfigError`` naming every ``directory`` field of ``config``
-        that overlaps a reserved path."""
+        that may not be used."""
+        others = list(others)
         errors: dict[str, str] = {}
-        for field in fields:
-            if field.type is not FieldType.DIRECTORY:
-                continue
+        for field in directory_fields(fields):
             value = get_path(config, field.key)
             if value is None or value == "":
                 continue
-            problem = self.problem(str(value))
+            problem = self.problem(str(value), others)
             if problem is not None:
                 errors[field.key] = problem
         if errors:
             raise ConnectorConfigError.for_fields(errors)
+
+
+def directory_fields(fields: Iterable[ConfigField]) -> list[ConfigField]:
+    return [field for field in fields if field.type is FieldType.DIRECTORY]
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    return a.is_relative_to(b) or b.is_relative_to(a)
 
 
 def _real(path: Path) -> Path:

@@ -39,7 +39,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ...kernel import call_async
-from ...kernel.errors import AuthError, ConnectorNotFoundError, TransientError
+from ...kernel.errors import (
+    AuthError,
+    ConnectorConfigError,
+    ConnectorNotFoundError,
+    TransientError,
+)
 from ...kernel.inbound import InboundEvent, WebhookRequest, WebhookSource
 from ...store import Connector
 from ...store.bulk import DriverCursor, DriverValues, placeholders
@@ -205,7 +210,9 @@ class WebhookIngress:
     def _load(self, connector_id: str) -> _Target:
         try:
             row, cls, config = self.jf.connectors.resolve(connector_id)
-        except ConnectorNotFoundError:
+        except (ConnectorNotFoundError, ConnectorConfigError):
+            # (its provider is not installed: an anonymous sender learns nothing of the
+            # connector or the plugin -- the runtime status tells its admins why)
             raise no_webhook_endpoint() from None
         if not row.is_enabled or not issubclass(cls, WebhookSource):
             raise no_webhook_endpoint()

@@ -1,0 +1,67 @@
+"""Secrets stay with the address they were entered for.
+
+A secret param is never shown ("********"), and sending the mask back keeps it. An
+edit that also moves the connector -- its ``base_url``, token URL or SMTP host, the
+fields a provider declares ``ConfigField(..., origin=True)`` -- would then send the kept
+secret to the new address: an admin who may not read a secret (entered by someone else,
+or an OAuth token) could have it sent to a server of their own. So when an edit changes
+the origin of such a field, every secret it keeps must be entered again (or left out,
+e.g. OAuth tokens, and the connector connected again).
+
+An origin is what a secret is exposed to: a URL's scheme, host and port (a new path on
+the same server is no move), or a host name, compared case-insensitively.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from ..kernel.config import ConfigField
+from ..kernel.errors import ConnectorConfigError
+from ..store import Connector
+from .params import ParamInput
+
+
+def check_kept_secrets(
+    connector: Connector, incoming: Iterable[ParamInput], schema: Iterable[ConfigField]
+) -> None:
+    """Raise ``ConnectorConfigError`` naming each kept secret when ``incoming`` moves
+    the connector to another origin."""
+    origins = {field.key for field in schema if field.origin}
+    stored = {row.key: row for row in connector.params}
+    incoming = list(incoming)
+    moved = sorted(
+        p.key
+        for p in incoming
+        if p.key in origins
+        and not p.keep
+        and p.key in stored
+        and _origin(stored[p.key].value) != _origin(p.value)
+    )
+    if not moved:
+        return
+    kept = [p.key for p in incoming if p.keep and p.key in stored and stored[p.key].is_secret]
+    if kept:
+        where = ", ".join(moved)
+        raise ConnectorConfigError.for_fields(
+            {
+                key: f"enter it again (or leave it out): {where} changed, and the kept"
+                " secret would be sent to the new address"
+                for key in kept
+            }
+        )
+
+
+def _origin(value: str | None) -> tuple[str, str, int | None] | str:
+    text = (value or "").strip()
+    if "://" not in text:
+        return text.lower().rstrip(".")
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError:  # a malformed URL: compared as written
+        return text
+    scheme = parts.scheme.lower()
+    default = {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").rstrip("."), port if port != default else None
