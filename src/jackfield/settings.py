@@ -15,8 +15,8 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     SecretStr,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -117,12 +117,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{entry!r} is not a host name, IP address or CIDR network")
         return allowlist
 
-    @model_validator(mode="after")
-    def _one_smtp_tls_mode(self) -> Settings:
+    @field_validator("smtp_tls")
+    @classmethod
+    def _one_smtp_tls_mode(cls, tls: bool, info: ValidationInfo) -> bool:
         """The built-in email adapter refuses both at its first use: say so at start."""
-        if self.smtp_tls and self.smtp_starttls:
+        if tls and info.data.get("smtp_starttls"):
             raise ValueError("set JACKFIELD_SMTP_TLS or JACKFIELD_SMTP_STARTTLS, not both")
-        return self
+        return tls
 
     @field_validator("inbox_retention_hours")
     @classmethod

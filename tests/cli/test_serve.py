@@ -8,6 +8,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -57,10 +58,24 @@ def test_an_unknown_host_and_an_impossible_port_are_refused(env):
     assert "Traceback" not in proc.stderr and "65535" in proc.stderr
 
 
-def test_db_upgrade_speaks_json(env):
+def test_db_upgrade_says_what_it_did(env, tmp_path):
     proc = run(env, "db", "upgrade", "--json")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == {"up_to_date": True}
+    done = json.loads(proc.stdout)
+    assert done["up_to_date"] is True and done["from"] is None and done["to"]
+    again = run(env, "db", "upgrade")  # (before, both said "up to date")
+    assert again.stdout.strip() == f"database is up to date (revision {done['to']})"
+
+    # a database a newer version migrated (a rollback of the code): one clear line
+    database = sqlite3.connect(tmp_path / "data" / "jackfield.db")
+    with database:
+        database.execute("UPDATE alembic_version SET version_num = '9999'")
+    database.close()
+    for command in (("db", "upgrade"), ("runtime", "status")):
+        refused = run(env, *command)
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("error: the database is at revision 9999, which")
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
 
 
 def test_sigterm_ends_open_event_streams_and_stops_promptly(env):
@@ -282,3 +297,38 @@ def test_an_unusable_setting_is_a_one_line_error(env, tmp_path, setting, expecte
         assert result.returncode == 1, result.stderr
         assert result.stderr.startswith("error:") and expected in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("public_url", [None, "https://jackfield.example"])
+def test_serve_says_when_its_urls_point_elsewhere(env, public_url):
+    """Webhook URLs, OAuth redirect URIs and the return from OAuth are built on
+    JACKFIELD_PUBLIC_URL, whose default is port 8000's: a server started on another port
+    without it showed webhook URLs and redirected browsers to a port nobody listens on."""
+    if public_url:
+        env = {**env, "JACKFIELD_PUBLIC_URL": public_url}  # behind a proxy: as configured
+    serve = subprocess.Popen(
+        [JACKFIELD, "serve", "--port", "0"], env=env, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert serve.stdout is not None
+        lines = [serve.stdout.readline()]
+        while lines[-1] and not lines[-1].startswith("Jackfield on"):
+            lines.append(serve.stdout.readline())
+        url = lines[-1].split()[2]
+        for _ in range(100):  # it answers once it printed everything it prints at start
+            try:
+                if httpx2.get(f"{url}healthz").status_code == 200:
+                    break
+            except httpx2.TransportError:
+                time.sleep(0.1)
+    finally:
+        serve.terminate()
+        rest, _ = serve.communicate(timeout=30)  # (the note comes right after, if at all)
+    assert lines[-1].startswith("Jackfield on"), lines
+    rest = " ".join(rest.split())  # (the console wraps long lines)
+    if public_url:
+        assert "note:" not in rest
+    else:
+        assert (
+            "note: webhook and OAuth URLs use JACKFIELD_PUBLIC_URL http://127.0.0.1:8000/" in rest
+        )

@@ -99,6 +99,25 @@ def test_a_directory_the_operator_did_not_allow_is_refused(jf, admin, outside):
     assert snapshot(jf) == before
 
 
+def test_connectors_an_upgrade_left_outside_the_allowlist_are_told_at_start(
+    jf, admin, database_url, tmp_path
+):
+    """Upgraded without JACKFIELD_DIRECTORY_ALLOWLIST, a server looked healthy until a
+    stored local_fs connector was used; ``serve`` prints these problems when it starts."""
+    storage(jf, admin, tmp_path / "files")
+    assert jf.connectors.directory_problems() == []
+    settings = jf.settings.model_copy(update={"directory_allowlist": ""})
+    upgraded = Jackfield(settings=settings)
+    try:
+        [problem] = upgraded.connectors.directory_problems()
+        with pytest.raises(ConnectorConfigError) as caught:
+            upgraded.open_provider(jf.connectors.list(admin)[0]["id"])
+    finally:
+        upgraded.close()
+    assert problem.startswith("connector 'files' (") and "JACKFIELD_DIRECTORY_ALLOWLIST" in problem
+    assert "ask the server's operator" in caught.value.remediation
+
+
 def test_nothing_is_allowed_until_the_operator_says_where(database_url, tmp_path):
     key = base64.urlsafe_b64encode(os.urandom(32)).decode()
     settings = Settings(database_url=database_url, data_dir=tmp_path / "data", secret_key=key)

@@ -47,7 +47,7 @@ def test_moving_a_connector_needs_its_secrets_again(jf, admin, elsewhere):
     with pytest.raises(ConnectorConfigError) as caught:
         jf.connectors.update(admin, created["id"], params=edit(elsewhere))
     assert set(caught.value.field_errors) == {"auth.token"}
-    assert "base_url changed" in caught.value.field_errors["auth.token"]
+    assert "the Base URL changed" in caught.value.field_errors["auth.token"]
     with pytest.raises(ConnectorConfigError):  # the CLI's --param merges: the same rule
         jf.connectors.update(
             admin, created["id"], params=[{"key": "base_url", "value": elsewhere}], merge=True

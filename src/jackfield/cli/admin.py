@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -31,7 +32,15 @@ def serve(
         admin = jf.accounts.bootstrap_admin(password.get_secret_value() if password else None)
     address = f"[{host}]" if ":" in host else host
     url = f"http://{address}:{listener.getsockname()[1]}/"
-    started: dict[str, Any] = {"url": url, "health": f"{url}healthz", "bootstrap_admin": None}
+    started: dict[str, Any] = {
+        "url": url,
+        "health": f"{url}healthz",
+        "public_url": jf.settings.public_url,
+        # the default public URL is port 8000's: say so when this server is elsewhere
+        "public_url_is_default": "public_url" not in jf.settings.model_fields_set,
+        "directory_problems": jf.connectors.directory_problems(),
+        "bootstrap_admin": None,
+    }
     if admin is not None:
         started["bootstrap_admin"] = {"email": admin.email}
         if admin.generated:
@@ -47,6 +56,15 @@ def _show_started(started: dict[str, Any]) -> None:
         if "password" in admin:
             console.print(f"  password (shown once): {admin['password']}")
     console.print(f"Jackfield on {started['url']}  (health: /healthz)")
+    for problem in started["directory_problems"]:  # e.g. upgraded without the allowlist
+        console.print(f"note: {problem}")
+    public = started["public_url"].rstrip("/") + "/"
+    if started["public_url_is_default"] and urlsplit(public).port != urlsplit(started["url"]).port:
+        # webhook URLs, OAuth redirect URIs and the return from OAuth are built on it
+        console.print(
+            f"note: webhook and OAuth URLs use JACKFIELD_PUBLIC_URL {public}, not this"
+            " address; set it to the URL that senders and browsers reach"
+        )
 
 
 @db.command("upgrade")
@@ -57,9 +75,17 @@ def db_upgrade(as_json: bool = JsonOption) -> None:
 
     with user_errors():
         database = Database(Settings().database_url)
-        upgrade(database.engine)
+        before, after = upgrade(database.engine)
         database.dispose()
-    emit({"up_to_date": True}, as_json, lambda _: console.print("database is up to date"))
+    done = {"up_to_date": True, "from": before, "to": after}
+    emit(done, as_json, _show_upgraded)
+
+
+def _show_upgraded(done: dict[str, Any]) -> None:
+    if done["from"] == done["to"]:
+        console.print(f"database is up to date (revision {done['to']})")
+    else:
+        console.print(f"database upgraded from revision {done['from'] or 'none'} to {done['to']}")
 
 
 @providers.command("list")

@@ -428,6 +428,25 @@ class ConnectorService:
             others = self._directories_outside(organization_id)
             self.directories.check(schema, config, others)
 
+    def directory_problems(self) -> builtins.list[str]:
+        """What is wrong with the stored connectors' directories, one line each (for
+        the operator at start: a connector refused only when used looks healthy)."""
+        with self.db.snapshot() as s:
+            connectors = [
+                (c.id, c.name, c.organization_id, self._provider(c), self.codec.plain_config(c))
+                for c in s.scalars(select(Connector).order_by(Connector.name))
+                if self.registry.is_registered(c.category, c.provider_type)
+            ]
+        problems = []
+        for _, name, org, cls, config in connectors:
+            if not directory_fields(cls.config_schema()):
+                continue
+            try:
+                self.check_directories(cls, config, org)
+            except ConnectorConfigError as exc:
+                problems.append(f"connector {name!r} ({org}): {exc.message}")
+        return problems
+
     def _directories_outside(self, organization_id: str) -> builtins.list[str]:
         """The ``directory`` values of every other organization's connectors."""
         keys = {

@@ -78,7 +78,14 @@ class DirectoryPolicy:
             if problem is not None:
                 errors[field.key] = problem
         if errors:
-            raise ConnectorConfigError.for_fields(errors)
+            error = ConnectorConfigError.for_fields(errors)
+            if any(ALLOWLIST_SETTING in problem for problem in errors.values()):
+                # the server's configuration, not the connector's: say who can change it
+                error.remediation = (
+                    "Choose a directory the server allows, or ask the server's operator to"
+                    f" allow one ({ALLOWLIST_SETTING})."
+                )
+            raise error
 
 
 def directory_fields(fields: Iterable[ConfigField]) -> list[ConfigField]:

@@ -28,11 +28,11 @@ def check_kept_secrets(
 ) -> None:
     """Raise ``ConnectorConfigError`` naming each kept secret when ``incoming`` moves
     the connector to another origin."""
-    origins = {field.key for field in schema if field.origin}
+    origins = {field.key: field.label for field in schema if field.origin}
     stored = {row.key: row for row in connector.params}
     incoming = list(incoming)
     moved = sorted(
-        p.key
+        origins[p.key]
         for p in incoming
         if p.key in origins
         and not p.keep
@@ -43,11 +43,11 @@ def check_kept_secrets(
         return
     kept = [p.key for p in incoming if p.keep and p.key in stored and stored[p.key].is_secret]
     if kept:
-        where = ", ".join(moved)
+        where = " and ".join(moved)
         raise ConnectorConfigError.for_fields(
             {
-                key: f"enter it again (or leave it out): {where} changed, and the kept"
-                " secret would be sent to the new address"
+                key: f"type it again: the {where} changed, and the stored secret is not"
+                " sent to a new address"
                 for key in kept
             }
         )

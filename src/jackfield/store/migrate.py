@@ -8,7 +8,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
+
+from ..kernel.errors import JackfieldError
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 MIGRATION_LOCK = 0x4A46_4D49_4752  # "JFMIGR": PostgreSQL advisory lock key
@@ -20,8 +22,15 @@ def _config() -> Config:
     return cfg
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision of every branch (idempotent).
+class DatabaseTooNewError(JackfieldError):
+    """The database was migrated by a newer version of Jackfield than this one."""
+
+    code = "database_too_new"
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str | None]:
+    """Bring the schema to the newest revision of every branch (idempotent); returns the
+    revision before and after (equal when it was current).
 
     Several nodes starting at once (a fresh database, or a new version) would each run
     the same DDL, and all but one fail on PostgreSQL. So the migration holds an
@@ -32,7 +41,23 @@ def upgrade(engine: Engine) -> None:
         if connection.dialect.name == "postgresql":
             connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         cfg.attributes["connection"] = connection
+        before = _revision(connection)
+        known = {rev.revision for rev in ScriptDirectory.from_config(cfg).walk_revisions()}
+        if before is not None and before not in known:
+            # (alembic's own error is a traceback: "Can't locate revision ...")
+            raise DatabaseTooNewError(
+                f"the database is at revision {before}, which this version of Jackfield"
+                " does not know: a newer version migrated it",
+                remediation="Run the newer version, or restore the backup taken before"
+                " its upgrade.",
+            )
         command.upgrade(cfg, "heads")
+        return before, _revision(connection)
+
+
+def _revision(connection: Connection) -> str | None:
+    heads = MigrationContext.configure(connection).get_current_heads()
+    return ",".join(sorted(heads)) or None
 
 
 def is_current(engine: Engine) -> bool:
