@@ -29,12 +29,12 @@ from ..kernel.provider import Capability, ConnectionTestResult, ConnectorProvide
 from ..kernel.redaction import Redactor, get_logger
 from ..kernel.registry import ConnectorRegistry
 from ..secrets import mask_config, redactor
-from ..store import Connector, ConnectorParam, Database, Organization
+from ..store import Connector, Database, Organization
 from . import audit
 from .context import Principal
 from .files import FileStore
 from .listing import after_cursor, connector_cursor
-from .local_paths import DirectoryPolicy, directory_fields
+from .local_paths import DirectoryGuard, DirectoryPolicy, directory_fields
 from .params import ParamCodec, ParamInput, normalize_params
 from .secret_origins import check_kept_secrets
 from .views import connector_view, provider_type_view
@@ -56,7 +56,7 @@ class ConnectorService:
         self.registry = registry
         self.codec = codec
         self.files = files
-        self.directories = directories or DirectoryPolicy((), ())
+        self.directories = DirectoryGuard(db, registry, directories or DirectoryPolicy((), ()))
         """Which server directories a connector's ``directory`` fields may name."""
         self.token_sources: Callable[[str], TokenSourceFn] | None = None
         """Set by the application: OAuth token refresh for providers that declare oauth2."""
@@ -395,8 +395,8 @@ class ConnectorService:
     def _instantiate(
         self, connector_id: str, cls: type[ConnectorProvider], config: dict[str, Any]
     ) -> ConnectorProvider:
-        if directory_fields(cls.config_schema()):
-            self.check_directories(cls, config, self.organization_of(connector_id))
+        if directory_fields(cls.config_schema()):  # (the organization only when needed)
+            self.directories.check(cls, config, self.organization_of(connector_id))
         provider = cls.from_config(config)
         if self.token_sources is not None and Capability.OAUTH2 in cls.capabilities:
             provider.token_source = self.token_sources(connector_id)
@@ -423,54 +423,24 @@ class ConnectorService:
     ) -> None:
         """Refuse ``directory`` fields naming server directories the connector may not use
         (``service.local_paths``): before it is saved, and whenever it is opened."""
-        schema = cls.config_schema()
-        if directory_fields(schema):  # (the query only for providers that have any)
-            others = self._directories_outside(organization_id)
-            self.directories.check(schema, config, others)
+        self.directories.check(cls, config, organization_id)
 
     def directory_problems(self) -> builtins.list[str]:
         """What is wrong with the stored connectors' directories, one line each (for
         the operator at start: a connector refused only when used looks healthy)."""
         with self.db.snapshot() as s:
             connectors = [
-                (c.id, c.name, c.organization_id, self._provider(c), self.codec.plain_config(c))
+                (c.name, c.organization_id, self._provider(c), self.codec.plain_config(c))
                 for c in s.scalars(select(Connector).order_by(Connector.name))
                 if self.registry.is_registered(c.category, c.provider_type)
             ]
         problems = []
-        for _, name, org, cls, config in connectors:
-            if not directory_fields(cls.config_schema()):
-                continue
+        for name, org, cls, config in connectors:
             try:
-                self.check_directories(cls, config, org)
+                self.directories.check(cls, config, org)
             except ConnectorConfigError as exc:
                 problems.append(f"connector {name!r} ({org}): {exc.message}")
         return problems
-
-    def _directories_outside(self, organization_id: str) -> builtins.list[str]:
-        """The ``directory`` values of every other organization's connectors."""
-        keys = {
-            (cls.category, cls.provider_type, field.key)
-            for cls in self.registry.all()
-            for field in directory_fields(cls.config_schema())
-        }
-        query = (
-            select(
-                Connector.category,
-                Connector.provider_type,
-                ConnectorParam.key,
-                ConnectorParam.value,
-            )
-            .join(ConnectorParam, ConnectorParam.connector_id == Connector.id)
-            .where(
-                Connector.organization_id != organization_id,
-                ConnectorParam.key.in_({key for _, _, key in keys}),
-                ConnectorParam.is_secret.is_not(True),
-            )
-        )
-        with self.db.snapshot() as s:
-            rows = s.execute(query).all()
-        return [value for *key, value in rows if tuple(key) in keys and value]
 
     def _provider_for_create(self, category: str, provider_type: str) -> type[ConnectorProvider]:
         if category not in self.registry.categories():

@@ -25,8 +25,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from ..kernel.config import ConfigField, FieldType, get_path
 from ..kernel.errors import ConnectorConfigError
+from ..kernel.provider import ConnectorProvider
+from ..kernel.registry import ConnectorRegistry
+from ..store import Connector, ConnectorParam, Database
 
 ALLOWLIST_SETTING = "JACKFIELD_DIRECTORY_ALLOWLIST"
 
@@ -86,6 +91,48 @@ class DirectoryPolicy:
                     f" allow one ({ALLOWLIST_SETTING})."
                 )
             raise error
+
+
+class DirectoryGuard:
+    """The policy applied to stored connectors, with every other organization's
+    directories read from the database."""
+
+    def __init__(self, db: Database, registry: ConnectorRegistry, policy: DirectoryPolicy) -> None:
+        self.db = db
+        self.registry = registry
+        self.policy = policy
+
+    def check(
+        self, cls: type[ConnectorProvider], config: Mapping[str, Any], organization_id: str
+    ) -> None:
+        schema = cls.config_schema()
+        if directory_fields(schema):  # (the query only for providers that have any)
+            self.policy.check(schema, config, self.outside(organization_id))
+
+    def outside(self, organization_id: str) -> list[str]:
+        """The ``directory`` values of every other organization's connectors."""
+        keys = {
+            (cls.category, cls.provider_type, field.key)
+            for cls in self.registry.all()
+            for field in directory_fields(cls.config_schema())
+        }
+        query = (
+            select(
+                Connector.category,
+                Connector.provider_type,
+                ConnectorParam.key,
+                ConnectorParam.value,
+            )
+            .join(ConnectorParam, ConnectorParam.connector_id == Connector.id)
+            .where(
+                Connector.organization_id != organization_id,
+                ConnectorParam.key.in_({key for _, _, key in keys}),
+                ConnectorParam.is_secret.is_not(True),
+            )
+        )
+        with self.db.snapshot() as s:
+            rows = s.execute(query).all()
+        return [value for *key, value in rows if tuple(key) in keys and value]
 
 
 def directory_fields(fields: Iterable[ConfigField]) -> list[ConfigField]:
