@@ -129,6 +129,10 @@ def test_bad_states_are_rejected_without_calling_the_token_endpoint(oauth_api, p
         assert httpx2.get(callback).json()["success"] is True
         assert provider_server.calls["authorization_code"] == 1
         assert "already used" in _callback_error(callback)["message"]
+        # a browser coming back from the provider gets a page, not the API's JSON
+        page = httpx2.get(callback, headers={"Accept": "text/html,application/xhtml+xml"})
+        assert page.status_code == 400 and page.headers["content-type"].startswith("text/html")
+        assert "The connection was not completed" in page.text and "already used" in page.text
         state = parse_qs(urlsplit(callback).query)["state"][0]
         nonce = state.split(":", 1)[1]
         _callback_error(f"{base}/oauth2_http?code=x&state={other}:{nonce}")

@@ -17,8 +17,10 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ...api.errors import status_for
 from ...app import Jackfield
-from ...kernel.errors import AuthenticationError
+from ...kernel.errors import AuthenticationError, JackfieldError
+from ...secrets import redactor
 from ..render import STATIC_PREFIX, redirect, render
 from ..session import (
     CsrfFailed,
@@ -132,6 +134,33 @@ def _page_not_found(api_answer: Any) -> Any:
     return answer
 
 
+OAUTH_CALLBACK = "/api/connectors/oauth/callback/"
+
+
+def _oauth_callback_page(api_answer: Any) -> Any:
+    """The app's handler of Jackfield's errors, but a browser coming back from an OAuth
+    provider (the callback is an API route) whose callback fails -- a state used already
+    or expired -- gets a page instead of the API's JSON."""
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, JackfieldError)
+        wants_page = "text/html" in request.headers.get("accept", "")
+        if wants_page and request.url.path.startswith(OAUTH_CALLBACK):
+            hint = f" {exc.remediation}" if exc.remediation else ""
+            return await run_in_threadpool(
+                render,
+                request,
+                "error.html",
+                status_code=status_for(exc),
+                title="The connection was not completed",
+                message=redactor.redact(exc.message + hint),  # (no organization known)
+            )
+        response: Response = await api_answer(request, exc)
+        return response
+
+    return answer
+
+
 def setup_app(app: FastAPI) -> None:
     jf: Jackfield = app.state.jackfield
     app.add_middleware(SessionMiddleware, jf=jf)
@@ -140,3 +169,5 @@ def setup_app(app: FastAPI) -> None:
     app.add_exception_handler(CsrfFailed, _csrf_failed)
     api_answer = app.exception_handlers[StarletteHTTPException]
     app.add_exception_handler(StarletteHTTPException, _page_not_found(api_answer))
+    errors = app.exception_handlers[JackfieldError]
+    app.add_exception_handler(JackfieldError, _oauth_callback_page(errors))
