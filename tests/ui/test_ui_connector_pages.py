@@ -91,6 +91,25 @@ def test_secret_shows_only_the_mask_and_the_mask_keeps_it(
     assert ">good<" not in result.text and 'value="good"' not in result.text
 
 
+def test_a_new_secret_on_a_form_that_fails_asks_to_be_typed_again(
+    client: httpx2.Client, jf: Any, ui_user: Any
+) -> None:
+    """Before, the field came back empty (the mask gone too), and saving again failed
+    with "Token is required" although a token was stored."""
+    fields = {"category": "http", "provider_type": "vault_test", "name": "Vault"}
+    fields |= {"param.url": "https://vault.example", "param.token": "good"}
+    created = form_post(client, "/connectors", fields, "/connectors/new?category=http")
+    url = created.headers["location"]
+    edit = {"name": "Vault", "param.url": "https://vault.example", "param.retries": "many"}
+    failed = form_post(client, url, {**edit, "param.token": "brand-new-token"}, url)
+    assert failed.status_code == 422
+    assert "brand-new-token" not in failed.text  # never sent back
+    assert 'id="f-token" name="param.token" value="********"' in failed.text  # the stored one
+    assert "Type the new value again" in failed.text
+    retried = form_post(client, url, {**edit, "param.retries": "3", "param.token": "********"}, url)
+    assert retried.status_code == 303  # the stored token kept: no "required"
+
+
 def test_user_role_sees_connectors_but_cannot_change_them(
     api: Any, jf: Any, ui_user: Any, tmp_path: Path
 ) -> None:

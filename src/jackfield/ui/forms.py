@@ -87,15 +87,23 @@ def form_fields(
     errors: Mapping[str, str] | None = None,
     *,
     stored_files: Iterable[str] = (),
+    stored_secrets: Iterable[str] = (),
 ) -> list[FormField]:
-    errors = errors or {}
+    """The form's fields. A secret typed into a form shown again after an error is not put
+    back into the page: its field shows the stored value's mask (or nothing) again, with
+    a note to type it again -- before, the mask went too, and the next save failed with
+    "required" although a secret was stored."""
+    errors = dict(errors or {})
     stored = set(stored_files)
+    kept = set(stored_secrets)
     fields = []
     for field in schema:
         kind = _input_kind(field)
         value = values.get(field.key, "")
         if kind == "password" and value != SECRET_MASK:
-            value = ""  # never put a secret into the page; only the mask
+            if value and field.key not in errors:
+                errors[field.key] = "Type the new value again: a secret is never sent back."
+            value = SECRET_MASK if field.key in kept else ""  # only ever the mask
         fields.append(
             FormField(
                 key=field.key,
