@@ -110,6 +110,37 @@ def test_a_new_secret_on_a_form_that_fails_asks_to_be_typed_again(
     assert retried.status_code == 303  # the stored token kept: no "required"
 
 
+def test_a_stored_file_is_kept_replaced_or_removed_from_the_form(
+    client: httpx2.Client, jf: Any, ui_user: Any
+) -> None:
+    """Before, the form could keep or replace a stored file but not remove it."""
+    fields = {"category": "http", "provider_type": "vault_test", "name": "Vault"}
+    fields |= {"param.url": "https://vault.example", "param.token": "good"}
+    token = csrf_of(client.get("/connectors/new?category=http&provider_type=vault_test").text)
+    created = client.post(
+        "/connectors",
+        data={**fields, "csrf_token": token},
+        files={"param.credentials": ("creds.json", b'{"k": 1}')},
+    )
+    url = created.headers["location"]
+    cid = url.rsplit("/", 1)[-1]
+    who = Principal(ui_user.organization_id, "t", Role.ADMIN)
+
+    def stored() -> str | None:
+        return jf.connectors.get_config(who, cid).get("credentials")
+
+    assert stored() == "********"  # (a secret file: masked)
+    page = client.get(url).text
+    assert "Remove the stored file" in page
+    edit = {"name": "Vault", "param.url": "https://vault.example", "param.token": "********"}
+    assert form_post(client, url, edit, url).status_code == 303
+    assert stored() == "********"  # left empty: kept
+    removed = form_post(client, url, {**edit, "param.credentials.remove": "true"}, url)
+    assert removed.status_code == 303
+    assert stored() is None
+    assert "Remove the stored file" not in client.get(url).text
+
+
 def test_user_role_sees_connectors_but_cannot_change_them(
     api: Any, jf: Any, ui_user: Any, tmp_path: Path
 ) -> None:

@@ -144,7 +144,8 @@ def params_from_form(
     """The params list for ``ConnectorService.create``/``update`` from a submitted form.
 
     Empty inputs are left out (the service applies defaults and reports missing
-    required values). A file input left empty keeps a stored file (the mask).
+    required values). A file input left empty keeps a stored file (the mask), unless
+    its "Remove the stored file" box is ticked.
     ``keep_keys`` are stored params the form does not show (e.g. from an imported
     document); they are sent as the mask so an edit does not drop them.
     """
@@ -160,9 +161,9 @@ def params_from_form(
             if content:
                 value = base64.b64encode(content).decode()
                 params.append(_param(field.key, value, sequence, "file"))
-            elif field.key in stored:
+            elif field.key in stored and form.get(name + ".remove") != "true":
                 params.append(_param(field.key, SECRET_MASK, sequence, "file"))
-            continue
+            continue  # (left out, a stored file is removed)
         raw = form.getlist(name)
         last = raw[-1] if raw else ""
         text = last if isinstance(last, str) else ""
