@@ -469,3 +469,43 @@ def test_a_secret_quoted_by_a_failing_import_is_masked_in_the_error(jf, admin, e
     assert refused.value.message == (
         "the imported document is not usable: cannot use apiKey ******** with url ********"
     )
+
+
+def test_a_connection_test_that_never_returns_fails_at_its_deadline(jf, admin):
+    """Before, a test without a timeout (a vendor SDK that hangs) held the REST call, the
+    UI's Test button or the CLI for as long as it hung."""
+    import threading
+    import time
+
+    from jackfield import ConnectionTestResult, connector_registry
+    from jackfield.kernel import MessagingProvider
+
+    release = threading.Event()
+
+    class Hanging(MessagingProvider):
+        provider_type = "hanging_test"
+        display_name = "Hanging"
+
+        def test_connection(self):
+            release.wait(30)
+            return ConnectionTestResult(True, "too late")
+
+        def send_message(self, message):
+            return None
+
+    connector_registry.register(Hanging)
+    try:
+        created = jf.connectors.create(
+            admin, name="hangs", category="messaging", provider_type="hanging_test"
+        )
+        jf.connectors.test_timeout_seconds = 0.5
+        started = time.monotonic()
+        result = jf.connectors.test(admin, created["id"])
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        connector_registry.unregister("messaging", "hanging_test")
+    assert took < 5
+    assert result["success"] is False and result["status"] == "error"
+    assert result["message"] == "the connection test did not finish within 0.5 s"
+    assert jf.connectors.get(admin, created["id"])["status"] == "error"

@@ -4,7 +4,8 @@ Every rule that holds for REST holds for the CLI and the UI because it lives her
 """
 
 from .accounts import AccountService, BootstrapAdmin
-from .connectors import ConnectorService, run_connection_test
+from .connection_tests import run_connection_test
+from .connectors import ConnectorService
 from .context import Principal, Role
 from .defaults import DefaultResolver, ResolvedConnector
 from .files import FileStore

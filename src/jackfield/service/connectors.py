@@ -10,7 +10,6 @@ import base64
 import binascii
 import builtins
 import json
-import reprlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -18,19 +17,19 @@ from typing import Any
 from sqlalchemy import select, true, update
 from sqlalchemy.orm import Session
 
-from ..kernel import call_sync
 from ..kernel.errors import (
     ConflictError,
     ConnectorConfigError,
     ConnectorError,
     ConnectorNotFoundError,
 )
-from ..kernel.provider import Capability, ConnectionTestResult, ConnectorProvider, TokenSourceFn
+from ..kernel.provider import Capability, ConnectorProvider, TokenSourceFn
 from ..kernel.redaction import Redactor, get_logger
 from ..kernel.registry import ConnectorRegistry
-from ..secrets import mask_config, redactor
+from ..secrets import mask_config
 from ..store import Connector, Database, Organization
 from . import audit
+from .connection_tests import TEST_TIMEOUT_SECONDS, run_connection_test
 from .context import Principal
 from .files import FileStore
 from .listing import after_cursor, connector_cursor
@@ -61,6 +60,7 @@ class ConnectorService:
         self.token_sources: Callable[[str], TokenSourceFn] | None = None
         """Set by the application: OAuth token refresh for providers that declare oauth2."""
         self._listeners: builtins.list[Callable[[str], None]] = []
+        self.test_timeout_seconds = TEST_TIMEOUT_SECONDS  # a test's deadline (tests: less)
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(connector_id)`` once a change to a connector (its config,
@@ -335,7 +335,10 @@ class ConnectorService:
             cls = self._provider(connector)
             config = self.codec.plain_config(connector)
         result = run_connection_test(
-            cls, lambda: self._instantiate(connector_id, cls, config), who.organization_id
+            cls,
+            lambda: self._instantiate(connector_id, cls, config),
+            who.organization_id,
+            self.test_timeout_seconds,
         )
         status = "connected" if result.success else "error"
         with self.db.transaction() as s:
@@ -503,42 +506,6 @@ def _lock_defaults(s: Session, organization_id: str) -> None:
         select(Organization.id)
         .where(Organization.id == organization_id)
         .with_for_update(key_share=True)
-    )
-
-
-def run_connection_test(
-    cls: type[ConnectorProvider], make_provider: Callable[[], ConnectorProvider], org: str
-) -> ConnectionTestResult:
-    """Instantiate and test; every failure becomes a result, with ``org``'s secrets
-    masked."""
-    provider: ConnectorProvider | None = None
-    try:
-        provider = make_provider()
-        result = call_sync(provider.test_connection)
-        if not isinstance(result, ConnectionTestResult):
-            # a truthy dict is no proof of a connection: it could then be activated
-            shown = reprlib.repr(result)
-            result = ConnectionTestResult(
-                False,
-                f"test_connection() must return a ConnectionTestResult, "
-                f"not {type(result).__name__}: {shown}",
-            )
-    except ConnectorError as exc:
-        details = {"code": exc.code, "remediation": exc.remediation, **exc.details}
-        result = ConnectionTestResult(False, exc.message, details)
-    except Exception as exc:
-        log.exception("connection test of %s crashed", cls.provider_type)
-        result = ConnectionTestResult(False, f"unexpected error ({type(exc).__name__}): {exc}")
-    finally:
-        if provider is not None:
-            try:
-                call_sync(provider.close)
-            except Exception:
-                log.warning("closing %s after its test failed", cls.provider_type, exc_info=True)
-    return ConnectionTestResult(
-        result.success,
-        redactor.redact(result.message, org=org),
-        redactor.redact_obj(result.details, org=org),
     )
 
 
