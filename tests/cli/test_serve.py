@@ -309,26 +309,29 @@ def test_serve_says_when_its_urls_point_elsewhere(env, public_url):
     serve = subprocess.Popen(
         [JACKFIELD, "serve", "--port", "0"], env=env, stdout=subprocess.PIPE, text=True
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(serve.stdout or []), daemon=True)
+    reader.start()
     try:
-        assert serve.stdout is not None
-        lines = [serve.stdout.readline()]
-        while lines[-1] and not lines[-1].startswith("Jackfield on"):
-            lines.append(serve.stdout.readline())
-        url = lines[-1].split()[2]
-        for _ in range(100):  # it answers once it printed everything it prints at start
+        deadline = time.monotonic() + 60
+        while not any(line.startswith("Jackfield on") for line in lines):
+            assert time.monotonic() < deadline and serve.poll() is None, lines
+            time.sleep(0.05)
+        url = next(line for line in lines if line.startswith("Jackfield on")).split()[2]
+        while time.monotonic() < deadline:  # it answers once it printed all it prints
             try:
                 if httpx2.get(f"{url}healthz").status_code == 200:
                     break
             except httpx2.TransportError:
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)
     finally:
         serve.terminate()
-        rest, _ = serve.communicate(timeout=30)  # (the note comes right after, if at all)
-    assert lines[-1].startswith("Jackfield on"), lines
-    rest = " ".join(rest.split())  # (the console wraps long lines)
+        serve.wait(timeout=30)
+        reader.join(timeout=10)
+    printed = " ".join(" ".join(lines).split())  # (the console wraps long lines)
     if public_url:
-        assert "note:" not in rest
+        assert "note:" not in printed
     else:
-        assert (
-            "note: webhook and OAuth URLs use JACKFIELD_PUBLIC_URL http://127.0.0.1:8000/" in rest
-        )
+        expected = "note: webhook and OAuth URLs use JACKFIELD_PUBLIC_URL http://127.0.0.1:8000/"
+        assert expected in printed, printed

@@ -483,7 +483,7 @@ def test_a_connection_test_that_never_returns_fails_at_its_deadline(jf, admin):
     release = threading.Event()
 
     class Hanging(MessagingProvider):
-        provider_type = "hanging_test"
+        provider_type = "never_returns_test"
         display_name = "Hanging"
 
         def test_connection(self):
@@ -496,7 +496,7 @@ def test_a_connection_test_that_never_returns_fails_at_its_deadline(jf, admin):
     connector_registry.register(Hanging)
     try:
         created = jf.connectors.create(
-            admin, name="hangs", category="messaging", provider_type="hanging_test"
+            admin, name="hangs", category="messaging", provider_type="never_returns_test"
         )
         jf.connectors.test_timeout_seconds = 0.5
         started = time.monotonic()
@@ -504,7 +504,7 @@ def test_a_connection_test_that_never_returns_fails_at_its_deadline(jf, admin):
         took = time.monotonic() - started
     finally:
         release.set()
-        connector_registry.unregister("messaging", "hanging_test")
+        connector_registry.unregister("messaging", "never_returns_test")
     assert took < 5
     assert result["success"] is False and result["status"] == "error"
     assert result["message"] == "the connection test did not finish within 0.5 s"
