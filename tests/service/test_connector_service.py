@@ -2,15 +2,26 @@
 
 import base64
 import json
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from jackfield import ConnectorConfigError, ConnectorNotFoundError
+from jackfield import ConnectorConfigError, ConnectorNotFoundError, connector_registry
 from jackfield.kernel import ConflictError, PermissionDeniedError
 from jackfield.service import Principal, Role
 from jackfield.store import AuditEvent, Connector, ConnectorParam
+
+
+@contextmanager
+def registered(cls):
+    """A provider class of one test, registered while it runs."""
+    connector_registry.register(cls)
+    try:
+        yield cls
+    finally:
+        connector_registry.unregister(cls.category, cls.provider_type)
 
 
 def vault(jf, who, **kw):
@@ -403,7 +414,6 @@ def test_overlong_keys_and_nul_characters_are_refused(jf, admin, params):
 
 def test_a_test_connection_answering_the_wrong_type_is_a_failed_test(jf, admin):
     """Before, ``{"ok": True}`` counted as success and the connector could be activated."""
-    from jackfield import connector_registry
     from jackfield.kernel import MessagingProvider
 
     class Sloppy(MessagingProvider):
@@ -416,14 +426,11 @@ def test_a_test_connection_answering_the_wrong_type_is_a_failed_test(jf, admin):
         def send_message(self, message):
             return None
 
-    connector_registry.register(Sloppy)
-    try:
+    with registered(Sloppy):
         created = jf.connectors.create(
             admin, name="sloppy", category="messaging", provider_type="sloppy_test_result"
         )
         result = jf.connectors.test(admin, created["id"])
-    finally:
-        connector_registry.unregister("messaging", "sloppy_test_result")
     assert result["success"] is False and result["status"] == "error"
     assert result["message"] == (
         "test_connection() must return a ConnectionTestResult, not dict: {'ok': True}"
@@ -436,7 +443,7 @@ def test_a_test_connection_answering_the_wrong_type_is_a_failed_test(jf, admin):
 def test_a_secret_quoted_by_a_failing_import_is_masked_in_the_error(jf, admin, error):
     """Before, the 422 (and the CLI's error line) carried the new secret in clear; the
     errors DESIGN tells providers to raise (``ConnectorConfigError``) as well."""
-    from jackfield import ConfigField, connector_registry
+    from jackfield import ConfigField
     from jackfield.kernel import MessagingProvider
 
     class Vendor(MessagingProvider):
@@ -455,16 +462,13 @@ def test_a_secret_quoted_by_a_failing_import_is_masked_in_the_error(jf, admin, e
         def send_message(self, message):
             return None
 
-    connector_registry.register(Vendor)
-    try:
+    with registered(Vendor):
         created = jf.connectors.create(
             admin, name="vendor", category="messaging", provider_type="vendor_import_test"
         )
         document = {"vendor": {"url": "https://vendor.example", "apiKey": "NEW-SECRET-777"}}
         with pytest.raises(ConnectorConfigError) as refused:
             jf.connectors.import_config(admin, created["id"], json_data=document)
-    finally:
-        connector_registry.unregister("messaging", "vendor_import_test")
     assert "NEW-SECRET-777" not in str(refused.value)
     assert refused.value.message == (
         "the imported document is not usable: cannot use apiKey ******** with url ********"
@@ -477,7 +481,7 @@ def test_a_connection_test_that_never_returns_fails_at_its_deadline(jf, admin):
     import threading
     import time
 
-    from jackfield import ConnectionTestResult, connector_registry
+    from jackfield import ConnectionTestResult
     from jackfield.kernel import MessagingProvider
 
     release = threading.Event()
@@ -493,18 +497,17 @@ def test_a_connection_test_that_never_returns_fails_at_its_deadline(jf, admin):
         def send_message(self, message):
             return None
 
-    connector_registry.register(Hanging)
-    try:
+    with registered(Hanging):
         created = jf.connectors.create(
             admin, name="hangs", category="messaging", provider_type="never_returns_test"
         )
         jf.connectors.test_timeout_seconds = 0.5
         started = time.monotonic()
-        result = jf.connectors.test(admin, created["id"])
+        try:
+            result = jf.connectors.test(admin, created["id"])
+        finally:
+            release.set()  # (the test's thread may end now)
         took = time.monotonic() - started
-    finally:
-        release.set()
-        connector_registry.unregister("messaging", "never_returns_test")
     assert took < 5
     assert result["success"] is False and result["status"] == "error"
     assert result["message"] == "the connection test did not finish within 0.5 s"

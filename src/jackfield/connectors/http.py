@@ -82,15 +82,6 @@ def _is_relative(path: str) -> bool:
     return not (parts.scheme or parts.netloc or path.startswith("//"))
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    try:
-        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
-    except ValueError:
-        port = -1  # a malformed port: no origin matches it
-    return parts.scheme.lower(), (parts.hostname or "").lower(), port
-
-
 class HttpRestProvider(HttpProvider):
     """Requests against one REST API. Payload: ``{method, path, headers, params, json|body}``.
 
@@ -115,7 +106,7 @@ class HttpRestProvider(HttpProvider):
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        from jackfield.integration import auth_config_errors
+        from jackfield.integration import auth_config_errors, url_origin
 
         result = super().validate_config(config)
         errors: dict[str, str] = {}
@@ -123,7 +114,7 @@ class HttpRestProvider(HttpProvider):
         if problem:
             errors["base_url"] = problem
         health = str(result.get("health_path") or "")
-        if not _is_relative(health) and _origin(health) != _origin(str(result["base_url"])):
+        if not _is_relative(health) and url_origin(health) != url_origin(str(result["base_url"])):
             # Test sends the connector's credentials with the health check: a URL of
             # another origin would hand them over, as a payload path would. (An absolute
             # URL on the base URL's origin, stored before this rule, still works.)

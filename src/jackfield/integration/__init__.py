@@ -12,6 +12,7 @@ from .auth import (
     bearer_auth,
     build_auth,
     drop_foreign_credentials,
+    url_origin,
 )
 from .client import MAX_REDIRECTS, create_client, request, user_agent
 from .egress import (
@@ -55,5 +56,6 @@ __all__ = [
     "request",
     "request_secrets",
     "translate_transport_errors",
+    "url_origin",
     "user_agent",
 ]

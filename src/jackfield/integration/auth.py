@@ -13,7 +13,7 @@ import base64
 import time
 from collections.abc import AsyncGenerator, Callable, Generator, Mapping
 from typing import Any, Protocol
-from urllib.parse import quote_plus
+from urllib.parse import quote_plus, urlsplit
 
 import httpx2
 
@@ -47,6 +47,24 @@ AuthFlow = Generator[httpx2.Request, httpx2.Response, None]
 
 def _origin(url: httpx2.URL) -> tuple[str, str, int | None]:
     return (url.scheme, url.host, url.port)
+
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def url_origin(url: str) -> tuple[str, str, int] | None:
+    """Where credentials sent to ``url`` would go: its scheme, host (lower case, without
+    a trailing dot) and port (the scheme's default when none is written); ``None`` when
+    it names none (no scheme or host, a malformed port)."""
+    parts = urlsplit(url.strip())
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").rstrip(".")
+    if not scheme or not host:
+        return None
+    return scheme, host, port or DEFAULT_PORTS.get(scheme, 0)
 
 
 def _mark_credential_header(request: httpx2.Request, name: str) -> None:

@@ -15,8 +15,8 @@ the same server is no move), or a host name, compared case-insensitively.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
+from ..integration import url_origin
 from ..kernel.config import ConfigField
 from ..kernel.errors import ConnectorConfigError
 from ..store import Connector
@@ -53,15 +53,8 @@ def check_kept_secrets(
         )
 
 
-def _origin(value: str | None) -> tuple[str, str, int | None] | str:
+def _origin(value: str | None) -> tuple[str, str, int] | str:
     text = (value or "").strip()
-    if "://" not in text:
+    if "://" not in text:  # a host name
         return text.lower().rstrip(".")
-    try:
-        parts = urlsplit(text)
-        port = parts.port
-    except ValueError:  # a malformed URL: compared as written
-        return text
-    scheme = parts.scheme.lower()
-    default = {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").rstrip("."), port if port != default else None
+    return url_origin(text) or text  # (a malformed URL: compared as written)
