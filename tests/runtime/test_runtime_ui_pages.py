@@ -139,3 +139,28 @@ def test_another_organizations_units_and_messages_are_invisible_and_untouchable(
 
     assert jf.runtime.outbox.get(other_tenant.admin, doomed)["state"] == "dead"  # untouched
     assert jf.runtime.units.get(other_tenant.admin, theirs)["restart_count"] == 0
+
+
+def test_the_outbox_page_pages_through_older_messages_and_back(
+    jf, api, tenant, make_connector, wait_until
+):
+    org_name = next(o["name"] for o in jf.accounts.list_orgs() if o["id"] == tenant.org_id)
+    cid = make_connector(tenant.admin)
+    sent = [jf.send(cid, {"text": f"m{i}"}) for i in range(53)]  # one page holds 50
+    wait_until(
+        lambda: all(jf.runtime.outbox.get(tenant.admin, e)["state"] == "delivered" for e in sent)
+    )
+    shown = re.compile(r'data-envelope-id="([^"]+)"')
+
+    with closing(_login(api, jf, org_name, "user")) as user:
+        first = user.get("/outbox", params={"connector_id": cid})
+        assert shown.findall(first.text) == sent[::-1][:50]  # newest first
+        assert "Newest messages" not in first.text
+        created = jf.runtime.outbox.get(tenant.admin, sent[-1])["created_at"]
+        assert f'<time datetime="{created}">' in first.text  # when each was sent
+        older = re.search(r'href="([^"]+)">Older messages', first.text)
+        second = user.get(html.unescape(older.group(1)))
+        assert shown.findall(second.text) == sent[::-1][50:]
+        assert "Older messages" not in second.text
+        newest = re.search(r'href="([^"]+)">Newest messages', second.text)
+        assert html.unescape(newest.group(1)) == f"/outbox?connector_id={cid}"

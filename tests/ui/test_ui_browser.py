@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,39 @@ def test_logout_then_root_redirects_to_login(admin_page: Any) -> None:
     page.goto("/connectors")
     assert "/login" in page.url
     assert page.get_by_role("heading", name="Log in").is_visible()
+
+
+def test_discarding_a_dead_letter_asks_first(admin_page: Any, jf: Any, ui_user: Any) -> None:
+    who = principal(ui_user)
+    cid = jf.connectors.create(who, name="Loop", category="messaging", provider_type="echo")["id"]
+    jf.connectors.test(who, cid)
+    jf.connectors.set_enabled(who, cid, True)
+    doomed = jf.send(cid, {"text": "x", "simulate": "permanent"})
+    deadline = time.monotonic() + 20
+    while jf.runtime.outbox.get(who, doomed)["state"] != "dead":
+        assert time.monotonic() < deadline, "the message never went dead"
+        time.sleep(0.05)
+
+    page = admin_page
+    page.goto("/outbox?state=dead")
+    row = page.get_by_role("row").filter(has_text=doomed)
+    questions: list[str] = []
+
+    def answer(accept: bool) -> None:
+        def on_dialog(dialog: Any) -> None:
+            questions.append(dialog.message)
+            dialog.accept() if accept else dialog.dismiss()
+
+        page.once("dialog", on_dialog)
+
+    answer(accept=False)  # the admin has second thoughts: nothing happens
+    row.get_by_role("button", name=f"Discard {doomed}").click()
+    page.wait_for_timeout(300)
+    assert questions == [f"Discard message {doomed}? It will not be delivered, and this cannot be undone."]
+    assert jf.runtime.outbox.get(who, doomed)["state"] == "dead"
+
+    answer(accept=True)
+    row.get_by_role("button", name=f"Discard {doomed}").click()
+    page.get_by_text(f"Message {doomed} discarded.").wait_for()
+    assert len(questions) == 2
+    assert jf.runtime.outbox.get(who, doomed)["state"] == "discarded"

@@ -35,7 +35,7 @@ from .session import CSRF_FIELD, current_ui_principal, session_key, ui_session
 
 FLASH_COOKIE = "jackfield_flash"
 STATIC_PREFIX = "/static"
-STATIC_VERSION = "1"  # bump when a vendored asset changes, to defeat stale caches
+STATIC_VERSION = "2"  # bump when a vendored asset changes, to defeat stale caches
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"

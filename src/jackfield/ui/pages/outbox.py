@@ -47,10 +47,8 @@ def outbox_page(
     else:
         flash_error = ""
     names = {c["id"]: c["name"] for c in jf.connectors.list(who)}
-    older = None
-    if next_cursor:
-        query = {"state": state, "connector_id": connector_id, "cursor": next_cursor}
-        older = "/outbox?" + urlencode({k: v for k, v in query.items() if v})
+    older = _page_url(state, connector_id, next_cursor) if next_cursor else None
+    newest = _page_url(state, connector_id, "") if cursor else None  # back to the first page
     return render(
         request,
         "outbox.html",
@@ -61,9 +59,15 @@ def outbox_page(
         names=names,
         tones=TONES,
         older=older,
+        newest=newest,
         here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
         error=flash_error,
     )
+
+
+def _page_url(state: str, connector_id: str, cursor: str) -> str:
+    query = {"state": state, "connector_id": connector_id, "cursor": cursor}
+    return "/outbox?" + urlencode({k: v for k, v in query.items() if v})
 
 
 @router.post("/outbox/replay-dead")
