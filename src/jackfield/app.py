@@ -34,7 +34,7 @@ from .service import (
 from .service.local_paths import DirectoryPolicy
 from .service.oauth import OAuthService
 from .settings import Settings
-from .store import Database, upgrade
+from .store import Database, sqlite_file, upgrade
 
 
 @contextmanager
@@ -105,11 +105,8 @@ class Jackfield:
 
     def _own_paths(self) -> list[Path]:
         """Jackfield's own files, which no connector may use as its directory."""
-        paths = [self.settings.data_dir]
-        url = self.db.engine.url
-        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-            paths.append(Path(url.database))
-        return paths
+        database = sqlite_file(self.settings.database_url)
+        return [self.settings.data_dir] + ([database] if database is not None else [])
 
     def _keyring(self) -> Any:
         key = self.settings.secret_key

@@ -250,3 +250,18 @@ def test_a_webhook_connector_shows_where_senders_post(cli):
         "--provider", "echo",
     )  # fmt: skip
     assert "webhook URL" not in cli.run("connectors", "show", echo["id"]).stdout
+
+
+def test_a_database_path_that_names_no_database_is_said_to_be_new(cli, tmp_path):
+    cli.run("orgs", "create", "acme")  # the database is made here: the first command says so
+    typo = tmp_path / "jackfeild.db"
+    mistyped = Cli({**cli.env, "JACKFIELD_DATABASE_URL": f"sqlite:///{typo}"}, tmp_path)
+    listed = mistyped.run("orgs", "list", "--json")
+    assert json.loads(listed.stdout) == {"items": []}  # an empty installation...
+    assert listed.stderr.strip() == (  # ...which the operator is told is new
+        f"note: there was no database at {typo}: created a new, empty one"
+        " (JACKFIELD_DATABASE_URL names it)"
+    )
+    again = mistyped.run("orgs", "list", "--json")
+    assert again.stderr == ""  # said once, when it was made
+    assert [o["name"] for o in cli.json("orgs", "list")["items"]] == ["acme"]

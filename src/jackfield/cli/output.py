@@ -35,12 +35,22 @@ def jackfield() -> Any:
     from ..app import Jackfield
     from ..logs import configure_logging
     from ..settings import Settings
+    from ..store import sqlite_file
 
     settings = Settings()
     # a command's errors are one line: a provider's crash logged during it, too (serve
     # turns tracebacks back on: a long-running server's log is where they are read)
     configure_logging(settings.log_format, tracebacks=False)
-    return Jackfield(settings=settings)
+    database = sqlite_file(settings.database_url)
+    new = database is not None and not database.exists()
+    app = Jackfield(settings=settings)
+    if new:  # a mistyped path would otherwise look like an empty installation
+        print(
+            f"note: there was no database at {database}: created a new, empty one"
+            " (JACKFIELD_DATABASE_URL names it)",
+            file=sys.stderr,
+        )
+    return app
 
 
 def fail(message: str, remediation: str = "") -> NoReturn:

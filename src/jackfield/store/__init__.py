@@ -1,6 +1,6 @@
 """Persistence: SQLAlchemy models, the database handle, Alembic migrations."""
 
-from .db import Database, create_db_engine, is_sqlite, normalize_url
+from .db import Database, create_db_engine, is_sqlite, normalize_url, sqlite_file
 from .migrate import is_current, upgrade
 from .models import (
     ApiToken,
@@ -28,6 +28,7 @@ __all__ = [
     "create_db_engine",
     "is_current",
     "is_sqlite",
+    "sqlite_file",
     "new_uuid",
     "normalize_url",
     "upgrade",
