@@ -79,3 +79,83 @@ def test_an_smtp_host_change_needs_the_password_again(jf, admin):
         jf.connectors.update(admin, created["id"], config=moved)
     assert set(caught.value.field_errors) == {"password"}
     jf.connectors.update(admin, created["id"], config={**moved, "host": "SMTP.example.com."})
+
+
+def credentials_api(jf, who):
+    """An http connector with OAuth2 client credentials: its secret goes to the token URL."""
+    return jf.connectors.create(
+        who,
+        name="cc",
+        category="http",
+        provider_type="http",
+        config={
+            "base_url": "https://api.example.com",
+            "auth": {
+                "mode": "oauth2_client_credentials",
+                "token_url": "https://login.example.com/token",
+                "client_id": "app",
+                "client_secret": "cs-entered-by-someone-else",
+            },
+        },
+    )
+
+
+def test_removing_an_origin_then_setting_another_needs_the_secrets_again(jf, admin):
+    """Two edits: the first leaves the token URL out (no move from a stored value, as the
+    rule once read), the second sets the editor's own: the kept secret went there."""
+    created = credentials_api(jf, admin)
+    before = snapshot(jf)
+    auth = {"client_id": "app", "client_secret": MASK}
+    with pytest.raises(ConnectorConfigError) as caught:
+        jf.connectors.update(
+            admin,
+            created["id"],
+            config={"base_url": "https://api.example.com", "auth": {"mode": "none", **auth}},
+        )
+    assert set(caught.value.field_errors) == {"auth.client_secret"}
+    assert "the OAuth2 token URL changed" in caught.value.field_errors["auth.client_secret"]
+    assert snapshot(jf) == before
+    # the same edit with the secret left out is fine: nothing is kept
+    jf.connectors.update(admin, created["id"], config={"base_url": "https://api.example.com"})
+
+
+def google_drive(jf, who):
+    return jf.connectors.create(
+        who,
+        name="drive",
+        category="storage",
+        provider_type="google_drive",
+        config={
+            "client_id": "app",
+            "client_secret": "gd-client-secret",
+            "oauth": {"access_token": "gd-access", "refresh_token": "gd-refresh"},
+        },
+    )
+
+
+@pytest.mark.parametrize("field", ["token_url", "api_base", "upload_base"])
+def test_a_url_left_at_its_default_cannot_be_pointed_elsewhere_with_the_secrets(jf, admin, field):
+    """None of these is stored (each takes its default): setting one moves the
+    connector just as changing a stored one does -- the refresh token, client secret or
+    access token would go to the new address."""
+    created = google_drive(jf, admin)
+    before = snapshot(jf)
+    kept = {"client_id": "app", "client_secret": MASK}
+    tokens = {"oauth": {"access_token": MASK, "refresh_token": MASK}}
+    with pytest.raises(ConnectorConfigError) as caught:
+        jf.connectors.update(
+            admin,
+            created["id"],
+            config={**kept, **tokens, field: "https://collector.example.net/x"},
+        )
+    assert set(caught.value.field_errors) == {
+        "client_secret",
+        "oauth.access_token",
+        "oauth.refresh_token",
+    }
+    assert snapshot(jf) == before
+    # writing the default itself is no move
+    default = next(
+        f.default for f in type(jf.open_provider(created["id"])).config_schema() if f.key == field
+    )
+    jf.connectors.update(admin, created["id"], config={**kept, **tokens, field: default})

@@ -49,9 +49,15 @@ _SCHEMA = [
     ConfigField(
         "token_url", "Token URL", default="https://oauth2.googleapis.com/token", origin=True
     ),
-    ConfigField("api_base", "API base URL", default="https://www.googleapis.com/drive/v3"),
+    # the access token goes to both: a move of either must not take it along
     ConfigField(
-        "upload_base", "Upload base URL", default="https://www.googleapis.com/upload/drive/v3"
+        "api_base", "API base URL", default="https://www.googleapis.com/drive/v3", origin=True
+    ),
+    ConfigField(
+        "upload_base",
+        "Upload base URL",
+        default="https://www.googleapis.com/upload/drive/v3",
+        origin=True,
     ),
     ConfigField("timeout_seconds", "Timeout (seconds)", type=FieldType.INTEGER, default=60),
     *TOKEN_FIELDS,

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from ..integration import url_origin
 from ..kernel.config import ConfigField
 from ..kernel.errors import ConnectorConfigError
-from ..store import Connector
+from ..store import Connector, ConnectorParam
 from .params import ParamInput
 
 
@@ -27,17 +27,20 @@ def check_kept_secrets(
     connector: Connector, incoming: Iterable[ParamInput], schema: Iterable[ConfigField]
 ) -> None:
     """Raise ``ConnectorConfigError`` naming each kept secret when ``incoming`` moves
-    the connector to another origin."""
-    origins = {field.key: field.label for field in schema if field.origin}
-    stored = {row.key: row for row in connector.params}
+    the connector to another origin.
+
+    A field's origin is compared as it takes effect, before and after: its stored value,
+    or its default when none is stored. Removing a stored URL (back to the default, or to
+    none) is a move too; otherwise two edits -- remove it, then set another -- would each
+    look like no move from a stored value, and a field left at its default could be set
+    to any address at all."""
     incoming = list(incoming)
+    stored = {row.key: row for row in connector.params}
+    given = {p.key: p for p in incoming}
     moved = sorted(
-        origins[p.key]
-        for p in incoming
-        if p.key in origins
-        and not p.keep
-        and p.key in stored
-        and _origin(stored[p.key].value) != _origin(p.value)
+        field.label
+        for field in schema
+        if field.origin and _origin(_before(field, stored)) != _origin(_after(field, given, stored))
     )
     if not moved:
         return
@@ -53,8 +56,22 @@ def check_kept_secrets(
         )
 
 
-def _origin(value: str | None) -> tuple[str, str, int] | str:
-    text = (value or "").strip()
+def _before(field: ConfigField, stored: dict[str, ConnectorParam]) -> object:
+    row = stored.get(field.key)
+    return row.value if row is not None else field.default
+
+
+def _after(
+    field: ConfigField, given: dict[str, ParamInput], stored: dict[str, ConnectorParam]
+) -> object:
+    param = given.get(field.key)
+    if param is None:
+        return field.default
+    return _before(field, stored) if param.keep else param.value
+
+
+def _origin(value: object) -> tuple[str, str, int] | str:
+    text = str(value or "").strip()
     if "://" not in text:  # a host name
         return text.lower().rstrip(".")
     return url_origin(text) or text  # (a malformed URL: compared as written)
