@@ -216,6 +216,15 @@ def test_invalid_config(config: dict[str, Any], field: str) -> None:
     assert field in info.value.field_errors
 
 
+def test_a_url_the_client_cannot_request_is_refused_when_saved() -> None:
+    """Before, it was stored, and every Test and delivery crashed on it (InvalidURL)."""
+    with pytest.raises(ConnectorConfigError) as info:
+        HttpRestProvider.from_config({"base_url": "http://0177.0.0.1:8080/"})
+    assert info.value.field_errors["base_url"] == (
+        "not a valid URL: Invalid IPv4 address: '0177.0.0.1'"
+    )
+
+
 @pytest.mark.parametrize(
     "path", ["{other}/api/health", "//127.0.0.1:{port}/api/health", "HTTP://x.io/"]
 )

@@ -230,7 +230,9 @@ def test_discarding_a_dead_letter_asks_first(admin_page: Any, jf: Any, ui_user: 
     answer(accept=False)  # the admin has second thoughts: nothing happens
     row.get_by_role("button", name=f"Discard {doomed}").click()
     page.wait_for_timeout(300)
-    assert questions == [f"Discard message {doomed}? It will not be delivered, and this cannot be undone."]
+    assert questions == [
+        f"Discard message {doomed}? It will not be delivered, and this cannot be undone."
+    ]
     assert jf.runtime.outbox.get(who, doomed)["state"] == "dead"
 
     answer(accept=True)

@@ -67,15 +67,6 @@ _SCHEMA = [
 ]
 
 
-def _url_problem(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "expected an absolute http:// or https:// URL"
-    if parts.username or parts.password:
-        return "put credentials in the auth fields, not in the URL"
-    return None
-
-
 def _is_relative(path: str) -> bool:
     """Whether ``path`` stays on the base URL's origin: no scheme, no host, no ``//``."""
     parts = urlsplit(path)
@@ -106,11 +97,11 @@ class HttpRestProvider(HttpProvider):
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        from jackfield.integration import auth_config_errors, url_origin
+        from jackfield.integration import auth_config_errors, url_origin, url_problem
 
         result = super().validate_config(config)
         errors: dict[str, str] = {}
-        problem = _url_problem(str(result["base_url"]))
+        problem = url_problem(str(result["base_url"]))
         if problem:
             errors["base_url"] = problem
         health = str(result.get("health_path") or "")

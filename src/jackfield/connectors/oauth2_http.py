@@ -17,7 +17,7 @@ import base64
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, cast
-from urllib.parse import quote_plus, urlsplit
+from urllib.parse import quote_plus
 
 from jackfield.kernel.config import ConfigField, FieldType
 from jackfield.kernel.errors import AuthError, ConnectorConfigError
@@ -55,12 +55,10 @@ TOKEN_FIELDS = [
 
 
 def url_problem(url: str) -> str | None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return "expected an absolute http:// or https:// URL"
-    if parts.username or parts.password:
-        return "put credentials in their own fields, not in the URL"
-    return None
+    """``jackfield.integration.url_problem``, imported when first needed (see above)."""
+    from jackfield.integration import url_problem as problem
+
+    return problem(url)
 
 
 def split_scopes(value: Any) -> tuple[str, ...]:

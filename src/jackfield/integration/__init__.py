@@ -13,6 +13,7 @@ from .auth import (
     build_auth,
     drop_foreign_credentials,
     url_origin,
+    url_problem,
 )
 from .client import MAX_REDIRECTS, create_client, request, user_agent
 from .egress import (
@@ -57,5 +58,6 @@ __all__ = [
     "request_secrets",
     "translate_transport_errors",
     "url_origin",
+    "url_problem",
     "user_agent",
 ]

@@ -67,6 +67,22 @@ def url_origin(url: str) -> tuple[str, str, int] | None:
     return scheme, host, port or DEFAULT_PORTS.get(scheme, 0)
 
 
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a connector's base or endpoint URL, or ``None``: it must be
+    absolute http(s), carry no credentials, and be one the HTTP client can request (a
+    URL it refuses, such as ``http://0177.0.0.1/``, would fail every request instead)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected an absolute http:// or https:// URL"
+    if parts.username or parts.password:
+        return "put credentials in their own fields, not in the URL"
+    try:
+        httpx2.URL(url)
+    except httpx2.InvalidURL as exc:
+        return f"not a valid URL: {exc}"
+    return None
+
+
 def _mark_credential_header(request: httpx2.Request, name: str) -> None:
     request.extensions[CREDENTIAL_ORIGIN] = _origin(request.url)
     names = tuple(request.extensions.get(CREDENTIAL_HEADERS, ()))

@@ -28,9 +28,9 @@ __all__ = [
     "create_db_engine",
     "is_current",
     "is_sqlite",
-    "sqlite_file",
     "new_uuid",
     "normalize_url",
+    "sqlite_file",
     "upgrade",
     "utcnow",
 ]
