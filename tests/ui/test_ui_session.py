@@ -197,3 +197,31 @@ def test_a_browser_asking_for_a_missing_page_gets_a_page(client: httpx2.Client) 
     assert machine.status_code == 404 and machine.json()["error"]["code"] == "not_found"
     api = client.get("/api/no-such-thing", headers=html)
     assert api.status_code == 404 and api.json()["error"]["code"] == "not_found"
+
+
+def test_password_guessing_is_slowed_down_per_email(api: Any, jf: Any, ui_user: Any) -> None:
+    """After 5 wrong passwords an email waits 1 s, doubling with each further failure;
+    meanwhile even the right password is refused (else guessing would go on at full
+    speed). An unknown email is treated alike, and other emails are not held up."""
+    now = [1000.0]
+    jf.accounts.login_throttle.clock = lambda: now[0]
+    with httpx2.Client(base_url=api.url) as http:
+        for _ in range(5):
+            assert login(http, ui_user.email, "wrong guess").status_code == 401
+        refused = login(http, ui_user.email, ui_user.password)  # it waits 1 s now
+        assert refused.status_code == 429
+        assert "Too many failed logins for this email. Try again in 1 s." in refused.text
+        assert refused.headers["retry-after"] == "1"
+        now[0] += 1.5
+        assert login(http, ui_user.email, "wrong guess").status_code == 401  # 6th: 2 s
+        now[0] += 1.5
+        assert login(http, ui_user.email, ui_user.password).status_code == 429
+        now[0] += 1
+        assert login(http, ui_user.email, ui_user.password).status_code == 303  # in
+    with httpx2.Client(base_url=api.url) as http:  # a success forgot the failures
+        for _ in range(4):
+            assert login(http, ui_user.email, "wrong guess").status_code == 401
+        for _ in range(6):
+            login(http, "nobody@example.com", "guess")
+        assert login(http, "nobody@example.com", "guess").status_code == 429  # alike
+        assert login(http, ui_user.email, ui_user.password).status_code == 303

@@ -17,6 +17,7 @@ from ..kernel.errors import AuthenticationError, ConflictError, ConnectorConfigE
 from ..store import ApiToken, Database, Organization, User
 from . import audit
 from .context import Principal, Role
+from .login_throttle import LoginThrottle
 from .passwords import hash_password, hash_token, new_token, verify_password
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -51,6 +52,7 @@ class BootstrapAdmin:
 class AccountService:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.login_throttle = LoginThrottle()  # slows password guessing, per email
 
     # -- organizations ----------------------------------------------------------------
     def create_org(self, name: str, *, actor: str = "cli") -> dict[str, Any]:
@@ -161,14 +163,21 @@ class AccountService:
             return _principal(row.user)
 
     def authenticate_password(self, email: str, password: str) -> Principal:
+        """The user of ``email`` if ``password`` is theirs. Raises
+        ``TooManyLoginAttempts`` while the email must wait after failed logins
+        (``login_throttle``), else ``AuthenticationError``."""
+        email = email.strip().lower()
+        self.login_throttle.check(email)
         with self.db.transaction() as s:
-            user = s.scalar(select(User).where(User.email == email.strip().lower()))
+            user = s.scalar(select(User).where(User.email == email))
             if (
                 user is None
                 or not user.is_active
                 or not verify_password(password, user.password_hash)
             ):
+                self.login_throttle.failed(email)
                 raise AuthenticationError("wrong email or password")
+            self.login_throttle.succeeded(email)
             return _principal(user)
 
     def principal_for_user(self, user_id: str, session_issued_at: datetime) -> Principal:

@@ -21,6 +21,7 @@ from ...api.errors import status_for
 from ...app import Jackfield
 from ...kernel.errors import AuthenticationError, JackfieldError
 from ...secrets import redactor
+from ...service.login_throttle import TooManyLoginAttempts
 from ..render import STATIC_PREFIX, redirect, render
 from ..session import (
     CsrfFailed,
@@ -62,6 +63,13 @@ def login(request: Request, form: UiForm) -> Response:
     target = safe_next(form.get("next"))
     try:
         principal = jf.accounts.authenticate_password(email, password)
+    except TooManyLoginAttempts as exc:
+        error = f"Too many failed logins for this email. Try again in {exc.retry_after} s."
+        answer = render(
+            request, "login.html", status_code=429, next=target, email=email, error=error
+        )
+        answer.headers["Retry-After"] = str(exc.retry_after)
+        return answer
     except AuthenticationError:
         # one message for an unknown email and a wrong password: no user enumeration
         return render(
