@@ -1,5 +1,14 @@
+from typing import Annotated, Optional, Union
+
 import pytest
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import (
+    BaseModel,
+    Field,
+    Secret,
+    SecretBytes,
+    SecretStr,
+    create_model,
+)
 
 from jackfield import ConfigField, ConnectorConfigError
 from jackfield.kernel import FieldType, schema_to_json_schema, validate_config
@@ -51,3 +60,68 @@ def test_schema_can_be_derived_from_a_pydantic_model():
     assert fields["url"].required and fields["url"].help == "Base URL"
     assert fields["token"].secret
     assert fields["retries"].type is FieldType.INTEGER and fields["retries"].default == 3
+
+
+def model_field(annotation, default=None):
+    """The one ConfigField derived from a model with one field ``value``."""
+    model = create_model("One", value=(annotation, default))
+    (field,) = fields_from_model(model)
+    return field
+
+
+@pytest.mark.parametrize(
+    "annotation",
+    [
+        SecretStr,
+        SecretStr | None,
+        Optional[SecretStr],  # noqa: UP045 (what users write)
+        Optional[SecretBytes],  # noqa: UP045
+        Union[SecretStr, None],  # noqa: UP007
+        Annotated[SecretStr, Field(description="key")] | None,
+        Annotated[SecretStr | None, "meta"],
+        Secret[str],
+    ],
+)
+def test_a_secret_type_marks_a_model_field_secret_also_when_optional(annotation):
+    """Before, only a bare ``SecretStr`` did: ``api_key: SecretStr | None = None`` was
+    stored in plaintext and shown unmasked."""
+    assert model_field(annotation).secret
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"secret": True},
+        {"secret": True, "example": "sk-..."},  # before: only exactly {"secret": True}
+        lambda schema: schema.update(secret=True),
+    ],
+)
+def test_json_schema_extra_marks_a_model_field_secret(extra):
+    assert model_field(str, Field("", json_schema_extra=extra)).secret
+
+
+def test_plain_model_fields_are_not_secret_and_a_failing_extra_does_not_crash():
+    assert not model_field(str | None).secret
+    assert not model_field(str, Field("", json_schema_extra={"example": "x"})).secret
+
+    def broken(schema):
+        raise KeyError("example")
+
+    field = model_field(str, Field("", json_schema_extra=broken))
+    assert (field.secret, field.origin) == (False, False)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"origin": True}, {"origin": True, "secret": False}, lambda s: s.update(origin=True)],
+)
+def test_json_schema_extra_marks_an_origin_field(extra):
+    field = model_field(str, Field("https://api.example.com", json_schema_extra=extra))
+    assert field.origin and not field.secret
+    assert not model_field(str).origin
+
+
+def test_an_optional_number_keeps_its_type():
+    assert model_field(int | None).type is FieldType.INTEGER
+    assert model_field(Optional[bool], False).type is FieldType.BOOLEAN  # noqa: UP045
+    assert model_field(int | str).type is FieldType.STRING

@@ -11,12 +11,15 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from functools import cache
+from types import UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Secret, SecretBytes, SecretStr
 
 from .errors import ConnectorConfigError
 
+_SECRET_TYPES = (SecretStr, SecretBytes, Secret)
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
 SECRET_MASK = "********"
 
@@ -207,30 +210,101 @@ def check_schema(fields: object) -> list[ConfigField]:
 
 
 def fields_from_model(model: type[BaseModel]) -> list[ConfigField]:
-    """Derive ``ConfigField``s from a pydantic model (``SecretStr`` marks a secret)."""
+    """Derive ``ConfigField``s from a pydantic model.
+
+    A field is secret when its type holds a secret type (``SecretStr``, ``SecretBytes``,
+    ``Secret[...]``; also inside ``Optional``/``Union``/``Annotated``) or when its
+    ``json_schema_extra`` (a dict, or a callable) sets ``"secret": True``; it is an
+    origin field (``ConfigField.origin``) when ``json_schema_extra`` sets
+    ``"origin": True``. ``Optional[int]`` and the like take the type they wrap.
+    """
+    return list(_fields_from_model(model))
+
+
+@cache
+def _fields_from_model(model: type[BaseModel]) -> tuple[ConfigField, ...]:
+    properties = _json_schema_properties(model)
     fields: list[ConfigField] = []
     for name, info in model.model_fields.items():
-        annotation = info.annotation
-        secret = annotation is SecretStr or (info.json_schema_extra or {}) == {"secret": True}
+        key = info.alias or name
+        extra = _schema_extra(info.json_schema_extra, properties.get(key))
+        secret = (
+            _holds_secret_type(info.annotation)
+            or bool(extra.get("secret"))
+            or _write_only(properties.get(key))
+        )
         ftype = {bool: FieldType.BOOLEAN, int: FieldType.INTEGER, float: FieldType.NUMBER}.get(
-            annotation,  # type: ignore[arg-type]
+            _single_type(info.annotation),
             FieldType.STRING,
         )
         default = None if info.is_required() else info.default
-        if isinstance(default, SecretStr):
+        if isinstance(default, _SECRET_TYPES):
             default = default.get_secret_value()
         fields.append(
             ConfigField(
-                key=info.alias or name,
+                key=key,
                 label=info.title or name.replace("_", " ").capitalize(),
                 required=info.is_required(),
                 secret=secret,
                 type=ftype,
                 default=default,
                 help=info.description or "",
+                origin=bool(extra.get("origin")),
             )
         )
-    return fields
+    return tuple(fields)
+
+
+def _json_schema_properties(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON Schema properties (json_schema_extra callables applied), or {}."""
+    try:
+        properties = model.model_json_schema().get("properties", {})
+    except Exception:  # noqa: BLE001 - a type without a JSON Schema, a failing callable
+        return {}
+    return properties if isinstance(properties, dict) else {}
+
+
+def _schema_extra(extra: object, prop: object) -> Mapping[str, Any]:
+    """The field's ``json_schema_extra``: a dict as given, a callable's as applied."""
+    if isinstance(extra, Mapping):
+        return extra
+    if callable(extra) and isinstance(prop, Mapping):
+        return prop
+    return {}
+
+
+def _write_only(prop: object) -> bool:
+    """Whether the property schema (or a member of its ``anyOf``) is ``writeOnly``."""
+    if not isinstance(prop, Mapping):
+        return False
+    if prop.get("writeOnly") is True:
+        return True
+    members = prop.get("anyOf") or prop.get("oneOf") or ()
+    return any(_write_only(member) for member in members)
+
+
+def _holds_secret_type(annotation: Any) -> bool:
+    """Whether a secret type appears anywhere in ``annotation`` (Optional, Union,
+    Annotated, a generic's arguments)."""
+    if isinstance(annotation, type) and issubclass(annotation, _SECRET_TYPES):
+        return True
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _holds_secret_type(get_args(annotation)[0])
+    if isinstance(origin, type) and issubclass(origin, _SECRET_TYPES):
+        return True
+    return any(_holds_secret_type(arg) for arg in get_args(annotation))
+
+
+def _single_type(annotation: Any) -> Any:
+    """``int`` for ``int``, ``Optional[int]``, ``Annotated[int, ...]``; else as given."""
+    if get_origin(annotation) is Annotated:
+        return _single_type(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, UnionType):
+        members = [arg for arg in get_args(annotation) if arg is not type(None)]
+        if len(members) == 1:
+            return _single_type(members[0])
+    return annotation
 
 
 def secret_keys(fields: Iterable[ConfigField]) -> set[str]:
