@@ -4,14 +4,17 @@ import pytest
 from pydantic import (
     BaseModel,
     Field,
+    HttpUrl,
     Secret,
     SecretBytes,
     SecretStr,
     create_model,
+    field_validator,
+    model_validator,
 )
 
 from jackfield import ConfigField, ConnectorConfigError
-from jackfield.kernel import FieldType, schema_to_json_schema, validate_config
+from jackfield.kernel import FieldType, MessagingProvider, schema_to_json_schema, validate_config
 from jackfield.kernel.config import fields_from_model
 
 FIELDS = [
@@ -125,3 +128,82 @@ def test_an_optional_number_keeps_its_type():
     assert model_field(int | None).type is FieldType.INTEGER
     assert model_field(Optional[bool], False).type is FieldType.BOOLEAN  # noqa: UP045
     assert model_field(int | str).type is FieldType.STRING
+
+
+class ModelConfig(BaseModel):
+    url: HttpUrl = Field(title="Base URL")
+    token: SecretStr
+    retries: int = Field(3, gt=0)
+    channel: str | None = None
+
+    @field_validator("token")
+    @classmethod
+    def _token_prefix(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().startswith("sk-"):
+            raise ValueError(f"{value.get_secret_value()} does not start with sk-")
+        return value
+
+
+class ModelProvider(MessagingProvider):
+    provider_type = "model_test"
+    display_name = "Model"
+    config_model = ModelConfig
+
+    def send_message(self, message): ...
+
+
+def test_a_config_model_checks_what_is_saved():
+    """Before, the model only made the schema: "not a url" and 0 for a ``gt=0`` field
+    were accepted."""
+    with pytest.raises(ConnectorConfigError) as info:
+        ModelProvider.validate_config({"url": "not a url", "token": "sk-1", "retries": "0"})
+    errors = info.value.field_errors
+    assert set(errors) == {"url", "retries"}
+    assert errors["url"].startswith("Base URL: ") and "valid URL" in errors["url"]
+    assert "greater than 0" in errors["retries"]
+    assert "not a url" not in str(info.value)  # pydantic's input is not quoted
+
+
+def test_a_config_model_never_quotes_a_secret():
+    with pytest.raises(ConnectorConfigError) as info:
+        ModelProvider.validate_config({"url": "https://x.example", "token": "pk-live-4471"})
+    assert set(info.value.field_errors) == {"token"}
+    assert "pk-live-4471" not in str(info.value) and "pk-live-4471" not in repr(
+        info.value.field_errors
+    )
+    assert "does not start with sk-" in info.value.field_errors["token"]
+
+
+def test_a_config_model_leaves_the_config_as_stored():
+    config = ModelProvider.validate_config(
+        {"url": "https://x.example", "token": "sk-1", "retries": "5", "channel": "", "extra": 1}
+    )
+    assert config == {
+        "url": "https://x.example",  # not an HttpUrl: providers get the dict they had
+        "token": "sk-1",
+        "retries": 5,
+        "channel": "",  # empty: the model's default applied for the check only
+        "extra": 1,
+    }
+    provider = ModelProvider.from_config(config)
+    assert type(provider.config) is dict
+
+
+def test_a_model_validator_error_is_reported_for_the_config():
+    class Pair(BaseModel):
+        low: int = 0
+        high: int = 0
+
+        @model_validator(mode="after")
+        def _ordered(self):
+            if self.low > self.high:
+                raise ValueError("low is above high")
+            return self
+
+    class PairProvider(ModelProvider):
+        provider_type = "pair_test"
+        config_model = Pair
+
+    with pytest.raises(ConnectorConfigError) as info:
+        PairProvider.validate_config({"low": "5", "high": "1"})
+    assert info.value.field_errors == {"config": "Value error, low is above high"}

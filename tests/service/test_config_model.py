@@ -1,6 +1,7 @@
 """Providers that declare their config with a pydantic ``config_model``, end to end
 through the connector service: secrets the model marks are encrypted at rest and
-masked, and ``origin`` extras guard them. On SQLite and PostgreSQL."""
+masked, what the model refuses is not saved, and ``origin`` extras guard the secrets.
+On SQLite and PostgreSQL."""
 
 from typing import Optional
 
@@ -12,7 +13,7 @@ from jackfield import ConnectorConfigError
 from jackfield.kernel import MessagingProvider
 from jackfield.store import ConnectorParam
 
-from .test_connector_service import registered
+from .test_connector_service import registered, snapshot
 
 MASK = "********"
 SECRETS = {
@@ -64,6 +65,22 @@ def test_the_models_secrets_are_encrypted_and_masked(jf, admin):
         config = jf.connectors.get_config(admin, created["id"])
         assert {key: config[key] for key in SECRETS} == dict.fromkeys(SECRETS, MASK)
         assert jf.open_provider(created["id"]).config["api_key"] == SECRETS["api_key"]
+
+
+def test_what_the_model_refuses_is_not_saved(jf, admin):
+    with registered(ModelChat):
+        before = snapshot(jf)
+        with pytest.raises(ConnectorConfigError) as caught:
+            create(jf, admin, url="not a url", retries="0")
+        assert set(caught.value.field_errors) == {"url", "retries"}
+        assert snapshot(jf) == before
+        created = create(jf, admin, retries="5")
+        with pytest.raises(ConnectorConfigError) as caught:
+            jf.connectors.update(
+                admin, created["id"], params=[{"key": "retries", "value": "-1"}], merge=True
+            )
+        assert set(caught.value.field_errors) == {"retries"}
+        assert jf.open_provider(created["id"]).config["retries"] == 5
 
 
 def test_an_origin_extra_makes_a_move_need_the_secrets_again(jf, admin):

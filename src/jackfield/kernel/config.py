@@ -15,9 +15,10 @@ from functools import cache
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, Secret, SecretBytes, SecretStr
+from pydantic import BaseModel, Secret, SecretBytes, SecretStr, ValidationError
 
 from .errors import ConnectorConfigError
+from .secret_text import mask_secrets
 
 _SECRET_TYPES = (SecretStr, SecretBytes, Secret)
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
@@ -253,6 +254,54 @@ def _fields_from_model(model: type[BaseModel]) -> tuple[ConfigField, ...]:
             )
         )
     return tuple(fields)
+
+
+def validate_with_model(
+    model: type[BaseModel], fields: Iterable[ConfigField], config: Mapping[str, Any]
+) -> None:
+    """Check ``config`` (as ``validate_config`` returned it) against ``model`` too.
+
+    What the schema cannot say (an ``HttpUrl``, a ``Field(gt=0)``, a validator) is the
+    model's to check. The model sees the schema's keys that have a value (an empty one
+    is left out: the model's default applies, as in ``validate_config``) and nothing
+    else; ``config`` itself is not changed. Raises ``ConnectorConfigError`` keyed like
+    the schema; a message never quotes a secret value (pydantic's ``input`` is dropped,
+    and a secret a validator wrote into its message is masked).
+    """
+    fields = list(fields)
+    data: dict[str, Any] = {}
+    secrets: list[str] = []
+    for field in fields:
+        value = get_path(config, field.key)
+        if value is None or value == "":
+            continue
+        data[field.key] = value
+        if field.secret and len(str(value)) >= _MIN_MASKED_LENGTH:
+            secrets.append(str(value))
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        labels = {field.key: field.label for field in fields}
+        errors: dict[str, str] = {}
+        for error in exc.errors(include_input=False, include_url=False, include_context=False):
+            key = _error_key(error["loc"], labels)
+            message = mask_secrets(error["msg"], secrets)
+            label = labels.get(key)
+            text = f"{label}: {message}" if label else message
+            errors[key] = f"{errors[key]}; {text}" if key in errors else text
+        raise ConnectorConfigError.for_fields(errors) from None
+
+
+_MIN_MASKED_LENGTH = 4  # as the redactor's: a shorter one would mask words of the message
+MODEL_ERROR_KEY = "config"
+"""The key of an error the model raised for the config as a whole (a model validator)."""
+
+
+def _error_key(loc: tuple[int | str, ...], labels: Mapping[str, str]) -> str:
+    if not loc:
+        return MODEL_ERROR_KEY
+    first = str(loc[0])
+    return first if first in labels else ".".join(str(part) for part in loc)
 
 
 def _json_schema_properties(model: type[BaseModel]) -> dict[str, Any]:

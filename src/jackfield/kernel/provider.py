@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel
 
 from ._async import call_async
-from .config import ConfigField, fields_from_model, validate_config
+from .config import ConfigField, fields_from_model, validate_config, validate_with_model
 from .envelope import Delivered, DeliveryOutcome, Envelope, outcome_from_error
 from .errors import ConnectorError, ConnectorNotSupportedError
 
@@ -105,7 +105,16 @@ class ConnectorProvider(ABC):
 
     @classmethod
     def validate_config(cls, config: Mapping[str, Any]) -> dict[str, Any]:
-        return validate_config(cls.config_schema(), config)
+        """The config with defaults applied and values coerced to the schema's types.
+
+        With a ``config_model``, the model checks it too (URLs, ranges, validators); the
+        result stays the dict, not the model instance.
+        """
+        schema = cls.config_schema()
+        result = validate_config(schema, config)
+        if cls.config_model is not None:
+            validate_with_model(cls.config_model, schema, result)
+        return result
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> Self:
