@@ -56,7 +56,9 @@ def test_a_disabled_connectors_backlog_is_not_claimed_nor_due(jf, tenant, make_c
     assert [c.envelope_id for c in _claim_due(jf, store, 10).claimed] == [envelope]
 
 
-def test_the_next_due_time_counts_what_the_claimed_connector_holds_next(jf, tenant, make_connector):
+def test_the_next_due_time_counts_what_the_claimed_connector_holds_next(
+    jf, tenant, make_connector
+):
     """An idle worker sleeps until then: a retry falling due soon after the claimed
     message must wake it (not the poll interval, seconds later)."""
     cid = make_connector(tenant.admin)
