@@ -252,16 +252,27 @@ def test_a_webhook_connector_shows_where_senders_post(cli):
     assert "webhook URL" not in cli.run("connectors", "show", echo["id"]).stdout
 
 
-def test_a_database_path_that_names_no_database_is_said_to_be_new(cli, tmp_path):
-    cli.run("orgs", "create", "acme")  # the database is made here: the first command says so
+def test_a_database_path_that_names_no_database_is_never_taken_for_an_empty_one(cli, tmp_path):
+    cli.run("orgs", "create", "acme")
     typo = tmp_path / "jackfeild.db"
     mistyped = Cli({**cli.env, "JACKFIELD_DATABASE_URL": f"sqlite:///{typo}"}, tmp_path)
-    listed = mistyped.run("orgs", "list", "--json")
-    assert json.loads(listed.stdout) == {"items": []}  # an empty installation...
-    assert listed.stderr.strip() == (  # ...which the operator is told is new
+    for listing in (
+        ("orgs", "list"),
+        ("connectors", "list"),
+        ("outbox", "list"),
+        ("runtime", "status"),
+    ):
+        user_error(mistyped.run(*listing, expect=1), f"there is no database at {typo}")
+    assert not typo.exists()  # nothing was created by looking
+    made = mistyped.run("orgs", "create", "other")  # a command that writes makes it, and says so
+    assert made.stderr.strip() == (
         f"note: there was no database at {typo}: created a new, empty one"
         " (JACKFIELD_DATABASE_URL names it)"
     )
-    again = mistyped.run("orgs", "list", "--json")
-    assert again.stderr == ""  # said once, when it was made
+    assert mistyped.run("orgs", "list").stderr == ""  # said once, when it was made
     assert [o["name"] for o in cli.json("orgs", "list")["items"]] == ["acme"]
+
+
+def test_a_database_without_a_driver_here_is_one_line(cli):
+    mysql = Cli({**cli.env, "JACKFIELD_DATABASE_URL": "mysql://u@127.0.0.1/db"}, cli.cwd)
+    user_error(mysql.run("runtime", "status", expect=1), "no driver for 'mysql' is installed")

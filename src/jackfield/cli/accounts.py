@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from ..service import Role
-from .output import JsonOption, console, emit, emit_items, jackfield, user_errors
+from .output import JsonOption, console, emit, emit_items, existing_database, jackfield, user_errors
 
 orgs = typer.Typer(help="Organizations.", no_args_is_help=True)
 users = typer.Typer(help="Users.", no_args_is_help=True)
@@ -24,6 +24,7 @@ def orgs_create(name: str, as_json: bool = JsonOption) -> None:
 def orgs_list(as_json: bool = JsonOption) -> None:
     """List organizations."""
     with user_errors():
+        existing_database()
         items = jackfield().accounts.list_orgs()
     emit_items(items, as_json, ["id", "name", "created_at"])
 

@@ -12,7 +12,16 @@ from rich.text import Text
 
 from ..kernel.errors import ConnectorConfigError
 from ..service import Principal
-from .output import JsonOption, console, emit, emit_items, fail, jackfield, user_errors
+from .output import (
+    JsonOption,
+    console,
+    emit,
+    emit_items,
+    existing_database,
+    fail,
+    jackfield,
+    user_errors,
+)
 
 app = typer.Typer(help="Connector instances.", no_args_is_help=True)
 
@@ -92,6 +101,7 @@ def list_(
 ) -> None:
     """List connectors."""
     with user_errors():
+        existing_database()
         connectors = jackfield().connectors
         if org is None:
             items = named_organizations(connectors.list_deployment(category=category))

@@ -14,7 +14,7 @@ import typer
 
 from ..service import Principal
 from .connectors import operator, operator_for
-from .output import JsonOption, console, emit, emit_items, jackfield, user_errors
+from .output import JsonOption, console, emit, emit_items, existing_database, jackfield, user_errors
 
 app = typer.Typer(help="Outbound messages and dead letters.", no_args_is_help=True)
 COLUMNS = ["envelope_id", "connector_id", "state", "attempts", "next_attempt_at", "last_error"]
@@ -53,6 +53,7 @@ def list_(
 ) -> None:
     """List messages, newest first ('--state dead' for dead letters)."""
     with user_errors():
+        existing_database()
         outbox = jackfield().runtime.outbox
         if connector_id is None and org is None:  # the whole outbox, as its operator runs it
             items, next_cursor = outbox.list_deployment(state=state, limit=limit, cursor=cursor)

@@ -53,6 +53,21 @@ def jackfield() -> Any:
     return app
 
 
+def existing_database() -> None:
+    """For a command that only lists: a SQLite database that is not there is refused, not
+    created empty -- a mistyped JACKFIELD_DATABASE_URL would otherwise list nothing and
+    exit 0, as if the installation were empty."""
+    from ..settings import Settings
+    from ..store import sqlite_file
+
+    path = sqlite_file(Settings().database_url)
+    if path is not None and not path.exists():
+        fail(
+            f"there is no database at {path}",
+            "check JACKFIELD_DATABASE_URL; 'jackfield serve' or 'jackfield db upgrade' creates one",
+        )
+
+
 def fail(message: str, remediation: str = "") -> NoReturn:
     message = " ".join(message.split())  # one line, e.g. of a driver's two-line error
     text = f"error: {message}" + (f" ({remediation})" if remediation else "")

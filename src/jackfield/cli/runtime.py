@@ -10,7 +10,7 @@ from __future__ import annotations
 import typer
 
 from .connectors import named_organizations, operator, operator_for
-from .output import JsonOption, emit, emit_items, jackfield, user_errors
+from .output import JsonOption, emit, emit_items, existing_database, jackfield, user_errors
 
 app = typer.Typer(help="Supervised connector units.", no_args_is_help=True)
 COLUMNS = [
@@ -33,6 +33,7 @@ def status(
 ) -> None:
     """Liveness and readiness of every supervised unit (one row per connector and node)."""
     with user_errors():
+        existing_database()
         units = jackfield().runtime.units
         if org is not None:
             items, columns = units.list(operator(org)), COLUMNS

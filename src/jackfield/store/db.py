@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from .bulk import DriverCursor
@@ -37,8 +37,20 @@ def sqlite_file(url: str) -> Path | None:
 
 
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``; ``ArgumentError`` when its database has no driver here
+    (``mysql://`` without MySQLdb), instead of the import's traceback."""
     url = normalize_url(url)
     parsed = make_url(url)
+    try:
+        return _create_engine(parsed, url, **kwargs)
+    except ImportError as exc:
+        raise ArgumentError(
+            f"no driver for {parsed.drivername!r} is installed ({exc}); Jackfield runs on"
+            " SQLite and PostgreSQL"
+        ) from exc
+
+
+def _create_engine(parsed: URL, url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(url)
         if path is not None:
