@@ -2,14 +2,25 @@
 
 Units exist for every enabled connector whose provider has an inbound source (polling
 or subscription) and for every connector with outbound traffic. A crash -- an inbound
-source raising, a provider failing to open, or an unexpected exception in a delivery --
-retires the unit's current generation (its inbound task is cancelled, its outbound
-provider closed once idle) and schedules a restart after a capped, jittered exponential
+source raising something other than a ``ConnectorError`` (a provider's bug), a provider
+failing to open, or an unexpected exception in a delivery -- retires the unit's
+current generation (its inbound task is cancelled, its outbound provider closed once
+idle) and schedules a restart after a capped, jittered exponential
 backoff (``Backoff``: 1 s doubling to 60 s by default). A unit that stayed up for
 ``healthy_reset`` seconds starts its backoff from the beginning again. More than
 ``crash_limit`` crashes within ``crash_window`` seconds mark it ``failed``: it stays
 down until an operator restarts it (``POST /api/connectors/{id}/restart`` or ``jackfield
 runtime restart``), which writes a request the supervisor polls for.
+
+An outage of the external system an inbound source reads from is no crash: a
+``ConnectorError`` from ``poll`` or ``subscribe`` (``ConnectionFailedError``,
+``TransientError``, ``RateLimitedError``, ``AuthError``, ...) leaves the unit
+``running``, sets its readiness and ``last_error`` (``_source_failed``), and the source
+tries again on its own after the same capped, jittered backoff (a ``Retry-After`` is a
+floor), for as long as it takes; an error that cannot pass by itself
+(``PermanentError``, ``ConnectorConfigError``, ...) makes it ``misconfigured`` and is
+retried at the backoff's cap (60 s), so that a fix outside Jackfield is noticed. Once a
+poll or a batch succeeds, readiness is ``ready`` again and ``last_error`` cleared.
 
 Each unit has its own lock and its own tasks, so one unit's crash never touches another.
 State is persisted to ``runtime_units`` (coalesced, off the event loop), one row per
@@ -26,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -35,11 +47,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..kernel import call_async
 from ..kernel.config import secret_keys
-from ..kernel.envelope import AuthFailed, Delivered, DeliveryOutcome, Retry
-from ..kernel.errors import (
-    ConnectionFailedError,
-    ConnectorError,
-)
+from ..kernel.envelope import AuthFailed, DeliveryOutcome, Retry
+from ..kernel.errors import ConnectorError, RetryClass
 from ..kernel.inbound import PollingSource, SubscriptionSource
 from ..kernel.redaction import get_logger
 from ..secrets import redactor
@@ -47,8 +56,16 @@ from ..service.units import DOWN
 from ..store import utcnow
 from ..store.group_commit import GroupCommitter
 from .inbound import inbound_runner
-from .retry import Backoff, RetryPolicy, positive_int
-from .units import ProviderHandle, Unit, UnitRecorder, UnitStore, readiness_for
+from .retry import MAX_DELAY_SECONDS, Backoff, RetryPolicy, positive_int
+from .units import (
+    ProviderHandle,
+    Unit,
+    UnitRecorder,
+    UnitStore,
+    outcome_readiness,
+    readiness_for,
+    source_readiness,
+)
 from .waits import wait_until_set
 
 log = get_logger(__name__)
@@ -279,24 +296,19 @@ class Supervisor:
 
     def note_outcome(self, unit: Unit, generation: int, outcome: DeliveryOutcome) -> None:
         """Readiness follows what deliveries report (a permanent error is the message's
-        fault, not the connector's, and changes nothing)."""
+        fault, not the connector's, and changes nothing). Back to ``ready``, the error
+        that made it otherwise is over and no longer shown."""
         if generation != unit.generation:
             return
-        if isinstance(outcome, Delivered):
-            readiness, error = "ready", None
-        elif isinstance(outcome, AuthFailed):
-            readiness, error = "auth_failed", f"{outcome.error_class}: {outcome.message}"
-        elif isinstance(outcome, Retry):
-            unreachable = outcome.error_class == ConnectionFailedError.__name__
-            readiness = "unreachable" if unreachable else "degraded"
-            error = f"{outcome.error_class}: {outcome.message}"
-        else:
+        readiness = outcome_readiness(outcome)
+        if readiness is None or readiness == unit.readiness:
             return
-        if readiness != unit.readiness:
-            unit.readiness = readiness
-            if error is not None:
-                unit.last_error = _clip(unit, error)
-            self.recorder.mark(unit)
+        unit.readiness = readiness
+        if isinstance(outcome, Retry | AuthFailed):
+            unit.last_error = _clip(unit, f"{outcome.error_class}: {outcome.message}")
+        else:  # delivered
+            unit.last_error = None
+        self.recorder.mark(unit)
 
     def report_crash(
         self, unit: Unit, generation: int, exc: BaseException, cause: str | None = None
@@ -397,9 +409,13 @@ class Supervisor:
         provider = None
         try:
             provider = await self._open(unit.connector_id)
-            healthy = functools.partial(self._source_works, unit, generation)
             runner = inbound_runner(
-                self.jf, unit.connector_id, provider, self.node_id, healthy=healthy
+                self.jf,
+                unit.connector_id,
+                provider,
+                self.node_id,
+                healthy=functools.partial(self._source_works, unit, generation),
+                failing=functools.partial(self._source_failed, unit, generation),
             )
             if runner is None:  # the provider has no polling or subscription source
                 if generation == unit.generation:
@@ -420,11 +436,45 @@ class Supervisor:
                 await ProviderHandle(provider).close()
 
     def _source_works(self, unit: Unit, generation: int) -> None:
-        """The unit's source committed a poll or a batch: what its crash said about the
-        connector (unreachable, auth failed) is over."""
-        if generation == unit.generation and unit.readiness != "ready":
-            unit.readiness = "ready"
+        """The unit's source committed a poll or a batch: what its failure or crash said
+        about the connector (unreachable, auth failed) is over, and so is its error."""
+        if generation != unit.generation:
+            return
+        unit.source_failures = 0
+        if unit.readiness != "ready":
+            unit.readiness, unit.last_error = "ready", None
             self.recorder.mark(unit)
+
+    def _source_failed(self, unit: Unit, generation: int, exc: ConnectorError) -> float:
+        """The unit's source raised ``exc`` (the external system is down, refuses the
+        credentials, ...): not a crash. Show it (readiness, ``last_error``) and return
+        the seconds to wait before the source tries again: the restart backoff, at least
+        a ``Retry-After``; the backoff's cap for an error that will not pass by itself."""
+        backoff = self.config.backoff
+        if exc.retry_class is RetryClass.NEVER:
+            delay = backoff.max_seconds
+        else:
+            delay = backoff.delay(unit.source_failures)
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, int | float) and retry_after > delay:
+            delay = min(float(retry_after), MAX_DELAY_SECONDS)
+        if generation != unit.generation:
+            return delay  # a retired generation: its task is being cancelled
+        unit.source_failures += 1
+        readiness = source_readiness(unit, exc)
+        error = _clip(unit, f"{type(exc).__name__}: {exc}")
+        level = logging.INFO if readiness == unit.readiness else logging.WARNING
+        log.log(
+            level,
+            "unit %s: its source failed (%s); trying again in %.1fs",
+            unit.connector_id,
+            error,
+            delay,
+        )
+        if (readiness, error) != (unit.readiness, unit.last_error):
+            unit.readiness, unit.last_error = readiness, error
+            self.recorder.mark(unit)
+        return delay
 
     async def _restart_later(self, unit: Unit, delay: float, generation: int) -> None:
         await asyncio.sleep(delay)

@@ -20,7 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from ..kernel import call_async
-from ..kernel.errors import AuthError, ConnectionFailedError, ConnectorConfigError
+from ..kernel.envelope import AuthFailed, Delivered, DeliveryOutcome, Retry, outcome_from_error
+from ..kernel.errors import AuthError, ConnectionFailedError, ConnectorConfigError, ConnectorError
 from ..kernel.provider import ConnectorProvider
 from ..kernel.redaction import get_logger
 from ..secrets import SecretKeyError
@@ -93,6 +94,7 @@ class Unit:
     inbound_capable: bool | None = None  # None: provider class not looked at yet
     secret_fields: frozenset[str] = frozenset()
     restart_seen: int = 0  # the last generation of restart requests acted on
+    source_failures: int = 0  # its source's ConnectorErrors in a row (retry backoff)
 
     @property
     def deliverable(self) -> bool:
@@ -231,6 +233,30 @@ def readiness_for(unit: Unit, exc: BaseException) -> str | None:
     if isinstance(exc, SecretKeyError):  # its secrets cannot be read with these keys
         return "misconfigured"
     return None
+
+
+def outcome_readiness(outcome: DeliveryOutcome) -> str | None:
+    """The readiness a delivery's outcome stands for: ``ready`` once one works,
+    ``auth_failed``, ``unreachable`` (connection failed) or ``degraded`` (other transient
+    failures); ``None`` for a permanent one (the message's fault, not the connector's)."""
+    if isinstance(outcome, Delivered):
+        return "ready"
+    if isinstance(outcome, AuthFailed):
+        return "auth_failed"
+    if isinstance(outcome, Retry):
+        unreachable = outcome.error_class == ConnectionFailedError.__name__
+        return "unreachable" if unreachable else "degraded"
+    return None
+
+
+def source_readiness(unit: Unit, exc: ConnectorError) -> str:
+    """The readiness a ``ConnectorError`` from ``poll`` or a subscription stream stands
+    for: as when opening (``readiness_for``), else as for a delivery failing with it;
+    an error that will not go away by itself (``PermanentError``, ...) is the connector's
+    here, since each poll asks the same: ``misconfigured``."""
+    return (
+        readiness_for(unit, exc) or outcome_readiness(outcome_from_error(exc)) or ("misconfigured")
+    )
 
 
 class UnitRecorder:

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from ...kernel.errors import ConnectorError
 from ...kernel.inbound import PollingSource, SubscriptionSource
 from ...kernel.redaction import get_logger
 from .leases import DEFAULT_TTL, Lease, LeaseLost
@@ -30,6 +31,7 @@ def inbound_runner(
     *,
     lease_ttl: float = DEFAULT_TTL,
     healthy: Callable[[], None] = lambda: None,
+    failing: Callable[[ConnectorError], float] | None = None,
 ) -> Callable[[], Awaitable[None]] | None:
     """A coroutine function running the provider's inbound unit forever, or ``None``.
 
@@ -37,7 +39,10 @@ def inbound_runner(
     The unit holds the lease ``inbound:{connector_id}`` as ``node_id``; without it the
     coroutine waits as a standby. It raises when the unit crashes, for the supervisor to
     restart it, and releases the lease when cancelled. ``healthy`` is called after each
-    commit (a poll, a batch of the stream): the source works.
+    commit (a poll, a batch of the stream): the source works. ``failing`` is called with
+    each ``ConnectorError`` that ``poll`` or the stream raises (the external system is
+    down, refuses the credentials, ...), which is no crash: it returns the seconds to
+    wait before trying again. Without ``failing``, such an error ends the unit too.
     """
     if isinstance(provider, SubscriptionSource):
         run: Callable[..., Awaitable[None]] = run_subscription
@@ -57,7 +62,7 @@ def inbound_runner(
         organization_id = await asyncio.to_thread(jf.connectors.organization_of, connector_id)
         lease = Lease(db, f"inbound:{connector_id}", node_id, ttl=lease_ttl)
         try:
-            await run(db, connector_id, organization_id, provider, lease, committed)
+            await run(db, connector_id, organization_id, provider, lease, committed, failing)
         finally:
             try:
                 await asyncio.shield(asyncio.to_thread(lease.release))

@@ -164,3 +164,14 @@ async def holding(lease: Lease, work: Awaitable[T]) -> T:
     finally:
         heartbeat.cancel()
         await asyncio.gather(heartbeat, return_exceptions=True)
+
+
+async def sleep_holding(lease: Lease, seconds: float) -> None:
+    """Sleep ``seconds``, renewing the lease often enough that it never lapses (returns
+    early if it is lost)."""
+    step = lease.ttl / 3
+    while seconds > 0:
+        await asyncio.sleep(min(step, seconds))
+        seconds -= step
+        if seconds > 0 and not await asyncio.to_thread(lease.renew):
+            return

@@ -8,6 +8,10 @@ the inbox and the cursor consistent: either both moved or neither did, so the ne
 round (on this node or another) fetches the same batch again, and the inbox's
 ``(connector_id, event_id)`` key drops what was already stored. Nothing is lost and
 nothing is stored twice.
+
+A ``ConnectorError`` from ``poll`` (the system unreachable, throttling, credentials
+refused, a config it rejects) is not a crash: the round is tried again after the delay
+the unit's ``failing`` callback returns, for as long as it takes, with the lease kept.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from ...kernel import call_async
+from ...kernel.errors import ConnectorError
 from ...kernel.inbound import InboundEvent, PollingSource
 from ...kernel.redaction import get_logger
 from ...store import Database
 from ...store.models_inbound import InboundCursor
 from ..inbox import add_events
-from .leases import Lease, LeaseLost, holding
+from .leases import Lease, LeaseLost, holding, sleep_holding
 
 log = get_logger(__name__)
 
@@ -62,11 +67,14 @@ async def run_polling(
     source: PollingSource,
     lease: Lease,
     committed: Callable[[int], None],
+    failing: Callable[[ConnectorError], float] | None = None,
 ) -> None:
     """Poll forever while holding the lease; wait as a standby while another node does.
 
-    Exceptions from ``poll`` or the database propagate: the supervisor counts them as a
-    crash and restarts the unit with backoff.
+    A ``ConnectorError`` from ``poll`` goes to ``failing``, which says how many seconds
+    to wait before polling again (without ``failing`` it propagates). Anything else
+    ``poll`` raises (a provider's bug), a malformed answer, or a database error
+    propagates: the supervisor counts it as a crash and restarts the unit with backoff.
     """
     interval = max(float(getattr(source, "poll_interval_seconds", 30.0)), 0.01)
     while True:
@@ -74,7 +82,14 @@ async def run_polling(
             await asyncio.sleep(lease.ttl / 3)
             continue
         cursor = await asyncio.to_thread(load_cursor, db, connector_id)
-        events, next_cursor = polled(await holding(lease, call_async(source.poll, cursor)))
+        try:
+            answer = await holding(lease, call_async(source.poll, cursor))
+        except ConnectorError as exc:
+            if failing is None:
+                raise
+            await sleep_holding(lease, failing(exc))
+            continue
+        events, next_cursor = polled(answer)
         try:
             added = await asyncio.to_thread(
                 commit_polled, db, lease, connector_id, organization_id, events, next_cursor
@@ -83,7 +98,7 @@ async def run_polling(
             log.warning("polling unit %s lost its lease; standing by", connector_id)
             continue
         committed(added)
-        await _sleep_holding(lease, interval)
+        await sleep_holding(lease, interval)
 
 
 def polled(result: object) -> tuple[list[InboundEvent], str | None]:
@@ -104,13 +119,3 @@ def _described(value: object) -> str:
     if isinstance(value, tuple | list):
         return f"a {type(value).__name__} of {len(value)}"
     return type(value).__name__
-
-
-async def _sleep_holding(lease: Lease, seconds: float) -> None:
-    """Sleep ``seconds``, renewing the lease often enough that it never lapses."""
-    step = lease.ttl / 3
-    while seconds > 0:
-        await asyncio.sleep(min(step, seconds))
-        seconds -= step
-        if seconds > 0 and not await asyncio.to_thread(lease.renew):
-            return

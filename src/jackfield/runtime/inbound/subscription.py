@@ -14,6 +14,13 @@ the inbox, provided the provider maps a redelivered message to the same ``event_
 While consuming, a heartbeat task renews the lease; if the lease is lost (another node
 took over), consumption stops without acking anything further and the runner goes back
 to standby.
+
+A ``ConnectorError`` from the stream or from an ack (the broker unreachable, credentials
+refused, ...), and a stream that ends, are not crashes: ``subscribe()`` is called again
+on the same open provider after the delay the unit's ``failing`` callback returns, for
+as long as it takes, so a provider connects in ``subscribe()`` (or reconnects there).
+The source counts as working again once a batch commits, or once the new stream has run
+for a third of the lease's TTL without failing (a quiet broker sends nothing to commit).
 """
 
 from __future__ import annotations
@@ -22,18 +29,26 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
-from ...kernel.errors import ConnectionFailedError
+from ...kernel.errors import ConnectionFailedError, ConnectorError
 from ...kernel.inbound import ReceivedEvent, SubscriptionSource
 from ...kernel.redaction import get_logger
 from ...store import Database
 from ..inbox import InvalidEventError, add_events
-from .leases import Lease, LeaseLost, keep_renewed
+from .leases import Lease, LeaseLost, keep_renewed, sleep_holding
 
 log = get_logger(__name__)
 
 
 #: Events committed in one transaction at most (also how far the stream is read ahead).
 MAX_BATCH = 500
+
+
+class SourceFailed(Exception):
+    """The stream (or an ack) raised ``error``, a ``ConnectorError``: not a crash."""
+
+    def __init__(self, error: ConnectorError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def commit_received(
@@ -63,10 +78,14 @@ async def run_subscription(
     source: SubscriptionSource,
     lease: Lease,
     committed: Callable[[int], None],
+    failing: Callable[[ConnectorError], float] | None = None,
 ) -> None:
-    """Consume forever while holding the lease. A stream that ends or fails raises, so
-    the supervisor restarts the unit (with backoff) and the broker redelivers what was
-    not acked."""
+    """Consume forever while holding the lease; the broker redelivers what was not acked.
+
+    A stream that ends, or raises a ``ConnectorError`` (as may an ack), goes to
+    ``failing``, which says how many seconds to wait before subscribing again (without
+    ``failing`` the error propagates). Anything else (a provider's bug, a database
+    error) propagates: the supervisor counts it as a crash and restarts the unit."""
     while True:
         if not await asyncio.to_thread(lease.acquire):
             await asyncio.sleep(lease.ttl / 3)
@@ -75,19 +94,31 @@ async def run_subscription(
             _consume(db, connector_id, organization_id, source, lease, committed)
         )
         heartbeat = asyncio.create_task(keep_renewed(lease))
+        settled = asyncio.create_task(_settle(lease.ttl / 3, committed))
         try:
             done, _ = await asyncio.wait({consumer, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            await _cancel(consumer, heartbeat)
+            await _cancel(consumer, heartbeat, settled)
         if consumer in done:
             error = consumer.exception()
             if isinstance(error, LeaseLost):
                 log.warning("subscription unit %s lost its lease; standing by", connector_id)
                 continue
-            if error is not None:
+            if error is None:  # (_consume only ends by raising)
+                error = SourceFailed(ConnectionFailedError("the subscription stream ended"))
+            if not isinstance(error, SourceFailed):
                 raise error
-            raise ConnectionFailedError("the subscription stream ended")
+            if failing is None:
+                raise error.error
+            await sleep_holding(lease, failing(error.error))
+            continue
         log.warning("subscription unit %s lost its lease; standing by", connector_id)
+
+
+async def _settle(seconds: float, committed: Callable[[int], None]) -> None:
+    """A stream that has run ``seconds`` without failing works (nothing to commit)."""
+    await asyncio.sleep(seconds)
+    committed(0)
 
 
 async def _consume(
@@ -109,7 +140,10 @@ async def _consume(
             )
             committed(added)
             for received in batch:
-                await received.ack()
+                try:
+                    await received.ack()
+                except ConnectorError as exc:  # the broker redelivers it; the inbox has it
+                    raise SourceFailed(exc) from exc
     finally:
         await _cancel(reader)  # what it read and nobody acked, the broker redelivers
         aclose = getattr(stream, "aclose", None)
@@ -139,8 +173,11 @@ async def _next_batch(
             if not getter.done():  # the reader ended (or we are stopped): nothing to take
                 getter.cancel()
         if not getter.done() or getter.cancelled():
-            reader.result()  # the stream's error
-            raise ConnectionFailedError("the subscription stream ended")
+            try:
+                reader.result()  # the stream's error
+            except ConnectorError as exc:
+                raise SourceFailed(exc) from exc
+            raise SourceFailed(ConnectionFailedError("the subscription stream ended"))
         batch.append(getter.result())
     while len(batch) < MAX_BATCH and not buffer.empty():
         batch.append(buffer.get_nowait())

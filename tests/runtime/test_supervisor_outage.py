@@ -1,0 +1,215 @@
+"""An outage of the system a polling or subscription unit reads from is not a crash.
+
+While ``poll()`` or ``subscribe()`` raises a ``ConnectorError`` (the system is down,
+throttles, refuses the credentials, ...), the unit keeps ``running``: its readiness and
+``last_error`` say what is wrong, and it tries again on its own with backoff, however
+many times. Once the system answers again it is ``ready``, with no stale error, and no
+operator had to restart anything. Only what a provider should never raise (its bugs)
+counts as a crash.
+
+More than two crashes within the window mark a unit ``failed`` here, so an outage that
+still counted as crashes would leave the unit ``failed`` after its third failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import ClassVar
+
+import pytest
+from ulid import ULID
+
+from jackfield import ConfigField, connector_registry
+from jackfield.kernel import (
+    AuthError,
+    ConnectionFailedError,
+    ConnectorConfigError,
+    ConnectorError,
+    InboundEvent,
+    MessagingProvider,
+    OutboundMessage,
+    PermanentError,
+    PollingSource,
+    RateLimitedError,
+    ReceivedEvent,
+    SentMessage,
+    SubscriptionSource,
+    TransientError,
+)
+
+ERRORS: dict[str, type[ConnectorError]] = {
+    "connection": ConnectionFailedError,
+    "transient": TransientError,
+    "rate_limited": RateLimitedError,
+    "auth": AuthError,
+    "permanent": PermanentError,
+    "config": ConnectorConfigError,
+}
+
+
+class Upstream:
+    """The external system: down for the keys in ``DOWN``; counts the failed calls."""
+
+    DOWN: ClassVar[set[str]] = set()
+    FAILURES: ClassVar[dict[str, int]] = {}
+
+    @classmethod
+    def check(cls, key: str, error: str) -> None:
+        if key in cls.DOWN:
+            cls.FAILURES[key] = cls.FAILURES.get(key, 0) + 1
+            raise ERRORS[error]("upstream.invalid is having an outage")
+
+
+class OutageFeed(MessagingProvider, PollingSource):
+    """Polls three events from a system that may be down."""
+
+    provider_type: ClassVar[str] = "outage_feed_test"
+    display_name: ClassVar[str] = "Outage feed (tests)"
+    poll_interval_seconds = 0.05
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return [ConfigField("key", "Key"), ConfigField("error", "Error", default="connection")]
+
+    def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]:
+        Upstream.check(self.config["key"], self.config["error"])
+        n = int(cursor or 0)
+        if n >= 3:
+            return [], cursor
+        return [InboundEvent(f"feed-{n}", "tick", {"n": n})], str(n + 1)
+
+    def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="f")
+
+
+class OutageStream(MessagingProvider, SubscriptionSource):
+    """Subscribes to a broker that may be down; once up, it delivers two events."""
+
+    provider_type: ClassVar[str] = "outage_stream_test"
+    display_name: ClassVar[str] = "Outage stream (tests)"
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return [ConfigField("key", "Key"), ConfigField("error", "Error", default="connection")]
+
+    async def subscribe(self) -> AsyncIterator[ReceivedEvent]:
+        Upstream.check(self.config["key"], self.config["error"])
+        for n in range(2):
+
+            async def ack() -> None:
+                return None
+
+            yield ReceivedEvent(InboundEvent(f"stream-{n}", "tick", {"n": n}), ack)
+        await asyncio.sleep(3600)  # connected, nothing more to say
+
+    def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="s")
+
+
+for _cls in (OutageFeed, OutageStream):
+    if not connector_registry.is_registered("messaging", _cls.provider_type):
+        connector_registry.register(_cls)
+
+
+@pytest.fixture
+def jf(database_url, make_jf):
+    return make_jf(database_url, supervisor_crash_limit=2, supervisor_backoff_max_seconds=1.0)
+
+
+def _unit(http, connector_id):
+    items = http.get("/api/runtime").json()["items"]
+    return next((u for u in items if u["connector_id"] == connector_id), None)
+
+
+def _events(http, connector_id):
+    items = http.get(f"/api/connectors/{connector_id}/events").json()["items"]
+    return sorted(e["event_id"] for e in items)
+
+
+def _outage(make_connector, tenant, provider_type, error):
+    key = uuid.uuid4().hex
+    Upstream.DOWN.add(key)
+    return key, make_connector(tenant.admin, provider_type, key=key, error=error)
+
+
+@pytest.mark.parametrize("provider_type", ["outage_feed_test", "outage_stream_test"])
+@pytest.mark.parametrize(
+    ("error", "readiness"),
+    [
+        ("connection", "unreachable"),
+        ("transient", "degraded"),
+        ("rate_limited", "degraded"),
+        ("auth", "auth_failed"),
+    ],
+)
+def test_an_outage_is_waited_out_and_the_unit_is_ready_again_by_itself(
+    api, tenant, make_connector, client, wait_until, provider_type, error, readiness
+):
+    """Before, each failed poll or subscribe was a crash: the third marked the unit
+    ``failed``, and it stayed down after the system was back until an operator
+    restarted it."""
+    key, cid = _outage(make_connector, tenant, provider_type, error)
+    with client(api.url, tenant.user_token) as http:
+        # many more failures than the crash limit: still running, saying why not ready
+        wait_until(lambda: Upstream.FAILURES.get(key, 0) >= 5, timeout=20)
+        unit = _unit(http, cid)
+        assert (unit["liveness"], unit["readiness"]) == ("running", readiness), unit
+        assert unit["restart_count"] == 0 and unit["next_restart_at"] is None
+        assert unit["last_error"].startswith(f"{ERRORS[error].__name__}: "), unit
+        assert "upstream.invalid is having an outage" in unit["last_error"]
+
+        Upstream.DOWN.discard(key)  # the system is back
+        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "ready" and u)
+        assert unit["liveness"] == "running" and unit["restart_count"] == 0
+        assert unit["last_error"] is None  # not a stale error beside "ready"
+        expected = ["feed-0", "feed-1", "feed-2"]
+        if provider_type == "outage_stream_test":
+            expected = ["stream-0", "stream-1"]
+        assert wait_until(lambda: (got := _events(http, cid)) == expected and got)
+
+
+@pytest.mark.parametrize(
+    ("error", "readiness"), [("permanent", "misconfigured"), ("config", "misconfigured")]
+)
+def test_a_poll_that_will_fail_again_is_misconfigured_and_retried_slowly(
+    api, tenant, make_connector, client, wait_until, error, readiness
+):
+    """An error that cannot pass by itself (the feed's URL is gone, the system refuses
+    the config) shows the connector needs fixing; it is tried again at the backoff's cap
+    (1 s here), so a fix made outside Jackfield is picked up without a restart."""
+    key, cid = _outage(make_connector, tenant, "outage_feed_test", error)
+    with client(api.url, tenant.user_token) as http:
+        wait_until(lambda: Upstream.FAILURES.get(key, 0) >= 4, timeout=20)
+        unit = _unit(http, cid)
+        assert (unit["liveness"], unit["readiness"]) == ("running", readiness), unit
+        assert unit["restart_count"] == 0
+        assert unit["last_error"].startswith(f"{ERRORS[error].__name__}: ")
+
+        Upstream.DOWN.discard(key)
+        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "ready" and u)
+        assert unit["last_error"] is None and unit["restart_count"] == 0
+        assert wait_until(lambda: _events(http, cid) == ["feed-0", "feed-1", "feed-2"])
+
+
+def test_a_delivery_that_works_again_clears_the_error_it_showed(
+    api, tenant, make_connector, client, wait_until
+):
+    """Before, ``runtime status`` showed the unit ``ready`` again with the
+    ``TransientError`` of a failure that was over."""
+    cid = make_connector(tenant.admin, retry={"base_seconds": "1"})  # echo
+    with client(api.url, tenant.admin_token) as http:
+        body = {"payload": {"text": "hi", "simulate": "transient:3"}, "envelope_id": str(ULID())}
+        assert http.post(f"/api/connectors/{cid}/messages", json=body).status_code == 202
+        wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "degraded")
+        sent = wait_until(
+            lambda: (
+                (m := http.get(f"/api/outbox/{body['envelope_id']}").json())["state"] == "delivered"
+                and m
+            ),
+            timeout=30,
+        )
+        assert sent["attempts"] == 4
+        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "ready" and u)
+        assert unit["last_error"] is None
