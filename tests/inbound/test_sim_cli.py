@@ -16,16 +16,21 @@ from sqlalchemy import func, select
 from jackfield.store.models_inbound import InboxEvent
 from jackfield.store.models_outbox import OutboxMessage
 
+from .conftest import make_active_connector
+
 JACKFIELD = str(Path(sys.executable).parent / "jackfield")
 
 
-def run_cli(jf, *args: str) -> subprocess.CompletedProcess[str]:
+def run_cli(jf, *args: str, path: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """The ``jackfield`` command on ``jf``'s database (``path``: a plugin directory)."""
     env = {
         **os.environ,
         "JACKFIELD_DATABASE_URL": jf.settings.database_url,
         "JACKFIELD_DATA_DIR": str(jf.settings.data_dir),
         "JACKFIELD_SECRET_KEY": jf.settings.secret_key.get_secret_value(),
     }
+    if path is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(path), *filter(None, [env.get("PYTHONPATH")])])
     return subprocess.run(
         [JACKFIELD, *args], env=env, capture_output=True, text=True, timeout=60, check=False
     )
@@ -165,3 +170,50 @@ def test_a_message_to_a_connector_that_only_receives_is_refused(
     assert "only receives" in refused.json()["error"]["message"]
     with jf.db.transaction() as s:
         assert s.scalar(select(func.count()).select_from(OutboxMessage)) == 0
+
+
+POLL_ONLY = """\
+from jackfield.kernel import ConnectorNotSupportedError, MessagingProvider, PollingSource
+
+
+class PollOnly(MessagingProvider, PollingSource):
+    provider_type = "poll_only_test"
+    display_name = "Poll only (tests)"
+    sends = False
+
+    def poll(self, cursor):
+        return [], cursor
+
+    def send_message(self, message):
+        raise ConnectorNotSupportedError("it only receives")
+"""
+
+
+def test_a_polling_connector_that_only_receives_says_it_polls(
+    jf, api, admin, org_token, install_plugin, tmp_path
+):
+    """Before, a connector that takes its events in by polling was refused as one that
+    takes them in by webhooks."""
+    install_plugin(
+        "poll-only-test", {"poll_only_test": POLL_ONLY}, {"poll_only": "poll_only_test:PollOnly"}
+    )
+    from poll_only_test import PollOnly  # type: ignore[import-not-found]
+
+    if not jf.registry.is_registered("messaging", "poll_only_test"):
+        jf.registry.register(PollOnly)
+    try:
+        cid = make_active_connector(jf, admin, "poll_only_test", {}, category="messaging")
+        result = run_cli(jf, "sim", "send", cid, "hello", path=tmp_path / "poll-only-test")
+        assert result.returncode == 1, result.stdout
+        assert "only receives" in result.stderr
+        assert "takes events in (polling)" in result.stderr, result.stderr
+        assert "webhooks" not in result.stderr
+        refused = httpx2.post(
+            f"{api.url}/api/connectors/{cid}/messages",
+            json={"payload": {"text": "hello"}},
+            headers={"Authorization": f"Bearer {org_token}"},
+        )
+        assert refused.status_code == 409
+        assert "takes events in (polling)" in refused.json()["error"]["remediation"]
+    finally:
+        jf.registry.unregister("messaging", "poll_only_test")

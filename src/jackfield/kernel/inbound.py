@@ -130,3 +130,14 @@ class SubscriptionSource(ABC):
 
     @abstractmethod
     def subscribe(self) -> AsyncIterator[ReceivedEvent]: ...
+
+
+def ways_in(cls: type) -> list[str]:
+    """How a provider class takes events in: ``subscription``, ``polling``, ``webhooks``
+    (those of its sources, in that order)."""
+    kinds = (
+        ("subscription", SubscriptionSource),
+        ("polling", PollingSource),
+        ("webhooks", WebhookSource),
+    )
+    return [name for name, source in kinds if issubclass(cls, source)]

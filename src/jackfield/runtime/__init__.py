@@ -19,6 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from ..kernel.errors import ConnectorError
+from ..kernel.inbound import ways_in
 from ..kernel.redaction import get_logger
 from ..service.outbox import OutboxService, SendResult
 from ..service.units import RuntimeUnitService
@@ -47,7 +48,7 @@ class Runtime:
         self.enabled = bool(getattr(s, "runtime_enabled", True))
         # one writer for enqueues, claims, acks and unit state: group-committed together
         self.committer = GroupCommitter(jf.db, name="jackfield-writes")
-        self.outbox = OutboxService(jf.db, self.committer, sends_to=self._sends_to)
+        self.outbox = OutboxService(jf.db, self.committer, receives_only=self._receives_only)
         heartbeat = 10 * s.supervisor_poll_seconds  # each node rewrites its unit rows
         silent = timedelta(seconds=STALE_HEARTBEATS * heartbeat)  # ... else it is gone
         self.units = RuntimeUnitService(jf.db, silent_after=silent)
@@ -158,11 +159,15 @@ class Runtime:
         self.supervisor.poke()
         return view
 
-    def _sends_to(self, category: str, provider_type: str) -> bool:
+    def _receives_only(self, category: str, provider_type: str) -> str | None:
+        """``None`` if the type sends, else how it takes events in (for the refusal)."""
         try:
-            return bool(self.jf.registry.get(category, provider_type).sends)
+            cls = self.jf.registry.get(category, provider_type)
         except ConnectorError:  # a type no longer installed: its delivery says so
-            return True
+            return None
+        if cls.sends:
+            return None
+        return ", ".join(ways_in(cls)) or "no inbound source"
 
     def _wake_delivery(self) -> None:
         self.delivery.wake()

@@ -56,14 +56,15 @@ class OutboxService:
         db: Database,
         committer: GroupCommitter | None = None,
         *,
-        sends_to: Callable[[str, str], bool] | None = None,
+        receives_only: Callable[[str, str], str | None] | None = None,
     ) -> None:
-        """``sends_to(category, provider_type)``: whether connectors of that type send
-        messages (the registry knows); a message to one that only receives is refused."""
+        """``receives_only(category, provider_type)``: ``None`` if connectors of that type
+        send messages (the registry knows), else how they take events in (``polling``,
+        ``webhooks``, ...); a message to one that only receives is refused, saying so."""
         self.db = db
         self.committer = committer or GroupCommitter(db, name="outbox-enqueue")
         self._listeners: list[Callable[[set[str]], None]] = []
-        self._enqueuer = Enqueuer(self.committer, self._notify, sends_to)
+        self._enqueuer = Enqueuer(self.committer, self._notify, receives_only)
 
     def add_listener(self, callback: Callable[[set[str]], None]) -> None:
         """Call ``callback(connector_ids)`` after new messages committed that wait to be

@@ -153,12 +153,13 @@ class Enqueuer:
         self,
         committer: GroupCommitter,
         on_pending: Callable[[set[str]], None],
-        sends_to: Callable[[str, str], bool] | None = None,
+        receives_only: Callable[[str, str], str | None] | None = None,
     ):
         self.committer = committer
         self.on_pending = on_pending  # new pending rows committed (wake the workers)
-        # (category, provider type) -> whether that type sends messages (default: all)
-        self.sends_to = sends_to or (lambda _category, _provider_type: True)
+        # (category, provider type) -> None if that type sends messages (default: all),
+        # else how it takes events in ("polling", "webhooks", ...)
+        self.receives_only = receives_only or (lambda _category, _provider_type: None)
         self.direct: DirectDelivery | None = None
         self._lock = threading.Lock()
         self._sends: list[Send] = []
@@ -219,7 +220,7 @@ class Enqueuer:
         # id -> (organization, enabled, sends) as plain values: cheaper to read than a
         # Row's attributes, once per send below
         connectors = {
-            row[0]: (row[1], row[2], self.sends_to(row[3], row[4]))
+            row[0]: (row[1], row[2], self.receives_only(row[3], row[4]))
             for row in connection.execute(_CONNECTORS, {"ids": ids})
         }
         given = [item.envelope_id for item in sends if item.client_id]
@@ -250,12 +251,12 @@ class Enqueuer:
                         remediation="Activate the connector, then send again.",
                     )
                 )
-            elif not connector[2]:
+            elif connector[2] is not None:
                 outcomes.append(
                     ConflictError(
                         f"connector {item.connector_id} only receives: it sends nothing",
                         remediation="Send to a connector that delivers messages; this "
-                        "one takes events in (webhooks).",
+                        f"one takes events in ({connector[2]}).",
                     )
                 )
             else:
@@ -275,7 +276,7 @@ class Enqueuer:
         sends: list[Send],
         outcomes: list[Any],
         new: dict[str, list[int]],
-        connectors: dict[str, tuple[str, bool, bool]],
+        connectors: dict[str, tuple[str, bool, str | None]],
     ) -> None:
         """One ``executemany`` for all new messages; leased ones go in ``in_flight``."""
         now = utcnow()
