@@ -255,7 +255,7 @@ def source_readiness(unit: Unit, exc: ConnectorError) -> str:
     an error that will not go away by itself (``PermanentError``, ...) is the connector's
     here, since each poll asks the same: ``misconfigured``."""
     return (
-        readiness_for(unit, exc) or outcome_readiness(outcome_from_error(exc)) or ("misconfigured")
+        readiness_for(unit, exc) or outcome_readiness(outcome_from_error(exc)) or "misconfigured"
     )
 
 
