@@ -512,3 +512,37 @@ def test_a_connection_test_that_never_returns_fails_at_its_deadline(jf, admin):
     assert result["success"] is False and result["status"] == "error"
     assert result["message"] == "the connection test did not finish within 0.5 s"
     assert jf.connectors.get(admin, created["id"])["status"] == "error"
+
+
+def test_a_providers_inbound_sources_are_listed_as_its_capabilities(jf):
+    """A plugin author who forgot to list them: the types list still says how its
+    connectors take events in (before, it showed none)."""
+    from jackfield.kernel.categories.messaging import (
+        MessagingProvider,
+        OutboundMessage,
+        SentMessage,
+    )
+    from jackfield.kernel.inbound import InboundEvent, PollingSource
+
+    class Feed(MessagingProvider, PollingSource):
+        provider_type = "feed_caps_test"
+        display_name = "Feed"
+        sends = False
+
+        @classmethod
+        def config_schema(cls):
+            return []
+
+        def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]:
+            return [], cursor
+
+        def send_message(self, message: OutboundMessage) -> SentMessage:
+            raise NotImplementedError
+
+    with registered(Feed):
+        types = {t["provider_type"]: t for t in jf.connectors.provider_types("messaging")}
+    assert types["feed_caps_test"]["capabilities"] == ["polling"]
+    assert types["echo"]["capabilities"] == ["threads"]
+    assert "webhook" in {t["provider_type"]: t for t in jf.connectors.provider_types("http")}[
+        "webhook"
+    ]["capabilities"]

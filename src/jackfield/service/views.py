@@ -7,7 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from ..kernel.config import SECRET_MASK, schema_to_json_schema
-from ..kernel.provider import ConnectorProvider
+from ..kernel.inbound import ways_in
+from ..kernel.provider import Capability, ConnectorProvider
 from ..store import Connector
 
 MAX_ROW_ID = 2**63 - 1
@@ -58,12 +59,21 @@ def connector_view(connector: Connector) -> dict[str, Any]:
     }
 
 
+_SOURCE_CAPABILITIES = {
+    "subscription": Capability.SUBSCRIPTION,
+    "polling": Capability.POLLING,
+    "webhooks": Capability.WEBHOOK,
+}
+
+
 def provider_type_view(cls: type[ConnectorProvider]) -> dict[str, Any]:
+    # a provider's inbound sources are capabilities whether or not its author listed them
+    sources = {_SOURCE_CAPABILITIES[way] for way in ways_in(cls)}
     return {
         "provider_type": cls.provider_type,
         "display_name": cls.display_name,
         "category": cls.category,
         "tier": str(cls.tier),
-        "capabilities": sorted(cls.capabilities),
+        "capabilities": sorted({*cls.capabilities, *sources}),
         "config_schema": schema_to_json_schema(cls.config_schema()),
     }
