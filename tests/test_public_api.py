@@ -54,7 +54,7 @@ def test_the_readmes_embedded_use_runs_as_written(tmp_path, monkeypatch):
     scope: dict[str, object] = {}
     try:
         for block in blocks:
-            exec(compile(block, "README.md", "exec"), scope)  # noqa: S102 - our own README
+            exec(compile(block, "README.md", "exec"), scope)  # (our own README)
         jf, who, chat = scope["jf"], scope["who"], scope["chat"]
         assert (tmp_path / ".jackfield").is_dir()
         assert jf.connectors.get(who, chat["id"])["is_enabled"] is True
