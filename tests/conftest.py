@@ -12,6 +12,7 @@ import os
 import socket
 import sys
 import textwrap
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from jackfield import ConfigField, ConnectionTestResult, connector_registry
 from jackfield.app import Jackfield
@@ -105,6 +107,106 @@ def free_port() -> int:
 def free_port_fixture() -> Callable[[], int]:
     """``free_port()``: a loopback port nobody listens on (for servers a test starts)."""
     return free_port
+
+
+class CuttableProxy:
+    """A TCP proxy on loopback to ``target`` that a test can ``cut`` (every connection
+    through it closed, new ones refused: the port is not listened on) and ``restore``
+    (on the same port): a network outage between Jackfield and its database server."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self._sockets: set[socket.socket] = set()
+        self.restore()
+
+    def url(self, database_url: str) -> str:
+        """``database_url`` with this proxy as its host and port."""
+        parsed = make_url(database_url).set(host="127.0.0.1", port=self.port)
+        return parsed.render_as_string(hide_password=False)
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        listener.settimeout(0.05)
+        self.port = listener.getsockname()[1]
+        with self._lock:
+            self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        with self._lock:
+            listener, self._listener = self._listener, None
+            sockets, self._sockets = self._sockets, set()
+        if listener is not None:
+            listener.close()
+        for sock in sockets:
+            _close(sock)
+
+    def _accept(self, listener: socket.socket) -> None:
+        while self._listener is listener:
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _close(client)
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                if self._listener is not listener:  # cut meanwhile
+                    _close(client)
+                    _close(upstream)
+                    return
+                self._sockets |= {client, upstream}
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with self._lock:
+                self._sockets -= {source, sink}
+            _close(source)
+            _close(sink)
+
+
+def _close(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+@pytest.fixture
+def cuttable_proxy() -> Iterator[Callable[[str], tuple[CuttableProxy, str]]]:
+    """``cuttable_proxy(database_url)``: a ``CuttableProxy`` to that database's server,
+    and the URL that reaches the database through it."""
+    made: list[CuttableProxy] = []
+
+    def make(database_url: str) -> tuple[CuttableProxy, str]:
+        parsed = make_url(database_url)
+        proxy = CuttableProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
+        made.append(proxy)
+        return proxy, proxy.url(database_url)
+
+    yield make
+    for proxy in made:
+        proxy.cut()
 
 
 @contextmanager

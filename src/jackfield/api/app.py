@@ -16,7 +16,7 @@ from types import ModuleType
 from fastapi import FastAPI
 
 from ..app import Jackfield
-from .errors import install_error_handlers
+from .errors import ErrorGuard, install_error_handlers
 from .routes.events import end_streams
 
 ROUTER_PACKAGES = ("jackfield.api.routes", "jackfield.ui.pages")
@@ -55,6 +55,7 @@ def create_app(jf: Jackfield, *, start_runtime: bool = True) -> FastAPI:
         setup = getattr(module, "setup_app", None)
         if setup is not None:  # e.g. static files, middleware of the UI
             setup(app)
+    app.add_middleware(ErrorGuard)  # last, so that it wraps every other middleware
     return app
 
 

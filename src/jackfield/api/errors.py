@@ -1,6 +1,14 @@
 """One error body for every failure: ``{"error": {"code", "message", "remediation"}}``.
 
 Status codes follow the error class; a 5xx only for real faults, never with a trace.
+
+While the database is unavailable (down, unreachable, full), a request answers 503
+``database_unavailable`` with ``Retry-After``, and the log has a line when the outage
+begins and one a minute while it lasts, not a traceback per request. Any other
+unexpected error answers 500 ``internal_error`` and logs its traceback once, through
+Jackfield's redacting logger: ``ErrorGuard`` handles it around every middleware, so
+Starlette's outermost middleware never re-raises it for the server to log again
+(unredacted, by a logger that is not Jackfield's).
 """
 
 from __future__ import annotations
@@ -10,7 +18,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..kernel.errors import (
     AuthenticationError,
@@ -23,8 +34,12 @@ from ..kernel.errors import (
 )
 from ..kernel.redaction import get_logger
 from ..secrets import redactor
+from ..store import OutageLog, database_unavailable
 
 log = get_logger(__name__)
+outages = OutageLog(log, "requests answer 503 database_unavailable")
+RETRY_AFTER_SECONDS = 5
+"""What a 503 ``database_unavailable`` asks the client to wait before trying again."""
 
 STATUS_BY_ERROR: list[tuple[type[JackfieldError], int]] = [
     (AuthenticationError, 401),
@@ -98,17 +113,11 @@ def install_error_handlers(app: FastAPI) -> None:
         )
         return JSONResponse(body, 422)
 
-    @app.exception_handler(Exception)
-    async def unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-        # a real fault: the error format holds for it too, without a trace to the client
-        # (the log has it, through the redacting filter)
-        log.error("request failed unexpectedly: %r", exc, exc_info=exc)
-        body = error_body(
-            "internal_error",
-            "an unexpected error occurred",
-            "Try again; if it persists, the server log says what went wrong.",
-        )
-        return JSONResponse(body, 500)
+    @app.exception_handler(DBAPIError)  # raised by a route: handled without a re-raise
+    @app.exception_handler(PoolTimeoutError)
+    @app.exception_handler(Exception)  # raised outside ``ErrorGuard`` (Starlette re-raises)
+    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        return fault_response(request.scope, exc)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -121,3 +130,61 @@ def install_error_handlers(app: FastAPI) -> None:
         remedy = HTTP_REMEDIES.get(exc.status_code, "")
         body = error_body(code, str(exc.detail), remedy, _org(request))
         return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+
+def fault_response(scope: Scope, exc: Exception) -> JSONResponse:
+    """The answer to an exception no other handler took: 503 while the database is
+    unavailable (logged once per outage), else 500 (logged with its traceback). Neither
+    quotes the exception: a driver's text may hold a host, a statement, its values."""
+    if database_unavailable(exc):
+        outages.failed(exc)
+        body = error_body(
+            "database_unavailable",
+            "the database is unavailable, so the request could not be completed",
+            f"Try again in {RETRY_AFTER_SECONDS} seconds or more; a message sent again with"
+            " the same envelope_id is never delivered twice.",
+        )
+        return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    # a real fault: the error format holds for it too, without a trace to the client
+    # (the log has it, through the redacting filter)
+    log.error(
+        "%s %s failed unexpectedly: %r",
+        scope.get("method", ""),
+        scope.get("path", ""),
+        exc,
+        exc_info=exc,
+    )
+    body = error_body(
+        "internal_error",
+        "an unexpected error occurred",
+        "Try again; if it persists, the server log says what went wrong.",
+    )
+    return JSONResponse(body, 500)
+
+
+class ErrorGuard:
+    """ASGI middleware around all of the app's others: an exception that escapes them
+    (a route's, or a middleware's own, such as a token check while the database is away)
+    gets ``fault_response`` and ends here, logged once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:  # noqa: BLE001 - every fault is answered and logged here
+            response = fault_response(scope, exc)
+            if not started:  # else the client has a status already: the server drops it
+                await response(scope, receive, send)

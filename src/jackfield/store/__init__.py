@@ -14,6 +14,7 @@ from .models import (
     new_uuid,
     utcnow,
 )
+from .outage import OutageLog, database_unavailable, outage_reason
 
 __all__ = [
     "ApiToken",
@@ -24,12 +25,15 @@ __all__ = [
     "Database",
     "Meta",
     "Organization",
+    "OutageLog",
     "User",
     "create_db_engine",
+    "database_unavailable",
     "is_current",
     "is_sqlite",
     "new_uuid",
     "normalize_url",
+    "outage_reason",
     "sqlite_file",
     "upgrade",
     "utcnow",

@@ -1,0 +1,111 @@
+"""A database outage: how to recognise one, and how to log one without a line per failure.
+
+``database_unavailable(exc)`` tells an error that says the database cannot be used right
+now (the server is down or unreachable, a connection was lost, the disk is full, a lock
+was not granted in time) from one that says a statement was wrong. The first is waited
+out -- a request answers 503 with ``Retry-After``, the runtime tries again -- the second
+is a fault with a traceback.
+
+``OutageLog`` turns the many failures of one outage into a line when it begins, a line a
+minute while it lasts (with the count), and a line when it ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+
+# sqlite3 raises OperationalError for some mistakes in a statement, too
+_STATEMENT_MISTAKES = ("no such table", "no such column", "has no column", "syntax error")
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database cannot be used right now (not that a statement
+    or a value was wrong)."""
+    if isinstance(exc, PoolTimeoutError):  # no connection of the pool freed in time
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    driver_error = exc.orig
+    if isinstance(exc, InterfaceError):  # psycopg: "the connection is closed"
+        return type(driver_error).__module__.split(".")[0] != "sqlite3"  # a binding error
+    if isinstance(exc, OperationalError):
+        text = str(driver_error).lower()
+        return not any(mistake in text for mistake in _STATEMENT_MISTAKES)
+    return False
+
+
+def outage_reason(exc: BaseException) -> str:
+    """The driver's first line about ``exc`` ("connection refused", "database or disk is
+    full"), without SQLAlchemy's statement and parameters."""
+    driver_error = exc.orig if isinstance(exc, DBAPIError) else exc
+    lines = str(driver_error).strip().splitlines()
+    return f"{type(driver_error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
+class OutageLog:
+    """Logs a database outage at its start, every ``every`` seconds while it lasts (how
+    many failures it caused meanwhile) and at its end -- not once per failure.
+
+    ``failed(exc)`` notes a failure; ``recovered()`` a success after one. An outage with
+    no failure noted for ``every`` seconds is over for the log even without
+    ``recovered()`` (a request handler only sees failures)."""
+
+    def __init__(self, logger: logging.Logger, what: str, every: float = 60.0) -> None:
+        self.logger = logger
+        self.what = what  # what the failures do, e.g. "requests answer 503"
+        self.every = every
+        self._lock = threading.Lock()
+        self._since: float | None = None  # when the outage began (monotonic)
+        self._last_failure = 0.0
+        self._last_line = 0.0
+        self._unlogged = 0
+        self._failures = 0
+
+    @property
+    def ongoing(self) -> bool:
+        return self._since is not None
+
+    def failed(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self._since is not None and now - self._last_failure > self.every:
+                self._since = None  # quiet for a while: that outage is over
+            self._last_failure = now
+            self._failures += 1
+            if self._since is None:
+                self._since, self._last_line, self._unlogged, self._failures = now, now, 0, 1
+                line: tuple[object, ...] = (
+                    "database unavailable (%s): %s until it is back",
+                    outage_reason(exc),
+                    self.what,
+                )
+            elif now - self._last_line >= self.every:
+                line = (
+                    "database still unavailable after %.0fs (%s): %d more failures",
+                    now - self._since,
+                    outage_reason(exc),
+                    self._unlogged + 1,
+                )
+                self._last_line, self._unlogged = now, 0
+            else:
+                self._unlogged += 1
+                return
+        self.logger.warning(*line)
+
+    def recovered(self) -> None:
+        with self._lock:
+            if self._since is None:
+                return
+            seconds, failures = time.monotonic() - self._since, self._failures
+            self._since = None
+        self.logger.warning("database available again after %.1fs (%d failures)", seconds, failures)
+
+
+__all__ = ["OutageLog", "database_unavailable", "outage_reason"]

@@ -1,0 +1,163 @@
+"""The REST API while its database is away: a real PostgreSQL behind a real network cut
+(a TCP proxy the test closes), and a SQLite file another process holds a write lock on.
+
+A request answers 503 ``database_unavailable`` with ``Retry-After`` and stores nothing;
+the log gets a line for the outage, not a traceback per request (nor the server's copy
+of it); ``/readyz`` answers within its probe time whatever the database does.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from jackfield.api import create_app
+from jackfield.app import Jackfield
+from jackfield.secrets import redactor
+from jackfield.service import Principal, Role
+from jackfield.testing import LiveServer
+
+
+@contextmanager
+def serving(app: Any, caplog: pytest.LogCaptureFixture) -> Iterator[LiveServer]:
+    """``app`` on a live server, with the records of uvicorn's loggers in ``caplog`` too
+    (uvicorn's logging set-up, made as the server is, keeps them from the root logger)."""
+    caplog.set_level(logging.INFO)
+    with LiveServer(app) as server:
+        uvicorn = logging.getLogger("uvicorn")
+        uvicorn.addHandler(caplog.handler)
+        try:
+            yield server
+        finally:
+            uvicorn.removeHandler(caplog.handler)
+
+
+def _user_and_echo_connector(jf: Jackfield) -> tuple[str, str]:
+    """A user's token, and an active echo connector of its organization."""
+    name = f"org-{uuid.uuid4().hex[:8]}"
+    _, token = jf.accounts.create_user(f"ops@{name}.example", name, "admin", with_token=True)
+    who = Principal(jf.accounts.org_id(name), f"ops@{name}.example", Role.ADMIN)
+    created = jf.connectors.create(
+        who, name="echo", category="messaging", provider_type="echo", config={}
+    )
+    assert jf.connectors.test(who, created["id"])["success"]
+    jf.connectors.set_enabled(who, created["id"], True)
+    assert token
+    return token, str(created["id"])
+
+
+def _outbox_rows(database_url: str) -> int:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM outbox_messages")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def _problems(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The server's records (not the access log's line per request, nor the client's)."""
+    return [
+        r
+        for r in caplog.records
+        if r.name.startswith(("jackfield", "uvicorn")) and r.name != "uvicorn.access"
+    ]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_while_the_database_is_cut_requests_answer_503_and_log_one_line(
+    database_url, cuttable_proxy, make_jf, client, wait_until, caplog
+):
+    proxy, through_proxy = cuttable_proxy(database_url)
+    jf = make_jf(through_proxy)
+    token, cid = _user_and_echo_connector(jf)
+    with (
+        serving(create_app(jf, start_runtime=False), caplog) as server,
+        client(server.url, token) as http,
+    ):
+        sent = http.post(f"/api/connectors/{cid}/messages", json={"payload": {"text": "0"}})
+        assert sent.status_code == 202, sent.text
+        caplog.clear()
+
+        proxy.cut()
+        for i in range(30):
+            refused = http.post(
+                f"/api/connectors/{cid}/messages", json={"payload": {"text": f"cut {i}"}}
+            )
+            assert refused.status_code == 503, refused.text
+            assert int(refused.headers["Retry-After"]) > 0
+            error = refused.json()["error"]
+            assert error["code"] == "database_unavailable"
+            assert "database is unavailable" in error["message"]
+            assert str(proxy.port) not in refused.text  # no driver text (host, port, URL)
+            assert "psycopg" not in refused.text.lower()
+        for path in ("/api/runtime", "/metrics"):
+            answer = http.get(path)
+            assert answer.status_code == 503, (path, answer.text)
+            assert answer.json()["error"]["code"] == "database_unavailable"
+            assert "Retry-After" in answer.headers
+        started = time.monotonic()
+        assert http.get("/readyz").status_code == 503
+        assert time.monotonic() - started < 3
+
+        lines = _problems(caplog)
+        assert len(lines) <= 2, [r.getMessage() for r in lines]
+        assert not [r for r in lines if r.exc_info], "no traceback for an outage"
+        assert "database unavailable" in caplog.text
+
+        proxy.restore()
+        wait_until(lambda: http.get("/readyz").status_code == 200, timeout=15)
+        after = http.post(f"/api/connectors/{cid}/messages", json={"payload": {"text": "1"}})
+        assert after.status_code == 202, after.text
+    assert _outbox_rows(database_url) == 2  # nothing of the refused requests was stored
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_unexpected_error_is_logged_once_with_its_traceback_redacted(jf, tenant, client, caplog):
+    secret = "sk-unexpected-0123456789"
+    redactor.add(secret)
+    app = create_app(jf, start_runtime=False)
+
+    def fail() -> None:
+        raise RuntimeError(f"a bug quoting {secret}")
+
+    app.add_api_route("/api/test-failure", fail)
+    with serving(app, caplog) as server, client(server.url, tenant.user_token) as http:
+        answer = http.get("/api/test-failure")
+        assert answer.status_code == 500
+        assert answer.json()["error"]["code"] == "internal_error"
+        assert secret not in answer.text
+        time.sleep(0.2)  # (the server logs after it answered)
+    tracebacks = [r for r in caplog.records if r.exc_info]
+    assert len(tracebacks) == 1, [(r.name, r.getMessage()) for r in tracebacks]
+    assert tracebacks[0].name.startswith("jackfield.")
+    assert "Exception in ASGI application" not in caplog.text
+    assert "a bug quoting" in caplog.text and secret not in caplog.text
+
+
+def test_readyz_answers_at_once_while_another_process_holds_the_sqlite_write_lock(
+    sqlite_url, make_jf, client
+):
+    jf = make_jf(sqlite_url)
+    with LiveServer(create_app(jf, start_runtime=False)) as server, client(server.url) as http:
+        assert http.get("/readyz").status_code == 200
+        holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            holder.execute("BEGIN IMMEDIATE")
+            holder.execute("UPDATE organizations SET name = name")
+            started = time.monotonic()
+            ready = http.get("/readyz")
+            took = time.monotonic() - started
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+    assert took < 3, f"/readyz took {took:.1f}s"
+    assert ready.status_code == 200  # a WAL database still answers reads
