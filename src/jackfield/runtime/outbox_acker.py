@@ -11,6 +11,14 @@ clause); if a lease was lost meanwhile, again with the leases read first; if it 
 each ack on its own, so one bad ack (say, a result the database cannot store) does not
 hold up the others. An ack that cannot be written leaves its message leased: it is
 delivered again when the lease expires (at-least-once).
+
+A write that fails because the database is unavailable (down, unreachable, full) says
+nothing about the acks: they are kept and written again, after a pause doubling from
+``RETRY_FIRST_SECONDS`` to ``RETRY_MAX_SECONDS``, until the database is back -- so a
+message delivered during an outage is not delivered again after it. An ack whose lease
+expires meanwhile is dropped (the fence would reject it anyway: the message is claimed
+again). The log has a line when such an outage begins and one when it ends, not one
+per message.
 """
 
 from __future__ import annotations
@@ -22,11 +30,14 @@ from collections.abc import Callable
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..kernel.redaction import get_logger
+from ..store import OutageLog, database_unavailable, utcnow
 from ..store.group_commit import GroupCommitter
 from .outbox_store import Ack, AckReport, LeasesChanged, OutboxStore
 
 log = get_logger(__name__)
 COALESCE_SECONDS = 0.005
+RETRY_FIRST_SECONDS = 0.1
+RETRY_MAX_SECONDS = 2.0
 
 Written = Callable[[list[Ack], list[AckReport]], None]
 
@@ -43,6 +54,8 @@ class Acker:
         self._ready: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._writing = False
+        self._outage = OutageLog(log, "acks of deliveries are kept and written again")
+        self._pause = 0.0  # before writing again, while the database is unavailable
 
     def start(self) -> None:
         self._ready = asyncio.Event()
@@ -74,15 +87,48 @@ class Acker:
             self._ready.clear()
             while self._acks:
                 acks, self._acks = self._acks, []
+                if self._outage.ongoing:
+                    acks = self._drop_expired(acks)
+                    if not acks:
+                        continue
                 chunks = [acks[i : i + self.chunk] for i in range(0, len(acks), self.chunk)]
                 self._writing = True
                 try:
-                    reports = await asyncio.gather(*(self._write(chunk) for chunk in chunks))
+                    written = await asyncio.gather(*(self._write(chunk) for chunk in chunks))
                 finally:
                     self._writing = False
-                self.on_written(acks, reports)
+                kept = [ack for _, chunk_kept in written for ack in chunk_kept]
+                if kept:
+                    waiting = {id(ack) for ack in kept}
+                    acks = [ack for ack in acks if id(ack) not in waiting]
+                if acks:
+                    self.on_written(acks, [report for report, _ in written])
+                if kept:  # the database is unavailable: try again after a pause
+                    self._acks[:0] = kept
+                    self._pause = min(RETRY_MAX_SECONDS, max(RETRY_FIRST_SECONDS, 2 * self._pause))
+                    await asyncio.sleep(self._pause)
+                elif self._outage.ongoing:
+                    self._pause = 0.0
+                    self._outage.recovered()
 
-    async def _write(self, batch: list[Ack]) -> AckReport:
+    def _drop_expired(self, acks: list[Ack]) -> list[Ack]:
+        """``acks`` without those whose lease expired while they waited (reported as
+        rejected, as the fence would have them)."""
+        now = utcnow()
+        expired = [ack for ack in acks if ack.claimed.lease_expires_at <= now]
+        if not expired:
+            return acks
+        log.warning(
+            "%d acks dropped: their leases expired while the database was unavailable"
+            " (those messages are delivered again)",
+            len(expired),
+        )
+        self.on_written(expired, [AckReport(rejected=expired)])
+        return [ack for ack in acks if ack.claimed.lease_expires_at > now]
+
+    async def _write(self, batch: list[Ack]) -> tuple[AckReport, list[Ack]]:
+        """Write ``batch``: its report, and the acks kept for later because the database
+        is unavailable."""
         try:
             try:
                 report = await self.committer.run(functools.partial(self.store.ack, batch))
@@ -90,20 +136,32 @@ class Acker:
                 careful = functools.partial(self.store.ack, batch, careful=True)
                 report = await self.committer.run(careful)
         except SQLAlchemyError as exc:
+            if database_unavailable(exc):
+                self._outage.failed(exc)
+                return AckReport(), batch
             log.warning("acknowledging %d messages failed (%s); one by one", len(batch), exc)
             report = AckReport()
-            for one in batch:
+            for i, one in enumerate(batch):
                 try:
                     single = await self.committer.run(
                         functools.partial(self.store.ack, [one], careful=True)
                     )
                 except SQLAlchemyError as error:
+                    if database_unavailable(error):
+                        self._outage.failed(error)
+                        self._log_rejected(report)
+                        return report, batch[i:]
                     log.error("could not record %s: %s", one.claimed.envelope_id, error)
                     continue
                 report.applied += single.applied
                 report.rejected += single.rejected
                 report.gone += single.gone
                 report.events_added += single.events_added
+        self._log_rejected(report)
+        return report, []
+
+    @staticmethod
+    def _log_rejected(report: AckReport) -> None:
         gone = {id(ack) for ack in report.gone}
         for ack in report.rejected:
             if id(ack) in gone:
@@ -111,4 +169,3 @@ class Acker:
             else:
                 why = "its lease expired and was taken over"
             log.info("ack of %s rejected: %s", ack.claimed.envelope_id, why)
-        return report

@@ -1,0 +1,107 @@
+"""Deliveries whose acks meet a database outage: a real PostgreSQL behind a real network
+cut (a TCP proxy the test closes while the deliveries are under way).
+
+The acks are kept and written once the database is back, within the messages' leases,
+so nothing is delivered twice; the log has a line for the outage, not one per ack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import Counter
+from typing import ClassVar
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from jackfield import ConfigField, ConnectionTestResult, connector_registry
+from jackfield.api import create_app
+from jackfield.kernel import MessagingProvider
+from jackfield.kernel.envelope import Delivered, Envelope
+from jackfield.service import Principal, Role
+from jackfield.testing import LiveServer
+
+DELIVERIES: Counter[str] = Counter()  # envelope id -> deliveries started
+DELIVERY_SECONDS = 1.0
+
+
+class CountingSink(MessagingProvider):
+    """A receiving system that counts every delivery it gets, each taking a second."""
+
+    provider_type: ClassVar[str] = "counting_sink_test"
+    display_name: ClassVar[str] = "Counting sink (tests)"
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return []
+
+    def test_connection(self) -> ConnectionTestResult:
+        return ConnectionTestResult(True, "always there")
+
+    async def send_message(self, message):  # pragma: no cover - deliver() is used
+        raise NotImplementedError
+
+    async def deliver(self, envelope: Envelope) -> Delivered:
+        DELIVERIES[envelope.envelope_id] += 1
+        await asyncio.sleep(DELIVERY_SECONDS)
+        return Delivered(result={"received": True})
+
+
+if not connector_registry.is_registered("messaging", "counting_sink_test"):
+    connector_registry.register(CountingSink)
+
+
+def _states(database_url: str) -> Counter[str]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(text("SELECT state FROM outbox_messages")).scalars()
+            return Counter(rows)
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_acks_that_meet_a_cut_are_written_after_it_and_nothing_is_delivered_twice(
+    database_url, cuttable_proxy, make_jf, client, wait_until, caplog
+):
+    caplog.set_level(logging.INFO)
+    lease = 6.0
+    proxy, through_proxy = cuttable_proxy(database_url)
+    jf = make_jf(through_proxy, outbox_lease_seconds=lease)
+    name = f"org-{uuid.uuid4().hex[:8]}"
+    _, token = jf.accounts.create_user(f"ops@{name}.example", name, "admin", with_token=True)
+    who = Principal(jf.accounts.org_id(name), f"ops@{name}.example", Role.ADMIN)
+    sink = jf.connectors.create(
+        who, name="sink", category="messaging", provider_type="counting_sink_test", config={}
+    )
+    assert jf.connectors.test(who, sink["id"])["success"]
+    jf.connectors.set_enabled(who, sink["id"], True)
+    DELIVERIES.clear()
+
+    with LiveServer(create_app(jf)) as server, client(server.url, token) as http:
+        sent = []
+        for i in range(10):
+            answer = http.post(
+                f"/api/connectors/{sink['id']}/messages", json={"payload": {"text": f"m{i}"}}
+            )
+            assert answer.status_code == 202, answer.text
+            sent.append(answer.json()["envelope_id"])
+        wait_until(lambda: len(DELIVERIES) == len(sent), timeout=5)  # all under way
+        claimed_at = time.monotonic()
+        caplog.clear()
+        proxy.cut()  # the deliveries end (and are acked) during the cut
+        time.sleep(DELIVERY_SECONDS + 1.5)
+        proxy.restore()
+        wait_until(lambda: _states(database_url) == Counter(delivered=len(sent)), timeout=lease)
+        # past the leases: a message whose ack was lost would have been delivered again
+        time.sleep(max(0.0, claimed_at + lease + 2.0 - time.monotonic()))
+        assert dict(DELIVERIES) == dict.fromkeys(sent, 1)
+        assert _states(database_url) == Counter(delivered=len(sent))
+
+    acker_lines = [r for r in caplog.records if r.name == "jackfield.runtime.outbox_acker"]
+    assert len(acker_lines) <= 3, [r.getMessage() for r in acker_lines]
+    assert not [r for r in acker_lines if r.exc_info]
