@@ -12,8 +12,6 @@ This package never imports the facade, the API, UI or CLI: ``jf`` is any object 
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -21,6 +19,7 @@ from typing import Any
 from ..kernel.errors import ConnectorError
 from ..kernel.inbound import ways_in
 from ..kernel.redaction import get_logger
+from ..service.nodes import node_id
 from ..service.outbox import OutboxService, SendResult
 from ..service.units import RuntimeUnitService
 from ..store.group_commit import GroupCommitter
@@ -33,11 +32,6 @@ from .retry import Backoff, RetryPolicy
 from .supervisor import STALE_HEARTBEATS, Supervisor, SupervisorConfig
 
 log = get_logger(__name__)
-
-
-def node_id() -> str:
-    """This process, as ``hostname:pid`` (shown as a unit's ``node``)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Runtime:

@@ -25,6 +25,7 @@ from ..kernel.errors import AuthError, ConnectionFailedError, ConnectorConfigErr
 from ..kernel.provider import ConnectorProvider
 from ..kernel.redaction import get_logger
 from ..secrets import SecretKeyError
+from ..service.nodes import ended_here
 from ..store import Connector, Database, utcnow
 from ..store.group_commit import GroupCommitter
 from ..store.models_outbox import RuntimeRestart, RuntimeUnit
@@ -171,7 +172,8 @@ class UnitStore:
             row.updated_at = now
 
     def sweep(self, node: str, before: datetime) -> None:
-        """Delete the rows of other nodes not written since ``before`` (gone), and their
+        """Delete the rows of other nodes not written since ``before`` (gone) or whose
+        process, on this hostname, is gone (``ended_here``: no need to wait), and their
         ``stopped`` rows of connectors this node runs (history). A transaction of its
         own, never the outbox's group: if two nodes' sweeps collide, only a sweep fails
         (it runs again at the next heartbeat)."""
@@ -179,11 +181,14 @@ class UnitStore:
             RuntimeUnit.node == node, RuntimeUnit.liveness != "stopped"
         )
         with self.db.transaction() as s:
+            others = s.scalars(select(RuntimeUnit.node).where(RuntimeUnit.node != node).distinct())
+            ended = [other for other in others if ended_here(other)]
             s.execute(
                 delete(RuntimeUnit).where(
                     RuntimeUnit.node != node,
                     or_(
                         RuntimeUnit.updated_at < before,
+                        RuntimeUnit.node.in_(ended),
                         and_(
                             RuntimeUnit.liveness == "stopped",
                             RuntimeUnit.connector_id.in_(running_here.scalar_subquery()),

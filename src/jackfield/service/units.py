@@ -23,6 +23,7 @@ from ..store import Connector, Database, utcnow
 from ..store.models_outbox import RuntimeRestart, RuntimeUnit
 from . import audit
 from .context import Principal
+from .nodes import ended_here
 from .views import iso
 
 LIVENESS = ("stopped", "starting", "running", "restarting", "crashed", "failed")
@@ -51,16 +52,25 @@ def unit_view(
 ) -> dict[str, Any]:
     """The unit as the API shows it. A row not rewritten since ``silent_since`` while it
     says its unit runs belongs to a node that ended without shutting down (killed, or
-    its machine lost): nothing runs that unit, whatever the row says. Another live node
-    sweeps such rows; with none, it is shown ``stopped`` here, with why."""
+    its machine lost): nothing runs that unit, whatever the row says. So does the row of
+    a node whose process, on this hostname, is gone (``ended_here``: known at once).
+    Another live node sweeps such rows; until then, it is shown ``stopped`` here, with
+    why."""
     liveness, last_error = unit.liveness, unit.last_error
     written = unit.updated_at  # (None: a row about to be made, not yet written)
-    if silent_since is not None and liveness not in DOWN and written and written < silent_since:
-        liveness = "stopped"
-        last_error = (
-            f"node {unit.node or '?'} has not reported since {iso(unit.updated_at)}:"
-            " it ended without shutting down"
-        )
+    if liveness not in DOWN and written:
+        if silent_since is not None and written < silent_since:
+            liveness = "stopped"
+            last_error = (
+                f"node {unit.node or '?'} has not reported since {iso(unit.updated_at)}:"
+                " it ended without shutting down"
+            )
+        elif unit.node and ended_here(unit.node):
+            liveness = "stopped"
+            last_error = (
+                f"node {unit.node} last reported at {iso(unit.updated_at)}; its process is"
+                " gone: it ended without shutting down"
+            )
     view = {
         "connector_id": unit.connector_id,
         "liveness": liveness,

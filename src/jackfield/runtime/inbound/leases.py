@@ -2,11 +2,14 @@
 
 A lease row names the unit, its owner (a node id), a generation and an expiry. The owner
 renews it while it runs (heartbeat); once it expires, any node may take it over, which
-increments the generation. Every write a unit makes (events, cursor) happens in a
-transaction that first checks, under a row lock, that the lease still has the owner's
-generation — so a stale owner (paused, partitioned, slow) that wakes up after a takeover
-has its commit refused and writes nothing. That check is the fence; the expiry only
-decides who may take over.
+increments the generation. A node need not wait for the expiry when the owner is a
+process of its own hostname that is gone (``jackfield serve`` killed and started again
+on the same machine): it takes the lease over at once (``jackfield.service.nodes`` says
+when a node can tell; otherwise the TTL decides). Every write a unit makes (events,
+cursor) happens in a transaction that first checks, under a row lock, that the lease
+still has the owner's generation — so a stale owner (paused, partitioned, slow) that
+wakes up after a takeover has its commit refused and writes nothing. That check is the
+fence; the expiry (or the owner's end) only decides who may take over.
 
 Times are the nodes' own clocks (UTC); nodes are expected to run NTP. A skew shorter
 than the TTL only shifts when a takeover may happen, never lets two owners commit.
@@ -23,6 +26,7 @@ from typing import TypeVar
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ...service.nodes import ended_here
 from ...store import Database, utcnow
 from ...store.models_inbound import UnitLease
 
@@ -60,7 +64,9 @@ class Lease:
 
         A lease held by this same owner under another generation (a previous runner on
         this node that crashed) is taken over at once with a new generation, which also
-        fences that previous runner should it still be alive.
+        fences that previous runner should it still be alive. So is a lease whose owner
+        is a process of this hostname that no longer exists (killed, say, and this node
+        started in its place), without waiting for its expiry.
         """
         with self._lock:
             return not self._released and self._acquire()
@@ -83,7 +89,7 @@ class Lease:
                     self.generation = 1
                 elif row.owner == self.owner and row.generation == self.generation:
                     row.expires_at = self._until(now)
-                elif row.owner == self.owner or row.expires_at <= now:
+                elif row.owner == self.owner or row.expires_at <= now or ended_here(row.owner):
                     row.owner = self.owner
                     row.generation += 1
                     row.expires_at = self._until(now)
