@@ -19,8 +19,22 @@ import time
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-# sqlite3 raises OperationalError for some mistakes in a statement, too
-_STATEMENT_MISTAKES = ("no such table", "no such column", "has no column", "syntax error")
+# what says the database cannot be used now; anything else is a fault (a statement that
+# is wrong, a value too large, a timeout a statement ran into): answered 500, logged with
+# its traceback, never waited out
+_SQLITE_UNAVAILABLE = (
+    "database is locked",
+    "database table is locked",
+    "disk i/o error",
+    "database or disk is full",
+    "unable to open database file",
+    "attempt to write a readonly database",
+)
+# PostgreSQL SQLSTATEs: connection exceptions (08), insufficient resources (53: disk full,
+# out of memory, too many connections), the server shutting down or starting (57P01-03),
+# and a read-only transaction (25006: a standby after a failover)
+_PG_UNAVAILABLE_CLASSES = ("08", "53")
+_PG_UNAVAILABLE_STATES = ("57P01", "57P02", "57P03", "25006")
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -33,12 +47,13 @@ def database_unavailable(exc: BaseException) -> bool:
     if exc.connection_invalidated:
         return True
     driver_error = exc.orig
-    if isinstance(exc, InterfaceError):  # psycopg: "the connection is closed"
-        return type(driver_error).__module__.split(".")[0] != "sqlite3"  # a binding error
-    if isinstance(exc, OperationalError):
+    if type(driver_error).__module__.split(".")[0] == "sqlite3":
         text = str(driver_error).lower()
-        return not any(mistake in text for mistake in _STATEMENT_MISTAKES)
-    return False
+        return isinstance(exc, OperationalError) and any(m in text for m in _SQLITE_UNAVAILABLE)
+    state = getattr(driver_error, "sqlstate", None)
+    if state is None:  # psycopg: could not connect, or "the connection is closed"
+        return isinstance(exc, OperationalError | InterfaceError)
+    return state.startswith(_PG_UNAVAILABLE_CLASSES) or state in _PG_UNAVAILABLE_STATES
 
 
 def outage_reason(exc: BaseException) -> str:

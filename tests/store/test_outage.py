@@ -1,0 +1,70 @@
+"""What counts as a database outage (waited out: 503, acks kept) and what is a fault of
+a statement (500 with its traceback, never retried as if it would pass): real errors of
+SQLite and PostgreSQL, not hand-made ones."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import DBAPIError
+
+from jackfield.store import create_db_engine
+from jackfield.store.outage import database_unavailable
+
+
+def error_of(url: str, *statements: str, engine: Engine | None = None) -> DBAPIError:
+    engine = engine or create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    except DBAPIError as exc:
+        return exc
+    finally:
+        engine.dispose()
+    raise AssertionError(f"{statements} raised nothing")
+
+
+@pytest.mark.parametrize(
+    "statements",
+    [
+        ["SELECT no_such_function(1)"],
+        ["SELECT (SELECT 1, 2)"],  # a sub-select of two columns
+        ["SELECT * FROM no_such_table"],
+    ],
+)
+def test_a_wrong_statement_is_a_fault_on_sqlite(tmp_path, statements):
+    assert not database_unavailable(error_of(f"sqlite:///{tmp_path / 'x.db'}", *statements))
+
+
+def test_a_locked_sqlite_database_is_an_outage(tmp_path):
+    path = tmp_path / "x.db"
+    holder = create_db_engine(f"sqlite:///{path}")
+    with holder.connect() as conn:  # BEGIN IMMEDIATE: the write lock, held
+        conn.execute(text("CREATE TABLE t (a)"))
+        impatient = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.1})
+        locked = error_of("", "BEGIN IMMEDIATE", engine=impatient)
+    holder.dispose()
+    assert "database is locked" in str(locked)
+    assert database_unavailable(locked)
+
+
+@pytest.mark.parametrize(
+    "statements",
+    [
+        ["SET statement_timeout = 1", "SELECT pg_sleep(1)"],  # 57014: the statement's fault
+        ["SELECT (SELECT 1, 2)"],
+        [
+            "CREATE TEMP TABLE t (v text)",
+            "CREATE INDEX ON t (v)",
+            "INSERT INTO t SELECT string_agg(md5(g::text), '') FROM generate_series(1, 300) g",
+        ],
+    ],
+)
+def test_a_wrong_statement_is_a_fault_on_postgresql(pg_database, statements):
+    assert not database_unavailable(error_of(pg_database, *statements))
+
+
+def test_a_postgresql_that_does_not_answer_is_an_outage():
+    refused = error_of("postgresql+psycopg://postgres@127.0.0.1:9/x?connect_timeout=2", "SELECT 1")
+    assert database_unavailable(refused)
