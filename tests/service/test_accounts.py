@@ -85,3 +85,35 @@ def test_bootstrap_admin_only_on_an_empty_database(jf):
     assert admin is not None and admin.generated and len(admin.password) >= 12
     assert jf.accounts.authenticate_password(admin.email, admin.password).role is Role.ADMIN
     assert jf.accounts.bootstrap_admin("another-password") is None
+
+
+def test_parallel_password_guesses_get_no_more_tries_than_sequential_ones(jf):
+    """40 guesses sent at once: before, all of them had their password checked (each
+    passed the throttle while the first was still hashing); now no more than 5 do, the
+    others are refused at once, as they would be one after the other."""
+    import threading
+
+    from jackfield.service.login_throttle import TooManyLoginAttempts
+
+    jf.accounts.create_user("eve@example.com", "acme", "admin", password="long-password")
+    start = threading.Barrier(40)
+    answers: list[str] = []
+
+    def guess(n: int) -> None:
+        start.wait()
+        try:
+            jf.accounts.authenticate_password("eve@example.com", f"guess-{n}")
+        except TooManyLoginAttempts:
+            answers.append("refused")
+        except AuthenticationError:
+            answers.append("checked")
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == 40
+    assert answers.count("checked") <= 5
+    with pytest.raises(TooManyLoginAttempts):  # and the email waits now
+        jf.accounts.authenticate_password("eve@example.com", "long-password")

@@ -167,17 +167,16 @@ class AccountService:
         ``TooManyLoginAttempts`` while the email must wait after failed logins
         (``login_throttle``), else ``AuthenticationError``."""
         email = email.strip().lower()
-        self.login_throttle.check(email)
-        with self.db.transaction() as s:
+        with self.login_throttle.attempt(email) as attempt, self.db.transaction() as s:
             user = s.scalar(select(User).where(User.email == email))
             if (
                 user is None
                 or not user.is_active
                 or not verify_password(password, user.password_hash)
             ):
-                self.login_throttle.failed(email)
+                attempt.failed()
                 raise AuthenticationError("wrong email or password")
-            self.login_throttle.succeeded(email)
+            attempt.succeeded()
             return _principal(user)
 
     def principal_for_user(self, user_id: str, session_issued_at: datetime) -> Principal:

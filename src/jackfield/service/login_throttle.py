@@ -7,6 +7,12 @@ the password -- the right one too: were it let through, guessing at full speed w
 still find it. A successful login forgets the failures. An email that names no user
 counts the same way, so a refusal tells nothing about which emails exist.
 
+Attempts of one email that arrive together are counted as they begin, not as they end:
+while the failures so far leave room for ``n`` more before a wait, at most ``n`` attempts
+may be checking a password at once (one when a wait has just ended); the others are
+refused at once. Else parallel requests would all pass the check while the first of
+them was still hashing, and guess ~40 passwords per wait instead of one.
+
 Kept in memory, per process: it bounds the pace of guessing, it is not a lockout (the
 longest anyone can keep an account waiting is the current wait, which a restart ends).
 Each node of a cluster allows its own pace.
@@ -18,7 +24,8 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..kernel.errors import AuthenticationError
@@ -39,6 +46,7 @@ class TooManyLoginAttempts(AuthenticationError):
 class _Failures:
     count: int = 0
     wait_until: float = 0.0
+    checking: int = 0  # attempts begun and not yet ended
 
 
 class LoginThrottle:
@@ -57,26 +65,67 @@ class LoginThrottle:
         self._failures: OrderedDict[str, _Failures] = OrderedDict()
         self._lock = threading.Lock()
 
-    def check(self, email: str) -> None:
-        """Raise ``TooManyLoginAttempts`` while ``email`` must wait."""
+    @contextmanager
+    def attempt(self, email: str) -> Iterator[Attempt]:
+        """An attempt to log in as ``email``: raises ``TooManyLoginAttempts`` while the
+        email must wait (or as many attempts as it may make are under way); else the
+        caller checks the password and says ``failed()`` or ``succeeded()``. An attempt
+        that ends without either (an error) counts as neither."""
         with self._lock:
-            failures = self._failures.get(email)
-            wait = failures.wait_until - self.clock() if failures is not None else 0.0
-        if wait > 0:
-            raise TooManyLoginAttempts(wait)
+            failures = self._failures.get(email) or _Failures()
+            wait = failures.wait_until - self.clock()
+            if wait > 0:
+                raise TooManyLoginAttempts(wait)
+            if failures.checking >= max(self.free - failures.count, 1):
+                raise TooManyLoginAttempts(self.first_wait)
+            failures.checking += 1
+            self._remember(email, failures)
+        attempt = Attempt(self, email)
+        try:
+            yield attempt
+        finally:
+            if not attempt.ended:
+                with self._lock:
+                    failures.checking -= 1
 
-    def failed(self, email: str) -> None:
+    def _failed(self, email: str) -> None:
         with self._lock:
-            failures = self._failures.pop(email, None) or _Failures()
-            self._failures[email] = failures  # the most recent failure last
+            failures = self._failures.get(email) or _Failures(checking=1)
+            failures.checking -= 1
             failures.count += 1
             beyond = failures.count - self.free
             if beyond >= 0:
                 wait = min(self.longest_wait, self.first_wait * 2 ** min(beyond, 32))
                 failures.wait_until = self.clock() + wait
-            while len(self._failures) > self.remembered:
-                self._failures.popitem(last=False)
+            self._remember(email, failures)
 
-    def succeeded(self, email: str) -> None:
+    def _succeeded(self, email: str) -> None:
         with self._lock:
-            self._failures.pop(email, None)
+            failures = self._failures.get(email)
+            if failures is not None:
+                failures.checking -= 1
+                failures.count, failures.wait_until = 0, 0.0
+                if failures.checking <= 0:
+                    del self._failures[email]
+
+    def _remember(self, email: str, failures: _Failures) -> None:
+        """Keep ``failures`` as the most recent; forget the oldest beyond ``remembered``."""
+        self._failures.pop(email, None)
+        self._failures[email] = failures
+        while len(self._failures) > self.remembered:
+            self._failures.popitem(last=False)
+
+
+class Attempt:
+    """One login attempt under way (``LoginThrottle.attempt``)."""
+
+    def __init__(self, throttle: LoginThrottle, email: str) -> None:
+        self._throttle, self._email, self.ended = throttle, email, False
+
+    def failed(self) -> None:
+        self.ended = True
+        self._throttle._failed(self._email)
+
+    def succeeded(self) -> None:
+        self.ended = True
+        self._throttle._succeeded(self._email)
