@@ -159,3 +159,25 @@ def test_a_url_left_at_its_default_cannot_be_pointed_elsewhere_with_the_secrets(
         f.default for f in type(jf.open_provider(created["id"])).config_schema() if f.key == field
     )
     jf.connectors.update(admin, created["id"], config={**kept, **tokens, field: default})
+
+
+def test_an_smtp_port_or_tls_change_needs_the_password_again(jf, admin):
+    """Port 465 with TLS to port 2525 without: the kept password would go in clear to
+    another port of the same host."""
+    created = jf.connectors.create(
+        admin,
+        name="mail",
+        category="email",
+        provider_type="smtp",
+        config={"host": "smtp.example.com", "port": 465, "tls": True, "password": "pw-1"},
+    )
+    before = snapshot(jf)
+    same = {"host": "smtp.example.com", "password": MASK}
+    for change in ({"port": 2525, "tls": True}, {"port": 465, "tls": False}):
+        with pytest.raises(ConnectorConfigError) as caught:
+            jf.connectors.update(admin, created["id"], config={**same, **change})
+        assert set(caught.value.field_errors) == {"password"}
+    assert snapshot(jf) == before
+    # the same values written another way are no move: "on" is true, "465" is 465
+    jf.connectors.update(admin, created["id"], config={**same, "port": "465", "tls": "on"})
+    assert jf.open_provider(created["id"]).config["password"] == "pw-1"

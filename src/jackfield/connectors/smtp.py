@@ -57,7 +57,8 @@ class SmtpProvider(EmailProvider):
             ConfigField(
                 "host", "Host", required=True, help="SMTP server name or address.", origin=True
             ),
-            ConfigField("port", "Port", type=FieldType.INTEGER, default=587),
+            # the password goes where host, port and TLS say: each is an origin field
+            ConfigField("port", "Port", type=FieldType.INTEGER, default=587, origin=True),
             ConfigField("username", "Username", help="Leave empty if the server needs no login."),
             ConfigField("password", "Password", secret=True),
             ConfigField(
@@ -71,6 +72,7 @@ class SmtpProvider(EmailProvider):
                 type=FieldType.BOOLEAN,
                 default=False,
                 help="Upgrade the connection with STARTTLS (usually port 587).",
+                origin=True,
             ),
             ConfigField(
                 "tls",
@@ -78,6 +80,7 @@ class SmtpProvider(EmailProvider):
                 type=FieldType.BOOLEAN,
                 default=False,
                 help="Connect over TLS from the start (usually port 465).",
+                origin=True,
             ),
             ConfigField("timeout_seconds", "Timeout (seconds)", type=FieldType.INTEGER, default=10),
         ]

@@ -9,7 +9,9 @@ the origin of such a field, every secret it keeps must be entered again (or left
 e.g. OAuth tokens, and the connector connected again).
 
 An origin is what a secret is exposed to: a URL's scheme, host and port (a new path on
-the same server is no move), or a host name, compared case-insensitively.
+the same server is no move), or a host name, compared case-insensitively -- and, where a
+provider declares them origin fields too, a port and whether TLS is on (SMTP's password
+would otherwise go in clear to another port of the same host).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ..integration import url_origin
-from ..kernel.config import ConfigField
+from ..kernel.config import ConfigField, FieldType
 from ..kernel.errors import ConnectorConfigError
 from ..store import Connector, ConnectorParam
 from .params import ParamInput
@@ -40,7 +42,8 @@ def check_kept_secrets(
     moved = sorted(
         field.label
         for field in schema
-        if field.origin and _origin(_before(field, stored)) != _origin(_after(field, given, stored))
+        if field.origin
+        and _origin(field, _before(field, stored)) != _origin(field, _after(field, given, stored))
     )
     if not moved:
         return
@@ -70,7 +73,15 @@ def _after(
     return _before(field, stored) if param.keep else param.value
 
 
-def _origin(value: object) -> tuple[str, str, int] | str:
+def _origin(field: ConfigField, value: object) -> object:
+    """What ``value`` of an origin field exposes a secret to: a URL's scheme, host and
+    port; a host name (any case, without a trailing dot); a typed value (an SMTP port,
+    whether TLS is on) as its type reads it ("on", "true" and true are one value)."""
+    if field.type is not FieldType.STRING:
+        try:
+            return None if value in (None, "") else field.coerce(value)
+        except ValueError:
+            return str(value)  # (compared as written)
     text = str(value or "").strip()
     if "://" not in text:  # a host name
         return text.lower().rstrip(".")
