@@ -2,6 +2,7 @@ from typing import Annotated, Optional, Union
 
 import pytest
 from pydantic import (
+    AliasChoices,
     BaseModel,
     Field,
     HttpUrl,
@@ -207,3 +208,31 @@ def test_a_model_validator_error_is_reported_for_the_config():
     with pytest.raises(ConnectorConfigError) as info:
         PairProvider.validate_config({"low": "5", "high": "1"})
     assert info.value.field_errors == {"config": "Value error, low is above high"}
+
+
+class AliasedConfig(BaseModel):
+    api_key: SecretStr = Field(validation_alias="api-key")
+    region: str = Field(default="eu", validation_alias=AliasChoices("region-name", "zone"))
+    retries: int = Field(3, gt=0, validation_alias="max-retries")
+
+
+class AliasedProvider(MessagingProvider):
+    provider_type = "aliased_model_test"
+    display_name = "Aliased"
+    config_model = AliasedConfig
+
+    def send_message(self, message): ...
+
+
+def test_a_config_model_with_validation_aliases_checks_under_the_schemas_keys():
+    """The schema names fields by their names (or alias); the model reads them by their
+    validation alias. Before, every save was refused with "Field required" under keys
+    the schema did not have."""
+    assert [f.key for f in AliasedProvider.config_schema()] == ["api_key", "region", "retries"]
+    assert AliasedProvider.config_schema()[0].secret
+    config = AliasedProvider.validate_config({"api_key": "k-123456", "region": "us"})
+    assert config["api_key"] == "k-123456" and config["region"] == "us"
+    with pytest.raises(ConnectorConfigError) as info:
+        AliasedProvider.validate_config({"api_key": "k-123456", "retries": "0"})
+    assert set(info.value.field_errors) == {"retries"}  # under the schema's key
+    assert "greater than 0" in info.value.field_errors["retries"]

@@ -15,7 +15,8 @@ from functools import cache
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, Secret, SecretBytes, SecretStr, ValidationError
+from pydantic import AliasChoices, BaseModel, Secret, SecretBytes, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
 
 from .errors import ConnectorConfigError
 from .secret_text import mask_secrets
@@ -228,11 +229,10 @@ def _fields_from_model(model: type[BaseModel]) -> tuple[ConfigField, ...]:
     fields: list[ConfigField] = []
     for name, info in model.model_fields.items():
         key = info.alias or name
-        extra = _schema_extra(info.json_schema_extra, properties.get(key))
+        prop = properties.get(_input_key(name, info), properties.get(key))
+        extra = _schema_extra(info.json_schema_extra, prop)
         secret = (
-            _holds_secret_type(info.annotation)
-            or bool(extra.get("secret"))
-            or _write_only(properties.get(key))
+            _holds_secret_type(info.annotation) or bool(extra.get("secret")) or _write_only(prop)
         )
         ftype = {bool: FieldType.BOOLEAN, int: FieldType.INTEGER, float: FieldType.NUMBER}.get(
             _single_type(info.annotation),
@@ -269,22 +269,29 @@ def validate_with_model(
     and a secret a validator wrote into its message is masked).
     """
     fields = list(fields)
+    inputs = {  # the schema's key -> the key the model reads it under
+        info.alias or name: _input_key(name, info) for name, info in model.model_fields.items()
+    }
     data: dict[str, Any] = {}
     secrets: list[str] = []
     for field in fields:
         value = get_path(config, field.key)
         if value is None or value == "":
             continue
-        data[field.key] = value
+        data[inputs.get(field.key, field.key)] = value
         if field.secret and len(str(value)) >= _MIN_MASKED_LENGTH:
             secrets.append(str(value))
     try:
         model.model_validate(data)
     except ValidationError as exc:
         labels = {field.key: field.label for field in fields}
+        schema_keys = {read: key for key, read in inputs.items()}
         errors: dict[str, str] = {}
         for error in exc.errors(include_input=False, include_url=False, include_context=False):
-            key = _error_key(error["loc"], labels)
+            loc = error["loc"]
+            if loc:  # named as the model reads it: back to the schema's key
+                loc = (schema_keys.get(str(loc[0]), loc[0]), *loc[1:])
+            key = _error_key(loc, labels)
             message = mask_secrets(error["msg"], secrets)
             label = labels.get(key)
             text = f"{label}: {message}" if label else message
@@ -295,6 +302,15 @@ def validate_with_model(
 _MIN_MASKED_LENGTH = 4  # as the redactor's: a shorter one would mask words of the message
 MODEL_ERROR_KEY = "config"
 """The key of an error the model raised for the config as a whole (a model validator)."""
+
+
+def _input_key(name: str, info: FieldInfo) -> str:
+    """The key ``model_validate`` reads a field under: its validation alias (the first of
+    ``AliasChoices`` that is a name), else its alias, else its name."""
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        alias = next((choice for choice in alias.choices if isinstance(choice, str)), None)
+    return alias if isinstance(alias, str) else info.alias or name
 
 
 def _error_key(loc: tuple[int | str, ...], labels: Mapping[str, str]) -> str:
