@@ -120,6 +120,9 @@ class PollingSource(ABC):
     """Fetch events since ``cursor``; the runtime stores the new cursor with the events."""
 
     poll_interval_seconds: float = 30.0
+    poll_timeout_seconds: float | None = None
+    """How long a poll may take before the runtime gives up on it (an outage); ``None``:
+    the longer of 60 s and five ``poll_interval_seconds``."""
 
     @abstractmethod
     def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]: ...

@@ -19,8 +19,11 @@ An outage of the external system an inbound source reads from is no crash: a
 tries again on its own after the same capped, jittered backoff (a ``Retry-After`` is a
 floor), for as long as it takes; an error that cannot pass by itself
 (``PermanentError``, ``ConnectorConfigError``, ...) makes it ``misconfigured`` and is
-retried at the backoff's cap (60 s), so that a fix outside Jackfield is noticed. Once a
-poll or a batch succeeds, readiness is ``ready`` again and ``last_error`` cleared.
+retried at the backoff's cap (60 s), so that a fix outside Jackfield is noticed. A poll
+that does not return within its deadline is such an outage too (``unreachable``; see
+``inbound.polling``: the unit hands its lease over, and a sync poll stuck in its thread
+is never joined by another). Once a poll or a batch succeeds, readiness is ``ready``
+again and ``last_error`` cleared.
 
 Each unit has its own lock and its own tasks, so one unit's crash never touches another.
 State is persisted to ``runtime_units`` (coalesced, off the event loop), one row per
@@ -416,6 +419,7 @@ class Supervisor:
                 self.node_id,
                 healthy=functools.partial(self._source_works, unit, generation),
                 failing=functools.partial(self._source_failed, unit, generation),
+                slot=unit.poll_slot,
             )
             if runner is None:  # the provider has no polling or subscription source
                 if generation == unit.generation:

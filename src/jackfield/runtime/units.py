@@ -29,6 +29,7 @@ from ..service.nodes import ended_here
 from ..store import Connector, Database, utcnow
 from ..store.group_commit import GroupCommitter
 from ..store.models_outbox import RuntimeRestart, RuntimeUnit
+from .inbound.polling import PollSlot
 from .retry import RetryPolicy
 
 log = get_logger(__name__)
@@ -96,6 +97,7 @@ class Unit:
     secret_fields: frozenset[str] = frozenset()
     restart_seen: int = 0  # the last generation of restart requests acted on
     source_failures: int = 0  # its source's ConnectorErrors in a row (retry backoff)
+    poll_slot: PollSlot = field(default_factory=PollSlot)  # its poll here, across generations
 
     @property
     def deliverable(self) -> bool:
@@ -259,9 +261,7 @@ def source_readiness(unit: Unit, exc: ConnectorError) -> str:
     for: as when opening (``readiness_for``), else as for a delivery failing with it;
     an error that will not go away by itself (``PermanentError``, ...) is the connector's
     here, since each poll asks the same: ``misconfigured``."""
-    return (
-        readiness_for(unit, exc) or outcome_readiness(outcome_from_error(exc)) or "misconfigured"
-    )
+    return readiness_for(unit, exc) or outcome_readiness(outcome_from_error(exc)) or "misconfigured"
 
 
 class UnitRecorder:

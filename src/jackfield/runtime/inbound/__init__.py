@@ -8,6 +8,7 @@ webhook-only provider needs no unit (the HTTP endpoint is the source).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from ...kernel.errors import ConnectorError
 from ...kernel.inbound import PollingSource, SubscriptionSource
 from ...kernel.redaction import get_logger
 from .leases import DEFAULT_TTL, Lease, LeaseLost
-from .polling import commit_polled, run_polling
+from .polling import PollSlot, PollTimeoutError, commit_polled, poll_deadline, run_polling
 from .subscription import commit_received, run_subscription
 
 log = get_logger(__name__)
@@ -32,6 +33,7 @@ def inbound_runner(
     lease_ttl: float = DEFAULT_TTL,
     healthy: Callable[[], None] = lambda: None,
     failing: Callable[[ConnectorError], float] | None = None,
+    slot: PollSlot | None = None,
 ) -> Callable[[], Awaitable[None]] | None:
     """A coroutine function running the provider's inbound unit forever, or ``None``.
 
@@ -43,11 +45,13 @@ def inbound_runner(
     each ``ConnectorError`` that ``poll`` or the stream raises (the external system is
     down, refuses the credentials, ...), which is no crash: it returns the seconds to
     wait before trying again. Without ``failing``, such an error ends the unit too.
+    ``slot`` (a polling source's) tracks its poll across runners, so a sync poll stuck
+    in its thread past its deadline is never joined by another (see ``run_polling``).
     """
     if isinstance(provider, SubscriptionSource):
         run: Callable[..., Awaitable[None]] = run_subscription
     elif isinstance(provider, PollingSource):
-        run = run_polling
+        run = functools.partial(run_polling, slot=slot)
     else:
         return None
     db = jf.db
@@ -76,9 +80,12 @@ __all__ = [
     "DEFAULT_TTL",
     "Lease",
     "LeaseLost",
+    "PollSlot",
+    "PollTimeoutError",
     "commit_polled",
     "commit_received",
     "inbound_runner",
+    "poll_deadline",
     "run_polling",
     "run_subscription",
 ]

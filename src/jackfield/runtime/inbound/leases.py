@@ -142,6 +142,13 @@ class Lease:
             if self.generation is not None:
                 self._expire()
 
+    def hand_over(self) -> None:
+        """Expire the lease now, so any node may take the unit over at once (this owner
+        too, by a later ``acquire``, under a new generation)."""
+        with self._lock:
+            if self.generation is not None:
+                self._expire()
+
     def _expire(self) -> None:
         with self.db.transaction() as s:
             row = s.get(UnitLease, self.unit, with_for_update=True, populate_existing=True)
