@@ -53,6 +53,12 @@ class TickerProvider(MessagingProvider, PollingSource):
     def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]:
         if self.config.get("mode") == "crash":
             raise RuntimeError("poll exploded")
+        if (
+            self.config.get("mode") == "crash_once"
+            and self.config["api_key"] not in self.failed_once
+        ):
+            self.failed_once.add(self.config["api_key"])
+            raise TypeError("poll tripped over its own bug, once")
         if self.config.get("mode") == "flaky" and self.config["api_key"] not in self.failed_once:
             self.failed_once.add(self.config["api_key"])
             raise ConnectionFailedError("ticker.invalid does not answer, once")
@@ -135,6 +141,31 @@ def test_a_source_that_recovers_is_ready_again(api, tenant, make_connector, clie
             )
         )
         assert unit["restart_count"] == 0 and unit["last_error"] is None
+
+
+def test_a_source_that_works_again_after_a_crash_shows_no_stale_error(
+    api, tenant, make_connector, client, wait_until
+):
+    """Before, the restarted unit showed running and ready beside the crash's
+    ``TypeError``, for as long as it ran: a crash leaves readiness ``ready``, and only
+    a readiness other than ``ready`` had its error cleared when the source worked."""
+    cid = make_connector(tenant.admin, "ticker_test", mode="crash_once", api_key=uuid.uuid4().hex)
+    with client(api.url, tenant.user_token) as http:
+
+        def recovered():
+            unit = _unit(http, cid)
+            return unit and unit["restart_count"] == 1 and unit["liveness"] == "running" and unit
+
+        wait_until(recovered)
+        wait_until(lambda: len(http.get(f"/api/connectors/{cid}/events").json()["items"]) == 3)
+        unit = wait_until(
+            lambda: (u := _unit(http, cid)) and u["last_error"] is None and u, timeout=5
+        )
+        assert (unit["liveness"], unit["readiness"], unit["restart_count"]) == (
+            "running",
+            "ready",
+            1,
+        )
 
 
 @pytest.mark.parametrize(

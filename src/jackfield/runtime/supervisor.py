@@ -441,11 +441,12 @@ class Supervisor:
 
     def _source_works(self, unit: Unit, generation: int) -> None:
         """The unit's source committed a poll or a batch: what its failure or crash said
-        about the connector (unreachable, auth failed) is over, and so is its error."""
+        about the connector (unreachable, auth failed) is over, and so is its error --
+        also a crash's that left readiness ``ready`` (a provider's bug, say)."""
         if generation != unit.generation:
             return
         unit.source_failures = 0
-        if unit.readiness != "ready":
+        if unit.readiness != "ready" or unit.last_error is not None:
             unit.readiness, unit.last_error = "ready", None
             self.recorder.mark(unit)
 
