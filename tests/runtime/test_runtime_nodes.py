@@ -17,7 +17,7 @@ from typing import ClassVar
 
 from jackfield import connector_registry
 from jackfield.kernel import (
-    ConnectionFailedError,
+    AuthError,
     InboundEvent,
     MessagingProvider,
     OutboundMessage,
@@ -30,8 +30,9 @@ from jackfield.store.models_outbox import RuntimeRestart, RuntimeUnit
 
 
 class GatedProvider(MessagingProvider, PollingSource):
-    """Polls nothing; cannot open while ``GatedProvider.shut`` (one gate for every node,
-    so a node started while it is shut fails, and one started later runs)."""
+    """Polls nothing; cannot open while ``GatedProvider.shut``: its credentials are
+    refused (a crash; one gate for every node, so a node started while it is shut
+    fails, and one started later runs)."""
 
     provider_type: ClassVar[str] = "gated_test"
     display_name: ClassVar[str] = "Gated (tests)"
@@ -40,7 +41,7 @@ class GatedProvider(MessagingProvider, PollingSource):
 
     def open(self) -> None:
         if GatedProvider.shut:
-            raise ConnectionFailedError("gate.invalid does not answer")
+            raise AuthError("gate.invalid refuses the key")
 
     def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]:
         return [], cursor
@@ -89,7 +90,7 @@ async def test_each_node_keeps_its_own_unit_and_acts_on_every_restart_request(
         # node A runs the connector; node B's failure stays visible beside it
         await _until(states, lambda s: s == {"node-a": "running", "node-b": "failed"})
         failed = by_node()["node-b"]
-        assert failed["readiness"] == "unreachable" and "gate.invalid" in failed["last_error"]
+        assert failed["readiness"] == "auth_failed" and "gate.invalid" in failed["last_error"]
         assert units.get(tenant.admin, cid)["node"] == "node-b"  # the one needing attention
 
         # asked through node A, both nodes restart their unit, and neither waits for more

@@ -108,7 +108,40 @@ class OutageStream(MessagingProvider, SubscriptionSource):
         return SentMessage(message_id="s")
 
 
-for _cls in (OutageFeed, OutageStream):
+class OutageOpenFeed(OutageFeed):
+    """Connects to its system when it opens, then polls like ``OutageFeed`` (up)."""
+
+    provider_type: ClassVar[str] = "outage_open_feed_test"
+    display_name: ClassVar[str] = "Outage open feed (tests)"
+
+    def open(self) -> None:
+        Upstream.check(self.config["key"], self.config["error"])
+
+    def poll(self, cursor: str | None) -> tuple[list[InboundEvent], str | None]:
+        n = int(cursor or 0)
+        if n >= 3:
+            return [], cursor
+        return [InboundEvent(f"feed-{n}", "tick", {"n": n})], str(n + 1)
+
+
+class OutageOpenSender(MessagingProvider):
+    """Only sends; connects to its system when it opens."""
+
+    provider_type: ClassVar[str] = "outage_open_sender_test"
+    display_name: ClassVar[str] = "Outage open sender (tests)"
+
+    @classmethod
+    def config_schema(cls) -> list[ConfigField]:
+        return [ConfigField("key", "Key"), ConfigField("error", "Error", default="connection")]
+
+    def open(self) -> None:
+        Upstream.check(self.config["key"], self.config["error"])
+
+    def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="o")
+
+
+for _cls in (OutageFeed, OutageStream, OutageOpenFeed, OutageOpenSender):
     if not connector_registry.is_registered("messaging", _cls.provider_type):
         connector_registry.register(_cls)
 
@@ -213,3 +246,84 @@ def test_a_delivery_that_works_again_clears_the_error_it_showed(
         assert sent["attempts"] == 4
         unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "ready" and u)
         assert unit["last_error"] is None
+
+
+OPEN_OUTAGES = [
+    ("connection", "unreachable"),
+    ("transient", "degraded"),
+    ("rate_limited", "degraded"),
+]
+
+
+def _waiting_to_open(http, cid):
+    unit = _unit(http, cid)
+    return unit and unit["next_restart_at"] is not None and unit
+
+
+@pytest.mark.parametrize(("error", "readiness"), OPEN_OUTAGES)
+def test_a_system_down_when_the_unit_opens_is_waited_out(
+    api, tenant, make_connector, client, wait_until, error, readiness
+):
+    """Before, each open that failed because the system was down counted as a crash:
+    the third marked the unit ``failed``, which only an operator's restart undid once
+    the system was back."""
+    key, cid = _outage(make_connector, tenant, "outage_open_feed_test", error)
+    with client(api.url, tenant.user_token) as http:
+        wait_until(lambda: Upstream.FAILURES.get(key, 0) >= 5, timeout=20)
+        unit = wait_until(lambda: _waiting_to_open(http, cid))
+        assert (unit["liveness"], unit["readiness"]) == ("restarting", readiness), unit
+        assert unit["last_error"].startswith(f"{ERRORS[error].__name__}: "), unit
+        assert "upstream.invalid is having an outage" in unit["last_error"]
+
+        Upstream.DOWN.discard(key)  # the system is back
+        unit = wait_until(
+            lambda: (
+                (u := _unit(http, cid))
+                and (u["liveness"], u["readiness"]) == ("running", "ready")
+                and u
+            )
+        )
+        assert unit["last_error"] is None and unit["next_restart_at"] is None
+        assert wait_until(lambda: _events(http, cid) == ["feed-0", "feed-1", "feed-2"])
+
+
+@pytest.mark.parametrize(("error", "readiness"), OPEN_OUTAGES[:2])
+def test_messages_wait_while_their_connector_cannot_open_and_go_out_once_it_can(
+    api, tenant, make_connector, client, wait_until, error, readiness
+):
+    key, cid = _outage(make_connector, tenant, "outage_open_sender_test", error)
+    with client(api.url, tenant.admin_token) as http:
+        body = {"payload": {"text": "hi"}, "envelope_id": str(ULID())}
+        assert http.post(f"/api/connectors/{cid}/messages", json=body).status_code == 202
+        wait_until(lambda: Upstream.FAILURES.get(key, 0) >= 5, timeout=20)
+        unit = wait_until(lambda: _waiting_to_open(http, cid))
+        assert (unit["liveness"], unit["readiness"]) == ("restarting", readiness), unit
+        message = http.get(f"/api/outbox/{body['envelope_id']}").json()
+        # waiting, not tried: pending (or, for a moment, claimed and released again)
+        assert message["state"] in ("pending", "in_flight") and message["attempts"] == 0, message
+
+        Upstream.DOWN.discard(key)
+        sent = wait_until(
+            lambda: (
+                (m := http.get(f"/api/outbox/{body['envelope_id']}").json())["state"] == "delivered"
+                and m
+            ),
+            timeout=15,
+        )
+        assert sent["attempts"] == 1
+        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "ready" and u)
+        assert unit["liveness"] == "running" and unit["last_error"] is None
+
+
+@pytest.mark.parametrize(
+    ("error", "readiness"), [("auth", "auth_failed"), ("config", "misconfigured")]
+)
+def test_wrong_credentials_or_config_at_open_still_end_failed(
+    api, tenant, make_connector, client, wait_until, error, readiness
+):
+    """They do not pass by themselves: crashes, ``failed`` after the limit (two here)."""
+    key, cid = _outage(make_connector, tenant, "outage_open_feed_test", error)
+    with client(api.url, tenant.user_token) as http:
+        unit = wait_until(lambda: (u := _unit(http, cid)) and u["liveness"] == "failed" and u)
+        assert unit["readiness"] == readiness and unit["restart_count"] == 2
+        assert Upstream.FAILURES[key] == 3

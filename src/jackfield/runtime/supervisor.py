@@ -3,7 +3,8 @@
 Units exist for every enabled connector whose provider has an inbound source (polling
 or subscription) and for every connector with outbound traffic. A crash -- an inbound
 source raising something other than a ``ConnectorError`` (a provider's bug), a provider
-failing to open, or an unexpected exception in a delivery -- retires the unit's
+failing to open for any other reason than an outage (below), or an unexpected exception
+in a delivery -- retires the unit's
 current generation (its inbound task is cancelled, its outbound provider closed once
 idle) and schedules a restart after a capped, jittered exponential
 backoff (``Backoff``: 1 s doubling to 60 s by default). A unit that stayed up for
@@ -25,6 +26,16 @@ that does not return within its deadline is such an outage too (``unreachable``;
 is never joined by another). Once a poll or a batch succeeds, readiness is ``ready``
 again and ``last_error`` cleared.
 
+A provider whose ``open`` fails because its system is down (``ConnectionFailedError``,
+``TransientError``, ``RateLimitedError``: retry class transient or rate limited) is in
+such an outage too, not crashed (``_cannot_open``): the unit is ``restarting`` (with its
+``next_restart_at``), its readiness ``unreachable`` or ``degraded``, and it opens again
+after the same backoff, for as long as it takes -- never ``failed`` for it, so no
+operator has to restart it once the system is back; its messages wait meanwhile.
+Errors of its config or credentials at ``open`` (``ConnectorConfigError``,
+``AuthError``, an unreadable secret) do not pass by themselves: they count as crashes
+and end ``failed`` as above.
+
 Each unit has its own lock and its own tasks, so one unit's crash never touches another.
 State is persisted to ``runtime_units`` (coalesced, off the event loop), one row per
 connector and node: each node's supervisor runs its own units and writes only its own
@@ -44,7 +55,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -279,8 +290,11 @@ class Supervisor:
         opened_at = utcnow()
         try:
             provider = await self._open(unit.connector_id)
-        except Exception as exc:  # any open failure is this unit's crash
-            self.report_crash(unit, generation, exc)
+        except Exception as exc:  # any other open failure than an outage: a crash
+            if _outage(exc):
+                self._cannot_open(unit, generation, exc)
+            else:
+                self.report_crash(unit, generation, exc)
             raise UnitUnavailable(unit.connector_id) from exc
         finally:
             if unit.opening is not None and unit.opening[0] == generation:
@@ -288,6 +302,7 @@ class Supervisor:
         if generation != unit.generation:  # restarted meanwhile: not ours to use
             await ProviderHandle(provider).close()
             raise UnitUnavailable(unit.connector_id)
+        self._opened(unit)
         config = provider.config
         unit.policy = self.config.policy.with_overrides(config)
         runtime = config.get("runtime")
@@ -411,7 +426,15 @@ class Supervisor:
     async def _run_inbound(self, unit: Unit, generation: int) -> None:
         provider = None
         try:
-            provider = await self._open(unit.connector_id)
+            try:
+                provider = await self._open(unit.connector_id)
+            except ConnectorError as exc:  # an outage, or else a crash (below)
+                if not _outage(exc):
+                    raise
+                self._cannot_open(unit, generation, exc)
+                return
+            if generation == unit.generation:
+                self._opened(unit)
             runner = inbound_runner(
                 self.jf,
                 unit.connector_id,
@@ -450,11 +473,10 @@ class Supervisor:
             unit.readiness, unit.last_error = "ready", None
             self.recorder.mark(unit)
 
-    def _source_failed(self, unit: Unit, generation: int, exc: ConnectorError) -> float:
-        """The unit's source raised ``exc`` (the external system is down, refuses the
-        credentials, ...): not a crash. Show it (readiness, ``last_error``) and return
-        the seconds to wait before the source tries again: the restart backoff, at least
-        a ``Retry-After``; the backoff's cap for an error that will not pass by itself."""
+    def _outage_delay(self, unit: Unit, exc: ConnectorError) -> float:
+        """Seconds to wait before trying a source (or an open) that failed with ``exc``
+        again: the restart backoff, at least a ``Retry-After``; the backoff's cap for an
+        error that will not pass by itself."""
         backoff = self.config.backoff
         if exc.retry_class is RetryClass.NEVER:
             delay = backoff.max_seconds
@@ -463,6 +485,50 @@ class Supervisor:
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(retry_after, int | float) and retry_after > delay:
             delay = min(float(retry_after), MAX_DELAY_SECONDS)
+        return delay
+
+    def _cannot_open(self, unit: Unit, generation: int, exc: ConnectorError) -> None:
+        """The provider of ``generation`` could not open: its system is down (``_outage``).
+        Not a crash: the generation is retired and the unit opens again after the outage
+        backoff, ``restarting`` meanwhile (so its messages wait), however many times."""
+        if generation != unit.generation or unit.liveness in DOWN:
+            return
+        delay = self._outage_delay(unit, exc)
+        unit.source_failures += 1
+        unit.opening_failed = True
+        readiness = source_readiness(unit, exc)
+        error = _clip(unit, f"{type(exc).__name__}: {exc}")
+        same = (readiness, error) == (unit.readiness, unit.last_error)
+        level = logging.INFO if same else logging.WARNING
+        unit.readiness, unit.last_error = readiness, error
+        self._retire(unit)
+        unit.liveness = "restarting"
+        unit.next_restart_at = utcnow() + timedelta(seconds=delay)
+        unit.restart_timer = asyncio.get_running_loop().create_task(
+            self._restart_later(unit, delay, unit.generation, counted=False)
+        )
+        log.log(
+            level,
+            "unit %s could not open (%s); trying again in %.1fs",
+            unit.connector_id,
+            error,
+            delay,
+        )
+        self.recorder.mark(unit)
+
+    def _opened(self, unit: Unit) -> None:
+        """The unit's provider opened: an outage that kept it from opening is over."""
+        if unit.opening_failed:
+            unit.opening_failed = False
+            unit.source_failures = 0
+            unit.readiness, unit.last_error = "ready", None
+            self.recorder.mark(unit)
+
+    def _source_failed(self, unit: Unit, generation: int, exc: ConnectorError) -> float:
+        """The unit's source raised ``exc`` (the external system is down, refuses the
+        credentials, ...): not a crash. Show it (readiness, ``last_error``) and return
+        the seconds to wait before the source tries again (``_outage_delay``)."""
+        delay = self._outage_delay(unit, exc)
         if generation != unit.generation:
             return delay  # a retired generation: its task is being cancelled
         unit.source_failures += 1
@@ -481,12 +547,17 @@ class Supervisor:
             self.recorder.mark(unit)
         return delay
 
-    async def _restart_later(self, unit: Unit, delay: float, generation: int) -> None:
+    async def _restart_later(
+        self, unit: Unit, delay: float, generation: int, *, counted: bool = True
+    ) -> None:
+        """Start a new generation after ``delay`` (``counted``: as a restart after a
+        crash; an open tried again after an outage is not counted)."""
         await asyncio.sleep(delay)
         async with unit.lock:
             if unit.generation != generation or self.units.get(unit.connector_id) is not unit:
                 return  # restarted by an operator meanwhile, or stopped
-            unit.restart_count += 1
+            if counted:
+                unit.restart_count += 1
             self._begin(unit, restarting=True)
         self.on_change()
 
@@ -536,6 +607,16 @@ class Supervisor:
             return self.jf.registry.get(c.category, c.provider_type)
         except ConnectorError:  # a provider type no longer installed: no inbound unit
             return None
+
+
+def _outage(exc: BaseException) -> TypeGuard[ConnectorError]:
+    """Whether an error from a provider's ``open`` says its system is down, which passes
+    by itself (unreachable, a temporary failure, throttling), rather than that its
+    config or credentials are wrong."""
+    return isinstance(exc, ConnectorError) and exc.retry_class in (
+        RetryClass.TRANSIENT,
+        RetryClass.RATE_LIMITED,
+    )
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -97,6 +97,7 @@ class Unit:
     secret_fields: frozenset[str] = frozenset()
     restart_seen: int = 0  # the last generation of restart requests acted on
     source_failures: int = 0  # its source's ConnectorErrors in a row (retry backoff)
+    opening_failed: bool = False  # its last open failed for an outage (see the supervisor)
     poll_slot: PollSlot = field(default_factory=PollSlot)  # its poll here, across generations
 
     @property
