@@ -374,6 +374,7 @@ class Supervisor:
             self._retire(unit)
             unit.crashes.clear()
             unit.consecutive_restarts = 0
+            unit.source_failures = 0  # an operator's restart starts every backoff over
             unit.readiness = "ready"
             unit.restart_count += 1
             unit.restart_seen = request
@@ -468,7 +469,6 @@ class Supervisor:
         also a crash's that left readiness ``ready`` (a provider's bug, say)."""
         if generation != unit.generation:
             return
-        unit.source_failures = 0
         if unit.readiness != "ready" or unit.last_error is not None:
             unit.readiness, unit.last_error = "ready", None
             self.recorder.mark(unit)
@@ -476,12 +476,20 @@ class Supervisor:
     def _outage_delay(self, unit: Unit, exc: ConnectorError) -> float:
         """Seconds to wait before trying a source (or an open) that failed with ``exc``
         again: the restart backoff, at least a ``Retry-After``; the backoff's cap for an
-        error that will not pass by itself."""
+        error that will not pass by itself. The backoff grows with each failure and
+        starts over after ``healthy_reset`` seconds without one -- as a crashing unit's
+        does -- not at the first success: a source that fails, works briefly and fails
+        again (a broker that accepts and then drops the connection) still backs off."""
+        now = asyncio.get_running_loop().time()
+        if now - unit.last_outage_at >= self.config.healthy_reset:
+            unit.source_failures = 0
+        unit.last_outage_at = now
         backoff = self.config.backoff
         if exc.retry_class is RetryClass.NEVER:
             delay = backoff.max_seconds
         else:
             delay = backoff.delay(unit.source_failures)
+        unit.source_failures += 1
         retry_after = getattr(exc, "retry_after", None)
         if isinstance(retry_after, int | float) and retry_after > delay:
             delay = min(float(retry_after), MAX_DELAY_SECONDS)
@@ -494,7 +502,6 @@ class Supervisor:
         if generation != unit.generation or unit.liveness in DOWN:
             return
         delay = self._outage_delay(unit, exc)
-        unit.source_failures += 1
         unit.opening_failed = True
         readiness = source_readiness(unit, exc)
         error = _clip(unit, f"{type(exc).__name__}: {exc}")
@@ -520,7 +527,6 @@ class Supervisor:
         """The unit's provider opened: an outage that kept it from opening is over."""
         if unit.opening_failed:
             unit.opening_failed = False
-            unit.source_failures = 0
             unit.readiness, unit.last_error = "ready", None
             self.recorder.mark(unit)
 
@@ -531,7 +537,6 @@ class Supervisor:
         delay = self._outage_delay(unit, exc)
         if generation != unit.generation:
             return delay  # a retired generation: its task is being cancelled
-        unit.source_failures += 1
         readiness = source_readiness(unit, exc)
         error = _clip(unit, f"{type(exc).__name__}: {exc}")
         level = logging.INFO if readiness == unit.readiness else logging.WARNING

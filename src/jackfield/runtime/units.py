@@ -96,7 +96,8 @@ class Unit:
     inbound_capable: bool | None = None  # None: provider class not looked at yet
     secret_fields: frozenset[str] = frozenset()
     restart_seen: int = 0  # the last generation of restart requests acted on
-    source_failures: int = 0  # its source's ConnectorErrors in a row (retry backoff)
+    source_failures: int = 0  # outages of its source or open since the backoff reset
+    last_outage_at: float = float("-inf")  # (loop time) of the last of them
     opening_failed: bool = False  # its last open failed for an outage (see the supervisor)
     poll_slot: PollSlot = field(default_factory=PollSlot)  # its poll here, across generations
 

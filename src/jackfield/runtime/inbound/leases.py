@@ -179,6 +179,19 @@ async def holding(lease: Lease, work: Awaitable[T]) -> T:
         await asyncio.gather(heartbeat, return_exceptions=True)
 
 
+async def back_off(lease: Lease, seconds: float) -> None:
+    """Wait ``seconds`` before a failing source tries again. A wait shorter than the
+    lease's TTL keeps the lease (renewed); a longer one -- the backoff after repeated
+    failures -- hands it over first: the failure may be this node's own (its network,
+    its DNS, a firewall), and a standby node may reach the system. This node competes
+    for the unit again afterwards (alone, it simply takes it back)."""
+    if seconds < lease.ttl:
+        await sleep_holding(lease, seconds)
+        return
+    await asyncio.to_thread(lease.hand_over)
+    await asyncio.sleep(seconds)
+
+
 async def sleep_holding(lease: Lease, seconds: float) -> None:
     """Sleep ``seconds``, renewing the lease often enough that it never lapses (returns
     early if it is lost)."""

@@ -11,7 +11,9 @@ nothing is stored twice.
 
 A ``ConnectorError`` from ``poll`` (the system unreachable, throttling, credentials
 refused, a config it rejects) is not a crash: the round is tried again after the delay
-the unit's ``failing`` callback returns, for as long as it takes, with the lease kept.
+the unit's ``failing`` callback returns, for as long as it takes: with the lease kept
+for a short wait, handed over first for one of a lease's TTL or more (``back_off``: the
+failure may be this node's own, and a standby may reach the system).
 
 A poll has a deadline (``poll_deadline``: the source's ``poll_timeout_seconds``, else
 the longer of 60 s and five poll intervals). One that misses it is an outage too
@@ -43,7 +45,7 @@ from ...kernel.redaction import get_logger
 from ...store import Database
 from ...store.models_inbound import InboundCursor
 from ..inbox import add_events
-from .leases import Lease, LeaseLost, holding, sleep_holding
+from .leases import Lease, LeaseLost, back_off, holding, sleep_holding
 
 log = get_logger(__name__)
 
@@ -206,7 +208,7 @@ async def run_polling(
         except ConnectorError as exc:
             if failing is None:
                 raise
-            await sleep_holding(lease, failing(exc))
+            await back_off(lease, failing(exc))
             continue
         events, next_cursor = polled(answer)
         try:

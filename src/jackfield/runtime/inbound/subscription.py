@@ -20,7 +20,10 @@ refused, ...), and a stream that ends, are not crashes: ``subscribe()`` is calle
 on the same open provider after the delay the unit's ``failing`` callback returns, for
 as long as it takes, so a provider connects in ``subscribe()`` (or reconnects there).
 The source counts as working again once a batch commits, or once the new stream has run
-for a third of the lease's TTL without failing (a quiet broker sends nothing to commit).
+for the lease's TTL without failing (a quiet broker sends nothing to commit; a provider
+whose ``subscribe()`` hangs while it connects, without a timeout of its own, looks
+working too: connect with a timeout). A wait of a lease's TTL or more hands the lease
+over first (``back_off``), so a standby node may try.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from ...kernel.inbound import ReceivedEvent, SubscriptionSource
 from ...kernel.redaction import get_logger
 from ...store import Database
 from ..inbox import InvalidEventError, add_events
-from .leases import Lease, LeaseLost, keep_renewed, sleep_holding
+from .leases import Lease, LeaseLost, back_off, keep_renewed
 
 log = get_logger(__name__)
 
@@ -94,7 +97,7 @@ async def run_subscription(
             _consume(db, connector_id, organization_id, source, lease, committed)
         )
         heartbeat = asyncio.create_task(keep_renewed(lease))
-        settled = asyncio.create_task(_settle(lease.ttl / 3, committed))
+        settled = asyncio.create_task(_settle(lease.ttl, committed))
         try:
             done, _ = await asyncio.wait({consumer, heartbeat}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -110,7 +113,7 @@ async def run_subscription(
                 raise error
             if failing is None:
                 raise error.error
-            await sleep_holding(lease, failing(error.error))
+            await back_off(lease, failing(error.error))
             continue
         log.warning("subscription unit %s lost its lease; standing by", connector_id)
 
