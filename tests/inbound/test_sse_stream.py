@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from sqlalchemy import select
 
 from jackfield.kernel import InboundEvent
 from jackfield.runtime.inbox import add_events
@@ -199,3 +200,29 @@ async def test_an_unusable_last_event_id_is_ignored(jf, api, admin, webhook_conn
 async def test_the_stream_needs_credentials(api):
     async with stream(api, None) as response:
         assert response.status_code == 401
+
+
+async def test_a_stream_ends_once_its_token_is_removed(
+    jf, api, admin, webhook_connector, org_token, monkeypatch
+):
+    """Before, an open stream went on sending the organization's events after its token
+    was removed (and after its user logged out of the UI: the same check)."""
+    from jackfield.api.routes import events as events_route
+    from jackfield.service.passwords import hash_token
+    from jackfield.store import ApiToken
+
+    monkeypatch.setattr(events_route, "RECHECK_SECONDS", 0.3)
+    events = EventService(jf.db)
+    async with stream(api, org_token) as sse:
+        events.inject(admin, webhook_connector, {}, event_id="before")
+        assert (await sse.next_event())["event_id"] == "before"
+        with jf.db.transaction() as s:  # (no command revokes a token yet)
+            s.delete(
+                s.scalars(
+                    select(ApiToken).where(ApiToken.token_hash == hash_token(org_token))
+                ).one()
+            )
+        await asyncio.sleep(0.5)
+        events.inject(admin, webhook_connector, {"secret plans": 1}, event_id="after")
+        with pytest.raises(AssertionError, match="the stream ended"):
+            await sse.next_event()

@@ -20,7 +20,7 @@ def current_principal(request: Request) -> Principal:
     """The caller, from ``Authorization: Bearer <token>`` (or the UI's session cookie)."""
     who: Principal | None = getattr(request.state, "principal", None)  # CredentialsFirst's
     if who is None:
-        who = _authenticate(get_jackfield(request), request)
+        who = authenticate(get_jackfield(request), request)
     request.state.organization_id = who.organization_id  # whose secrets errors mask
     return who
 
@@ -31,7 +31,9 @@ def bearer_token(authorization: str) -> str | None:
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def _authenticate(jf: Jackfield, request: Request) -> Principal:
+def authenticate(jf: Jackfield, request: Request) -> Principal:
+    """The caller of ``request``, looked up now (a long response checks it again: the
+    token may have been removed, the session ended by logging out, since it began)."""
     if token := bearer_token(request.headers.get("authorization", "")):
         return jf.accounts.authenticate_token(token)
     if session_user := getattr(request.state, "session_user_id", None):

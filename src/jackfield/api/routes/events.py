@@ -7,6 +7,8 @@ The stream sends every new event of the caller's organization as
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -15,15 +17,19 @@ from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
+from ...kernel.errors import AuthenticationError
 from ...kernel.payloads import json_text
 from ...runtime.events import EventRouter
 from ...service.events import EventService
 from ...service.views import parse_row_id
-from ..deps import JF, Caller
+from ..deps import JF, Caller, authenticate
 from ..schemas import DATE_TIME, ConnectorId, error_responses
 
 router = APIRouter(tags=["events"])
 KEEPALIVE_SECONDS = 15.0
+RECHECK_SECONDS = 15.0
+"""How often an open stream checks that its caller may still read it: a stream outlived
+logging out and the removal of its token, and went on sending the organization's events."""
 
 
 def event_router(request: Request) -> EventRouter:
@@ -95,14 +101,27 @@ async def stream_events(
     stream = feed.stream(caller.organization_id, resume, keepalive=KEEPALIVE_SECONDS)
     await anext(stream)  # subscribed before the first byte: the client misses nothing
 
+    jf = request.app.state.jackfield
+
     async def body() -> AsyncIterator[str]:
         yield "retry: 3000\n: connected\n\n"
-        async for record in stream:
-            if record is None:
-                yield ": keep-alive\n\n"
-            else:
-                data = json_text(record.view())  # JSON, even of a row stored before checks
-                yield f"id: {record.id}\ndata: {data}\n\n"
+        checked = time.monotonic()
+        try:
+            async for record in stream:
+                if time.monotonic() - checked >= RECHECK_SECONDS:
+                    try:
+                        await asyncio.to_thread(authenticate, jf, request)
+                    except AuthenticationError:  # logged out, token removed, user gone
+                        yield ": credentials no longer valid\n\n"
+                        return
+                    checked = time.monotonic()
+                if record is None:
+                    yield ": keep-alive\n\n"
+                else:
+                    data = json_text(record.view())  # JSON, even of a row stored before checks
+                    yield f"id: {record.id}\ndata: {data}\n\n"
+        finally:
+            await stream.aclose()  # unsubscribed now, not when collected
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(body(), media_type="text/event-stream", headers=headers)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import func, or_, select
@@ -127,7 +127,7 @@ class EventFeed:
         last_event_id: int | None = None,
         *,
         keepalive: float = 15.0,
-    ) -> AsyncIterator[EventRecord | None]:
+    ) -> AsyncGenerator[EventRecord | None, None]:
         """New events of one organization, forever. The first item is ``None``, as soon
         as the subscription is registered (from then on nothing is missed); later ones
         are ``None`` every ``keepalive`` seconds without events (for the caller to send
