@@ -73,26 +73,31 @@ def test_the_page_lists_the_organizations_events_only(jf, client, ui_admin, othe
     assert beyond.status_code == 200 and 'data-event-id="mine-1"' in beyond.text
 
 
-def test_a_burst_larger_than_a_page_shows_over_the_next_polls_and_drops_nothing(
+def test_a_burst_larger_than_a_poll_shows_over_the_next_polls_says_so_and_drops_nothing(
     jf, client, ui_admin
 ):
+    """A poll adds at most 200 events; while more wait, the polling row says the page is
+    behind (before, it said "Listening" while it fell further behind)."""
     who = ui_admin[1]
     connector = echo_connector(jf, who)
     events = EventService(jf.db)
     events.inject(who, connector, {}, event_id="before")
     page = client.get("/events")
-    burst = [f"b-{n}" for n in range(120)]
+    burst = [f"b-{n}" for n in range(450)]
     for event_id in burst:
         events.inject(who, connector, {}, event_id=event_id)
     shown: list[str] = []
-    for _ in range(4):  # 50 + 50 + 20, then nothing new
+    behind: list[bool] = []
+    for _ in range(4):  # 200 + 200 + 50, then nothing new
         poll = re.search(r'hx-get="(/events\?after=\d+)"', page.text)
         assert poll
         page = client.get(poll.group(1), headers={"HX-Request": "true"})
         rows = re.findall(r'class="event-row" data-event-id="([^"]+)"', page.text)
         assert rows == sorted(rows, key=burst.index, reverse=True)  # newest first
         shown = rows + shown
+        behind.append("Catching up" in page.text)
     assert shown == burst[::-1]
+    assert behind == [True, True, False, False]
 
 
 def test_older_events_page_back_to_the_first_without_gaps(jf, client, ui_admin, other_admin):

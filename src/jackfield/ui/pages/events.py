@@ -5,8 +5,9 @@ and is replaced by what the answer holds: a new polling row and the events that 
 since (``hx-select`` picks them out of the full page, so one template serves both).
 Polling rather than server-sent events keeps the page free of scripts of its own
 (the UI's content security policy allows no inline script). It is a live tail that
-drops nothing: a poll takes the oldest page of what arrived since, so a burst of more
-than a page shows over the next polls. A row that commits late with a lower id
+drops nothing: a poll takes the oldest ``CATCH_UP`` events of what arrived since, so a
+burst of more shows over the next polls, and the polling row says the page is behind
+(with a link to the newest events) until it has caught up. A row that commits late with a lower id
 (possible on PostgreSQL) shows on the next reload; the REST inbox and the SSE stream
 are the complete views. Below a full page, "Older events" pages back (``?before=<id>``);
 those pages are not live.
@@ -28,6 +29,7 @@ from .connectors import app_of
 
 router = ui_router()
 PAGE = 50
+CATCH_UP = 200  # events a poll adds at most (100 a second): more, and the page says so
 POLL_SECONDS = 2
 PAYLOAD_PREVIEW = 160
 
@@ -39,8 +41,11 @@ def events_page(
     jf = app_of(request)
     since, until = parse_row_id(after), parse_row_id(before)
     events = EventService(jf.db)
-    if since is not None:  # the oldest page after the newest shown, shown newest first
-        items = [e.view() for e in reversed(events.since(who.organization_id, since, limit=PAGE))]
+    behind = False
+    if since is not None:  # the oldest events after the newest shown, shown newest first
+        arrived = events.since(who.organization_id, since, limit=CATCH_UP + 1)
+        behind = len(arrived) > CATCH_UP
+        items = [e.view() for e in reversed(arrived[:CATCH_UP])]
     else:  # the newest page, or (``before``) an older one: not live
         items = events.recent(who, limit=PAGE, before=until)
     names = {c["id"]: c["name"] for c in jf.connectors.list(who)}
@@ -53,6 +58,7 @@ def events_page(
         names=names,
         newest=newest,
         live=until is None,
+        behind=behind,
         older=older,
         poll_seconds=POLL_SECONDS,
     )
