@@ -276,3 +276,27 @@ def test_a_database_path_that_names_no_database_is_never_taken_for_an_empty_one(
 def test_a_database_without_a_driver_here_is_one_line(cli):
     mysql = Cli({**cli.env, "JACKFIELD_DATABASE_URL": "mysql://u@127.0.0.1/db"}, cli.cwd)
     user_error(mysql.run("runtime", "status", expect=1), "no driver for 'mysql' is installed")
+
+
+def test_an_operator_revokes_tokens_and_deactivates_a_user(cli, sqlite_url):
+    """During an incident: before, only the database could take a token or a user away."""
+    from jackfield.kernel import AuthenticationError
+    from jackfield.service.accounts import AccountService
+    from jackfield.store import Database
+
+    created = cli.run(*"users create eve@acme.io --org acme --role admin --token".split())
+    ci = cli.run(*"tokens create --user eve@acme.io --name ci".split()).stdout.strip()
+    first = created.stdout.strip().splitlines()[-1]
+    accounts = AccountService(Database(sqlite_url))
+    assert accounts.authenticate_token(ci).actor == "eve@acme.io"
+
+    assert cli.json(*"tokens revoke --user eve@acme.io --name ci".split())["revoked"] == 1
+    with pytest.raises(AuthenticationError):
+        accounts.authenticate_token(ci)
+    assert accounts.authenticate_token(first).actor == "eve@acme.io"  # the other one works
+
+    shown = cli.run(*"users deactivate eve@acme.io".split())
+    assert shown.stdout.strip() == "deactivated eve@acme.io"
+    with pytest.raises(AuthenticationError):
+        accounts.authenticate_token(first)
+    user_error(cli.run(*"tokens revoke --user nobody@acme.io".split(), expect=1), "no user")

@@ -51,6 +51,27 @@ def users_create(
         print(new_token)
 
 
+@users.command("deactivate")
+def users_deactivate(email: str, as_json: bool = JsonOption) -> None:
+    """Lock a user out: no login, no API token works, their UI sessions end."""
+    with user_errors():
+        user = jackfield().accounts.deactivate_user(email)
+    emit(user, as_json, lambda u: console.print(f"deactivated {u['email']}"))
+
+
+@tokens.command("revoke")
+def tokens_revoke(
+    user: str = typer.Option(..., "--user", help="The user's email."),
+    name: str | None = typer.Option(None, "--name", help="Only the tokens with this label."),
+    as_json: bool = JsonOption,
+) -> None:
+    """Revoke a user's API tokens (all of them, or those named --name)."""
+    with user_errors():
+        count = jackfield().accounts.revoke_tokens(user, name)
+    result = {"user": user, "name": name, "revoked": count}
+    emit(result, as_json, lambda r: console.print(f"revoked {r['revoked']} token(s) of {user}"))
+
+
 @tokens.command("create")
 def tokens_create(
     user: str = typer.Option(..., "--user", help="The user's email."),

@@ -136,13 +136,45 @@ class AccountService:
 
     def create_token(self, email: str, name: str = "", *, actor: str = "cli") -> str:
         with self.db.transaction() as s:
-            user = s.scalar(select(User).where(User.email == email.strip().lower()))
-            if user is None:
-                raise NotFound(f"no user {email!r}")
+            user = self._user(s, email)
             token = self._issue_token(s, user, name)
             who = Principal.operator(user.organization_id, actor)
             audit.record(s, who, "token.create", "user", user.id, details={"name": name})
             return token
+
+    def revoke_tokens(self, email: str, name: str | None = None, *, actor: str = "cli") -> int:
+        """Delete the user's API tokens (those labelled ``name``, or all): they stop
+        working at once, open event streams included (within their recheck). Returns how
+        many were revoked."""
+        with self.db.transaction() as s:
+            user = self._user(s, email)
+            query = select(ApiToken).where(ApiToken.user_id == user.id)
+            tokens = s.scalars(query if name is None else query.where(ApiToken.name == name)).all()
+            for token in tokens:
+                s.delete(token)
+            who = Principal.operator(user.organization_id, actor)
+            details = {"name": name, "count": len(tokens)}
+            audit.record(s, who, "token.revoke", "user", user.id, details=details)
+            return len(tokens)
+
+    def deactivate_user(self, email: str, *, actor: str = "cli") -> dict[str, Any]:
+        """The user can no longer log in or use any token, and every UI session of theirs
+        ends (their data and audit records stay)."""
+        with self.db.transaction() as s:
+            user = self._user(s, email)
+            user.is_active = False
+            user.sessions_ended_at = datetime.now(UTC)
+            who = Principal.operator(user.organization_id, actor)
+            audit.record(s, who, "user.deactivate", "user", user.id, details={"email": user.email})
+            organization = s.get(Organization, user.organization_id)
+            return _user_view(user, organization.name if organization else "")
+
+    @staticmethod
+    def _user(session: Session, email: str) -> User:
+        user = session.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            raise NotFound(f"no user {email!r}")
+        return user
 
     @staticmethod
     def _issue_token(session: Session, user: User, name: str) -> str:
