@@ -4,6 +4,7 @@ connectors, and a provider whose errors carry its secret (to check redaction).""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import signal
@@ -270,3 +271,29 @@ def serve_setup() -> Callable[..., tuple[str, str, dict[str, str]]]:
         return token, str(created["id"]), env
 
     return setup
+
+
+# -- helpers of several test files ---------------------------------------------------------
+def runtime_unit(http: Any, connector_id: str) -> dict[str, Any] | None:
+    """The connector's row of ``GET /api/runtime`` (``None`` while it has none)."""
+    items = http.get("/api/runtime").json()["items"]
+    return next((u for u in items if u["connector_id"] == connector_id), None)
+
+
+def inbox_event_ids(http: Any, connector_id: str) -> list[str]:
+    """The event ids of the connector's inbox, sorted (``GET .../events``)."""
+    items = http.get(f"/api/connectors/{connector_id}/events").json()["items"]
+    return sorted(e["event_id"] for e in items)
+
+
+async def eventually(
+    read: Callable[[], Any], condition: Callable[[Any], bool], timeout: float = 30.0
+) -> Any:
+    """``read()`` (in a thread) until ``condition`` holds of its value, which is returned."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await asyncio.to_thread(read)
+        if condition(value):
+            return value
+        assert time.monotonic() < deadline, f"condition not met in time (last: {value!r})"
+        await asyncio.sleep(0.05)

@@ -7,10 +7,7 @@ import socket
 
 from ulid import ULID
 
-
-def _unit(http, connector_id):
-    items = http.get("/api/runtime").json()["items"]
-    return next((u for u in items if u["connector_id"] == connector_id), None)
+from .conftest import runtime_unit
 
 
 def _deliver_one(http, connector_id, wait_until):
@@ -28,9 +25,9 @@ def test_units_appear_with_their_state_and_only_to_their_organization(
 ):
     cid = make_connector(tenant.admin)
     with client(api.url, tenant.user_token) as http:
-        assert _unit(http, cid) is None  # an idle outbound connector has no unit yet
+        assert runtime_unit(http, cid) is None  # an idle outbound connector has no unit yet
         _deliver_one(http, cid, wait_until)
-        unit = wait_until(lambda: _unit(http, cid))
+        unit = wait_until(lambda: runtime_unit(http, cid))
         assert unit["liveness"] == "running" and unit["readiness"] == "ready"
         assert unit["restart_count"] == 0 and unit["last_error"] is None
         assert unit["node"] == f"{socket.gethostname()}:{os.getpid()}"
@@ -49,7 +46,7 @@ def test_units_appear_with_their_state_and_only_to_their_organization(
 
     jf.connectors.set_enabled(tenant.admin, cid, False)
     with client(api.url, tenant.user_token) as http:
-        wait_until(lambda: _unit(http, cid)["liveness"] == "stopped")
+        wait_until(lambda: runtime_unit(http, cid)["liveness"] == "stopped")
 
 
 def test_restart_needs_an_admin_of_the_organization_and_an_enabled_connector(
@@ -69,12 +66,12 @@ def test_restart_needs_an_admin_of_the_organization_and_an_enabled_connector(
         assert repr(named) in refused.json()["error"]["message"]  # its name, not its id
 
         _deliver_one(http, cid, wait_until)
-        wait_until(lambda: _unit(http, cid))
+        wait_until(lambda: runtime_unit(http, cid))
         restarted = http.post(f"/api/connectors/{cid}/restart")
         assert restarted.status_code == 200, restarted.text
         unit = wait_until(
             lambda: (
-                (u := _unit(http, cid))["restart_count"] == 1
+                (u := runtime_unit(http, cid))["restart_count"] == 1
                 and u["liveness"] == "running"
                 and not u["restart_requested"]
                 and u

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import ClassVar
@@ -27,6 +26,8 @@ from jackfield.kernel import (
 from jackfield.runtime import Runtime
 from jackfield.store import utcnow
 from jackfield.store.models_outbox import RuntimeRestart, RuntimeUnit
+
+from .conftest import eventually
 
 
 class GatedProvider(MessagingProvider, PollingSource):
@@ -54,16 +55,6 @@ if not connector_registry.is_registered("messaging", "gated_test"):
     connector_registry.register(GatedProvider)
 
 
-async def _until(read, condition, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(read)
-        if condition(value):
-            return value
-        assert time.monotonic() < deadline, f"condition not met in time (last: {value!r})"
-        await asyncio.sleep(0.05)
-
-
 async def test_each_node_keeps_its_own_unit_and_acts_on_every_restart_request(
     jf, make_jf, database_url, tenant, make_connector
 ):
@@ -84,11 +75,11 @@ async def test_each_node_keeps_its_own_unit_and_acts_on_every_restart_request(
 
     try:
         await node_b.start()
-        await _until(states, lambda s: s == {"node-b": "failed"})
+        await eventually(states, lambda s: s == {"node-b": "failed"})
         GatedProvider.shut = False
         await node_a.start()
         # node A runs the connector; node B's failure stays visible beside it
-        await _until(states, lambda s: s == {"node-a": "running", "node-b": "failed"})
+        await eventually(states, lambda s: s == {"node-a": "running", "node-b": "failed"})
         failed = by_node()["node-b"]
         assert failed["readiness"] == "auth_failed" and "gate.invalid" in failed["last_error"]
         assert units.get(tenant.admin, cid)["node"] == "node-b"  # the one needing attention
@@ -96,7 +87,7 @@ async def test_each_node_keeps_its_own_unit_and_acts_on_every_restart_request(
         # asked through node A, both nodes restart their unit, and neither waits for more
         requested = await asyncio.to_thread(node_a.runtime.restart, tenant.admin, cid)
         assert requested["liveness"] == "restarting" and requested["restart_requested"]
-        after = await _until(
+        after = await eventually(
             by_node,
             lambda v: (
                 len(v) == 2
@@ -117,9 +108,9 @@ async def test_each_node_keeps_its_own_unit_and_acts_on_every_restart_request(
 
         # node B stops: its "stopped" is history while node A runs it, and is swept
         await node_b.stop()
-        await _until(states, lambda s: s.get("node-b") in ("stopped", None))
+        await eventually(states, lambda s: s.get("node-b") in ("stopped", None))
         assert units.get(tenant.admin, cid)["liveness"] == "running"
-        await _until(states, lambda s: s == {"node-a": "running"})
+        await eventually(states, lambda s: s == {"node-a": "running"})
 
         # a node that vanished (killed) leaves rows nobody rewrites: swept once stale
         def plant(node, age, liveness="running"):
@@ -143,7 +134,7 @@ async def test_each_node_keeps_its_own_unit_and_acts_on_every_restart_request(
         # that name will act on it): it shows stopped, and is swept all the same
         await asyncio.to_thread(node_a.runtime.restart, tenant.admin, cid)
         assert states()["node-gone"] == "stopped"
-        await _until(states, lambda s: "node-gone" not in s)
+        await eventually(states, lambda s: "node-gone" not in s)
         assert states() == {"node-a": "running", "node-recent": "running"}
     finally:
         GatedProvider.shut = False
@@ -160,7 +151,7 @@ async def test_a_restart_request_starts_an_idle_outbound_unit_on_a_running_node(
         assert not [u for u in jf.runtime.units.list(tenant.admin) if u["connector_id"] == cid]
         requested = await asyncio.to_thread(jf.runtime.restart, tenant.admin, cid)
         assert requested["liveness"] == "starting" and requested["node"] is None
-        [unit] = await _until(
+        [unit] = await eventually(
             lambda: [u for u in jf.runtime.units.list(tenant.admin) if u["connector_id"] == cid],
             lambda found: [u["liveness"] for u in found] == ["running"],
         )

@@ -15,6 +15,8 @@ import time
 import pytest
 from ulid import ULID
 
+from .conftest import runtime_unit
+
 
 @pytest.fixture
 def jf(sqlite_url, make_jf):
@@ -27,11 +29,6 @@ def _send(http, connector_id, payload):
     response = http.post(f"/api/connectors/{connector_id}/messages", json=body)
     assert response.status_code == 202, response.text
     return response.json()["envelope_id"]
-
-
-def _unit(http, connector_id):
-    items = http.get("/api/runtime").json()["items"]
-    return next((u for u in items if u["connector_id"] == connector_id), None)
 
 
 def _message(http, envelope_id):
@@ -57,7 +54,7 @@ def test_a_crashing_unit_backs_off_then_fails_while_another_keeps_delivering(
         steady_sent: list[str] = []
         deadline = time.monotonic() + 30
         while True:
-            unit = _unit(http, crashing)
+            unit = runtime_unit(http, crashing)
             now = time.monotonic()
             if unit is not None:
                 restarted_at.setdefault(unit["restart_count"], now)
@@ -102,7 +99,7 @@ def test_a_crashing_unit_backs_off_then_fails_while_another_keeps_delivering(
         # the other connector never noticed
         for envelope in steady_sent:
             wait_until(lambda e=envelope: _message(http, e)["state"] == "delivered")
-        other = _unit(http, steady)
+        other = runtime_unit(http, steady)
         assert other["liveness"] == "running" and other["readiness"] == "ready"
         assert other["restart_count"] == 0 and other["last_error"] is None
 
@@ -117,7 +114,9 @@ def test_a_crashing_unit_backs_off_then_fails_while_another_keeps_delivering(
         # up to three crashes after a restart are not "failed": it comes back and delivers
         healthy = _send(http, crashing, {"text": "healthy again"})
         wait_until(lambda: _message(http, healthy)["state"] == "delivered", timeout=10)
-        final = wait_until(lambda: (u := _unit(http, crashing))["liveness"] == "running" and u)
+        final = wait_until(
+            lambda: (u := runtime_unit(http, crashing))["liveness"] == "running" and u
+        )
         assert final["readiness"] == "ready"
         assert final["restart_count"] >= 7  # five automatic, the operator's, at least one more
 
@@ -136,7 +135,7 @@ def test_one_poison_message_goes_to_dead_and_never_holds_its_connector_down(
         assert dead["last_error"].startswith("crashed the connector 3 times: simulated crash")
         for envelope in behind:
             wait_until(lambda e=envelope: _message(http, e)["state"] == "delivered")
-        unit = _unit(http, connector)
+        unit = runtime_unit(http, connector)
         assert unit["liveness"] == "running" and unit["restart_count"] == 3, unit
 
         # replayed while the provider still crashes on it: one more crash sends it back to
@@ -149,5 +148,7 @@ def test_one_poison_message_goes_to_dead_and_never_holds_its_connector_down(
         assert again["last_error"].startswith("crashed the connector 4 times")
         later = _send(http, connector, {"text": "still delivering"})
         wait_until(lambda: _message(http, later)["state"] == "delivered")
-        unit = wait_until(lambda: (u := _unit(http, connector))["liveness"] == "running" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, connector))["liveness"] == "running" and u
+        )
         assert unit["restart_count"] == 4

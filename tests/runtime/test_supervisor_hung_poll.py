@@ -29,6 +29,8 @@ from jackfield.kernel import (
 from jackfield.runtime import Runtime
 from jackfield.service.events import EventService
 
+from .conftest import eventually, inbox_event_ids, runtime_unit
+
 
 class Upstream:
     """Per connector key: whether its polls hang, and what they did."""
@@ -144,36 +146,30 @@ def hanging():
         Upstream.GATE[key].set()
 
 
-def _unit(http, connector_id):
-    items = http.get("/api/runtime").json()["items"]
-    return next((u for u in items if u["connector_id"] == connector_id), None)
-
-
-def _events(http, connector_id):
-    items = http.get(f"/api/connectors/{connector_id}/events").json()["items"]
-    return sorted(e["event_id"] for e in items)
-
-
 def test_a_sync_poll_that_hangs_is_an_outage_and_is_not_joined_by_another(
     api, tenant, make_connector, client, wait_until, hanging
 ):
     key = hanging()
     cid = make_connector(tenant.admin, "hanging_feed_test", key=key)
     with client(api.url, tenant.user_token) as http:
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] != "ready" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["readiness"] != "ready" and u
+        )
         assert (unit["liveness"], unit["readiness"]) == ("running", "unreachable"), unit
         assert unit["last_error"] == "PollTimeoutError: poll did not return within 0.3 s"
         assert unit["restart_count"] == 0
         time.sleep(2)  # several deadlines and retries later: still the one hung thread
         assert Upstream.CALLS[key] == 1 and Upstream.MOST[key] == 1
-        assert _unit(http, cid)["readiness"] == "unreachable"
+        assert runtime_unit(http, cid)["readiness"] == "unreachable"
 
         Upstream.HANG.discard(key)
         Upstream.GATE[key].set()  # the hung call returns (its answer is dropped)
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "ready" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["readiness"] == "ready" and u
+        )
         assert unit["last_error"] is None and unit["liveness"] == "running"
         assert wait_until(
-            lambda: (got := _events(http, cid)) == [f"feed-{n}" for n in range(3)] and got
+            lambda: (got := inbox_event_ids(http, cid)) == [f"feed-{n}" for n in range(3)] and got
         )
     assert Upstream.MOST[key] == 1
 
@@ -185,25 +181,17 @@ def test_an_async_poll_that_hangs_is_cancelled_and_tried_again(
     cid = make_connector(tenant.admin, "hanging_async_feed_test", key=key)
     with client(api.url, tenant.user_token) as http:
         wait_until(lambda: Upstream.CANCELLED.get(key, 0) >= 3, timeout=20)
-        unit = _unit(http, cid)
+        unit = runtime_unit(http, cid)
         assert (unit["liveness"], unit["readiness"]) == ("running", "unreachable"), unit
         assert unit["last_error"] == "PollTimeoutError: poll did not return within 0.3 s"
         assert Upstream.MOST[key] == 1  # each cancelled before the next began
 
         Upstream.HANG.discard(key)
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "ready" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["readiness"] == "ready" and u
+        )
         assert unit["last_error"] is None and unit["restart_count"] == 0
-        assert wait_until(lambda: _events(http, cid) == [f"feed-{n}" for n in range(3)])
-
-
-async def _until(read, condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await asyncio.to_thread(read)
-        if condition(value):
-            return value
-        assert time.monotonic() < deadline, f"condition not met in time (last: {value!r})"
-        await asyncio.sleep(0.1)
+        assert wait_until(lambda: inbox_event_ids(http, cid) == [f"feed-{n}" for n in range(3)])
 
 
 async def test_another_node_takes_over_from_a_node_whose_poll_hangs(
@@ -231,10 +219,10 @@ async def test_another_node_takes_over_from_a_node_whose_poll_hangs(
 
     try:
         await node_a.start()
-        await _until(lambda: Upstream.CALLS.get(key, 0), lambda n: n == 1)  # A hangs
+        await eventually(lambda: Upstream.CALLS.get(key, 0), lambda n: n == 1)  # A hangs
         await node_b.start()
-        assert await _until(events, lambda got: got == ["feed-0", "feed-1", "feed-2"])
-        seen = await _until(
+        assert await eventually(events, lambda got: got == ["feed-0", "feed-1", "feed-2"])
+        seen = await eventually(
             rows, lambda r: r.get("node-b", {}).get("readiness") == "ready" and "node-a" in r
         )
         assert (seen["node-a"]["liveness"], seen["node-a"]["readiness"]) == (

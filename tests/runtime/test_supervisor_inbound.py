@@ -25,6 +25,8 @@ from jackfield.kernel import (
 )
 from jackfield.secrets import SecretKeyError
 
+from .conftest import runtime_unit
+
 
 class TickerProvider(MessagingProvider, PollingSource):
     """Polls a counter; ``mode`` makes it crash, or fail to open."""
@@ -82,17 +84,14 @@ def jf(sqlite_url, make_jf):
     return make_jf(sqlite_url, supervisor_crash_limit=2)
 
 
-def _unit(http, connector_id):
-    items = http.get("/api/runtime").json()["items"]
-    return next((u for u in items if u["connector_id"] == connector_id), None)
-
-
 def test_an_inbound_unit_runs_without_outbound_traffic_and_polls(
     api, tenant, make_connector, client, wait_until
 ):
     cid = make_connector(tenant.admin, "ticker_test")  # created after the runtime started
     with client(api.url, tenant.user_token) as http:
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["liveness"] == "running" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["liveness"] == "running" and u
+        )
         assert unit["readiness"] == "ready" and unit["restart_count"] == 0
 
         def ticks():
@@ -111,7 +110,9 @@ def test_a_crashing_source_is_restarted_and_its_error_shown(
 ):
     cid = make_connector(tenant.admin, "ticker_test", mode="crash")
     with client(api.url, tenant.user_token) as http:
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["liveness"] == "failed" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["liveness"] == "failed" and u
+        )
         assert unit["restart_count"] == 2
         assert "RuntimeError: poll exploded" in unit["last_error"]
     # a provider's bug: the log shows where it raised, on every crash and the failure
@@ -129,10 +130,10 @@ def test_a_source_that_recovers_is_ready_again(api, tenant, make_connector, clie
     a restart, and is ready with no error left once that works."""
     cid = make_connector(tenant.admin, "ticker_test", mode="flaky", api_key=uuid.uuid4().hex)
     with client(api.url, tenant.user_token) as http:
-        wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "unreachable")
+        wait_until(lambda: (u := runtime_unit(http, cid)) and u["readiness"] == "unreachable")
         unit = wait_until(
             lambda: (
-                (u := _unit(http, cid))
+                (u := runtime_unit(http, cid))
                 and u["liveness"] == "running"
                 and u["readiness"] == "ready"
                 and u
@@ -151,13 +152,13 @@ def test_a_source_that_works_again_after_a_crash_shows_no_stale_error(
     with client(api.url, tenant.user_token) as http:
 
         def recovered():
-            unit = _unit(http, cid)
+            unit = runtime_unit(http, cid)
             return unit and unit["restart_count"] == 1 and unit["liveness"] == "running" and unit
 
         wait_until(recovered)
         wait_until(lambda: len(http.get(f"/api/connectors/{cid}/events").json()["items"]) == 3)
         unit = wait_until(
-            lambda: (u := _unit(http, cid)) and u["last_error"] is None and u, timeout=5
+            lambda: (u := runtime_unit(http, cid)) and u["last_error"] is None and u, timeout=5
         )
         assert (unit["liveness"], unit["readiness"], unit["restart_count"]) == (
             "running",
@@ -180,7 +181,7 @@ def test_a_poll_that_answers_the_wrong_shape_is_told_what_is_wrong(
     included), or a bare 'not enough values to unpack'."""
     cid = make_connector(tenant.admin, "ticker_test", mode=mode)
     with client(api.url, tenant.user_token) as http:
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["last_error"] and u)
+        unit = wait_until(lambda: (u := runtime_unit(http, cid)) and u["last_error"] and u)
     assert unit["last_error"].startswith(says), unit["last_error"]
 
 
@@ -190,7 +191,9 @@ def test_a_unit_whose_secrets_cannot_be_read_is_not_ready(
     """Before, a unit down on a key error showed readiness ``ready``."""
     cid = make_connector(tenant.admin, "ticker_test", mode="sealed")
     with client(api.url, tenant.user_token) as http:
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["liveness"] == "failed" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["liveness"] == "failed" and u
+        )
     assert unit["readiness"] == "misconfigured" and "SecretKeyError" in unit["last_error"]
 
 
@@ -202,11 +205,13 @@ def test_a_unit_that_cannot_open_says_why(api, tenant, make_connector, client, w
     cid = make_connector(tenant.admin, "ticker_test", mode="nokey")
     with client(api.url, tenant.user_token) as http:
         unit = wait_until(
-            lambda: (u := _unit(http, cid)) and u["readiness"] == "missing_credential" and u
+            lambda: (u := runtime_unit(http, cid)) and u["readiness"] == "missing_credential" and u
         )
         assert unit["liveness"] in ("crashed", "restarting", "failed")
         assert unit["last_error"]
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["liveness"] == "failed" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["liveness"] == "failed" and u
+        )
         assert unit["restart_count"] == 2 and unit["readiness"] == "missing_credential"
     # a connector error explains itself: one line each, no traceback
     records = _crash_records(caplog, cid)

@@ -39,6 +39,8 @@ from jackfield.kernel import (
     TransientError,
 )
 
+from .conftest import inbox_event_ids, runtime_unit
+
 ERRORS: dict[str, type[ConnectorError]] = {
     "connection": ConnectionFailedError,
     "transient": TransientError,
@@ -151,16 +153,6 @@ def jf(database_url, make_jf):
     return make_jf(database_url, supervisor_crash_limit=2, supervisor_backoff_max_seconds=1.0)
 
 
-def _unit(http, connector_id):
-    items = http.get("/api/runtime").json()["items"]
-    return next((u for u in items if u["connector_id"] == connector_id), None)
-
-
-def _events(http, connector_id):
-    items = http.get(f"/api/connectors/{connector_id}/events").json()["items"]
-    return sorted(e["event_id"] for e in items)
-
-
 def _outage(make_connector, tenant, provider_type, error):
     key = uuid.uuid4().hex
     Upstream.DOWN.add(key)
@@ -187,20 +179,22 @@ def test_an_outage_is_waited_out_and_the_unit_is_ready_again_by_itself(
     with client(api.url, tenant.user_token) as http:
         # many more failures than the crash limit: still running, saying why not ready
         wait_until(lambda: Upstream.FAILURES.get(key, 0) >= 5, timeout=20)
-        unit = _unit(http, cid)
+        unit = runtime_unit(http, cid)
         assert (unit["liveness"], unit["readiness"]) == ("running", readiness), unit
         assert unit["restart_count"] == 0 and unit["next_restart_at"] is None
         assert unit["last_error"].startswith(f"{ERRORS[error].__name__}: "), unit
         assert "upstream.invalid is having an outage" in unit["last_error"]
 
         Upstream.DOWN.discard(key)  # the system is back
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "ready" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["readiness"] == "ready" and u
+        )
         assert unit["liveness"] == "running" and unit["restart_count"] == 0
         assert unit["last_error"] is None  # not a stale error beside "ready"
         expected = ["feed-0", "feed-1", "feed-2"]
         if provider_type == "outage_stream_test":
             expected = ["stream-0", "stream-1"]
-        assert wait_until(lambda: (got := _events(http, cid)) == expected and got)
+        assert wait_until(lambda: (got := inbox_event_ids(http, cid)) == expected and got)
 
 
 @pytest.mark.parametrize(
@@ -215,15 +209,17 @@ def test_a_poll_that_will_fail_again_is_misconfigured_and_retried_slowly(
     key, cid = _outage(make_connector, tenant, "outage_feed_test", error)
     with client(api.url, tenant.user_token) as http:
         wait_until(lambda: Upstream.FAILURES.get(key, 0) >= 4, timeout=20)
-        unit = _unit(http, cid)
+        unit = runtime_unit(http, cid)
         assert (unit["liveness"], unit["readiness"]) == ("running", readiness), unit
         assert unit["restart_count"] == 0
         assert unit["last_error"].startswith(f"{ERRORS[error].__name__}: ")
 
         Upstream.DOWN.discard(key)
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "ready" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["readiness"] == "ready" and u
+        )
         assert unit["last_error"] is None and unit["restart_count"] == 0
-        assert wait_until(lambda: _events(http, cid) == ["feed-0", "feed-1", "feed-2"])
+        assert wait_until(lambda: inbox_event_ids(http, cid) == ["feed-0", "feed-1", "feed-2"])
 
 
 def test_a_delivery_that_works_again_clears_the_error_it_showed(
@@ -235,7 +231,7 @@ def test_a_delivery_that_works_again_clears_the_error_it_showed(
     with client(api.url, tenant.admin_token) as http:
         body = {"payload": {"text": "hi", "simulate": "transient:3"}, "envelope_id": str(ULID())}
         assert http.post(f"/api/connectors/{cid}/messages", json=body).status_code == 202
-        wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "degraded")
+        wait_until(lambda: (u := runtime_unit(http, cid)) and u["readiness"] == "degraded")
         sent = wait_until(
             lambda: (
                 (m := http.get(f"/api/outbox/{body['envelope_id']}").json())["state"] == "delivered"
@@ -244,7 +240,9 @@ def test_a_delivery_that_works_again_clears_the_error_it_showed(
             timeout=30,
         )
         assert sent["attempts"] == 4
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "ready" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["readiness"] == "ready" and u
+        )
         assert unit["last_error"] is None
 
 
@@ -256,7 +254,7 @@ OPEN_OUTAGES = [
 
 
 def _waiting_to_open(http, cid):
-    unit = _unit(http, cid)
+    unit = runtime_unit(http, cid)
     return unit and unit["next_restart_at"] is not None and unit
 
 
@@ -278,13 +276,13 @@ def test_a_system_down_when_the_unit_opens_is_waited_out(
         Upstream.DOWN.discard(key)  # the system is back
         unit = wait_until(
             lambda: (
-                (u := _unit(http, cid))
+                (u := runtime_unit(http, cid))
                 and (u["liveness"], u["readiness"]) == ("running", "ready")
                 and u
             )
         )
         assert unit["last_error"] is None and unit["next_restart_at"] is None
-        assert wait_until(lambda: _events(http, cid) == ["feed-0", "feed-1", "feed-2"])
+        assert wait_until(lambda: inbox_event_ids(http, cid) == ["feed-0", "feed-1", "feed-2"])
 
 
 @pytest.mark.parametrize(("error", "readiness"), OPEN_OUTAGES[:2])
@@ -311,7 +309,9 @@ def test_messages_wait_while_their_connector_cannot_open_and_go_out_once_it_can(
             timeout=15,
         )
         assert sent["attempts"] == 1
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["readiness"] == "ready" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["readiness"] == "ready" and u
+        )
         assert unit["liveness"] == "running" and unit["last_error"] is None
 
 
@@ -324,6 +324,8 @@ def test_wrong_credentials_or_config_at_open_still_end_failed(
     """They do not pass by themselves: crashes, ``failed`` after the limit (two here)."""
     key, cid = _outage(make_connector, tenant, "outage_open_feed_test", error)
     with client(api.url, tenant.user_token) as http:
-        unit = wait_until(lambda: (u := _unit(http, cid)) and u["liveness"] == "failed" and u)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, cid)) and u["liveness"] == "failed" and u
+        )
         assert unit["readiness"] == readiness and unit["restart_count"] == 2
         assert Upstream.FAILURES[key] == 3
