@@ -298,3 +298,44 @@ def test_an_unexpected_exchange_error_is_a_failed_connection(oauth_api, provider
         page = httpx2.get(authorize(api, cid), headers={"accept": "text/html"})
         assert page.status_code == 303
         assert page.headers["location"] == f"{oauth_api.url}/connectors/{cid}"
+
+
+def test_a_connect_under_way_survives_a_key_rotation(oauth_api, provider_server, tmp_path):
+    """``keys rotate`` left the PKCE verifier of a pending OAuth state under the old key:
+    once the old key was dropped, the browser's return answered 500. The rotation now
+    moves it too; a state sealed under a key no longer configured is a refused state
+    (4xx, connect again), not a 500."""
+    import base64
+    import secrets as stdlib_secrets
+
+    from jackfield.app import Jackfield
+    from jackfield.service.oauth import state_context
+    from jackfield.settings import Settings
+
+    jf = oauth_api.jf
+    admin, _ = tokens_for(jf)
+    with client(oauth_api.url, admin) as api:
+        cid = create_connector(api, provider_server)
+        start = api.get(f"/api/connectors/{cid}/oauth/authorize").json()["authorize_url"]
+    new_key = base64.urlsafe_b64encode(stdlib_secrets.token_bytes(32)).decode()
+
+    def node(fallbacks: str) -> Jackfield:
+        settings = jf.settings.model_copy(
+            update={"secret_key": new_key, "secret_key_fallbacks": fallbacks}
+        )
+        return Jackfield(settings=Settings.model_validate(settings.model_dump()))
+
+    rotating = node(fallbacks=oauth_api.secret_key)
+    assert rotating.rotate_keys() == 2  # the client secret, and the pending state
+    rotating.close()
+    after = node(fallbacks="")  # the old key dropped
+    with after.db.transaction() as s:
+        state = s.scalars(select(OAuthState).where(OAuthState.connector_id == cid)).one()
+        assert after.box.decrypt(state.code_verifier, context=state_context(state.nonce))
+    after.close()
+
+    # the server still runs with the old key only: for it, the state is now unreadable
+    callback = httpx2.get(start, follow_redirects=False).headers["location"]
+    answer = httpx2.get(callback)
+    assert answer.status_code == 400, answer.text
+    assert "master key" in answer.json()["error"]["message"]

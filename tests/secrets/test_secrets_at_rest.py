@@ -235,3 +235,37 @@ def test_the_embedded_entry_point_takes_a_key_string(tmp_path):
     assert jf.accounts.list_orgs() == []
     assert not (tmp_path / "secret.key").exists()  # the given key is used, no file made
     jf.close()
+
+
+def test_a_secret_written_during_a_rotation_is_not_overwritten_by_it(database_url, tmp_path):
+    """An edit (or a refreshed OAuth token) committed while ``keys rotate`` ran was
+    overwritten with the re-encryption of the value the rotation had read before it: a
+    refresh token the provider had rotated away, refused for good afterwards."""
+    import threading
+    import time
+
+    from sqlalchemy import update
+
+    old, new = key(), key()
+    jf = make(database_url, tmp_path / "data", old)
+    _, conn = create_smtp(jf, password="pw-before")
+    jf.close()
+    jf = make(database_url, tmp_path / "data", new, fallbacks=old)
+    sealed = jf.box.encrypt("pw-written-meanwhile", context=f"{conn['id']}:password")
+    rotated: list[int] = []
+    with jf.db.transaction() as s:  # the edit, under way: its row is locked
+        s.execute(
+            update(ConnectorParam)
+            .where(ConnectorParam.connector_id == conn["id"], ConnectorParam.key == "password")
+            .values(value=sealed)
+        )
+        rotation = threading.Thread(target=lambda: rotated.append(jf.rotate_keys()))
+        rotation.start()
+        time.sleep(0.5)  # the rotation reads the secrets meanwhile (or waits to)
+    rotation.join(30)
+    assert rotated and not rotation.is_alive()
+    assert jf.connectors.resolve(conn["id"])[2]["password"] == "pw-written-meanwhile"
+    jf.close()
+    jf = make(database_url, tmp_path / "data", new)  # and everything is under the new key
+    assert jf.connectors.resolve(conn["id"])[2]["password"] == "pw-written-meanwhile"
+    jf.close()

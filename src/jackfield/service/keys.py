@@ -7,7 +7,9 @@ from sqlalchemy.exc import IntegrityError
 
 from ..secrets import SecretBox, SecretKeyError
 from ..secrets.cipher import PREFIX
-from ..store import ConnectorParam, Database, Meta
+from ..store import ConnectorParam, Database, Meta, utcnow
+from ..store.models_oauth import OAuthState
+from .oauth import state_context
 from .params import ParamCodec
 
 KEY_CHECK = "key_check"
@@ -59,20 +61,42 @@ def _check_every_secret_is_readable(db: Database, box: SecretBox) -> None:
 
 
 def reencrypt_all(db: Database, codec: ParamCodec) -> int:
-    """Re-encrypt every secret param (and the key check) under the current key.
+    """Re-encrypt every secret param, the PKCE verifier of every pending OAuth state, and
+    the key check, under the current key.
 
-    One transaction: either every secret moves to the new key or none does. Returns the
-    number of values re-encrypted.
+    One transaction: either every secret moves to the new key or none does. The rows are
+    locked as they are read (PostgreSQL; SQLite's one writer waits anyway), so a secret
+    written meanwhile -- an admin's edit, a refreshed OAuth token -- waits for the
+    rotation and lands on top of it: read without the lock, it was overwritten with the
+    re-encryption of its old value (a rotated-away refresh token, which the provider
+    then refused for good). Returns the number of values re-encrypted.
     """
     box = codec.box
     obsolete: list[str] = []
     count = 0
     with db.transaction() as s:
-        for row in s.scalars(select(ConnectorParam).where(ConnectorParam.is_secret.is_(True))):
+        secrets = (
+            select(ConnectorParam)
+            .where(ConnectorParam.is_secret.is_(True))
+            .order_by(ConnectorParam.id)  # the order an edit's flush updates them in
+            .with_for_update()
+        )
+        for row in s.scalars(secrets):
             changed = codec.reencrypt(row.connector_id, row)
             if isinstance(changed, str):
                 obsolete.append(changed)
             count += bool(changed)
+        pending = (
+            select(OAuthState)
+            .where(OAuthState.used_at.is_(None), OAuthState.expires_at > utcnow())
+            .with_for_update()
+        )
+        for state in s.scalars(pending):  # a Connect under way completes after the rotation
+            if box.needs_rotation(state.code_verifier):
+                context = state_context(state.nonce)
+                verifier = box.decrypt(state.code_verifier, context=context)
+                state.code_verifier = box.encrypt(verifier, context=context)
+                count += 1
         check = s.get(Meta, KEY_CHECK)
         if check is None:
             s.add(Meta(key=KEY_CHECK, value=box.make_check()))

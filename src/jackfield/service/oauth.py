@@ -38,7 +38,7 @@ from ..kernel.errors import (
 )
 from ..kernel.provider import OAUTH_FLOW_KEY, Capability, ConnectorProvider
 from ..kernel.redaction import get_logger
-from ..secrets import SecretBox, redactor
+from ..secrets import SecretBox, SecretKeyError, redactor
 from ..store import Connector, Database
 from ..store.models_oauth import OAuthState
 from . import audit
@@ -126,7 +126,7 @@ class OAuthService:
                     connector_id=connector.id,
                     organization_id=connector.organization_id,
                     actor=who.actor,
-                    code_verifier=self.box.encrypt(verifier, context=_context(digest)),
+                    code_verifier=self.box.encrypt(verifier, context=state_context(digest)),
                     redirect_uri=redirect_uri,
                     created_at=now,
                     expires_at=now + STATE_TTL,
@@ -237,12 +237,12 @@ class OAuthService:
             elif connector.organization_id != row.organization_id:
                 problem = "the connector of this OAuth state moved to another organization"
             else:
-                pending = _Pending(
-                    row.organization_id,
-                    row.actor,
-                    self.box.decrypt(row.code_verifier, context=_context(digest)),
-                    row.redirect_uri,
-                )
+                try:
+                    verifier = self.box.decrypt(row.code_verifier, context=state_context(digest))
+                except SecretKeyError:  # sealed under a master key since dropped
+                    problem = "this OAuth state was sealed under a master key no longer configured"
+                else:
+                    pending = _Pending(row.organization_id, row.actor, verifier, row.redirect_uri)
         if problem is not None:  # the nonce stays burnt: a misused state is spent
             raise OAuthStateError(problem)
         return pending
@@ -303,5 +303,6 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def _context(digest: str) -> str:
+def state_context(digest: str) -> str:
+    """The associated data of a pending state's encrypted PKCE verifier."""
     return f"oauth_state:{digest}"
