@@ -269,3 +269,67 @@ def test_a_secret_written_during_a_rotation_is_not_overwritten_by_it(database_ur
     jf = make(database_url, tmp_path / "data", new)  # and everything is under the new key
     assert jf.connectors.resolve(conn["id"])[2]["password"] == "pw-written-meanwhile"
     jf.close()
+
+
+def test_a_rotation_and_an_edit_removing_a_secret_do_not_deadlock(database_url, tmp_path):
+    """An edit's flush UPDATEs a changed secret before it DELETEs a removed one; the
+    rotation locked the secrets in id order, so they waited on each other (PostgreSQL
+    killed one: a failed rotation or a 500). Both now take the connector's row first."""
+    import threading
+    import time
+
+    from sqlalchemy import event
+
+    from jackfield.service import Principal
+
+    old, new = key(), key()
+    jf = make(database_url, tmp_path / "data", old)
+    org = jf.accounts.create_org("acme")["id"]
+    who = Principal.operator(org)
+    base = {"key": "base_url", "value": "https://api.example.com"}
+    created = jf.connectors.create(
+        who,
+        name="api",
+        category="http",
+        provider_type="http",
+        params=[
+            base,
+            {"key": "auth.mode", "value": "basic"},
+            {"key": "auth.username", "value": "u"},
+            {"key": "auth.password", "value": "pw-1"},  # the lower id
+            {"key": "auth.token", "value": "tok-1"},  # the higher id
+        ],
+    )
+    rotator = make(database_url, tmp_path / "data", new, fallbacks=old)
+    editing, outcome = threading.Event(), {}
+
+    @event.listens_for(jf.db.engine, "before_cursor_execute")
+    def pause(conn, cursor, statement, params, context, executemany):
+        if statement.startswith("DELETE FROM connector_params") and not editing.is_set():
+            editing.set()  # the edit holds what it has locked so far; the rotation starts
+            time.sleep(0.5)
+
+    def rotate():
+        editing.wait(10)
+        try:
+            outcome["rotated"] = rotator.rotate_keys()
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            outcome["rotated"] = repr(exc)
+
+    rotation = threading.Thread(target=rotate)
+    rotation.start()
+    jf.connectors.update(
+        who,
+        created["id"],
+        params=[
+            base,
+            {"key": "auth.mode", "value": "bearer"},
+            {"key": "auth.token", "value": "tok-2"},
+        ],
+    )
+    rotation.join(30)
+    event.remove(jf.db.engine, "before_cursor_execute", pause)
+    assert isinstance(outcome.get("rotated"), int), outcome
+    assert rotator.connectors.resolve(created["id"])[2]["auth"]["token"] == "tok-2"
+    jf.close()
+    rotator.close()

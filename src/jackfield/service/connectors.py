@@ -122,7 +122,7 @@ class ConnectorService:
         every param stored as secret (a key its sender marked secret, which the schema may
         not know -- a secret file among them), as the connector's params show them."""
         with self.db.transaction() as s:
-            connector = self._load(s, who, connector_id)
+            connector = self._load(s, who, connector_id, lock=True)
             cls = self._provider(connector)
             stored_secret = [row.key for row in connector.params if row.is_secret]
             return mask_config(
@@ -215,7 +215,7 @@ class ConnectorService:
         with self.db.transaction() as s:
             if is_default:
                 _lock_defaults(s, who.organization_id)  # before reading the connector
-            connector = self._load(s, who, connector_id)
+            connector = self._load(s, who, connector_id, lock=True)
             _check_unchanged(connector, category=category, provider_type=provider_type)
             changes: dict[str, Any] = {}
             if name is not None:
@@ -245,7 +245,7 @@ class ConnectorService:
     def delete(self, who: Principal, connector_id: str) -> None:
         who.require_admin()
         with self.db.transaction() as s:
-            connector = self._load(s, who, connector_id)
+            connector = self._load(s, who, connector_id, lock=True)
             s.delete(connector)
             audit.record(
                 s,
@@ -388,8 +388,13 @@ class ConnectorService:
             return connector.organization_id
 
     # -- internals ------------------------------------------------------------------------
-    def _load(self, s: Session, who: Principal, connector_id: str) -> Connector:
-        connector = s.get(Connector, str(connector_id))
+    def _load(
+        self, s: Session, who: Principal, connector_id: str, *, lock: bool = False
+    ) -> Connector:
+        """The caller's connector. ``lock``: for an edit of its params, which takes the
+        connector's row lock before any param's -- the order ``keys rotate`` and a token
+        refresh take them in, so none of them deadlocks another (PostgreSQL)."""
+        connector = s.get(Connector, str(connector_id), with_for_update=lock or None)
         if connector is None or connector.organization_id != who.organization_id:
             # another organization's connector looks exactly like a missing one
             raise ConnectorNotFoundError(f"no connector {connector_id}")

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..secrets import SecretBox, SecretKeyError
 from ..secrets.cipher import PREFIX
-from ..store import ConnectorParam, Database, Meta, utcnow
+from ..store import Connector, ConnectorParam, Database, Meta, utcnow
 from ..store.models_oauth import OAuthState
 from .oauth import state_context
 from .params import ParamCodec
@@ -75,10 +75,19 @@ def reencrypt_all(db: Database, codec: ParamCodec) -> int:
     obsolete: list[str] = []
     count = 0
     with db.transaction() as s:
+        holders = select(ConnectorParam.connector_id).where(ConnectorParam.is_secret.is_(True))
+        # each connector's row first, then its params: the order of edits and token
+        # refreshes (``ConnectorService._load(lock=True)``), so none deadlocks the rotation
+        s.execute(
+            select(Connector.id)
+            .where(Connector.id.in_(holders))
+            .order_by(Connector.id)
+            .with_for_update(key_share=True)
+        ).all()
         secrets = (
             select(ConnectorParam)
             .where(ConnectorParam.is_secret.is_(True))
-            .order_by(ConnectorParam.id)  # the order an edit's flush updates them in
+            .order_by(ConnectorParam.id)
             .with_for_update()
         )
         for row in s.scalars(secrets):
