@@ -234,3 +234,48 @@ async def test_another_node_takes_over_from_a_node_whose_poll_hangs(
     finally:
         await node_b.stop()
         await node_a.stop()
+
+
+def test_a_poll_still_running_from_before_a_restart_is_no_outage(jf):
+    """A restart (or a reload after an edit) during an ordinary 1.5 s sync poll: the new
+    generation reported "poll did not return within 150 s" at once, readiness
+    ``unreachable``, and a failure counted, though no poll had missed its deadline. It
+    waits for that poll quietly now."""
+    from jackfield.kernel import PollingSource
+    from jackfield.runtime.inbound.leases import Lease
+    from jackfield.runtime.inbound.polling import PollSlot, run_polling
+
+    class Slow(PollingSource):
+        poll_interval_seconds = 30.0
+
+        def poll(self, cursor):
+            time.sleep(1.5)
+            return [], cursor
+
+    outages: list[str] = []
+
+    def failing(exc):
+        outages.append(f"{type(exc).__name__}: {exc}")
+        return 1.0
+
+    async def scenario() -> None:
+        slot = PollSlot()
+        lease = Lease(jf.db, f"inbound:{uuid.uuid4()}", "node-a")
+
+        def generation() -> asyncio.Task[None]:
+            return asyncio.create_task(
+                run_polling(jf.db, "c1", "o1", Slow(), lease, lambda n: None, failing, slot=slot)
+            )
+
+        first = generation()
+        await asyncio.sleep(0.5)
+        first.cancel()  # the supervisor retires it: its sync poll runs on in its thread
+        await asyncio.gather(first, return_exceptions=True)
+        second = generation()
+        await asyncio.sleep(0.5)
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+        await slot.wait(5)
+
+    asyncio.run(scenario())
+    assert outages == []

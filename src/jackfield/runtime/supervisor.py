@@ -83,6 +83,8 @@ from .units import (
 from .waits import wait_until_set
 
 log = get_logger(__name__)
+OUTAGE_RESET_SECONDS = 60.0
+"""How long a source (or an open) must have worked for its outage backoff to start over."""
 MAX_ERROR_CHARS = 2000
 
 
@@ -375,6 +377,7 @@ class Supervisor:
             unit.crashes.clear()
             unit.consecutive_restarts = 0
             unit.source_failures = 0  # an operator's restart starts every backoff over
+            unit.working_since = None
             unit.readiness = "ready"
             unit.restart_count += 1
             unit.restart_seen = request
@@ -469,6 +472,8 @@ class Supervisor:
         also a crash's that left readiness ``ready`` (a provider's bug, say)."""
         if generation != unit.generation:
             return
+        if unit.working_since is None:
+            unit.working_since = asyncio.get_running_loop().time()
         if unit.readiness != "ready" or unit.last_error is not None:
             unit.readiness, unit.last_error = "ready", None
             self.recorder.mark(unit)
@@ -476,14 +481,16 @@ class Supervisor:
     def _outage_delay(self, unit: Unit, exc: ConnectorError) -> float:
         """Seconds to wait before trying a source (or an open) that failed with ``exc``
         again: the restart backoff, at least a ``Retry-After``; the backoff's cap for an
-        error that will not pass by itself. The backoff grows with each failure and
-        starts over after ``healthy_reset`` seconds without one -- as a crashing unit's
-        does -- not at the first success: a source that fails, works briefly and fails
-        again (a broker that accepts and then drops the connection) still backs off."""
+        error that will not pass by itself. The backoff grows with each failure and starts
+        over once the source has worked for ``OUTAGE_RESET_SECONDS`` -- not at any first
+        success: a source that fails, works for a moment and fails again (a broker that
+        accepts the connection and drops it) keeps backing off, while one that fails now
+        and then (a stream an idle timeout closes every few minutes) reconnects at once."""
         now = asyncio.get_running_loop().time()
-        if now - unit.last_outage_at >= self.config.healthy_reset:
+        working = unit.working_since
+        if working is not None and now - working >= OUTAGE_RESET_SECONDS:
             unit.source_failures = 0
-        unit.last_outage_at = now
+        unit.working_since = None
         backoff = self.config.backoff
         if exc.retry_class is RetryClass.NEVER:
             delay = backoff.max_seconds
@@ -527,6 +534,7 @@ class Supervisor:
         """The unit's provider opened: an outage that kept it from opening is over."""
         if unit.opening_failed:
             unit.opening_failed = False
+            unit.working_since = asyncio.get_running_loop().time()
             unit.readiness, unit.last_error = "ready", None
             self.recorder.mark(unit)
 

@@ -97,7 +97,7 @@ class Unit:
     secret_fields: frozenset[str] = frozenset()
     restart_seen: int = 0  # the last generation of restart requests acted on
     source_failures: int = 0  # outages of its source or open since the backoff reset
-    last_outage_at: float = float("-inf")  # (loop time) of the last of them
+    working_since: float | None = None  # (loop time) its source worked again after one
     opening_failed: bool = False  # its last open failed for an outage (see the supervisor)
     poll_slot: PollSlot = field(default_factory=PollSlot)  # its poll here, across generations
 

@@ -112,6 +112,10 @@ class PollSlot:
 
     def __init__(self) -> None:
         self.running: asyncio.Future[Any] | None = None
+        self.started = 0.0  # (loop time) when ``running`` began
+
+    def running_for(self) -> float:
+        return asyncio.get_running_loop().time() - self.started
 
     @property
     def busy(self) -> bool:
@@ -127,7 +131,7 @@ class PollSlot:
         seconds: an async poll is then cancelled, a sync one left running in its thread
         (``busy`` until it ends; its answer is discarded)."""
         loop = asyncio.get_running_loop()
-        started = loop.time()
+        started = self.started = loop.time()
         running: asyncio.Future[Any]
         fn: Callable[..., Any] = source.poll  # declared sync; may be ``async def``
         if is_async(fn):
@@ -186,6 +190,11 @@ async def run_polling(
     deadline = poll_deadline(source)
     slot = slot if slot is not None else PollSlot()
     while True:
+        if slot.busy and slot.running_for() < deadline:
+            # a poll of the unit's previous generation (a restart, a reload) still runs
+            # in its thread, within its deadline: wait for it quietly, it is no outage
+            await slot.wait(deadline - slot.running_for())
+            continue
         if slot.busy:  # this node's abandoned poll still runs: leave the unit to others
             hung = PollTimeoutError(f"poll did not return within {deadline:g} s")
             if failing is None:
