@@ -3,6 +3,7 @@ from typing import Annotated, Optional, Union
 import pytest
 from pydantic import (
     AliasChoices,
+    AliasPath,
     BaseModel,
     Field,
     HttpUrl,
@@ -214,6 +215,7 @@ class AliasedConfig(BaseModel):
     api_key: SecretStr = Field(validation_alias="api-key")
     region: str = Field(default="eu", validation_alias=AliasChoices("region-name", "zone"))
     retries: int = Field(3, gt=0, validation_alias="max-retries")
+    zone: str = Field(validation_alias=AliasPath("placement", "zone"))
 
 
 class AliasedProvider(MessagingProvider):
@@ -228,11 +230,12 @@ def test_a_config_model_with_validation_aliases_checks_under_the_schemas_keys():
     """The schema names fields by their names (or alias); the model reads them by their
     validation alias. Before, every save was refused with "Field required" under keys
     the schema did not have."""
-    assert [f.key for f in AliasedProvider.config_schema()] == ["api_key", "region", "retries"]
+    keys = [f.key for f in AliasedProvider.config_schema()]
+    assert keys == ["api_key", "region", "retries", "zone"]
     assert AliasedProvider.config_schema()[0].secret
-    config = AliasedProvider.validate_config({"api_key": "k-123456", "region": "us"})
+    config = AliasedProvider.validate_config({"api_key": "k-123456", "region": "us", "zone": "z"})
     assert config["api_key"] == "k-123456" and config["region"] == "us"
     with pytest.raises(ConnectorConfigError) as info:
-        AliasedProvider.validate_config({"api_key": "k-123456", "retries": "0"})
+        AliasedProvider.validate_config({"api_key": "k-123456", "retries": "0", "zone": "z"})
     assert set(info.value.field_errors) == {"retries"}  # under the schema's key
     assert "greater than 0" in info.value.field_errors["retries"]

@@ -15,7 +15,15 @@ from functools import cache
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import AliasChoices, BaseModel, Secret, SecretBytes, SecretStr, ValidationError
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    BaseModel,
+    Secret,
+    SecretBytes,
+    SecretStr,
+    ValidationError,
+)
 from pydantic.fields import FieldInfo
 
 from .errors import ConnectorConfigError
@@ -269,8 +277,14 @@ def validate_with_model(
     and a secret a validator wrote into its message is masked).
     """
     fields = list(fields)
-    inputs = {  # the schema's key -> the key the model reads it under
-        info.alias or name: _input_key(name, info) for name, info in model.model_fields.items()
+    # the model reads each value under the field's name (``by_name``: whatever its
+    # aliases, an ``AliasPath`` included); its errors may name a field either way
+    names = {info.alias or name: name for name, info in model.model_fields.items()}
+    schema_keys = {
+        spelling: info.alias or name
+        for name, info in model.model_fields.items()
+        for spelling in (name, info.alias, _input_key(name, info))
+        if spelling
     }
     data: dict[str, Any] = {}
     secrets: list[str] = []
@@ -278,14 +292,13 @@ def validate_with_model(
         value = get_path(config, field.key)
         if value is None or value == "":
             continue
-        data[inputs.get(field.key, field.key)] = value
+        data[names.get(field.key, field.key)] = value
         if field.secret and len(str(value)) >= _MIN_MASKED_LENGTH:
             secrets.append(str(value))
     try:
-        model.model_validate(data)
+        model.model_validate(data, by_name=True)
     except ValidationError as exc:
         labels = {field.key: field.label for field in fields}
-        schema_keys = {read: key for key, read in inputs.items()}
         errors: dict[str, str] = {}
         for error in exc.errors(include_input=False, include_url=False, include_context=False):
             loc = error["loc"]
@@ -305,11 +318,14 @@ MODEL_ERROR_KEY = "config"
 
 
 def _input_key(name: str, info: FieldInfo) -> str:
-    """The key ``model_validate`` reads a field under: its validation alias (the first of
-    ``AliasChoices`` that is a name), else its alias, else its name."""
+    """The key a field is read under from outside: its validation alias (the first of
+    ``AliasChoices`` that is a name, the first step of an ``AliasPath``), else its alias,
+    else its name."""
     alias = info.validation_alias
     if isinstance(alias, AliasChoices):
         alias = next((choice for choice in alias.choices if isinstance(choice, str)), None)
+    if isinstance(alias, AliasPath):
+        alias = str(alias.path[0])
     return alias if isinstance(alias, str) else info.alias or name
 
 

@@ -80,7 +80,7 @@ class LoginThrottle:
                 raise TooManyLoginAttempts(self.first_wait)
             failures.checking += 1
             self._remember(email, failures)
-        attempt = Attempt(self, email)
+        attempt = Attempt(self, email, failures)
         try:
             yield attempt
         finally:
@@ -88,9 +88,10 @@ class LoginThrottle:
                 with self._lock:
                     failures.checking -= 1
 
-    def _failed(self, email: str) -> None:
+    def _failed(self, email: str, failures: _Failures) -> None:
+        """(On the attempt's own record, even if it was forgotten meanwhile: then it is
+        remembered again, its count intact.)"""
         with self._lock:
-            failures = self._failures.get(email) or _Failures(checking=1)
             failures.checking -= 1
             failures.count += 1
             beyond = failures.count - self.free
@@ -99,14 +100,12 @@ class LoginThrottle:
                 failures.wait_until = self.clock() + wait
             self._remember(email, failures)
 
-    def _succeeded(self, email: str) -> None:
+    def _succeeded(self, email: str, failures: _Failures) -> None:
         with self._lock:
-            failures = self._failures.get(email)
-            if failures is not None:
-                failures.checking -= 1
-                failures.count, failures.wait_until = 0, 0.0
-                if failures.checking <= 0:
-                    del self._failures[email]
+            failures.checking -= 1
+            failures.count, failures.wait_until = 0, 0.0
+            if failures.checking <= 0 and self._failures.get(email) is failures:
+                del self._failures[email]
 
     def _remember(self, email: str, failures: _Failures) -> None:
         """Keep ``failures`` as the most recent; forget the oldest beyond ``remembered``."""
@@ -119,13 +118,14 @@ class LoginThrottle:
 class Attempt:
     """One login attempt under way (``LoginThrottle.attempt``)."""
 
-    def __init__(self, throttle: LoginThrottle, email: str) -> None:
-        self._throttle, self._email, self.ended = throttle, email, False
+    def __init__(self, throttle: LoginThrottle, email: str, failures: _Failures) -> None:
+        self._throttle, self._email, self._failures = throttle, email, failures
+        self.ended = False
 
     def failed(self) -> None:
         self.ended = True
-        self._throttle._failed(self._email)
+        self._throttle._failed(self._email, self._failures)
 
     def succeeded(self) -> None:
         self.ended = True
-        self._throttle._succeeded(self._email)
+        self._throttle._succeeded(self._email, self._failures)

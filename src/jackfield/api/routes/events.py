@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
 
 from ...kernel.errors import AuthenticationError
 from ...kernel.payloads import json_text
@@ -114,6 +115,8 @@ async def stream_events(
                     except AuthenticationError:  # logged out, token removed, user gone
                         yield ": credentials no longer valid\n\n"
                         return
+                    except SQLAlchemyError:  # the database is away: ask again later
+                        pass
                     checked = time.monotonic()
                 if record is None:
                     yield ": keep-alive\n\n"
