@@ -335,20 +335,19 @@ def test_the_outage_backoff_grows_for_a_flapping_source_and_starts_over_after_it
     """Before, a source that failed once every five minutes, working in between, waited
     the 60 s cap at every blip (and handed its lease over) for ever; and, the other way,
     a broker that accepted each connection only to drop it at once never backed off."""
-    import types
-
-    from jackfield.runtime.supervisor import Supervisor, SupervisorConfig
+    from jackfield.runtime.supervisor import SupervisorConfig
+    from jackfield.runtime.unit_health import UnitHealth
     from jackfield.runtime.units import Unit
 
     async def waits(worked_for: float) -> list[float]:
         loop = asyncio.get_running_loop()
         now = [loop.time()]
         loop.time = lambda: now[0]  # type: ignore[method-assign]
-        supervisor = types.SimpleNamespace(config=SupervisorConfig())
+        health = UnitHealth(SupervisorConfig().backoff, mark=lambda unit: None)
         unit = Unit("c1", "o1")
         delays = []
         for _ in range(8):
-            delays.append(Supervisor._outage_delay(supervisor, unit, ConnectionFailedError("x")))
+            delays.append(health.outage_delay(unit, ConnectionFailedError("x")))
             now[0] += delays[-1]
             unit.working_since = now[0]  # it works again ...
             now[0] += worked_for  # ... for this long, then fails

@@ -16,7 +16,7 @@ runtime restart``), which writes a request the supervisor polls for.
 An outage of the external system an inbound source reads from is no crash: a
 ``ConnectorError`` from ``poll`` or ``subscribe`` (``ConnectionFailedError``,
 ``TransientError``, ``RateLimitedError``, ``AuthError``, ...) leaves the unit
-``running``, sets its readiness and ``last_error`` (``_source_failed``), and the source
+``running``, sets its readiness and ``last_error`` (``unit_health``), and the source
 tries again on its own after the same capped, jittered backoff (a ``Retry-After`` is a
 floor), for as long as it takes; an error that cannot pass by itself
 (``PermanentError``, ``ConnectorConfigError``, ...) makes it ``misconfigured`` and is
@@ -51,41 +51,35 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, TypeGuard
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
 
 from ..kernel import call_async
 from ..kernel.config import secret_keys
-from ..kernel.envelope import AuthFailed, DeliveryOutcome, Retry
-from ..kernel.errors import ConnectorError, RetryClass
+from ..kernel.envelope import DeliveryOutcome
+from ..kernel.errors import ConnectorError
 from ..kernel.inbound import PollingSource, SubscriptionSource
 from ..kernel.redaction import get_logger
-from ..secrets import redactor
 from ..service.units import DOWN
 from ..store import utcnow
 from ..store.group_commit import GroupCommitter
 from .inbound import inbound_runner
-from .retry import MAX_DELAY_SECONDS, Backoff, RetryPolicy, positive_int
+from .retry import Backoff, RetryPolicy, positive_int
+from .unit_health import UnitHealth, clip, is_outage
 from .units import (
     ProviderHandle,
     Unit,
     UnitRecorder,
     UnitStore,
-    outcome_readiness,
     readiness_for,
-    source_readiness,
 )
 from .waits import wait_until_set
 
 log = get_logger(__name__)
-OUTAGE_RESET_SECONDS = 60.0
-"""How long a source (or an open) must have worked for its outage backoff to start over."""
-MAX_ERROR_CHARS = 2000
 
 
 class UnitUnavailable(Exception):
@@ -128,6 +122,7 @@ class Supervisor:
         self._wakeup: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.recorder = UnitRecorder(self.store, node_id, committer)
+        self.health = UnitHealth(self.config.backoff, self.recorder.mark)
         self._classes: dict[str, Any] = {}  # connector id -> provider class (last reconcile)
         self._restarts: dict[str, int] | None = None  # ... -> restart generation (same)
         self._next_heartbeat = 0.0
@@ -293,7 +288,7 @@ class Supervisor:
         try:
             provider = await self._open(unit.connector_id)
         except Exception as exc:  # any other open failure than an outage: a crash
-            if _outage(exc):
+            if is_outage(exc):
                 self._cannot_open(unit, generation, exc)
             else:
                 self.report_crash(unit, generation, exc)
@@ -304,7 +299,7 @@ class Supervisor:
         if generation != unit.generation:  # restarted meanwhile: not ours to use
             await ProviderHandle(provider).close()
             raise UnitUnavailable(unit.connector_id)
-        self._opened(unit)
+        self._opened(unit, generation)
         config = provider.config
         unit.policy = self.config.policy.with_overrides(config)
         runtime = config.get("runtime")
@@ -315,20 +310,9 @@ class Supervisor:
         return unit.outbound
 
     def note_outcome(self, unit: Unit, generation: int, outcome: DeliveryOutcome) -> None:
-        """Readiness follows what deliveries report (a permanent error is the message's
-        fault, not the connector's, and changes nothing). Back to ``ready``, the error
-        that made it otherwise is over and no longer shown."""
-        if generation != unit.generation:
-            return
-        readiness = outcome_readiness(outcome)
-        if readiness is None or readiness == unit.readiness:
-            return
-        unit.readiness = readiness
-        if isinstance(outcome, Retry | AuthFailed):
-            unit.last_error = _clip(unit, f"{outcome.error_class}: {outcome.message}")
-        else:  # delivered
-            unit.last_error = None
-        self.recorder.mark(unit)
+        """A delivery's outcome, for the unit's readiness (``UnitHealth.note_outcome``)."""
+        if generation == unit.generation:
+            self.health.note_outcome(unit, outcome)
 
     def report_crash(
         self, unit: Unit, generation: int, exc: BaseException, cause: str | None = None
@@ -344,7 +328,7 @@ class Supervisor:
         unit.crashes.append((now, cause))
         while unit.crashes and now - unit.crashes[0][0] > self.config.crash_window:
             unit.crashes.popleft()
-        unit.last_error = _clip(unit, f"{type(exc).__name__}: {exc}")
+        unit.last_error = clip(unit, f"{type(exc).__name__}: {exc}")
         unit.readiness = readiness_for(unit, exc) or unit.readiness
         self._retire(unit)
         # a provider's bug: where it raised (redacted like every log record); a connector
@@ -433,12 +417,11 @@ class Supervisor:
             try:
                 provider = await self._open(unit.connector_id)
             except ConnectorError as exc:  # an outage, or else a crash (below)
-                if not _outage(exc):
+                if not is_outage(exc):
                     raise
                 self._cannot_open(unit, generation, exc)
                 return
-            if generation == unit.generation:
-                self._opened(unit)
+            self._opened(unit, generation)
             runner = inbound_runner(
                 self.jf,
                 unit.connector_id,
@@ -466,98 +449,38 @@ class Supervisor:
             if provider is not None:
                 await ProviderHandle(provider).close()
 
-    def _source_works(self, unit: Unit, generation: int) -> None:
-        """The unit's source committed a poll or a batch: what its failure or crash said
-        about the connector (unreachable, auth failed) is over, and so is its error --
-        also a crash's that left readiness ``ready`` (a provider's bug, say)."""
-        if generation != unit.generation:
-            return
-        if unit.working_since is None:
-            unit.working_since = asyncio.get_running_loop().time()
-        if unit.readiness != "ready" or unit.last_error is not None:
-            unit.readiness, unit.last_error = "ready", None
-            self.recorder.mark(unit)
-
-    def _outage_delay(self, unit: Unit, exc: ConnectorError) -> float:
-        """Seconds to wait before trying a source (or an open) that failed with ``exc``
-        again: the restart backoff, at least a ``Retry-After``; the backoff's cap for an
-        error that will not pass by itself. The backoff grows with each failure and starts
-        over once the source has worked for ``OUTAGE_RESET_SECONDS`` -- not at any first
-        success: a source that fails, works for a moment and fails again (a broker that
-        accepts the connection and drops it) keeps backing off, while one that fails now
-        and then (a stream an idle timeout closes every few minutes) reconnects at once."""
-        now = asyncio.get_running_loop().time()
-        working = unit.working_since
-        if working is not None and now - working >= OUTAGE_RESET_SECONDS:
-            unit.source_failures = 0
-        unit.working_since = None
-        backoff = self.config.backoff
-        if exc.retry_class is RetryClass.NEVER:
-            delay = backoff.max_seconds
-        else:
-            delay = backoff.delay(unit.source_failures)
-        unit.source_failures += 1
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, int | float) and retry_after > delay:
-            delay = min(float(retry_after), MAX_DELAY_SECONDS)
-        return delay
-
     def _cannot_open(self, unit: Unit, generation: int, exc: ConnectorError) -> None:
-        """The provider of ``generation`` could not open: its system is down (``_outage``).
-        Not a crash: the generation is retired and the unit opens again after the outage
-        backoff, ``restarting`` meanwhile (so its messages wait), however many times."""
+        """The provider of ``generation`` could not open: its system is down
+        (``is_outage``). Not a crash: the generation is retired and the unit opens again
+        after the outage backoff, ``restarting`` meanwhile (so its messages wait),
+        however many times."""
         if generation != unit.generation or unit.liveness in DOWN:
             return
-        delay = self._outage_delay(unit, exc)
+        delay = self.health.outage_delay(unit, exc)
         unit.opening_failed = True
-        readiness = source_readiness(unit, exc)
-        error = _clip(unit, f"{type(exc).__name__}: {exc}")
-        same = (readiness, error) == (unit.readiness, unit.last_error)
-        level = logging.INFO if same else logging.WARNING
-        unit.readiness, unit.last_error = readiness, error
+        self.health.show_outage(unit, exc, "could not open", delay)
         self._retire(unit)
         unit.liveness = "restarting"
         unit.next_restart_at = utcnow() + timedelta(seconds=delay)
         unit.restart_timer = asyncio.get_running_loop().create_task(
             self._restart_later(unit, delay, unit.generation, counted=False)
         )
-        log.log(
-            level,
-            "unit %s could not open (%s); trying again in %.1fs",
-            unit.connector_id,
-            error,
-            delay,
-        )
         self.recorder.mark(unit)
 
-    def _opened(self, unit: Unit) -> None:
-        """The unit's provider opened: an outage that kept it from opening is over."""
-        if unit.opening_failed:
-            unit.opening_failed = False
-            unit.working_since = asyncio.get_running_loop().time()
-            unit.readiness, unit.last_error = "ready", None
-            self.recorder.mark(unit)
+    def _opened(self, unit: Unit, generation: int) -> None:
+        if generation == unit.generation:
+            self.health.opened(unit)
+
+    def _source_works(self, unit: Unit, generation: int) -> None:
+        if generation == unit.generation:
+            self.health.source_works(unit)
 
     def _source_failed(self, unit: Unit, generation: int, exc: ConnectorError) -> float:
-        """The unit's source raised ``exc`` (the external system is down, refuses the
-        credentials, ...): not a crash. Show it (readiness, ``last_error``) and return
-        the seconds to wait before the source tries again (``_outage_delay``)."""
-        delay = self._outage_delay(unit, exc)
-        if generation != unit.generation:
-            return delay  # a retired generation: its task is being cancelled
-        readiness = source_readiness(unit, exc)
-        error = _clip(unit, f"{type(exc).__name__}: {exc}")
-        level = logging.INFO if readiness == unit.readiness else logging.WARNING
-        log.log(
-            level,
-            "unit %s: its source failed (%s); trying again in %.1fs",
-            unit.connector_id,
-            error,
-            delay,
-        )
-        if (readiness, error) != (unit.readiness, unit.last_error):
-            unit.readiness, unit.last_error = readiness, error
-            self.recorder.mark(unit)
+        """The unit's source raised ``exc`` (its system is down, refuses the credentials,
+        ...): not a crash. Shown; returns the seconds to wait before it tries again."""
+        delay = self.health.outage_delay(unit, exc)
+        if generation == unit.generation:  # (a retired one's task is being cancelled)
+            self.health.show_outage(unit, exc, "source failed", delay)
         return delay
 
     async def _restart_later(
@@ -622,22 +545,7 @@ class Supervisor:
             return None
 
 
-def _outage(exc: BaseException) -> TypeGuard[ConnectorError]:
-    """Whether an error from a provider's ``open`` says its system is down, which passes
-    by itself (unreachable, a temporary failure, throttling), rather than that its
-    config or credentials are wrong."""
-    return isinstance(exc, ConnectorError) and exc.retry_class in (
-        RetryClass.TRANSIENT,
-        RetryClass.RATE_LIMITED,
-    )
-
-
 def _retrieve(task: asyncio.Future[Any]) -> None:
     """Mark an open's failure seen (its crash is reported; waiters get their own)."""
     if not task.cancelled():
         task.exception()
-
-
-def _clip(unit: Unit, text: str) -> str:
-    """A unit's error as its organization may see it."""
-    return redactor.redact(text, org=unit.organization_id)[:MAX_ERROR_CHARS]
