@@ -333,3 +333,57 @@ def test_a_rotation_and_an_edit_removing_a_secret_do_not_deadlock(database_url, 
     assert rotator.connectors.resolve(created["id"])[2]["auth"]["token"] == "tok-2"
     jf.close()
     rotator.close()
+
+
+def test_a_rotation_and_making_another_connector_the_default_do_not_deadlock(
+    database_url, tmp_path
+):
+    """Making connector A the default unsets B: the edit held A and waited for B, while the
+    rotation, locking connectors in id order, held B and waited for A (PostgreSQL)."""
+    import threading
+    import time
+
+    from sqlalchemy import event
+
+    from jackfield.service import Principal
+
+    old, new = key(), key()
+    jf = make(database_url, tmp_path / "data", old)
+    who = Principal.operator(jf.accounts.create_org("acme")["id"])
+
+    def http(name: str) -> str:
+        params = [
+            {"key": "base_url", "value": "https://api.example.com"},
+            {"key": "auth.mode", "value": "bearer"},
+            {"key": "auth.token", "value": f"tok-{name}"},
+        ]
+        return jf.connectors.create(
+            who, name=name, category="http", provider_type="http", params=params
+        )["id"]
+
+    low, high = sorted([http("one"), http("two")])
+    jf.connectors.update(who, low, is_default=True)
+    rotator = make(database_url, tmp_path / "data", new, fallbacks=old)
+    unsetting, outcome = threading.Event(), {}
+
+    @event.listens_for(jf.db.engine, "before_cursor_execute")
+    def pause(conn, cursor, statement, params, context, executemany):
+        if statement.startswith("UPDATE connectors SET is_default") and not unsetting.is_set():
+            unsetting.set()
+            time.sleep(0.5)
+
+    def rotate():
+        unsetting.wait(10)
+        try:
+            outcome["rotated"] = rotator.rotate_keys()
+        except Exception as exc:  # (the test reports it)
+            outcome["rotated"] = repr(exc)
+
+    rotation = threading.Thread(target=rotate)
+    rotation.start()
+    assert jf.connectors.update(who, high, is_default=True)["is_default"] is True
+    rotation.join(30)
+    event.remove(jf.db.engine, "before_cursor_execute", pause)
+    assert isinstance(outcome.get("rotated"), int), outcome
+    jf.close()
+    rotator.close()

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, true, update
+from sqlalchemy import or_, select, true, update
 from sqlalchemy.orm import Session
 
 from ..kernel.errors import (
@@ -122,7 +122,7 @@ class ConnectorService:
         every param stored as secret (a key its sender marked secret, which the schema may
         not know -- a secret file among them), as the connector's params show them."""
         with self.db.transaction() as s:
-            connector = self._load(s, who, connector_id, lock=True)
+            connector = self._load(s, who, connector_id)
             cls = self._provider(connector)
             stored_secret = [row.key for row in connector.params if row.is_secret]
             return mask_config(
@@ -215,7 +215,8 @@ class ConnectorService:
         with self.db.transaction() as s:
             if is_default:
                 _lock_defaults(s, who.organization_id)  # before reading the connector
-            connector = self._load(s, who, connector_id, lock=True)
+                _lock_with_defaults(s, who.organization_id, connector_id)
+            connector = self._load(s, who, connector_id, lock="edit")
             _check_unchanged(connector, category=category, provider_type=provider_type)
             changes: dict[str, Any] = {}
             if name is not None:
@@ -245,7 +246,7 @@ class ConnectorService:
     def delete(self, who: Principal, connector_id: str) -> None:
         who.require_admin()
         with self.db.transaction() as s:
-            connector = self._load(s, who, connector_id, lock=True)
+            connector = self._load(s, who, connector_id, lock="delete")
             s.delete(connector)
             audit.record(
                 s,
@@ -292,7 +293,7 @@ class ConnectorService:
         data = _import_document(json_data, file_content)
         obsolete: builtins.list[str] = []
         with self.db.transaction() as s:
-            connector = self._load(s, who, connector_id)
+            connector = self._load(s, who, connector_id, lock="edit")
             cls = self._provider(connector)
             try:
                 normalized = cls.normalize_import_json(data)
@@ -389,12 +390,18 @@ class ConnectorService:
 
     # -- internals ------------------------------------------------------------------------
     def _load(
-        self, s: Session, who: Principal, connector_id: str, *, lock: bool = False
+        self, s: Session, who: Principal, connector_id: str, *, lock: str | None = None
     ) -> Connector:
-        """The caller's connector. ``lock``: for an edit of its params, which takes the
-        connector's row lock before any param's -- the order ``keys rotate`` and a token
-        refresh take them in, so none of them deadlocks another (PostgreSQL)."""
-        connector = s.get(Connector, str(connector_id), with_for_update=lock or None)
+        """The caller's connector. ``lock`` (``"edit"``, ``"delete"``): for a change of
+        its params, which takes the connector's row lock before any param's -- the order
+        ``keys rotate`` and a token refresh take them in, so none deadlocks another
+        (PostgreSQL). An edit's ``FOR NO KEY UPDATE`` leaves the runtime's inserts that
+        reference the connector (events, cursors, messages) unblocked; a delete's is
+        ``FOR UPDATE``."""
+        how: dict[str, Any] | bool | None = {"key_share": True} if lock == "edit" else None
+        if lock == "delete":
+            how = True
+        connector = s.get(Connector, str(connector_id), with_for_update=how)
         if connector is None or connector.organization_id != who.organization_id:
             # another organization's connector looks exactly like a missing one
             raise ConnectorNotFoundError(f"no connector {connector_id}")
@@ -495,6 +502,21 @@ class ConnectorService:
         )
         s.flush()
         connector.is_default = True
+
+
+def _lock_with_defaults(s: Session, organization_id: str, connector_id: str) -> None:
+    """Before making ``connector_id`` the default: its row and those of the organization's
+    defaults (one of which it unsets), in id order -- the order ``keys rotate`` locks
+    connectors in; taking its own first, then the old default's, could deadlock it."""
+    s.execute(
+        select(Connector.id)
+        .where(
+            Connector.organization_id == organization_id,
+            or_(Connector.id == str(connector_id), Connector.is_default.is_(True)),
+        )
+        .order_by(Connector.id)
+        .with_for_update(key_share=True)
+    ).all()
 
 
 def _lock_defaults(s: Session, organization_id: str) -> None:
