@@ -213,7 +213,7 @@ def test_a_model_validator_error_is_reported_for_the_config():
 
 class AliasedConfig(BaseModel):
     api_key: SecretStr = Field(validation_alias="api-key")
-    region: str = Field(default="eu", validation_alias=AliasChoices("region-name", "zone"))
+    region: str = Field(default="eu", validation_alias=AliasChoices("region-name", "area"))
     retries: int = Field(3, gt=0, validation_alias="max-retries")
     zone: str = Field(validation_alias=AliasPath("placement", "zone"))
 

@@ -277,9 +277,11 @@ def validate_with_model(
     and a secret a validator wrote into its message is masked).
     """
     fields = list(fields)
-    # the model reads each value under the field's name (``by_name``: whatever its
-    # aliases, an ``AliasPath`` included); its errors may name a field either way
-    names = {info.alias or name: name for name, info in model.model_fields.items()}
+    # each value goes where the model reads it (its validation alias, an ``AliasPath``
+    # nested), as any other caller of the model would give it; errors name it that way
+    where = {
+        info.alias or name: _input_path(name, info) for name, info in model.model_fields.items()
+    }
     schema_keys = {
         spelling: info.alias or name
         for name, info in model.model_fields.items()
@@ -292,11 +294,11 @@ def validate_with_model(
         value = get_path(config, field.key)
         if value is None or value == "":
             continue
-        data[names.get(field.key, field.key)] = value
+        _place(data, where.get(field.key, (field.key,)), value)
         if field.secret and len(str(value)) >= _MIN_MASKED_LENGTH:
             secrets.append(str(value))
     try:
-        model.model_validate(data, by_name=True)
+        model.model_validate(data)
     except ValidationError as exc:
         labels = {field.key: field.label for field in fields}
         errors: dict[str, str] = {}
@@ -315,6 +317,23 @@ def validate_with_model(
 _MIN_MASKED_LENGTH = 4  # as the redactor's: a shorter one would mask words of the message
 MODEL_ERROR_KEY = "config"
 """The key of an error the model raised for the config as a whole (a model validator)."""
+
+
+def _input_path(name: str, info: FieldInfo) -> tuple[str, ...]:
+    """Where ``model_validate`` reads a field: its ``AliasPath`` (of names), else the key
+    ``_input_key`` names."""
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        alias = alias.choices[0] if alias.choices else None
+    if isinstance(alias, AliasPath) and all(isinstance(step, str) for step in alias.path):
+        return tuple(str(step) for step in alias.path)
+    return (_input_key(name, info),)
+
+
+def _place(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    for step in path[:-1]:
+        data = data.setdefault(step, {})
+    data[path[-1]] = value
 
 
 def _input_key(name: str, info: FieldInfo) -> str:
