@@ -458,7 +458,7 @@ class Supervisor:
             return
         delay = self.health.outage_delay(unit, exc)
         unit.opening_failed = True
-        self.health.show_outage(unit, exc, "could not open", delay)
+        self.health.show_outage(unit, exc, " could not open", delay)
         self._retire(unit)
         unit.liveness = "restarting"
         unit.next_restart_at = utcnow() + timedelta(seconds=delay)
@@ -480,7 +480,7 @@ class Supervisor:
         ...): not a crash. Shown; returns the seconds to wait before it tries again."""
         delay = self.health.outage_delay(unit, exc)
         if generation == unit.generation:  # (a retired one's task is being cancelled)
-            self.health.show_outage(unit, exc, "source failed", delay)
+            self.health.show_outage(unit, exc, ": its source failed", delay)
         return delay
 
     async def _restart_later(

@@ -107,19 +107,19 @@ class UnitHealth:
         return delay
 
     def show_outage(self, unit: Unit, exc: ConnectorError, what: str, delay: float) -> None:
-        """Show an outage (readiness, ``last_error``) and log it: a warning when it is
-        news, else at INFO (an outage is retried often; its log must not flood)."""
+        """Show an outage (readiness, ``last_error``) and log it: a warning when readiness
+        changes, else at INFO -- an outage is retried often, its message may vary (times,
+        request ids), and its log must not flood."""
         readiness = source_readiness(unit, exc)
         error = clip(unit, f"{type(exc).__name__}: {exc}")
-        same = (readiness, error) == (unit.readiness, unit.last_error)
         log.log(
-            logging.INFO if same else logging.WARNING,
-            "unit %s %s (%s); trying again in %.1fs",
+            logging.INFO if readiness == unit.readiness else logging.WARNING,
+            "unit %s%s (%s); trying again in %.1fs",
             unit.connector_id,
             what,
             error,
             delay,
         )
-        if not same:
+        if (readiness, error) != (unit.readiness, unit.last_error):
             unit.readiness, unit.last_error = readiness, error
             self.mark(unit)

@@ -93,6 +93,9 @@ class LoginThrottle:
         remembered again, its count intact.)"""
         with self._lock:
             failures.checking -= 1
+            current = self._failures.get(email)
+            if current is not None and current is not failures:
+                failures = current  # forgotten and recorded anew meanwhile: count it there
             failures.count += 1
             beyond = failures.count - self.free
             if beyond >= 0:
