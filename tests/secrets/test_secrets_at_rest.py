@@ -4,6 +4,7 @@ import base64
 import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import select
@@ -271,21 +272,49 @@ def test_a_secret_written_during_a_rotation_is_not_overwritten_by_it(database_ur
     jf.close()
 
 
-def test_a_rotation_and_an_edit_removing_a_secret_do_not_deadlock(database_url, tmp_path):
-    """An edit's flush UPDATEs a changed secret before it DELETEs a removed one; the
-    rotation locked the secrets in id order, so they waited on each other (PostgreSQL
-    killed one: a failed rotation or a 500). Both now take the connector's row first."""
+@contextmanager
+def rotating_once(jf, rotator, statement: str):
+    """Run ``rotator.rotate_keys()`` in a thread, started while ``jf`` pauses at its
+    first ``statement`` (holding the locks it took so far); yields the outcome, filled
+    in once the block is left: the rotated count, or the error's repr."""
     import threading
     import time
 
     from sqlalchemy import event
 
+    paused, outcome = threading.Event(), {}
+
+    def pause(conn, cursor, sql, params, context, executemany):
+        if sql.startswith(statement) and not paused.is_set():
+            paused.set()
+            time.sleep(0.5)
+
+    def rotate():
+        paused.wait(10)
+        try:
+            outcome["rotated"] = rotator.rotate_keys()
+        except Exception as exc:  # (the test reports it)
+            outcome["rotated"] = repr(exc)
+
+    event.listen(jf.db.engine, "before_cursor_execute", pause)
+    rotation = threading.Thread(target=rotate)
+    rotation.start()
+    try:
+        yield outcome
+    finally:
+        rotation.join(30)
+        event.remove(jf.db.engine, "before_cursor_execute", pause)
+
+
+def test_a_rotation_and_an_edit_removing_a_secret_do_not_deadlock(database_url, tmp_path):
+    """An edit's flush UPDATEs a changed secret before it DELETEs a removed one; the
+    rotation locked the secrets in id order, so they waited on each other (PostgreSQL
+    killed one: a failed rotation or a 500). Both now take the connector's row first."""
     from jackfield.service import Principal
 
     old, new = key(), key()
     jf = make(database_url, tmp_path / "data", old)
-    org = jf.accounts.create_org("acme")["id"]
-    who = Principal.operator(org)
+    who = Principal.operator(jf.accounts.create_org("acme")["id"])
     base = {"key": "base_url", "value": "https://api.example.com"}
     created = jf.connectors.create(
         who,
@@ -301,34 +330,13 @@ def test_a_rotation_and_an_edit_removing_a_secret_do_not_deadlock(database_url, 
         ],
     )
     rotator = make(database_url, tmp_path / "data", new, fallbacks=old)
-    editing, outcome = threading.Event(), {}
-
-    @event.listens_for(jf.db.engine, "before_cursor_execute")
-    def pause(conn, cursor, statement, params, context, executemany):
-        if statement.startswith("DELETE FROM connector_params") and not editing.is_set():
-            editing.set()  # the edit holds what it has locked so far; the rotation starts
-            time.sleep(0.5)
-
-    def rotate():
-        editing.wait(10)
-        try:
-            outcome["rotated"] = rotator.rotate_keys()
-        except Exception as exc:  # (the test reports it)
-            outcome["rotated"] = repr(exc)
-
-    rotation = threading.Thread(target=rotate)
-    rotation.start()
-    jf.connectors.update(
-        who,
-        created["id"],
-        params=[
-            base,
-            {"key": "auth.mode", "value": "bearer"},
-            {"key": "auth.token", "value": "tok-2"},
-        ],
-    )
-    rotation.join(30)
-    event.remove(jf.db.engine, "before_cursor_execute", pause)
+    bearer = [
+        base,
+        {"key": "auth.mode", "value": "bearer"},
+        {"key": "auth.token", "value": "tok-2"},
+    ]
+    with rotating_once(jf, rotator, "DELETE FROM connector_params") as outcome:
+        jf.connectors.update(who, created["id"], params=bearer)
     assert isinstance(outcome.get("rotated"), int), outcome
     assert rotator.connectors.resolve(created["id"])[2]["auth"]["token"] == "tok-2"
     jf.close()
@@ -340,11 +348,6 @@ def test_a_rotation_and_making_another_connector_the_default_do_not_deadlock(
 ):
     """Making connector A the default unsets B: the edit held A and waited for B, while the
     rotation, locking connectors in id order, held B and waited for A (PostgreSQL)."""
-    import threading
-    import time
-
-    from sqlalchemy import event
-
     from jackfield.service import Principal
 
     old, new = key(), key()
@@ -364,26 +367,8 @@ def test_a_rotation_and_making_another_connector_the_default_do_not_deadlock(
     low, high = sorted([http("one"), http("two")])
     jf.connectors.update(who, low, is_default=True)
     rotator = make(database_url, tmp_path / "data", new, fallbacks=old)
-    unsetting, outcome = threading.Event(), {}
-
-    @event.listens_for(jf.db.engine, "before_cursor_execute")
-    def pause(conn, cursor, statement, params, context, executemany):
-        if statement.startswith("UPDATE connectors SET is_default") and not unsetting.is_set():
-            unsetting.set()
-            time.sleep(0.5)
-
-    def rotate():
-        unsetting.wait(10)
-        try:
-            outcome["rotated"] = rotator.rotate_keys()
-        except Exception as exc:  # (the test reports it)
-            outcome["rotated"] = repr(exc)
-
-    rotation = threading.Thread(target=rotate)
-    rotation.start()
-    assert jf.connectors.update(who, high, is_default=True)["is_default"] is True
-    rotation.join(30)
-    event.remove(jf.db.engine, "before_cursor_execute", pause)
+    with rotating_once(jf, rotator, "UPDATE connectors SET is_default") as outcome:
+        assert jf.connectors.update(who, high, is_default=True)["is_default"] is True
     assert isinstance(outcome.get("rotated"), int), outcome
     jf.close()
     rotator.close()
