@@ -105,3 +105,38 @@ def test_acks_that_meet_a_cut_are_written_after_it_and_nothing_is_delivered_twic
     acker_lines = [r for r in caplog.records if r.name == "jackfield.runtime.outbox_acker"]
     assert len(acker_lines) <= 3, [r.getMessage() for r in acker_lines]
     assert not [r for r in acker_lines if r.exc_info]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_the_runtime_logs_a_cut_once_not_at_every_round(
+    database_url, cuttable_proxy, make_jf, wait_until, caplog
+):
+    """The supervisor and the outbox's claims each logged a warning per round (about
+    two lines a second) for as long as the database was away; now a line when it
+    begins and one when it ends."""
+    caplog.set_level(logging.INFO)
+    proxy, through_proxy = cuttable_proxy(database_url)
+    jf = make_jf(through_proxy)  # rounds every 0.2 s
+
+    async def cut_for_a_while() -> None:
+        await jf.start()
+        try:
+            await asyncio.sleep(0.5)
+            caplog.clear()
+            proxy.cut()
+            await asyncio.sleep(4)
+            proxy.restore()
+            await asyncio.sleep(2)  # a round or two succeeds again
+        finally:
+            await jf.stop()
+
+    asyncio.run(cut_for_a_while())
+    runtime = [
+        r
+        for r in caplog.records
+        if r.name in ("jackfield.runtime.supervisor", "jackfield.runtime.outbox")
+    ]
+    assert 2 <= len(runtime) <= 4, [r.getMessage() for r in runtime]  # began, ended (each)
+    assert any("database unavailable" in r.getMessage() for r in runtime)
+    assert any("available again" in r.getMessage() for r in runtime)
+    assert not [r for r in runtime if r.exc_info]

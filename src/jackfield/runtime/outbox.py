@@ -59,7 +59,7 @@ from ..kernel import call_async
 from ..kernel.errors import ConnectorError
 from ..kernel.redaction import get_logger
 from ..service.outbox_enqueue import Lease, Send
-from ..store import utcnow
+from ..store import OutageLog, database_unavailable, utcnow
 from ..store.bulk import DriverValues
 from ..store.group_commit import GroupCommitter
 from .outbox_acker import COALESCE_SECONDS, Acker
@@ -140,6 +140,7 @@ class OutboxWorker:
             self.config.batch_size, self.config.max_in_flight, self.config.lease_seconds
         )
         self._claim_limit = self.config.batch_size
+        self._claim_outages = OutageLog(log, "no message is claimed")
 
     # -- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -270,8 +271,12 @@ class OutboxWorker:
                         functools.partial(self._claim, limit, frozenset(exclude))
                     )
                     claimed, more, due = result.claimed, result.more, result.next_due
+                    self._claim_outages.recovered()
                 except SQLAlchemyError as exc:  # e.g. the database restarting: try again
-                    log.warning("outbox claim failed: %s", exc)
+                    if database_unavailable(exc):  # (logged as it begins, a minute, ends)
+                        self._claim_outages.failed(exc)
+                    else:
+                        log.warning("outbox claim failed: %s", exc)
                     await asyncio.sleep(self.config.poll_seconds)
                     continue
                 except Exception:  # a bug must not end delivery for every connector

@@ -65,7 +65,7 @@ from ..kernel.errors import ConnectorError
 from ..kernel.inbound import PollingSource, SubscriptionSource
 from ..kernel.redaction import get_logger
 from ..service.units import DOWN
-from ..store import utcnow
+from ..store import OutageLog, database_unavailable, utcnow
 from ..store.group_commit import GroupCommitter
 from .inbound import inbound_runner
 from .retry import Backoff, RetryPolicy, positive_int
@@ -123,6 +123,7 @@ class Supervisor:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.recorder = UnitRecorder(self.store, node_id, committer)
         self.health = UnitHealth(self.config.backoff, self.recorder.mark)
+        self._outages = OutageLog(log, "the supervisor waits to read the connectors")
         self._classes: dict[str, Any] = {}  # connector id -> provider class (last reconcile)
         self._restarts: dict[str, int] | None = None  # ... -> restart generation (same)
         self._next_heartbeat = 0.0
@@ -133,10 +134,7 @@ class Supervisor:
         """Reconcile once (units of inbound connectors start), then keep watching."""
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
-        try:
-            await self.reconcile()
-        except SQLAlchemyError as exc:  # the loop below tries again
-            log.warning("supervisor could not read the connectors: %s", exc)
+        await self._reconcile_or_wait()  # (the loop below tries again)
         self._task = asyncio.create_task(self._run(), name="jackfield-supervisor")
 
     async def stop(self) -> None:
@@ -180,10 +178,20 @@ class Supervisor:
         while True:
             await wait_until_set(self._wakeup, self.config.poll_seconds)
             self._wakeup.clear()
-            try:
-                await self.reconcile()
-            except SQLAlchemyError as exc:  # the database is back next round
+            await self._reconcile_or_wait()
+
+    async def _reconcile_or_wait(self) -> None:
+        """Reconcile; a database error is tried again next round. An outage of the
+        database is logged when it begins, a minute, and ends: not at every round."""
+        try:
+            await self.reconcile()
+        except SQLAlchemyError as exc:
+            if database_unavailable(exc):
+                self._outages.failed(exc)
+            else:
                 log.warning("supervisor could not read the connectors: %s", exc)
+        else:
+            self._outages.recovered()
 
     async def reconcile(self) -> None:
         """Match units to connectors: start, reload, stop, and honour restart requests."""
