@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import os
 import signal
 import subprocess
@@ -96,7 +97,8 @@ class Tenant:
     user_token: str
 
 
-def _tenant(jf: Jackfield) -> Tenant:
+def new_tenant(jf: Jackfield) -> Tenant:
+    """An organization of its own with an admin and a user, each with an API token."""
     name = f"org-{uuid.uuid4().hex[:8]}"
     admin_view, admin_token = jf.accounts.create_user(
         f"admin-{name}@example.com", name, "admin", with_token=True
@@ -113,34 +115,41 @@ def _tenant(jf: Jackfield) -> Tenant:
 
 @pytest.fixture
 def tenant(jf: Jackfield) -> Tenant:
-    return _tenant(jf)
+    return new_tenant(jf)
 
 
 @pytest.fixture
 def other_tenant(jf: Jackfield) -> Tenant:
-    return _tenant(jf)
+    return new_tenant(jf)
+
+
+def active_connector(
+    jf: Jackfield,
+    who: Principal,
+    provider_type: str = "echo",
+    *,
+    enable: bool = True,
+    **config: Any,
+) -> str:
+    """A messaging connector of ``who``'s organization: created, tested, active."""
+    created = jf.connectors.create(
+        who,
+        name=f"{provider_type}-{uuid.uuid4().hex[:6]}",
+        category="messaging",
+        provider_type=provider_type,
+        config=config,
+    )
+    assert jf.connectors.test(who, created["id"])["success"]
+    if enable:
+        jf.connectors.set_enabled(who, created["id"], True)
+    return str(created["id"])
 
 
 @pytest.fixture
 def make_connector(jf: Jackfield) -> Callable[..., str]:
-    """``make_connector(who, provider_type="echo", **config)``: created, tested, active."""
-
-    def make(
-        who: Principal, provider_type: str = "echo", *, enable: bool = True, **config: Any
-    ) -> str:
-        created = jf.connectors.create(
-            who,
-            name=f"{provider_type}-{uuid.uuid4().hex[:6]}",
-            category="messaging",
-            provider_type=provider_type,
-            config=config,
-        )
-        assert jf.connectors.test(who, created["id"])["success"]
-        if enable:
-            jf.connectors.set_enabled(who, created["id"], True)
-        return str(created["id"])
-
-    return make
+    """``make_connector(who, provider_type="echo", **config)``: ``active_connector`` of
+    the test's ``jf``."""
+    return functools.partial(active_connector, jf)
 
 
 @pytest.fixture

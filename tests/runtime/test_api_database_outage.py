@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -20,10 +19,10 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from jackfield.api import create_app
-from jackfield.app import Jackfield
 from jackfield.secrets import redactor
-from jackfield.service import Principal, Role
 from jackfield.testing import LiveServer
+
+from .conftest import active_connector, new_tenant
 
 
 @contextmanager
@@ -38,20 +37,6 @@ def serving(app: Any, caplog: pytest.LogCaptureFixture) -> Iterator[LiveServer]:
             yield server
         finally:
             uvicorn.removeHandler(caplog.handler)
-
-
-def _user_and_echo_connector(jf: Jackfield) -> tuple[str, str]:
-    """A user's token, and an active echo connector of its organization."""
-    name = f"org-{uuid.uuid4().hex[:8]}"
-    _, token = jf.accounts.create_user(f"ops@{name}.example", name, "admin", with_token=True)
-    who = Principal(jf.accounts.org_id(name), f"ops@{name}.example", Role.ADMIN)
-    created = jf.connectors.create(
-        who, name="echo", category="messaging", provider_type="echo", config={}
-    )
-    assert jf.connectors.test(who, created["id"])["success"]
-    jf.connectors.set_enabled(who, created["id"], True)
-    assert token
-    return token, str(created["id"])
 
 
 def _outbox_rows(database_url: str) -> int:
@@ -78,7 +63,8 @@ def test_while_the_database_is_cut_requests_answer_503_and_log_one_line(
 ):
     proxy, through_proxy = cuttable_proxy(database_url)
     jf = make_jf(through_proxy)
-    token, cid = _user_and_echo_connector(jf)
+    tenant = new_tenant(jf)
+    token, cid = tenant.admin_token, active_connector(jf, tenant.admin)
     with (
         serving(create_app(jf, start_runtime=False), caplog) as server,
         client(server.url, token) as http,

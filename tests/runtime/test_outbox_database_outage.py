@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
 from collections import Counter
 from typing import ClassVar
 
@@ -21,8 +20,9 @@ from jackfield import ConfigField, ConnectionTestResult, connector_registry
 from jackfield.api import create_app
 from jackfield.kernel import MessagingProvider
 from jackfield.kernel.envelope import Delivered, Envelope
-from jackfield.service import Principal, Role
 from jackfield.testing import LiveServer
+
+from .conftest import active_connector, new_tenant
 
 DELIVERIES: Counter[str] = Counter()  # envelope id -> deliveries started
 DELIVERY_SECONDS = 1.0
@@ -72,21 +72,15 @@ def test_acks_that_meet_a_cut_are_written_after_it_and_nothing_is_delivered_twic
     lease = 6.0
     proxy, through_proxy = cuttable_proxy(database_url)
     jf = make_jf(through_proxy, outbox_lease_seconds=lease)
-    name = f"org-{uuid.uuid4().hex[:8]}"
-    _, token = jf.accounts.create_user(f"ops@{name}.example", name, "admin", with_token=True)
-    who = Principal(jf.accounts.org_id(name), f"ops@{name}.example", Role.ADMIN)
-    sink = jf.connectors.create(
-        who, name="sink", category="messaging", provider_type="counting_sink_test", config={}
-    )
-    assert jf.connectors.test(who, sink["id"])["success"]
-    jf.connectors.set_enabled(who, sink["id"], True)
+    tenant = new_tenant(jf)
+    token, sink = tenant.admin_token, active_connector(jf, tenant.admin, "counting_sink_test")
     DELIVERIES.clear()
 
     with LiveServer(create_app(jf)) as server, client(server.url, token) as http:
         sent = []
         for i in range(10):
             answer = http.post(
-                f"/api/connectors/{sink['id']}/messages", json={"payload": {"text": f"m{i}"}}
+                f"/api/connectors/{sink}/messages", json={"payload": {"text": f"m{i}"}}
             )
             assert answer.status_code == 202, answer.text
             sent.append(answer.json()["envelope_id"])
