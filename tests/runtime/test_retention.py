@@ -9,11 +9,12 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from jackfield.runtime.inbound import LEASE_PREFIX
 from jackfield.runtime.retention import Pruned, Retention, RetentionConfig
 from jackfield.service import Principal, Role
 from jackfield.service.events import EventService
 from jackfield.store import utcnow
-from jackfield.store.models_inbound import InboxEvent
+from jackfield.store.models_inbound import InboxEvent, UnitLease
 from jackfield.store.models_outbox import OutboxMessage
 
 STATES = ("pending", "retrying", "in_flight", "delivered", "dead", "discarded")
@@ -105,6 +106,23 @@ def test_a_backlog_goes_in_chunks_and_stops_at_the_first_young_row(jf, tenant, m
     messages, _ = _left(jf)
     assert messages == {young, straggler}
     assert not set(old) & messages
+
+
+def test_the_lease_of_a_deleted_connector_goes_once_long_expired(jf, tenant, make_connector):
+    now = utcnow()
+    kept, deleted, just_deleted = (make_connector(tenant.admin) for _ in range(3))
+    with jf.db.transaction() as s:
+        for cid, expired in ((kept, timedelta(days=2)), (deleted, timedelta(days=2))):
+            s.add(UnitLease(unit=LEASE_PREFIX + cid, owner="gone:1", expires_at=now - expired))
+        # its holder may still be finishing: it stays a while
+        s.add(UnitLease(unit=LEASE_PREFIX + just_deleted, owner="n:2", expires_at=now))
+    jf.connectors.delete(tenant.admin, deleted)
+    jf.connectors.delete(tenant.admin, just_deleted)
+
+    assert _prune(jf).leases == 1
+    with jf.db.transaction() as s:
+        left = set(s.scalars(select(UnitLease.unit)))
+    assert left == {LEASE_PREFIX + kept, LEASE_PREFIX + just_deleted}
 
 
 def test_zero_keeps_rows_for_ever(jf, tenant, make_connector):

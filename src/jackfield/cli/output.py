@@ -91,7 +91,7 @@ def user_errors() -> Iterator[None]:
         problems = "; ".join(map(_setting_problem, exc.errors()))
         fail(f"the settings are not valid: {problems}", "fix the environment variables")
     except OperationalError as exc:
-        fail(f"cannot use the database: {exc.orig}", "check JACKFIELD_DATABASE_URL")
+        fail(f"cannot use the database: {exc.orig}", _database_remedy(str(exc.orig)))
     except ArgumentError as exc:  # also an unknown driver (NoSuchModuleError)
         fail(f"JACKFIELD_DATABASE_URL cannot be used: {exc}", "sqlite:///PATH or postgresql://...")
     except OSError as exc:  # a data directory or database path that cannot be used
@@ -100,6 +100,21 @@ def user_errors() -> Iterator[None]:
             f"cannot use {what}: {exc.strerror or exc}",
             "check JACKFIELD_DATA_DIR and JACKFIELD_DATABASE_URL",
         )
+
+
+# what a SQLite error asks of the operator; any other error: the URL is the likely cause
+_SQLITE_REMEDIES = (
+    ("disk is full", "free disk space where the database lives"),
+    ("disk i/o error", "check the disk where the database lives"),
+    ("locked", "another process holds the database's write lock: try again"),
+    ("readonly", "check the permissions of the database file and its directory"),
+    ("unable to open", "check JACKFIELD_DATABASE_URL and the permissions of its directory"),
+)
+
+
+def _database_remedy(error: str) -> str:
+    text = error.lower()
+    return next((fix for cause, fix in _SQLITE_REMEDIES if cause in text), "check JACKFIELD_DATABASE_URL")
 
 
 def _setting_problem(error: Any) -> str:

@@ -14,7 +14,9 @@ Without it both tables grow with every message and event for ever (and every
   down for longer than the retention, which gets the events of the window when it
   returns. Were such events kept, the inbox of every ``jackfield serve`` without
   handlers would grow for ever. The inbox's deduplication of event ids (webhook ids,
-  polled item ids) holds for that window.
+  polled item ids) holds for that window;
+* the unit leases of deleted connectors (a row per inbound connector ever run), once
+  expired for ``LEASE_GRACE``: nobody can hold them any more.
 
 ``0`` hours keeps a table's rows for ever. Rows go in chunks of ``chunk`` (oldest
 first), each in the runtime's group commit, so pruning a large backlog never holds the
@@ -31,18 +33,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, literal, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ..kernel.redaction import get_logger
 from ..store import Database, utcnow
 from ..store.group_commit import GroupCommitter
-from ..store.models_inbound import InboxEvent
+from .inbound import LEASE_PREFIX
+from ..store.models import Connector
+from ..store.models_inbound import InboxEvent, UnitLease
 from ..store.models_outbox import OutboxMessage
 
 log = get_logger(__name__)
 FINISHED = ("delivered", "discarded")
+LEASE_GRACE = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,7 @@ class RetentionConfig:
 class Pruned:
     messages: int = 0
     events: int = 0
+    leases: int = 0
 
 
 class Retention:
@@ -102,13 +108,24 @@ class Retention:
                 cutoff,
                 InboxEvent.received_at < cutoff,
             )
+        leases = await self.committer.run(self._delete_orphan_leases)
         if messages or events:
             log.info(
                 "retention: deleted %d finished outbox messages and %d inbox events",
                 messages,
                 events,
             )
-        return Pruned(messages, events)
+        return Pruned(messages, events, leases)
+
+    @staticmethod
+    def _delete_orphan_leases(session: Session) -> int:
+        """Leases of connectors that no longer exist, expired long enough for any
+        holder to be gone."""
+        units = select(literal(LEASE_PREFIX) + Connector.id)
+        statement = delete(UnitLease).where(
+            UnitLease.expires_at < utcnow() - LEASE_GRACE, UnitLease.unit.not_in(units)
+        )
+        return session.connection().execute(statement).rowcount
 
     async def _run(self) -> None:
         while True:

@@ -22,6 +22,7 @@ from .polling import PollSlot, PollTimeoutError, commit_polled, poll_deadline, r
 from .subscription import commit_received, run_subscription
 
 log = get_logger(__name__)
+LEASE_PREFIX = "inbound:"  # + connector id: the name of its unit's lease
 
 
 def inbound_runner(
@@ -38,7 +39,7 @@ def inbound_runner(
     """A coroutine function running the provider's inbound unit forever, or ``None``.
 
     A ``SubscriptionSource`` wins over a ``PollingSource`` when a provider offers both.
-    The unit holds the lease ``inbound:{connector_id}`` as ``node_id``; without it the
+    The unit holds the lease ``LEASE_PREFIX + connector_id`` as ``node_id``; without it the
     coroutine waits as a standby. It raises when the unit crashes, for the supervisor to
     restart it, and releases the lease when cancelled. ``healthy`` is called after each
     commit (a poll, a batch of the stream): the source works. ``failing`` is called with
@@ -64,7 +65,7 @@ def inbound_runner(
 
     async def unit() -> None:
         organization_id = await asyncio.to_thread(jf.connectors.organization_of, connector_id)
-        lease = Lease(db, f"inbound:{connector_id}", node_id, ttl=lease_ttl)
+        lease = Lease(db, LEASE_PREFIX + connector_id, node_id, ttl=lease_ttl)
         try:
             await run(db, connector_id, organization_id, provider, lease, committed, failing)
         finally:
@@ -78,6 +79,7 @@ def inbound_runner(
 
 __all__ = [
     "DEFAULT_TTL",
+    "LEASE_PREFIX",
     "Lease",
     "LeaseLost",
     "PollSlot",

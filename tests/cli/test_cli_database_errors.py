@@ -1,0 +1,49 @@
+"""A command that meets a database it cannot use says what to do about the actual cause:
+a full disk or a held lock is no reason to check JACKFIELD_DATABASE_URL (which is what
+every database error used to suggest). Real SQLite errors, not hand-made ones."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from sqlalchemy import create_engine, event, text
+
+from jackfield.cli.output import user_errors
+from jackfield.store import create_db_engine
+
+
+def _fails_with(capsys, engine, *statements: str) -> str:
+    with pytest.raises(typer.Exit) as exit_info, user_errors(), engine.connect() as conn:
+        for statement in statements:
+            conn.execute(text(statement))
+    engine.dispose()
+    assert exit_info.value.exit_code == 1
+    stderr = capsys.readouterr().err
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    return stderr
+
+
+def test_a_full_disk_says_to_free_space(tmp_path, capsys):
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    # a database that may not grow past 8 pages: SQLite's own "database or disk is full"
+    event.listen(engine, "connect", lambda conn, _: conn.execute("PRAGMA max_page_count=8"))
+    stderr = _fails_with(
+        capsys,
+        engine,
+        "CREATE TABLE t (v TEXT)",
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50)"
+        " INSERT INTO t SELECT hex(randomblob(4000)) FROM n",
+    )
+    assert "database or disk is full" in stderr
+    assert "free disk space" in stderr and "JACKFIELD_DATABASE_URL" not in stderr
+
+
+def test_a_held_lock_says_to_try_again(tmp_path, capsys):
+    path = tmp_path / "x.db"
+    holder = create_db_engine(f"sqlite:///{path}")
+    with holder.connect() as conn:  # BEGIN IMMEDIATE: the write lock, held
+        conn.execute(text("CREATE TABLE t (a)"))
+        impatient = create_engine(f"sqlite:///{path}", connect_args={"timeout": 0.1})
+        stderr = _fails_with(capsys, impatient, "BEGIN IMMEDIATE")
+    holder.dispose()
+    assert "database is locked" in stderr and "try again" in stderr
