@@ -114,7 +114,8 @@ _SQLITE_REMEDIES = (
 
 def _database_remedy(error: str) -> str:
     text = error.lower()
-    return next((fix for cause, fix in _SQLITE_REMEDIES if cause in text), "check JACKFIELD_DATABASE_URL")
+    fixes = (fix for cause, fix in _SQLITE_REMEDIES if cause in text)
+    return next(fixes, "check JACKFIELD_DATABASE_URL")
 
 
 def _setting_problem(error: Any) -> str:

@@ -40,10 +40,10 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from ..kernel.redaction import get_logger
 from ..store import Database, utcnow
 from ..store.group_commit import GroupCommitter
-from .inbound import LEASE_PREFIX
 from ..store.models import Connector
 from ..store.models_inbound import InboxEvent, UnitLease
 from ..store.models_outbox import OutboxMessage
+from .inbound import LEASE_PREFIX
 
 log = get_logger(__name__)
 FINISHED = ("delivered", "discarded")

@@ -8,6 +8,7 @@ event shape are the same everywhere.
 from __future__ import annotations
 
 import builtins
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -186,6 +187,16 @@ class EventService:
                 query = query.where(InboxEvent.id <= up_to)
             rows = s.scalars(query.order_by(InboxEvent.id).limit(limit))
             return [EventRecord.from_row(r) for r in rows]
+
+
+    def among(self, organization_id: str, ids: Sequence[int]) -> builtins.list[EventRecord]:
+        """Those of ``ids`` that are an organization's events, oldest first (a resumed
+        stream's late rows)."""
+        with self.db.snapshot() as s:
+            query = select(InboxEvent).where(
+                InboxEvent.organization_id == organization_id, InboxEvent.id.in_(ids)
+            )
+            return [EventRecord.from_row(r) for r in s.scalars(query.order_by(InboxEvent.id))]
 
 
 def _load(s: Session, who: Principal, connector_id: str) -> Connector:

@@ -1,8 +1,9 @@
 """Inbound events: a connector's inbox (newest first) and the live SSE stream.
 
-The stream sends every new event of the caller's organization as
-``id: <inbox id>`` + ``data: <event JSON>``; a client that reconnects with
-``Last-Event-ID`` (browsers do it by themselves) first receives what it missed.
+The stream sends every new event of the caller's organization as ``id: <cursor>`` +
+``data: <event JSON>``; a client that reconnects with the last ``id`` it received as
+``Last-Event-ID`` (browsers do it by themselves) first receives what it missed. The
+cursor is opaque text (usually the inbox id; see ``runtime.inbound.stream_cursor``).
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from ...kernel.errors import AuthenticationError
 from ...kernel.payloads import json_text
 from ...runtime.events import EventRouter
+from ...runtime.inbound.stream_cursor import StreamCursor
 from ...service.events import EventService
-from ...service.views import parse_row_id
 from ..deps import JF, Caller, authenticate
 from ..schemas import DATE_TIME, ConnectorId, error_responses
 
@@ -54,7 +55,7 @@ class EventsResponse(JSONResponse):
 
 
 class EventOut(BaseModel):
-    id: int = Field(description="the inbox id: cursors and Last-Event-ID refer to it")
+    id: int = Field(description="the inbox id: the events list's cursors refer to it")
     connector_id: str
     event_id: str
     event_type: str
@@ -97,7 +98,7 @@ async def stream_events(
 ) -> StreamingResponse:
     """Server-sent events: new inbound events of the caller's organization."""
     feed = event_router(request).feed
-    resume = parse_row_id(last_event_id)
+    resume = StreamCursor.parse(last_event_id)
 
     stream = feed.stream(caller.organization_id, resume, keepalive=KEEPALIVE_SECONDS)
     await anext(stream)  # subscribed before the first byte: the client misses nothing
@@ -108,7 +109,7 @@ async def stream_events(
         yield "retry: 3000\n: connected\n\n"
         checked = time.monotonic()
         try:
-            async for record in stream:
+            async for item in stream:
                 if time.monotonic() - checked >= RECHECK_SECONDS:
                     try:
                         await asyncio.to_thread(authenticate, jf, request)
@@ -118,11 +119,12 @@ async def stream_events(
                     except SQLAlchemyError:  # the database is away: ask again later
                         pass
                     checked = time.monotonic()
-                if record is None:
+                if item is None:
                     yield ": keep-alive\n\n"
                 else:
+                    record, cursor = item
                     data = json_text(record.view())  # JSON, even of a row stored before checks
-                    yield f"id: {record.id}\ndata: {data}\n\n"
+                    yield f"id: {cursor}\ndata: {data}\n\n"
         finally:
             await stream.aclose()  # unsubscribed now, not when collected
 

@@ -10,12 +10,15 @@ PostgreSQL hands out ids before commit, so a row with a lower id can become visi
 after a higher one. Ids skipped over are remembered as gaps for ``GAP_SECONDS`` and
 asked for again, so such late rows are still delivered (possibly after higher ids).
 
-A subscriber resuming with ``Last-Event-ID`` first gets its organization's rows after
-that id (catch-up from the table), then the live rows; ids already sent are skipped. A
-subscriber too slow to keep up (its queue fills) is closed; it reconnects with
-``Last-Event-ID`` and catches up from the table, so nothing is lost. A read that fails
-(a failover, say) is tried again a second later from the same position: the streams
-stay open and miss nothing.
+Each event goes out with a ``StreamCursor``: its id, or a higher one already sent, plus
+the gaps below it still open -- what the client has. A subscriber resuming with it
+(``Last-Event-ID``) first gets its organization's rows that filled those gaps meanwhile
+and the rows after the cursor's id (catch-up from the table), then the live rows; the
+gaps it names that are still open are looked for again by the poller, and nothing the
+cursor says the client has is sent again. A subscriber too slow to keep up (its queue
+fills) is closed; it reconnects with its cursor and catches up from the table, so
+nothing is lost. A read that fails (a failover, say) is tried again a second later from
+the same position: the streams stay open and miss nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from ...service.events import EventRecord, EventService
 from ...store import Database
 from ...store.models_inbound import InboxEvent
 from ..waits import wait_until_set
+from .stream_cursor import StreamCursor
 
 log = get_logger(__name__)
 
@@ -64,45 +68,69 @@ def set_soon(loop: asyncio.AbstractEventLoop | None, event: asyncio.Event | None
         pass
 
 
+# an event and the gaps open when the poller read it (what its cursor must still name)
+_Delivery = tuple[EventRecord, frozenset[int]]
+
+
 @dataclass(eq=False)
 class _Subscriber:
     organization_id: str
     loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[EventRecord | None] = field(default_factory=lambda: asyncio.Queue(1000))
+    queue: asyncio.Queue[_Delivery | None] = field(default_factory=lambda: asyncio.Queue(1000))
     closed: bool = False
 
-    def offer(self, record: EventRecord | None) -> None:
-        """Queue ``record`` (``None`` closes); a full queue closes the subscriber."""
+    def offer(self, item: _Delivery | None) -> None:
+        """Queue ``item`` (``None`` closes); a full queue closes the subscriber."""
         if self.closed:
             return
         try:
-            self.queue.put_nowait(record)
+            self.queue.put_nowait(item)
         except asyncio.QueueFull:
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(None)
             self.closed = True
             return
-        if record is None:
+        if item is None:
             self.closed = True
 
 
-class _Seen:
-    """Ids sent recently to one subscriber (bounded), to skip a second copy."""
+class _Sent:
+    """What one subscriber's client has: the ids sent recently (bounded, to skip a second
+    copy), the highest one, and -- when it resumed -- what its cursor said it had."""
 
-    def __init__(self) -> None:
+    def __init__(self, resume: StreamCursor | None) -> None:
         self._ids: set[int] = set()
         self._order: deque[int] = deque()
+        self._resumed_at = resume.last if resume else 0
+        self.last = self._resumed_at
+        # ids at or below the resumed cursor that it still lacked: looked for a while
+        self.owed = set(resume.pending) if resume else set()
+        self._owed_until = time.monotonic() + GAP_SECONDS
 
-    def add(self, value: int) -> bool:
-        """Record ``value``; ``False`` if it was already there."""
-        if value in self._ids:
+    def take(self, record_id: int) -> bool:
+        """Whether to send ``record_id`` (the client lacks it); noted as sent if so."""
+        if record_id in self._ids:
             return False
-        self._ids.add(value)
-        self._order.append(value)
+        if record_id <= self._resumed_at and record_id not in self.owed:
+            return False  # its cursor says the client has it
+        self.owed.discard(record_id)
+        self._ids.add(record_id)
+        self._order.append(record_id)
         if len(self._order) > SEEN_WINDOW:
             self._ids.discard(self._order.popleft())
+        self.last = max(self.last, record_id)
         return True
+
+    def cursor(self, open_gaps: frozenset[int]) -> StreamCursor:
+        if self.owed and time.monotonic() > self._owed_until:
+            self.owed.clear()  # as the poller gives up on a gap
+        pending = {
+            gap
+            for gap in open_gaps
+            if self._resumed_at < gap < self.last and gap not in self._ids
+        }
+        return StreamCursor(self.last, frozenset(pending | self.owed))
 
 
 class EventFeed:
@@ -113,6 +141,8 @@ class EventFeed:
         self._subscribers: set[_Subscriber] = set()
         self._last = 0
         self._gaps: dict[int, float] = {}
+        self.open_gaps: frozenset[int] = frozenset()  # ``_gaps`` as of the last read
+        self._wanted: deque[int] = deque()  # ids resumed clients lack: to become gaps
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
@@ -124,36 +154,40 @@ class EventFeed:
     async def stream(
         self,
         organization_id: str,
-        last_event_id: int | None = None,
+        resume: StreamCursor | None = None,
         *,
         keepalive: float = 15.0,
-    ) -> AsyncGenerator[EventRecord | None, None]:
-        """New events of one organization, forever. The first item is ``None``, as soon
-        as the subscription is registered (from then on nothing is missed); later ones
-        are ``None`` every ``keepalive`` seconds without events (for the caller to send
-        a keep-alive). Ends if the subscriber fell behind or the feed closed."""
+    ) -> AsyncGenerator[tuple[EventRecord, StreamCursor] | None, None]:
+        """New events of one organization, forever, each with the cursor the client
+        has once it received it. The first item is ``None``, as soon as the subscription
+        is registered (from then on nothing is missed); later ones are ``None`` every
+        ``keepalive`` seconds without events (for the caller to send a keep-alive).
+        Ends if the subscriber fell behind or the feed closed."""
         await self._ensure_running()
         sub = _Subscriber(organization_id, asyncio.get_running_loop())
         self._subscribers.add(sub)
         position = self._last
-        seen = _Seen()
+        sent = _Sent(resume)
         try:
             yield None
-            if last_event_id is not None and last_event_id < position:
-                async for missed in self._catch_up(organization_id, last_event_id, position):
-                    seen.add(missed.id)
-                    yield missed
+            if resume is not None:
+                async for missed in self._catch_up(organization_id, resume, position):
+                    if sent.take(missed.id):
+                        yield missed, sent.cursor(self.open_gaps)
+                self._wanted.extend(sent.owed)  # not committed yet: the poller looks again
+                self.wake()
             while True:
                 try:  # not asyncio.wait_for: see ``runtime.waits``
                     async with asyncio.timeout(keepalive):
-                        record = await sub.queue.get()
+                        item = await sub.queue.get()
                 except TimeoutError:
                     yield None
                     continue
-                if record is None:
+                if item is None:
                     return
-                if seen.add(record.id):
-                    yield record
+                record, open_gaps = item
+                if sent.take(record.id):
+                    yield record, sent.cursor(open_gaps)
         finally:
             self._subscribers.discard(sub)
 
@@ -168,9 +202,18 @@ class EventFeed:
         self._loop = self._wakeup = None
 
     async def _catch_up(
-        self, organization_id: str, after: int, up_to: int
+        self, organization_id: str, resume: StreamCursor, up_to: int
     ) -> AsyncIterator[EventRecord]:
-        while True:
+        """The rows a resuming client lacks: those that filled its cursor's gaps, then
+        those after its cursor, up to where the live feed takes over."""
+        if resume.pending:
+            late = await asyncio.to_thread(
+                self._service.among, organization_id, sorted(resume.pending)
+            )
+            for record in late:
+                yield record
+        after = resume.last
+        while after < up_to:
             batch = await asyncio.to_thread(
                 self._service.since, organization_id, after, up_to, BATCH
             )
@@ -209,23 +252,24 @@ class EventFeed:
     async def _poll(self) -> None:
         while True:
             records = await asyncio.to_thread(self._fetch)
+            open_gaps = self.open_gaps
             for record in records:
                 for sub in list(self._subscribers):
                     if sub.organization_id == record.organization_id:
-                        self._deliver(sub, record)
+                        self._deliver(sub, (record, open_gaps))
             if len(records) < BATCH:
                 return
 
     @staticmethod
-    def _deliver(sub: _Subscriber, record: EventRecord | None) -> None:
+    def _deliver(sub: _Subscriber, item: _Delivery | None) -> None:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if sub.loop is running:
-            sub.offer(record)
+            sub.offer(item)
         else:
-            sub.loop.call_soon_threadsafe(sub.offer, record)
+            sub.loop.call_soon_threadsafe(sub.offer, item)
 
     def _max_id(self) -> int:
         with self.db.snapshot() as s:
@@ -233,6 +277,10 @@ class EventFeed:
 
     def _fetch(self) -> list[EventRecord]:
         """Rows after ``_last`` plus late rows that fill earlier gaps, oldest first."""
+        now = time.monotonic()
+        gaps_before = len(self._gaps)
+        while self._wanted:
+            self._gaps.setdefault(self._wanted.popleft(), now)
         condition = InboxEvent.id > self._last
         if self._gaps:
             condition = or_(condition, InboxEvent.id.in_(list(self._gaps)))
@@ -250,4 +298,6 @@ class EventFeed:
         for gap, since in list(self._gaps.items()):
             if now - since > GAP_SECONDS or len(self._gaps) > MAX_GAPS:
                 del self._gaps[gap]
+        if records or len(self._gaps) != gaps_before:
+            self.open_gaps = frozenset(self._gaps)
         return records
