@@ -234,6 +234,27 @@ async def test_header_injection_is_refused(server: Any, headers: dict[str, str])
     assert handler.received == []
 
 
+@pytest.mark.parametrize(
+    "name",
+    [
+        "X-A: v\r\nFrom: ceo@bank.example\r\nReply-To",  # the reported injection
+        "X-A\nBcc",
+        "X-A: v",
+        "X Campaign",
+    ],
+)
+async def test_a_header_name_that_is_not_a_field_name_is_refused(server: Any, name: str) -> None:
+    """Before, a name holding CRLF was written as given: the mail arrived with a second
+    From: and an attacker's Reply-To:. Now nothing is sent and the error says why."""
+    handler, port = server
+    smtp = provider(port)
+    payload = {"to": "bob@example.com", "subject": "s", "headers": {name: "evil@example.com"}}
+    outcome = await smtp.deliver(envelope(payload))
+    assert isinstance(outcome, Permanent)
+    assert "header name" in outcome.message and "not a valid field name" in outcome.message
+    assert handler.received == []
+
+
 def test_tls_and_starttls_together_are_refused() -> None:
     with pytest.raises(ConnectorConfigError) as info:
         SmtpProvider.from_config({"host": "mail.example.org", "tls": "true", "starttls": "true"})

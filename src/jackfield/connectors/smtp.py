@@ -10,6 +10,7 @@ retry (connection trouble, 4xx answers) from a dead letter (5xx answers) from a 
 from __future__ import annotations
 
 import email.message
+import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -42,6 +43,13 @@ RESERVED_HEADERS = frozenset(
     {"from", "to", "cc", "bcc", "subject", "reply-to", "date", "mime-version", "content-type"}
 )
 """Headers built from the message fields; custom ``headers`` may not override them."""
+
+FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
+"""An RFC 5322 field name: printable US-ASCII except ':' (no space, no line break). The
+``email`` package checks header values but writes a name as given, so a name holding
+CRLF would smuggle whole header lines (a second From:, a Reply-To:) into the message."""
+
+PAYLOAD_REMEDIATION = "Correct the message payload; it is refused before anything is sent."
 
 
 class SmtpProvider(EmailProvider):
@@ -166,6 +174,13 @@ class SmtpProvider(EmailProvider):
             mime["Subject"] = message.subject
             mime["Date"] = format_datetime(datetime.now(UTC))
             for name, value in message.headers.items():
+                if not isinstance(name, str) or not FIELD_NAME.fullmatch(name):
+                    raise ConnectorConfigError(
+                        f"header name {name!r} is not a valid field name: use printable "
+                        "ASCII without spaces, ':' or line breaks, such as 'X-Campaign'",
+                        operation="send_email",
+                        remediation=PAYLOAD_REMEDIATION,
+                    )
                 if name.lower() in RESERVED_HEADERS:
                     raise ConnectorConfigError(
                         f"header {name!r} is set from the message fields; use them instead",
