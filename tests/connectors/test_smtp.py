@@ -214,6 +214,38 @@ async def test_partly_refused_recipients_still_deliver_to_the_rest(
     assert "refused@example.com (550)" in caplog.text
 
 
+async def test_refused_recipients_are_named_in_the_delivered_result(server: Any) -> None:
+    """Before, the outbox showed only {message_id}: who got a 550 or a 451 was in a log
+    line only. Now the result names each with the server's answer; a 4xx is marked
+    temporary (and not retried: the accepted recipient would get the mail twice)."""
+    handler, port = server
+    payload = {
+        "to": ["bob@example.com", "refused@example.com"],
+        "cc": "later@example.com",
+        "subject": "s",
+        "text": "t",
+    }
+    outcome = await provider(port).deliver(envelope(payload))
+
+    assert isinstance(outcome, Delivered)
+    assert [r.rcpt_tos for r in handler.received] == [["bob@example.com"]]
+    assert outcome.result["message_id"] == handler.received[0].message["Message-ID"]
+    assert outcome.result["refused"] == [
+        {
+            "recipient": "refused@example.com",
+            "code": 550,
+            "message": "5.1.1 mailbox unavailable",
+            "temporary": False,
+        },
+        {
+            "recipient": "later@example.com",
+            "code": 451,
+            "message": "4.7.1 greylisted, try again later",
+            "temporary": True,
+        },
+    ]
+
+
 # -- invalid messages and config ---------------------------------------------------
 async def test_no_sender_anywhere_is_a_config_error(server: Any) -> None:
     _, port = server

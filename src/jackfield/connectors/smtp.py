@@ -32,6 +32,7 @@ from jackfield.kernel import (
     Tier,
     TransientError,
 )
+from jackfield.kernel.categories.email import RefusedRecipient
 from jackfield.kernel.redaction import get_logger
 
 if TYPE_CHECKING:
@@ -116,6 +117,15 @@ class SmtpProvider(EmailProvider):
 
     # -- email interface ----------------------------------------------------------
     async def send(self, message: EmailMessage) -> SendResult:
+        """Send one message; recipients the server refused while taking it for others
+        are named in ``SendResult.refused`` with the server's code and text.
+
+        Such a send is a success, even when some refusals are temporary (4xx): the
+        outbox retries a whole envelope, so a retry would give the accepted recipients
+        the message twice. A temporary refusal is marked ``temporary`` so the sender can
+        send again to those addresses alone (a new envelope). When every recipient is
+        refused nothing was sent, and the error is retryable only if all were 4xx.
+        """
         mime, sender, recipients = self._build(message)
         async with self._session("send_email") as smtp:
             try:
@@ -124,15 +134,18 @@ class SmtpProvider(EmailProvider):
                 raise PermanentError(
                     f"cannot send this message: {exc}", operation="send_email"
                 ) from exc
-        if refused:
-            # Some recipients got it; retrying would send it to them twice.
+        not_taken = tuple(
+            RefusedRecipient(rcpt, resp.code, self._redact(resp.message))
+            for rcpt, resp in refused.items()
+        )
+        if not_taken:
             log.warning(
                 "smtp %s: message %s not accepted for %s",
                 self._where,
                 mime["Message-ID"],
-                ", ".join(f"{rcpt} ({resp.code})" for rcpt, resp in refused.items()),
+                ", ".join(f"{r.recipient} ({r.code})" for r in not_taken),
             )
-        return SendResult(message_id=str(mime["Message-ID"]))
+        return SendResult(message_id=str(mime["Message-ID"]), refused=not_taken)
 
     async def test_connection(self) -> ConnectionTestResult:
         """Connect, say EHLO, upgrade and log in as configured, then quit."""

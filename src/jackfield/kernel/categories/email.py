@@ -42,8 +42,36 @@ class EmailMessage:
 
 
 @dataclass(frozen=True)
+class RefusedRecipient:
+    """A recipient the server would not take although it took the message for others.
+
+    ``temporary`` is a 4xx answer (greylisting, a full mailbox): trying later may work,
+    but only for this address, so it is reported, not retried by the outbox."""
+
+    recipient: str
+    code: int
+    message: str = ""
+
+    @property
+    def temporary(self) -> bool:
+        return 400 <= self.code < 500
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipient": self.recipient,
+            "code": self.code,
+            "message": self.message,
+            "temporary": self.temporary,
+        }
+
+
+@dataclass(frozen=True)
 class SendResult:
+    """``refused`` names who did not get a message that was sent to the others; a
+    sender must be able to see that, not find it in a server log."""
+
     message_id: str
+    refused: tuple[RefusedRecipient, ...] = ()
 
 
 class EmailProvider(ConnectorProvider):
@@ -57,7 +85,12 @@ class EmailProvider(ConnectorProvider):
 
     async def _send_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
         result = await call_async(self.send, EmailMessage.from_payload(payload))
-        return {"message_id": result.message_id} if isinstance(result, SendResult) else {}
+        if not isinstance(result, SendResult):
+            return {}
+        return {
+            "message_id": result.message_id,
+            "refused": [r.to_dict() for r in result.refused],
+        }
 
 
 def _addresses(value: Any) -> tuple[str, ...]:
