@@ -287,6 +287,45 @@ async def test_a_header_name_that_is_not_a_field_name_is_refused(server: Any, na
     assert handler.received == []
 
 
+@pytest.mark.parametrize(
+    ("field", "entry"),
+    [
+        ("to", "bob@example.com, carol@example.com"),
+        ("to", "bob@example.com; carol@example.com"),
+        ("cc", "bob@example.com, carol@example.com"),
+        ("bcc", "<bob@example.com> <carol@example.com>"),
+    ],
+)
+async def test_an_entry_holding_several_addresses_is_refused(
+    server: Any, field: str, entry: str
+) -> None:
+    """Before, the header showed both addresses but the envelope held only the first:
+    carol never got the mail and the outbox said delivered. Now the entry is refused
+    with a hint to pass a list, and a list (display names with commas included) works."""
+    handler, port = server
+    smtp = provider(port)
+    base = {"to": "dan@example.com", "subject": "s", "text": "t"}
+    outcome = await smtp.deliver(envelope({**base, field: [entry]}))
+    assert isinstance(outcome, Permanent)
+    assert f"'{field}' entry" in outcome.message and "holds 2 addresses" in outcome.message
+    assert "list" in outcome.message
+    assert handler.received == []
+
+    listed = ['"Doe, Bob" <bob@example.com>', "carol@example.com"]
+    outcome = await smtp.deliver(envelope({**base, field: listed}))
+    assert isinstance(outcome, Delivered)
+    assert {"bob@example.com", "carol@example.com"} <= set(handler.received[0].rcpt_tos)
+
+
+async def test_a_sender_holding_several_addresses_is_refused(server: Any) -> None:
+    handler, port = server
+    payload = {"to": "bob@example.com", "subject": "s", "from": "a@example.com, b@example.com"}
+    outcome = await provider(port).deliver(envelope(payload))
+    assert isinstance(outcome, Permanent)
+    assert "'from' entry" in outcome.message and "one sender" in outcome.message
+    assert handler.received == []
+
+
 def test_tls_and_starttls_together_are_refused() -> None:
     with pytest.raises(ConnectorConfigError) as info:
         SmtpProvider.from_config({"host": "mail.example.org", "tls": "true", "starttls": "true"})

@@ -10,11 +10,12 @@ retry (connection trouble, 4xx answers) from a dead letter (5xx answers) from a 
 from __future__ import annotations
 
 import email.message
+import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from email.utils import format_datetime, make_msgid, parseaddr
+from email.utils import format_datetime, getaddresses, make_msgid, parseaddr
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from jackfield.kernel import (
@@ -209,8 +210,12 @@ class SmtpProvider(EmailProvider):
             raise ConnectorConfigError(
                 f"invalid email message: {exc}", operation="send_email"
             ) from exc
-        recipients = [_address(r) for r in (*message.to, *message.cc, *message.bcc)]
-        return mime, _address(sender), recipients
+        recipients = [
+            _address(value, field)
+            for field, values in (("to", message.to), ("cc", message.cc), ("bcc", message.bcc))
+            for value in values
+        ]
+        return mime, _address(sender, "from"), recipients
 
     @asynccontextmanager
     async def _session(self, operation: str) -> AsyncIterator[aiosmtplib.SMTP]:
@@ -292,7 +297,19 @@ async def _quit(client: aiosmtplib.SMTP) -> None:
         client.close()
 
 
-def _address(value: str) -> str:
+def _address(value: str, field: str) -> str:
+    """The one address in ``value``. An entry naming several ("a@x, b@y") is refused:
+    the header would show them all while the envelope, taken from it, reached only the
+    first, so the others silently never got the message."""
+    found = [address for _, address in getaddresses([value]) if address]
+    if len(found) > 1:
+        hint = f"pass each as its own list item: {json.dumps(found)}" if field != "from" else ""
+        raise ConnectorConfigError(
+            f"{field!r} entry {value!r} holds {len(found)} addresses; "
+            + (hint or "a message has one sender"),
+            operation="send_email",
+            remediation=PAYLOAD_REMEDIATION,
+        )
     address = parseaddr(value)[1]
     if "@" not in address:
         raise ConnectorConfigError(f"{value!r} is not an email address", operation="send_email")
