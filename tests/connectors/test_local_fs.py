@@ -99,6 +99,17 @@ def test_a_directory_is_not_an_object(store: LocalFsProvider) -> None:
         store.put("dir", b"x")
 
 
+async def test_a_trailing_slash_is_refused_with_a_clear_reason(
+    store: LocalFsProvider, root: Path
+) -> None:
+    """Before, put_object of "dir1/" was delivered and stored the file "dir1"."""
+    envelope = Envelope(str(ULID()), "c-fs", "put_object", {"path": "dir1/", "content": "x"})
+    outcome = await store.deliver(envelope)
+    assert isinstance(outcome, Permanent)
+    assert "'dir1/' ends in '/' and names a folder" in outcome.message
+    assert list(root.iterdir()) == []
+
+
 def test_an_object_cannot_also_be_a_folder(store: LocalFsProvider) -> None:
     store.put("file.txt", b"x")
     with pytest.raises(PermanentError, match="conflicts"):

@@ -110,7 +110,7 @@ class LocalFsProvider(StorageProvider):
     # -- storage interface --------------------------------------------------------
     def put(self, path: str, data: bytes, content_type: str | None = None) -> ObjectInfo:
         """Write ``data`` atomically; the local filesystem does not keep ``content_type``."""
-        target = self._resolve(path, "put")
+        target = self._object(path, "put")
         with _translate("put", path):
             if target.is_dir():
                 raise PermanentError(f"{path!r} is a directory of other objects", operation="put")
@@ -129,19 +129,19 @@ class LocalFsProvider(StorageProvider):
             return self._info(target)
 
     def get(self, path: str) -> bytes:
-        target = self._resolve(path, "get")
+        target = self._object(path, "get")
         with _translate("get", path):
             self._require_file(path, target, "get")
             return target.read_bytes()
 
     def delete(self, path: str) -> None:
-        target = self._resolve(path, "delete")
+        target = self._object(path, "delete")
         with _translate("delete", path):
             self._require_file(path, target, "delete")
             target.unlink()
 
     def stat(self, path: str) -> ObjectInfo:
-        target = self._resolve(path, "stat")
+        target = self._object(path, "stat")
         with _translate("stat", path):
             self._require_file(path, target, "stat")
             return self._info(target)
@@ -167,6 +167,18 @@ class LocalFsProvider(StorageProvider):
         return sorted(items, key=lambda info: info.path)
 
     # -- helpers ------------------------------------------------------------------
+    def _object(self, path: str, operation: str) -> Path:
+        """The file of one object. A path ending in '/' (or '/.') names a folder, as a
+        prefix does in ``list``; it is refused rather than shortened, since "dir1/" was
+        stored as the file "dir1" and then read back or deleted under either name."""
+        if isinstance(path, str) and path.split("/")[-1] in ("", ".") and path.strip("/."):
+            raise ConnectorConfigError(
+                f"object path {path!r} ends in '/' and names a folder, not an object; "
+                "give a file name such as 'folder/name.txt'",
+                operation=operation,
+            )
+        return self._resolve(path, operation)
+
     def _resolve(self, path: str, operation: str) -> Path:
         """Map a relative object path onto the filesystem, refusing anything that leaves
         the root: absolute paths, ``..``, backslashes and symlinks pointing outside."""

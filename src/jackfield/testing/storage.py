@@ -122,6 +122,19 @@ class StorageConformance:
         with pytest.raises(ConnectorConfigError):
             await call_async(provider.get, path)
 
+    @pytest.mark.parametrize("path", ["dir1/", "a/b/", "dir1/."])
+    async def test_a_path_naming_a_folder_is_not_an_object(self, provider: Any, path: str) -> None:
+        """A trailing '/' names a folder (a ``list`` prefix). Storing "dir1/" as "dir1",
+        or reading "dir1" back as "dir1/", would let two names mean one object."""
+        with pytest.raises(ConnectorConfigError):
+            await call_async(provider.put, path, b"x")
+        assert await call_async(provider.list) == []
+        await call_async(provider.put, path.rstrip("/."), b"file")
+        for method in ("get", "stat", "delete"):
+            with pytest.raises(ConnectorConfigError):
+                await call_async(getattr(provider, method), path)
+        assert await call_async(provider.get, path.rstrip("/.")) == b"file"
+
     # -- framework integration ----------------------------------------------------
     async def test_test_connection_succeeds(self, provider: Any) -> None:
         result = await call_async(provider.test_connection)
