@@ -133,3 +133,25 @@ def test_connect_flow_and_refresh_through_the_api(oauth_api, provider_server):
     assert "reports/q1.txt" in names
     outside = httpx2.get(f"{oauth_api.url}/api/connectors/{cid}")
     assert outside.status_code == 401
+
+
+async def test_concurrent_puts_of_one_new_path_make_one_file(provider_server):
+    """Before, five concurrent puts of a new name all found no file and each created one:
+    every put said delivered and the folder held several files named race.txt. Now puts
+    of one path take turns in the provider: the first creates, the others overwrite."""
+    provider = GoogleDriveProvider.from_config(
+        drive_config(provider_server, provider_server.make_folder())
+    )
+    provider.token_source = static_source(provider_server.issue_access())
+    await provider.open()
+    try:
+        bodies = [f"writer {i}".encode() for i in range(5)]
+        await asyncio.gather(*(provider.put("race.txt", body) for body in bodies))
+        stored = await provider.get("race.txt")
+        listed = [info.path for info in await provider.list()]
+    finally:
+        await provider.close()
+    named = [f for f in provider_server.files.values() if f["name"] == "race.txt"]
+    assert len(named) == 1
+    assert listed == ["race.txt"]
+    assert stored in bodies

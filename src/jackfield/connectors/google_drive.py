@@ -17,6 +17,7 @@ can point them elsewhere. HTTP libraries are imported inside methods.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -111,6 +112,35 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
     def __init__(self, config: Mapping[str, Any]) -> None:
         super().__init__(config)
         self._client: httpx2.AsyncClient | None = None
+        self._writers: dict[tuple[int, str], tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def _one_writer(self, path: str) -> AsyncIterator[None]:
+        """Run puts and deletes of one path one at a time.
+
+        Drive allows many files with one name and has no conditional create, so a put is
+        find-then-create: five concurrent puts of a new path all found nothing and made
+        five files of that name. Holding a per-path lock across find and write makes the
+        deliveries of this provider instance (the runtime keeps one per connector and
+        node) take turns: the first creates, the rest overwrite it.
+
+        What remains possible: two nodes, two instances (e.g. across a connector
+        restart) or another Drive client writing the same name at the same moment can
+        still create a second file; reads then use the first one found. Locks are per
+        event loop (an ``asyncio.Lock`` belongs to one) and dropped when unused.
+        """
+        key = (id(asyncio.get_running_loop()), path)
+        lock, users = self._writers.get(key) or (asyncio.Lock(), 0)
+        self._writers[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._writers[key]
+            if users > 1:
+                self._writers[key] = (lock, users - 1)
+            else:
+                del self._writers[key]
 
     @classmethod
     def config_schema(cls) -> list[ConfigField]:
@@ -198,7 +228,7 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
         check_path(path)
         mime = content_type or "application/octet-stream"
         upload = str(self.config["upload_base"]).rstrip("/")
-        async with self._session() as client:
+        async with self._one_writer(path), self._session() as client:
             existing = await self._find(client, path)
             if existing is not None:
                 response = await self._call(
@@ -234,7 +264,7 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
         return response.content
 
     async def delete(self, path: str) -> None:
-        async with self._session() as client:
+        async with self._one_writer(path), self._session() as client:
             found = await self._require(client, path)
             await self._call(client, "DELETE", f"{self._api}/files/{found['id']}", "delete")
 
