@@ -428,7 +428,14 @@ async def test_open_client_is_reused_and_closed(server: str) -> None:
 
 @pytest.mark.parametrize(
     ("code", "expected"),
-    [(404, Permanent), (400, Permanent), (401, AuthFailed), (403, AuthFailed), (500, Retry)],
+    [
+        (404, Permanent),
+        (400, Permanent),
+        (401, AuthFailed),
+        (403, AuthFailed),
+        (500, Retry),
+        (408, Retry),  # Request Timeout may be repeated (RFC 9110): it went to dead before
+    ],
 )
 async def test_deliver_outcomes(server: str, code: int, expected: type) -> None:
     provider = make(server, mode="api_key", api_key=API_KEY)

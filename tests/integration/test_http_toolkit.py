@@ -341,6 +341,7 @@ def test_build_auth_none() -> None:
         (400, PermanentError),
         (500, TransientError),
         (503, TransientError),
+        (408, TransientError),  # RFC 9110 §15.5.9: may be repeated (it was dead before)
     ],
 )
 async def test_status_translation_never_leaks_credentials(

@@ -123,8 +123,10 @@ def raise_for_response(
     """Raise the kernel error a ``>= 400`` status calls for; return on success.
 
     401/403 → ``AuthError``, 429 → ``RateLimitedError`` (with ``Retry-After``),
-    5xx → ``TransientError`` (503 with ``Retry-After``: RFC 9110 §10.2.3 names it as
-    the time the service is expected to be back), other 4xx → ``PermanentError``.
+    408 and 5xx → ``TransientError`` (408 Request Timeout: the server gave up waiting
+    for the request and RFC 9110 §15.5.9 says the client may repeat it; 503 with
+    ``Retry-After``: RFC 9110 §10.2.3 names it as the time the service is expected to be
+    back), other 4xx → ``PermanentError``.
     ``secrets`` are extra values to scrub from the excerpt (e.g. a client secret sent in
     a form body).
     """
@@ -149,7 +151,7 @@ def raise_for_response(
     if status == 429:
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         raise RateLimitedError(message, retry_after=retry_after, operation=operation)
-    if status >= 500:
+    if status >= 500 or status == 408:
         retry_after = None
         if status == 503:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
