@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import socket
+import struct
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -434,6 +436,40 @@ async def test_read_timeout_is_transient(server: str) -> None:
         with pytest.raises(TransientError) as info:
             await request(client, "GET", "/slow")
     assert isinstance(info.value.__cause__, httpx2.TimeoutException)
+
+
+@pytest.fixture
+def resetting_server() -> Iterator[str]:
+    """Raw TCP on loopback: starts a 200 response promising 1000 bytes, sends 4, then
+    resets the connection (SO_LINGER 0), as a crashing upstream or a middlebox does."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\nhalf")
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+async def test_a_connection_reset_mid_response_says_what_happened(resetting_server: str) -> None:
+    """Before: 'ReadError talking to 127.0.0.1: ' (the exception's text is empty)."""
+    async with create_client(resetting_server) as client:
+        with pytest.raises(TransientError) as info:
+            await request(client, "GET", "/x", operation="fetch")
+    message = info.value.message
+    assert "closed by the server mid-response" in message
+    assert "Connection reset by peer" in message
+    assert not message.rstrip().endswith(":")
 
 
 async def test_redirect_loop_is_permanent(server: str) -> None:

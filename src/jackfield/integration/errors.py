@@ -184,7 +184,34 @@ def _translate(exc: httpx2.HTTPError, operation: str | None) -> ConnectorError:
         return PermanentError(f"too many redirects from {host}", operation=operation)
     if isinstance(exc, httpx2.UnsupportedProtocol):
         return PermanentError(f"unsupported URL scheme: {detail}", operation=operation)
-    return TransientError(f"{type(exc).__name__} talking to {host}: {detail}", operation=operation)
+    return TransientError(
+        f"{_what_broke(exc, host)} ({type(exc).__name__}: {detail or _os_reason(exc)})",
+        operation=operation,
+    )
+
+
+def _what_broke(exc: httpx2.HTTPError, host: str) -> str:
+    """The failure in words: a reset connection says nothing itself (``ReadError('')``)."""
+    if isinstance(exc, httpx2.ReadError):
+        return f"connection to {host} closed by the server mid-response"
+    if isinstance(exc, httpx2.WriteError):
+        return f"connection to {host} closed by the server while the request was sent"
+    if isinstance(exc, httpx2.RemoteProtocolError):
+        return f"{host} closed the connection early or answered malformed HTTP"
+    return f"request to {host} failed"
+
+
+def _os_reason(exc: BaseException) -> str:
+    """The operating system's reason (``Connection reset by peer``) somewhere under
+    ``exc``: httpx2 wraps httpcore2's error, which wraps anyio's, which wraps it."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return "no detail given"
 
 
 @contextmanager
