@@ -9,16 +9,18 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import unquote_plus
+from urllib.parse import quote, unquote_plus
 
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from jackfield.connectors.http import HttpRestProvider
+from jackfield.connectors.oauth2_http import call_token_endpoint
 from jackfield.kernel import (
+    AuthError,
     AuthFailed,
     ConnectionTestResult,
     ConnectorConfigError,
@@ -61,6 +63,7 @@ async def status(request: Request) -> Response:
 
 
 async def token(request: Request) -> Response:
+    STATE["token_hits"] += 1
     form = dict(await request.form())
     if form.get("client_secret") != CLIENT_SECRET:
         return JSONResponse(
@@ -89,6 +92,10 @@ async def quote_url(request: Request) -> Response:
     return JSONResponse({"error": f"invalid request {request.url}"}, 400)
 
 
+async def redirect(request: Request) -> Response:
+    return RedirectResponse(request.query_params["to"], int(request.query_params["code"]))
+
+
 async def needs_token(request: Request) -> Response:
     if request.headers.get("authorization") != "Bearer cc-1":
         return JSONResponse({"error": "invalid_token"}, 401)
@@ -104,6 +111,7 @@ APP = Starlette(
         Route("/api/quote-url", quote_url),
         Route("/token", token, methods=["POST"]),
         Route("/token/basic", token_basic_only, methods=["POST"]),
+        Route("/redirect", redirect, methods=["POST"]),
     ]
 )
 
@@ -119,7 +127,7 @@ def server() -> Iterator[str]:
 def allow_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JACKFIELD_EGRESS_ALLOWLIST", "127.0.0.1")
     STATE.clear()
-    STATE.update(hits=0, token_requests=0)
+    STATE.update(hits=0, token_requests=0, token_hits=0)
 
 
 def make(server: str, **auth: Any) -> HttpRestProvider:
@@ -553,6 +561,53 @@ async def test_connection_token_endpoint_refuses(server: str) -> None:
     assert result.details is not None and result.details["code"] == "auth_failed"
     assert "invalid_client" in result.message
     _no_secrets(result.message + repr(result.details))
+
+
+def _token_redirect(server: str, code: int) -> str:
+    """A token URL answering ``code`` to ``/token`` on another origin (same server)."""
+    elsewhere = server.replace("127.0.0.1", "localhost") + "/token"
+    return f"{server}/redirect?to={quote(elsewhere, safe='')}&code={code}"
+
+
+@pytest.mark.parametrize("code", [307, 308])
+async def test_connection_token_endpoint_redirect_is_refused_not_followed(
+    server: str, code: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JACKFIELD_EGRESS_ALLOWLIST", "127.0.0.1,localhost")
+    provider = make(
+        server,
+        mode="oauth2_client_credentials",
+        client_id="cid",
+        client_secret=CLIENT_SECRET,
+        token_url=_token_redirect(server, code),
+    )
+    result = await provider.test_connection()
+    assert not result.success
+    assert STATE["token_hits"] == 0  # before: the secret was POSTed to the other origin
+    assert f"HTTP {code}" in result.message and "redirect" in result.message
+    _no_secrets(result.message + repr(result.details))
+
+
+@pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic"])
+async def test_a_refresh_is_not_posted_on_to_where_the_token_endpoint_redirects(
+    server: str, method: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """oauth2_http's refresh and code exchange: refresh token and secret stay put."""
+    monkeypatch.setenv("JACKFIELD_EGRESS_ALLOWLIST", "127.0.0.1,localhost")
+    refresh = "rt-5f6e7d-refresh-secret"
+    with pytest.raises(AuthError) as info:
+        await call_token_endpoint(
+            _token_redirect(server, 307),
+            {"grant_type": "refresh_token", "refresh_token": refresh},
+            client_id="cid",
+            client_secret=CLIENT_SECRET,
+            auth_method=method,
+        )
+    assert STATE["token_hits"] == 0
+    assert "HTTP 307" in info.value.message
+    for text in (info.value.message, info.value.remediation or ""):
+        _no_secrets(text)
+        assert refresh not in text
 
 
 async def test_connection_unreachable() -> None:

@@ -115,7 +115,8 @@ async def flaky(request: Request) -> Response:
 
 
 async def redirect(request: Request) -> Response:
-    return RedirectResponse(request.query_params["to"], status_code=302)
+    code = int(request.query_params.get("code", "302"))
+    return RedirectResponse(request.query_params["to"], status_code=code)
 
 
 async def loop(request: Request) -> Response:
@@ -130,7 +131,7 @@ APP = Starlette(
         Route("/protected", protected),
         Route("/slow", slow),
         Route("/flaky", flaky, methods=["GET", "POST"]),
-        Route("/redirect", redirect),
+        Route("/redirect", redirect, methods=["GET", "POST"]),
         Route("/loop", loop),
     ]
 )
@@ -279,6 +280,26 @@ async def test_client_credentials_rejected_is_auth_error_without_secret(server: 
         with pytest.raises(AuthError) as info:
             await request(client, "GET", "/protected")
     assert "invalid_client" in info.value.message
+    _assert_no_secrets(info.value, CLIENT_SECRET)
+
+
+@pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic"])
+@pytest.mark.parametrize("code", [307, 308])
+async def test_a_redirecting_token_endpoint_gets_no_secret_forwarded(
+    server: str, code: int, method: str
+) -> None:
+    """Before: the form (client_secret and all) was POSTed again to the other origin."""
+    port = server.rsplit(":", 1)[1]
+    elsewhere = f"http://localhost:{port}/token"  # another origin, on the same server
+    token_url = str(httpx2.URL(f"{server}/redirect", params={"to": elsewhere, "code": code}))
+    auth = OAuth2ClientCredentials(token_url, "cid", CLIENT_SECRET, auth_method=method)
+    policy = EgressPolicy(["127.0.0.1", "localhost"])
+    async with create_client(server, auth=auth, policy=policy) as client:
+        with pytest.raises(AuthError) as info:
+            await request(client, "GET", "/protected")
+    assert STATE["token_forms"] == []  # nothing reached the other origin
+    assert f"HTTP {code}" in info.value.message
+    assert f"localhost:{port}/token" in info.value.message
     _assert_no_secrets(info.value, CLIENT_SECRET)
 
 

@@ -165,11 +165,13 @@ async def call_token_endpoint(
     """POST a grant to a token endpoint; the JSON answer, or the kernel error it means.
 
     The client authenticates with HTTP Basic (form-encoded id and secret, RFC 6749
-    §2.3.1) or in the form body (``client_secret_post``). A 400/401 answer (e.g.
+    §2.3.1) or in the form body (``client_secret_post``). A redirect is not followed
+    (it would carry the secret and the grant on): it raises ``AuthError``. A 400/401 answer (e.g.
     ``invalid_grant``) raises ``AuthError``: trying again will not help. 429 and 5xx
     raise retryable errors.
     """
     from jackfield.integration import (
+        TOKEN_REQUEST,
         create_client,
         raise_for_response,
         redact,
@@ -189,7 +191,9 @@ async def call_token_endpoint(
     secrets = [v for v in (client_secret, *form.values()) if v and len(v) >= 4]
     async with create_client(timeout=TOKEN_TIMEOUT) as client:
         with translate_transport_errors(operation):
-            response = await client.post(token_url, data=data, headers=headers)
+            response = await client.post(  # a redirect raises AuthError (never followed)
+                token_url, data=data, headers=headers, extensions={TOKEN_REQUEST: True}
+            )
     if response.status_code == 429 or response.status_code >= 500:
         raise_for_response(response, operation, secrets=secrets)
     try:

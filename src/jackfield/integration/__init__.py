@@ -3,6 +3,7 @@ translation and the egress (SSRF) guard. Imports only ``jackfield.kernel``."""
 
 from .auth import (
     AUTH_MODES,
+    TOKEN_REQUEST,
     HeaderAuth,
     OAuth2ClientCredentials,
     OAuth2RefreshingAuth,
@@ -12,6 +13,7 @@ from .auth import (
     bearer_auth,
     build_auth,
     drop_foreign_credentials,
+    refuse_token_redirect,
     url_origin,
     url_problem,
 )
@@ -36,6 +38,7 @@ __all__ = [
     "ALLOWLIST_ENV",
     "AUTH_MODES",
     "MAX_REDIRECTS",
+    "TOKEN_REQUEST",
     "EgressDeniedError",
     "EgressGuardTransport",
     "EgressPolicy",
@@ -54,6 +57,7 @@ __all__ = [
     "parse_retry_after",
     "raise_for_response",
     "redact",
+    "refuse_token_redirect",
     "request",
     "request_secrets",
     "translate_transport_errors",

@@ -42,6 +42,9 @@ DEFAULT_TOKEN_AUTH_METHOD = "client_secret_post"
 """The form body, as every client-credentials connector did before the choice existed:
 a connector stored then has no ``token_auth_method`` and must keep working."""
 CREDENTIAL_ORIGIN = "jackfield.credential_origin"
+TOKEN_REQUEST = "jackfield.token_request"
+"""Request extension marking a request to an OAuth2 token endpoint (see
+``refuse_token_redirect``)."""
 AuthFlow = Generator[httpx2.Request, httpx2.Response, None]
 
 
@@ -95,6 +98,30 @@ async def drop_foreign_credentials(request: httpx2.Request) -> None:
     if origin is not None and origin != _origin(request.url):
         for name in request.extensions.get(CREDENTIAL_HEADERS, ()):
             request.headers.pop(name, None)
+
+
+async def refuse_token_redirect(response: httpx2.Response) -> None:
+    """Response hook: a token endpoint that redirects is an error, never followed.
+
+    A token request carries the client secret (form body or Basic header) and grants
+    (a refresh token, an authorization code) in its body. A 307/308 would have the
+    client POST that body again to wherever the ``Location`` points, another origin
+    included; httpx2 strips only ``Authorization`` there, never the body. RFC 6749 has
+    no redirects at the token endpoint, so the fix is the configured URL.
+    """
+    request = response.request
+    if not request.extensions.get(TOKEN_REQUEST) or not response.has_redirect_location:
+        return
+    target = httpx2.URL(response.headers["Location"])
+    target = request.url.join(target) if target.is_relative_url else target
+    raise AuthError(  # host and path only: a query string may carry anything
+        f"the token endpoint {request.url.host}{request.url.path} answered "
+        f"HTTP {response.status_code} {response.reason_phrase}, a redirect to "
+        f"{target.scheme}://{target.netloc.decode('ascii')}{target.path}; token requests "
+        "do not follow redirects (they would send the client secret on)",
+        operation="oauth2_token",
+        remediation="Set the token URL to the token endpoint's own address.",
+    )
 
 
 class HeaderAuth(httpx2.Auth):
@@ -184,13 +211,11 @@ class OAuth2ClientCredentials(httpx2.Auth):
             form["scope"] = " ".join(self.scopes)
         if "User-Agent" in original.headers:
             headers["User-Agent"] = original.headers["User-Agent"]
-        timeout = original.extensions.get("timeout")
+        extensions: dict[str, Any] = {TOKEN_REQUEST: True}
+        if (timeout := original.extensions.get("timeout")) is not None:
+            extensions["timeout"] = timeout
         return httpx2.Request(
-            "POST",
-            self.token_url,
-            data=form,
-            headers=headers,
-            extensions={"timeout": timeout} if timeout is not None else None,
+            "POST", self.token_url, data=form, headers=headers, extensions=extensions
         )
 
     def _store(self, response: httpx2.Response) -> None:

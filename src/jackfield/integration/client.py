@@ -2,9 +2,9 @@
 
 Every HTTP-family connector should build its client here so that all of them share the
 same guard rails: the egress guard on every request and redirect hop, bounded
-redirects, timeouts, an identifying User-Agent, no environment proxies or ``.netrc``
-(both would bypass or override what the connector config says), and kernel errors
-instead of httpx2 exceptions.
+redirects (none for OAuth2 token requests), timeouts, an identifying User-Agent, no
+environment proxies or ``.netrc`` (both would bypass or override what the connector
+config says), and kernel errors instead of httpx2 exceptions.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import httpx2
 
 from jackfield.kernel.errors import ConnectionFailedError, RateLimitedError, TransientError
 
-from .auth import drop_foreign_credentials
+from .auth import drop_foreign_credentials, refuse_token_redirect
 from .egress import EgressGuardTransport, EgressPolicy
 from .errors import raise_for_response, translate_transport_errors
 
@@ -58,7 +58,7 @@ def create_client(
         max_redirects=MAX_REDIRECTS,
         transport=transport,
         trust_env=False,
-        event_hooks={"request": [drop_foreign_credentials]},
+        event_hooks={"request": [drop_foreign_credentials], "response": [refuse_token_redirect]},
     )
 
 
