@@ -227,6 +227,26 @@ async def test_custom_credential_header_dropped_on_cross_origin_redirect(server:
     assert "x-api-key" not in other.json()["headers"]
 
 
+async def test_query_key_follows_a_same_origin_redirect_only(server: str) -> None:
+    """Before: a same-origin redirect (an API adding a trailing slash) lost a query-string
+    key, while a header key was carried over; the API then answered 401."""
+    port = server.rsplit(":", 1)[1]
+    auth = build_auth(
+        {"mode": "api_key", "api_key": API_KEY, "api_key_in": "query", "api_key_param": "k"}
+    )
+    policy = EgressPolicy(["127.0.0.1", "localhost"])
+    other = f"http://localhost:{port}/echo"
+    async with create_client(server, auth=auth, policy=policy) as client:
+        same = await request(client, "GET", "/redirect", params={"to": "/echo?page=2"})
+        away = await request(client, "GET", "/redirect", params={"to": other})
+        quoted = await request(  # a Location quoting the key to another origin
+            client, "GET", "/redirect", params={"to": f"{other}?k={API_KEY}&page=2"}
+        )
+    assert same.json()["query"] == {"page": "2", "k": API_KEY}
+    assert away.json()["query"] == {}
+    assert quoted.json()["query"] == {"page": "2"}
+
+
 class Clock:
     def __init__(self) -> None:
         self.now = 1000.0

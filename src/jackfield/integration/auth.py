@@ -42,6 +42,7 @@ DEFAULT_TOKEN_AUTH_METHOD = "client_secret_post"
 """The form body, as every client-credentials connector did before the choice existed:
 a connector stored then has no ``token_auth_method`` and must keep working."""
 CREDENTIAL_ORIGIN = "jackfield.credential_origin"
+_CREDENTIAL_QUERY = "jackfield.credential_query"  # (name, value) pairs of a query-string key
 TOKEN_REQUEST = "jackfield.token_request"
 """Request extension marking a request to an OAuth2 token endpoint (see
 ``refuse_token_redirect``)."""
@@ -93,11 +94,28 @@ def _mark_credential_header(request: httpx2.Request, name: str) -> None:
 
 
 async def drop_foreign_credentials(request: httpx2.Request) -> None:
-    """Request hook: strip credential headers from a redirect hop to another origin."""
+    """Request hook, run for every redirect hop: credentials go to their own origin only.
+
+    To another origin, the credential headers are stripped (httpx2 would carry them on),
+    and so is a query-string key should the ``Location`` quote it. On the same origin,
+    a query-string key is put back: the redirect's ``Location`` replaces the whole query
+    string, while headers are carried over, so a key in the query string was lost where
+    one in a header was kept (an API redirecting to add a trailing slash answered 401).
+    """
     origin = request.extensions.get(CREDENTIAL_ORIGIN)
-    if origin is not None and origin != _origin(request.url):
-        for name in request.extensions.get(CREDENTIAL_HEADERS, ()):
-            request.headers.pop(name, None)
+    if origin is None:
+        return
+    query: tuple[tuple[str, str], ...] = request.extensions.get(_CREDENTIAL_QUERY, ())
+    if origin == _origin(request.url):
+        for name, value in query:
+            if request.url.params.get(name) != value:
+                request.url = request.url.copy_set_param(name, value)
+        return
+    for name in request.extensions.get(CREDENTIAL_HEADERS, ()):
+        request.headers.pop(name, None)
+    for name, value in query:
+        if value in request.url.params.get_list(name):
+            request.url = request.url.copy_remove_param(name)
 
 
 async def refuse_token_redirect(response: httpx2.Response) -> None:
@@ -152,6 +170,9 @@ class QueryParamAuth(httpx2.Auth):
         request.url = request.url.copy_set_param(self.param, self._value)
         names = tuple(request.extensions.get(CREDENTIAL_PARAMS, ()))
         request.extensions[CREDENTIAL_PARAMS] = (*names, self.param)
+        # for drop_foreign_credentials: put back on same-origin redirects, else dropped
+        request.extensions[CREDENTIAL_ORIGIN] = _origin(request.url)
+        request.extensions[_CREDENTIAL_QUERY] = ((self.param, self._value),)
         yield request
 
 
