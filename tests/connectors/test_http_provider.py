@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from jackfield.connectors.http import HttpRestProvider
@@ -31,6 +33,7 @@ from jackfield.kernel import (
     Retry,
     RetryClass,
     Tier,
+    TransientError,
     connector_registry,
 )
 from jackfield.testing import LiveServer
@@ -96,6 +99,17 @@ async def redirect(request: Request) -> Response:
     return RedirectResponse(request.query_params["to"], int(request.query_params["code"]))
 
 
+async def drip(request: Request) -> Response:
+    """40 bytes, one every 0.1 s: each read is quick, the whole response is slow."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(40):
+            yield b"x"
+            await asyncio.sleep(0.1)
+
+    return StreamingResponse(body())
+
+
 async def needs_token(request: Request) -> Response:
     if request.headers.get("authorization") != "Bearer cc-1":
         return JSONResponse({"error": "invalid_token"}, 401)
@@ -112,6 +126,7 @@ APP = Starlette(
         Route("/token", token, methods=["POST"]),
         Route("/token/basic", token_basic_only, methods=["POST"]),
         Route("/redirect", redirect, methods=["POST"]),
+        Route("/api/drip", drip, methods=["POST"]),
     ]
 )
 
@@ -475,6 +490,34 @@ async def test_deliver_unavailable_carries_retry_after(server: str) -> None:
     assert isinstance(outcome, Retry)
     assert outcome.retry_class is RetryClass.TRANSIENT
     assert outcome.retry_after == 42.0
+
+
+async def test_a_dripping_server_is_cut_off_at_timeout_seconds(server: str) -> None:
+    """Before: timeout_seconds bounded each read only; a server sending a byte every
+    0.1 s held the delivery for the whole response (in the audit: 1 byte/s for 120 s
+    against timeout_seconds=3 outlived the outbox lease, and was sent again)."""
+    provider = HttpRestProvider.from_config({"base_url": f"{server}/api", "timeout_seconds": 1})
+    started = time.monotonic()
+    outcome = await provider.deliver(envelope({"method": "POST", "path": "drip"}))
+    assert time.monotonic() - started < 2.5
+    assert isinstance(outcome, Retry) and outcome.retry_class == RetryClass.TRANSIENT
+    assert "no complete answer within 1 s" in outcome.message
+
+
+async def test_a_dripping_token_endpoint_is_cut_off_at_the_token_timeout(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """oauth2_http's code exchange and refresh: before, 15 s bounded each read only."""
+    monkeypatch.setattr("jackfield.connectors.oauth2_http.TOKEN_TIMEOUT", 0.5)
+    started = time.monotonic()
+    with pytest.raises(TransientError, match=r"no complete answer within 0\.5 s"):
+        await call_token_endpoint(
+            f"{server}/api/drip",
+            {"grant_type": "refresh_token", "refresh_token": "rt-1234"},
+            client_id="cid",
+            client_secret=CLIENT_SECRET,
+        )
+    assert time.monotonic() - started < 2.0
 
 
 async def test_deliver_unreachable_is_retry() -> None:

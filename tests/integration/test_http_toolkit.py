@@ -7,7 +7,7 @@ import base64
 import socket
 import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -17,7 +17,7 @@ import httpx2
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 import jackfield.integration as integration
@@ -114,6 +114,17 @@ async def flaky(request: Request) -> Response:
     return JSONResponse({"ok": True, "attempts": STATE["flaky"]})
 
 
+async def drip(request: Request) -> Response:
+    """30 bytes, one every 0.1 s: each read is quick, the whole response is slow."""
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(30):
+            yield b"x"
+            await asyncio.sleep(0.1)
+
+    return StreamingResponse(body())
+
+
 async def redirect(request: Request) -> Response:
     code = int(request.query_params.get("code", "302"))
     return RedirectResponse(request.query_params["to"], status_code=code)
@@ -130,6 +141,7 @@ APP = Starlette(
         Route("/token", token, methods=["POST"]),
         Route("/protected", protected),
         Route("/slow", slow),
+        Route("/drip", drip),
         Route("/flaky", flaky, methods=["GET", "POST"]),
         Route("/redirect", redirect, methods=["GET", "POST"]),
         Route("/loop", loop),
@@ -476,7 +488,18 @@ async def test_read_timeout_is_transient(server: str) -> None:
     async with create_client(server, timeout=0.2) as client:
         with pytest.raises(TransientError) as info:
             await request(client, "GET", "/slow")
-    assert isinstance(info.value.__cause__, httpx2.TimeoutException)
+    assert "timed out waiting for 127.0.0.1" in info.value.message
+
+
+async def test_the_timeout_bounds_the_whole_request_not_each_read(server: str) -> None:
+    """A byte every 0.1 s for 3 s never trips a 0.5 s read timeout: before, the request
+    took the whole 3 s (in an outbox delivery: until the lease ran out)."""
+    started = asyncio.get_running_loop().time()
+    async with create_client(server, timeout=0.5) as client:
+        with pytest.raises(TransientError) as info:
+            await request(client, "GET", "/drip")
+    assert asyncio.get_running_loop().time() - started < 1.5
+    assert "no complete answer within 0.5 s" in info.value.message
 
 
 @pytest.fixture

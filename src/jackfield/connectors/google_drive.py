@@ -197,14 +197,13 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
 
         Every call allows shared drives, so ``folder_id`` may be a shared drive's folder.
         """
-        from jackfield.integration import raise_for_response, translate_transport_errors
+        from jackfield.integration import exchange, raise_for_response
 
         params = {**kwargs.pop("params", {}), "supportsAllDrives": "true"}
         if "q" in params:
             params["includeItemsFromAllDrives"] = "true"
         kwargs["params"] = params
-        with translate_transport_errors(operation):
-            response = await client.request(method, url, **kwargs)
+        response = await exchange(client, method, url, operation=operation, **kwargs)
         if response.status_code == 404:
             raise ConnectorNotFoundError(f"{operation}: no such object", operation=operation)
         raise_for_response(response, operation)

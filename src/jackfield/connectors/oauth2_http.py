@@ -173,9 +173,9 @@ async def call_token_endpoint(
     from jackfield.integration import (
         TOKEN_REQUEST,
         create_client,
+        exchange,
         raise_for_response,
         redact,
-        translate_transport_errors,
     )
 
     operation = "oauth2_token"
@@ -190,10 +190,15 @@ async def call_token_endpoint(
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     secrets = [v for v in (client_secret, *form.values()) if v and len(v) >= 4]
     async with create_client(timeout=TOKEN_TIMEOUT) as client:
-        with translate_transport_errors(operation):
-            response = await client.post(  # a redirect raises AuthError (never followed)
-                token_url, data=data, headers=headers, extensions={TOKEN_REQUEST: True}
-            )
+        response = await exchange(  # within TOKEN_TIMEOUT in all; a redirect: AuthError
+            client,
+            "POST",
+            token_url,
+            operation=operation,
+            data=data,
+            headers=headers,
+            extensions={TOKEN_REQUEST: True},
+        )
     if response.status_code == 429 or response.status_code >= 500:
         raise_for_response(response, operation, secrets=secrets)
     try:

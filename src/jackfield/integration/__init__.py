@@ -17,7 +17,7 @@ from .auth import (
     url_origin,
     url_problem,
 )
-from .client import MAX_REDIRECTS, create_client, request, user_agent
+from .client import MAX_REDIRECTS, create_client, exchange, request, user_agent
 from .egress import (
     ALLOWLIST_ENV,
     EgressDeniedError,
@@ -54,6 +54,7 @@ __all__ = [
     "classify",
     "create_client",
     "drop_foreign_credentials",
+    "exchange",
     "parse_retry_after",
     "raise_for_response",
     "redact",

@@ -62,6 +62,46 @@ def create_client(
     )
 
 
+def _deadline(client: httpx2.AsyncClient, timeout: Any = None) -> float | None:
+    """Seconds one exchange may take in all: the longest of the timeout's parts.
+
+    httpx2's timeouts bound each connect, write and *read*, not the request: a server
+    sending a byte a second never trips a 3 s read timeout, and the request would run
+    until the outbox lease ran out (and the message was claimed and sent again).
+    """
+    limits = client.timeout if timeout is None else httpx2.Timeout(timeout)
+    parts = [p for p in (limits.connect, limits.read, limits.write, limits.pool) if p]
+    return max(parts) if parts else None
+
+
+async def exchange(
+    client: httpx2.AsyncClient,
+    method: str,
+    url: str | httpx2.URL,
+    *,
+    operation: str = "request",
+    **kwargs: Any,
+) -> httpx2.Response:
+    """One request and its whole response within the client's timeout (``_deadline``),
+    transport errors translated; the status is the caller's to judge (``request`` does
+    it with ``raise_for_response``, a provider may first map e.g. 404 its own way)."""
+    deadline = _deadline(client, kwargs.get("timeout"))
+    try:
+        async with asyncio.timeout(deadline):
+            with translate_transport_errors(operation):
+                return await client.request(method, url, **kwargs)
+    except TimeoutError as exc:
+        if deadline is None:
+            raise
+        host = client.base_url.join(url).host or "the remote system"
+        raise TransientError(
+            f"timed out waiting for {host}: no complete answer within {deadline:g} s",
+            operation=operation,
+            remediation="The remote system is slow; the request is retried later, or raise "
+            "the connector's timeout.",
+        ) from exc
+
+
 def _retry_delay(exc: Exception, attempt: int) -> float:
     if isinstance(exc, RateLimitedError | TransientError) and exc.retry_after is not None:
         return exc.retry_after
@@ -80,6 +120,9 @@ async def request(
 ) -> httpx2.Response:
     """Send a request and return the response, or raise the matching kernel error.
 
+    The client's timeout bounds each attempt as a whole (connect, send, every read),
+    not only each read (see ``_deadline``); running out of it raises ``TransientError``.
+
     ``retries`` extra attempts are made only for idempotent methods and retryable errors
     (transient, connection failed, rate limited), waiting ``Retry-After`` when given; a
     wait longer than ``max_retry_wait`` is left to the caller (the outbox retries too).
@@ -88,8 +131,7 @@ async def request(
     attempt = 0
     while True:
         try:
-            with translate_transport_errors(operation):
-                response = await client.request(method, url, **kwargs)
+            response = await exchange(client, method, url, operation=operation, **kwargs)
             raise_for_response(response, operation)
             return response
         except (TransientError, ConnectionFailedError, RateLimitedError) as exc:
