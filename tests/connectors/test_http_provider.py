@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import quote, unquote_plus
@@ -19,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from jackfield.connectors.http import HttpRestProvider
+from jackfield.connectors.http import MAX_RESPONSE_BYTES, HttpRestProvider
 from jackfield.connectors.oauth2_http import call_token_endpoint
 from jackfield.kernel import (
     AuthError,
@@ -36,6 +37,7 @@ from jackfield.kernel import (
     TransientError,
     connector_registry,
 )
+from jackfield.kernel.categories.http import RESULT_BODY_LIMIT
 from jackfield.testing import LiveServer
 
 API_KEY = "key-51d0c3-very-secret"
@@ -110,6 +112,17 @@ async def drip(request: Request) -> Response:
     return StreamingResponse(body())
 
 
+async def huge(request: Request) -> Response:
+    """``?mb=N`` megabytes of ``a``, streamed."""
+    mb = int(request.query_params["mb"])
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(mb * 16):
+            yield b"a" * (64 * 1024)
+
+    return StreamingResponse(body(), headers={"Content-Length": str(mb * 1024 * 1024)})
+
+
 async def needs_token(request: Request) -> Response:
     if request.headers.get("authorization") != "Bearer cc-1":
         return JSONResponse({"error": "invalid_token"}, 401)
@@ -127,6 +140,7 @@ APP = Starlette(
         Route("/token/basic", token_basic_only, methods=["POST"]),
         Route("/redirect", redirect, methods=["POST"]),
         Route("/api/drip", drip, methods=["POST"]),
+        Route("/api/huge", huge, methods=["GET", "POST"]),
     ]
 )
 
@@ -518,6 +532,30 @@ async def test_a_dripping_token_endpoint_is_cut_off_at_the_token_timeout(
             client_secret=CLIENT_SECRET,
         )
     assert time.monotonic() - started < 2.0
+
+
+async def test_a_huge_response_is_read_up_to_the_cap_and_flagged_truncated(server: str) -> None:
+    """Before: the whole body was read into memory (100 MB: +225 MB RSS) to keep 64 KiB
+    of it, and nothing said the result's body was cut."""
+    provider = make(server)
+    outcome = await provider.deliver(envelope({"method": "POST", "path": "huge?mb=64"}))
+    assert isinstance(outcome, Delivered)
+    assert outcome.result["status"] == 200
+    assert outcome.result["truncated"] is True
+    assert len(outcome.result["body"]) == RESULT_BODY_LIMIT
+    tracemalloc.start()
+    try:
+        response = await provider.request(HttpRequest("GET", "huge", params={"mb": "64"}))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert response.truncated and len(response.body) == MAX_RESPONSE_BYTES
+    assert peak < 16 * 1024 * 1024  # reading stopped at the cap (before: > 64 MB)
+
+
+async def test_a_short_response_is_not_flagged_truncated(server: str) -> None:
+    outcome = await make(server).deliver(envelope({"path": "echo"}))
+    assert isinstance(outcome, Delivered) and outcome.result["truncated"] is False
 
 
 async def test_deliver_unreachable_is_retry() -> None:

@@ -125,6 +125,18 @@ async def drip(request: Request) -> Response:
     return StreamingResponse(body())
 
 
+async def big(request: Request) -> Response:
+    """``?kb=N`` kilobytes, streamed (``?status=`` to answer an error with them)."""
+    kb = int(request.query_params["kb"])
+    code = int(request.query_params.get("status", "200"))
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(kb):
+            yield b"b" * 1024
+
+    return StreamingResponse(body(), status_code=code)
+
+
 async def redirect(request: Request) -> Response:
     code = int(request.query_params.get("code", "302"))
     return RedirectResponse(request.query_params["to"], status_code=code)
@@ -142,6 +154,7 @@ APP = Starlette(
         Route("/protected", protected),
         Route("/slow", slow),
         Route("/drip", drip),
+        Route("/big", big),
         Route("/flaky", flaky, methods=["GET", "POST"]),
         Route("/redirect", redirect, methods=["GET", "POST"]),
         Route("/loop", loop),
@@ -534,6 +547,20 @@ async def test_a_connection_reset_mid_response_says_what_happened(resetting_serv
     assert "closed by the server mid-response" in message
     assert "Connection reset by peer" in message
     assert not message.rstrip().endswith(":")
+
+
+async def test_a_body_over_the_cap_is_a_clear_permanent_error(server: str) -> None:
+    async with create_client(server) as client:
+        ok = await request(client, "GET", "/big", params={"kb": "64"}, max_body=64 * 1024)
+        with pytest.raises(PermanentError, match=r"larger than 65536 bytes"):
+            await request(client, "GET", "/big", params={"kb": "65"}, max_body=64 * 1024)
+        cut = await request(
+            client, "GET", "/big", params={"kb": "65"}, max_body=64 * 1024, truncate=True
+        )
+        with pytest.raises(PermanentError, match="HTTP 400"):  # the status, not the size
+            await request(client, "GET", "/big", params={"kb": "65", "status": "400"}, max_body=1)
+    assert len(ok.content) == 64 * 1024 and not ok.extensions.get(integration.BODY_TRUNCATED)
+    assert len(cut.content) == 64 * 1024 and cut.extensions[integration.BODY_TRUNCATED]
 
 
 async def test_redirect_loop_is_permanent(server: str) -> None:

@@ -29,6 +29,11 @@ AUTH_MODES = (
     "oauth2_authorization_code",
 )
 
+MAX_RESPONSE_BYTES = 1024 * 1024
+"""How much of a response body ``request`` reads (1 MiB); the rest is not read. A
+delivery result keeps 64 KiB of it (``RESULT_BODY_LIMIT``); the body is streamed, so a
+huge answer costs no more memory than this (a 400 MB one took ~1 GB before)."""
+
 _SCHEMA = [
     ConfigField(
         "base_url", "Base URL", required=True, help="e.g. https://api.example.com/v1", origin=True
@@ -78,6 +83,11 @@ class HttpRestProvider(HttpProvider):
 
     ``path`` is relative to ``base_url``; an absolute URL is refused so a payload cannot
     send the configured credentials to another host.
+
+    A body longer than ``MAX_RESPONSE_BYTES`` is cut there and the response (and the
+    delivery result) says ``truncated``, rather than failing: the request was carried
+    out (a POST did its work), so a dead message -- and a replay that would do it
+    again -- would be worse than an answer that says it is incomplete.
     """
 
     provider_type: ClassVar[str] = "http"
@@ -158,8 +168,8 @@ class HttpRestProvider(HttpProvider):
     async def request(self, request: HttpRequest) -> HttpResponse:
         import httpx2
 
+        from jackfield.integration import BODY_TRUNCATED, request_secrets
         from jackfield.integration import request as send
-        from jackfield.integration import request_secrets
 
         if not _is_relative(request.path):
             raise ConnectorConfigError(
@@ -174,12 +184,15 @@ class HttpRestProvider(HttpProvider):
         elif request.body is not None:
             kwargs["content"] = request.body
         async with self._session() as client:
-            response = await send(client, request.method, url, **kwargs)
+            response = await send(
+                client, request.method, url, max_body=MAX_RESPONSE_BYTES, truncate=True, **kwargs
+            )
         return HttpResponse(
             status=response.status_code,
             headers=dict(response.headers),
             body=response.content,
             credentials=frozenset(request_secrets(response.request)),
+            truncated=bool(response.extensions.get(BODY_TRUNCATED)),
         )
 
     async def test_connection(self) -> ConnectionTestResult:

@@ -17,7 +17,15 @@ from .auth import (
     url_origin,
     url_problem,
 )
-from .client import MAX_REDIRECTS, create_client, exchange, request, user_agent
+from .client import (
+    BODY_TRUNCATED,
+    DEFAULT_MAX_BODY,
+    MAX_REDIRECTS,
+    create_client,
+    exchange,
+    request,
+    user_agent,
+)
 from .egress import (
     ALLOWLIST_ENV,
     EgressDeniedError,
@@ -37,6 +45,8 @@ from .errors import (
 __all__ = [
     "ALLOWLIST_ENV",
     "AUTH_MODES",
+    "BODY_TRUNCATED",
+    "DEFAULT_MAX_BODY",
     "MAX_REDIRECTS",
     "TOKEN_REQUEST",
     "EgressDeniedError",

@@ -15,7 +15,12 @@ from typing import Any
 
 import httpx2
 
-from jackfield.kernel.errors import ConnectionFailedError, RateLimitedError, TransientError
+from jackfield.kernel.errors import (
+    ConnectionFailedError,
+    PermanentError,
+    RateLimitedError,
+    TransientError,
+)
 
 from .auth import drop_foreign_credentials, refuse_token_redirect
 from .egress import EgressGuardTransport, EgressPolicy
@@ -23,6 +28,11 @@ from .errors import raise_for_response, translate_transport_errors
 
 MAX_REDIRECTS = 5
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+"""How much of a response body ``request`` reads by default (decoded bytes). The body
+is streamed and reading stops there: a 400 MB answer once took ~1 GB of memory."""
+BODY_TRUNCATED = "jackfield.body_truncated"
+"""Response extension set to ``True`` when ``truncate=True`` cut the body at the cap."""
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
 
@@ -80,16 +90,28 @@ async def exchange(
     url: str | httpx2.URL,
     *,
     operation: str = "request",
+    max_body: int | None = None,
+    truncate: bool = False,
     **kwargs: Any,
 ) -> httpx2.Response:
     """One request and its whole response within the client's timeout (``_deadline``),
     transport errors translated; the status is the caller's to judge (``request`` does
-    it with ``raise_for_response``, a provider may first map e.g. 404 its own way)."""
+    it with ``raise_for_response``, a provider may first map e.g. 404 its own way).
+
+    With ``max_body`` the body is streamed and read up to that many bytes: more raises
+    ``PermanentError`` (the same request would get the same answer), or with
+    ``truncate`` keeps the first ``max_body`` bytes and sets ``BODY_TRUNCATED``. An
+    error status is always truncated: its body only feeds a short excerpt.
+    """
     deadline = _deadline(client, kwargs.get("timeout"))
     try:
         async with asyncio.timeout(deadline):
             with translate_transport_errors(operation):
-                return await client.request(method, url, **kwargs)
+                if max_body is None:
+                    return await client.request(method, url, **kwargs)
+                async with client.stream(method, url, **kwargs) as response:
+                    await _read_capped(response, max_body, truncate, operation)
+                return response
     except TimeoutError as exc:
         if deadline is None:
             raise
@@ -100,6 +122,31 @@ async def exchange(
             remediation="The remote system is slow; the request is retried later, or raise "
             "the connector's timeout.",
         ) from exc
+
+
+async def _read_capped(
+    response: httpx2.Response, limit: int, truncate: bool, operation: str
+) -> None:
+    """Read at most ``limit`` bytes of the (decoded) body into ``response.content``."""
+    truncate = truncate or response.status_code >= 400
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        if size + len(chunk) > limit:
+            if not truncate:
+                raise PermanentError(
+                    f"{operation}: the response from {response.request.url.host} is larger "
+                    f"than {limit} bytes; it was not read further",
+                    operation=operation,
+                    remediation="Ask the API for less (paging, filters, a range).",
+                )
+            chunks.append(chunk[: limit - size])
+            response.extensions[BODY_TRUNCATED] = True
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    # what ``Response.aread`` sets; the rest of the stream is left unread and closed
+    response._content = b"".join(chunks)
 
 
 def _retry_delay(exc: Exception, attempt: int) -> float:
@@ -116,12 +163,15 @@ async def request(
     operation: str = "request",
     retries: int = 0,
     max_retry_wait: float = 30.0,
+    max_body: int | None = DEFAULT_MAX_BODY,
+    truncate: bool = False,
     **kwargs: Any,
 ) -> httpx2.Response:
     """Send a request and return the response, or raise the matching kernel error.
 
     The client's timeout bounds each attempt as a whole (connect, send, every read),
     not only each read (see ``_deadline``); running out of it raises ``TransientError``.
+    At most ``max_body`` bytes of the body are read (see ``exchange``); ``None``: all.
 
     ``retries`` extra attempts are made only for idempotent methods and retryable errors
     (transient, connection failed, rate limited), waiting ``Retry-After`` when given; a
@@ -131,7 +181,15 @@ async def request(
     attempt = 0
     while True:
         try:
-            response = await exchange(client, method, url, operation=operation, **kwargs)
+            response = await exchange(
+                client,
+                method,
+                url,
+                operation=operation,
+                max_body=max_body,
+                truncate=truncate,
+                **kwargs,
+            )
             raise_for_response(response, operation)
             return response
         except (TransientError, ConnectionFailedError, RateLimitedError) as exc:

@@ -50,6 +50,8 @@ class HttpResponse:
     headers: dict[str, str]
     body: bytes
     credentials: frozenset[str] = field(default=frozenset(), repr=False)
+    truncated: bool = False
+    """The server sent more than ``body`` holds (the provider stopped reading)."""
 
     def json(self) -> Any:
         import json
@@ -73,8 +75,11 @@ class HttpProvider(ConnectorProvider):
         # a little more than the limit, so that a credential cut at the limit is masked
         body = response.body[: RESULT_BODY_LIMIT + 1024].decode("utf-8", "replace")
         secrets = response.credentials
+        masked = mask_secrets(body, secrets)
         return {
             "status": response.status,
             "headers": {k: mask_secrets(v, secrets) for k, v in response.headers.items()},
-            "body": mask_secrets(body, secrets)[:RESULT_BODY_LIMIT],
+            "body": masked[:RESULT_BODY_LIMIT],
+            # the body above is not the whole answer (it used to be cut without a word)
+            "truncated": response.truncated or len(masked) > RESULT_BODY_LIMIT,
         }
