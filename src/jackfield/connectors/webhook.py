@@ -104,6 +104,9 @@ class WebhookProvider(HttpProvider, WebhookSource):
     verify_inline: ClassVar[bool] = True
     """Verification is bounded CPU work (an HMAC and a JSON parse, no I/O): the ingress
     may run it on the event loop for small bodies instead of paying a thread hop."""
+    events_checked: ClassVar[bool] = True
+    """``parse_webhook`` checks the id and type itself, and the body (a JSON object, its
+    depth and Unicode, at most 1 MiB) bounds the payload: the ingress need not."""
 
     @classmethod
     def config_schema(cls) -> list[ConfigField]:

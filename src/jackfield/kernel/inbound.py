@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from .payloads import PayloadError, check_nesting, json_text
 
@@ -111,6 +111,12 @@ class ReceivedEvent:
 
 class WebhookSource(ABC):
     """Verify and parse a raw webhook request (``AuthError`` when verification fails)."""
+
+    events_checked: ClassVar[bool] = False
+    """Whether ``parse_webhook`` itself only returns events the inbox can store (a list of
+    ``InboundEvent`` for which ``event_problem`` finds nothing). Left ``False``, the
+    ingress checks every event, a few microseconds each; a provider that already bounds
+    them (the built-in ``webhook``: its ids, types and body size) spares its hot path."""
 
     @abstractmethod
     def parse_webhook(self, request: WebhookRequest) -> list[InboundEvent]: ...

@@ -4,7 +4,8 @@ Every source (webhook, polling, subscription, the echo loopback) stages its even
 inside the caller's transaction, so they commit together with whatever else that
 transaction records (a cursor, a delivered state). Duplicates by
 ``(connector_id, event_id)`` are skipped, not errors. All write set-based at the driver
-level: ``add_events`` (polling and subscription units, which check each event first),
+level: ``add_events`` (polling and subscription units, which check each event first
+with ``checked_events``, as the webhook ingress does),
 ``insert_event_batches`` (the outbox's loopback, in its ack) and ``add_event_batches``
 (webhook groups).
 """
@@ -31,6 +32,8 @@ from ..store.models_inbound import InboxEvent
 class InvalidEventError(ConnectorError):
     """A source produced an event the inbox cannot store (a provider's bug)."""
 
+    code = "invalid_event"
+
     default_remediation = (
         f"Fix the provider: every event needs a text event_id (1-{MAX_EVENT_ID} "
         f"characters) and event_type (1-{MAX_EVENT_TYPE}), and a dict payload."
@@ -51,18 +54,27 @@ def add_events(
     anything is staged: its batch then commits nothing (no cursor moves, no broker ack),
     so nothing is lost, and the unit's crash shows the operator what is wrong.
     """
-    batch = list(events)
-    for number, event in enumerate(batch, 1):
+    batch = checked_events(list(events), source)
+    if not batch:
+        return 0
+    return insert_event_batches(session, [(connector_id, organization_id, batch)], source)
+
+
+def checked_events(events: object, source: str) -> list[InboundEvent]:
+    """``events`` (a list or tuple a source returned) as a list, once each event passed
+    ``event_problem``; else ``InvalidEventError`` naming the first that did not. The same
+    check for every source, so what one path refuses no other path stores."""
+    if not isinstance(events, list | tuple):
+        raise InvalidEventError(f"{source} events must be a list, not {type(events).__name__}")
+    for number, event in enumerate(events, 1):
         problem = event_problem(event)
         if problem is not None:
             label = getattr(event, "event_id", None)
             named = f" ({label[:60]!r})" if isinstance(label, str) else ""
             raise InvalidEventError(
-                f"{source} event {number} of {len(batch)}{named} cannot be stored: {problem}"
+                f"{source} event {number} of {len(events)}{named} cannot be stored: {problem}"
             )
-    if not batch:
-        return 0
-    return insert_event_batches(session, [(connector_id, organization_id, batch)], source)
+    return list(events)
 
 
 # -- set-based: many events in a few statements, at the driver level (``store.bulk``) ----

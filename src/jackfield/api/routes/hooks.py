@@ -4,7 +4,10 @@ provider verifies the raw request. 2xx only after the events are committed.
 Answers: 200 ``{"accepted": n, "duplicates": m}`` (a repeated event id is a success,
 stored once); 401 when verification fails; 404 for an unknown, disabled or non-webhook
 connector (indistinguishable); 413 for a body over 1 MiB; 400 for a malformed body;
-503 with ``Retry-After`` when the connector changed while the request was verified.
+503 with ``Retry-After`` when the connector changed while the request was verified; 500
+``invalid_event`` when the connector's provider returned an event the inbox cannot store
+(the provider's bug, not the sender's: the sender retries until it is fixed, and the
+log says what is wrong).
 
 The fast path: once the app has started, ``POST /hooks/*`` is dispatched in front of
 the app's middleware stack (sessions, API body limits, exception wrappers, routing).
@@ -35,6 +38,7 @@ from ...kernel.inbound import WebhookRequest
 from ...kernel.redaction import get_logger
 from ...runtime import heap
 from ...runtime.inbound.webhook import WebhookIngress, no_webhook_endpoint
+from ...runtime.inbox import InvalidEventError
 from ...secrets.redaction import NO_ORGANIZATION
 from ..errors import error_body, status_for
 from ..schemas import ErrorResponse
@@ -74,6 +78,7 @@ _CONNECTOR_ID_PARAM = {
             401: "verification failed",
             404: "unknown, disabled or not a webhook connector",
             413: "body over 1 MiB",
+            500: "the connector's provider returned an event that cannot be stored",
             503: "the connector changed meanwhile: send it again (Retry-After)",
         }.items()
     },
@@ -114,7 +119,9 @@ async def _receive(
         return _json_answer(413, body_, close=True)
     except JackfieldError as exc:
         status = _status_for(exc)
-        if status >= 500:
+        if isinstance(exc, InvalidEventError):
+            log.error("webhook for %s refused (500, nothing stored): %s", connector_id, exc)
+        elif status >= 500:
             log.error("webhook for %s failed: %s", connector_id, exc)
         # the sender is of no organization: mask the connector's secrets, never others'
         # (masking every organization's would tell an anonymous caller which guess is one)
@@ -129,9 +136,13 @@ async def _receive(
 
 def _status_for(exc: JackfieldError) -> int:
     """The API's status, but a sender's view: ``AuthError`` (a ``ConnectorError``, 400
-    elsewhere) means "not verified", and a ``TransientError`` asks it to retry."""
+    elsewhere) means "not verified", a ``TransientError`` asks it to retry, and an
+    ``InvalidEventError`` is the receiving provider's fault: a 4xx would make the
+    sender drop an event it sent correctly."""
     if isinstance(exc, AuthError):
         return 401
+    if isinstance(exc, InvalidEventError):
+        return 500
     return 503 if isinstance(exc, TransientError) else status_for(exc)
 
 

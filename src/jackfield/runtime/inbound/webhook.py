@@ -48,7 +48,7 @@ from ...kernel.errors import (
 from ...kernel.inbound import InboundEvent, WebhookRequest, WebhookSource
 from ...store import Connector
 from ...store.bulk import DriverCursor, DriverValues, placeholders
-from ..inbox import add_event_batches
+from ..inbox import InvalidEventError, add_event_batches, checked_events
 
 INLINE_BODY_LIMIT = 64 * 1024
 """Bodies up to this size are verified on the event loop when the provider allows it."""
@@ -74,6 +74,8 @@ class _Target:
     loaded_at: float
     inline: bool
     """The provider verifies with bounded CPU work: small bodies on the event loop."""
+    checked: bool
+    """The provider's events need no ``event_problem`` check (``events_checked``)."""
 
 
 @dataclass(slots=True)
@@ -127,8 +129,10 @@ class WebhookIngress:
 
         Raises ``ConnectorNotFoundError`` (unknown, disabled or not a webhook
         connector), ``AuthError`` (verification failed), ``TransientError`` (the
-        connector kept changing meanwhile) or the provider's other errors (a malformed
-        body); in every such case nothing is stored.
+        connector kept changing meanwhile), ``InvalidEventError`` (the provider returned
+        an event the inbox cannot store: its bug, so the sender is asked to retry) or
+        the provider's other errors (a malformed body); in every such case nothing is
+        stored.
         """
         for _ in range(2):
             target = self._targets.get(connector_id)  # the common case: no await
@@ -145,8 +149,9 @@ class WebhookIngress:
                     raise
                 self._targets.pop(connector_id, None)  # e.g. a new secret: verify with it
                 continue
+            events = list(events) if target.checked else _checked(target, events)
             future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
-            self._pending.append(_Pending(connector_id, target, list(events), future))
+            self._pending.append(_Pending(connector_id, target, events, future))
             if not self._flushing:
                 self._flushing = True
                 self._flush_task = asyncio.ensure_future(self._flush())
@@ -219,7 +224,9 @@ class WebhookIngress:
         provider = cls.from_config(config)
         assert isinstance(provider, WebhookSource)
         inline = bool(getattr(provider, "verify_inline", False))
-        return _Target(provider, row.organization_id, row.updated_at, time.monotonic(), inline)
+        checked = bool(provider.events_checked)
+        loaded = time.monotonic()
+        return _Target(provider, row.organization_id, row.updated_at, loaded, inline, checked)
 
     # -- committing ------------------------------------------------------------------------
     async def _flush(self) -> None:
@@ -267,6 +274,22 @@ class WebhookIngress:
     def _write(self, batch: list[_Pending]) -> list[IngestResult | BaseException]:
         with self.db.driver_transaction() as cursor:
             return _write_batch(batch, cursor)
+
+
+def _checked(target: _Target, events: object) -> list[InboundEvent]:
+    """The events of a provider that does not vouch for them, checked as polling's are:
+    one the inbox cannot store refuses the whole request before anything is staged (on
+    SQLite it would be stored as it is, on PostgreSQL fail the group; an empty id would
+    make every later one a "duplicate" answered 200 and lost)."""
+    try:
+        return checked_events(events, SOURCE)
+    except InvalidEventError as exc:
+        provider_type = getattr(target.provider, "provider_type", "?")
+        raise InvalidEventError(
+            f"the {provider_type!r} provider's parse_webhook: {exc.message}",
+            remediation="Send it again later: the receiving connector's provider must be"
+            " fixed (its operators' log names the problem). Nothing was stored.",
+        ) from None
 
 
 # -- the group's write ----------------------------------------------------------------
