@@ -308,6 +308,20 @@ def test_a_sender_that_switches_to_the_new_secret_at_once_is_accepted_at_once(
     assert len(stored(jf, webhook_connector)) == 2
 
 
+def test_a_second_secret_edit_within_a_second_takes_effect_at_once(
+    jf, api, admin, webhook_connector, sign, webhook_secret
+):
+    """Before, the "did the connector change?" question was asked at most once a second:
+    the request right after a second edit was refused 401 although correctly signed."""
+    body = b'{"type": "x"}'
+    assert post(api, webhook_connector, body, sign(body)).status_code == 200  # cached now
+    for secret in (NEW_SECRET, webhook_secret, NEW_SECRET):
+        jf.connectors.update(admin, webhook_connector, config={"secret": secret})
+        response = post(api, webhook_connector, body, sign(body, secret=secret))
+        assert response.status_code == 200, response.text
+    assert len(stored(jf, webhook_connector)) == 4
+
+
 def test_the_secret_never_appears_in_responses(
     jf, api, webhook_connector, sign, webhook_secret, org_token
 ):
