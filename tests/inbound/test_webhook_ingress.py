@@ -71,6 +71,24 @@ def test_timestamps_just_inside_and_just_outside_the_tolerance(jf, api, webhook_
     assert len(stored(jf, webhook_connector)) == 2  # only the two inside the tolerance
 
 
+def test_a_timestamp_that_is_not_plain_digits_is_401(
+    jf, api, webhook_connector, sign, webhook_secret
+):
+    """Python's int() reads "1700_000000" and "+1700000000": before,
+    such a (correctly signed) timestamp was accepted; the spec says an integer."""
+    from .conftest import signature
+
+    body = b'{"type": "ping"}'
+    now = str(int(time.time()))
+    for stamp in (f"{now[:4]}_{now[4:]}", f"+{now}"):
+        headers = {**sign(body, msg_id="msg_ts"), "webhook-timestamp": stamp}
+        headers["webhook-signature"] = signature(webhook_secret, "msg_ts", stamp, body)
+        response = post(api, webhook_connector, body, headers)
+        assert response.status_code == 401, (stamp, response.text)
+        assert "ASCII digits" in response.json()["error"]["message"]
+    assert stored(jf, webhook_connector) == []
+
+
 def test_a_repeated_id_is_answered_2xx_and_processed_once(jf, api, webhook_connector, sign):
     body = b'{"type": "order.created"}'
     headers = sign(body, msg_id="msg_repeat")

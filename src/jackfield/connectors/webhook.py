@@ -213,13 +213,14 @@ class WebhookProvider(HttpProvider, WebhookSource):
         return [InboundEvent(msg_id, event_type, payload, occurred_at=sent_at)]
 
     def _check_timestamp(self, value: str) -> datetime:
-        try:
-            sent = int(value)
-        except ValueError:
+        # ASCII digits only: int() also reads "1_700", " 1700", "+1700" and other
+        # scripts' digits, each a different signed text for the same moment
+        if not (value.isascii() and value.isdigit()):
             raise AuthError(
-                "webhook-timestamp must be whole seconds since the epoch",
+                "webhook-timestamp must be whole seconds since the epoch (ASCII digits)",
                 remediation="Sign requests the Standard Webhooks way.",
-            ) from None
+            )
+        sent = int(value)
         if abs(time.time() - sent) > self._tolerance:
             raise AuthError(
                 "webhook timestamp outside the tolerance",
