@@ -4,8 +4,11 @@ Spec: https://www.standardwebhooks.com/. The sender signs
 ``"{webhook-id}.{webhook-timestamp}.{raw body}"`` with HMAC-SHA256, keyed by the
 base64-decoded part of the shared secret after ``whsec_``, and sends
 ``webhook-signature: v1,<base64 signature>`` (several space-separated entries while it
-rotates keys; any one valid entry is enough). The timestamp must be within
-``tolerance_seconds`` of now, which bounds replays; the id deduplicates redeliveries.
+rotates keys; any one valid entry is enough). The timestamp may be at most
+``tolerance_seconds`` old, and at most the lesser of that and 5 minutes
+(``MAX_CLOCK_SKEW_SECONDS``) in the future -- a sender's clock running ahead -- which
+bounds replays; the id deduplicates redeliveries. The future side is capped so that a
+request stops verifying before the inbox forgets its id (``MAX_CLOCK_SKEW_SECONDS``).
 
 Decisions where the spec leaves room: the body must be a JSON object (a signed body
 that is not is refused with 400 and nothing is stored: handlers can rely on a dict);
@@ -48,6 +51,7 @@ from jackfield.kernel import (
     WebhookSource,
 )
 from jackfield.kernel.inbound import (
+    MAX_CLOCK_SKEW_SECONDS,
     MAX_EVENT_ID,
     MAX_EVENT_TYPE,
     MAX_REPLAY_WINDOW_SECONDS,
@@ -123,8 +127,8 @@ class WebhookProvider(HttpProvider, WebhookSource):
                 "Timestamp tolerance (s)",
                 type=FieldType.INTEGER,
                 default=DEFAULT_TOLERANCE,
-                help="Refuse webhooks whose timestamp is further than this from now "
-                "(at most a day).",
+                help="Refuse webhooks whose timestamp is older than this (at most a "
+                "day), or further ahead than this or 5 minutes, whichever is less.",
             ),
         ]
 
@@ -154,6 +158,7 @@ class WebhookProvider(HttpProvider, WebhookSource):
         self._key = decode_secret(config["secret"])
         self._keyed = _keyed(self._key)
         self._tolerance = int(config.get("tolerance_seconds") or DEFAULT_TOLERANCE)
+        self._ahead = min(self._tolerance, MAX_CLOCK_SKEW_SECONDS)  # a sender's clock skew
         self._last_sent = (0, datetime.fromtimestamp(0, UTC))  # (seconds, as datetime)
 
     def test_connection(self) -> ConnectionTestResult:
@@ -221,9 +226,10 @@ class WebhookProvider(HttpProvider, WebhookSource):
                 remediation="Sign requests the Standard Webhooks way.",
             )
         sent = int(value)
-        if abs(time.time() - sent) > self._tolerance:
+        age = time.time() - sent
+        if age > self._tolerance or -age > self._ahead:
             raise AuthError(
-                "webhook timestamp outside the tolerance",
+                "webhook timestamp outside the tolerance (or over 5 minutes ahead)",
                 remediation="Check the sender's clock; replayed webhooks are refused.",
             )
         last = self._last_sent  # busy senders send many webhooks within one second

@@ -20,8 +20,15 @@ MAX_EVENT_TYPE = 100
 MAX_EVENT_PAYLOAD_BYTES = 1024 * 1024  # as large as a webhook body may be
 MAX_REPLAY_WINDOW_SECONDS = 24 * 3600
 """How long after it was signed a webhook may be accepted, at most (its timestamp
-tolerance). The inbox remembers event ids at least this long (its retention), so a
-request replayed within the window is always a duplicate."""
+tolerance)."""
+MAX_CLOCK_SKEW_SECONDS = 300
+"""How far ahead of ours a sender's clock may be: a webhook signed at most this far in
+the future is accepted, whatever the tolerance. So a webhook's signature can be accepted
+for at most ``MAX_REPLAY_WINDOW_SECONDS + MAX_CLOCK_SKEW_SECONDS`` after it first
+arrives, and the inbox remembers every event id at least that long (retention never
+prunes younger events, whatever its setting): a request replayed while it still verifies
+is always a duplicate. (A timestamp as far ahead as the tolerance allows behind, a day,
+would have kept a captured request valid for a day after its id was pruned.)"""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,14 +7,18 @@ Without it both tables grow with every message and event for ever (and every
   ``outbox_hours``. ``dead`` letters wait for an operator (replay or discard) and
   ``pending``/``retrying``/``in_flight`` ones for delivery: they are never pruned. The
   envelope id of a pruned message is free again, so idempotency holds for that window;
-* inbox events received longer than ``inbox_hours`` ago, as a log's retention: a
+* inbox events received longer than ``inbox_hours`` ago (never sooner than
+  ``INBOX_FLOOR``), as a log's retention: a
   process with handlers dispatches every event within seconds, so one still not
   dispatched then had no handler process running all that time -- a deployment
   without handlers (events read through the API and the stream), or an application
   down for longer than the retention, which gets the events of the window when it
   returns. Were such events kept, the inbox of every ``jackfield serve`` without
   handlers would grow for ever. The inbox's deduplication of event ids (webhook ids,
-  polled item ids) holds for that window;
+  polled item ids) holds for that window. ``INBOX_FLOOR`` is how long a webhook may
+  still verify after it arrived (a day's tolerance plus a sender's clock running 5
+  minutes ahead): pruned sooner, a captured request could be replayed and stored again.
+  ``JACKFIELD_INBOX_RETENTION_HOURS=24`` stays valid: such events go after 24 h 5 min;
 * the unit leases of deleted connectors (a row per inbound connector ever run), once
   expired for ``LEASE_GRACE``: nobody can hold them any more.
 
@@ -37,6 +41,7 @@ from sqlalchemy import delete, literal, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from ..kernel.inbound import MAX_CLOCK_SKEW_SECONDS, MAX_REPLAY_WINDOW_SECONDS
 from ..kernel.redaction import get_logger
 from ..store import Database, utcnow
 from ..store.group_commit import GroupCommitter
@@ -48,6 +53,7 @@ from .inbound import LEASE_PREFIX
 log = get_logger(__name__)
 FINISHED = ("delivered", "discarded")
 LEASE_GRACE = timedelta(hours=1)
+INBOX_FLOOR = timedelta(seconds=MAX_REPLAY_WINDOW_SECONDS + MAX_CLOCK_SKEW_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -101,7 +107,7 @@ class Retention:
                 OutboxMessage.updated_at < cutoff,
             )
         if self.config.inbox_hours > 0:
-            cutoff = now - timedelta(hours=self.config.inbox_hours)
+            cutoff = now - max(timedelta(hours=self.config.inbox_hours), INBOX_FLOOR)
             events = await self._prune(
                 InboxEvent,
                 InboxEvent.received_at,
