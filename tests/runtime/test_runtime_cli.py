@@ -183,6 +183,23 @@ def test_stored_text_is_printed_as_it_is_not_as_markup(jf, tenant, make_connecto
         assert "bad [/x] name" in shown.stdout and not shown.stderr, shown.stderr
 
 
+def test_terminal_escapes_in_stored_text_are_shown_escaped_not_sent_to_the_terminal(
+    jf, tenant, make_connector, cli
+):
+    """Before, a webhook body's "type" (and a connector's name) holding escape sequences
+    reached the operator's terminal raw: retitled, cleared and recoloured it."""
+    cid = make_connector(tenant.admin)
+    hostile = "\x1b]0;pwned\x07\x1b[2J\x1b[31mRED\x9b1m"
+    jf.connectors.update(tenant.admin, cid, name=f"n{hostile}")
+    EventService(jf.db).inject(tenant.admin, cid, {"x": "\x1b[5mblink"}, event_type=hostile)
+    for args in (("events", "list", cid), ("connectors", "list"), ("connectors", "show", cid)):
+        shown = cli(*args).stdout
+        assert not any((ord(c) < 32 and c != "\n") or 0x7F <= ord(c) <= 0x9F for c in shown), args
+        assert "\\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mRED\\x9b1m" in shown, (args, shown)
+    listed = json.loads(cli("events", "list", cid, "--json").stdout)["items"]  # unchanged
+    assert listed[0]["event_type"] == hostile and listed[0]["payload"] == {"x": "\x1b[5mblink"}
+
+
 def test_sim_send_refuses_a_fault_echo_cannot_read(jf, tenant, make_connector, cli):
     """Before, any --simulate was queued and went dead at delivery."""
     cid = make_connector(tenant.admin)

@@ -20,6 +20,7 @@ from .output import (
     existing_database,
     fail,
     jackfield,
+    printable,
     user_errors,
 )
 
@@ -80,15 +81,15 @@ def read_json_file(path: Path) -> Any:
 
 
 def show_connector(c: dict[str, Any]) -> None:
-    console.print(f"{c['name']}  {c['id']}", style="bold")
+    console.print(f"{printable(c['name'])}  {c['id']}", style="bold")
     console.print(
         f"  {c['category']}/{c['provider_type']}  status={c['status']}"
         f"  enabled={c['is_enabled']}  default={c['is_default']}"
     )
     if c["status_message"]:
-        console.print(f"  {c['status_message']}")
+        console.print(f"  {printable(c['status_message'])}")
     for p in c["params"]:
-        console.print(f"  {p['key']} = {p['value']}")
+        console.print(f"  {printable(p['key'])} = {printable(str(p['value']))}")
 
 
 @app.command("list")

@@ -14,7 +14,16 @@ import typer
 
 from ..service import Principal
 from .connectors import operator, operator_for
-from .output import JsonOption, console, emit, emit_items, existing_database, jackfield, user_errors
+from .output import (
+    JsonOption,
+    console,
+    emit,
+    emit_items,
+    existing_database,
+    jackfield,
+    printable,
+    user_errors,
+)
 
 app = typer.Typer(help="Outbound messages and dead letters.", no_args_is_help=True)
 COLUMNS = ["envelope_id", "connector_id", "state", "attempts", "next_attempt_at", "last_error"]
@@ -27,7 +36,8 @@ def show_message(m: dict[str, Any]) -> None:
     console.print(f"{m['envelope_id']}  {m['state']}  connector {m['connector_id']}", style="bold")
     console.print(f"  attempts={m['attempts']}  next_attempt_at={m['next_attempt_at'] or '-'}")
     if m.get("error_class") or m.get("last_error"):
-        console.print(f"  {m.get('error_class') or 'error'}: {m.get('last_error') or ''}")
+        error = f"{m.get('error_class') or 'error'}: {m.get('last_error') or ''}"
+        console.print(f"  {printable(error)}")
 
 
 def _operator_for_message(envelope_id: str, connector_id: str | None) -> Principal:

@@ -7,6 +7,7 @@ tables. A user error prints one line on stderr and exits 1, never a traceback.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -154,11 +155,25 @@ def emit_items(items: list[dict[str, Any]], as_json: bool, columns: Iterable[str
     wide.print(table, crop=False)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters shown escaped (``\\x1b``): stored text
+    comes from outside (a webhook body's type, a vendor's error, a connector's name),
+    and an escape sequence printed raw would drive the operator's terminal -- retitle
+    it, clear it, recolour what follows, hide text. ``--json`` prints text unchanged
+    (JSON escapes control characters itself)."""
+    if _CONTROL.search(text) is None:  # the common case: nothing to do
+        return text
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, list):
-        return ", ".join(map(str, value))
-    return str(value)
+        return printable(", ".join(map(str, value)))
+    return printable(str(value))
