@@ -5,18 +5,22 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import ROW_ID, Base, utcnow
+
+CLAIMED_SQL = "dispatch_node IS NOT NULL"
 
 
 class InboxEvent(Base):
     """One inbound event; ``(connector_id, event_id)`` deduplicates redeliveries.
 
     ``dispatch_token``/``dispatch_until`` are a node's claim on the row while its handlers
-    run (so two nodes never dispatch the same row at once); ``dispatched_at`` is set
-    once the handlers ran.
+    run (so two nodes never dispatch the same row at once); ``dispatch_node`` names the
+    process holding it (``hostname:pid``), so a process of the same host can take the
+    claim over at once when that process is gone; ``dispatched_at`` is set once the
+    handlers ran (the claim's columns are cleared then).
     """
 
     __tablename__ = "inbox_events"
@@ -25,6 +29,12 @@ class InboxEvent(Base):
         Index("ix_inbox_org_id", "organization_id", "id"),
         Index("ix_inbox_connector_id", "connector_id", "id"),
         Index("ix_inbox_undispatched", "dispatched_at", "id"),
+        Index(
+            "ix_inbox_claimed_by",
+            "dispatch_node",
+            sqlite_where=text(CLAIMED_SQL),
+            postgresql_where=text(CLAIMED_SQL),
+        ),
     )
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
     connector_id: Mapped[str] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))
@@ -39,6 +49,7 @@ class InboxEvent(Base):
     dispatched_at: Mapped[datetime | None]
     dispatch_token: Mapped[str | None] = mapped_column(String(36))
     dispatch_until: Mapped[datetime | None]
+    dispatch_node: Mapped[str | None] = mapped_column(String(200))
 
 
 class InboundCursor(Base):
