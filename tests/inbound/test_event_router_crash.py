@@ -152,3 +152,28 @@ async def test_a_live_process_keeps_its_claim_until_it_is_gone(jf, admin, org, t
         await router.stop()
     assert undispatched(jf) == 0
 
+
+async def test_a_crash_re_runs_only_the_events_finished_just_before_it(jf, admin, org, tmp_path):
+    """Before, a batch's events were marked only at its end: after a crash, every event
+    of the batch whose handlers had finished (up to 100) ran again. Now those finished
+    more than the mark interval (0.5 s) before the crash are not run again."""
+    connector = echo_connector(jf, admin)
+    commit(jf, connector, org, *((f"t{i}", "tick") for i in range(12)))
+    notes = tmp_path / "notes.jsonl"
+    crashed = App(jf, notes, die_at="t11", pace=0.25)
+    try:
+        assert crashed.process.wait(timeout=60) == 9
+    finally:
+        crashed.kill()
+    ran_again = await restarted(jf)
+
+    noted = read_notes(notes)
+    crash_time = next(t for what, eid, _, t in noted if (what, eid) == ("start", "t11"))
+    finished_early = {  # by the crashed process, a second or more before it died
+        eid
+        for what, eid, pid, t in noted
+        if what == "done" and pid == crashed.process.pid and t < crash_time - 1.0
+    }
+    assert len(finished_early) >= 4  # t0..t5 finished 1.25 s or more before the crash
+    assert finished_early.isdisjoint(ran_again), ran_again
+    assert "t11" in ran_again  # at-least-once: the event whose handler was running

@@ -9,17 +9,23 @@ Dispatch semantics:
 * A handler that raises (even ``SystemExit``, or a ``CancelledError`` of its own) is
   logged (redacted) and the other handlers and events go on.
   It is **not** retried: a handler that needs retries should hand its work to the
-  outbox (``jf.send``) or its own queue. ``dispatched_at`` is set once the handlers ran.
+  outbox (``jf.send``) or its own queue. ``dispatched_at`` is set once the handlers ran:
+  the events of a batch whose handlers finished are marked together every
+  ``mark_seconds`` (0.5 s) while the batch runs, and at its end -- a fast batch costs
+  one write, a slow one at most two a second.
 * Across nodes a batch of rows is claimed first (``dispatch_token``, ``dispatch_until``;
   ``FOR UPDATE SKIP LOCKED`` on PostgreSQL), so two nodes never run handlers for the same
   row at the same time. The claim is extended while the batch's handlers run, however
   long they take. If a node dies mid-batch its claim expires after ``claim_seconds`` and
   another node runs those events: delivery to handlers is at-least-once, never
-  concurrent. A claim names its process (``hostname:pid``): a process of the same host
-  takes over at once the claim of one that no longer exists (the application crashed
-  and was started again), as with inbound leases (``jackfield.service.nodes``), instead
-  of stalling those events for ``claim_seconds``. A live process's claim is never taken
-  early, even once its router has stopped: a handler may still run in it.
+  concurrent. A crash (the process killed, ``os._exit``) re-runs the event whose
+  handlers were running and those that finished in the last ``mark_seconds`` before it
+  (plus the time a mark takes to commit); the rest of the batch was marked. A claim
+  names its process (``hostname:pid``): a process of the same host takes over at once
+  the claim of one that no longer exists (the application crashed and was started
+  again), as with inbound leases (``jackfield.service.nodes``), instead of stalling
+  those events for ``claim_seconds``. A live process's claim is never taken early, even
+  once its router has stopped: a handler may still run in it.
 * A process with no handlers claims nothing, so a ``jackfield serve`` without handlers
   leaves the events for the application that registered them. An event is dispatched
   once for the whole deployment, not once per process: every process that registers
@@ -74,12 +80,14 @@ class EventRouter:
         batch_size: int = 100,
         claim_seconds: float = 120.0,
         grace_seconds: float = 10.0,
+        mark_seconds: float = 0.5,
     ) -> None:
         self.db: Database = jf.db
         self.poll_interval = poll_interval
         self.batch_size = batch_size
         self.claim_seconds = claim_seconds
         self.grace_seconds = grace_seconds
+        self.mark_seconds = mark_seconds
         self.feed = EventFeed(self.db)
         self._handlers: dict[str, list[Handler]] = {}
         self._lock = asyncio.Lock()
@@ -159,8 +167,9 @@ class EventRouter:
                 return 0
             claimed = [record.id for record in records]
             done: list[int] = []
+            marked: set[int] = set()  # of done: marked while the batch ran
             running: list[int] = []  # still running after the grace: left claimed
-            keeper = asyncio.create_task(self._keep_claimed(token, claimed))
+            keeper = asyncio.create_task(self._tend(token, claimed, done, marked))
             try:
                 for record in records:
                     handlers = asyncio.ensure_future(self._run_handlers(record))
@@ -175,8 +184,9 @@ class EventRouter:
                 # the marks are started before anything here awaits: a stop() arriving
                 # at an await must not skip them (the events would run again later)
                 given_back = sorted(set(claimed) - set(done) - set(running))
+                unmarked = [event for event in done if event not in marked]
                 finishing = asyncio.ensure_future(
-                    asyncio.to_thread(self._finish, token, done, given_back)
+                    asyncio.to_thread(self._finish, token, unmarked, given_back)
                 )
                 self._finishing = finishing
                 keeper.cancel()
@@ -217,15 +227,30 @@ class EventRouter:
             redactor.redact(trace),
         )
 
-    async def _keep_claimed(self, token: str, claimed: Sequence[int]) -> None:
-        """Extend the claim while the batch's handlers run, however long they take; a
-        node that dies stops extending, and its claim expires after ``claim_seconds``."""
+    async def _tend(
+        self, token: str, claimed: Sequence[int], done: list[int], marked: set[int]
+    ) -> None:
+        """While the batch runs: mark the events whose handlers finished, every
+        ``mark_seconds`` (so a crash re-runs few of them, without a write per event), and
+        extend the claim every third of ``claim_seconds``, however long the handlers take
+        (a node that dies stops extending: its claim expires)."""
+        loop = asyncio.get_running_loop()
+        extended = loop.time()
         while True:
-            await asyncio.sleep(self.claim_seconds / 3)
-            try:
-                await asyncio.to_thread(self._extend, token, claimed)
-            except SQLAlchemyError as exc:  # the next round tries again
-                log.warning("could not extend the claim on inbox events: %s", exc)
+            await asyncio.sleep(min(self.mark_seconds, self.claim_seconds / 3))
+            finished = [event for event in done if event not in marked]
+            if finished:
+                try:  # (cancelled meanwhile: the batch's last mark covers them again)
+                    await asyncio.to_thread(self._finish, token, finished, ())
+                    marked.update(finished)
+                except SQLAlchemyError as exc:  # the next round or the batch's end does
+                    log.warning("could not mark dispatched inbox events: %s", exc)
+            if loop.time() - extended >= self.claim_seconds / 3:
+                try:
+                    await asyncio.to_thread(self._extend, token, claimed)
+                    extended = loop.time()
+                except SQLAlchemyError as exc:  # the next round tries again
+                    log.warning("could not extend the claim on inbox events: %s", exc)
 
     def _claim(self, token: str) -> list[EventRecord]:
         now = utcnow()
