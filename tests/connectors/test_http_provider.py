@@ -245,6 +245,21 @@ def test_defaults_applied() -> None:
             {"base_url": "https://x.io", "auth": {"mode": "oauth2_client_credentials"}},
             "auth.client_secret",
         ),
+        *(
+            (
+                {
+                    "base_url": "https://x.io",
+                    "auth": {
+                        "mode": "oauth2_client_credentials",
+                        "client_id": "c",
+                        "client_secret": "s",
+                        "token_url": url,
+                    },
+                },
+                "auth.token_url",
+            )
+            for url in ("nope", "ftp://x.io/token", "https://u:p@x.io/token")
+        ),
     ],
 )
 def test_invalid_config(config: dict[str, Any], field: str) -> None:

@@ -344,6 +344,12 @@ def auth_config_errors(config: Mapping[str, Any], key_prefix: str = "auth.") -> 
     method = str(config.get("token_auth_method") or DEFAULT_TOKEN_AUTH_METHOD)
     if mode == "oauth2_client_credentials" and method not in TOKEN_AUTH_METHODS:
         errors[f"{key_prefix}token_auth_method"] = f"expected {' or '.join(TOKEN_AUTH_METHODS)}"
+    token_url = str(config.get("token_url") or "")
+    if mode == "oauth2_client_credentials" and token_url and (problem := url_problem(token_url)):
+        # Checked at save like a base URL: before, "nope" was stored and only Test said
+        # "egress to nope refused". (Only where the mode uses it: an unused value left
+        # from another mode must not stop a stored connector from loading.)
+        errors[f"{key_prefix}token_url"] = problem
     return errors
 
 
