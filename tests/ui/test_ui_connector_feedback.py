@@ -72,3 +72,38 @@ def test_a_token_url_that_is_no_http_url_is_refused_at_save_next_to_its_field(
     )
     config = jf.connectors.get_config(admin_of(ui_user), connector["id"])
     assert config["auth"]["token_url"] == "https://api.example.com/token"
+
+
+# -- 2. a name too long is told so next to the field ---------------------------------------
+def test_a_name_too_long_says_so_next_to_the_field_and_the_input_limits_it(
+    client: httpx2.Client, jf: Any, ui_user: Any
+) -> None:
+    page = "/connectors/new?category=messaging&provider_type=echo"
+    blank = client.get(page).text
+    assert '<input type="text" id="name" name="name" value="" maxlength="200"' in blank
+    name = "Ünïcødé 😀 " + "W" * 305
+    response = form_post(
+        client,
+        "/connectors",
+        {"category": "messaging", "provider_type": "echo", "name": name},
+        page,
+    )
+    assert response.status_code == 422
+    assert field_error(response.text, "name") == (
+        "Name: must be at most 200 characters (this one has 315)"
+    )
+    assert "is required" not in response.text
+    assert jf.connectors.list(admin_of(ui_user)) == []
+
+    connector = jf.connectors.create(
+        admin_of(ui_user), name="Short", category="messaging", provider_type="echo"
+    )
+    url = f"/connectors/{connector['id']}"
+    assert 'id="name" name="name" value="Short" maxlength="200"' in client.get(url).text
+    edited = form_post(client, url, {"name": "x" * 201}, url)
+    assert edited.status_code == 422
+    assert field_error(edited.text, "name") == (
+        "Name: must be at most 200 characters (this one has 201)"
+    )
+    empty = form_post(client, url, {"name": "  "}, url)
+    assert field_error(empty.text, "name") == "Name is required"

@@ -536,13 +536,24 @@ def _lock_defaults(s: Session, organization_id: str) -> None:
     )
 
 
+NAME_MAX = 200
+
+
 def _check_name(name: str) -> str:
+    """The trimmed name; its field error says what is wrong with it (a name too long
+    was once told "Name is required" next to the field)."""
     name = (name or "").strip() if isinstance(name, str) else ""
-    if not name or len(name) > 200 or "\x00" in name:
-        raise ConnectorConfigError(
-            "a connector name must be 1 to 200 characters", field_errors={"name": "required"}
-        )
-    return name
+    if not name:
+        problem = "required"
+    elif len(name) > NAME_MAX:
+        problem = f"must be at most {NAME_MAX} characters (this one has {len(name)})"
+    elif "\x00" in name:
+        problem = "must not contain a NUL character"
+    else:
+        return name
+    raise ConnectorConfigError(
+        f"a connector name must be 1 to {NAME_MAX} characters", field_errors={"name": problem}
+    )
 
 
 def _check_unchanged(connector: Connector, **sent: str | None) -> None:
