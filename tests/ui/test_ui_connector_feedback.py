@@ -107,3 +107,69 @@ def test_a_name_too_long_says_so_next_to_the_field_and_the_input_limits_it(
     )
     empty = form_post(client, url, {"name": "  "}, url)
     assert field_error(empty.text, "name") == "Name is required"
+
+
+# -- 3. a user sees connectors read-only, and admin-only pages say so at once ----------------
+@pytest.fixture
+def user_client(api: Any, jf: Any, ui_user: Any) -> Any:
+    """An HTTP client logged in as a ``user`` of ``ui_user``'s organization."""
+    email = f"reader-{uuid.uuid4().hex[:6]}@example.com"
+    jf.accounts.create_user(email, ui_user.org, "user", password="reader password")
+    with httpx2.Client(base_url=api.url, timeout=10) as http:
+        assert login(http, email, "reader password").status_code == 303
+        yield http
+
+
+def test_a_user_sees_the_config_read_only_without_secret_hints(
+    user_client: httpx2.Client, jf: Any, ui_user: Any
+) -> None:
+    connector = jf.connectors.create(
+        admin_of(ui_user),
+        name="Shared API",
+        category="http",
+        provider_type="http",
+        config={
+            "base_url": "https://api.example.com",
+            "auth": {"mode": "bearer", "token": "tok-secret-8d8d8d"},
+        },
+    )
+    page = user_client.get(f"/connectors/{connector['id']}")
+    assert page.status_code == 200
+    html = page.text
+    assert "<input" not in html.split('id="config-heading"')[1]  # nothing to type into
+    assert "Leave the mask" not in html and "Save changes" not in html
+    assert re.search(r'<dd id="f-base_url" data-key="base_url">https://api.example.com</dd>', html)
+    assert re.search(r'<dd id="f-auth-token" data-key="auth.token">stored \(hidden\)</dd>', html)
+    assert re.search(r'<dd id="f-auth-password" data-key="auth.password">not set</dd>', html)
+    assert "tok-secret-8d8d8d" not in html and "********" not in html
+
+
+def test_admin_only_pages_answer_403_to_a_user_before_any_form(
+    user_client: httpx2.Client, jf: Any, ui_user: Any
+) -> None:
+    connector = jf.connectors.create(
+        admin_of(ui_user), name="Keep me", category="messaging", provider_type="echo"
+    )
+    for path in (
+        "/connectors/new",
+        "/connectors/new?category=messaging&provider_type=echo",
+        f"/connectors/{connector['id']}/delete",
+    ):
+        response = user_client.get(path)
+        assert response.status_code == 403, path
+        assert "This action needs the admin role." in response.text
+        assert "<form" not in response.text.split('id="main"')[1].replace(
+            '<form method="post" action="/logout"', ""
+        )
+    assert user_client.get(f"/connectors/{uuid.uuid4()}/delete").status_code == 404
+    assert jf.connectors.get(admin_of(ui_user), connector["id"])["name"] == "Keep me"
+
+
+def test_an_admin_still_gets_the_forms(client: httpx2.Client, jf: Any, ui_user: Any) -> None:
+    connector = jf.connectors.create(
+        admin_of(ui_user), name="Mine", category="messaging", provider_type="echo"
+    )
+    assert client.get("/connectors/new").status_code == 200
+    delete = client.get(f"/connectors/{connector['id']}/delete")
+    assert delete.status_code == 200 and "Delete connector" in delete.text
+    assert "Save changes" in client.get(f"/connectors/{connector['id']}").text

@@ -20,7 +20,7 @@ from ...service import Principal
 from ..forms import read_upload
 from ..render import flash, redirect, render
 from ..session import UiForm, UiPrincipal, ui_router
-from .connectors import app_of, detail_page, error_text, not_found
+from .connectors import admin_only, app_of, detail_page, error_text, not_found
 
 router = ui_router()
 
@@ -137,6 +137,8 @@ def connector_delete_confirm(request: Request, who: UiPrincipal, connector_id: s
         view = jf.connectors.get(who, connector_id)
     except ConnectorNotFoundError:
         return not_found(request)
+    if (denied := admin_only(request, who)) is not None:
+        return denied
     return render(request, "connector_delete.html", connector=view)
 
 

@@ -17,7 +17,12 @@ from fastapi.responses import HTMLResponse, Response
 
 from ...app import Jackfield
 from ...kernel.config import ConfigField
-from ...kernel.errors import ConnectorConfigError, ConnectorNotFoundError, JackfieldError
+from ...kernel.errors import (
+    ConnectorConfigError,
+    ConnectorNotFoundError,
+    JackfieldError,
+    PermissionDeniedError,
+)
 from ...kernel.provider import ConnectorProvider
 from ...secrets import redactor
 from ...service import Principal
@@ -49,6 +54,23 @@ def _sentence(text: str) -> str:
     text = text.strip()
     text = text[:1].upper() + text[1:]
     return text if text.endswith((".", "!", "?")) else text + "."
+
+
+def admin_only(request: Request, who: Principal) -> HTMLResponse | None:
+    """A 403 page when ``who`` may not change connectors (the service's rule), else
+    ``None``: a page that is only a form for an admin says so when it is opened,
+    instead of serving the form and refusing it once filled in."""
+    try:
+        who.require_admin()
+    except PermissionDeniedError as exc:
+        return render(
+            request,
+            "error.html",
+            status_code=403,
+            title="Admin role needed",
+            message=f"{error_text(exc, who)} Ask an admin of your organization.",
+        )
+    return None
 
 
 def not_found(request: Request) -> HTMLResponse:
@@ -135,6 +157,8 @@ def connectors_list(request: Request, who: UiPrincipal, category: str = "") -> H
 def connector_new(
     request: Request, who: UiPrincipal, category: str = "", provider_type: str = ""
 ) -> HTMLResponse:
+    if (denied := admin_only(request, who)) is not None:
+        return denied
     jf = app_of(request)
     if provider_type and not category:  # the provider alone names its category
         owners = [
