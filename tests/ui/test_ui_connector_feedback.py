@@ -14,7 +14,13 @@ import pytest
 
 from jackfield.service import Principal, Role
 
+from . import test_ui_oauth_browser as oauth_browser
 from .conftest import csrf_of, login
+
+OAUTH_CLIENT_ID = oauth_browser.CLIENT_ID
+OAUTH_CLIENT_SECRET = oauth_browser.CLIENT_SECRET
+oauth_served = oauth_browser.oauth_setup
+"""Jackfield served at its PUBLIC_URL, with a loopback authorization server (a fixture)."""
 
 
 def admin_of(ui_user: Any) -> Principal:
@@ -173,3 +179,106 @@ def test_an_admin_still_gets_the_forms(client: httpx2.Client, jf: Any, ui_user: 
     delete = client.get(f"/connectors/{connector['id']}/delete")
     assert delete.status_code == 200 and "Delete connector" in delete.text
     assert "Save changes" in client.get(f"/connectors/{connector['id']}").text
+
+
+# -- 4. the OAuth connection's outcome is said on the page; its bookkeeping is read-only ----
+def _connect(http: httpx2.Client, connector_url: str) -> dict[str, str]:
+    """Press "Connect with OAuth": the provider's authorize URL's query."""
+    token = csrf_of(http.get(connector_url).text)
+    started = http.post(f"{connector_url}/connect", data={"csrf_token": token})
+    assert started.status_code == 303
+    return dict(httpx2.URL(started.headers["location"]).params)
+
+
+def _back_from_provider(http: httpx2.Client, callback: str) -> str:
+    """The browser's return to the callback; the connector page it is sent on to."""
+    answer = http.get(callback, headers={"Accept": "text/html"})
+    assert answer.status_code == 303
+    return http.get(httpx2.URL(answer.headers["location"]).path).text
+
+
+def flashes(html: str) -> list[str]:
+    return re.findall(r'<div class="flash flash-(\w+)"[^>]*>([^<]*)</div>', html)
+
+
+def test_the_connector_page_says_how_the_oauth_connection_went(
+    oauth_served: Any,
+) -> None:
+    jf, url, auth_url, _ = oauth_served
+    user, _ = jf.accounts.create_user(
+        f"oauth-{uuid.uuid4().hex[:6]}@example.com", "oauth-org", "admin", password="oauth pass 1"
+    )
+    connector = jf.connectors.create(
+        Principal(user["organization_id"], "t", Role.ADMIN),
+        name="Partner API",
+        category="http",
+        provider_type="oauth2_http",
+        config={
+            "base_url": f"{auth_url}/api",
+            "authorize_url": f"{auth_url}/authorize",
+            "token_url": f"{auth_url}/token",
+            "client_id": OAUTH_CLIENT_ID,
+            "client_secret": OAUTH_CLIENT_SECRET,
+        },
+    )
+    page = f"/connectors/{connector['id']}"
+    with httpx2.Client(base_url=url, timeout=10) as http:
+        assert login(http, user["email"], "oauth pass 1").status_code == 303
+
+        asked = _connect(http, page)
+        refusal = httpx2.URL(asked["redirect_uri"]).copy_merge_params(
+            {
+                "error": "access_denied",
+                "error_description": "user said no <b>x</b>",
+                "state": asked["state"],
+            }
+        )
+        html = _back_from_provider(http, refusal.path + "?" + refusal.query.decode())
+        assert flashes(html) == [
+            (
+                "error",
+                "Not connected: the provider did not authorize (access_denied: user said no"
+                " &lt;b&gt;x&lt;/b&gt;); reconnect",
+            )
+        ]
+        assert "<b>x</b>" not in html
+
+        asked = _connect(http, page)
+        approved = httpx2.get(  # the provider's consent page, approving at once
+            str(httpx2.URL(f"{auth_url}/authorize").copy_merge_params(asked))
+        )
+        assert approved.status_code == 302
+        back = httpx2.URL(approved.headers["location"])
+        html = _back_from_provider(http, back.path + "?" + back.query.decode())
+        [(kind, message)] = flashes(html)
+        assert kind == "success" and message.startswith("Connected: ")
+
+        # the token bookkeeping is shown, not offered as inputs; expiry as a UTC time
+        for key in ("oauth.expires_at", "oauth.issued_at", "oauth.token_type", "oauth.scope"):
+            assert f'name="param.{key}"' not in html
+        expiry = re.search(r'<p class="readonly-value" id="f-oauth-expires_at"[^>]*>([^<]*)<', html)
+        assert expiry and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", expiry.group(1))
+        assert re.search(r'id="f-oauth-token_type"[^>]*>Bearer<', html)
+
+        # a save of the form keeps what the service set
+        admin = Principal(user["organization_id"], "t", Role.ADMIN)
+        before = jf.connectors.get_config(admin, connector["id"])["oauth"]
+        saved = form_post(
+            http,
+            page,
+            {
+                "name": "Partner API",
+                "param.base_url": f"{auth_url}/api",
+                "param.authorize_url": f"{auth_url}/authorize",
+                "param.token_url": f"{auth_url}/token",
+                "param.client_id": OAUTH_CLIENT_ID,
+                "param.client_secret": "********",
+                "param.oauth.access_token": "********",
+                "param.oauth.refresh_token": "********",
+                "param.oauth.expires_at": "1",  # (not a field of the form: ignored)
+            },
+            page,
+        )
+        assert saved.status_code == 303, saved.text
+        after = jf.connectors.get_config(admin, connector["id"])["oauth"]
+        assert after == before and after["expires_at"] != 1

@@ -41,17 +41,26 @@ NOT_CONNECTED = "Use Connect on the connector's page to authorize access."
 TOKEN_FIELDS = [
     ConfigField("oauth.access_token", "Access token", secret=True, help="set by Connect"),
     ConfigField("oauth.refresh_token", "Refresh token", secret=True, help="set by Connect"),
-    ConfigField("oauth.expires_at", "Access token expiry (Unix time)", type=FieldType.INTEGER),
+    ConfigField(
+        "oauth.expires_at",
+        "Access token expiry",
+        type=FieldType.INTEGER,
+        read_only=True,
+        unix_time=True,
+    ),
     ConfigField(
         "oauth.issued_at",
-        "Access token issue time (Unix time)",
+        "Access token issue time",
         type=FieldType.INTEGER,
         help="set by the service; refresh happens at most half the lifetime early",
+        read_only=True,
+        unix_time=True,
     ),
-    ConfigField("oauth.token_type", "Token type"),
-    ConfigField("oauth.scope", "Granted scopes"),
+    ConfigField("oauth.token_type", "Token type", read_only=True),
+    ConfigField("oauth.scope", "Granted scopes", read_only=True),
 ]
-"""Where the tokens live; a provider using the flow adds these to its schema."""
+"""Where the tokens live; a provider using the flow adds these to its schema. The
+bookkeeping after the tokens is what the token endpoint said: read-only in forms."""
 
 
 def url_problem(url: str) -> str | None:

@@ -62,6 +62,11 @@ class ConfigField:
     it, the secrets must be entered again -- a masked value kept would reach the new
     address, and an admin could read a secret by pointing a connector at a server of
     their own (``service.secret_origins``)."""
+    read_only: bool = False
+    """Set by the service, not typed by an admin (an OAuth token's expiry, type and
+    scope): forms show it and keep it, never offer it as an input."""
+    unix_time: bool = False
+    """An integer of Unix seconds: shown as a UTC date and time, not a raw number."""
 
     def __post_init__(self) -> None:
         if not KEY_PATTERN.match(self.key):
@@ -116,6 +121,8 @@ class ConfigField:
             schema["contentEncoding"] = "base64"
         if self.type is FieldType.TEXT:
             schema["format"] = "textarea"
+        if self.read_only:
+            schema["readOnly"] = True
         return schema
 
 

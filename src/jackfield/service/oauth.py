@@ -149,16 +149,26 @@ class OAuthService:
         return auth.authorize_url + separator + urlencode(query)
 
     def callback(
-        self, provider_type: str, code: str | None, state: str, error: str | None = None
+        self,
+        provider_type: str,
+        code: str | None,
+        state: str,
+        error: str | None = None,
+        error_description: str | None = None,
     ) -> dict[str, Any]:
         """Finish an authorization; returns ``{success, connector_id, status, message,
         action: {type: "redirect", url}}``. A bad state raises ``OAuthStateError`` before
-        anything is sent to the provider."""
+        anything is sent to the provider. A refusal's ``error_description`` (RFC 6749
+        §4.1.2.1) is kept in the message: "access_denied" alone does not say why."""
         connector_id, nonce = _parse_state(state)
         pending = self._consume(provider_type, connector_id, nonce)
         who = Principal(pending.organization_id, pending.actor or "oauth", Role.ADMIN)
         if error or not code:
-            reason = f"the provider did not authorize ({error or 'no code returned'})"
+            said = error or "no code returned"
+            described = " ".join((error_description or "").split())[:300]
+            if described:
+                said = f"{said}: {described}"
+            reason = f"the provider did not authorize ({said})"
             return self._failed(who, connector_id, reason)
         _, cls, stored = self.connectors.resolve(connector_id)
         flow = {"code_verifier": pending.code_verifier, "redirect_uri": pending.redirect_uri}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
@@ -49,6 +50,8 @@ def field_id(key: str) -> str:
 
 
 def _input_kind(field: ConfigField) -> str:
+    if field.read_only and not field.secret:
+        return "readonly"  # shown, not an input: the service sets it
     if field.type is FieldType.FILE:
         return "file"
     if field.secret:
@@ -68,6 +71,15 @@ def as_text(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def shown_time(value: str) -> str:
+    """Unix seconds as a UTC date and time (a value that is none: as stored)."""
+    try:
+        moment = datetime.fromtimestamp(int(value.strip()), UTC)
+    except (ValueError, OverflowError, OSError):
+        return value
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def initial_values(
@@ -100,6 +112,8 @@ def form_fields(
     for field in schema:
         kind = _input_kind(field)
         value = values.get(field.key, "")
+        if kind == "readonly" and field.unix_time:
+            value = shown_time(value)
         if kind == "password" and value != SECRET_MASK:
             if value and field.key not in errors:
                 errors[field.key] = "Type the new value again: a secret is never sent back."
@@ -146,15 +160,20 @@ def params_from_form(
     Empty inputs are left out (the service applies defaults and reports missing
     required values). A file input left empty keeps a stored file (the mask), unless
     its "Remove the stored file" box is ticked.
-    ``keep_keys`` are stored params the form does not show (e.g. from an imported
-    document); they are sent as the mask so an edit does not drop them.
+    ``keep_keys`` are stored params the form has no input for (read-only fields, keys
+    from an imported document); they are sent as the mask so an edit does not drop them.
     """
     params: list[dict[str, Any]] = []
     stored = set(stored_files)
+    keep = set(keep_keys)
     fields = list(schema)
     for index, field in enumerate(fields):
         sequence = (index + 1) * 10
         name = PREFIX + field.key
+        if _input_kind(field) == "readonly":
+            if field.key in keep:
+                params.append(_param(field.key, SECRET_MASK, sequence))
+            continue  # (never taken from the form)
         if field.type is FieldType.FILE:
             upload = form.get(name)
             content = read_upload(upload)

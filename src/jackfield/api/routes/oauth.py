@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse
 
+from ...ui.render import flash
 from ..deps import JF, Caller
 from ..schemas import AuthorizeOut, CallbackOut, error_responses
 
@@ -47,9 +48,15 @@ def authorization_callback(
     state: Annotated[str, Query(max_length=300, description="{connector_uuid}:{nonce}")],
     code: Annotated[str | None, Query(max_length=4096)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
+    error_description: Annotated[str | None, Query(max_length=1000)] = None,
 ) -> Any:
     """Exchange the code, store the tokens as secret params and test the connector."""
-    result = jf.oauth.callback(provider_type, code, state, error)
+    result = jf.oauth.callback(provider_type, code, state, error, error_description)
     if "text/html" in request.headers.get("accept", ""):
-        return RedirectResponse(result["action"]["url"], status_code=303)
+        # the connector page says how it went (before, only its status badge changed)
+        response = RedirectResponse(result["action"]["url"], status_code=303)
+        ok = bool(result["success"])
+        message = f"{'Connected' if ok else 'Not connected'}: {result['message']}"
+        flash(request, response, message, "success" if ok else "error")
+        return response
     return result

@@ -107,8 +107,11 @@ def detail_page(
     """The connector page; after a failed save, with the submitted values and errors."""
     cls = provider_class(jf, view["category"], view["provider_type"])
     schema = cls.config_schema()
+    stored = initial_values(schema, jf.connectors.get_config(who, view["id"]))
     if values is None:
-        values = initial_values(schema, jf.connectors.get_config(who, view["id"]))
+        values = stored
+    else:  # a form sent back: what it had no input for is shown as stored
+        values = {**values, **{f.key: stored[f.key] for f in schema if f.read_only}}
     return render(
         request,
         "connector_detail.html",
@@ -332,5 +335,6 @@ def connector_update(
 
 
 def _extra_keys(schema: Iterable[ConfigField], view: dict[str, Any]) -> list[str]:
-    known = {f.key for f in schema}
-    return [p["key"] for p in view["params"] if p["key"] not in known]
+    """Stored keys the form has no input for: unknown to the schema, or read-only."""
+    editable = {f.key for f in schema if not f.read_only}
+    return [p["key"] for p in view["params"] if p["key"] not in editable]
