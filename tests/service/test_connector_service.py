@@ -333,8 +333,9 @@ def test_bad_create_input_is_a_clear_error_and_changes_nothing(jf, admin, kwargs
     ("kwargs", "match"),
     [
         ({"json_data": ["not", "an", "object"]}, "JSON object"),
-        ({"file_content": base64.b64encode(b"{not json").decode()}, "base64-encoded JSON"),
-        ({"file_content": "%%%"}, "base64-encoded JSON"),
+        ({"file_content": base64.b64encode(b"{not json").decode()}, "is not a JSON file"),
+        ({"file_content": base64.b64encode(b"\xff\xfe").decode()}, "not UTF-8 text"),
+        ({"file_content": "%%%"}, "file_content is not base64-encoded"),
         ({"json_data": {"unexpected": "shape"}}, "not usable"),
     ],
 )

@@ -5,6 +5,7 @@ server on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from typing import Any
@@ -282,3 +283,55 @@ def test_the_connector_page_says_how_the_oauth_connection_went(
         assert saved.status_code == 303, saved.text
         after = jf.connectors.get_config(admin, connector["id"])["oauth"]
         assert after == before and after["expires_at"] != 1
+
+
+# -- 5. import: the UI's own words, and imported settings without a field are shown --------
+def _import(http: httpx2.Client, url: str, name: str, content: bytes) -> str:
+    token = csrf_of(http.get(url).text)
+    response = http.post(
+        url + "/import",
+        data={"csrf_token": token},
+        files={"file": (name, content, "application/json")},
+    )
+    assert response.status_code == 303
+    return http.get(url).text
+
+
+def test_a_file_that_is_not_json_is_called_so_without_base64(
+    client: httpx2.Client, jf: Any, ui_user: Any
+) -> None:
+    connector = jf.connectors.create(
+        admin_of(ui_user), name="Imp", category="messaging", provider_type="echo"
+    )
+    html = _import(client, f"/connectors/{connector['id']}", "bad.json", b"{not json")
+    [(kind, message)] = flashes(html)
+    assert kind == "error"
+    assert message.startswith("Import failed: The imported file is not a JSON file (")
+    assert "base64" not in html
+
+
+def test_imported_settings_without_a_field_are_shown_escaped_and_kept(
+    client: httpx2.Client, jf: Any, ui_user: Any
+) -> None:
+    connector = jf.connectors.create(
+        admin_of(ui_user),
+        name="Imp",
+        category="http",
+        provider_type="http",
+        config={"base_url": "https://api.example.com"},
+    )
+    url = f"/connectors/{connector['id']}"
+    note = '<script>alert(1)</script>"><img src=x>'
+    document = {"base_url": "https://api.example.com", "extra": {"note": note, "deep": {"k": "v"}}}
+    html = _import(client, url, "imp.json", json.dumps(document).encode())
+    assert "Other stored settings" in html
+    assert "<dt><code>extra.note</code></dt><dd>&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<dt><code>extra.deep.k</code></dt><dd>v</dd>" in html
+    assert "<script>alert" not in html and "<img src=x>" not in html
+
+    saved = form_post(
+        client, url, {"name": "Imp", "param.base_url": "https://api.example.com"}, url
+    )
+    assert saved.status_code == 303
+    assert "<dt><code>extra.deep.k</code></dt><dd>v</dd>" in client.get(url).text
+    assert jf.connectors.get_config(admin_of(ui_user), connector["id"])["extra"]["note"] == note

@@ -608,12 +608,27 @@ def _import_document(json_data: Any, file_content: str | None) -> Any:
     if json_data is not None and file_content is not None:
         raise ConnectorConfigError("send either json_data or file_content, not both")
     if file_content is not None:
+        # Two failures, said apart: a client's encoding (file_content is base64 by
+        # contract), and the file itself -- which the admin of the UI, whose upload the
+        # UI encodes, never base64-encoded.
         try:
             raw = base64.b64decode(file_content, validate=True)
-            json_data = json.loads(raw.decode("utf-8"))
         except (binascii.Error, ValueError) as exc:
             raise ConnectorConfigError(
-                "the imported file is not base64-encoded JSON",
+                "file_content is not base64-encoded",
+                remediation="Send the file's bytes base64-encoded in file_content.",
+            ) from exc
+        try:
+            json_data = json.loads(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConnectorConfigError(
+                "the imported file is not a JSON file (it is not UTF-8 text)",
+                remediation="Upload a JSON file (UTF-8).",
+            ) from exc
+        except json.JSONDecodeError as exc:
+            raise ConnectorConfigError(
+                f"the imported file is not a JSON file ({exc.msg} at line {exc.lineno},"
+                f" column {exc.colno})",
                 remediation="Upload a JSON file (UTF-8).",
             ) from exc
     if not isinstance(json_data, dict):

@@ -131,7 +131,26 @@ def detail_page(
         test_result=test_result,
         oauth=_has_oauth(cls),
         webhook_url=jf.webhook_url(view),
+        other_settings=_other_settings(schema, view),
     )
+
+
+def _other_settings(schema: Iterable[ConfigField], view: dict[str, Any]) -> list[dict[str, str]]:
+    """Stored params the provider has no field for (kept from an imported document):
+    shown read-only, so what a save keeps is not invisible."""
+    known = {f.key for f in schema}
+    shown = []
+    for param in view["params"]:
+        if param["key"] in known:
+            continue
+        if param["secret"]:
+            value = "stored (hidden)"
+        elif param["value_type"] == "file":
+            value = "a file is stored"
+        else:
+            value = str(param["value"])
+        shown.append({"key": param["key"], "value": value})
+    return shown
 
 
 def _has_oauth(cls: type[ConnectorProvider]) -> bool:
