@@ -19,6 +19,7 @@ from . import audit
 from .context import Principal, Role
 from .login_throttle import LoginThrottle
 from .passwords import hash_password, hash_token, new_token, verify_password
+from .views import iso
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 BOOTSTRAP_ORG = "default"
@@ -276,7 +277,7 @@ def _clean_name(name: str, what: str) -> str:
 
 
 def _org_view(org: Organization) -> dict[str, Any]:
-    return {"id": org.id, "name": org.name, "created_at": org.created_at.isoformat()}
+    return {"id": org.id, "name": org.name, "created_at": iso(org.created_at)}
 
 
 def _user_view(user: User, org_name: str) -> dict[str, Any]:
@@ -286,5 +287,5 @@ def _user_view(user: User, org_name: str) -> dict[str, Any]:
         "role": user.role,
         "organization_id": user.organization_id,
         "organization": org_name,
-        "created_at": user.created_at.isoformat(),
+        "created_at": iso(user.created_at),
     }

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from ..secrets import redactor
 from ..store import AuditEvent
 from .context import Principal
+from .views import iso
 
 
 def record(
@@ -47,7 +48,7 @@ def list_events(session: Session, organization_id: str, limit: int = 100) -> lis
     )
     return [
         {
-            "at": row.at.isoformat(),
+            "at": iso(row.at),
             "actor": row.actor,
             "action": row.action,
             "target_type": row.target_type,

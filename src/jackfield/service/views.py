@@ -3,7 +3,7 @@ REST API, the CLI and the UI show the same thing. Secret values become the mask 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from ..kernel.config import SECRET_MASK, schema_to_json_schema
@@ -29,7 +29,12 @@ def parse_row_id(text: str | None) -> int | None:
 
 
 def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None
+    """A time as every response and page gives it: ISO-8601 in UTC (``+00:00``), whatever
+    zone the value came in (a naive one is UTC, as SQLite stores it)."""
+    if value is None:
+        return None
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.isoformat()
 
 
 def connector_view(connector: Connector) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import chain
 from operator import itemgetter
 from typing import Any, cast
@@ -180,8 +180,8 @@ class DriverValues:
         returns its text, psycopg a datetime), as an aware UTC datetime."""
         if isinstance(value, str):
             value = datetime.fromisoformat(value)
-        if isinstance(value, datetime) and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
+        if isinstance(value, datetime):
+            return as_utc(value)
         return cast(datetime | None, value)
 
     @staticmethod

@@ -61,7 +61,21 @@ def _create_engine(parsed: URL, url: str, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    event.listen(engine, "connect", _postgres_utc)
+    return engine
+
+
+def _postgres_utc(dbapi_conn: Any, _record: Any) -> None:
+    """Every session in UTC, whatever the server's or the client's (``PGTZ``) zone: the
+    driver hands back timestamps in the session's zone, and a time shown or answered in
+    New York's offset (or read back into text) is not the UTC every page and response
+    promises. A ``SET`` rather than a startup option, which poolers such as PgBouncer
+    refuse."""
+    cursor = dbapi_conn.cursor()
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.close()
+    dbapi_conn.commit()
 
 
 READ_ONLY = "jackfield_read_only"

@@ -52,9 +52,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return None if value is None else as_utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return value
+        # (an offset other than UTC: a PostgreSQL session in another zone)
+        return None if value is None else as_utc(value)
 
 
 class Base(DeclarativeBase):

@@ -32,6 +32,7 @@ from markupsafe import Markup
 from starlette.templating import Jinja2Templates
 
 from .session import CSRF_FIELD, current_ui_principal, session_key, ui_session
+from .times import utc_text
 
 FLASH_COOKIE = "jackfield_flash"
 STATIC_PREFIX = "/static"
@@ -83,6 +84,7 @@ def templates() -> Jinja2Templates:
     )
     env.globals["static"] = static_url
     env.filters["category_label"] = category_label
+    env.filters["utc"] = utc_text
     return Jinja2Templates(env=env)
 
 
