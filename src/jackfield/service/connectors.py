@@ -30,6 +30,7 @@ from ..secrets import mask_config
 from ..store import Connector, Database, Organization
 from . import audit
 from .connection_tests import TEST_TIMEOUT_SECONDS, run_connection_test
+from .connector_changes import config_changed, effective_config
 from .context import Principal
 from .files import FileStore
 from .listing import after_cursor, connector_cursor
@@ -207,6 +208,10 @@ class ConnectorService:
         """Change a connector. New ``params``/``config`` replace the stored set, or are
         merged into it key by key with ``merge=True`` (the CLI's ``--param``).
 
+        Only a change of the configuration sends the connector back to ``draft`` (test it
+        again); an update that changes nothing (``connector_changes``) leaves it exactly
+        as it was, ``updated_at`` included -- which is how a caller tells it apart.
+
         ``category`` and ``provider_type`` are accepted so that a connector as read (or
         the body that created it) can be sent back whole; they cannot change, since the
         params belong to that provider: a different value is refused."""
@@ -219,28 +224,33 @@ class ConnectorService:
             connector = self._load(s, who, connector_id, lock="edit")
             _check_unchanged(connector, category=category, provider_type=provider_type)
             changes: dict[str, Any] = {}
-            if name is not None:
-                connector.name = changes["name"] = _check_name(name)
+            if name is not None and (name := _check_name(name)) != connector.name:
+                connector.name = changes["name"] = name
             if params is not None or config is not None:
                 incoming = normalize_params(params, config)
                 if merge:
                     incoming = _merge(connector, incoming)
-                obsolete = self._apply_params(connector, incoming, self._provider(connector))
-                connector.status, connector.status_message = "draft", "configuration changed"
-                changes["keys"] = _keys(incoming)
-            if is_default is not None:
+                cls = self._provider(connector)
+                before = effective_config(self.codec, connector, cls)
+                obsolete = self._apply_params(connector, incoming, cls)
+                if config_changed(before, effective_config(self.codec, connector, cls)):
+                    connector.status, connector.status_message = "draft", "configuration changed"
+                    changes["keys"] = _keys(incoming)
+            if is_default is not None and is_default != connector.is_default:
                 if is_default:
                     self._make_default(s, connector)
                 else:
                     connector.is_default = False
                 changes["is_default"] = is_default
-            connector.updated_at = datetime.now(UTC)
-            audit.record(s, who, "connector.update", "connector", connector.id, details=changes)
+            if changes:  # (nothing changed: status, updated_at and the runtime stay)
+                connector.updated_at = datetime.now(UTC)
+                audit.record(s, who, "connector.update", "connector", connector.id, details=changes)
             s.flush()
             view = connector_view(connector)
         for ref in obsolete:
             self.files.delete(ref)
-        self._changed(view["id"])
+        if changes:
+            self._changed(view["id"])
         return view
 
     def delete(self, who: Principal, connector_id: str) -> None:

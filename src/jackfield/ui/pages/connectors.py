@@ -349,8 +349,19 @@ def connector_update(
             name=name,
         )
     response = redirect(f"/connectors/{connector_id}")
-    flash(request, response, f"Saved “{updated['name']}”. Test it again to reconnect it.")
+    flash(request, response, _saved_text(view, updated))
     return response
+
+
+def _saved_text(before: dict[str, Any], after: dict[str, Any]) -> str:
+    """What a save did: nothing (the service leaves an unchanged connector as it was,
+    ``updated_at`` included), or a change -- which needs a new test when it changed the
+    configuration of a tested connector."""
+    if after["updated_at"] == before["updated_at"]:
+        return f"Nothing changed in “{after['name']}”."
+    if after["status"] == "draft" and before["status"] != "draft":
+        return f"Saved “{after['name']}”. Test it again to reconnect it."
+    return f"Saved “{after['name']}”."
 
 
 def _extra_keys(schema: Iterable[ConfigField], view: dict[str, Any]) -> list[str]:
