@@ -136,3 +136,30 @@ def test_rest_put_follows_the_same_rule(
         assert put.json()["status"] == "connected"  # 3 is the default: the same config
         put = http.put(url, json={"config": {**same, "retries": 4}})
         assert put.json()["status"] == "draft"
+
+
+def test_a_save_from_a_page_opened_before_another_save_is_refused(
+    client: httpx2.Client, jf: Any, who: Principal, connected: dict[str, Any]
+) -> None:
+    """Before, tab B's save silently undid tab A's: both said Saved."""
+    url = f"/connectors/{connected['id']}"
+    tab_a, tab_b = client.get(url).text, client.get(url).text
+    saved = save(client, url, tab_a, **{"param.url": "https://from-tab-a.example"})
+    assert saved.status_code == 303
+
+    refused = save(client, url, tab_b, **{"param.retries": "7"})
+    assert refused.status_code == 409
+    assert "changed since this form was opened" in refused.text
+    assert "Reload the connector" in refused.text
+    assert form_as_sent(refused.text, url)["param.retries"] == "7"  # what B typed is kept
+    again = save(client, url, refused.text)  # saving again from that page: still refused
+    assert again.status_code == 409
+    config = jf.connectors.get_config(who, connected["id"])
+    assert (config["url"], config.get("retries")) == ("https://from-tab-a.example", None)
+
+    reloaded = client.get(url).text
+    jf.connectors.test(who, connected["id"])  # a test meanwhile changes no setting
+    saved = save(client, url, reloaded, **{"param.retries": "7"})
+    assert saved.status_code == 303
+    config = jf.connectors.get_config(who, connected["id"])
+    assert (config["url"], config["retries"]) == ("https://from-tab-a.example", "7")

@@ -12,10 +12,12 @@ new file's content, or a param now stored as secret is a change.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
-from ..kernel.errors import ConnectorConfigError
+from ..kernel.errors import ConflictError, ConnectorConfigError
 from ..kernel.provider import ConnectorProvider
 from ..store import Connector
 from .params import ParamCodec
@@ -45,3 +47,27 @@ def config_changed(before: Effective | None, after: Effective | None) -> bool:
         return True
     common = before.kinds.keys() & after.kinds.keys()  # (a key added with its default
     return any(before.kinds[k] != after.kinds[k] for k in common)  # value is no change)
+
+
+def edit_version(view: dict[str, Any]) -> str:
+    """A short digest of what the connector form shows of ``view`` (a connector view:
+    its name and params, secrets masked). An editor keeps the version it was opened
+    with and hands it back on save; a different version now means someone saved a
+    change in between, which the save would silently undo.
+
+    Not ``updated_at``: a connection test and a token refresh change that too, and a
+    save after either is no lost update (a secret the form sends back as the mask keeps
+    the refreshed value)."""
+    shown = [view["name"], sorted((p["key"], p["value"], p["value_type"]) for p in view["params"])]
+    return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:20]
+
+
+def check_version(view: dict[str, Any], expected: str | None) -> None:
+    """Refuse an edit made from a form opened before the connector last changed."""
+    if expected is not None and edit_version(view) != expected:
+        raise ConflictError(
+            "the connector was changed since this form was opened (in another tab or by"
+            " someone else); saving would undo that change, so nothing was saved",
+            remediation="Reload the connector to see its current settings, then make your"
+            " change again.",
+        )

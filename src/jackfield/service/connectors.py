@@ -30,7 +30,7 @@ from ..secrets import mask_config
 from ..store import Connector, Database, Organization
 from . import audit
 from .connection_tests import TEST_TIMEOUT_SECONDS, run_connection_test
-from .connector_changes import config_changed, effective_config
+from .connector_changes import check_version, config_changed, effective_config
 from .context import Principal
 from .files import FileStore
 from .listing import after_cursor, connector_cursor
@@ -204,6 +204,7 @@ class ConnectorService:
         merge: bool = False,
         category: str | None = None,
         provider_type: str | None = None,
+        expected_version: str | None = None,
     ) -> dict[str, Any]:
         """Change a connector. New ``params``/``config`` replace the stored set, or are
         merged into it key by key with ``merge=True`` (the CLI's ``--param``).
@@ -211,6 +212,8 @@ class ConnectorService:
         Only a change of the configuration sends the connector back to ``draft`` (test it
         again); an update that changes nothing (``connector_changes``) leaves it exactly
         as it was, ``updated_at`` included -- which is how a caller tells it apart.
+        ``expected_version`` (the ``edit_version`` a form was opened with): refused with
+        ``ConflictError`` when the connector has changed since.
 
         ``category`` and ``provider_type`` are accepted so that a connector as read (or
         the body that created it) can be sent back whole; they cannot change, since the
@@ -222,6 +225,7 @@ class ConnectorService:
                 _lock_defaults(s, who.organization_id)  # before reading the connector
                 _lock_with_defaults(s, who.organization_id, connector_id)
             connector = self._load(s, who, connector_id, lock="edit")
+            check_version(connector_view(connector), expected_version)
             _check_unchanged(connector, category=category, provider_type=provider_type)
             changes: dict[str, Any] = {}
             if name is not None and (name := _check_name(name)) != connector.name:

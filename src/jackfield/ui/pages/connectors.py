@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse, Response
 from ...app import Jackfield
 from ...kernel.config import ConfigField
 from ...kernel.errors import (
+    ConflictError,
     ConnectorConfigError,
     ConnectorNotFoundError,
     JackfieldError,
@@ -26,6 +27,7 @@ from ...kernel.errors import (
 from ...kernel.provider import ConnectorProvider
 from ...secrets import redactor
 from ...service import Principal
+from ...service.connector_changes import edit_version
 from ..forms import form_fields, initial_values, params_from_form, submitted_values
 from ..render import flash, redirect, render
 from ..session import UiForm, UiPrincipal, ui_router
@@ -103,8 +105,11 @@ def detail_page(
     error: str = "",
     name: str | None = None,
     test_result: dict[str, Any] | None = None,
+    version: str | None = None,
 ) -> HTMLResponse:
-    """The connector page; after a failed save, with the submitted values and errors."""
+    """The connector page; after a failed save, with the submitted values and errors.
+    ``version``: the connector as the form was opened (see ``edit_version``), kept
+    after a save refused as stale so that saving again stays refused until a reload."""
     cls = provider_class(jf, view["category"], view["provider_type"])
     schema = cls.config_schema()
     stored = initial_values(schema, jf.connectors.get_config(who, view["id"]))
@@ -132,6 +137,7 @@ def detail_page(
         oauth=_has_oauth(cls),
         webhook_url=jf.webhook_url(view),
         other_settings=_other_settings(schema, view),
+        version=edit_version(view) if version is None else version,
     )
 
 
@@ -321,10 +327,12 @@ def connector_update(
         return not_found(request)
     schema = provider_class(jf, view["category"], view["provider_type"]).config_schema()
     name = str(form.get("name") or "")
+    version = form.get("version")
     try:
         updated = jf.connectors.update(
             who,
             connector_id,
+            expected_version=version if isinstance(version, str) else None,
             name=name,
             params=params_from_form(
                 schema,
@@ -342,15 +350,22 @@ def connector_update(
             jf,
             who,
             view,
-            status_code=422 if isinstance(exc, ConnectorConfigError) else 403,
+            status_code=_status_of(exc),
             values=submitted_values(schema, form),
             errors=errors,
             error=error_text(exc, who),
             name=name,
+            version=version if isinstance(version, str) else None,
         )
     response = redirect(f"/connectors/{connector_id}")
     flash(request, response, _saved_text(view, updated))
     return response
+
+
+def _status_of(exc: JackfieldError) -> int:
+    if isinstance(exc, ConnectorConfigError):
+        return 422
+    return 409 if isinstance(exc, ConflictError) else 403
 
 
 def _saved_text(before: dict[str, Any], after: dict[str, Any]) -> str:
