@@ -163,3 +163,20 @@ def test_a_save_from_a_page_opened_before_another_save_is_refused(
     assert saved.status_code == 303
     config = jf.connectors.get_config(who, connected["id"])
     assert (config["url"], config["retries"]) == ("https://from-tab-a.example", "7")
+
+
+def test_a_default_choice_that_is_neither_yes_nor_no_is_refused(
+    client: httpx2.Client, jf: Any, who: Principal
+) -> None:
+    """Before, ``is_default=maybe`` (any value at all) made the connector the default."""
+    page = client.get("/connectors/new?category=messaging&provider_type=echo").text
+    form = {**form_as_sent(page, "/connectors"), "name": "loop"}
+    refused = client.post(
+        "/connectors", data={**form, "is_default": "maybe"}, files={"_": ("", b"")}
+    )
+    assert refused.status_code == 422
+    assert "must be ticked or not" in refused.text
+    assert jf.connectors.list(who) == []
+    made = client.post("/connectors", data={**form, "is_default": "true"}, files={"_": ("", b"")})
+    assert made.status_code == 303
+    assert [c["is_default"] for c in jf.connectors.list(who)] == [True]

@@ -24,6 +24,20 @@ from ..kernel.config import SECRET_MASK, ConfigField, FieldType, get_path
 
 PREFIX = "param."
 TRUE_VALUES = frozenset({"true", "on", "1", "yes"})
+FALSE_VALUES = frozenset({"false", "off", "0", "no", ""})
+
+
+def checkbox_value(form: FormData, name: str) -> bool | None:
+    """A yes/no box of the form: absent (unticked) is no; ``None`` for a value that is
+    neither (a hand-made request's ``maybe``), which the page refuses rather than
+    reading any value at all as yes."""
+    raw = form.get(name)
+    if raw is None:
+        return False
+    text = raw.strip().lower() if isinstance(raw, str) else "?"
+    if text in TRUE_VALUES:
+        return True
+    return False if text in FALSE_VALUES else None
 
 
 @dataclass(frozen=True)

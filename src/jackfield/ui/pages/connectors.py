@@ -28,7 +28,13 @@ from ...kernel.provider import ConnectorProvider
 from ...secrets import redactor
 from ...service import Principal
 from ...service.connector_changes import edit_version
-from ..forms import form_fields, initial_values, params_from_form, submitted_values
+from ..forms import (
+    checkbox_value,
+    form_fields,
+    initial_values,
+    params_from_form,
+    submitted_values,
+)
 from ..render import flash, redirect, render
 from ..session import UiForm, UiPrincipal, ui_router
 
@@ -225,7 +231,19 @@ def connector_create(request: Request, who: UiPrincipal, form: UiForm) -> Respon
         return _chooser(request, jf, category, provider_type, "Choose a category and a provider.")
     schema = provider_class(jf, category, provider_type).config_schema()
     name = str(form.get("name") or "")
-    is_default = form.get("is_default") is not None
+    is_default = checkbox_value(form, "is_default")
+    if is_default is None:
+        return _create_form(
+            request,
+            jf,
+            category,
+            provider_type,
+            submitted_values(schema, form),
+            name=name,
+            errors={"is_default": "must be ticked or not: true or false"},
+            error="The default choice must be yes or no.",
+            status_code=422,
+        )
     try:
         view = jf.connectors.create(
             who,
