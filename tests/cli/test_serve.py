@@ -62,9 +62,15 @@ def test_db_upgrade_says_what_it_did(env, tmp_path):
     proc = run(env, "db", "upgrade", "--json")
     assert proc.returncode == 0, proc.stderr
     done = json.loads(proc.stdout)
-    assert done["up_to_date"] is True and done["from"] is None and done["to"]
+    # it migrated a new database: not "up to date" (before, --json said true regardless)
+    assert done["up_to_date"] is False and done["from"] is None and done["to"]
     again = run(env, "db", "upgrade")  # (before, both said "up to date")
     assert again.stdout.strip() == f"database is up to date (revision {done['to']})"
+    assert json.loads(run(env, "db", "upgrade", "--json").stdout) == {
+        "up_to_date": True,
+        "from": done["to"],
+        "to": done["to"],
+    }
 
     # a database a newer version migrated (a rollback of the code): one clear line
     database = sqlite3.connect(tmp_path / "data" / "jackfield.db")

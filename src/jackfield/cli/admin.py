@@ -77,12 +77,12 @@ def db_upgrade(as_json: bool = JsonOption) -> None:
         database = Database(Settings().database_url)
         before, after = upgrade(database.engine)
         database.dispose()
-    done = {"up_to_date": True, "from": before, "to": after}
+    done = {"up_to_date": before == after, "from": before, "to": after}  # nothing applied
     emit(done, as_json, _show_upgraded)
 
 
 def _show_upgraded(done: dict[str, Any]) -> None:
-    if done["from"] == done["to"]:
+    if done["up_to_date"]:
         console.print(f"database is up to date (revision {done['to']})")
     else:
         console.print(f"database upgraded from revision {done['from'] or 'none'} to {done['to']}")
