@@ -165,6 +165,12 @@ def test_user_errors_are_one_line_exit_1_and_change_nothing(cli, tmp_path):
         ),
         "not valid JSON",
     )
+    # a directory: about the config file (was "check JACKFIELD_DATA_DIR and ..._URL")
+    proc = cli.run(
+        *base, "--category", "email", "--provider", "smtp", "--config-file", str(tmp_path), expect=1
+    )
+    user_error(proc, f"cannot read the config file {tmp_path}: Is a directory")
+    assert "JACKFIELD_" not in proc.stderr
     assert cli.json("connectors", "list", "--org", "acme")["items"] == []
 
     conn = cli.json(

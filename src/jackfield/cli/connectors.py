@@ -78,6 +78,11 @@ def read_json_file(path: Path) -> Any:
         raise ConnectorConfigError(f"no file {path}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConnectorConfigError(f"{path} is not valid JSON: {exc}") from None
+    except OSError as exc:  # a directory, no permission: about the file, not the settings
+        raise ConnectorConfigError(
+            f"cannot read the config file {path}: {exc.strerror or exc}",
+            remediation="name a readable JSON file",
+        ) from None
 
 
 def show_connector(c: dict[str, Any]) -> None:
