@@ -183,10 +183,17 @@ def test_user_errors_are_one_line_exit_1_and_change_nothing(cli, tmp_path):
         f"root={tmp_path / 'files'}",
     )
     user_error(cli.run("connectors", "activate", conn["id"], expect=1), "not 'connected'")
+    # the user never base64-encoded anything: the file is what is wrong (was "not
+    # base64-encoded JSON")
     user_error(
         cli.run("connectors", "import-config", conn["id"], str(bad), expect=1),
-        "base64-encoded JSON",
+        "the imported file is not a JSON file (Expecting",
     )
+    not_utf8 = tmp_path / "nonutf8.json"
+    not_utf8.write_bytes(b'\xff\xfe{"a":"1"}')
+    proc = cli.run("connectors", "import-config", conn["id"], str(not_utf8), expect=1)
+    user_error(proc, "not a JSON file (it is not UTF-8 text)")
+    assert "base64" not in proc.stderr
     assert cli.json("connectors", "show", conn["id"])["is_enabled"] is False
     user_error(
         cli.run("connectors", "show", "00000000-0000-0000-0000-000000000000", expect=1),
