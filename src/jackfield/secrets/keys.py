@@ -17,6 +17,16 @@ from pathlib import Path
 from ..kernel.errors import JackfieldError
 
 KEY_FILE_NAME = "secret.key"
+# a new master key can be generated; a fallback cannot: it must be the key that old
+# values were written with, so telling the operator to generate one was wrong advice
+GENERATE = (
+    'Generate one with: python -c "import os,base64;'
+    'print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
+)
+FALLBACK_REMEDY = (
+    "Each fallback must be an earlier JACKFIELD_SECRET_KEY (base64 of 32 bytes), the one"
+    " older secrets were encrypted with; separate several with commas"
+)
 
 
 class SecretKeyError(JackfieldError):
@@ -41,18 +51,16 @@ class MasterKey:
         return cls(secrets.token_bytes(32))
 
     @classmethod
-    def decode(cls, text: str, *, source: str = "JACKFIELD_SECRET_KEY") -> MasterKey:
+    def decode(
+        cls, text: str, *, source: str = "JACKFIELD_SECRET_KEY", remediation: str = GENERATE
+    ) -> MasterKey:
         text = text.strip()
         try:
             raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
         except (binascii.Error, ValueError):
             raw = b""
         if len(raw) != 32:
-            raise SecretKeyError(
-                f"{source} is not base64 of 32 bytes",
-                remediation='Generate one with: python -c "import os,base64;'
-                'print(base64.urlsafe_b64encode(os.urandom(32)).decode())"',
-            )
+            raise SecretKeyError(f"{source} is not base64 of 32 bytes", remediation=remediation)
         return cls(raw)
 
 
@@ -92,7 +100,14 @@ def write_key_file(path: Path, key: MasterKey) -> None:
 
 def load_keyring(secret_key: str | None, fallbacks: list[str], data_dir: Path) -> Keyring:
     """The keyring for these settings; generates the key file on first start."""
-    extra = tuple(MasterKey.decode(k, source="JACKFIELD_SECRET_KEY_FALLBACKS") for k in fallbacks)
+    extra = tuple(
+        MasterKey.decode(
+            k,
+            source=f"JACKFIELD_SECRET_KEY_FALLBACKS entry {n} of {len(fallbacks)}",
+            remediation=FALLBACK_REMEDY,
+        )
+        for n, k in enumerate(fallbacks, 1)
+    )
     if secret_key:
         return Keyring(MasterKey.decode(secret_key), extra)
     path = key_file_path(data_dir)
