@@ -2,7 +2,7 @@
 
 import pytest
 
-from jackfield import ConnectorNotFoundError
+from jackfield import ConnectorConfigError, ConnectorNotFoundError
 from jackfield.kernel import call_async
 
 
@@ -42,3 +42,10 @@ def test_an_enabled_default_connector_wins(jf, admin, tmp_path):
 def test_no_default_and_no_builtin_is_a_clear_error(jf, org):
     with pytest.raises(ConnectorNotFoundError, match="no default messaging connector"):
         jf.default("messaging", org)
+
+
+def test_an_unknown_category_is_named_as_such(jf, org):
+    """Before: "no default nope connector", as if a connector were missing."""
+    with pytest.raises(ConnectorConfigError, match="unknown category 'nope'") as info:
+        jf.default("nope", org)
+    assert "messaging" in info.value.field_errors["category"]

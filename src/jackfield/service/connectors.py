@@ -29,6 +29,7 @@ from ..kernel.registry import ConnectorRegistry
 from ..secrets import mask_config
 from ..store import Connector, Database, Organization
 from . import audit
+from .categories import check_category
 from .connection_tests import TEST_TIMEOUT_SECONDS, run_connection_test
 from .connector_changes import check_version, config_changed, effective_config
 from .context import Principal
@@ -472,14 +473,10 @@ class ConnectorService:
         return problems
 
     def _provider_for_create(self, category: str, provider_type: str) -> type[ConnectorProvider]:
-        if category not in self.registry.categories():
-            known = ", ".join(self.registry.categories())
-            raise ConnectorConfigError(
-                f"unknown category {category!r}",
-                field_errors={"category": f"known categories: {known}"},
-            )
+        check_category(self.registry, category)
         if not self.registry.is_registered(category, provider_type):
-            known = ", ".join(c.provider_type for c in self.registry.list_for_category(category))
+            providers = self.registry.list_for_category(category)
+            known = ", ".join(c.provider_type for c in providers) or "none installed"
             raise ConnectorConfigError(
                 f"unknown provider {provider_type!r} for category {category!r}",
                 field_errors={"provider_type": f"known {category} providers: {known}"},

@@ -14,6 +14,7 @@ from ..kernel.errors import ConnectorNotFoundError
 from ..kernel.provider import ConnectorProvider
 from ..kernel.registry import ConnectorRegistry
 from ..store import Connector, Database
+from .categories import check_category
 from .params import ParamCodec
 
 BuiltinAdapters = Callable[[str, str], tuple[str, dict[str, Any]] | None]
@@ -53,7 +54,12 @@ class DefaultResolver:
         self.check = check  # the connector service's checks at open (its directories)
 
     def get_default_for_category(self, organization_id: str, category: str) -> ResolvedConnector:
-        """The enabled default connector of the category, or the built-in adapter."""
+        """The enabled default connector of the category, or the built-in adapter.
+
+        An unknown category is refused as such (``ConnectorConfigError``, as ``create``
+        refuses it): "no default nope connector" sent its caller looking for a missing
+        connector when the category name was mistyped."""
+        check_category(self.registry, category)
         with self.db.transaction() as s:
             connector = s.scalar(
                 select(Connector).where(
