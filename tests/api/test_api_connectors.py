@@ -246,7 +246,12 @@ def test_provider_types(callers):
     assert vault_type["config_schema"]["properties"]["token"]["writeOnly"] is True
     storage = user("GET", "/api/connectors/types?category=storage").json()["items"]
     assert storage and {t["category"] for t in storage} == {"storage"}
-    assert user("GET", "/api/connectors/types?category=nope").json() == {
+    # a mistyped category is refused as POST /api/connectors refuses it (was 200 and an
+    # empty list, indistinguishable from a category with nothing installed)
+    error = assert_error(user("GET", "/api/connectors/types?category=nope"), 422)
+    assert error["message"] == "unknown category 'nope'"
+    assert "storage" in error["details"]["fields"]["category"]
+    assert user("GET", "/api/connectors/types?category=queue").json() == {  # none installed
         "items": [],
         "next_cursor": None,
     }

@@ -135,6 +135,8 @@ class ConnectorService:
         """Every listable provider type. One whose ``config_schema()`` fails now (it was
         checked at registration, but it is the provider's code) is left out and logged:
         it must not take the listing of every other provider down with it."""
+        if category:  # a typo is an error, not an empty list (as in create)
+            check_category(self.registry, category)
         classes = self.registry.list_for_category(category) if category else self.registry.all()
         views = []
         for cls in classes:
