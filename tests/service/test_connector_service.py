@@ -309,6 +309,38 @@ def test_legacy_config_column_is_the_fallback_without_params(jf, admin):
             },
             "base64",
         ),
+        # size limits, whoever calls (before, only REST's 1 MiB body limit bounded them)
+        (
+            {
+                "category": "http",
+                "provider_type": "vault_test",
+                "config": {"url": "x", "big": "y" * (64 * 1024 + 1)},
+            },
+            r"param 'big' is too large: the limit is 64 KiB per text value",
+        ),
+        (
+            {
+                "category": "http",
+                "provider_type": "vault_test",
+                "params": [{"key": f"k{i}", "value": "y" * 64 * 1024} for i in range(17)],
+            },
+            "add up to 1114112 bytes; the limit is 1 MiB",
+        ),
+        (
+            {
+                "category": "http",
+                "provider_type": "vault_test",
+                "params": [
+                    {"key": "url", "value": "x"},
+                    {
+                        "key": "credentials",
+                        "value": base64.b64encode(b"z" * (1024 * 1024 + 1)).decode(),
+                        "value_type": "file",
+                    },
+                ],
+            },
+            "param 'credentials' is too large: the limit is 1 MiB per file",
+        ),
         (
             {
                 "category": "http",
@@ -336,6 +368,10 @@ def test_bad_create_input_is_a_clear_error_and_changes_nothing(jf, admin, kwargs
         ({"file_content": base64.b64encode(b"{not json").decode()}, "is not a JSON file"),
         ({"file_content": base64.b64encode(b"\xff\xfe").decode()}, "not UTF-8 text"),
         ({"file_content": "%%%"}, "file_content is not base64-encoded"),
+        (
+            {"file_content": base64.b64encode(b" " * (1024 * 1024 + 1)).decode()},
+            "the imported file is 1048577 bytes; the limit is 1 MiB",
+        ),
         ({"json_data": {"unexpected": "shape"}}, "not usable"),
     ],
 )
@@ -544,6 +580,9 @@ def test_a_providers_inbound_sources_are_listed_as_its_capabilities(jf):
         types = {t["provider_type"]: t for t in jf.connectors.provider_types("messaging")}
     assert types["feed_caps_test"]["capabilities"] == ["polling"]
     assert types["echo"]["capabilities"] == ["threads"]
-    assert "webhook" in {t["provider_type"]: t for t in jf.connectors.provider_types("http")}[
+    assert (
         "webhook"
-    ]["capabilities"]
+        in {t["provider_type"]: t for t in jf.connectors.provider_types("http")}["webhook"][
+            "capabilities"
+        ]
+    )

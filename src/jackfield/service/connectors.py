@@ -36,7 +36,7 @@ from .context import Principal
 from .files import FileStore
 from .listing import after_cursor, connector_cursor
 from .local_paths import DirectoryGuard, DirectoryPolicy, directory_fields
-from .params import ParamCodec, ParamInput, normalize_params
+from .params import MAX_FILE_BYTES, ParamCodec, ParamInput, normalize_params
 from .secret_origins import check_kept_secrets
 from .views import connector_view, provider_type_view
 
@@ -631,6 +631,11 @@ def _import_document(json_data: Any, file_content: str | None) -> Any:
                 "file_content is not base64-encoded",
                 remediation="Send the file's bytes base64-encoded in file_content.",
             ) from exc
+        if len(raw) > MAX_FILE_BYTES:  # what REST's body limit allows, for every caller
+            raise ConnectorConfigError(
+                f"the imported file is {len(raw)} bytes; the limit is 1 MiB",
+                remediation="Import the connector's configuration file, not other content.",
+            )
         try:
             json_data = json.loads(raw.decode("utf-8"))
         except UnicodeDecodeError as exc:

@@ -23,6 +23,15 @@ from ..store import Connector, ConnectorParam
 from .files import FileStore
 
 VALUE_TYPES = ("text", "file")
+KiB, MiB = 1024, 1024 * 1024
+# Limits of what one connector keeps, whoever sends it (REST, UI, CLI, embedded): real
+# settings (hosts, ids, tokens, a JSON list of scopes) are far below 64 KiB; longer
+# content (certificates, credentials files) belongs in a file param. The REST body limit
+# (1 MiB) bounded REST alone: a CLI --config-file stored a 30 MB value, whose display
+# then hung for minutes.
+MAX_TEXT_BYTES = 64 * KiB  # one text value, UTF-8
+MAX_FILE_BYTES = 1 * MiB  # one file param's content
+MAX_TEXT_TOTAL_BYTES = 1 * MiB  # every text value sent at once (the REST body limit)
 
 
 @dataclass
@@ -52,6 +61,7 @@ def normalize_params(
     raw = from_config + list(params or [])
     by_key: dict[str, ParamInput] = {}
     seen: set[str] = set()
+    text_total = 0
     for index, item in enumerate(raw):
         if not isinstance(item, Mapping):
             raise ConnectorConfigError("each param must be an object with 'key' and 'value'")
@@ -72,6 +82,10 @@ def normalize_params(
                 field_errors={key: "unknown value_type"},
             )
         value = _text(key, item.get("value"))
+        if value_type == "text" and value:
+            size = len(value.encode("utf-8", "surrogatepass"))
+            _check_size(key, size, MAX_TEXT_BYTES, "text value")
+            text_total += size
         sequence = item.get("sequence")
         if sequence is not None and (isinstance(sequence, bool) or not isinstance(sequence, int)):
             raise ConnectorConfigError(f"param {key!r}: sequence must be a whole number")
@@ -81,6 +95,8 @@ def normalize_params(
         # sending back what GET showed keeps the stored file; "" clears it
         entry.keep = value == SECRET_MASK or (value_type == "file" and value is None)
         if value_type == "file" and not entry.keep and value:
+            # (at least) the size it decodes to, checked before decoding it
+            _check_size(key, len(value) // 4 * 3 - 2, MAX_FILE_BYTES, "file")
             try:
                 entry.content = base64.b64decode(value, validate=True)
             except (binascii.Error, ValueError):
@@ -88,7 +104,14 @@ def normalize_params(
                     f"param {key!r}: a file value must be base64",
                     field_errors={key: "not valid base64"},
                 ) from None
+            _check_size(key, len(entry.content), MAX_FILE_BYTES, "file")
         by_key[key] = entry
+    if text_total > MAX_TEXT_TOTAL_BYTES:
+        raise ConnectorConfigError(
+            f"the params' text values add up to {text_total} bytes; the limit is"
+            f" {_size(MAX_TEXT_TOTAL_BYTES)}",
+            remediation="Keep long content (certificates, credentials files) in file params.",
+        )
     unflatten_params([{"key": p.key, "value": 1} for p in by_key.values()])  # key clashes
     return sorted(by_key.values(), key=lambda p: (p.sequence, p.key))
 
@@ -217,6 +240,23 @@ class ParamCodec:
             )
             return True
         return False
+
+
+def _check_size(key: str, size: int, limit: int, what: str) -> None:
+    """Refuse a value of ``size`` bytes over ``limit``, naming the key and the limit."""
+    if size > limit:
+        raise ConnectorConfigError(
+            f"param {key!r} is too large: the limit is {_size(limit)} per {what}",
+            field_errors={key: f"larger than {_size(limit)}"},
+            remediation="Keep long content (certificates, credentials files) in a file param,"
+            f" up to {_size(MAX_FILE_BYTES)}."
+            if what != "file"
+            else f"Use a file of at most {_size(MAX_FILE_BYTES)}.",
+        )
+
+
+def _size(limit: int) -> str:
+    return f"{limit // MiB} MiB" if limit % MiB == 0 else f"{limit // KiB} KiB"
 
 
 def _text(key: str, value: Any) -> str | None:
