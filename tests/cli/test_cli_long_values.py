@@ -33,3 +33,23 @@ def test_a_value_over_64_kib_is_refused_naming_the_key_and_nothing_is_stored(acm
     assert line.startswith("error: param 'x' is too large: the limit is 64 KiB per text value")
     assert json.loads(run(acme, "connectors", "list", "--json").stdout)["items"] == []
 
+
+def test_a_long_value_is_shown_shortened_at_once(acme, tmp_path):
+    config = tmp_path / "m1.json"
+    config.write_text(json.dumps({"host": "a.com", "x": "y" * 64 * 1024}))  # the most allowed
+    proc = create(acme, config, timeout=20)  # before: still printing after minutes
+    assert proc.returncode == 0, proc.stderr
+    shown = "".join(proc.stdout.split())  # (rich folds it to the terminal's width)
+    assert f"x={'y' * 500}...(65536characters;--jsonshowsthemall)" in shown
+    assert "y" * 501 not in shown
+    connector_id = json.loads(run(acme, "connectors", "list", "--json").stdout)["items"][0]["id"]
+    show = subprocess.run(
+        [JACKFIELD, "connectors", "show", connector_id],
+        env=acme,
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    assert "(65536 characters; --json shows them all)" in show.stdout
+    whole = json.loads(run(acme, "connectors", "show", connector_id, "--json").stdout)
+    assert {p["key"]: p["value"] for p in whole["params"]}["x"] == "y" * 64 * 1024

@@ -85,6 +85,20 @@ def read_json_file(path: Path) -> Any:
         ) from None
 
 
+# rich folds a long unbroken value in time that grows with the square of its length (10
+# thousand characters: seconds; a 1 MB value stored before the service's limits: minutes)
+SHOWN_CHARACTERS = 500
+
+
+def shortened(value: Any) -> str:
+    """``value`` as text, cut to ``SHOWN_CHARACTERS`` with a note saying how much is left
+    out (``--json`` prints the connector whole)."""
+    text = str(value)
+    if len(text) <= SHOWN_CHARACTERS:
+        return text
+    return f"{text[:SHOWN_CHARACTERS]}... ({len(text)} characters; --json shows them all)"
+
+
 def show_connector(c: dict[str, Any]) -> None:
     console.print(f"{printable(c['name'])}  {c['id']}", style="bold")
     console.print(
@@ -92,9 +106,9 @@ def show_connector(c: dict[str, Any]) -> None:
         f"  enabled={c['is_enabled']}  default={c['is_default']}"
     )
     if c["status_message"]:
-        console.print(f"  {printable(c['status_message'])}")
+        console.print(f"  {printable(shortened(c['status_message']))}")
     for p in c["params"]:
-        console.print(f"  {printable(p['key'])} = {printable(str(p['value']))}")
+        console.print(f"  {printable(p['key'])} = {printable(shortened(p['value']))}")
 
 
 @app.command("list")
