@@ -737,3 +737,20 @@ async def test_an_embedded_apps_allowlist_setting_is_the_guards(
         use_allowlist(None)
     assert allowed.success, allowed.message
     assert not refused.success and "loopback" in refused.message
+
+
+async def test_a_non_ascii_body_cut_for_the_result_is_flagged_truncated() -> None:
+    """Before: the result's body was cut at 65 KiB of *bytes* but judged complete by its
+    length in *characters*: a 100 KB body of 3-byte characters came back as 22 186 of
+    its 33 333 characters with truncated: false."""
+    from jackfield.kernel.categories.http import HttpResponse
+
+    class Fixed(HttpRestProvider):
+        async def request(self, request: HttpRequest) -> HttpResponse:
+            return HttpResponse(status=200, headers={}, body=("€" * 33_333).encode())
+
+    provider = Fixed.from_config({"base_url": "https://api.example.com"})
+    outcome = await provider.deliver(envelope({"path": "x"}))
+    assert isinstance(outcome, Delivered)
+    assert len(outcome.result["body"]) < 33_333
+    assert outcome.result["truncated"] is True

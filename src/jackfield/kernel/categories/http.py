@@ -73,7 +73,8 @@ class HttpProvider(ConnectorProvider):
         if not isinstance(response, HttpResponse):
             return {}
         # a little more than the limit, so that a credential cut at the limit is masked
-        body = response.body[: RESULT_BODY_LIMIT + 1024].decode("utf-8", "replace")
+        read = RESULT_BODY_LIMIT + 1024  # bytes: fewer characters when they are not ASCII
+        body = response.body[:read].decode("utf-8", "replace")
         secrets = response.credentials
         masked = mask_secrets(body, secrets)
         return {
@@ -81,5 +82,7 @@ class HttpProvider(ConnectorProvider):
             "headers": {k: mask_secrets(v, secrets) for k, v in response.headers.items()},
             "body": masked[:RESULT_BODY_LIMIT],
             # the body above is not the whole answer (it used to be cut without a word)
-            "truncated": response.truncated or len(masked) > RESULT_BODY_LIMIT,
+            "truncated": response.truncated
+            or len(response.body) > read
+            or len(masked) > RESULT_BODY_LIMIT,
         }
