@@ -155,3 +155,45 @@ async def test_concurrent_puts_of_one_new_path_make_one_file(provider_server):
     assert len(named) == 1
     assert listed == ["race.txt"]
     assert stored in bodies
+
+
+async def test_a_download_longer_than_the_timeout_still_arrives(monkeypatch):
+    """A file whose transfer takes longer than timeout_seconds, every read quick: before,
+    'timed out waiting for 127.0.0.1: no complete answer within 1 s' on every try, so a
+    file larger than the link carries in timeout_seconds could never be read. The
+    timeout still bounds each read (and the whole of every metadata call)."""
+    from collections.abc import AsyncIterator
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    from jackfield.testing import LiveServer
+
+    monkeypatch.setenv("JACKFIELD_EGRESS_ALLOWLIST", "127.0.0.1")
+
+    async def files(request: Request) -> Response:
+        return JSONResponse({"files": [{"id": "f1", "name": "big.bin", "size": "16"}]})
+
+    async def media(request: Request) -> Response:
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(16):
+                yield b"x"
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(body())
+
+    app = Starlette(routes=[Route("/drive/v3/files", files), Route("/drive/v3/files/f1", media)])
+    with LiveServer(app, lifespan="off") as live:
+        config = {
+            "client_id": CLIENT_ID,
+            "client_secret": CLIENT_SECRET,
+            "folder_id": "folder",
+            "api_base": f"{live.url}/drive/v3",
+            "upload_base": f"{live.url}/upload/drive/v3",
+            "timeout_seconds": 1,
+        }
+        provider = GoogleDriveProvider.from_config(config)
+        provider.token_source = static_source("at")
+        assert await provider.get("big.bin") == b"x" * 16

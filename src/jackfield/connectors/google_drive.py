@@ -191,9 +191,20 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
             await client.aclose()
 
     async def _call(
-        self, client: httpx2.AsyncClient, method: str, url: str, operation: str, **kwargs: Any
+        self,
+        client: httpx2.AsyncClient,
+        method: str,
+        url: str,
+        operation: str,
+        *,
+        transfer: bool = False,
+        **kwargs: Any,
     ) -> httpx2.Response:
         """One API call; 404 becomes ``ConnectorNotFoundError``, other errors the kernel's.
+
+        ``timeout_seconds`` bounds a metadata call as a whole, but only each read and
+        write of a ``transfer`` (a file's content): a file larger than the link carries
+        in that time must still arrive.
 
         Every call allows shared drives, so ``folder_id`` may be a shared drive's folder.
         """
@@ -203,7 +214,9 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
         if "q" in params:
             params["includeItemsFromAllDrives"] = "true"
         kwargs["params"] = params
-        response = await exchange(client, method, url, operation=operation, **kwargs)
+        response = await exchange(
+            client, method, url, operation=operation, bounded=not transfer, **kwargs
+        )
         if response.status_code == 404:
             raise ConnectorNotFoundError(f"{operation}: no such object", operation=operation)
         raise_for_response(response, operation)
@@ -238,6 +251,7 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
                     params={"uploadType": "media", "fields": FILE_FIELDS},
                     content=data,
                     headers={"Content-Type": mime},
+                    transfer=True,
                 )
             else:
                 metadata = {"name": path, "parents": [self._folder], "mimeType": mime}
@@ -250,6 +264,7 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
                     params={"uploadType": "multipart", "fields": FILE_FIELDS},
                     content=body,
                     headers={"Content-Type": f"multipart/related; boundary={boundary}"},
+                    transfer=True,
                 )
         info = _info(response.json())
         return ObjectInfo(path, len(data), info.modified_at, mime)
@@ -258,7 +273,12 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
         async with self._session() as client:
             found = await self._require(client, path)
             response = await self._call(
-                client, "GET", f"{self._api}/files/{found['id']}", "get", params={"alt": "media"}
+                client,
+                "GET",
+                f"{self._api}/files/{found['id']}",
+                "get",
+                params={"alt": "media"},
+                transfer=True,
             )
         return response.content
 

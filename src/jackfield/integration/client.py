@@ -92,18 +92,23 @@ async def exchange(
     operation: str = "request",
     max_body: int | None = None,
     truncate: bool = False,
+    bounded: bool = True,
     **kwargs: Any,
 ) -> httpx2.Response:
     """One request and its whole response within the client's timeout (``_deadline``),
     transport errors translated; the status is the caller's to judge (``request`` does
     it with ``raise_for_response``, a provider may first map e.g. 404 its own way).
 
+    ``bounded=False`` is for a transfer whose size sets how long it takes (a file's
+    download or upload): only httpx2's timeouts apply then, each connect, read and write,
+    since no fixed deadline fits a file of any size.
+
     With ``max_body`` the body is streamed and read up to that many bytes: more raises
     ``PermanentError`` (the same request would get the same answer), or with
     ``truncate`` keeps the first ``max_body`` bytes and sets ``BODY_TRUNCATED``. An
     error status is always truncated: its body only feeds a short excerpt.
     """
-    deadline = _deadline(client, kwargs.get("timeout"))
+    deadline = _deadline(client, kwargs.get("timeout")) if bounded else None
     try:
         async with asyncio.timeout(deadline):
             with translate_transport_errors(operation):
