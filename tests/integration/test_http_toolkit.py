@@ -515,6 +515,20 @@ async def test_the_timeout_bounds_the_whole_request_not_each_read(server: str) -
     assert "no complete answer within 0.5 s" in info.value.message
 
 
+async def test_a_timeout_given_for_one_request_sets_its_deadline(server: str) -> None:
+    """Before: timeout=None (no timeout, in httpx2) still cut the request off at the
+    client's timeout, and timeout=httpx2.USE_CLIENT_DEFAULT raised a TypeError."""
+    async with create_client(server, timeout=0.5) as client:
+        slow = await request(client, "GET", "/drip", timeout=None)
+        default = await request(
+            client, "GET", "/big", params={"kb": "1"}, timeout=httpx2.USE_CLIENT_DEFAULT
+        )
+        with pytest.raises(TransientError, match=r"within 0\.5 s"):
+            await request(client, "GET", "/drip", timeout=httpx2.USE_CLIENT_DEFAULT)
+    assert slow.content == b"x" * 30
+    assert len(default.content) == 1024
+
+
 @pytest.fixture
 def resetting_server() -> Iterator[str]:
     """Raw TCP on loopback: starts a 200 response promising 1000 bytes, sends 4, then

@@ -72,14 +72,16 @@ def create_client(
     )
 
 
-def _deadline(client: httpx2.AsyncClient, timeout: Any = None) -> float | None:
-    """Seconds one exchange may take in all: the longest of the timeout's parts.
+def _deadline(client: httpx2.AsyncClient, timeout: Any = httpx2.USE_CLIENT_DEFAULT) -> float | None:
+    """Seconds one exchange may take in all: the longest of the timeout's parts (the
+    request's ``timeout``, else the client's; ``None`` is no timeout, as in httpx2).
 
     httpx2's timeouts bound each connect, write and *read*, not the request: a server
     sending a byte a second never trips a 3 s read timeout, and the request would run
     until the outbox lease ran out (and the message was claimed and sent again).
     """
-    limits = client.timeout if timeout is None else httpx2.Timeout(timeout)
+    use_client = timeout is httpx2.USE_CLIENT_DEFAULT
+    limits = client.timeout if use_client else httpx2.Timeout(timeout)
     parts = [p for p in (limits.connect, limits.read, limits.write, limits.pool) if p]
     return max(parts) if parts else None
 
@@ -108,7 +110,8 @@ async def exchange(
     ``truncate`` keeps the first ``max_body`` bytes and sets ``BODY_TRUNCATED``. An
     error status is always truncated: its body only feeds a short excerpt.
     """
-    deadline = _deadline(client, kwargs.get("timeout")) if bounded else None
+    timeout = kwargs.get("timeout", httpx2.USE_CLIENT_DEFAULT)
+    deadline = _deadline(client, timeout) if bounded else None
     try:
         async with asyncio.timeout(deadline):
             with translate_transport_errors(operation):
