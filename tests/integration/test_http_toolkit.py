@@ -566,8 +566,9 @@ async def test_a_connection_reset_mid_response_says_what_happened(resetting_serv
 async def test_a_body_over_the_cap_is_a_clear_permanent_error(server: str) -> None:
     async with create_client(server) as client:
         ok = await request(client, "GET", "/big", params={"kb": "64"}, max_body=64 * 1024)
-        with pytest.raises(PermanentError, match=r"larger than 65536 bytes"):
+        with pytest.raises(PermanentError, match=r"larger than 65536 bytes") as over:
             await request(client, "GET", "/big", params={"kb": "65"}, max_body=64 * 1024)
+        assert str(over.value).startswith("request: the response from 127.0.0.1")
         cut = await request(
             client, "GET", "/big", params={"kb": "65"}, max_body=64 * 1024, truncate=True
         )

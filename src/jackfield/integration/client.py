@@ -143,7 +143,7 @@ async def _read_capped(
         if size + len(chunk) > limit:
             if not truncate:
                 raise PermanentError(
-                    f"{operation}: the response from {response.request.url.host} is larger "
+                    f"the response from {response.request.url.host} is larger "
                     f"than {limit} bytes; it was not read further",
                     operation=operation,
                     remediation="Ask the API for less (paging, filters, a range).",
