@@ -197,3 +197,15 @@ async def test_a_download_longer_than_the_timeout_still_arrives(monkeypatch):
         provider = GoogleDriveProvider.from_config(config)
         provider.token_source = static_source("at")
         assert await provider.get("big.bin") == b"x" * 16
+
+
+@pytest.mark.parametrize("path", [["a.txt"], None])
+async def test_delete_of_a_path_that_is_no_string_is_a_config_error(provider_server, path):
+    """Before: delete(["a.txt"]) raised TypeError 'unhashable type' from the per-path
+    lock, not the ConnectorConfigError every other operation gives."""
+    provider = GoogleDriveProvider.from_config(
+        drive_config(provider_server, provider_server.make_folder())
+    )
+    provider.token_source = static_source(provider_server.issue_access())
+    with pytest.raises(ConnectorConfigError):
+        await provider.delete(path)

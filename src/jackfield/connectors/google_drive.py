@@ -283,7 +283,7 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
         return response.content
 
     async def delete(self, path: str) -> None:
-        async with self._one_writer(path), self._session() as client:
+        async with self._one_writer(check_path(path)), self._session() as client:
             found = await self._require(client, path)
             await self._call(client, "DELETE", f"{self._api}/files/{found['id']}", "delete")
 
