@@ -348,6 +348,34 @@ async def test_a_redirecting_token_endpoint_gets_no_secret_forwarded(
     _assert_no_secrets(info.value, CLIENT_SECRET)
 
 
+@pytest.mark.parametrize("code", [307, 308])
+async def test_a_token_endpoint_redirecting_within_its_origin_is_followed(
+    server: str, code: int
+) -> None:
+    """A token URL missing a trailing slash, redirected 307/308 by its own server (as
+    Starlette's redirect_slashes does): before fe8316c the token was fetched, then it
+    was an AuthError; the secret goes to the same origin, so the redirect is followed."""
+    token_url = str(httpx2.URL(f"{server}/redirect", params={"to": "/token", "code": code}))
+    auth = OAuth2ClientCredentials(token_url, "cid", CLIENT_SECRET)
+    async with create_client(server, auth=auth) as client:
+        response = await request(client, "GET", "/protected")
+    assert response.json() == {"token": "tok-1"}
+    assert len(STATE["token_forms"]) == 1
+
+
+@pytest.mark.parametrize("code", [301, 302, 303])
+async def test_a_token_endpoint_redirect_that_drops_the_body_is_refused(
+    server: str, code: int
+) -> None:
+    """301/302/303 turn the POST into a GET without the grant: an error, even within
+    the origin (the token endpoint would only answer something confusing)."""
+    token_url = str(httpx2.URL(f"{server}/redirect", params={"to": "/token", "code": code}))
+    auth = OAuth2ClientCredentials(token_url, "cid", CLIENT_SECRET)
+    async with create_client(server, auth=auth) as client:
+        with pytest.raises(AuthError, match=f"HTTP {code}"):
+            await request(client, "GET", "/protected")
+
+
 async def test_refreshing_auth_forces_one_refresh_on_401(server: str) -> None:
     STATE["tokens"].add("fresh")
     calls: list[bool] = []

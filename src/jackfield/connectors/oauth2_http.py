@@ -174,8 +174,9 @@ async def call_token_endpoint(
     """POST a grant to a token endpoint; the JSON answer, or the kernel error it means.
 
     The client authenticates with HTTP Basic (form-encoded id and secret, RFC 6749
-    §2.3.1) or in the form body (``client_secret_post``). A redirect is not followed
-    (it would carry the secret and the grant on): it raises ``AuthError``. A 400/401 answer (e.g.
+    §2.3.1) or in the form body (``client_secret_post``). A redirect, unless a 307/308
+    within the endpoint's origin, raises ``AuthError`` (it would carry the secret and the
+    grant on, or drop the grant). A 400/401 answer (e.g.
     ``invalid_grant``) raises ``AuthError``: trying again will not help. 429 and 5xx
     raise retryable errors.
     """
@@ -199,7 +200,7 @@ async def call_token_endpoint(
         headers["Authorization"] = "Basic " + base64.b64encode(pair).decode()
     secrets = [v for v in (client_secret, *form.values()) if v and len(v) >= 4]
     async with create_client(timeout=TOKEN_TIMEOUT) as client:
-        response = await exchange(  # within TOKEN_TIMEOUT in all; a redirect: AuthError
+        response = await exchange(  # within TOKEN_TIMEOUT in all; see refuse_token_redirect
             client,
             "POST",
             token_url,

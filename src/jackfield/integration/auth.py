@@ -119,24 +119,29 @@ async def drop_foreign_credentials(request: httpx2.Request) -> None:
 
 
 async def refuse_token_redirect(response: httpx2.Response) -> None:
-    """Response hook: a token endpoint that redirects is an error, never followed.
+    """Response hook: a token endpoint's redirect is an error, unless it is a 307/308
+    within the endpoint's own origin (a trailing slash added, say).
 
     A token request carries the client secret (form body or Basic header) and grants
     (a refresh token, an authorization code) in its body. A 307/308 would have the
     client POST that body again to wherever the ``Location`` points, another origin
-    included; httpx2 strips only ``Authorization`` there, never the body. RFC 6749 has
-    no redirects at the token endpoint, so the fix is the configured URL.
+    included; httpx2 strips only ``Authorization`` there, never the body. A 301/302/303
+    would turn it into a GET without the grant, which no token endpoint answers. RFC
+    6749 has no redirects at the token endpoint, so the fix is the configured URL.
     """
     request = response.request
     if not request.extensions.get(TOKEN_REQUEST) or not response.has_redirect_location:
         return
     target = httpx2.URL(response.headers["Location"])
     target = request.url.join(target) if target.is_relative_url else target
+    if response.status_code in (307, 308) and _origin(target) == _origin(request.url):
+        return  # the same body to the same server: nothing goes anywhere new
     raise AuthError(  # host and path only: a query string may carry anything
         f"the token endpoint {request.url.host}{request.url.path} answered "
         f"HTTP {response.status_code} {response.reason_phrase}, a redirect to "
         f"{target.scheme}://{target.netloc.decode('ascii')}{target.path}; token requests "
-        "do not follow redirects (they would send the client secret on)",
+        "follow only a 307/308 within the token endpoint's origin (another would send "
+        "the client secret on, or drop the grant)",
         operation="oauth2_token",
         remediation="Set the token URL to the token endpoint's own address.",
     )

@@ -2,9 +2,10 @@
 
 Every HTTP-family connector should build its client here so that all of them share the
 same guard rails: the egress guard on every request and redirect hop, bounded
-redirects (none for OAuth2 token requests), timeouts, an identifying User-Agent, no
-environment proxies or ``.netrc`` (both would bypass or override what the connector
-config says), and kernel errors instead of httpx2 exceptions.
+redirects (for OAuth2 token requests, only a 307/308 within the origin), timeouts, an
+identifying User-Agent, no environment proxies or ``.netrc`` (both would bypass or
+override what the connector config says), and kernel errors instead of httpx2
+exceptions.
 """
 
 from __future__ import annotations
