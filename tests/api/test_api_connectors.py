@@ -251,10 +251,11 @@ def test_provider_types(callers):
     error = assert_error(user("GET", "/api/connectors/types?category=nope"), 422)
     assert error["message"] == "unknown category 'nope'"
     assert "storage" in error["details"]["fields"]["category"]
-    assert user("GET", "/api/connectors/types?category=queue").json() == {  # none installed
-        "items": [],
-        "next_cursor": None,
-    }
+    # a known category is listed even with nothing installed for it (the built-ins have
+    # no queue provider; a test plugin may have registered one in this process)
+    queue = user("GET", "/api/connectors/types?category=queue")
+    assert queue.status_code == 200
+    assert {t["category"] for t in queue.json()["items"]} <= {"queue"}
     assert_error(callers["anonymous"]("GET", "/api/connectors/types"), 401, "unauthenticated")
 
 
