@@ -89,6 +89,18 @@ def test_a_timestamp_that_is_not_plain_digits_is_401(
     assert stored(jf, webhook_connector) == []
 
 
+def test_a_timestamp_of_hundreds_of_digits_is_401_not_a_crash(jf, api, webhook_connector, sign):
+    """Anyone may send any timestamp (it is read before the signature): before, 400
+    digits raised OverflowError and 5000 ValueError (int()'s digit limit), a 500."""
+    body = b'{"type": "ping"}'
+    for digits in (20, 400, 5000):
+        headers = {**sign(body), "webhook-timestamp": "9" * digits}
+        response = post(api, webhook_connector, body, headers)
+        assert response.status_code == 401, (digits, response.text)
+        assert response.json()["error"]["code"] == "auth_failed"
+    assert stored(jf, webhook_connector) == []
+
+
 def test_a_repeated_id_is_answered_2xx_and_processed_once(jf, api, webhook_connector, sign):
     body = b'{"type": "order.created"}'
     headers = sign(body, msg_id="msg_repeat")
