@@ -294,3 +294,43 @@ async def test_a_stream_ends_once_its_token_is_removed(
         events.inject(admin, webhook_connector, {"secret plans": 1}, event_id="after")
         with pytest.raises(AssertionError, match="the stream ended"):
             await sse.next_event()
+
+
+async def test_ids_a_cursor_names_that_were_committed_long_ago_go_to_no_other_stream(
+    jf, api, admin, other_admin, webhook_connector, org_token, token_for
+):
+    """A cursor's open ids may turn out to be another organization's rows (they were
+    open when it was sent), and a client may name any ids: the shared poller looked for
+    them, found the committed rows and sent them to every stream of their organization
+    again -- a client connected since got an old event as new."""
+    events = EventService(jf.db)
+    old = events.inject(admin, webhook_connector, {}, event_id="old")["id"]
+    theirs = token_for(other_admin.organization_id)
+    async with (
+        stream(api, org_token) as fresh,
+        stream(api, theirs, last_event_id=f"{old + 1}~{old}"),
+    ):
+        await asyncio.sleep(1.5)  # the poller has looked for them a few times
+        events.inject(admin, webhook_connector, {}, event_id="new")
+        assert (await fresh.next_event())["event_id"] == "new"  # before: "old"
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_ids_named_by_resuming_clients_never_push_out_the_pollers_own_gaps(
+    jf, api, org, other_admin, webhook_connector, org_token, token_for
+):
+    """Another organization's client reconnecting with cursors naming 1000 ids each
+    filled the poller's gaps (10,000 at most, oldest dropped first): the gap of a row
+    still uncommitted was forgotten, and when it committed no stream received it."""
+    slow = _held_open(jf, org, webhook_connector, "slow")
+    theirs = token_for(other_admin.organization_id)
+    async with stream(api, org_token) as sse:
+        _committed(jf, org, webhook_connector, "fast")
+        assert (await sse.next_event())["event_id"] == "fast"
+        base = 10**12
+        for n in range(11):
+            low = base + n * 1000
+            async with stream(api, theirs, last_event_id=f"{base * 2}~{low}-{low + 999}"):
+                await asyncio.sleep(0.6)  # the poller takes them in
+        slow.commit()
+        assert (await sse.next_event())["event_id"] == "slow"

@@ -14,7 +14,9 @@ Each event goes out with a ``StreamCursor``: its id, or a higher one already sen
 the gaps below it still open -- what the client has. A subscriber resuming with it
 (``Last-Event-ID``) first gets its organization's rows that filled those gaps meanwhile
 and the rows after the cursor's id (catch-up from the table), then the live rows; the
-gaps it names that are still open are looked for again by the poller, and nothing the
+gaps it names that are still open are looked for again by the poller (kept apart from
+its own gaps, at most ``MAX_SOUGHT``; such a row goes only to the streams that lack it:
+a client may name any id, an old row of another organization say), and nothing the
 cursor says the client has is sent again. A subscriber too slow to keep up (its queue
 fills) is closed; it reconnects with its cursor and catches up from the table, so
 nothing is lost. A read that fails (a failover, say) is tried again a second later from
@@ -43,6 +45,7 @@ log = get_logger(__name__)
 BATCH = 500
 GAP_SECONDS = 30.0
 MAX_GAPS = 10_000
+MAX_SOUGHT = 10_000  # ids resuming clients named as lacking, looked for as long as gaps
 SEEN_WINDOW = 10_000
 RETRY_SECONDS = 1.0  # after a failed read
 
@@ -68,8 +71,9 @@ def set_soon(loop: asyncio.AbstractEventLoop | None, event: asyncio.Event | None
         pass
 
 
-# an event and the gaps open when the poller read it (what its cursor must still name)
-_Delivery = tuple[EventRecord, frozenset[int]]
+# an event, the gaps open when the poller read it (what its cursor must still name), and
+# whether it was found only as an id resuming clients lacked (for those clients alone)
+_Delivery = tuple[EventRecord, frozenset[int], bool]
 
 
 @dataclass(eq=False)
@@ -142,7 +146,8 @@ class EventFeed:
         self._last = 0
         self._gaps: dict[int, float] = {}
         self.open_gaps: frozenset[int] = frozenset()  # ``_gaps`` as of the last read
-        self._wanted: deque[int] = deque()  # ids resumed clients lack: to become gaps
+        self._wanted: deque[int] = deque()  # ids resumed clients lack: to be sought
+        self._sought: dict[int, float] = {}  # those ids, looked for until GAP_SECONDS
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup: asyncio.Event | None = None
@@ -185,7 +190,9 @@ class EventFeed:
                     continue
                 if item is None:
                     return
-                record, open_gaps = item
+                record, open_gaps, owed_only = item
+                if owed_only and record.id not in sent.owed:
+                    continue  # an old row: only a client whose cursor lacks it wants it
                 if sent.take(record.id):
                     yield record, sent.cursor(open_gaps)
         finally:
@@ -230,6 +237,7 @@ class EventFeed:
         if self._task is not None and not self._task.done():
             return  # another subscriber started it while we read
         self._gaps.clear()
+        self._sought.clear()
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="jackfield-event-feed")
@@ -253,10 +261,10 @@ class EventFeed:
         while True:
             records = await asyncio.to_thread(self._fetch)
             open_gaps = self.open_gaps
-            for record in records:
+            for record, owed_only in records:
                 for sub in list(self._subscribers):
                     if sub.organization_id == record.organization_id:
-                        self._deliver(sub, (record, open_gaps))
+                        self._deliver(sub, (record, open_gaps, owed_only))
             if len(records) < BATCH:
                 return
 
@@ -275,29 +283,40 @@ class EventFeed:
         with self.db.snapshot() as s:
             return int(s.scalar(select(func.max(InboxEvent.id))) or 0)
 
-    def _fetch(self) -> list[EventRecord]:
-        """Rows after ``_last`` plus late rows that fill earlier gaps, oldest first."""
+    def _fetch(self) -> list[tuple[EventRecord, bool]]:
+        """Rows after ``_last`` plus late rows that fill earlier gaps, oldest first, each
+        with whether it was found only as a sought id (for the streams lacking it)."""
         now = time.monotonic()
         gaps_before = len(self._gaps)
         while self._wanted:
-            self._gaps.setdefault(self._wanted.popleft(), now)
+            self._sought.setdefault(self._wanted.popleft(), now)
+        for sought, since in list(self._sought.items()):
+            if now - since > GAP_SECONDS or len(self._sought) > MAX_SOUGHT:
+                del self._sought[sought]
         condition = InboxEvent.id > self._last
-        if self._gaps:
-            condition = or_(condition, InboxEvent.id.in_(list(self._gaps)))
+        if self._gaps or self._sought:
+            looked_for = list(self._gaps.keys() | self._sought.keys())
+            condition = or_(condition, InboxEvent.id.in_(looked_for))
         with self.db.snapshot() as s:  # a read: on SQLite, no write lock taken
             rows = s.scalars(
                 select(InboxEvent).where(condition).order_by(InboxEvent.id).limit(BATCH)
             )
             records = [EventRecord.from_row(row) for row in rows]
         now = time.monotonic()
+        found: list[tuple[EventRecord, bool]] = []
         for record in records:
-            if self._gaps.pop(record.id, None) is None and record.id > self._last:
+            sought = self._sought.pop(record.id, None) is not None
+            if self._gaps.pop(record.id, None) is not None:
+                sought = False  # a late row: every stream of its organization lacks it
+            elif record.id > self._last:
+                sought = False
                 for missing in range(max(self._last + 1, record.id - MAX_GAPS), record.id):
                     self._gaps[missing] = now
                 self._last = record.id
+            found.append((record, sought))
         for gap, since in list(self._gaps.items()):
             if now - since > GAP_SECONDS or len(self._gaps) > MAX_GAPS:
                 del self._gaps[gap]
         if records or len(self._gaps) != gaps_before:
             self.open_gaps = frozenset(self._gaps)
-        return records
+        return found
