@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx2
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from jackfield.kernel import InboundEvent
@@ -334,3 +335,63 @@ async def test_ids_named_by_resuming_clients_never_push_out_the_pollers_own_gaps
                 await asyncio.sleep(0.6)  # the poller takes them in
         slow.commit()
         assert (await sse.next_event())["event_id"] == "slow"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_thousands_of_open_gaps_cost_each_event_little(jf, org, webhook_connector):
+    """Every duplicate webhook draws an id on PostgreSQL, so a sender repeating a few
+    hundred a second leaves thousands of gaps open: each event's cursor went through
+    all of them for every stream (5000 gaps: about 2 ms per event per stream, on the
+    event loop), to fall back below the lowest in the end. Here the gaps are ids skipped
+    on SQLite."""
+    from jackfield.runtime.inbound.feed import EventFeed
+
+    feed = EventFeed(jf.db, poll_interval=0.05)
+    streams = [feed.stream(org, keepalive=30) for _ in range(4)]
+    try:
+        for live in streams:
+            await anext(live)
+        with jf.db.transaction() as s:
+            add_events(s, webhook_connector, org, [InboundEvent("first", "t", {})], "polling")
+        firsts = [await anext(live) for live in streams]
+        first = firsts[0]
+        assert first is not None
+        base = first[0].id
+        with jf.db.transaction() as s:  # 10,000 ids skipped ...
+            s.add(InboxEvent(**_row(first[0], "jump", base + 10_001)))
+        for live in streams:
+            assert (await anext(live)) is not None  # "jump"
+        other = jf.accounts.create_org("other-org")["id"]
+        with jf.db.transaction() as s:  # ... every other one filled late (another org's)
+            s.execute(
+                insert(InboxEvent),
+                [_row(first[0], f"o-{n}", n, other) for n in range(base + 2, base + 10_001, 2)],
+            )
+        await asyncio.sleep(1.0)  # the poller has read them: 5000 gaps, 5000 runs
+        with jf.db.transaction() as s:
+            events = [InboundEvent(f"e-{n}", "t", {}) for n in range(300)]
+            add_events(s, webhook_connector, org, events, "polling")
+        started = time.monotonic()
+        for live in streams:
+            for _ in range(300):
+                item = await anext(live)
+                assert item is not None
+        elapsed = time.monotonic() - started
+        assert str(item[1]) == str(first[0].id)  # over 1000 ids open: below the lowest
+        assert elapsed < 0.5  # before: over 1 s (0.1 s now)
+    finally:
+        for live in streams:
+            await live.aclose()
+        await feed.close()
+
+
+def _row(like, event_id: str, row_id: int, org: str | None = None) -> dict[str, Any]:
+    return {
+        "id": row_id,
+        "connector_id": like.connector_id,
+        "organization_id": org or like.organization_id,
+        "event_id": event_id,
+        "event_type": "t",
+        "payload": {},
+        "source": "polling",
+    }

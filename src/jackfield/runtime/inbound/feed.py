@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from ...service.events import EventRecord, EventService
 from ...store import Database
 from ...store.models_inbound import InboxEvent
 from ..waits import wait_until_set
-from .stream_cursor import StreamCursor
+from .stream_cursor import MAX_PENDING, MAX_RANGES, StreamCursor
 
 log = get_logger(__name__)
 
@@ -73,7 +74,7 @@ def set_soon(loop: asyncio.AbstractEventLoop | None, event: asyncio.Event | None
 
 # an event, the gaps open when the poller read it (what its cursor must still name), and
 # whether it was found only as an id resuming clients lacked (for those clients alone)
-_Delivery = tuple[EventRecord, frozenset[int], bool]
+_Delivery = tuple[EventRecord, tuple[int, ...], bool]
 
 
 @dataclass(eq=False)
@@ -126,15 +127,26 @@ class _Sent:
         self.last = max(self.last, record_id)
         return True
 
-    def cursor(self, open_gaps: frozenset[int]) -> StreamCursor:
+    def cursor(self, open_gaps: tuple[int, ...]) -> StreamCursor:
+        """The cursor once the client has what was taken; ``open_gaps`` sorted. Bounded
+        work per event whatever the gaps (thousands on PostgreSQL when a sender repeats
+        webhooks: each duplicate draws an id): past ``MAX_RANGES`` runs or ``MAX_PENDING``
+        ids the cursor falls back below the lowest anyway, so no more are looked at."""
         if self.owed and time.monotonic() > self._owed_until:
             self.owed.clear()  # as the poller gives up on a gap
-        pending = {
-            gap
-            for gap in open_gaps
-            if self._resumed_at < gap < self.last and gap not in self._ids
-        }
-        return StreamCursor(self.last, frozenset(pending | self.owed))
+        pending = set(self.owed)  # all below ``_resumed_at``: runs apart from the gaps'
+        runs, previous = 0, None
+        low = bisect_right(open_gaps, self._resumed_at)
+        for index in range(low, bisect_left(open_gaps, self.last, low)):
+            gap = open_gaps[index]
+            if gap in self._ids:
+                continue
+            runs += gap - 1 != previous
+            previous = gap
+            pending.add(gap)
+            if runs > MAX_RANGES or len(pending) > MAX_PENDING:  # as StreamCursor would:
+                return StreamCursor(min(pending) - 1)  # below the lowest, which is here
+        return StreamCursor(self.last, frozenset(pending))
 
 
 class EventFeed:
@@ -145,7 +157,7 @@ class EventFeed:
         self._subscribers: set[_Subscriber] = set()
         self._last = 0
         self._gaps: dict[int, float] = {}
-        self.open_gaps: frozenset[int] = frozenset()  # ``_gaps`` as of the last read
+        self.open_gaps: tuple[int, ...] = ()  # ``_gaps`` as of the last read, sorted
         self._wanted: deque[int] = deque()  # ids resumed clients lack: to be sought
         self._sought: dict[int, float] = {}  # those ids, looked for until GAP_SECONDS
         self._task: asyncio.Task[None] | None = None
@@ -318,5 +330,5 @@ class EventFeed:
             if now - since > GAP_SECONDS or len(self._gaps) > MAX_GAPS:
                 del self._gaps[gap]
         if records or len(self._gaps) != gaps_before:
-            self.open_gaps = frozenset(self._gaps)
+            self.open_gaps = tuple(sorted(self._gaps))
         return found
