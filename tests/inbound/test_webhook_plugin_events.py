@@ -78,3 +78,53 @@ def test_events_a_plugin_cannot_have_stored_are_refused_whole_with_500(
     body = b'{"type": "fine"}'  # the fixed provider's events get in
     assert httpx2.post(url, content=body, headers=sign(body)).status_code == 200
     assert [row.event_type for row in stored(jf, cid)] == ["fine"]
+
+
+WIDE = {"items": [{"id": n, "name": "x" * 20, "tags": ["a", "b"]} for n in range(12_000)]}
+
+
+class WidePlugin(WebhookProvider):
+    """A third-party provider whose events are large (here: whatever the body)."""
+
+    provider_type = "wide_plugin_test"
+    events_checked = False
+
+    def parse_webhook(self, request):
+        (event,) = super().parse_webhook(request)
+        return [replace(event, payload=WIDE)]
+
+
+if not connector_registry.is_registered("http", WidePlugin.provider_type):
+    connector_registry.register(WidePlugin)
+
+
+async def test_a_plugins_events_are_checked_off_the_event_loop(jf, admin, webhook_secret, sign):
+    """The check walks every value of the payload (tens of ms for a megabyte of small
+    objects): it ran on the event loop, stalling every other request meanwhile."""
+    import asyncio
+
+    from jackfield.kernel.inbound import WebhookRequest
+    from jackfield.runtime.inbound.webhook import WebhookIngress
+
+    cid = make_active_connector(jf, admin, WidePlugin.provider_type, {"secret": webhook_secret})
+    ingress = WebhookIngress(jf)
+    loop = asyncio.get_running_loop()
+    stalls: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            before = loop.time()
+            await asyncio.sleep(0.001)
+            stalls.append(loop.time() - before)
+
+    body = b'{"type": "wide"}'
+    await ingress.receive(cid, WebhookRequest("POST", sign(body), body))  # (warm)
+    ticker = asyncio.create_task(tick())
+    try:
+        await asyncio.sleep(0.01)
+        result = await ingress.receive(cid, WebhookRequest("POST", sign(body), body))
+    finally:
+        ticker.cancel()
+        ingress.close()
+    assert result.accepted == 1
+    assert max(stalls) < 0.03, max(stalls)  # before: 0.05 s or more

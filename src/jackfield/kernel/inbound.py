@@ -122,8 +122,10 @@ class WebhookSource(ABC):
     events_checked: ClassVar[bool] = False
     """Whether ``parse_webhook`` itself only returns events the inbox can store (a list of
     ``InboundEvent`` for which ``event_problem`` finds nothing). Left ``False``, the
-    ingress checks every event, a few microseconds each; a provider that already bounds
-    them (the built-in ``webhook``: its ids, types and body size) spares its hot path."""
+    ingress checks every event in a worker thread (a thread hop, and a walk of each
+    payload: a megabyte of small values takes tens of milliseconds); a provider that
+    already bounds them (the built-in ``webhook``: its ids, types and body size) spares
+    its hot path."""
 
     @abstractmethod
     def parse_webhook(self, request: WebhookRequest) -> list[InboundEvent]: ...

@@ -150,7 +150,10 @@ class WebhookIngress:
                     raise
                 self._targets.pop(connector_id, None)  # e.g. a new secret: verify with it
                 continue
-            events = list(events) if target.checked else _checked(target, events)
+            if target.checked:
+                events = list(events)
+            else:  # in a thread: a payload's walk is not bounded by the body's size
+                events = await asyncio.to_thread(_checked, target, events)
             future: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
             self._pending.append(_Pending(connector_id, target, events, future))
             if not self._flushing:
