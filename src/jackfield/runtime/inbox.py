@@ -12,7 +12,7 @@ with ``checked_events``, as the webhook ingress does),
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -61,11 +61,12 @@ def add_events(
 
 
 def checked_events(events: object, source: str) -> list[InboundEvent]:
-    """``events`` (a list or tuple a source returned) as a list, once each event passed
-    ``event_problem``; else ``InvalidEventError`` naming the first that did not. The same
-    check for every source, so what one path refuses no other path stores."""
-    if not isinstance(events, list | tuple):
+    """``events`` (a list, tuple or generator a source returned) as a list, once each
+    event passed ``event_problem``; else ``InvalidEventError`` naming the first that did
+    not. The same check for every source, so what one path refuses no other path stores."""
+    if isinstance(events, str | bytes | Mapping) or not isinstance(events, Iterable):
         raise InvalidEventError(f"{source} events must be a list, not {type(events).__name__}")
+    events = list(events)
     for number, event in enumerate(events, 1):
         problem = event_problem(event)
         if problem is not None:
@@ -74,7 +75,7 @@ def checked_events(events: object, source: str) -> list[InboundEvent]:
             raise InvalidEventError(
                 f"{source} event {number} of {len(events)}{named} cannot be stored: {problem}"
             )
-    return list(events)
+    return events
 
 
 # -- set-based: many events in a few statements, at the driver level (``store.bulk``) ----

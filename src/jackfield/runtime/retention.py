@@ -129,7 +129,9 @@ class Retention:
         holder to be gone."""
         units = select(literal(LEASE_PREFIX) + Connector.id)
         statement = delete(UnitLease).where(
-            UnitLease.expires_at < utcnow() - LEASE_GRACE, UnitLease.unit.not_in(units)
+            UnitLease.expires_at < utcnow() - LEASE_GRACE,
+            UnitLease.unit.startswith(LEASE_PREFIX, autoescape=True),
+            UnitLease.unit.not_in(units),
         )
         return session.connection().execute(statement).rowcount
 
