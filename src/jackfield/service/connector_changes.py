@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..kernel.config import ConfigField
 from ..kernel.errors import ConflictError, ConnectorConfigError
 from ..kernel.provider import ConnectorProvider
 from ..store import Connector
@@ -49,7 +51,7 @@ def config_changed(before: Effective | None, after: Effective | None) -> bool:
     return any(before.kinds[k] != after.kinds[k] for k in common)  # value is no change)
 
 
-def edit_version(view: dict[str, Any]) -> str:
+def edit_version(view: dict[str, Any], schema: Iterable[ConfigField]) -> str:
     """A short digest of what the connector form shows of ``view`` (a connector view:
     its name and params, secrets masked). An editor keeps the version it was opened
     with and hands it back on save; a different version now means someone saved a
@@ -57,14 +59,20 @@ def edit_version(view: dict[str, Any]) -> str:
 
     Not ``updated_at``: a connection test and a token refresh change that too, and a
     save after either is no lost update (a secret the form sends back as the mask keeps
-    the refreshed value)."""
-    shown = [view["name"], sorted((p["key"], p["value"], p["value_type"]) for p in view["params"])]
+    the refreshed value). Nor the schema's read-only fields (a token's expiry, issue
+    time, scope): the service sets them, a refresh rewrites them, and a save keeps them
+    as stored, whatever the form was opened with."""
+    read_only = {f.key for f in schema if f.read_only}
+    params = [p for p in view["params"] if p["key"] not in read_only]
+    shown = [view["name"], sorted((p["key"], p["value"], p["value_type"]) for p in params)]
     return hashlib.sha256(json.dumps(shown).encode()).hexdigest()[:20]
 
 
-def check_version(view: dict[str, Any], expected: str | None) -> None:
+def check_version(
+    view: dict[str, Any], schema: Iterable[ConfigField], expected: str | None
+) -> None:
     """Refuse an edit made from a form opened before the connector last changed."""
-    if expected is not None and edit_version(view) != expected:
+    if expected is not None and edit_version(view, schema) != expected:
         raise ConflictError(
             "the connector was changed since this form was opened (in another tab or by"
             " someone else); saving would undo that change, so nothing was saved",

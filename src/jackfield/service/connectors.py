@@ -228,7 +228,9 @@ class ConnectorService:
                 _lock_defaults(s, who.organization_id)  # before reading the connector
                 _lock_with_defaults(s, who.organization_id, connector_id)
             connector = self._load(s, who, connector_id, lock="edit")
-            check_version(connector_view(connector), expected_version)
+            if expected_version is not None:  # (a form's; the schema says what it shows)
+                schema = self._provider(connector).config_schema()
+                check_version(connector_view(connector), schema, expected_version)
             _check_unchanged(connector, category=category, provider_type=provider_type)
             changes: dict[str, Any] = {}
             if name is not None and (name := _check_name(name)) != connector.name:

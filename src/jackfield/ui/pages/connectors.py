@@ -143,7 +143,7 @@ def detail_page(
         oauth=_has_oauth(cls),
         webhook_url=jf.webhook_url(view),
         other_settings=_other_settings(schema, view),
-        version=edit_version(view) if version is None else version,
+        version=edit_version(view, schema) if version is None else version,
     )
 
 
