@@ -221,7 +221,7 @@ def test(connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = 
         as_json,
         lambda r: console.print(
             Text.assemble(("ok", "green") if r["success"] else ("failed", "red"), ": "),
-            r["message"],
+            printable(r["message"]),
             sep="",
         ),
     )

@@ -70,8 +70,8 @@ def existing_database() -> None:
 
 
 def fail(message: str, remediation: str = "") -> NoReturn:
-    message = " ".join(message.split())  # one line, e.g. of a driver's two-line error
-    text = f"error: {message}" + (f" ({remediation})" if remediation else "")
+    message = printable(" ".join(message.split()))  # one line, e.g. of a driver's two
+    text = f"error: {message}" + (f" ({printable(remediation)})" if remediation else "")
     print(redactor.redact(text), file=sys.stderr)
     raise typer.Exit(1)
 
