@@ -215,6 +215,27 @@ def test_denied_authorization_marks_the_connector(oauth_api, provider_server):
 
 
 @SQLITE_ONLY
+def test_a_long_error_description_is_cut_not_refused(oauth_api, provider_server):
+    """RFC 6749 sets no length on error_description; before, one over 1000 characters
+    answered 422 JSON to the browser, and the connector never heard of the refusal."""
+    admin, _ = tokens_for(oauth_api.jf)
+    with client(oauth_api.url, admin) as api:
+        cid = create_connector(api, provider_server)
+        state = parse_qs(urlsplit(authorize(api, cid)).query)["state"][0]
+        url = f"{oauth_api.url}/api/connectors/oauth/callback/oauth2_http"
+        said = "AADSTS65004: User declined to consent. " + "Trace ID: 0a3c " * 150
+        denied = httpx2.get(
+            url,
+            params={"error": "access_denied", "error_description": said, "state": state},
+            headers={"Accept": "text/html"},
+        )
+        assert denied.status_code == 303, denied.text
+        message = api.get(f"/api/connectors/{cid}").json()["status_message"]
+        assert "access_denied: AADSTS65004: User declined to consent." in message
+        assert len(message) < 500
+
+
+@SQLITE_ONLY
 def test_failed_exchange_is_reported_without_secrets(oauth_api, provider_server):
     admin, _ = tokens_for(oauth_api.jf)
     with client(oauth_api.url, admin) as api:

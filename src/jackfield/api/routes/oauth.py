@@ -48,7 +48,11 @@ def authorization_callback(
     state: Annotated[str, Query(max_length=300, description="{connector_uuid}:{nonce}")],
     code: Annotated[str | None, Query(max_length=4096)] = None,
     error: Annotated[str | None, Query(max_length=200)] = None,
-    error_description: Annotated[str | None, Query(max_length=1000)] = None,
+    # any length (RFC 6749 sets none: a refusal must not become a 422); the service
+    # keeps the first 300 characters
+    error_description: Annotated[
+        str | None, Query(description="the provider's reason for an error (any length)")
+    ] = None,
 ) -> Any:
     """Exchange the code, store the tokens as secret params and test the connector."""
     result = jf.oauth.callback(provider_type, code, state, error, error_description)
