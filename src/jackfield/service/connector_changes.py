@@ -21,6 +21,7 @@ from typing import Any
 from ..kernel.config import ConfigField
 from ..kernel.errors import ConflictError, ConnectorConfigError
 from ..kernel.provider import ConnectorProvider
+from ..secrets import SecretKeyError
 from ..store import Connector
 from .params import ParamCodec
 
@@ -35,10 +36,11 @@ def effective_config(
     codec: ParamCodec, connector: Connector, cls: type[ConnectorProvider]
 ) -> Effective | None:
     """What a connector's params mean to its provider; ``None`` when the stored config
-    is not valid (then any edit counts as a change)."""
+    is not valid, or a stored secret does not decrypt (sealed under a key since lost,
+    which the edit may be replacing): then any edit counts as a change."""
     try:
         config = cls.validate_config(codec.plain_config(connector))
-    except ConnectorConfigError:
+    except (ConnectorConfigError, SecretKeyError):
         return None
     kinds = {row.key: (row.value_type, bool(row.is_secret)) for row in connector.params}
     return Effective(config, kinds)
