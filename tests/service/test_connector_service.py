@@ -645,3 +645,34 @@ def test_a_secret_sealed_under_a_lost_key_can_be_replaced(jf, admin):
     )
     assert updated["status"] == "draft"  # (whether it changed is not known: it may have)
     assert jf.connectors.resolve(created["id"])[2]["token"] == "good"
+
+
+def test_a_file_param_gone_from_disk_can_be_replaced(jf, admin):
+    """The stored file is missing (a data directory restored without it): uploading the
+    file again repairs the connector. The no-op check read the missing file first."""
+    content = base64.b64encode(b'{"k": 1}').decode()
+    created = vault(
+        jf,
+        admin,
+        params=[
+            {"key": "url", "value": "https://vault.example"},
+            {"key": "credentials", "value": content, "value_type": "file"},
+        ],
+    )
+    with jf.db.transaction() as s:
+        ref = s.scalars(
+            select(ConnectorParam.file_ref).where(
+                ConnectorParam.connector_id == created["id"], ConnectorParam.key == "credentials"
+            )
+        ).one()
+    jf.files.delete(ref)
+    updated = jf.connectors.update(
+        admin,
+        created["id"],
+        params=[
+            {"key": "url", "value": "https://vault.example"},
+            {"key": "credentials", "value": content, "value_type": "file"},
+        ],
+    )
+    assert updated["status"] == "draft"
+    assert jf.connectors.resolve(created["id"])[2]["credentials"] == '{"k": 1}'

@@ -36,11 +36,12 @@ def effective_config(
     codec: ParamCodec, connector: Connector, cls: type[ConnectorProvider]
 ) -> Effective | None:
     """What a connector's params mean to its provider; ``None`` when the stored config
-    is not valid, or a stored secret does not decrypt (sealed under a key since lost,
-    which the edit may be replacing): then any edit counts as a change."""
+    is not valid or cannot be read -- a secret sealed under a key since lost, a stored
+    file gone from disk, which the edit may be replacing: then any edit counts as a
+    change."""
     try:
         config = cls.validate_config(codec.plain_config(connector))
-    except (ConnectorConfigError, SecretKeyError):
+    except (ConnectorConfigError, SecretKeyError, OSError):
         return None
     kinds = {row.key: (row.value_type, bool(row.is_secret)) for row in connector.params}
     return Effective(config, kinds)
