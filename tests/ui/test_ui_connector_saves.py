@@ -180,3 +180,32 @@ def test_a_default_choice_that_is_neither_yes_nor_no_is_refused(
     made = client.post("/connectors", data={**form, "is_default": "true"}, files={"_": ("", b"")})
     assert made.status_code == 303
     assert [c["is_default"] for c in jf.connectors.list(who)] == [True]
+
+
+def test_a_save_without_changes_keeps_a_connector_created_with_blank_values(
+    client: httpx2.Client, jf: Any, who: Principal
+) -> None:
+    """A connector sent with "" for settings it leaves unset (as clients filling every
+    field of the JSON Schema do): the form leaves blank inputs out, which is the same
+    configuration. Before, every untouched save of it dropped it to draft."""
+    from sqlalchemy import update
+
+    from jackfield.store import Connector
+
+    view = jf.connectors.create(
+        who,
+        name="api",
+        category="http",
+        provider_type="http",
+        config={
+            "base_url": "https://api.example.com",
+            "health_path": "",
+            "auth": {"mode": "none", "username": "", "password": ""},
+        },
+    )
+    with jf.db.transaction() as s:  # (tested against a server this test does not run)
+        s.execute(update(Connector).where(Connector.id == view["id"]).values(status="connected"))
+    url = f"/connectors/{view['id']}"
+    saved = save(client, url, client.get(url).text)
+    assert "Nothing changed" in flash_after(client, saved)
+    assert jf.connectors.get(who, view["id"])["status"] == "connected"

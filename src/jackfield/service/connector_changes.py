@@ -5,9 +5,10 @@ status to ``draft`` ("configuration changed", test again) on every save dropped 
 connected connector out of service although nothing had changed. So the config is
 compared as the provider would see it -- the decrypted values with the schema's defaults
 applied and coerced to its types -- before and after the edit: a boolean left unset and
-sent back as ``false`` (its default), a number renumbered in sequence, or a secret kept
-with the mask is the same configuration; a different value, a key added or removed, a
-new file's content, or a param now stored as secret is a change.
+sent back as ``false`` (its default), a number renumbered in sequence, a secret kept
+with the mask, or a setting sent as ``""`` and then left out (as a form leaves blank
+inputs) is the same configuration; a different value, a key added or removed, a new
+file's content, or a param now stored as secret is a change.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..kernel.config import ConfigField
+from ..kernel.config import ConfigField, get_path
 from ..kernel.errors import ConflictError, ConnectorConfigError
 from ..kernel.provider import ConnectorProvider
 from ..secrets import SecretKeyError
@@ -43,8 +44,23 @@ def effective_config(
         config = cls.validate_config(codec.plain_config(connector))
     except (ConnectorConfigError, SecretKeyError, OSError):
         return None
+    for field in cls.config_schema():  # "" is unset, as validation reads it
+        if get_path(config, field.key) == "":
+            _unset(config, field.key.split("."))
     kinds = {row.key: (row.value_type, bool(row.is_secret)) for row in connector.params}
     return Effective(config, kinds)
+
+
+def _unset(config: dict[str, Any], path: list[str]) -> None:
+    """Remove ``path``, and the groups it leaves empty."""
+    head, *rest = path
+    child = config.get(head)
+    if not rest:
+        config.pop(head, None)
+    elif isinstance(child, dict):
+        _unset(child, rest)
+        if not child:
+            del config[head]
 
 
 def config_changed(before: Effective | None, after: Effective | None) -> bool:
