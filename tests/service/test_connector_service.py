@@ -676,3 +676,19 @@ def test_a_file_param_gone_from_disk_can_be_replaced(jf, admin):
     )
     assert updated["status"] == "draft"
     assert jf.connectors.resolve(created["id"])[2]["credentials"] == '{"k": 1}'
+
+
+def test_a_value_stored_before_the_size_limits_does_not_block_an_unrelated_edit(jf, admin):
+    """A 100 KiB value stored before the 64 KiB limit: the connector page sends it back
+    with every save (as does a PUT of the connector as read). Before, renaming the
+    connector was refused as 'too large'; a new long value still is."""
+    created = vault(jf, admin)
+    with jf.db.transaction() as s:
+        s.add(ConnectorParam(connector_id=created["id"], key="notes", value="n" * 100_000))
+    read = jf.connectors.get(admin, created["id"])
+    updated = jf.connectors.update(admin, created["id"], name="renamed", params=read["params"])
+    assert updated["name"] == "renamed"
+    assert jf.connectors.resolve(created["id"])[2]["notes"] == "n" * 100_000
+    longer = [{**p, "value": "m" * 100_000} if p["key"] == "notes" else p for p in read["params"]]
+    with pytest.raises(ConnectorConfigError, match="too large"):
+        jf.connectors.update(admin, created["id"], params=longer)

@@ -236,7 +236,7 @@ class ConnectorService:
             if name is not None and (name := _check_name(name)) != connector.name:
                 connector.name = changes["name"] = name
             if params is not None or config is not None:
-                incoming = normalize_params(params, config)
+                incoming = normalize_params(params, config, _plain_texts(connector))
                 if merge:
                     incoming = _merge(connector, incoming)
                 cls = self._provider(connector)
@@ -595,6 +595,15 @@ def _merge(connector: Connector, incoming: list[ParamInput]) -> list[ParamInput]
         if row.key not in new
     ]
     return sorted([*kept, *incoming], key=lambda p: (p.sequence, p.key))
+
+
+def _plain_texts(connector: Connector) -> dict[str, str | None]:
+    """The stored text values that are not secret (as sent back, unchanged, by a form)."""
+    return {
+        row.key: row.value
+        for row in connector.params
+        if row.value_type == "text" and not row.is_secret
+    }
 
 
 def _keys(incoming: list[ParamInput]) -> list[str]:

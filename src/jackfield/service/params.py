@@ -50,13 +50,18 @@ class ParamInput:
 
 
 def normalize_params(
-    params: Iterable[Mapping[str, Any]] | None, config: Mapping[str, Any] | None
+    params: Iterable[Mapping[str, Any]] | None,
+    config: Mapping[str, Any] | None,
+    stored: Mapping[str, str | None] | None = None,
 ) -> list[ParamInput]:
     """Params from a ``params`` list and/or a nested ``config`` (params win on a clash).
 
     A key given twice within the ``params`` (or twice within the ``config``, as ``"a.b"``
     and ``{"a": {"b"}}``) is refused: which one was meant is a guess, and the guesses
-    differed (the last listed here, the highest ``sequence`` in ``unflatten_params``)."""
+    differed (the last listed here, the highest ``sequence`` in ``unflatten_params``).
+
+    ``stored``: the connector's plain text values; one sent back unchanged is not held to
+    the size limits (stored before them, it must not block an unrelated edit)."""
     from_config: list[Mapping[str, Any]] = list(flatten_config(config)) if config else []
     raw = from_config + list(params or [])
     by_key: dict[str, ParamInput] = {}
@@ -82,7 +87,7 @@ def normalize_params(
                 field_errors={key: "unknown value_type"},
             )
         value = _text(key, item.get("value"))
-        if value_type == "text" and value:
+        if value_type == "text" and value and (stored or {}).get(key) != value:
             size = len(value.encode("utf-8", "surrogatepass"))
             _check_size(key, size, MAX_TEXT_BYTES, "text value")
             text_total += size
