@@ -56,7 +56,7 @@ def test_full_flow_stores_tokens_encrypted_and_connects(oauth_api, provider_serv
         result = done.json()
         assert result["success"] is True and result["status"] == "connected"
         assert result["connector_id"] == cid
-        assert result["action"] == {"type": "redirect", "url": f"{oauth_api.url}/connectors/{cid}"}
+        assert result["action"] == {"type": "redirect", "url": f"{oauth_api.url}/connectors/{cid}?oauth=done"}
 
         view = api.get(f"/api/connectors/{cid}").json()
         params = {p["key"]: p for p in view["params"]}
@@ -100,7 +100,7 @@ def test_browser_is_redirected_to_the_connector_page(oauth_api, provider_server)
         callback = authorize(api, cid)
     done = httpx2.get(callback, headers={"Accept": "text/html,*/*"}, follow_redirects=False)
     assert done.status_code == 303
-    assert done.headers["location"] == f"{oauth_api.url}/connectors/{cid}"
+    assert done.headers["location"] == f"{oauth_api.url}/connectors/{cid}?oauth=done"
     assert oauth_api.jf.connectors.resolve(cid)[0].status == "connected"
 
 
@@ -318,7 +318,7 @@ def test_an_unexpected_exchange_error_is_a_failed_connection(oauth_api, provider
         # a browser is sent back to the connector's page, as after any failed connect
         page = httpx2.get(authorize(api, cid), headers={"accept": "text/html"})
         assert page.status_code == 303
-        assert page.headers["location"] == f"{oauth_api.url}/connectors/{cid}"
+        assert page.headers["location"] == f"{oauth_api.url}/connectors/{cid}?oauth=done"
 
 
 def test_a_connect_under_way_survives_a_key_rotation(oauth_api, provider_server, tmp_path):

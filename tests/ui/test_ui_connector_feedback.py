@@ -195,7 +195,8 @@ def _back_from_provider(http: httpx2.Client, callback: str) -> str:
     """The browser's return to the callback; the connector page it is sent on to."""
     answer = http.get(callback, headers={"Accept": "text/html"})
     assert answer.status_code == 303
-    return http.get(httpx2.URL(answer.headers["location"]).path).text
+    page = httpx2.URL(answer.headers["location"])
+    return http.get(page.path + "?" + page.query.decode()).text
 
 
 def flashes(html: str) -> list[str]:

@@ -94,7 +94,9 @@ class OAuthService:
         return f"{self.public_url}/api/connectors/oauth/callback/{provider_type}"
 
     def connector_page(self, connector_id: str) -> str:
-        return self.public_url + self.ui_connector_path.format(id=connector_id)
+        """Where the browser goes after the callback: the connector's page, asked to say
+        how the connect went (it reads that from the connector, not from the URL)."""
+        return self.public_url + self.ui_connector_path.format(id=connector_id) + "?oauth=done"
 
     def start(self, who: Principal, connector_id: str) -> str:
         """Record a pending authorization; returns the URL to send the browser to."""

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import RedirectResponse
 
-from ...ui.render import flash
 from ..deps import JF, Caller
 from ..schemas import AuthorizeOut, CallbackOut, error_responses
 
@@ -57,10 +56,6 @@ def authorization_callback(
     """Exchange the code, store the tokens as secret params and test the connector."""
     result = jf.oauth.callback(provider_type, code, state, error, error_description)
     if "text/html" in request.headers.get("accept", ""):
-        # the connector page says how it went (before, only its status badge changed)
-        response = RedirectResponse(result["action"]["url"], status_code=303)
-        ok = bool(result["success"])
-        message = f"{'Connected' if ok else 'Not connected'}: {result['message']}"
-        flash(request, response, message, "success" if ok else "error")
-        return response
+        # the connector page says how it went (the url asks it to)
+        return RedirectResponse(result["action"]["url"], status_code=303)
     return result

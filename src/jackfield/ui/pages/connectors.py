@@ -112,12 +112,15 @@ def detail_page(
     name: str | None = None,
     test_result: dict[str, Any] | None = None,
     version: str | None = None,
+    notice: dict[str, str] | None = None,
 ) -> HTMLResponse:
     """The connector page; after a failed save, with the submitted values and errors.
     ``version``: the connector as the form was opened (see ``edit_version``), kept
-    after a save refused as stale so that saving again stays refused until a reload."""
+    after a save refused as stale so that saving again stays refused until a reload.
+    ``notice``: a message shown as a flash is (``_oauth_outcome``)."""
     cls = provider_class(jf, view["category"], view["provider_type"])
     schema = cls.config_schema()
+    shown: dict[str, Any] = {"flashes": [notice]} if notice else {}
     stored = initial_values(schema, jf.connectors.get_config(who, view["id"]))
     if values is None:
         values = stored
@@ -144,6 +147,7 @@ def detail_page(
         webhook_url=jf.webhook_url(view),
         other_settings=_other_settings(schema, view),
         version=edit_version(view, schema) if version is None else version,
+        **shown,
     )
 
 
@@ -331,7 +335,17 @@ def connector_detail(request: Request, who: UiPrincipal, connector_id: str) -> H
         view = jf.connectors.get(who, connector_id)
     except ConnectorNotFoundError:
         return not_found(request)
+    if request.query_params.get("oauth") == "done":  # back from the provider's consent
+        return detail_page(request, jf, who, view, notice=_oauth_outcome(view))
     return detail_page(request, jf, who, view)
+
+
+def _oauth_outcome(view: dict[str, Any]) -> dict[str, str]:
+    """How the OAuth connect went, as the callback recorded it on the connector (read
+    from the database: the query only asks for the notice, so no link can word it)."""
+    if view["status"] == "connected":
+        return {"kind": "success", "message": f"Connected: {view['status_message']}"}
+    return {"kind": "error", "message": f"Not connected: {view['status_message']}"}
 
 
 @router.post("/connectors/{connector_id}")
