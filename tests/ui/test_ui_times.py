@@ -26,8 +26,9 @@ def near_now(text: str, fmt: str) -> bool:
     """``text`` (a time shown on a page, format ``fmt``) is the current UTC time."""
     now = datetime.now(UTC)
     shown = datetime.strptime(text, fmt).replace(tzinfo=UTC)
-    if "%Y" not in fmt:
-        shown = datetime.combine(now.date(), shown.timetz())
+    if "%Y" not in fmt:  # a time of day: today's, or (just past midnight) yesterday's
+        days = (now.date() + timedelta(days=d) for d in (-1, 0, 1))
+        return any(near_now(f"{day} {text}", f"%Y-%m-%d {fmt}") for day in days)
     return abs(shown - now) < timedelta(minutes=3)
 
 
