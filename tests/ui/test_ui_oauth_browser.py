@@ -201,8 +201,9 @@ def test_connect_through_the_oauth2_authorization_code_flow(
 
         page.get_by_role("button", name="Connect with OAuth").click()
         # authorize (auto-approved) -> Jackfield's callback -> back on the connector page
-        page.wait_for_url(connector_url)
+        page.wait_for_url(f"{connector_url}?oauth=done")
         assert page.locator("#status-badge").inner_text() == "connected"
+        assert page.get_by_text("Connected: ").is_visible()  # the page says how it went
         assert page.get_by_role("button", name="Reconnect with OAuth").is_visible()
         html = page.content()
         for secret in (ACCESS_TOKEN, REFRESH_TOKEN, CLIENT_SECRET):
