@@ -236,19 +236,12 @@ def connector_create(request: Request, who: UiPrincipal, form: UiForm) -> Respon
     schema = provider_class(jf, category, provider_type).config_schema()
     name = str(form.get("name") or "")
     is_default = checkbox_value(form, "is_default")
-    if is_default is None:
-        return _create_form(
-            request,
-            jf,
-            category,
-            provider_type,
-            submitted_values(schema, form),
-            name=name,
-            errors={"is_default": "must be ticked or not: true or false"},
-            error="The default choice must be yes or no.",
-            status_code=422,
-        )
     try:
+        if is_default is None:  # a hand-made form's "maybe"
+            raise ConnectorConfigError(
+                "the default choice must be yes or no",
+                field_errors={"is_default": "must be ticked or not: true or false"},
+            )
         view = jf.connectors.create(
             who,
             name=name,
@@ -266,7 +259,7 @@ def connector_create(request: Request, who: UiPrincipal, form: UiForm) -> Respon
             provider_type,
             submitted_values(schema, form),
             name=name,
-            is_default=is_default,
+            is_default=bool(is_default),
             errors=errors,
             error=error_text(exc, who),
             status_code=422 if isinstance(exc, ConnectorConfigError) else 403,
