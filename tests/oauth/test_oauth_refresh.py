@@ -258,3 +258,33 @@ def test_provider_uses_the_token_source_and_recovers_from_401(oauth_api, provide
     assert isinstance(second, Delivered) and second.result["status"] == 200
     assert provider_server.calls["refresh_token"] == 1
     assert stored(jf, cid)["access_token"] in provider_server.access
+
+
+@SQLITE_ONLY
+def test_a_token_refresh_meanwhile_does_not_make_an_open_form_stale(oauth_api, provider_server):
+    """A refresh rewrites the token bookkeeping (expiry, issue time: read-only fields the
+    form keeps, never sends); a form opened before it is no stale form. Before, every
+    save of an OAuth connector's page opened before a refresh answered 409."""
+    from jackfield.connectors.oauth2_http import OAuth2HttpProvider
+    from jackfield.kernel import ConflictError
+    from jackfield.service import Principal, Role
+    from jackfield.service.connector_changes import edit_version
+
+    jf = oauth_api.jf
+    api, cid = connected(oauth_api, provider_server)
+    admin = Principal(api.get(f"/api/connectors/{cid}").json()["organization_id"], "a", Role.ADMIN)
+    schema = OAuth2HttpProvider.config_schema()
+    opened = edit_version(jf.connectors.get(admin, cid), schema)
+    before = stored(jf, cid)
+    token = jf.oauth.access_token_sync(cid, force_refresh=True)
+    assert token != before["access_token"] and provider_server.calls["refresh_token"] == 1
+
+    saved = jf.connectors.update(admin, cid, name="partner 2", expected_version=opened)
+    assert saved["name"] == "partner 2"
+    assert stored(jf, cid)["access_token"] == token  # the save kept the refreshed token
+
+    # a change an admin made meanwhile still makes it stale
+    config = jf.connectors.resolve(cid)[2]
+    jf.connectors.update(admin, cid, config={**config, "client_id": "other"})
+    with pytest.raises(ConflictError):
+        jf.connectors.update(admin, cid, name="partner 3", expected_version=opened)

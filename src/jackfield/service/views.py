@@ -28,13 +28,15 @@ def parse_row_id(text: str | None) -> int | None:
     return value if value <= MAX_ROW_ID else None
 
 
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC, whatever zone it came in (a naive one is UTC, as SQLite stores
+    it; PostgreSQL's come with the session's zone)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
 def iso(value: datetime | None) -> str | None:
-    """A time as every response and page gives it: ISO-8601 in UTC (``+00:00``), whatever
-    zone the value came in (a naive one is UTC, as SQLite stores it)."""
-    if value is None:
-        return None
-    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return utc.isoformat()
+    """A time as every response and page gives it: ISO-8601 in UTC (``+00:00``)."""
+    return None if value is None else as_utc(value).isoformat()
 
 
 def connector_view(connector: Connector) -> dict[str, Any]:

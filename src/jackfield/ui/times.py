@@ -8,7 +8,9 @@ the text is read as a time, converted to UTC and written with its zone.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
+
+from ..service.views import as_utc
 
 FORMATS = {
     "minutes": "%Y-%m-%d %H:%M UTC",
@@ -28,5 +30,4 @@ def utc_text(value: str | datetime | None, precision: str = "seconds") -> str:
             value = datetime.fromisoformat(value)
         except ValueError:
             return str(value)
-    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return utc.strftime(FORMATS[precision])
+    return as_utc(value).strftime(FORMATS[precision])
