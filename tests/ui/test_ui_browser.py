@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from jackfield.service import Principal, Role
+from jackfield.service.events import EventService
 
 pytestmark = pytest.mark.browser
 SECRET = "vault-token-" + "7b1e" * 5
@@ -22,6 +23,22 @@ SECRET = "vault-token-" + "7b1e" * 5
 
 def principal(user: Any) -> Principal:
     return Principal(user.organization_id, "test", Role.ADMIN)
+
+
+def active_echo(jf: Any, who: Principal, name: str) -> str:
+    """An enabled, connected echo (loopback) connector: it delivers what it is sent."""
+    created = jf.connectors.create(who, name=name, category="messaging", provider_type="echo")
+    cid: str = created["id"]
+    jf.connectors.test(who, cid)
+    jf.connectors.set_enabled(who, cid, True)
+    return cid
+
+
+def wait_for_state(jf: Any, who: Principal, envelope_id: str, state: str) -> None:
+    deadline = time.monotonic() + 20
+    while jf.runtime.outbox.get(who, envelope_id)["state"] != state:
+        assert time.monotonic() < deadline, f"message {envelope_id} never became {state}"
+        time.sleep(0.05)
 
 
 def nav_to_connectors(page: Any) -> None:
@@ -206,14 +223,9 @@ def test_logout_then_root_redirects_to_login(admin_page: Any) -> None:
 
 def test_discarding_a_dead_letter_asks_first(admin_page: Any, jf: Any, ui_user: Any) -> None:
     who = principal(ui_user)
-    cid = jf.connectors.create(who, name="Loop", category="messaging", provider_type="echo")["id"]
-    jf.connectors.test(who, cid)
-    jf.connectors.set_enabled(who, cid, True)
+    cid = active_echo(jf, who, "Loop")
     doomed = jf.send(cid, {"text": "x", "simulate": "permanent"})
-    deadline = time.monotonic() + 20
-    while jf.runtime.outbox.get(who, doomed)["state"] != "dead":
-        assert time.monotonic() < deadline, "the message never went dead"
-        time.sleep(0.05)
+    wait_for_state(jf, who, doomed, "dead")
 
     page = admin_page
     page.goto("/outbox?state=dead")
@@ -240,3 +252,46 @@ def test_discarding_a_dead_letter_asks_first(admin_page: Any, jf: Any, ui_user: 
     page.get_by_text(f"Message {doomed} discarded.").wait_for()
     assert len(questions) == 2
     assert jf.runtime.outbox.get(who, doomed)["state"] == "discarded"
+
+
+def document_width(page: Any) -> int:
+    width: int = page.evaluate("() => document.documentElement.scrollWidth")
+    return width
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # layout: one database will do
+def test_every_page_fits_a_phone_and_a_long_event_type_fits_a_desktop(
+    admin_page: Any, jf: Any, ui_user: Any
+) -> None:
+    """No page scrolls sideways: a wide table scrolls inside its own box (its last column,
+    the actions, reachable there), and long unbroken text wraps instead of widening."""
+    who = principal(ui_user)
+    name = "Customer-notifications-relay-for-the-europe-west-production-cluster"
+    cid = active_echo(jf, who, name)
+    doomed = jf.send(cid, {"text": "x" * 300, "simulate": "permanent"})
+    jf.send(cid, {"text": "y" * 300})
+    wait_for_state(jf, who, doomed, "dead")
+    EventService(jf.db).inject(
+        who, cid, {"text": "z" * 300}, event_type="t" * 100, event_id="i" * 200
+    )
+
+    page = admin_page
+    page.set_viewport_size({"width": 375, "height": 800})
+    pages = ["/connectors", "/connectors/new", f"/connectors/{cid}", "/runtime", "/outbox"]
+    for path in [*pages, "/outbox?state=dead", "/events"]:
+        page.goto(path)
+        assert document_width(page) <= 375, f"{path} scrolls sideways on a phone"
+    # the dead letter's Discard, in the table's last column, is reached by scrolling the table
+    page.goto("/outbox?state=dead")
+    discard = page.get_by_role("button", name=f"Discard {doomed}")
+    discard.scroll_into_view_if_needed()
+    box = discard.bounding_box()
+    assert box and 0 <= box["x"] and box["x"] + box["width"] <= 375
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto("/events")
+    assert document_width(page) <= 1280
+    payload = page.locator(f'tr[data-event-id="{"i" * 200}"] td').last
+    box = payload.bounding_box()
+    assert box and box["x"] + box["width"] <= 1280, "the Payload column is off-screen"
+
