@@ -295,3 +295,36 @@ def test_every_page_fits_a_phone_and_a_long_event_type_fits_a_desktop(
     box = payload.bounding_box()
     assert box and box["x"] + box["width"] <= 1280, "the Payload column is off-screen"
 
+
+def test_the_outbox_connector_filter_is_shown_and_clears_keeping_the_state(
+    admin_page: Any, jf: Any, ui_user: Any
+) -> None:
+    who = principal(ui_user)
+    failing = active_echo(jf, who, "Failing relay")
+    working = active_echo(jf, who, "Working relay")
+    doomed = jf.send(failing, {"text": "x", "simulate": "permanent"})
+    fine = jf.send(working, {"text": "fine"})
+    wait_for_state(jf, who, doomed, "dead")
+    wait_for_state(jf, who, fine, "delivered")
+
+    page = admin_page
+    page.goto("/outbox?state=dead")
+    dead_row = page.get_by_role("row").filter(has_text=doomed)
+    dead_row.get_by_role("link", name="Failing relay").click()
+    shown = page.locator("#connector-filter")
+    assert "Failing relay" in shown.inner_text()
+    # every state tab keeps the connector filter, and the page still says so
+    page.get_by_role("navigation", name="Filter by state").get_by_role(
+        "link", name="delivered"
+    ).click()
+    assert "Failing relay" in shown.inner_text()
+    empty = page.locator(".empty").inner_text()
+    assert empty.startswith("No delivered messages of connector “Failing relay”."), empty
+    assert page.get_by_role("row").filter(has_text=fine).count() == 0
+    # clearing it keeps the state: the other connector's delivered message is listed
+    shown.get_by_role("link", name="Show all connectors").click()
+    page.get_by_role("row").filter(has_text=fine).wait_for()
+    assert "connector_id" not in page.url and "state=delivered" in page.url
+    assert shown.count() == 0
+    current = page.locator('.tabs a[aria-current="page"]')
+    assert current.inner_text() == "delivered"

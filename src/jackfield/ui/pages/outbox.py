@@ -47,6 +47,9 @@ def outbox_page(
     else:
         flash_error = ""
     names = {c["id"]: c["name"] for c in jf.connectors.list(who)}
+    # the connector filter is set by clicking a connector in the table and kept by every state
+    # tab: the page names it, and "all connectors" drops it but keeps the state
+    connector_name = names.get(connector_id, connector_id) if connector_id else ""
     older = _page_url(state, connector_id, next_cursor) if next_cursor else None
     newest = _page_url(state, connector_id, "") if cursor else None  # back to the first page
     return render(
@@ -54,8 +57,12 @@ def outbox_page(
         "outbox.html",
         items=items,
         state=state,
-        states=STATES,
+        tabs=[("All", _page_url("", connector_id, ""), not state)]
+        + [(_state_label(s), _page_url(s, connector_id, ""), s == state) for s in STATES],
+        shown=_shown(state),
         connector_id=connector_id,
+        connector_name=connector_name,
+        all_connectors=_page_url(state, "", ""),
         names=names,
         tones=TONES,
         older=older,
@@ -65,9 +72,21 @@ def outbox_page(
     )
 
 
+def _state_label(state: str) -> str:
+    return "dead letters" if state == "dead" else state.replace("_", " ")
+
+
+def _shown(state: str) -> str:
+    """What the page lists, for its empty state: "dead letters", "pending messages"..."""
+    if state == "dead":
+        return "dead letters"
+    return f"{_state_label(state)} messages" if state else "messages"
+
+
 def _page_url(state: str, connector_id: str, cursor: str) -> str:
-    query = {"state": state, "connector_id": connector_id, "cursor": cursor}
-    return "/outbox?" + urlencode({k: v for k, v in query.items() if v})
+    pairs = (("state", state), ("connector_id", connector_id), ("cursor", cursor))
+    query = urlencode([(key, value) for key, value in pairs if value])
+    return f"/outbox?{query}" if query else "/outbox"
 
 
 @router.post("/outbox/replay-dead")
