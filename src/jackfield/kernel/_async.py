@@ -6,16 +6,88 @@ import asyncio
 import contextvars
 import functools
 import inspect
+import itertools
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from types import FunctionType, MethodType
 from typing import Any
+
+
+class DaemonThreadPool(Executor):
+    """An executor of at most ``max_workers`` daemon threads, started as work arrives.
+
+    For calls into provider code, which may never return (an HTTP call without a
+    timeout). ``ThreadPoolExecutor``'s threads are joined when the interpreter exits, so
+    one such call kept the process alive for good: ``jackfield connectors test`` printed
+    its timeout and never exited, an embedded application never ended after
+    ``jf.close()``. A daemon thread is abandoned at exit instead -- the call it held was
+    given up already (a test past its deadline, a poll of a stopped unit).
+    """
+
+    def __init__(self, max_workers: int, thread_name_prefix: str) -> None:
+        self._max_workers = max_workers
+        self._prefix = thread_name_prefix
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._idle = threading.Semaphore(0)  # one release per worker waiting for work
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._numbers = itertools.count()
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot schedule new calls after shutdown")
+            future: Future[Any] = Future()
+            self._work.put((future, functools.partial(fn, *args, **kwargs)))
+            if not self._idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
+                name = f"{self._prefix}_{next(self._numbers)}"
+                thread = threading.Thread(target=self._run, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+            return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                while True:
+                    try:
+                        item = self._work.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not None:
+                        item[0].cancel()
+            for _ in self._threads:
+                self._work.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            future, call = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    result = call()
+                except BaseException as exc:  # noqa: BLE001 - the caller sees it, as from ThreadPoolExecutor
+                    future.set_exception(exc)
+                else:
+                    future.set_result(result)
+            del item, future, call  # nothing of a finished call stays alive while idle
+            self._idle.release()
+
 
 #: Sync provider and handler calls run here, not in the loop's default executor: that
 #: one (a handful of threads) also does the runtime's own database work, and a provider
 #: call that never returns (an HTTP call without a timeout) holds its thread for good --
 #: a few of them would stop every unit of the node, leases and heartbeats included.
-PROVIDER_CALLS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="jackfield-provider")
+#: Its threads are daemons (``DaemonThreadPool``): such a call never holds the exit.
+PROVIDER_CALLS = DaemonThreadPool(max_workers=64, thread_name_prefix="jackfield-provider")
 
 
 def is_async(fn: Callable[..., Any]) -> bool:
