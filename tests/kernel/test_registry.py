@@ -154,6 +154,14 @@ def test_a_builtin_provider_missing_its_extra_gets_the_install_hint(monkeypatch)
             lambda: [ConfigField("mode", "Mode", type=FieldType.SELECT)],
             "field 'mode' is a select without choices",
         ),
+        (  # before, the types list advertised an enum that no save enforced
+            lambda: [ConfigField("color", "Color", choices=("red", "blue"), default="red")],
+            "field 'color' has choices but type 'string': declare it type=FieldType.SELECT",
+        ),
+        (
+            lambda: [ConfigField("n", "N", type=FieldType.INTEGER, choices=("1", "2"))],
+            "field 'n' has choices but type 'integer'",
+        ),
         (lambda: [ConfigField("a", "A", type="json")], "raised ValueError: 'json' is not a valid"),
     ],
 )

@@ -57,6 +57,10 @@ class ConfigField:
     default: Any = None
     help: str = ""
     choices: tuple[str, ...] = ()
+    """The values a ``FieldType.SELECT`` field allows (the form's options, the JSON
+    Schema's ``enum``; any other value is refused). Only for a select: a provider that
+    gives choices to a field of another type is refused at registration -- the schema
+    would advertise an ``enum`` that the form (a text box) and validation do not keep."""
     origin: bool = False
     """Where the connector sends its secrets (a URL or host name): when an edit changes
     it, the secrets must be entered again -- a masked value kept would reach the new
@@ -210,6 +214,11 @@ def check_schema(fields: object) -> list[ConfigField]:
         keys.add(item.key)
         if item.type is FieldType.SELECT and not item.choices:
             raise ValueError(f"field {item.key!r} is a select without choices")
+        if item.choices and item.type is not FieldType.SELECT:
+            raise ValueError(
+                f"field {item.key!r} has choices but type {item.type.value!r}: "
+                f"declare it type=FieldType.SELECT (only a select offers and enforces choices)"
+            )
         if item.default is not None:
             try:
                 item.coerce(item.default)
