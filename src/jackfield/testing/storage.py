@@ -8,6 +8,10 @@ A provider passes by subclassing ``StorageConformance`` in its own tests and sup
         def provider(self, tmp_path):
             return LocalFsProvider.from_config({"root": str(tmp_path)})
 
+The tests are coroutines run by pytest-asyncio (``pip install 'jackfield[testing]'``); the
+class marks them ``asyncio`` itself, so they run in its default strict mode as well as
+in ``asyncio_mode = "auto"``, with no setting in the provider's own project.
+
 Everything goes through ``call_async``, so sync and async providers pass the same tests,
 and through the public interface only (``put/get/delete/list/stat``, ``test_connection``
 and ``deliver``), so built-in and standalone (gRPC) providers are held to one standard.
@@ -20,6 +24,14 @@ from typing import Any
 
 import pytest
 from ulid import ULID
+
+try:
+    import pytest_asyncio  # noqa: F401 - runs the suite's coroutines; imported to say so early
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    raise ImportError(
+        "the jackfield conformance suites need pytest-asyncio: "
+        "pip install 'jackfield[testing]' (or pytest-asyncio)"
+    ) from exc
 
 from jackfield.kernel import (
     ConnectionTestResult,
@@ -42,6 +54,10 @@ def _envelope(operation: str, payload: dict[str, Any]) -> Envelope:
 
 class StorageConformance:
     """Subclass and provide a ``provider`` fixture; every test here then runs against it."""
+
+    # without this, pytest-asyncio's default (strict) mode left every test unrun:
+    # "async def functions are not natively supported"; subclasses inherit the mark
+    pytestmark = pytest.mark.asyncio
 
     @pytest.fixture
     def provider(self) -> Any:
