@@ -8,9 +8,26 @@ import os
 import subprocess
 import sys
 import textwrap
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import httpx2
 import pytest
+
+from jackfield import ConnectionTestResult, connector_registry
+from jackfield.kernel import MessagingProvider
+
+
+@contextmanager
+def registered(cls: type) -> Iterator[type]:
+    connector_registry.register(cls)
+    try:
+        yield cls
+    finally:
+        connector_registry.unregister(cls.category, cls.provider_type)
 
 
 def run_app(tmp_path: Path, code: str) -> subprocess.CompletedProcess[str]:
@@ -111,3 +128,131 @@ def test_an_embedded_app_exits_after_stop_although_a_poll_hangs(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["polling", "stopped"]
+
+
+class Misbehaving(MessagingProvider):
+    """``test_connection`` does what its ``mode`` param says."""
+
+    provider_type = "misbehaving_test"
+    display_name = "Misbehaving"
+
+    def test_connection(self) -> Any:
+        mode = self.config["mode"]
+        if mode == "systemexit":
+            raise SystemExit(3)
+        if mode == "keyboard":
+            raise KeyboardInterrupt
+        if mode == "async_systemexit":
+
+            async def exits() -> None:
+                raise SystemExit(4)
+
+            return exits()
+        if mode == "unserialisable":
+            return ConnectionTestResult(True, "reachable", {"client": object()})
+        if mode == "list_details":
+            return ConnectionTestResult(True, "reachable", ["not", "a", "dict"])
+        if mode == "dated":
+            return ConnectionTestResult(
+                True, "reachable", {"at": __import__("datetime").date(2026, 1, 2), "n": 1}
+            )
+        raise AssertionError(mode)
+
+    def send_message(self, message: Any) -> None:
+        return None
+
+
+@pytest.fixture
+def rest(jf, api, admin_token) -> Iterator[httpx2.Client]:
+    with (
+        registered(Misbehaving),
+        httpx2.Client(
+            base_url=api.url, headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
+        ) as client,
+    ):
+        yield client
+
+
+def outcome_of(client: httpx2.Client, mode: str) -> tuple[httpx2.Response, dict[str, Any]]:
+    """(the test's response, the connector as stored afterwards)."""
+    created = client.post(
+        "/api/connectors",
+        json={
+            "name": f"m-{uuid.uuid4().hex[:6]}",
+            "category": "messaging",
+            "provider_type": "misbehaving_test",
+            "config": {"mode": mode},
+        },
+    )
+    assert created.status_code == 201, created.text
+    connector = created.json()["id"]
+    answer = client.post(f"/api/connectors/{connector}/test")
+    return answer, client.get(f"/api/connectors/{connector}").json()
+
+
+@pytest.mark.parametrize(
+    ("mode", "raised"),
+    [
+        ("systemexit", "SystemExit(3)"),
+        ("keyboard", "KeyboardInterrupt()"),
+        ("async_systemexit", "SystemExit(4)"),
+    ],
+)
+def test_a_provider_stopping_the_process_in_its_test_is_a_failed_test(rest, mode, raised):
+    """Before, REST answered a plain-text 500 (and the CLI exited with the provider's code,
+    printing nothing); the connector stayed "not tested yet"."""
+    answer, stored = outcome_of(rest, mode)
+    assert answer.status_code == 200, answer.text
+    message = (
+        f"test_connection() raised {raised}: a bug in the provider, which must report a "
+        f"failure as a ConnectorError or a failed result, not stop the process"
+    )
+    assert answer.json() == {
+        "success": False,
+        "message": message,
+        "details": None,
+        "status": "error",
+    }
+    assert (stored["status"], stored["status_message"]) == ("error", message)
+    assert stored["last_tested_at"] is not None
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        (
+            "unserialisable",
+            "test_connection() returned details that cannot be shown as JSON "
+            "(Unable to serialize unknown type: <class 'object'>): the provider must "
+            "return only JSON values (text, numbers, lists, dicts)",
+        ),
+        (
+            "list_details",
+            "test_connection() returned details that are not a dict but list: "
+            "the provider must return a dict or None",
+        ),
+    ],
+)
+def test_details_that_are_not_json_make_a_failed_test(rest, mode, message):
+    """Before, the test's answer was a 500 although the connector was stored as connected
+    (and could be activated on a result nobody saw)."""
+    answer, stored = outcome_of(rest, mode)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "success": False,
+        "message": message,
+        "details": None,
+        "status": "error",
+    }
+    assert (stored["status"], stored["status_message"]) == ("error", message)
+
+
+def test_details_with_dates_are_shown_as_text(rest):
+    answer, stored = outcome_of(rest, "dated")
+    assert answer.json() == {
+        "success": True,
+        "message": "reachable",
+        "details": {"at": "2026-01-02", "n": 1},
+        "status": "connected",
+    }
+    assert stored["status"] == "connected"
