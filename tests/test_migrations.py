@@ -128,3 +128,64 @@ def test_row_ids_go_past_32_bits(jf, admin):
     assert int(page["next_cursor"]) >= 2**31
     older = events.list(admin, connector, cursor=page["next_cursor"])
     assert [e["payload"]["n"] for e in older["items"]] == [0]
+
+
+def test_ids_of_deleted_events_and_messages_are_never_handed_out_again(jf, admin):
+    """Once the newest events were deleted (their connector deleted, retention), SQLite
+    gave new events their ids again, and a live-stream client resuming with the
+    ``Last-Event-ID`` of one of them was sent nothing. 0010 keeps every row, id and
+    index of a database made before it, and from then on ids only grow (as on
+    PostgreSQL, where 0010 changes nothing)."""
+    engine = jf.db.engine
+    events = EventService(jf.db)
+
+    def connector(name: str) -> str:
+        made = jf.connectors.create(
+            admin, name=name, category="messaging", provider_type="echo", config={}
+        )["id"]
+        jf.connectors.test(admin, made)
+        jf.connectors.set_enabled(admin, made, True)
+        return str(made)
+
+    kept, gone = connector("kept"), connector("gone")
+    try:
+        _migrate(engine, "downgrade", "0009")
+        old = [events.inject(admin, kept, {"n": 0})["id"]]
+        old += [events.inject(admin, gone, {"n": n})["id"] for n in (1, 2)]
+        for n in range(3):
+            jf.send(gone if n else kept, {"text": f"m{n}"})
+        with engine.connect() as conn:
+            outbox_old = conn.execute(text("SELECT id, envelope_id FROM outbox_messages")).all()
+            indexes = _index_definitions(conn)
+        _migrate(engine, "upgrade", "heads")
+        with engine.connect() as conn:
+            assert _index_definitions(conn) == indexes
+            rows = conn.execute(text("SELECT id, event_id FROM inbox_events ORDER BY id")).all()
+            outbox_rows = conn.execute(text("SELECT id, envelope_id FROM outbox_messages")).all()
+        assert [r[0] for r in rows] == old  # every row kept, with its id
+        assert sorted(outbox_rows) == sorted(outbox_old)
+
+        jf.connectors.delete(admin, gone)  # the newest events and messages go with it
+        new = events.inject(admin, kept, {"n": 3})["id"]
+        jf.send(kept, {"text": "m3"})
+        with engine.connect() as conn:
+            newest_message = conn.execute(text("SELECT max(id) FROM outbox_messages")).scalar()
+        assert new > max(old)
+        assert newest_message > max(r[0] for r in outbox_old)
+    finally:
+        _migrate(engine, "upgrade", "heads")
+
+
+def _index_definitions(conn) -> set[tuple[str, str]]:
+    """Name and definition of each index of the two tables (partial ones included)."""
+    if conn.dialect.name == "sqlite":
+        query = (
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+            " AND tbl_name IN ('inbox_events', 'outbox_messages')"
+        )
+    else:
+        query = (
+            "SELECT indexname, indexdef FROM pg_indexes"
+            " WHERE tablename IN ('inbox_events', 'outbox_messages')"
+        )
+    return {(name, sql or "") for name, sql in conn.execute(text(query))}

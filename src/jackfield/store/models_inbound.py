@@ -35,6 +35,8 @@ class InboxEvent(Base):
             sqlite_where=text(CLAIMED_SQL),
             postgresql_where=text(CLAIMED_SQL),
         ),
+        # ids are never reused: they are the live stream's cursors (``Last-Event-ID``)
+        {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
     connector_id: Mapped[str] = mapped_column(ForeignKey("connectors.id", ondelete="CASCADE"))

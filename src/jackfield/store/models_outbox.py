@@ -48,6 +48,8 @@ class OutboxMessage(Base):
             sqlite_where=text(DEAD_SQL),
             postgresql_where=text(DEAD_SQL),
         ),
+        # ids are never reused: they are the page cursors of the outbox's lists
+        {"sqlite_autoincrement": True},
     )
     id: Mapped[int] = mapped_column(ROW_ID, primary_key=True, autoincrement=True)
     envelope_id: Mapped[str] = mapped_column(String(26), index=True)
