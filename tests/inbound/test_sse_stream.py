@@ -191,6 +191,21 @@ async def test_last_event_id_resumes_after_the_last_event_seen(
     assert missed == ["r-1", "r-2"] and live["event_id"] == "r-3"
 
 
+async def test_a_last_event_id_beyond_the_newest_event_resumes_from_the_newest(
+    jf, api, admin, webhook_connector, org_token
+):
+    """A browser that kept its ``Last-Event-ID`` across a restore of an older backup (or
+    a reset database) named an id no stored event had reached: every new event was taken
+    as one it had, and the stream sent nothing, without an error, until ids caught up."""
+    events = EventService(jf.db)
+    newest = events.inject(admin, webhook_connector, {}, event_id="b-0")["id"]
+    for cursor in (f"{newest + 1000}", f"{newest + 1000}~{newest + 5}"):
+        async with stream(api, org_token, last_event_id=cursor) as sse:
+            events.inject(admin, webhook_connector, {}, event_id=f"after-{cursor}")
+            assert (await sse.next_event())["event_id"] == f"after-{cursor}"  # not b-0 again
+            await sse.assert_quiet(0.8)
+
+
 def _held_open(jf, org: str, connector_id: str, event_id: str) -> Session:
     """A transaction that has inserted an event (its id drawn) and not committed yet."""
     session = Session(jf.db.engine)

@@ -17,10 +17,11 @@ and the rows after the cursor's id (catch-up from the table), then the live rows
 gaps it names that are still open are looked for again by the poller (kept apart from
 its own gaps, at most ``MAX_SOUGHT``; such a row goes only to the streams that lack it:
 a client may name any id, an old row of another organization say), and nothing the
-cursor says the client has is sent again. A subscriber too slow to keep up (its queue
-fills) is closed; it reconnects with its cursor and catches up from the table, so
-nothing is lost. A read that fails (a failover, say) is tried again a second later from
-the same position: the streams stay open and miss nothing.
+cursor says the client has is sent again. A cursor beyond the newest stored event (a
+database restored from a backup) resumes from that event instead. A subscriber too slow
+to keep up (its queue fills) is closed; it reconnects with its cursor and catches up from
+the table, so nothing is lost. A read that fails (a failover, say) is tried again a
+second later from the same position: the streams stay open and miss nothing.
 """
 
 from __future__ import annotations
@@ -184,6 +185,8 @@ class EventFeed:
         sub = _Subscriber(organization_id, asyncio.get_running_loop())
         self._subscribers.add(sub)
         position = self._last
+        if resume is not None and resume.last > position:
+            resume = await asyncio.to_thread(self._within_stored, resume)
         sent = _Sent(resume)
         try:
             yield None
@@ -290,6 +293,32 @@ class EventFeed:
             sub.offer(item)
         else:
             sub.loop.call_soon_threadsafe(sub.offer, item)
+
+    def _within_stored(self, resume: StreamCursor) -> StreamCursor:
+        """``resume``, or -- when it is beyond the newest stored event -- the cursor of
+        that event, keeping the ids up to it the client lacked.
+
+        A cursor names an event the client received, committed then, so it is beyond
+        the newest stored one only if the database is not the one the client streamed
+        from (restored from a backup, reset) or the newest events were deleted. Kept as
+        it is, every new event at or below it would be taken as one the client has, and
+        the stream would send nothing, silently, until ids caught up. Every stored event
+        up to the newest is one the client has (but those it lacked), so nothing is
+        sent twice; and on PostgreSQL an id drawn before the newest and not committed
+        yet is delivered, being above it. Asked only when the cursor is ahead of this
+        process's feed (another node's feed may be ahead of it): no cost otherwise."""
+        newest = self._max_id()
+        if resume.last <= newest:
+            return resume
+        log.info(
+            "a live-stream client resumed from event id %s, beyond the newest stored (%s):"
+            " the database was restored or reset, or the newest events deleted; streaming"
+            " what comes after %s",
+            resume.last,
+            newest,
+            newest,
+        )
+        return StreamCursor(newest, frozenset(p for p in resume.pending if p <= newest))
 
     def _max_id(self) -> int:
         with self.db.snapshot() as s:
