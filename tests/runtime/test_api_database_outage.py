@@ -8,6 +8,8 @@ of it); ``/readyz`` answers within its probe time whatever the database does.
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
 import sqlite3
 import time
@@ -19,6 +21,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from jackfield.api import create_app
+from jackfield.connectors.webhook import sign
 from jackfield.secrets import redactor
 from jackfield.testing import LiveServer
 
@@ -104,6 +107,54 @@ def test_while_the_database_is_cut_requests_answer_503_and_log_one_line(
         after = http.post(f"/api/connectors/{cid}/messages", json={"payload": {"text": "1"}})
         assert after.status_code == 202, after.text
     assert _outbox_rows(database_url) == 2  # nothing of the refused requests was stored
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_while_the_database_is_cut_webhooks_answer_503_and_log_one_line(
+    database_url, cuttable_proxy, make_jf, client, caplog
+):
+    """Webhooks, served in front of the app's middleware, answered 500 internal_error
+    with a traceback per request: a sender took it for the receiver's fault and the log
+    filled with tracebacks. Now as any other request: 503 with ``Retry-After``, one line."""
+    proxy, through_proxy = cuttable_proxy(database_url)
+    jf = make_jf(through_proxy)
+    tenant = new_tenant(jf)
+    secret = "whsec_" + base64.b64encode(b"outage-test-webhook-secret-0001").decode()
+    hook = jf.connectors.create(
+        tenant.admin,
+        name="hook",
+        category="http",
+        provider_type="webhook",
+        config={"secret": secret},
+    )["id"]
+    assert jf.connectors.test(tenant.admin, hook)["success"]
+    jf.connectors.set_enabled(tenant.admin, hook, True)
+
+    def deliver(http: Any, n: int) -> Any:
+        body = json.dumps({"type": "outage", "n": n}).encode()
+        now = int(time.time())
+        headers = {
+            "webhook-id": f"msg_{n}",
+            "webhook-timestamp": str(now),
+            "webhook-signature": sign(secret, f"msg_{n}", now, body),
+        }
+        return http.post(f"/hooks/{hook}", content=body, headers=headers)
+
+    with serving(create_app(jf, start_runtime=False), caplog) as server, client(server.url) as http:
+        assert deliver(http, 0).status_code == 200
+        caplog.clear()
+        proxy.cut()
+        for n in range(1, 21):
+            refused = deliver(http, n)
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["error"]["code"] == "database_unavailable"
+            assert int(refused.headers["Retry-After"]) > 0
+            assert str(proxy.port) not in refused.text
+        lines = _problems(caplog)
+        assert len(lines) <= 2, [r.getMessage() for r in lines]
+        assert not [r for r in lines if r.exc_info], "no traceback for an outage"
+        proxy.restore()
+        assert deliver(http, 21).status_code == 200
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

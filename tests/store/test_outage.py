@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from jackfield.store import create_db_engine
 from jackfield.store.outage import database_unavailable
@@ -68,3 +69,60 @@ def test_a_wrong_statement_is_a_fault_on_postgresql(pg_database, statements):
 def test_a_postgresql_that_does_not_answer_is_an_outage():
     refused = error_of("postgresql+psycopg://postgres@127.0.0.1:9/x?connect_timeout=2", "SELECT 1")
     assert database_unavailable(refused)
+
+
+def _terminated(url: str) -> tuple[DBAPIError, PendingRollbackError]:
+    """What a transaction gets when its connection is cut, by its server, in the middle
+    (a failover, a restart): the statement's error, then -- used again, as a group
+    commit's next write or its commit is -- "Can't reconnect until invalid transaction
+    is rolled back"."""
+    engine = create_db_engine(url)
+    killer = create_db_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))  # in a transaction now
+            pid = conn.execute(text("SELECT pg_backend_pid()")).scalar_one()
+            with killer.connect() as other:
+                other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            with pytest.raises(DBAPIError) as lost:
+                conn.execute(text("SELECT 1"))
+            with pytest.raises(PendingRollbackError) as again:
+                conn.execute(text("SELECT 1"))
+        return lost.value, again.value
+    finally:
+        killer.dispose()
+        engine.dispose()
+
+
+def test_a_connection_cut_inside_a_transaction_is_an_outage_on_postgresql(pg_database):
+    """Webhooks and sends answered 500 with a traceback each, instead of 503, while the
+    server's connections were being terminated: the second error was not recognised."""
+    lost, again = _terminated(pg_database)
+    assert database_unavailable(lost)
+    assert database_unavailable(again)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Row(_Base):
+    __tablename__ = "outage_rows"
+    id: Mapped[int] = mapped_column(primary_key=True)
+
+
+def test_a_session_used_after_its_flush_failed_is_a_fault(tmp_path):
+    """The other ``PendingRollbackError``: a statement of this transaction was wrong (here
+    a duplicate key), and the session was used again. Nothing to wait out."""
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    _Base.metadata.create_all(engine)
+    with Session(engine) as session:
+        session.add(_Row(id=1))
+        session.commit()
+        session.add(_Row(id=1))
+        with pytest.raises(DBAPIError):
+            session.flush()
+        with pytest.raises(PendingRollbackError) as again:
+            session.execute(text("SELECT 1"))
+    engine.dispose()
+    assert not database_unavailable(again.value)

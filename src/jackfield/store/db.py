@@ -144,21 +144,32 @@ class Database:
         errors come out as SQLAlchemy's (``IntegrityError`` ...), as from a session.
         Not for a thread already inside a transaction: on SQLite the two would wait for
         each other's write lock."""
-        dbapi = self.engine.dialect.loaded_dbapi
+        dialect = self.engine.dialect
+        dbapi = dialect.loaded_dbapi
         with self._write_lock or nullcontext():
-            connection = self.engine.raw_connection()
+            try:  # the pool's connect (no server to connect to) raises the driver's error
+                connection = self.engine.raw_connection()
+            except dbapi.Error as exc:
+                raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
             try:
                 cursor = connection.cursor()
                 if self._write_lock is not None:
                     cursor.execute("BEGIN IMMEDIATE")  # as the sessions' "begin" hook does
                 try:
-                    yield DriverCursor(cursor, self.engine.dialect)
+                    yield DriverCursor(cursor, dialect)
                     connection.commit()
                 except BaseException:
                     connection.rollback()
                     raise
             except dbapi.Error as exc:
-                raise DBAPIError.instance(None, None, exc, dbapi.Error) from exc
+                # a connection the server closed is dropped, as a session's is, not put
+                # back in the pool (whose reset would log the failed rollback's traceback)
+                lost = dialect.is_disconnect(exc, connection.dbapi_connection, None)
+                if lost:
+                    connection.invalidate(exc)
+                raise DBAPIError.instance(
+                    None, None, exc, dbapi.Error, connection_invalidated=lost
+                ) from exc
             finally:
                 connection.close()  # back to the pool
 

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, PendingRollbackError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 # what says the database cannot be used now; anything else is a fault (a statement that
@@ -35,6 +35,9 @@ _SQLITE_UNAVAILABLE = (
 # and a read-only transaction (25006: a standby after a failover)
 _PG_UNAVAILABLE_CLASSES = ("08", "53")
 _PG_UNAVAILABLE_STATES = ("57P01", "57P02", "57P03", "25006")
+# SQLAlchemy's code of the ``PendingRollbackError`` of a connection invalidated (lost)
+# inside a transaction (https://sqlalche.me/e/20/8s2b)
+_CONNECTION_LOST_IN_TRANSACTION = "8s2b"
 
 
 def database_unavailable(exc: BaseException) -> bool:
@@ -42,6 +45,11 @@ def database_unavailable(exc: BaseException) -> bool:
     or a value was wrong)."""
     if isinstance(exc, PoolTimeoutError):  # no connection of the pool freed in time
         return True
+    if isinstance(exc, PendingRollbackError):
+        # "Can't reconnect until invalid transaction is rolled back": the connection was
+        # lost inside a transaction and used again (a group commit's next write, its
+        # commit). Its other kind, after a failed flush, says nothing of the database.
+        return exc.code == _CONNECTION_LOST_IN_TRANSACTION
     if not isinstance(exc, DBAPIError):
         return False
     if exc.connection_invalidated:

@@ -40,7 +40,7 @@ from ...runtime import heap
 from ...runtime.inbound.webhook import WebhookIngress, no_webhook_endpoint
 from ...runtime.inbox import InvalidEventError
 from ...secrets.redaction import NO_ORGANIZATION
-from ..errors import error_body, status_for
+from ..errors import error_body, fault_response, status_for
 from ..schemas import ErrorResponse
 from .events import event_router, wrap_lifespan
 
@@ -240,11 +240,10 @@ class _FastPath:
             status, body, headers = await _receive(ingress, scope, receive, connector_id)
         except ClientDisconnect:
             return  # nobody left to answer; nothing was stored
-        except Exception:  # this path has no ServerErrorMiddleware: answer like it does
-            log.exception("webhook for %s failed", connector_id)
-            status, body, headers = _json_answer(
-                500, error_body("internal_error", "internal error")
-            )
+        except Exception as exc:  # noqa: BLE001 - this path has no ErrorGuard: answer as it does
+            # (503 database_unavailable and one log line per outage, else 500 and a traceback)
+            await fault_response(scope, exc)(scope, receive, send)
+            return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
