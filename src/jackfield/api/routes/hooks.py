@@ -4,7 +4,8 @@ provider verifies the raw request. 2xx only after the events are committed.
 Answers: 200 ``{"accepted": n, "duplicates": m}`` (a repeated event id is a success,
 stored once); 401 when verification fails; 404 for an unknown, disabled or non-webhook
 connector (indistinguishable); 413 for a body over 1 MiB; 400 for a malformed body;
-503 with ``Retry-After`` when the connector changed while the request was verified; 500
+503 with ``Retry-After`` when the connector changed while the request was verified, or
+``database_unavailable`` while the database is (nothing stored: the sender retries); 500
 ``invalid_event`` when the connector's provider returned an event the inbox cannot store
 (the provider's bug, not the sender's: the sender retries until it is fixed, and the
 log says what is wrong).
