@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr
 
@@ -59,8 +59,12 @@ class Jackfield:
         data_dir: str | Path | None = None,
         settings: Settings | None = None,
         registry: ConnectorRegistry | None = None,
-        migrate: bool = True,
+        migrate: bool | Literal["only_new"] = True,
     ) -> None:
+        """``migrate``: bring the database schema up to date first (as ``jackfield serve``
+        does: stop every other process of an older version beforehand); ``"only_new"``:
+        create the schema of a new database, but raise ``DatabaseTooOldError`` for one of
+        an older version (the CLI's commands); ``False``: leave the schema alone."""
         overrides: dict[str, Any] = {}
         if database_url is not None:
             overrides["database_url"] = database_url
@@ -76,7 +80,7 @@ class Jackfield:
         self.registry.discover()
         self.db = Database(self.settings.database_url)
         if migrate:
-            upgrade(self.db.engine)
+            upgrade(self.db.engine, only_new=migrate == "only_new")
         key_file = None if self.settings.secret_key else key_file_path(self.settings.data_dir)
         self.box = SecretBox(self._keyring(), key_file=key_file, load=self._keyring)
         check_master_key(self.db, self.box)

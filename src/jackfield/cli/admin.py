@@ -26,7 +26,7 @@ def serve(
 
     listener = listen(host, port)  # first: a taken port must not start the runtime
     with user_errors():
-        jf = jackfield()  # migrates and checks the master key before anything listens
+        jf = jackfield(upgrade=True)  # migrates, checks the master key before listening
         configure_logging(jf.settings.log_format)  # with tracebacks, unlike other commands
         password = jf.settings.admin_password
         admin = jf.accounts.bootstrap_admin(password.get_secret_value() if password else None)

@@ -31,8 +31,13 @@ console = Console(markup=False)
 
 
 @cache
-def jackfield() -> Any:
-    """The application for this command, built from the environment (as ``serve`` is)."""
+def jackfield(*, upgrade: bool = False) -> Any:
+    """The application for this command, built from the environment (as ``serve`` is).
+
+    Only ``serve`` (``upgrade=True``) and ``db upgrade`` upgrade the database: every
+    other command may run beside live nodes, and a newer CLI would otherwise migrate
+    their tables under them. They stop with one line asking for ``jackfield db upgrade``
+    instead, and create the schema of a new database (the first command of a tour)."""
     from ..app import Jackfield
     from ..logs import configure_logging
     from ..settings import Settings
@@ -44,7 +49,7 @@ def jackfield() -> Any:
     configure_logging(settings.log_format, tracebacks=False)
     database = sqlite_file(settings.database_url)
     new = database is not None and not database.exists()
-    app = Jackfield(settings=settings)
+    app = Jackfield(settings=settings, migrate=True if upgrade else "only_new")
     if new:  # a mistyped path would otherwise look like an empty installation
         print(
             f"note: there was no database at {database}: created a new, empty one"

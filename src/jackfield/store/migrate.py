@@ -28,9 +28,21 @@ class DatabaseTooNewError(JackfieldError):
     code = "database_too_new"
 
 
-def upgrade(engine: Engine) -> tuple[str | None, str | None]:
+class DatabaseTooOldError(JackfieldError):
+    """The database has the schema of an older version, and this caller may not upgrade
+    it (only ``serve`` and ``db upgrade`` do, once every node is stopped)."""
+
+    code = "database_too_old"
+
+
+def upgrade(engine: Engine, *, only_new: bool = False) -> tuple[str | None, str | None]:
     """Bring the schema to the newest revision of every branch (idempotent); returns the
     revision before and after (equal when it was current).
+
+    ``only_new``: create the schema of a database that has none, but raise
+    ``DatabaseTooOldError`` for one at an older revision rather than upgrade it -- for a
+    command run beside live nodes of the older version, whose tables a migration may
+    change under them.
 
     Several nodes starting at once (a fresh database, or a new version) would each run
     the same DDL, and all but one fail on PostgreSQL. So the migration holds an
@@ -50,6 +62,13 @@ def upgrade(engine: Engine) -> tuple[str | None, str | None]:
                 " does not know: a newer version migrated it",
                 remediation="Run the newer version, or restore the backup taken before"
                 " its upgrade.",
+            )
+        heads = ",".join(sorted(ScriptDirectory.from_config(cfg).get_heads()))
+        if only_new and before is not None and before != heads:
+            raise DatabaseTooOldError(
+                f"the database is at revision {before}, older than this version of"
+                f" Jackfield ({heads}); this command does not upgrade it",
+                remediation="Stop every node, then run 'jackfield db upgrade'.",
             )
         command.upgrade(cfg, "heads")
         return before, _revision(connection)
