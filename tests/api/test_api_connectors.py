@@ -407,3 +407,48 @@ def test_a_real_fault_is_a_500_in_the_error_format_without_a_trace(jf, callers):
     error = answer.json()["error"]
     assert error["code"] == "internal_error" and error["remediation"]
     assert "inbox_events" not in answer.text and "Traceback" not in answer.text
+
+
+def test_a_single_value_where_the_schema_has_a_group_is_refused(callers):
+    """``auth`` of the http connector is a group (``auth.mode``, ...): ``"auth": "basic"``
+    is a 422 naming it, in every way a config arrives, and nothing is stored."""
+    admin = callers["admin"]
+    base = {"base_url": "https://api.example.com"}
+
+    def refused(response: httpx2.Response, group: str) -> None:
+        error = assert_error(response, 422, "invalid_config")
+        assert "must be a group of values" in error["details"]["fields"][group]
+
+    http = {"name": "Api", "category": "http", "provider_type": "http"}
+    refused(
+        admin("POST", "/api/connectors", json={**http, "config": {**base, "auth": "basic"}}), "auth"
+    )
+    params = [{"key": "base_url", "value": base["base_url"]}, {"key": "auth", "value": "basic"}]
+    refused(admin("POST", "/api/connectors", json={**http, "params": params}), "auth")
+    oauth = {
+        **base,
+        "authorize_url": "https://idp.example.com/authorize",
+        "token_url": "https://idp.example.com/token",
+        "client_id": "c",
+        "oauth": "zzz",  # a group without defaults: stored, it failed only at the callback
+    }
+    refused(
+        admin(
+            "POST",
+            "/api/connectors",
+            json={**http, "provider_type": "oauth2_http", "config": oauth},
+        ),
+        "oauth",
+    )
+    assert admin("GET", "/api/connectors").json()["items"] == []
+
+    created = admin("POST", "/api/connectors", json={**http, "config": base})
+    assert created.status_code == 201, created.text
+    path = f"/api/connectors/{created.json()['id']}"
+    refused(admin("PUT", path, json={"config": {**base, "auth": "basic"}}), "auth")
+    refused(
+        admin("POST", f"{path}/import-config", json={"json_data": {**base, "auth": "basic"}}),
+        "auth",
+    )
+    kept = admin("GET", f"{path}/config").json()["config"]
+    assert kept["base_url"] == base["base_url"] and "auth" not in kept

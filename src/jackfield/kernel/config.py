@@ -144,7 +144,10 @@ def set_path(config: dict[str, Any], key: str, value: Any) -> None:
     node = config
     parts = key.split(".")
     for part in parts[:-1]:
-        node = node.setdefault(part, {})
+        child = node.get(part)
+        if not isinstance(child, dict):  # absent or None: an empty group
+            child = node[part] = {}
+        node = child
     node[parts[-1]] = value
 
 
@@ -155,9 +158,12 @@ def validate_config(fields: Iterable[ConfigField], config: Mapping[str, Any]) ->
     does not name are kept as they are (providers may read extra settings). Raises
     ``ConnectorConfigError`` listing every problem at once.
     """
+    fields = list(fields)
     result = _deep_copy(config)
-    errors: dict[str, str] = {}
+    errors = _scalar_groups(fields, result)
     for field in fields:
+        if any(field.key.startswith(f"{group}.") for group in errors):
+            continue  # its group is a single value: said once, for the group
         value = get_path(result, field.key)
         if value is None or value == "":
             if field.default is not None:
@@ -175,6 +181,32 @@ def validate_config(fields: Iterable[ConfigField], config: Mapping[str, Any]) ->
     if errors:
         raise ConnectorConfigError.for_fields(errors)
     return result
+
+
+def _scalar_groups(fields: list[ConfigField], config: Mapping[str, Any]) -> dict[str, str]:
+    """An error for each group of the schema (``auth`` of ``auth.mode``) that ``config``
+    gives as a single value (``"auth": "basic"``).
+
+    Refused at save time: a group's defaults could not be written into it, and a group
+    without defaults would otherwise be stored and fail later, where it is read.
+    """
+    members: dict[str, list[str]] = {}
+    for field in fields:
+        parts = field.key.split(".")
+        for end in range(1, len(parts)):
+            members.setdefault(".".join(parts[:end]), []).append(field.key)
+    errors: dict[str, str] = {}
+    for group in sorted(members, key=len):
+        if any(group.startswith(f"{outer}.") for outer in errors):
+            continue
+        head, _, last = group.rpartition(".")
+        parent = get_path(config, head) if head else config
+        if not isinstance(parent, Mapping) or parent.get(last) is None:
+            continue
+        if not isinstance(parent[last], Mapping):
+            keys = ", ".join(members[group])
+            errors[group] = f"{group} must be a group of values ({keys}), not a single value"
+    return errors
 
 
 def schema_to_json_schema(fields: Iterable[ConfigField]) -> dict[str, Any]:
