@@ -5,7 +5,10 @@ Runs against the live server (the runtime starts with it) on SQLite and PostgreS
 
 from __future__ import annotations
 
+import pytest
 from ulid import ULID
+
+from jackfield.service.outbox import InvalidMessageError
 
 
 def _send(http, connector_id, payload, envelope_id=None, **extra):
@@ -85,8 +88,19 @@ def test_bad_messages_are_refused_with_clear_errors_and_nothing_is_queued(
         off = _send(http, disabled, {"text": "x"})
         assert off.status_code == 409 and off.json()["error"]["code"] == "conflict"
 
+        # an operation the provider does not offer would only die at delivery
+        unknown = _send(http, cid, {"text": "x"}, operation="no_such_op")
+        assert unknown.status_code == 422, unknown.text
+        error = unknown.json()["error"]
+        assert error["code"] == "invalid_message"
+        assert "'no_such_op'" in error["message"] and "send_message" in error["message"]
+        assert "send_message" in error["remediation"]
+        assert _send(http, cid, {"text": "x"}, operation="send_message").status_code == 202
+        with pytest.raises(InvalidMessageError, match="no_such_op"):
+            jf.send(cid, {"text": "x"}, operation="no_such_op")
+
         listed = http.get("/api/outbox").json()["items"]
-        assert listed == []
+        assert len(listed) == 1  # the one sent with a known operation
     with client(api.url) as anonymous:
         assert _send(anonymous, cid, {"text": "x"}).status_code == 401
 

@@ -7,6 +7,7 @@ from abc import ABC
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cache
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel
@@ -166,6 +167,14 @@ class ConnectorProvider(ABC):
         ops = self.operations()
         return next(iter(ops)) if len(ops) == 1 else None
 
+    @classmethod
+    def operation_names(cls) -> frozenset[str] | None:
+        """The names ``operations()`` offers, known from the class: a send naming
+        another one is refused at once instead of dying at delivery. ``None`` when they
+        depend on the connector's config (``operations()`` reads it): delivery says then.
+        Worked out once per class."""
+        return _operation_names(cls)
+
     async def deliver(self, envelope: Envelope) -> DeliveryOutcome:
         """Perform ``envelope.operation``; errors become the outcome their class calls for.
 
@@ -189,3 +198,12 @@ class ConnectorProvider(ABC):
         if not isinstance(result, dict) and inspect.isawaitable(result):
             result = await result
         return Delivered(result if isinstance(result, dict) else {})
+
+
+@cache
+def _operation_names(cls: type[ConnectorProvider]) -> frozenset[str] | None:
+    try:
+        bare = cls.__new__(cls)  # no config: operations() of the category bases read none
+        return frozenset(cls.operations(bare))
+    except Exception:  # noqa: BLE001 - names that need a config are not known up front
+        return None

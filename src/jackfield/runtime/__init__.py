@@ -20,7 +20,7 @@ from ..kernel.errors import ConnectorError
 from ..kernel.inbound import ways_in
 from ..kernel.redaction import get_logger
 from ..service.nodes import node_id
-from ..service.outbox import OutboxService, SendResult
+from ..service.outbox import OutboxService, Sending, SendResult
 from ..service.units import RuntimeUnitService
 from ..store.group_commit import GroupCommitter
 from . import heap
@@ -42,7 +42,7 @@ class Runtime:
         self.enabled = bool(getattr(s, "runtime_enabled", True))
         # one writer for enqueues, claims, acks and unit state: group-committed together
         self.committer = GroupCommitter(jf.db, name="jackfield-writes")
-        self.outbox = OutboxService(jf.db, self.committer, receives_only=self._receives_only)
+        self.outbox = OutboxService(jf.db, self.committer, sending=self._sending)
         heartbeat = 10 * s.supervisor_poll_seconds  # each node rewrites its unit rows
         silent = timedelta(seconds=STALE_HEARTBEATS * heartbeat)  # ... else it is gone
         self.units = RuntimeUnitService(jf.db, silent_after=silent)
@@ -153,15 +153,16 @@ class Runtime:
         self.supervisor.poke()
         return view
 
-    def _receives_only(self, category: str, provider_type: str) -> str | None:
-        """``None`` if the type sends, else how it takes events in (for the refusal)."""
+    def _sending(self, category: str, provider_type: str) -> Sending:
+        """What the type accepts: its operations, or how it takes events in if it only
+        receives (for the outbox's refusals)."""
         try:
             cls = self.jf.registry.get(category, provider_type)
         except ConnectorError:  # a type no longer installed: its delivery says so
-            return None
-        if cls.sends:
-            return None
-        return ", ".join(ways_in(cls)) or "no inbound source"
+            return Sending()
+        if not cls.sends:
+            return Sending(receives_only=", ".join(ways_in(cls)) or "no inbound source")
+        return Sending(operations=cls.operation_names())
 
     def _wake_delivery(self) -> None:
         self.delivery.wake()

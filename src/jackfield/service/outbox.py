@@ -46,7 +46,15 @@ from .messages import (
     new_ulid,
     parse_envelope_id,
 )
-from .outbox_enqueue import VIEW_COLUMNS, DirectDelivery, Enqueuer, Lease, Send, SendResult
+from .outbox_enqueue import (
+    VIEW_COLUMNS,
+    DirectDelivery,
+    Enqueuer,
+    Lease,
+    Send,
+    Sending,
+    SendResult,
+)
 from .views import CURSOR_HINT, parse_row_id
 
 
@@ -56,15 +64,15 @@ class OutboxService:
         db: Database,
         committer: GroupCommitter | None = None,
         *,
-        receives_only: Callable[[str, str], str | None] | None = None,
+        sending: Callable[[str, str], Sending] | None = None,
     ) -> None:
-        """``receives_only(category, provider_type)``: ``None`` if connectors of that type
-        send messages (the registry knows), else how they take events in (``polling``,
-        ``webhooks``, ...); a message to one that only receives is refused, saying so."""
+        """``sending(category, provider_type)``: what connectors of that type accept (the
+        registry knows): a message to one that only receives, or naming an operation its
+        provider does not offer, is refused, saying so."""
         self.db = db
         self.committer = committer or GroupCommitter(db, name="outbox-enqueue")
         self._listeners: list[Callable[[set[str]], None]] = []
-        self._enqueuer = Enqueuer(self.committer, self._notify, receives_only)
+        self._enqueuer = Enqueuer(self.committer, self._notify, sending)
 
     def add_listener(self, callback: Callable[[set[str]], None]) -> None:
         """Call ``callback(connector_ids)`` after new messages committed that wait to be
@@ -316,6 +324,7 @@ __all__ = [
     "OutboxService",
     "Send",
     "SendResult",
+    "Sending",
     "message_view",
     "parse_envelope_id",
 ]

@@ -29,12 +29,12 @@ from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..kernel.errors import ConflictError, ConnectorNotFoundError
+from ..kernel.errors import ConflictError, ConnectorNotFoundError, JackfieldError
 from ..store import Connector, utcnow
 from ..store.bulk import DriverStatement, driver_values
 from ..store.group_commit import GroupCommitter
 from ..store.models_outbox import OutboxMessage
-from .messages import message_view
+from .messages import InvalidMessageError, message_view
 
 
 class Send(NamedTuple):
@@ -50,6 +50,44 @@ class Send(NamedTuple):
     operation: str
     payload_json: str  # the payload as stored (and as a worker decodes it)
     client_id: bool  # the caller chose the envelope id (it may be known already)
+
+
+class Sending(NamedTuple):
+    """What connectors of one provider type accept (the registry knows; the runtime
+    tells ``OutboxService``): a send they cannot deliver is refused before it is stored."""
+
+    receives_only: str | None = None  # how it takes events in, when it sends nothing
+    operations: frozenset[str] | None = None  # None: not known before delivery
+
+
+ACCEPT_ALL = Sending()
+
+
+def refusal(connector_id: str, operation: str, sending: Sending) -> JackfieldError | None:
+    """Why ``operation`` (``""``: the type's default) cannot be sent to the connector,
+    or ``None``."""
+    if sending.receives_only is not None:
+        return ConflictError(
+            f"connector {connector_id} only receives: it sends nothing",
+            remediation="Send to a connector that delivers messages; this "
+            f"one takes events in ({sending.receives_only}).",
+        )
+    names = sending.operations
+    if names is None or (operation in names if operation else len(names) == 1):
+        return None
+    known = ", ".join(sorted(names))
+    if not names:
+        problem = "has no operations"
+    elif operation:
+        problem = f"has no operation {operation!r} (known: {known})"
+    else:
+        problem = f"has several operations ({known}): the message must name one"
+    return InvalidMessageError(
+        f"connector {connector_id} {problem}",
+        field_errors={"operation": f"one of: {known}" if names else "none offered"},
+        remediation="Send an operation the connector's provider offers"
+        + (f": {known}." if names else "; this one offers none."),
+    )
 
 
 @dataclass(frozen=True)
@@ -153,13 +191,12 @@ class Enqueuer:
         self,
         committer: GroupCommitter,
         on_pending: Callable[[set[str]], None],
-        receives_only: Callable[[str, str], str | None] | None = None,
+        sending: Callable[[str, str], Sending] | None = None,
     ):
         self.committer = committer
         self.on_pending = on_pending  # new pending rows committed (wake the workers)
-        # (category, provider type) -> None if that type sends messages (default: all),
-        # else how it takes events in ("polling", "webhooks", ...)
-        self.receives_only = receives_only or (lambda _category, _provider_type: None)
+        # (category, provider type) -> what that type accepts (default: everything)
+        self.sending = sending or (lambda _category, _provider_type: ACCEPT_ALL)
         self.direct: DirectDelivery | None = None
         self._lock = threading.Lock()
         self._sends: list[Send] = []
@@ -217,10 +254,10 @@ class Enqueuer:
         sends = write.sends
         connection = session.connection()
         ids = list({item.connector_id for item in sends})
-        # id -> (organization, enabled, sends) as plain values: cheaper to read than a
-        # Row's attributes, once per send below
+        # id -> (organization, enabled, what it accepts) as plain values: cheaper to read
+        # than a Row's attributes, once per send below
         connectors = {
-            row[0]: (row[1], row[2], self.receives_only(row[3], row[4]))
+            row[0]: (row[1], row[2], self.sending(row[3], row[4]))
             for row in connection.execute(_CONNECTORS, {"ids": ids})
         }
         given = [item.envelope_id for item in sends if item.client_id]
@@ -251,14 +288,8 @@ class Enqueuer:
                         remediation="Activate the connector, then send again.",
                     )
                 )
-            elif connector[2] is not None:
-                outcomes.append(
-                    ConflictError(
-                        f"connector {item.connector_id} only receives: it sends nothing",
-                        remediation="Send to a connector that delivers messages; this "
-                        f"one takes events in ({connector[2]}).",
-                    )
-                )
+            elif (refused := refusal(item.connector_id, item.operation, connector[2])) is not None:
+                outcomes.append(refused)
             else:
                 first[key] = i
                 new.setdefault(item.connector_id, []).append(i)
@@ -276,7 +307,7 @@ class Enqueuer:
         sends: list[Send],
         outcomes: list[Any],
         new: dict[str, list[int]],
-        connectors: dict[str, tuple[str, bool, str | None]],
+        connectors: dict[str, tuple[str, bool, Sending]],
     ) -> None:
         """One ``executemany`` for all new messages; leased ones go in ``in_flight``."""
         now = utcnow()
