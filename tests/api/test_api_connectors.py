@@ -452,3 +452,22 @@ def test_a_single_value_where_the_schema_has_a_group_is_refused(callers):
     )
     kept = admin("GET", f"{path}/config").json()["config"]
     assert kept["base_url"] == base["base_url"] and "auth" not in kept
+
+
+def test_a_connector_id_in_upper_case_names_the_same_connector(callers):
+    """UUIDs are case-insensitive: a client that upper-cases one (or copied it from a
+    tool that does) reaches the same connector, in a path and in ``?connector_id=``."""
+    admin = callers["admin"]
+    cid = admin("POST", "/api/connectors", json=vault()).json()["id"]
+    upper = cid.upper()
+    got = admin("GET", f"/api/connectors/{upper}")
+    assert got.status_code == 200, got.text
+    assert got.json()["id"] == cid
+    renamed = admin("PUT", f"/api/connectors/{upper}", json={"name": "Renamed"})
+    assert renamed.status_code == 200 and renamed.json()["id"] == cid
+    assert admin("GET", f"/api/connectors/{upper}/config").status_code == 200
+    assert admin("GET", f"/api/outbox?connector_id={upper}").status_code == 200
+    assert admin("GET", f"/api/connectors/{upper}/events").json()["items"] == []
+    assert_error(admin("GET", f"/api/connectors/{upper[:-1]}X"), 404, "not_found")
+    assert admin("DELETE", f"/api/connectors/{upper}").status_code == 204
+    assert admin("GET", "/api/connectors").json()["items"] == []

@@ -212,6 +212,12 @@ def test_one_envelope_id_on_two_connectors_is_two_messages_told_apart_by_connect
         assert discarded.json()["state"] == "discarded"
         assert state_on(fine) == "delivered"
         assert http.get(path, params={"connector_id": foreign}).status_code == 404
+        # a connector id in upper case is the same connector (UUIDs ignore case)
+        assert state_on(fine.upper()) == "delivered"
+        only = http.get("/api/outbox", params={"connector_id": fine.upper()}).json()["items"]
+        assert [m["connector_id"] for m in only] == [fine]
+        upper = _send(http, fine.upper(), {"text": "again"}, envelope)
+        assert upper.status_code == 200  # the same message: nothing sent again
 
 
 def test_pages_of_the_outbox_list(api, tenant, make_connector, client):

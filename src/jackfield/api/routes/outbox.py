@@ -13,12 +13,11 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel
 
 from ..deps import JF, Caller
-from ..schemas import error_responses
+from ..schemas import ConnectorFilter, error_responses
 from .messages import MessageOut
 
 router = APIRouter(prefix="/api/outbox", tags=["outbox"])
 EnvelopeId = Annotated[str, Path(max_length=100, description="the message's envelope id")]
-ConnectorFilter = Annotated[str | None, Query(max_length=100)]
 
 
 class MessageList(BaseModel):
