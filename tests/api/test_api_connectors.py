@@ -343,7 +343,20 @@ def test_bad_input_is_a_clear_4xx(callers):
     deep: dict[str, Any] = {"v": "1"}
     for _ in range(40):
         deep = {"n": deep}
-    assert_error(admin("POST", "/api/connectors", json={**vault(), "config": deep}), 422)
+    too_deep = assert_error(admin("POST", "/api/connectors", json={**vault(), "config": deep}), 422)
+    assert "config.n.n" in next(iter(too_deep["details"]["fields"]))  # where, not ""
+    nul = admin("POST", "/api/connectors", json={**vault(), "config": {"a": "b\x00"}})
+    assert assert_error(nul, 422)["details"]["fields"] == {
+        "config.a": "NUL characters are not allowed"
+    }
+    named = assert_error(admin("POST", "/api/connectors", json={**vault(), "name": "n\x00"}), 422)
+    assert named["message"] == "the request is not valid: name: NUL characters are not allowed"
+    # JSON sent without its content type: FastAPI does not read it; say what to send
+    document = json.dumps(vault()).encode()
+    for content_type in ({"Content-Type": "text/plain"}, {}):
+        wrong = admin("POST", "/api/connectors", content=document, headers=content_type)
+        error = assert_error(wrong, 415, "unsupported_media_type")
+        assert "application/json" in error["message"] and "application/json" in error["remediation"]
     unknown = assert_error(
         admin("POST", "/api/connectors", json={**vault(), "provider_type": "nope"}),
         422,

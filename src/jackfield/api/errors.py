@@ -13,6 +13,7 @@ Starlette's outermost middleware never re-raises it for the server to log again
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -35,6 +36,7 @@ from ..kernel.errors import (
 from ..kernel.redaction import get_logger
 from ..secrets import redactor
 from ..store import OutageLog, database_unavailable
+from .schemas import BodyValueError
 
 log = get_logger(__name__)
 outages = OutageLog(log, "requests answer 503 database_unavailable")
@@ -101,9 +103,16 @@ def install_error_handlers(app: FastAPI) -> None:
                 "invalid_request", "the body is not valid JSON", HTTP_REMEDIES[400]
             )
             return JSONResponse(body, 400)
-        fields = {
-            ".".join(str(p) for p in err["loc"] if p != "body"): err["msg"] for err in exc.errors()
-        }
+        if _not_json(request) and any(err["loc"][:1] == ("body",) for err in exc.errors()):
+            given = request.headers.get("content-type") or "none"
+            body = error_body(
+                "unsupported_media_type",
+                f"the body must be JSON sent as Content-Type: application/json (got {given})",
+                "Send the body as JSON with the header Content-Type: application/json.",
+                _org(request),
+            )
+            return JSONResponse(body, 415)
+        fields = dict(_field_error(err) for err in exc.errors())
         body = error_body(
             "invalid_request",
             "the request is not valid: " + "; ".join(f"{k}: {v}" for k, v in fields.items()),
@@ -130,6 +139,26 @@ def install_error_handlers(app: FastAPI) -> None:
         remedy = HTTP_REMEDIES.get(exc.status_code, "")
         body = error_body(code, str(exc.detail), remedy, _org(request))
         return JSONResponse(body, exc.status_code, headers=exc.headers)
+
+
+def _not_json(request: Request) -> bool:
+    """Whether the request's Content-Type is not JSON (``application/json``, ``...+json``):
+    FastAPI then leaves the body unread, and every body field looks missing."""
+    media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    return not (
+        media == "application/json"
+        or (media.startswith("application/") and media.endswith("+json"))
+    )
+
+
+def _field_error(err: Mapping[str, Any]) -> tuple[str, str]:
+    """``(field, problem)`` of one validation error: the field's path in the body (or the
+    query, the path), also for a problem a whole-body check found (``BodyValueError``)."""
+    found = (err.get("ctx") or {}).get("error")
+    if isinstance(found, BodyValueError):
+        return found.field, found.problem
+    field = ".".join(str(p) for p in err["loc"] if p != "body")
+    return field or "body", str(err["msg"]).removeprefix("Value error, ")
 
 
 def fault_response(scope: Scope, exc: Exception) -> JSONResponse:

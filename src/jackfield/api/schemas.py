@@ -43,13 +43,23 @@ ConnectorFilter = Annotated[
 ]
 
 
+class BodyValueError(ValueError):
+    """A problem of one value of a request body, found by a whole-body check: its error
+    names ``field`` (``config.a``), not the body (pydantic would place it at the model)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
 def _check_values(value: Any, path: str = "", depth: int = 0) -> None:
     """Reject NUL characters anywhere, and nesting the params could not store."""
     if depth > MAX_DEPTH:
-        raise ValueError(f"{path or 'body'}: nested more than {MAX_DEPTH} levels")
+        raise BodyValueError(path or "body", f"nested more than {MAX_DEPTH} levels")
     if isinstance(value, str):
         if "\x00" in value:
-            raise ValueError(f"{path or 'value'}: NUL characters are not allowed")
+            raise BodyValueError(path or "value", "NUL characters are not allowed")
     elif isinstance(value, dict):
         for key, item in value.items():
             _check_values(key, path, depth)
@@ -64,7 +74,7 @@ def _check_config_keys(config: dict[str, Any] | None) -> None:
         for name, item in node.items():
             key = f"{prefix}.{name}" if prefix else str(name)
             if len(key) > MAX_KEY_LENGTH:
-                raise ValueError(f"config key {key[:40]}... is longer than {MAX_KEY_LENGTH}")
+                raise BodyValueError("config", f"key {key[:40]}... is longer than {MAX_KEY_LENGTH}")
             if isinstance(item, dict):
                 walk(item, key)
 
