@@ -216,4 +216,4 @@ def test_list_pages_skip_nothing_when_an_earlier_row_is_deleted(callers):
     assert [c["id"] for c in third["items"]] == ids[6:] and third["next_cursor"] is None
     offset = base64.urlsafe_b64encode(b"3").decode().rstrip("=")  # the old cursor format
     for bad in (offset, "!!", "bm9wZQ", "x" * 100):
-        assert_error(admin("GET", f"/api/connectors?cursor={bad}"), 422, "invalid_config")
+        assert_error(admin("GET", f"/api/connectors?cursor={bad}"), 422, "invalid_request")

@@ -164,7 +164,7 @@ def test_list_filters_and_pages(callers, tmp_path):
     assert len(first["items"]) == 3 and first["next_cursor"]
     second = admin("GET", f"/api/connectors?limit=3&cursor={first['next_cursor']}").json()
     assert [c["id"] for c in second["items"]] == [fs.json()["id"]] and second["next_cursor"] is None
-    assert_error(admin("GET", "/api/connectors?cursor=%21%21"), 422, "invalid_config")
+    assert_error(admin("GET", "/api/connectors?cursor=%21%21"), 422, "invalid_request")
     assert_error(admin("GET", "/api/connectors?limit=0"), 422, "invalid_request")
 
 

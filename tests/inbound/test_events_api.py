@@ -73,6 +73,7 @@ def test_bad_paging_parameters_are_422(api, webhook_connector, org_token):
         assert 0 < len(response.json()["error"]["message"]) < 200
         if "cursor" in params:  # the hint is about paging, not the connector's params
             assert "next_cursor" in response.json()["error"]["remediation"]
+            assert response.json()["error"]["code"] == "invalid_request"  # as on every list
 
 
 def test_inject_rules(jf, admin, other_admin, webhook_connector):

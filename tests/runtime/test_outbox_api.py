@@ -234,3 +234,9 @@ def test_pages_of_the_outbox_list(api, tenant, make_connector, client):
             refused = http.get("/api/outbox", params={"cursor": bad})
             assert refused.status_code == 422 and "cursor" in refused.text, bad
             assert "next_cursor" in refused.json()["error"]["remediation"]
+            assert refused.json()["error"]["code"] == "invalid_request"  # as on every list
+        state = http.get("/api/outbox", params={"state": "nope"})
+        assert state.status_code == 422
+        error = state.json()["error"]
+        assert error["code"] == "invalid_request" and "'nope'" in error["message"]
+        assert "dead" in error["remediation"] and "message" not in error["remediation"]

@@ -24,7 +24,7 @@ from ..kernel.payloads import PayloadError, payload_json
 from ..store import Connector, Database
 from ..store.models_inbound import InboxEvent
 from .context import Principal
-from .views import CURSOR_HINT, iso, parse_row_id
+from .views import invalid_cursor, iso, parse_row_id
 
 DEFAULT_EVENT_TYPE = "message.received"
 """What ``jackfield sim inject`` records when neither ``--type`` nor the payload says."""
@@ -219,11 +219,7 @@ def _parse_cursor(cursor: str | None) -> int | None:
         return None
     value = parse_row_id(str(cursor))
     if value is None:
-        raise ConnectorConfigError(
-            f"invalid cursor {str(cursor)[:40]!r}",
-            field_errors={"cursor": "use a next_cursor value"},
-            remediation=CURSOR_HINT,
-        )
+        raise invalid_cursor(cursor)
     return value
 
 

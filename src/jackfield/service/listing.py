@@ -15,9 +15,8 @@ from typing import Any
 
 from sqlalchemy import and_, or_
 
-from ..kernel.errors import ConnectorConfigError
 from ..store import Connector
-from .views import CURSOR_HINT
+from .views import invalid_cursor
 
 _SEPARATOR = "|"
 
@@ -30,7 +29,7 @@ def connector_cursor(connector: Connector) -> str:
 
 def after_cursor(cursor: str) -> Any:
     """The WHERE clause for the connectors after ``cursor``; a cursor this module did not
-    make is a ``ConnectorConfigError``."""
+    make is an ``InvalidQueryError``."""
     try:
         raw = base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)).decode()
         created, sep, connector_id = raw.partition(_SEPARATOR)
@@ -38,9 +37,7 @@ def after_cursor(cursor: str) -> Any:
     except (binascii.Error, ValueError, UnicodeError):
         sep, connector_id, created_at = "", "", None
     if not sep or not connector_id or created_at is None or created_at.tzinfo is None:
-        raise ConnectorConfigError(
-            "invalid cursor", field_errors={"cursor": "as returned"}, remediation=CURSOR_HINT
-        )
+        raise invalid_cursor(cursor)
     return or_(
         Connector.created_at > created_at,
         and_(Connector.created_at == created_at, Connector.id > connector_id),

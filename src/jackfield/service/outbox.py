@@ -55,7 +55,7 @@ from .outbox_enqueue import (
     Sending,
     SendResult,
 )
-from .views import CURSOR_HINT, parse_row_id
+from .views import InvalidQueryError, invalid_cursor, parse_row_id
 
 
 class OutboxService:
@@ -171,8 +171,10 @@ class OutboxService:
         self, which: Any, state: str | None, limit: int, cursor: str | None
     ) -> tuple[builtins.list[dict[str, Any]], str | None]:
         if state is not None and state not in STATES:
-            raise InvalidMessageError(
-                f"unknown state {state!r}", field_errors={"state": "one of " + ", ".join(STATES)}
+            raise InvalidQueryError(
+                f"unknown state {state[:40]!r}",
+                field_errors={"state": "one of " + ", ".join(STATES)},
+                remediation="Filter by one of the states: " + ", ".join(STATES) + ".",
             )
         limit = max(1, min(int(limit), MAX_LIST))
         query = select(*VIEW_COLUMNS, OutboxMessage.id).where(which)
@@ -183,11 +185,7 @@ class OutboxService:
         if cursor:
             before = parse_row_id(cursor)
             if before is None:
-                raise InvalidMessageError(
-                    "invalid cursor",
-                    field_errors={"cursor": "as returned"},
-                    remediation=CURSOR_HINT,
-                )
+                raise invalid_cursor(cursor)
             query = query.where(OutboxMessage.id < before)
         with self.db.snapshot() as s:
             rows = s.execute(query.order_by(OutboxMessage.id.desc()).limit(limit + 1)).all()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..kernel.config import SECRET_MASK, schema_to_json_schema
+from ..kernel.errors import ConnectorConfigError
 from ..kernel.inbound import ways_in
 from ..kernel.provider import Capability, ConnectorProvider
 from ..store import Connector
@@ -17,6 +18,24 @@ MAX_ROW_ID = 2**63 - 1
 _ROW_ID_DIGITS = len(str(MAX_ROW_ID))
 
 CURSOR_HINT = "Pass the next_cursor of the previous page, or no cursor for the first page."
+
+
+class InvalidQueryError(ConnectorConfigError):
+    """A list's cursor or filter that cannot be used (``?cursor=``, ``?state=``): the
+    request's fault, the same code on every list -- not a connector's config nor a
+    message's."""
+
+    code = "invalid_request"
+    default_remediation = "Check the list's filters against the API documentation."
+
+
+def invalid_cursor(cursor: object) -> InvalidQueryError:
+    """The error for a cursor no list made (every list pages with ``next_cursor``)."""
+    return InvalidQueryError(
+        f"invalid cursor {str(cursor)[:40]!r}",
+        field_errors={"cursor": "a next_cursor value, as returned"},
+        remediation=CURSOR_HINT,
+    )
 
 
 def parse_row_id(text: str | None) -> int | None:
