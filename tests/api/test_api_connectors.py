@@ -370,7 +370,16 @@ def test_bad_input_is_a_clear_4xx(callers):
     assert_error(admin("GET", "/api/connectors/a%00b"), 400, "invalid_request")
     assert_error(admin("GET", "/api/connectors?category=a%00"), 400, "invalid_request")
     assert_error(admin("GET", f"/api/connectors/{'x' * 5000}"), 422, "invalid_request")
-    assert_error(admin("PATCH", "/api/connectors"), 405, "method_not_allowed")
+    # Allow names the methods of every route of the path, not only the first one's
+    for method, path, allowed in (
+        ("PATCH", "/api/connectors", "GET, POST"),
+        ("OPTIONS", "/api/connectors", "GET, POST"),
+        ("PATCH", f"/api/connectors/{uuid.uuid4()}", "DELETE, GET, PUT"),
+        ("GET", f"/api/connectors/{uuid.uuid4()}/test", "POST"),
+    ):
+        refused = admin(method, path)
+        assert_error(refused, 405, "method_not_allowed")
+        assert refused.headers["allow"] == allowed, (method, path)
     assert admin("GET", "/api/connectors").json()["items"] == []  # nothing was created
 
 
