@@ -312,4 +312,7 @@ def test_an_operator_revokes_tokens_and_deactivates_a_user(cli, sqlite_url):
     assert shown.stdout.strip() == "deactivated eve@acme.io"
     with pytest.raises(AuthenticationError):
         accounts.authenticate_token(first)
+    refused = cli.run(*"tokens create --user eve@acme.io".split(), expect=1)
+    user_error(refused, "is deactivated")  # a token that could only answer 401
+    assert refused.stdout == ""
     user_error(cli.run(*"tokens revoke --user nobody@acme.io".split(), expect=1), "no user")

@@ -117,3 +117,15 @@ def test_parallel_password_guesses_get_no_more_tries_than_sequential_ones(jf):
     assert answers.count("checked") <= 5
     with pytest.raises(TooManyLoginAttempts):  # and the email waits now
         jf.accounts.authenticate_password("eve@example.com", "long-password")
+
+
+def test_no_token_for_a_deactivated_user(jf):
+    """A token made for a deactivated user would be refused on every request (401): it
+    is not made, and the user keeps no token."""
+    user, _ = jf.accounts.create_user("gone@example.com", "acme", "admin")
+    jf.accounts.deactivate_user("gone@example.com")
+    with pytest.raises(ConflictError, match=r"'gone@example\.com' is deactivated") as raised:
+        jf.accounts.create_token("Gone@example.com", "ci")
+    assert "active user" in raised.value.remediation
+    with jf.db.snapshot() as s:
+        assert s.scalars(select(ApiToken).where(ApiToken.user_id == user["id"])).all() == []

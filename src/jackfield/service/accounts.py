@@ -136,8 +136,15 @@ class AccountService:
             return _user_view(user, organization.name), token
 
     def create_token(self, email: str, name: str = "", *, actor: str = "cli") -> str:
+        """A new API token of the user. Refused for a deactivated user: every request
+        with the token would answer 401."""
         with self.db.transaction() as s:
             user = self._user(s, email)
+            if not user.is_active:
+                raise ConflictError(
+                    f"user {user.email!r} is deactivated: a token of theirs would not work",
+                    remediation="Create the token for an active user.",
+                )
             token = self._issue_token(s, user, name)
             who = Principal.operator(user.organization_id, actor)
             audit.record(s, who, "token.create", "user", user.id, details={"name": name})
