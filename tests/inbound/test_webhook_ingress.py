@@ -253,6 +253,13 @@ def test_a_trailing_slash_is_the_same_endpoint_not_a_redirect(jf, api, webhook_c
     assert [row.event_type for row in stored(jf, webhook_connector)] == ["slash"]
 
 
+def test_the_connector_id_in_upper_case_is_the_same_endpoint(jf, api, webhook_connector, sign):
+    body = b'{"type": "upper"}'
+    response = post(api, webhook_connector.upper(), body, sign(body))
+    assert response.status_code == 200, response.text
+    assert [row.event_type for row in stored(jf, webhook_connector)] == ["upper"]
+
+
 class RestlessWebhook(WebhookProvider):
     """A webhook connector whose config changes while each request is verified (an
     admin editing it at that moment, twice in a row)."""
