@@ -74,7 +74,8 @@ class Settings(BaseSettings):
     supervisor_backoff_max_seconds: PositiveFloat = 60.0
     # this long without a crash resets backoff
     supervisor_healthy_reset_seconds: PositiveFloat = 600.0
-    supervisor_crash_limit: NonNegativeInt = 5  # more crashes than this within the window: failed
+    supervisor_crash_limit: NonNegativeInt = 5  # more faults than this in the window: failed (a
+    # message that crashed its unit repeatedly is one fault)
     supervisor_crash_window_seconds: PositiveFloat = 300.0
     # reconcile connectors and pick up restart requests
     supervisor_poll_seconds: PositiveFloat = 2.0

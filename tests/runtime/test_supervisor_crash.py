@@ -1,9 +1,10 @@
 """A crashing unit restarts with growing backoff, then fails, while another connector
-keeps delivering; an operator's restart brings it back. A single message that crashes
-its unit goes to dead on its third crash instead of failing the unit.
+keeps delivering; an operator's restart brings it back. A message that crashes its unit
+goes to dead on its third crash instead of failing the unit, and its crashes count once
+toward the unit's limit: two such messages do not fail it either.
 
 Timings come from the runtime fixtures: restart backoff 0.25 s doubling (±25 %), more
-than 5 crashes within 60 s -> ``failed``. The poison messages retry after at most
+than 5 faults within 60 s -> ``failed``. The poison messages retry after at most
 0.01 s * 2**n, so the unit's backoff is what spaces the crashes.
 """
 
@@ -19,9 +20,13 @@ from .conftest import runtime_unit
 
 
 @pytest.fixture
-def jf(sqlite_url, make_jf):
-    """SQLite only: what is under test is the supervisor, not the database."""
-    return make_jf(sqlite_url)
+def jf(request, sqlite_url, make_jf):
+    """SQLite only: what is under test is the supervisor, not the database (settings
+    from an indirect parameter)."""
+    return make_jf(sqlite_url, **getattr(request, "param", {}))
+
+
+ONE_CRASH_KILLS = {"outbox_crash_limit": 1}  # every crash is another message's: a fault each
 
 
 def _send(http, connector_id, payload):
@@ -39,15 +44,16 @@ def _poison_states(http, envelopes):
     return [_message(http, e) for e in envelopes]
 
 
+@pytest.mark.parametrize("jf", [ONE_CRASH_KILLS], indirect=True)
 def test_a_crashing_unit_backs_off_then_fails_while_another_keeps_delivering(
     api, tenant, make_connector, client, wait_until
 ):
     crashing = make_connector(tenant.admin, retry={"base_seconds": "0.01"})
     steady = make_connector(tenant.admin)
     with client(api.url, tenant.admin_token) as http:
-        # three messages that each crash the provider: a unit that crashes on everything
+        # eight messages that each crash the provider: a unit that crashes on everything
         poison = [
-            _send(http, crashing, {"text": f"boom {i}", "simulate": "crash"}) for i in range(3)
+            _send(http, crashing, {"text": f"boom {i}", "simulate": "crash"}) for i in range(8)
         ]
         restarted_at: dict[int, float] = {}
         saw_crashed = None
@@ -67,9 +73,10 @@ def test_a_crashing_unit_backs_off_then_fails_while_another_keeps_delivering(
             assert now < deadline, f"the unit did not fail in time: {unit}"
             time.sleep(0.01)
 
-        # crashed units wait for their restart, visibly
+        # crashed units wait for their restart, visibly, and are not shown ready
         assert saw_crashed is not None and saw_crashed["next_restart_at"] is not None
         assert "RuntimeError" in saw_crashed["last_error"]
+        assert saw_crashed["readiness"] == "degraded"
 
         # five restarts, each after a longer wait than the one before, then the sixth
         # crash in the window marked it failed
@@ -80,21 +87,21 @@ def test_a_crashing_unit_backs_off_then_fails_while_another_keeps_delivering(
         assert gaps[-1] > 3 * gaps[0], gaps
         assert "simulated crash" in unit["last_error"]
         assert unit["next_restart_at"] is None
+        assert unit["readiness"] == "degraded"  # failed: not ready (it does no work)
 
-        # the six crashes were deliveries of the poison messages; one that crashed the
-        # unit three times went to dead (so no single message failed the unit), and a
-        # failed unit delivers nothing: the rest wait, not dead
+        # the six crashes were deliveries of six poison messages (with a crash limit of 1
+        # per message, each went to dead on its crash), and a failed unit delivers
+        # nothing: the rest wait, not dead
         time.sleep(0.5)
         messages = _poison_states(http, poison)
         assert sum(m["attempts"] for m in messages) == 6, messages
         for m in messages:
-            if m["attempts"] == 3:
+            if m["attempts"] == 1:
                 assert (m["state"], m["error_class"]) == ("dead", "RuntimeError"), m
-                assert m["last_error"].startswith("crashed the connector 3 times: simulated")
             else:
-                assert m["attempts"] < 3 and m["state"] in ("pending", "retrying"), m
+                assert (m["attempts"], m["state"]) == (0, "pending"), m
         waiting = [m["envelope_id"] for m in messages if m["state"] != "dead"]
-        assert waiting, messages
+        assert len(waiting) == 2, messages
 
         # the other connector never noticed
         for envelope in steady_sent:
@@ -107,11 +114,11 @@ def test_a_crashing_unit_backs_off_then_fails_while_another_keeps_delivering(
         restarted = http.post(f"/api/connectors/{crashing}/restart")
         assert restarted.status_code == 200, restarted.text
         assert restarted.json()["liveness"] != "failed"
-        # the waiting poison crashes it until it has crashed it three times: dead
+        # the waiting poison crashes it once each: dead
         for envelope in waiting:
             dead = wait_until(lambda e=envelope: (m := _message(http, e))["state"] == "dead" and m)
-            assert dead["attempts"] == 3 and dead["error_class"] == "RuntimeError"
-        # up to three crashes after a restart are not "failed": it comes back and delivers
+            assert dead["attempts"] == 1 and dead["error_class"] == "RuntimeError"
+        # two crashes after a restart are not "failed": it comes back and delivers
         healthy = _send(http, crashing, {"text": "healthy again"})
         wait_until(lambda: _message(http, healthy)["state"] == "delivered", timeout=10)
         final = wait_until(
@@ -152,3 +159,27 @@ def test_one_poison_message_goes_to_dead_and_never_holds_its_connector_down(
             lambda: (u := runtime_unit(http, connector))["liveness"] == "running" and u
         )
         assert unit["restart_count"] == 4
+
+
+@pytest.mark.parametrize("jf", [{"supervisor_backoff_max_seconds": 0.5}], indirect=True)
+def test_two_poison_messages_go_to_dead_and_do_not_fail_their_connector(
+    api, tenant, make_connector, client, wait_until
+):
+    """Six crashes (three each) used to exceed the unit's limit of five: ``failed``, and
+    the good message behind them waited for an operator. A message's crashes are one
+    fault of the unit, so it takes six bad messages (or causeless crashes) to fail it."""
+    connector = make_connector(tenant.admin, retry={"base_seconds": "0.01"})
+    with client(api.url, tenant.admin_token) as http:
+        poison = [_send(http, connector, {"text": f"bad {i}", "simulate": "crash"}) for i in (1, 2)]
+        for envelope in poison:
+            dead = wait_until(
+                lambda e=envelope: (m := _message(http, e))["state"] == "dead" and m, timeout=20
+            )
+            assert (dead["attempts"], dead["error_class"]) == (3, "RuntimeError"), dead
+        good = _send(http, connector, {"text": "good"})
+        wait_until(lambda: _message(http, good)["state"] == "delivered", timeout=10)
+        unit = wait_until(
+            lambda: (u := runtime_unit(http, connector))["liveness"] == "running" and u
+        )
+        assert unit["restart_count"] == 6, unit
+        assert unit["readiness"] == "ready"  # the delivery that worked says so again

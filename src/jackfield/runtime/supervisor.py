@@ -8,10 +8,19 @@ in a delivery -- retires the unit's
 current generation (its inbound task is cancelled, its outbound provider closed once
 idle) and schedules a restart after a capped, jittered exponential
 backoff (``Backoff``: 1 s doubling to 60 s by default). A unit that stayed up for
-``healthy_reset`` seconds starts its backoff from the beginning again. More than
-``crash_limit`` crashes within ``crash_window`` seconds mark it ``failed``: it stays
-down until an operator restarts it (``POST /api/connectors/{id}/restart`` or ``jackfield
-runtime restart``), which writes a request the supervisor polls for.
+``healthy_reset`` seconds starts its backoff from the beginning again. A crashed unit's
+readiness says why it does no work: what its error stands for (``readiness_for``), else
+``degraded``; a restart that works makes it ``ready`` again. More than ``crash_limit``
+faults within ``crash_window`` seconds mark it ``failed`` -- a fault is a crash without a
+cause, or a message whose delivery crashed the unit, counted once however often it did
+(``Unit.faults``; the outbox sends such a message to dead after a few crashes, so one
+or two bad messages never fail their connector). A failed unit stays down until an
+operator restarts it (``POST /api/connectors/{id}/restart`` or ``jackfield runtime
+restart``), which writes a request the supervisor polls for -- also across a restart
+of its node: the node's next process takes over its ``failed`` rows
+(``UnitStore.failed_before``) and keeps those units failed, delivering and polling
+nothing, until such a request (an edit of the connector's params leaves a failed unit
+failed, as it does while the node runs; disabling it ends the unit, failed or not).
 
 An outage of the external system an inbound source reads from is no crash: a
 ``ConnectorError`` from ``poll`` or ``subscribe`` (``ConnectionFailedError``,
@@ -38,8 +47,9 @@ and end ``failed`` as above.
 
 Each unit has its own lock and its own tasks, so one unit's crash never touches another.
 State is persisted to ``runtime_units`` (coalesced, off the event loop), one row per
-connector and node: each node's supervisor runs its own units and writes only its own
-rows, rewrites them every heartbeat, and sweeps the rows of nodes that are gone.
+connector and node that runs a unit of it: each node's supervisor runs its own units
+and writes only its own rows, rewrites them every heartbeat, and sweeps the rows of
+nodes that are gone (but for ``failed`` ones, see ``UnitStore.sweep``).
 
 Readiness says why a unit is not useful even though it runs: ``auth_failed`` (refused
 credentials), ``missing_credential`` (a required secret param is empty),
@@ -143,8 +153,8 @@ class Supervisor:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        for unit in self.units.values():
-            await self._shut(unit, "stopped")
+        for unit in self.units.values():  # failed stays failed (the next start keeps it)
+            await self._shut(unit, "failed" if unit.liveness == "failed" else "stopped")
         await self.recorder.close()
         # a start() in this process begins afresh, as a new process would (a stopped
         # unit kept here would block its connector's delivery for good)
@@ -197,6 +207,9 @@ class Supervisor:
         """Match units to connectors: start, reload, stop, and honour restart requests."""
         changed = set(self._changed)  # (what changes after the read below waits its turn)
         connectors = await asyncio.to_thread(self.store.connectors)
+        left_failed: dict[str, Any] = {}  # first reconcile: what this node left failed
+        if self._restarts is None:
+            left_failed = await asyncio.to_thread(self.store.failed_before, self.node_id)
         present = {c.id: c for c in connectors}
         self._classes = {c.id: self._provider_class(c) for c in connectors}
         known, self._restarts = self._restarts, {c.id: c.restart_generation for c in connectors}
@@ -212,6 +225,10 @@ class Supervisor:
             if not c.is_enabled:
                 continue
             found = self.units.get(c.id)
+            left = left_failed.get(c.id)
+            if found is None and left is not None and left.restart_seen >= c.restart_generation:
+                self._keep_failed(c, left)
+                continue
             if found is None:
                 # an outbound-only unit starts with its first message, or when an
                 # operator asks for a restart after this node started
@@ -326,7 +343,8 @@ class Supervisor:
         self, unit: Unit, generation: int, exc: BaseException, cause: str | None = None
     ) -> None:
         """Count a crash of ``generation`` (``cause``: the envelope id of the message whose
-        delivery raised, if any); schedule the restart, or mark ``failed``."""
+        delivery raised, if any); schedule the restart, or mark ``failed`` once the
+        distinct faults in the window exceed the limit (``Unit.faults``)."""
         if generation != unit.generation or unit.liveness in DOWN:
             return  # already handled: that generation was retired, or the unit is down
         loop = asyncio.get_running_loop()
@@ -337,12 +355,12 @@ class Supervisor:
         while unit.crashes and now - unit.crashes[0][0] > self.config.crash_window:
             unit.crashes.popleft()
         unit.last_error = clip(unit, f"{type(exc).__name__}: {exc}")
-        unit.readiness = readiness_for(unit, exc) or unit.readiness
+        unit.readiness = readiness_for(unit, exc) or "degraded"  # never ``ready``: it is down
         self._retire(unit)
         # a provider's bug: where it raised (redacted like every log record); a connector
         # error (unreachable, bad credentials) explains itself
         where = None if isinstance(exc, ConnectorError) else exc
-        if len(unit.crashes) > self.config.crash_limit:
+        if unit.faults() > self.config.crash_limit:
             unit.liveness, unit.next_restart_at = "failed", None
             log.error("unit %s failed: %s", unit.connector_id, unit.last_error, exc_info=where)
         else:
@@ -388,6 +406,18 @@ class Supervisor:
         self.units[connector_id] = unit
         self._begin(unit)
         return unit
+
+    def _keep_failed(self, c: Any, row: Any) -> None:
+        """Take over the unit this node left ``failed`` (``row``) before it started:
+        failed still, with its readiness, error and count, and nothing started, until an
+        operator's restart request newer than ``row`` (the next reconcile acts on it)."""
+        unit = Unit(c.id, c.organization_id, liveness="failed", readiness=row.readiness)
+        unit.restart_count, unit.last_error = row.restart_count, row.last_error
+        unit.config_stamp, unit.restart_seen = c.updated_at, c.restart_generation
+        unit.concurrency, unit.policy = self.config.concurrency, self.config.policy
+        self._classify(unit)
+        self.units[c.id] = unit
+        self.recorder.mark(unit)
 
     def _classify(self, unit: Unit) -> bool:
         """Note whether the unit's provider has an inbound source (and its secrets)."""

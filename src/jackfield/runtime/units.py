@@ -109,6 +109,14 @@ class Unit:
         """How many of the crashes in the window ``cause`` (an envelope id) caused."""
         return sum(1 for _, culprit in self.crashes if culprit == cause)
 
+    def faults(self) -> int:
+        """The distinct faults among the crashes in the window, which the crash limit
+        counts: every crash without a cause, and each message once, however often it
+        crashed the unit (the outbox sends it to dead after a few; two such messages
+        must not take the connector down)."""
+        causes = [culprit for _, culprit in self.crashes]
+        return causes.count(None) + len({c for c in causes if c is not None})
+
     def snapshot(self) -> UnitState:
         return UnitState(
             connector_id=self.connector_id,
@@ -177,12 +185,21 @@ class UnitStore:
 
     def sweep(self, node: str, before: datetime) -> None:
         """Delete the rows of other nodes not written since ``before`` (gone) or whose
-        process, on this hostname, is gone (``ended_here``: no need to wait), and their
-        ``stopped`` rows of connectors this node runs (history). A transaction of its
-        own, never the outbox's group: if two nodes' sweeps collide, only a sweep fails
-        (it runs again at the next heartbeat)."""
+        process, on this hostname, is gone (``ended_here``: no need to wait; this node
+        took over its ``failed`` units first, see ``failed_before``), and their
+        ``stopped`` rows of connectors this node runs (history). A ``failed`` row of an
+        enabled connector stays however long its node is silent: the node keeps it
+        failed when it comes back, and an operator's restart request (which turns it
+        ``restarting``) lets it go. A transaction of its own, never the outbox's group:
+        if two nodes' sweeps collide, only a sweep fails (it runs again at the next
+        heartbeat)."""
         running_here = select(RuntimeUnit.connector_id).where(
             RuntimeUnit.node == node, RuntimeUnit.liveness != "stopped"
+        )
+        enabled = select(Connector.id).where(Connector.is_enabled)
+        still_failed = and_(
+            RuntimeUnit.liveness == "failed",
+            RuntimeUnit.connector_id.in_(enabled.scalar_subquery()),
         )
         with self.db.transaction() as s:
             others = s.scalars(select(RuntimeUnit.node).where(RuntimeUnit.node != node).distinct())
@@ -191,7 +208,7 @@ class UnitStore:
                 delete(RuntimeUnit).where(
                     RuntimeUnit.node != node,
                     or_(
-                        RuntimeUnit.updated_at < before,
+                        and_(RuntimeUnit.updated_at < before, ~still_failed),
                         RuntimeUnit.node.in_(ended),
                         and_(
                             RuntimeUnit.liveness == "stopped",
@@ -200,6 +217,20 @@ class UnitStore:
                     ),
                 )
             )
+
+    def failed_before(self, node: str) -> dict[str, RuntimeUnit]:
+        """The ``failed`` rows this node left before it started: its own (a node named
+        in settings, or a runtime started again in one process) and those of ended
+        processes of its hostname (``ended_here``: ``jackfield serve`` stopped or killed
+        and started again), the newest per connector. ``failed`` holds until an
+        operator's restart, not until the node restarts."""
+        with self.db.snapshot() as s:
+            rows = s.scalars(
+                select(RuntimeUnit)
+                .where(RuntimeUnit.liveness == "failed")
+                .order_by(RuntimeUnit.updated_at)
+            ).all()
+        return {r.connector_id: r for r in rows if r.node == node or ended_here(r.node)}
 
     def connectors(self) -> list[Any]:
         """Every connector's id, organization, enabled flag, type, config stamp and

@@ -74,11 +74,12 @@ class OutboxMessage(Base):
 class RuntimeUnit(Base):
     """Persisted state of one supervised unit on one node, shown by the API, UI and CLI.
 
-    Every node runs its own unit of a connector, so a row is keyed by (connector, node):
-    one node's state never overwrites another's. Rows are rewritten at least every
-    heartbeat; a row not rewritten for three heartbeats belongs to a node that is gone
-    and is swept by the others, as is a ``stopped`` row of a node that stopped while
-    another one runs the connector. ``restart_seen`` is the last generation of
+    Every node runs its own unit of a connector (once it has work for it), so a row is
+    keyed by (connector, node): one node's state never overwrites another's. Rows are
+    rewritten at least every heartbeat; a row not rewritten for three heartbeats belongs
+    to a node that is gone and is swept by the others -- unless it is ``failed``, which
+    holds until an operator's restart -- as is a ``stopped`` row of a node that stopped
+    while another one runs the connector. ``restart_seen`` is the last generation of
     ``RuntimeRestart`` this node's unit has acted on.
     """
 

@@ -1,0 +1,135 @@
+"""A ``failed`` unit stays failed when its node restarts, until an operator restarts it.
+
+More than 5 faults in the crash window mark a unit ``failed`` "until restarted through
+the API or CLI". That used to last only as long as the process: ``jackfield serve``
+stopped and started again ran the unit afresh, and the message that crashed it crashed
+it again. Now the node's next process (a process of the same hostname, once the old one
+has ended) takes over its ``failed`` rows and delivers and polls nothing for them until
+a restart request; another node does not sweep a failed row of a silent node either.
+
+The first runtime is named like a process of this host that has ended (``hostname:pid``
+of a finished child), as ``jackfield serve`` stopped and started again would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import uuid
+from datetime import timedelta
+
+import jackfield.runtime
+from jackfield.runtime.units import UnitStore
+from jackfield.store import utcnow
+from jackfield.store.models_outbox import RuntimeUnit
+
+from .conftest import active_connector, eventually, new_tenant
+
+FAST_FAIL = {"outbox_crash_limit": 1, "supervisor_backoff_max_seconds": 0.3}
+
+
+def _ended_node() -> str:
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return f"{socket.gethostname()}:{int(child.stdout)}"
+
+
+def _units(jf, who, connector_id):
+    return [u for u in jf.runtime.units.list(who) if u["connector_id"] == connector_id]
+
+
+async def test_a_failed_unit_stays_failed_across_a_restart_of_its_node(
+    database_url, make_jf, monkeypatch
+):
+    ended = _ended_node()
+    monkeypatch.setattr(jackfield.runtime, "node_id", lambda: ended)
+    first = make_jf(database_url, **FAST_FAIL)
+    monkeypatch.undo()
+    tenant = new_tenant(first)
+    who = tenant.admin
+    cid = active_connector(first, who, retry={"base_seconds": "0.01"})
+
+    await first.start()
+    try:
+        for i in range(6):  # six messages, each crashing the unit once: six faults
+            await asyncio.to_thread(first.send, cid, {"text": f"bad {i}", "simulate": "crash"})
+        (unit,) = await eventually(
+            lambda: _units(first, who, cid), lambda us: us and us[0]["liveness"] == "failed"
+        )
+        assert unit["readiness"] == "degraded" and unit["restart_count"] == 5
+        waiting = await asyncio.to_thread(
+            first.send, cid, {"text": "bad again", "simulate": "crash"}
+        )
+    finally:
+        await first.stop()
+    (stopped,) = _units(first, who, cid)
+    assert (stopped["liveness"], stopped["node"]) == ("failed", ended)  # not "stopped"
+
+    # the connector's params are edited meanwhile: still failed (as while a node runs)
+    first.connectors.update(who, cid, config={"delay_ms": 1, "retry": {"base_seconds": "0.01"}})
+    second = make_jf(
+        database_url, **FAST_FAIL, secret_key=first.settings.secret_key.get_secret_value()
+    )
+    await second.start()
+    try:
+        await asyncio.sleep(1.0)  # five supervisor polls: time to have delivered, wrongly
+        (unit,) = _units(second, who, cid)  # the ended process's row is swept
+        assert unit["node"] == second.runtime.node_id != ended
+        assert (unit["liveness"], unit["readiness"]) == ("failed", "degraded"), unit
+        assert "simulated crash" in unit["last_error"] and unit["restart_count"] == 5
+        message = second.runtime.outbox.get(who, waiting)
+        assert (message["state"], message["attempts"]) == ("pending", 0), message
+
+        # the operator's restart clears it: the waiting message crashes it once (dead),
+        # and a good one is delivered
+        restarted = await asyncio.to_thread(second.runtime.restart, who, cid)
+        assert restarted["liveness"] != "failed"
+        good = await asyncio.to_thread(second.send, cid, {"text": "good"})
+        await eventually(lambda: second.runtime.outbox.get(who, good)["state"], "delivered".__eq__)
+        await eventually(lambda: second.runtime.outbox.get(who, waiting)["state"], "dead".__eq__)
+        (unit,) = await eventually(
+            lambda: _units(second, who, cid), lambda us: us[0]["liveness"] == "running"
+        )
+        assert unit["restart_count"] >= 6
+    finally:
+        await second.stop()
+
+
+def test_another_node_keeps_the_failed_row_of_a_silent_node(database_url, make_jf):
+    """A node on another host, silent for longer than three heartbeats: its rows are
+    swept, but not a ``failed`` one of an enabled connector (it is failed until an
+    operator's restart, also when that node comes back); a restart request lets it go."""
+    jf = make_jf(database_url)
+    tenant = new_tenant(jf)
+    failed, running = (active_connector(jf, tenant.admin) for _ in range(2))
+    far = f"far-away-{uuid.uuid4().hex[:6]}:123"
+    long_ago = utcnow() - timedelta(hours=1)
+    with jf.db.transaction() as s:
+        for cid, liveness in ((failed, "failed"), (running, "running")):
+            s.add(
+                RuntimeUnit(
+                    connector_id=cid,
+                    node=far,
+                    organization_id=tenant.org_id,
+                    liveness=liveness,
+                    readiness="degraded",
+                    restart_count=5,
+                    restart_seen=0,
+                    updated_at=long_ago,
+                )
+            )
+    store = UnitStore(jf.db)
+
+    store.sweep("here:1", utcnow() - timedelta(minutes=1))
+    left = {u["connector_id"]: u["liveness"] for u in jf.runtime.units.list(tenant.admin)}
+    assert left == {failed: "failed"}
+
+    jf.runtime.units.request_restart(tenant.admin, failed)
+    store.sweep("here:1", utcnow() - timedelta(minutes=1))
+    assert jf.runtime.units.list(tenant.admin) == []
