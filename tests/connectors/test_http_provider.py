@@ -78,6 +78,15 @@ async def token(request: Request) -> Response:
     return JSONResponse({"access_token": f"cc-{STATE['token_requests']}", "expires_in": 3600})
 
 
+async def padded_token(request: Request) -> Response:
+    """Refuses a grant, quoting the posted client_secret (or else refresh token) after
+    ``pad`` characters."""
+    form = dict(await request.form())
+    quoted = form.get("client_secret") or form.get("refresh_token") or ""
+    said = "x" * int(request.path_params["pad"]) + quoted
+    return JSONResponse({"error": "invalid_grant", "error_description": said}, 400)
+
+
 async def token_basic_only(request: Request) -> Response:
     """A token endpoint that, as RFC 6749 §2.3.1 allows, takes client credentials only
     by HTTP Basic (id and secret form-encoded first) and refuses them in the body."""
@@ -138,6 +147,7 @@ APP = Starlette(
         Route("/api/quote-url", quote_url),
         Route("/token", token, methods=["POST"]),
         Route("/token/basic", token_basic_only, methods=["POST"]),
+        Route("/token/padded/{pad:int}", padded_token, methods=["POST"]),
         Route("/redirect", redirect, methods=["POST"]),
         Route("/api/drip", drip, methods=["POST"]),
         Route("/api/huge", huge, methods=["GET", "POST"]),
@@ -706,6 +716,27 @@ async def test_a_refresh_is_not_posted_on_to_where_the_token_endpoint_redirects(
         assert refresh not in text
 
 
+@pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic"])
+async def test_a_secret_a_token_endpoint_quotes_across_the_cut_shows_no_part_of_it(
+    server: str, method: str
+) -> None:
+    """Before: the error code and description were cut to 300 characters, then masked, so
+    a client secret or refresh token quoted across the cut showed its first characters."""
+    refresh = "rt-8c7b6a-refresh-secret"
+    quoted = CLIENT_SECRET if method == "client_secret_post" else refresh
+    for pad in range(260, 300, 4):  # the cut falls inside the quoted secret for some
+        with pytest.raises(AuthError) as info:
+            await call_token_endpoint(
+                f"{server}/token/padded/{pad}",
+                {"grant_type": "refresh_token", "refresh_token": refresh},
+                client_id="cid",
+                client_secret=CLIENT_SECRET,
+                auth_method=method,
+            )
+        assert "invalid_grant" in info.value.message
+        assert quoted[:5] not in info.value.message, pad
+
+
 async def test_connection_unreachable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -754,3 +785,25 @@ async def test_a_non_ascii_body_cut_for_the_result_is_flagged_truncated() -> Non
     assert isinstance(outcome, Delivered)
     assert len(outcome.result["body"]) < 33_333
     assert outcome.result["truncated"] is True
+
+
+@pytest.mark.parametrize("before", range(22_180, 22_190, 2))
+async def test_a_credential_quoted_across_the_results_cut_shows_no_part_of_it(
+    before: int,
+) -> None:
+    """Before: the body was cut at a byte count a little over the limit, then masked; in
+    a body of 3-byte characters a credential across that cut left its first part."""
+    from jackfield.kernel.categories.http import HttpResponse
+
+    body = ("€" * before + API_KEY + "€" * 30_000).encode()
+
+    class Quoting(HttpRestProvider):
+        async def request(self, request: HttpRequest) -> HttpResponse:
+            return HttpResponse(200, {}, body, credentials=frozenset({API_KEY}))
+
+    provider = Quoting.from_config({"base_url": "https://api.example.com"})
+    outcome = await provider.deliver(envelope({"path": "x"}))
+    assert isinstance(outcome, Delivered)
+    assert outcome.result["truncated"] is True
+    assert "[redacted]" in outcome.result["body"]
+    assert API_KEY[:4] not in outcome.result["body"]

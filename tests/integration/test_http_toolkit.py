@@ -95,6 +95,16 @@ async def token(request: Request) -> Response:
     return JSONResponse({"access_token": issued, "token_type": "bearer", "expires_in": 3600})
 
 
+async def padded_token(request: Request) -> Response:
+    """A token endpoint refusing the client, quoting the posted client_secret (or refresh
+    token) after ``pad`` characters, with the status asked for."""
+    form = dict(await request.form())
+    quoted = form.get("client_secret") or form.get("refresh_token") or ""
+    said = "x" * int(request.path_params["pad"]) + quoted
+    body = {"error": "invalid_client", "error_description": said}
+    return JSONResponse(body, int(request.path_params["code"]))
+
+
 async def protected(request: Request) -> Response:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or value not in STATE["tokens"]:
@@ -151,6 +161,7 @@ APP = Starlette(
         Route("/echo", echo, methods=["GET", "POST", "PUT", "DELETE"]),
         Route("/status/{code:int}", status, methods=["GET", "POST"]),
         Route("/token", token, methods=["POST"]),
+        Route("/padded-token/{code:int}/{pad:int}", padded_token, methods=["POST"]),
         Route("/protected", protected),
         Route("/slow", slow),
         Route("/drip", drip),
@@ -326,6 +337,21 @@ async def test_client_credentials_rejected_is_auth_error_without_secret(server: 
             await request(client, "GET", "/protected")
     assert "invalid_client" in info.value.message
     _assert_no_secrets(info.value, CLIENT_SECRET)
+
+
+@pytest.mark.parametrize(("code", "error"), [(400, AuthError), (500, TransientError)])
+async def test_a_secret_quoted_across_the_excerpts_cut_shows_no_part_of_it(
+    server: str, code: int, error: type[ConnectorError]
+) -> None:
+    """Before: the 200-character excerpt of the token endpoint's answer was cut first and
+    masked after, so a secret quoted across the cut showed its first characters."""
+    for pad in range(130, 200, 4):  # the cut falls inside the secret for some of these
+        auth = OAuth2ClientCredentials(f"{server}/padded-token/{code}/{pad}", "cid", CLIENT_SECRET)
+        async with create_client(server, auth=auth) as client:
+            with pytest.raises(error) as info:
+                await request(client, "POST", "/protected")
+        assert "invalid_client" in info.value.message
+        assert CLIENT_SECRET[:5] not in info.value.message, pad
 
 
 @pytest.mark.parametrize("method", ["client_secret_post", "client_secret_basic"])

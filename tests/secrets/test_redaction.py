@@ -53,3 +53,12 @@ def test_an_organizations_text_masks_its_own_secrets_and_logs_mask_every_one():
     assert mine.redact_obj({"e": [text]}, org="globex") == {"e": ["acme-secret ******** ********"]}
     assert mine.redact(text) == "******** ******** ********"  # logs, the CLI
     assert mine.redact(text, org="initech") == "acme-secret globex-secret ********"
+
+
+def test_text_cut_to_a_length_is_masked_before_it_is_cut():
+    """A secret across the cut must not leave its first characters in the text."""
+    mine = Redactor()
+    mine.add("s3cr3t-value", org="acme")
+    for pad in range(10, 24):
+        shown = mine.redact("x" * pad + "s3cr3t-value", org="acme", limit=20)
+        assert len(shown) <= 20 and "s3c" not in shown, shown

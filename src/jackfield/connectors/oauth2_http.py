@@ -219,7 +219,7 @@ async def call_token_endpoint(
         error = body.get("error") if isinstance(body, dict) else None
         description = body.get("error_description") if isinstance(body, dict) else None
         detail = ", ".join(str(x) for x in (error, description) if x) or "no error code"
-        detail = redact(detail[:300], secrets)
+        detail = redact(detail, secrets, limit=300)  # masked, then cut
         raise AuthError(
             f"the token endpoint refused {what} (HTTP {response.status_code}: {detail})",
             operation=operation,

@@ -24,7 +24,6 @@ from .errors import (
     CREDENTIAL_PARAMS,
     body_excerpt,
     raise_for_response,
-    redact,
 )
 
 AUTH_MODES = (
@@ -256,7 +255,7 @@ class OAuth2ClientCredentials(httpx2.Auth):
             data = None
         if response.status_code >= 400 or not isinstance(data, dict):
             code = data.get("error") if isinstance(data, dict) else None
-            excerpt = redact(body_excerpt(response), secrets)
+            excerpt = body_excerpt(response, secrets=secrets)
             raise AuthError(
                 f"token endpoint refused the client credentials (HTTP {response.status_code}"
                 f"{', ' + str(code) if code else ''}): {excerpt}",

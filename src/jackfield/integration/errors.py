@@ -31,7 +31,7 @@ from jackfield.kernel.errors import (
     RateLimitedError,
     TransientError,
 )
-from jackfield.kernel.secret_text import mask_secrets
+from jackfield.kernel.secret_text import cut, mask_secrets
 
 EXCERPT_LIMIT = 200
 _SENSITIVE_NAME = re.compile(
@@ -104,17 +104,21 @@ def _where(request: httpx2.Request | None) -> str:
     return f"{request.method} {request.url.host}{request.url.path}"
 
 
-def body_excerpt(response: httpx2.Response, limit: int = EXCERPT_LIMIT) -> str:
-    """A short, single-line, credential-scrubbed excerpt of the response body."""
+def body_excerpt(
+    response: httpx2.Response, limit: int = EXCERPT_LIMIT, *, secrets: Iterable[str] = ()
+) -> str:
+    """A short, single-line excerpt of the response body, scrubbed of the credentials
+    the request carried and of ``secrets`` (values it sent elsewhere, e.g. a client
+    secret in a form body) before it is cut: a server quoting a secret across the cut
+    must not leave its first part in the excerpt."""
     try:
         text = response.text
     except (httpx2.ResponseNotRead, httpx2.DecodingError):
         return ""
-    text = " ".join(text.split())
     request = _request_of(response)
-    if request is not None:
-        text = redact(text, request_secrets(request))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    sent = {*secrets, *(request_secrets(request) if request is not None else ())}
+    # masked before the whitespace is folded too: a secret may hold a line break
+    return cut(" ".join(redact(text, sent).split()), limit)
 
 
 def raise_for_response(
@@ -134,7 +138,7 @@ def raise_for_response(
     if status < 400:
         return
     label = operation or "request"
-    excerpt = redact(body_excerpt(response), secrets)
+    excerpt = body_excerpt(response, secrets=secrets)
     message = (
         f"{label} failed with HTTP {status} {response.reason_phrase} "
         f"({_where(_request_of(response))})"

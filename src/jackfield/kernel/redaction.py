@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .config import SECRET_MASK
-from .secret_text import secret_forms
+from .secret_text import cut, secret_forms
 
 _MIN_SECRET_LENGTH = 4
 _EVERY = object()  # the scope of every organization's values
@@ -53,12 +53,13 @@ class Redactor:
                         known.update(forms)
                         self._patterns.clear()
 
-    def redact(self, text: str, *, org: str | None = None) -> str:
+    def redact(self, text: str, *, org: str | None = None, limit: int | None = None) -> str:
         """``text`` with the values of ``org`` (of every organization when ``None``)
         masked: one regex pass, however many secrets the process knows (it also masks
-        stored results, once per delivery)."""
+        stored results, once per delivery). Then cut to ``limit`` characters: masked
+        first, since a secret cut in two is no longer found."""
         pattern = self._pattern(org)
-        return pattern.sub(SECRET_MASK, text) if pattern else text
+        return cut(pattern.sub(SECRET_MASK, text) if pattern else text, limit)
 
     def _pattern(self, org: str | None) -> re.Pattern[str] | None:
         """One regex of the scope's values, longest first; ``None`` when it has none."""

@@ -27,10 +27,20 @@ def secret_forms(value: str) -> set[str]:
     }
 
 
-def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+def mask_secrets(text: str, secrets: Iterable[str], *, limit: int | None = None) -> str:
     """``text`` with every occurrence of each secret (in each of its forms) replaced,
-    longest first: for the few credentials one request carried."""
+    longest first: for the few credentials one request carried. Then cut to ``limit``
+    characters (``cut``), never before: a cut inside a secret would leave its first
+    part, which no longer matches, in the text."""
     forms = {form for secret in secrets if secret for form in secret_forms(secret)}
     for secret in sorted(forms, key=len, reverse=True):
         text = text.replace(secret, REDACTED)
-    return text
+    return cut(text, limit)
+
+
+def cut(text: str, limit: int | None) -> str:
+    """``text`` shortened to ``limit`` characters, the last one an ellipsis. Only for text
+    whose secrets are masked already: the maskers take a ``limit`` and call this."""
+    if limit is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"

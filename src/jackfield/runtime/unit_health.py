@@ -48,7 +48,7 @@ def is_outage(exc: BaseException) -> TypeGuard[ConnectorError]:
 
 def clip(unit: Unit, text: str) -> str:
     """A unit's error as its organization may see it."""
-    return redactor.redact(text, org=unit.organization_id)[:MAX_ERROR_CHARS]
+    return redactor.redact(text, org=unit.organization_id, limit=MAX_ERROR_CHARS)
 
 
 class UnitHealth:

@@ -167,7 +167,9 @@ class OAuthService:
         who = Principal(pending.organization_id, pending.actor or "oauth", Role.ADMIN)
         if error or not code:
             said = error or "no code returned"
-            described = " ".join((error_description or "").split())[:300]
+            described = " ".join((error_description or "").split())
+            # masked before it is cut (a secret cut in two would not be found later)
+            described = redactor.redact(described, org=who.organization_id, limit=300)
             if described:
                 said = f"{said}: {described}"
             reason = f"the provider did not authorize ({said})"

@@ -72,17 +72,17 @@ class HttpProvider(ConnectorProvider):
         response = await call_async(self.request, HttpRequest.from_payload(payload))
         if not isinstance(response, HttpResponse):
             return {}
-        # a little more than the limit, so that a credential cut at the limit is masked
-        read = RESULT_BODY_LIMIT + 1024  # bytes: fewer characters when they are not ASCII
-        body = response.body[:read].decode("utf-8", "replace")
+        # the whole body is masked, then cut (to RESULT_BODY_LIMIT bytes of UTF-8): a
+        # credential the server quotes across the cut would otherwise leave its first
+        # part in the result (the body is in memory already; the built-in provider reads
+        # 1 MiB at most)
         secrets = response.credentials
-        masked = mask_secrets(body, secrets)
+        masked = mask_secrets(response.body.decode("utf-8", "replace"), secrets).encode()
         return {
             "status": response.status,
             "headers": {k: mask_secrets(v, secrets) for k, v in response.headers.items()},
-            "body": masked[:RESULT_BODY_LIMIT],
+            # no ellipsis: "truncated" says it; a character cut in two is left out
+            "body": masked[:RESULT_BODY_LIMIT].decode("utf-8", "ignore"),
             # the body above is not the whole answer (it used to be cut without a word)
-            "truncated": response.truncated
-            or len(response.body) > read
-            or len(masked) > RESULT_BODY_LIMIT,
+            "truncated": response.truncated or len(masked) > RESULT_BODY_LIMIT,
         }
