@@ -62,3 +62,14 @@ def test_text_cut_to_a_length_is_masked_before_it_is_cut():
     for pad in range(10, 24):
         shown = mine.redact("x" * pad + "s3cr3t-value", org="acme", limit=20)
         assert len(shown) <= 20 and "s3c" not in shown, shown
+
+
+def test_an_answer_shows_the_secrets_its_caller_sent_and_masks_the_others():
+    """Masking a value the caller sent would confirm their guess that it is a secret."""
+    mine = Redactor()
+    mine.add("guessed/pass", "other-secret", org="acme")
+    sent = {"path": ["../guessed/pass"], "n": 1}
+    text = f"bad path '../guessed/pass' (url ..%2F{quote('guessed/pass', safe='')}) other-secret"
+    shown = mine.redact(text, org="acme", sent=sent)
+    assert shown == "bad path '../guessed/pass' (url ..%2Fguessed%2Fpass) ********"
+    assert mine.redact(text, org="acme").count("********") == 3  # without sent: all masked

@@ -64,18 +64,33 @@ def status_for(exc: JackfieldError) -> int:
 
 
 def error_body(
-    code: str, message: str, remediation: str = "", org: str | None = None, **extra: object
+    code: str,
+    message: str,
+    remediation: str = "",
+    org: str | None = None,
+    sent: object = None,
+    **extra: object,
 ) -> dict[str, Any]:
     """The error format, with ``org``'s secrets masked (every secret when the caller's
-    organization is not known)."""
-    body = {"code": code, "message": redactor.redact(message, org=org), "remediation": remediation}
-    body.update({k: redactor.redact_obj(v, org=org) for k, v in extra.items() if v})
+    organization is not known), except those in what the caller ``sent``
+    (``Redactor.redact``: an error quoting a guess must not confirm it)."""
+    message = redactor.redact(message, org=org, sent=sent)
+    body = {"code": code, "message": message, "remediation": remediation}
+    body.update({k: redactor.redact_obj(v, org=org, sent=sent) for k, v in extra.items() if v})
     return {"error": body}
 
 
 def _org(request: Request) -> str | None:
     """The authenticated caller's organization (set by ``current_principal``)."""
     return getattr(request.state, "organization_id", None)
+
+
+def _sent(request: Request) -> list[object]:
+    """What the caller sent: path, query and the body the route read. The body only if
+    it was read (Starlette keeps it on the request then); never read here, as an error
+    may be about a body too large to read."""
+    body = getattr(request, "_body", b"")
+    return [request.scope.get("path", ""), dict(request.query_params), request.url.query, body]
 
 
 HTTP_REMEDIES = {
@@ -93,7 +108,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if status >= 500:
             log.error("request failed: %s", exc)
         details = exc.details or None
-        body = error_body(exc.code, exc.message, exc.remediation, _org(request), details=details)
+        org, sent = _org(request), _sent(request)
+        body = error_body(exc.code, exc.message, exc.remediation, org, sent, details=details)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body, status, headers=headers)
 
@@ -119,6 +135,7 @@ def install_error_handlers(app: FastAPI) -> None:
             "the request is not valid: " + "; ".join(f"{k}: {v}" for k, v in fields.items()),
             "Check the request body against the OpenAPI document.",
             _org(request),
+            _sent(request),
             details={"fields": fields},
         )
         return JSONResponse(body, 422)
@@ -138,7 +155,7 @@ def install_error_handlers(app: FastAPI) -> None:
             413: "too_large",
         }.get(exc.status_code, "http_error")
         remedy = HTTP_REMEDIES.get(exc.status_code, "")
-        body = error_body(code, str(exc.detail), remedy, _org(request))
+        body = error_body(code, str(exc.detail), remedy, _org(request), _sent(request))
         headers = exc.headers
         if exc.status_code == 405:
             headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .config import SECRET_MASK
@@ -53,13 +53,37 @@ class Redactor:
                         known.update(forms)
                         self._patterns.clear()
 
-    def redact(self, text: str, *, org: str | None = None, limit: int | None = None) -> str:
+    def redact(
+        self,
+        text: str,
+        *,
+        org: str | None = None,
+        limit: int | None = None,
+        sent: object = None,
+    ) -> str:
         """``text`` with the values of ``org`` (of every organization when ``None``)
         masked: one regex pass, however many secrets the process knows (it also masks
         stored results, once per delivery). Then cut to ``limit`` characters: masked
-        first, since a secret cut in two is no longer found."""
+        first, since a secret cut in two is no longer found.
+
+        ``sent`` is what the caller sent (a request's text, a message's payload: strings,
+        or dicts and lists of them) when ``text`` is an answer to it. A value found in it
+        (in any of its forms) stays: masking it would confirm to the caller that a guess
+        they sent is a secret, and showing it tells them nothing they did not send."""
         pattern = self._pattern(org)
-        return cut(pattern.sub(SECRET_MASK, text) if pattern else text, limit)
+        if pattern is None:
+            return cut(text, limit)
+        if sent is None:
+            return cut(pattern.sub(SECRET_MASK, text), limit)
+        known: str | None = None  # the forms of what was sent, made at the first match
+
+        def mask(match: re.Match[str]) -> str:
+            nonlocal known
+            if known is None:
+                known = "\0".join(f for s in _strings(sent) for f in secret_forms(s))
+            return match[0] if match[0] in known else SECRET_MASK
+
+        return cut(pattern.sub(mask, text), limit)
 
     def _pattern(self, org: str | None) -> re.Pattern[str] | None:
         """One regex of the scope's values, longest first; ``None`` when it has none."""
@@ -78,18 +102,33 @@ class Redactor:
             self._patterns[scope] = pattern
             return pattern
 
-    def redact_obj(self, value: Any, *, org: str | None = None) -> Any:
+    def redact_obj(self, value: Any, *, org: str | None = None, sent: object = None) -> Any:
         """Redact strings anywhere inside dicts/lists (for audit details, error bodies
-        and delivery results)."""
+        and delivery results); ``sent`` as for ``redact``."""
         if self._pattern(org) is None:
             return value
         if isinstance(value, str):
-            return self.redact(value, org=org)
+            return self.redact(value, org=org, sent=sent)
         if isinstance(value, Mapping):
-            return {k: self.redact_obj(v, org=org) for k, v in value.items()}
+            return {k: self.redact_obj(v, org=org, sent=sent) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self.redact_obj(v, org=org) for v in value]
+            return [self.redact_obj(v, org=org, sent=sent) for v in value]
         return value
+
+
+def _strings(value: object) -> Iterator[str]:
+    """Every string in ``value`` (keys too) and the text of every other scalar."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(key)
+            yield from _strings(item)
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, bytes):
+        yield value.decode("utf-8", "replace")
+    elif value is not None:
+        yield str(value)
 
 
 redactor = Redactor()
