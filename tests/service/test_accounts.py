@@ -129,3 +129,32 @@ def test_no_token_for_a_deactivated_user(jf):
     assert "active user" in raised.value.remediation
     with jf.db.snapshot() as s:
         assert s.scalars(select(ApiToken).where(ApiToken.user_id == user["id"])).all() == []
+
+
+def test_a_login_costs_one_scrypt_whether_or_not_the_email_has_an_account(jf, monkeypatch):
+    """Before: an unknown email (or an inactive user, or one without a password) was
+    answered without hashing, ~55 ms against ~150-200 ms, so timing logins told which
+    emails have accounts. Counted, not timed: the same scrypt work on every path."""
+    import hashlib
+
+    jf.accounts.create_user("known@example.com", "acme", "user", password="long-password")
+    jf.accounts.create_user("gone@example.com", "acme", "user", password="long-password")
+    jf.accounts.deactivate_user("gone@example.com")
+    jf.accounts.create_user("tokens-only@example.com", "acme", "user")
+    real_scrypt, costs = hashlib.scrypt, []
+
+    def counting_scrypt(password: bytes, **params: int) -> bytes:
+        costs.append((params["n"], params["r"], params["p"]))
+        return real_scrypt(password, **params)
+
+    monkeypatch.setattr(hashlib, "scrypt", counting_scrypt)
+    with pytest.raises(AuthenticationError):  # makes the fixed hash, once
+        jf.accounts.authenticate_password("nobody@example.com", "warm-up")
+    seen: dict[str, list[tuple[int, int, int]]] = {}
+    for email in ("known", "nobody", "gone", "tokens-only"):
+        costs.clear()
+        with pytest.raises(AuthenticationError):
+            jf.accounts.authenticate_password(f"{email}@example.com", "wrong-password")
+        seen[email] = list(costs)
+    assert seen["nobody"] == seen["gone"] == seen["tokens-only"] == seen["known"]
+    assert len(seen["known"]) == 1

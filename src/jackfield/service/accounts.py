@@ -209,11 +209,9 @@ class AccountService:
         email = email.strip().lower()
         with self.login_throttle.attempt(email) as attempt, self.db.transaction() as s:
             user = s.scalar(select(User).where(User.email == email))
-            if (
-                user is None
-                or not user.is_active
-                or not verify_password(password, user.password_hash)
-            ):
+            stored = user.password_hash if user is not None and user.is_active else None
+            # verified even without a user: the same cost whether the email has an account
+            if not verify_password(password, stored) or user is None:
                 attempt.failed()
                 raise AuthenticationError("wrong email or password")
             attempt.succeeded()
