@@ -81,6 +81,46 @@ def test_the_generated_key_file_is_private_and_reused(tmp_path, sqlite_url):
     again.close()
 
 
+@contextmanager
+def umask(mask):
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_a_fresh_data_dir_and_sqlite_database_are_private(tmp_path):
+    """Before: with the usual umask 022 the data directory was 0755 and the database
+    (password hashes, every organization's payloads) and its -wal/-shm files 0644."""
+    data = tmp_path / "deploy" / ".jackfield"
+    with umask(0o022):
+        jf = make(f"sqlite:///{data / 'jackfield.db'}", data)
+        create_smtp(jf)  # written: the -wal and -shm files exist now
+        modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in [data, *data.iterdir()]}
+        jf.close()
+    assert modes == {
+        ".jackfield": 0o700,
+        "jackfield.db": 0o600,
+        "jackfield.db-wal": 0o600,
+        "jackfield.db-shm": 0o600,
+        "secret.key": 0o600,
+    }
+    assert stat.S_IMODE((tmp_path / "deploy").stat().st_mode) == 0o755  # a parent: as mkdir -p
+
+
+def test_an_existing_data_dir_and_database_keep_the_modes_their_owner_gave(tmp_path):
+    """An operator may share them with a group on purpose; Jackfield changes no mode."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o750)
+    database = data / "shared.db"
+    database.touch(mode=0o640)
+    with umask(0o022):
+        make(f"sqlite:///{database}", data).close()
+    assert stat.S_IMODE(data.stat().st_mode) == 0o750
+    assert stat.S_IMODE(database.stat().st_mode) == 0o640
+
+
 def test_start_with_the_wrong_key_is_refused_and_changes_nothing(database_url, tmp_path):
     right = key()
     jf = make(database_url, tmp_path / "data", right)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..kernel.errors import JackfieldError
+from ..kernel.private_paths import make_private_dir
 
 KEY_FILE_NAME = "secret.key"
 # a new master key can be generated; a fallback cannot: it must be the key that old
@@ -88,7 +89,7 @@ def read_key_file(path: Path) -> MasterKey:
 
 def write_key_file(path: Path, key: MasterKey) -> None:
     """Write ``key`` to ``path`` with mode 0600, atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dir(path.parent)
     tmp = path.with_name(path.name + ".tmp")  # one per target: secret.key and .old differ
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

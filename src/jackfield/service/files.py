@@ -11,6 +11,8 @@ import shutil
 import uuid
 from pathlib import Path
 
+from jackfield.kernel.private_paths import make_private_dir
+
 
 class FileStore:
     def __init__(self, root: Path) -> None:
@@ -20,7 +22,7 @@ class FileStore:
         """Store ``data``; returns the reference to keep in the param row."""
         ref = f"{connector_id}/{uuid.uuid4().hex}"
         path = self._path(ref)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:

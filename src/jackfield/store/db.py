@@ -13,6 +13,8 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from jackfield.kernel.private_paths import create_private_file, make_private_dir
+
 from .bulk import DriverCursor
 
 
@@ -53,8 +55,9 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
 def _create_engine(parsed: URL, url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         path = sqlite_file(url)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
+        if path is not None:  # it holds password hashes and every organization's data
+            make_private_dir(path.parent)
+            create_private_file(path)
         engine = create_engine(
             url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs
         )
