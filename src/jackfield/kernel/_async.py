@@ -102,15 +102,38 @@ def is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
+STOPS = (SystemExit, KeyboardInterrupt)
+"""What provider code must not raise: asyncio lets these two through every task up to the
+event loop, which ends -- ``jackfield serve`` or the embedding application with it."""
+
+
+def provider_stopped(exc: BaseException) -> RuntimeError:
+    """A provider's ``SystemExit`` / ``KeyboardInterrupt`` as the bug it is: an error,
+    counted like any other (a crash of its unit, a failed handler), raised ``from exc``."""
+    return RuntimeError(f"the provider raised {exc!r}, which would stop the process")
+
+
+def guarded(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args)`` with ``STOPS`` turned into ``provider_stopped`` (in a worker thread)."""
+    try:
+        return fn(*args, **kwargs)
+    except STOPS as exc:
+        raise provider_stopped(exc) from exc
+
+
 async def call_async(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-    """Await ``fn(*args)``; a sync ``fn`` runs in a worker thread so the loop never blocks."""
-    if is_async(fn):
-        return await fn(*args, **kwargs)
-    call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
-    result = await asyncio.get_running_loop().run_in_executor(PROVIDER_CALLS, call)
-    if inspect.isawaitable(result):
-        return await result
-    return result
+    """Await ``fn(*args)``; a sync ``fn`` runs in a worker thread so the loop never blocks.
+    A ``SystemExit`` or ``KeyboardInterrupt`` of ``fn`` comes out as ``provider_stopped``."""
+    try:
+        if is_async(fn):
+            return await fn(*args, **kwargs)
+        call = functools.partial(contextvars.copy_context().run, guarded, fn, *args, **kwargs)
+        result = await asyncio.get_running_loop().run_in_executor(PROVIDER_CALLS, call)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+    except STOPS as exc:
+        raise provider_stopped(exc) from exc
 
 
 def call_sync(fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:

@@ -38,7 +38,7 @@ import inspect
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ...kernel._async import PROVIDER_CALLS, is_async
+from ...kernel._async import PROVIDER_CALLS, STOPS, call_async, guarded, is_async, provider_stopped
 from ...kernel.errors import ConnectionFailedError, ConnectorError
 from ...kernel.inbound import InboundEvent, PollingSource
 from ...kernel.redaction import get_logger
@@ -134,10 +134,10 @@ class PollSlot:
         started = self.started = loop.time()
         running: asyncio.Future[Any]
         fn: Callable[..., Any] = source.poll  # declared sync; may be ``async def``
-        if is_async(fn):
-            running = asyncio.ensure_future(fn(cursor))
+        if is_async(fn):  # (its SystemExit or KeyboardInterrupt, an error: ``call_async``)
+            running = asyncio.ensure_future(call_async(fn, cursor))
         else:
-            call = functools.partial(contextvars.copy_context().run, fn, cursor)
+            call = functools.partial(contextvars.copy_context().run, guarded, fn, cursor)
             running = loop.run_in_executor(PROVIDER_CALLS, call)
         running.add_done_callback(_retrieve)  # an abandoned poll's error is nobody's
         self.running = running
@@ -153,6 +153,8 @@ class PollSlot:
                         result = await result
                 except TimeoutError:
                     raise PollTimeoutError(f"poll did not return within {deadline:g} s") from None
+                except STOPS as exc:
+                    raise provider_stopped(exc) from exc
             return result
         finally:
             # an async poll is cancelled (``busy`` until it has stopped); a sync one runs

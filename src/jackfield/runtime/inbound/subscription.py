@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 
+from ...kernel._async import STOPS, guarded, provider_stopped
 from ...kernel.errors import ConnectionFailedError, ConnectorError
 from ...kernel.inbound import ReceivedEvent, SubscriptionSource
 from ...kernel.redaction import get_logger
@@ -132,7 +133,7 @@ async def _consume(
     lease: Lease,
     committed: Callable[[int], None],
 ) -> None:
-    stream: AsyncIterator[ReceivedEvent] = source.subscribe()
+    stream: AsyncIterator[ReceivedEvent] = guarded(source.subscribe)
     buffer: asyncio.Queue[ReceivedEvent] = asyncio.Queue(MAX_BATCH)
     reader = asyncio.create_task(_read_ahead(stream, buffer))
     try:
@@ -147,19 +148,24 @@ async def _consume(
                     await received.ack()
                 except ConnectorError as exc:  # the broker redelivers it; the inbox has it
                     raise SourceFailed(exc) from exc
+                except STOPS as exc:
+                    raise provider_stopped(exc) from exc
     finally:
         await _cancel(reader)  # what it read and nobody acked, the broker redelivers
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
-            with contextlib.suppress(Exception):  # closing a broken stream may fail too
+            with contextlib.suppress(Exception, *STOPS):  # closing a broken stream may fail too
                 await aclose()
 
 
 async def _read_ahead(
     stream: AsyncIterator[ReceivedEvent], buffer: asyncio.Queue[ReceivedEvent]
 ) -> None:
-    async for received in stream:
-        await buffer.put(received)
+    try:
+        async for received in stream:
+            await buffer.put(received)
+    except STOPS as exc:  # the provider's bug: a crash of its unit, not the loop's end
+        raise provider_stopped(exc) from exc
 
 
 async def _next_batch(

@@ -42,6 +42,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DataError, IntegrityError
 
 from ...kernel import call_async
+from ...kernel._async import STOPS, provider_stopped
 from ...kernel.errors import (
     AuthError,
     ConnectorConfigError,
@@ -145,6 +146,8 @@ class WebhookIngress:
                     events = target.provider.parse_webhook(request)
                 else:
                     events = await call_async(target.provider.parse_webhook, request)
+            except STOPS as exc:  # a provider's bug, answered as one; the loop goes on
+                raise provider_stopped(exc) from exc
             except AuthError:
                 if not await self._changed(connector_id, target):
                     raise
