@@ -101,6 +101,44 @@ async def test_a_failed_unit_stays_failed_across_a_restart_of_its_node(
         await second.stop()
 
 
+async def test_deactivating_a_connector_while_its_node_is_down_ends_failed(
+    database_url, make_jf, monkeypatch
+):
+    """Deactivate and activate again while the node is down: the node, back, starts the
+    unit afresh and delivers, as when the connector is deactivated while a node runs."""
+    ended = _ended_node()
+    monkeypatch.setattr(jackfield.runtime, "node_id", lambda: ended)
+    first = make_jf(database_url, **FAST_FAIL)
+    monkeypatch.undo()
+    tenant = new_tenant(first)
+    who = tenant.admin
+    cid = active_connector(first, who, retry={"base_seconds": "0.01"})
+    await first.start()
+    try:
+        for i in range(6):
+            await asyncio.to_thread(first.send, cid, {"text": f"bad {i}", "simulate": "crash"})
+        await eventually(
+            lambda: _units(first, who, cid), lambda us: us and us[0]["liveness"] == "failed"
+        )
+    finally:
+        await first.stop()
+
+    first.connectors.set_enabled(who, cid, False)
+    assert [u["liveness"] for u in _units(first, who, cid)] == ["stopped"]
+    first.connectors.set_enabled(who, cid, True)
+    second = make_jf(
+        database_url, **FAST_FAIL, secret_key=first.settings.secret_key.get_secret_value()
+    )
+    await second.start()
+    try:
+        good = await asyncio.to_thread(second.send, cid, {"text": "good"})
+        await eventually(lambda: second.runtime.outbox.get(who, good)["state"], "delivered".__eq__)
+        (unit,) = _units(second, who, cid)
+        assert (unit["node"], unit["liveness"]) == (second.runtime.node_id, "running")
+    finally:
+        await second.stop()
+
+
 def test_another_node_keeps_the_failed_row_of_a_silent_node(database_url, make_jf):
     """A node on another host, silent for longer than three heartbeats: its rows are
     swept, but not a ``failed`` one of an enabled connector (it is failed until an

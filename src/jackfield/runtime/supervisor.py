@@ -20,7 +20,8 @@ restart``), which writes a request the supervisor polls for -- also across a res
 of its node: the node's next process takes over its ``failed`` rows
 (``UnitStore.failed_before``) and keeps those units failed, delivering and polling
 nothing, until such a request (an edit of the connector's params leaves a failed unit
-failed, as it does while the node runs; disabling it ends the unit, failed or not).
+failed, as it does while the node runs; disabling it ends the unit, failed or not, also
+while its node is down: ``service.units.end_failed_units``).
 
 An outage of the external system an inbound source reads from is no crash: a
 ``ConnectorError`` from ``poll`` or ``subscribe`` (``ConnectionFailedError``,

@@ -38,6 +38,7 @@ from .listing import after_cursor, connector_cursor
 from .local_paths import DirectoryGuard, DirectoryPolicy, directory_fields
 from .params import MAX_FILE_BYTES, ParamCodec, ParamInput, normalize_params
 from .secret_origins import check_kept_secrets
+from .units import end_failed_units
 from .views import connector_view, provider_type_view
 
 log = get_logger(__name__)
@@ -288,6 +289,8 @@ class ConnectorService:
                     f"connector is {connector.status!r}, not 'connected'",
                     remediation="Run a successful connection test before activating.",
                 )
+            if not enabled:  # its units end, ``failed`` ones too, on nodes down as well
+                end_failed_units(s, connector.id)
             connector.is_enabled = enabled
             action = "connector.activate" if enabled else "connector.deactivate"
             audit.record(s, who, action, "connector", connector.id)

@@ -182,6 +182,18 @@ class RuntimeUnitService:
             return unit_view(units[0], restart.generation, connector.name, silent_since=silent)
 
 
+def end_failed_units(s: Session, connector_id: str) -> None:
+    """The connector is deactivated: its ``failed`` units end, ``stopped``, as a running
+    node's supervisor ends every unit of a disabled connector -- also those of a node
+    that is down now, which would otherwise keep its unit failed when it comes back, after
+    the connector was activated again. An activation starts afresh, wherever the node."""
+    s.execute(
+        update(RuntimeUnit)
+        .where(RuntimeUnit.connector_id == connector_id, RuntimeUnit.liveness == "failed")
+        .values(liveness="stopped", next_restart_at=None, updated_at=RuntimeUnit.updated_at)
+    )
+
+
 def _restart_row(s: Session, connector: Connector) -> RuntimeRestart:
     """The connector's restart generation, locked (created at 0 the first time; when two
     requests create it at once, the second takes the first one's row)."""
