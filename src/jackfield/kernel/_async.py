@@ -72,12 +72,10 @@ class DaemonThreadPool(Executor):
         while (item := self._work.get()) is not None:
             future, call = item
             if future.set_running_or_notify_cancel():
-                try:
-                    result = call()
+                try:  # (its answer held by no local: only the future keeps it)
+                    future.set_result(call())
                 except BaseException as exc:  # noqa: BLE001 - the caller sees it, as from ThreadPoolExecutor
                     future.set_exception(exc)
-                else:
-                    future.set_result(result)
             del item, future, call  # nothing of a finished call stays alive while idle
             self._idle.release()
 
