@@ -20,6 +20,8 @@ import sys
 import uuid
 from datetime import timedelta
 
+from sqlalchemy.exc import OperationalError
+
 import jackfield.runtime
 from jackfield.runtime.units import UnitStore
 from jackfield.store import utcnow
@@ -133,8 +135,56 @@ async def test_deactivating_a_connector_while_its_node_is_down_ends_failed(
     try:
         good = await asyncio.to_thread(second.send, cid, {"text": "good"})
         await eventually(lambda: second.runtime.outbox.get(who, good)["state"], "delivered".__eq__)
-        (unit,) = _units(second, who, cid)
+        (unit,) = await eventually(lambda: _units(second, who, cid), bool)
         assert (unit["node"], unit["liveness"]) == (second.runtime.node_id, "running")
+    finally:
+        await second.stop()
+
+
+async def test_a_failed_unit_stays_failed_when_the_first_look_at_the_database_fails(
+    database_url, make_jf, monkeypatch
+):
+    """The node comes back while the database fails its supervisor's first reads (a
+    locked SQLite file, PostgreSQL restarting): its outbox claims nothing until the
+    supervisor has seen which units it left failed, so the unit stays failed."""
+    ended = _ended_node()
+    monkeypatch.setattr(jackfield.runtime, "node_id", lambda: ended)
+    first = make_jf(database_url, **FAST_FAIL)
+    monkeypatch.undo()
+    tenant = new_tenant(first)
+    who = tenant.admin
+    cid = active_connector(first, who, retry={"base_seconds": "0.01"})
+    await first.start()
+    try:
+        for i in range(6):
+            await asyncio.to_thread(first.send, cid, {"text": f"bad {i}", "simulate": "crash"})
+        await eventually(
+            lambda: _units(first, who, cid), lambda us: us and us[0]["liveness"] == "failed"
+        )
+        waiting = await asyncio.to_thread(first.send, cid, {"text": "bad", "simulate": "crash"})
+    finally:
+        await first.stop()
+
+    failing_reads = iter(range(3))
+    real = UnitStore.failed_before
+
+    def flaky(self, node):
+        if next(failing_reads, None) is not None:
+            raise OperationalError("SELECT", {}, Exception("database is locked"))
+        return real(self, node)
+
+    monkeypatch.setattr(UnitStore, "failed_before", flaky)
+    second = make_jf(
+        database_url, **FAST_FAIL, secret_key=first.settings.secret_key.get_secret_value()
+    )
+    await second.start()
+    try:
+        await eventually(lambda: _units(second, who, cid), lambda us: us and us[0]["node"] != ended)
+        await asyncio.sleep(0.5)
+        (unit,) = _units(second, who, cid)
+        assert unit["liveness"] == "failed", unit
+        message = second.runtime.outbox.get(who, waiting)
+        assert (message["state"], message["attempts"]) == ("pending", 0), message
     finally:
         await second.stop()
 

@@ -260,6 +260,8 @@ class OutboxWorker:
             self._wakeup.clear()
             room = self.config.max_in_flight - self._outstanding - self._handovers.reserved
             limit = min(room, self._claim_limit)
+            if not self.supervisor.reconciled:  # (it may have left units failed)
+                limit = 0  # its first reconcile wakes us
             room_of = self._pace.room
             full = {cid for cid, buf in self._buffers.items() if len(buf) >= room_of(cid)}
             exclude = self.supervisor.blocked() | full

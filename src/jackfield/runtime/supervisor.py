@@ -19,9 +19,11 @@ operator restarts it (``POST /api/connectors/{id}/restart`` or ``jackfield runti
 restart``), which writes a request the supervisor polls for -- also across a restart
 of its node: the node's next process takes over its ``failed`` rows
 (``UnitStore.failed_before``) and keeps those units failed, delivering and polling
-nothing, until such a request (an edit of the connector's params leaves a failed unit
-failed, as it does while the node runs; disabling it ends the unit, failed or not, also
-while its node is down: ``service.units.end_failed_units``).
+nothing (its outbox claims nothing before the first reconcile that read them went
+through, ``reconciled``, however long the database fails it), until such a request (an
+edit of the connector's params leaves a failed unit failed, as it does while the node
+runs; disabling it ends the unit, failed or not, also while its node is down:
+``service.units.end_failed_units``).
 
 An outage of the external system an inbound source reads from is no crash: a
 ``ConnectorError`` from ``poll`` or ``subscribe`` (``ConnectionFailedError``,
@@ -137,6 +139,10 @@ class Supervisor:
         self._outages = OutageLog(log, "the supervisor waits to read the connectors")
         self._classes: dict[str, Any] = {}  # connector id -> provider class (last reconcile)
         self._restarts: dict[str, int] | None = None  # ... -> restart generation (same)
+        # the ``failed`` rows this node left before it started (None: not read yet), until
+        # a reconcile has gone through every connector
+        self._left_failed: dict[str, Any] | None = None
+        self._reconciled = False
         self._next_heartbeat = 0.0
         self._changed: set[str] = set()  # changed in this process, not yet reconciled
 
@@ -160,7 +166,8 @@ class Supervisor:
         # a start() in this process begins afresh, as a new process would (a stopped
         # unit kept here would block its connector's delivery for good)
         self.units.clear()
-        self._restarts = None
+        self._restarts = self._left_failed = None
+        self._reconciled = False
         self._next_heartbeat = 0.0
         self._loop = self._wakeup = None
 
@@ -208,9 +215,9 @@ class Supervisor:
         """Match units to connectors: start, reload, stop, and honour restart requests."""
         changed = set(self._changed)  # (what changes after the read below waits its turn)
         connectors = await asyncio.to_thread(self.store.connectors)
-        left_failed: dict[str, Any] = {}  # first reconcile: what this node left failed
-        if self._restarts is None:
-            left_failed = await asyncio.to_thread(self.store.failed_before, self.node_id)
+        if self._left_failed is None:  # first reconcile: what this node left failed
+            self._left_failed = await asyncio.to_thread(self.store.failed_before, self.node_id)
+        left_failed = self._left_failed or {}
         present = {c.id: c for c in connectors}
         self._classes = {c.id: self._provider_class(c) for c in connectors}
         known, self._restarts = self._restarts, {c.id: c.restart_generation for c in connectors}
@@ -258,9 +265,10 @@ class Supervisor:
             elif unit.config_stamp != c.updated_at:
                 unit.config_stamp = c.updated_at
                 await self._reload(unit)
-        if changed:
+        first, self._reconciled, self._left_failed = not self._reconciled, True, {}
+        if changed or first:
             self._changed -= changed
-            self.on_change()  # their messages may be claimed again
+            self.on_change()  # their messages may be claimed (again)
         now = asyncio.get_running_loop().time()
         beat = now >= self._next_heartbeat
         if beat:  # rewrite every row of this node
@@ -284,6 +292,12 @@ class Supervisor:
             if unit.inbound_capable is None:
                 self.poke()  # a connector newer than the last reconcile: look at it now
         return unit
+
+    @property
+    def reconciled(self) -> bool:
+        """Whether a reconcile went through every connector since ``start``: until then
+        which units this node left ``failed`` is not known, and nothing is claimed."""
+        return self._reconciled
 
     def blocked(self) -> set[str]:
         """Connectors whose messages must not be claimed now (crashed, failed, ...)."""
