@@ -221,3 +221,40 @@ def test_another_node_keeps_the_failed_row_of_a_silent_node(database_url, make_j
     jf.runtime.units.request_restart(tenant.admin, failed)
     store.sweep("here:1", utcnow() - timedelta(minutes=1))
     assert jf.runtime.units.list(tenant.admin) == []
+
+
+def test_another_process_of_the_host_keeps_the_failed_row_for_the_next_one(database_url, make_jf):
+    """Two ``jackfield serve`` on one machine: one ends with a unit failed; the other's
+    sweep (which removes an ended process's rows at once) leaves that row, and the
+    ended one's next process takes it over as its own -- failed still."""
+    jf = make_jf(database_url)
+    tenant = new_tenant(jf)
+    failed, running = (active_connector(jf, tenant.admin) for _ in range(2))
+    ended = _ended_node()
+    with jf.db.transaction() as s:
+        for cid, liveness in ((failed, "failed"), (running, "stopped")):
+            s.add(
+                RuntimeUnit(
+                    connector_id=cid,
+                    node=ended,
+                    organization_id=tenant.org_id,
+                    liveness=liveness,
+                    readiness="degraded",
+                    restart_count=5,
+                    last_error="RuntimeError: boom",
+                    restart_seen=0,
+                )
+            )
+    store = UnitStore(jf.db)
+    store.sweep(f"{socket.gethostname()}:1", utcnow() - timedelta(minutes=1))
+    left = {u["connector_id"]: u["liveness"] for u in jf.runtime.units.list(tenant.admin)}
+    assert left == {failed: "failed"}
+
+    after = f"{socket.gethostname()}:2"
+    assert set(store.failed_before(after)) == {failed}
+    (unit,) = jf.runtime.units.list(tenant.admin)
+    assert (unit["node"], unit["liveness"], unit["last_error"]) == (
+        after,
+        "failed",
+        "RuntimeError: boom",
+    )

@@ -185,14 +185,13 @@ class UnitStore:
 
     def sweep(self, node: str, before: datetime) -> None:
         """Delete the rows of other nodes not written since ``before`` (gone) or whose
-        process, on this hostname, is gone (``ended_here``: no need to wait; this node
-        took over its ``failed`` units first, see ``failed_before``), and their
+        process, on this hostname, is gone (``ended_here``: no need to wait), and their
         ``stopped`` rows of connectors this node runs (history). A ``failed`` row of an
-        enabled connector stays however long its node is silent: the node keeps it
-        failed when it comes back, and an operator's restart request (which turns it
-        ``restarting``) lets it go. A transaction of its own, never the outbox's group:
-        if two nodes' sweeps collide, only a sweep fails (it runs again at the next
-        heartbeat)."""
+        enabled connector stays however long its node is silent or since it ended: the
+        node's next process takes it over (``failed_before``), and an operator's restart
+        request (which turns it ``restarting``) lets it go. A transaction of its own,
+        never the outbox's group: if two nodes' sweeps collide, only a sweep fails (it
+        runs again at the next heartbeat)."""
         running_here = select(RuntimeUnit.connector_id).where(
             RuntimeUnit.node == node, RuntimeUnit.liveness != "stopped"
         )
@@ -209,7 +208,7 @@ class UnitStore:
                     RuntimeUnit.node != node,
                     or_(
                         and_(RuntimeUnit.updated_at < before, ~still_failed),
-                        RuntimeUnit.node.in_(ended),
+                        and_(RuntimeUnit.node.in_(ended), ~still_failed),
                         and_(
                             RuntimeUnit.liveness == "stopped",
                             RuntimeUnit.connector_id.in_(running_here.scalar_subquery()),
@@ -219,18 +218,40 @@ class UnitStore:
             )
 
     def failed_before(self, node: str) -> dict[str, RuntimeUnit]:
-        """The ``failed`` rows this node left before it started: its own (a node named
-        in settings, or a runtime started again in one process) and those of ended
-        processes of its hostname (``ended_here``: ``jackfield serve`` stopped or killed
-        and started again), the newest per connector. ``failed`` holds until an
+        """Take over the ``failed`` rows of enabled connectors this node left before it
+        started: its own (a node named in settings, or a runtime started again in one
+        process) and those of ended processes of its hostname (``ended_here``:
+        ``jackfield serve`` stopped or killed and started again), the newest per
+        connector. An ended process's row becomes this node's, in one transaction, so no
+        sweep by another node of this host loses it meanwhile: ``failed`` holds until an
         operator's restart, not until the node restarts."""
-        with self.db.snapshot() as s:
+        with self.db.transaction() as s:
             rows = s.scalars(
                 select(RuntimeUnit)
-                .where(RuntimeUnit.liveness == "failed")
+                .join(Connector, Connector.id == RuntimeUnit.connector_id)
+                .where(RuntimeUnit.liveness == "failed", Connector.is_enabled)
                 .order_by(RuntimeUnit.updated_at)
             ).all()
-        return {r.connector_id: r for r in rows if r.node == node or ended_here(r.node)}
+            left = {r.connector_id: r for r in rows if r.node == node or ended_here(r.node)}
+            own = set(s.scalars(select(RuntimeUnit.connector_id).where(RuntimeUnit.node == node)))
+            for row in rows:
+                if row.node != node and ended_here(row.node):
+                    s.delete(row)
+            for connector_id, row in left.items():
+                if connector_id not in own:
+                    s.add(
+                        RuntimeUnit(
+                            connector_id=connector_id,
+                            node=node,
+                            organization_id=row.organization_id,
+                            liveness="failed",
+                            readiness=row.readiness,
+                            restart_count=row.restart_count,
+                            last_error=row.last_error,
+                            restart_seen=row.restart_seen,
+                        )
+                    )
+        return left
 
     def connectors(self) -> list[Any]:
         """Every connector's id, organization, enabled flag, type, config stamp and
