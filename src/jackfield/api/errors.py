@@ -209,8 +209,9 @@ def fault_response(scope: Scope, exc: Exception) -> JSONResponse:
         body = error_body(
             "database_unavailable",
             "the database is unavailable, so the request could not be completed",
-            f"Try again in {RETRY_AFTER_SECONDS} seconds or more; a message sent again with"
-            " the same envelope_id is never delivered twice.",
+            f"Try again in {RETRY_AFTER_SECONDS} seconds or more. Sending again is safe: a"
+            " message with the same envelope_id, or a webhook with the same webhook-id, is"
+            " stored once.",
         )
         return JSONResponse(body, 503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
     # a real fault: the error format holds for it too, without a trace to the client
