@@ -16,6 +16,9 @@ from jackfield import ConnectionTestResult, connector_registry
 from jackfield.kernel import (
     ConflictError,
     ConnectorNotFoundError,
+    Delivered,
+    DeliveryOutcome,
+    Envelope,
     MessagingProvider,
     OutboundMessage,
     SentMessage,
@@ -337,3 +340,43 @@ async def test_an_async_connection_test_runs_from_inside_an_event_loop(jf, tenan
     tested = jf.connectors.test(tenant.admin, created["id"])  # on the loop's own thread
     assert (tested["success"], tested["message"]) == (True, "answered from a coroutine")
     assert jf.connectors.get(tenant.admin, created["id"])["status"] == "connected"
+
+
+class OwnDispatch(MessagingProvider):
+    """Overrides ``deliver`` with its own dispatch (README: ``deliver`` may be
+    overridden), taking an operation ``operations()`` does not list."""
+
+    provider_type: ClassVar[str] = "own_dispatch_test"
+    display_name: ClassVar[str] = "Own dispatch (tests)"
+
+    def test_connection(self) -> ConnectionTestResult:
+        return ConnectionTestResult(True, "ok")
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        return SentMessage(message_id="sent")
+
+    async def deliver(self, envelope: Envelope) -> DeliveryOutcome:
+        if envelope.operation == "archive_thread":
+            return Delivered({"archived": envelope.payload["thread"]})
+        return await super().deliver(envelope)
+
+
+if not connector_registry.is_registered("messaging", OwnDispatch.provider_type):
+    connector_registry.register(OwnDispatch)
+
+
+async def test_a_provider_with_its_own_deliver_gets_the_operations_it_handles(
+    jf, tenant, make_connector
+):
+    """Before, the send-time check of operation names read only ``operations()`` and
+    refused every message naming an operation that such a ``deliver`` handles."""
+    cid = make_connector(tenant.admin, OwnDispatch.provider_type)
+    envelope = await asyncio.to_thread(jf.send, cid, {"thread": "t1"}, operation="archive_thread")
+    await jf.start()
+    try:
+        await _delivered(jf, [envelope])
+    finally:
+        await jf.stop()
+    # echo's deliver dispatches through operations(): its unknown names are still refused
+    with pytest.raises(InvalidMessageError, match="no_such_op"):
+        jf.send(make_connector(tenant.admin), {"text": "x"}, operation="no_such_op")

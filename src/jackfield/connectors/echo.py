@@ -40,6 +40,7 @@ from jackfield.kernel import (
 )
 from jackfield.kernel.categories.messaging import message_text
 from jackfield.kernel.envelope import outcome_from_error
+from jackfield.kernel.provider import offered_operations
 from jackfield.kernel.randomness import random_bytes
 
 SIMULATE_FIELD = "simulate"
@@ -80,6 +81,10 @@ class EchoProvider(MessagingProvider):
         if delay_ms > 0:
             await asyncio.sleep(delay_ms / 1000)
         return SentMessage(message_id=_message_id(), channel=message.channel)
+
+    @classmethod
+    def operation_names(cls) -> frozenset[str] | None:
+        return offered_operations(cls)  # deliver() dispatches through operations() too
 
     async def deliver(self, envelope: Envelope) -> DeliveryOutcome:
         """Apply ``simulate``, deliver the rest of the payload, and loop it back."""

@@ -169,11 +169,15 @@ class ConnectorProvider(ABC):
 
     @classmethod
     def operation_names(cls) -> frozenset[str] | None:
-        """The names ``operations()`` offers, known from the class: a send naming
-        another one is refused at once instead of dying at delivery. ``None`` when they
-        depend on the connector's config (``operations()`` reads it): delivery says then.
-        Worked out once per class."""
-        return _operation_names(cls)
+        """The operation names a send may give, known from the class: a send naming
+        another one is refused at once instead of dying at delivery. ``None`` when not
+        known up front: ``operations()`` reads the connector's config, or the class
+        overrides ``deliver`` (its own dispatch may take names ``operations()`` does not
+        list; such a class whose ``deliver`` still dispatches through ``operations()``
+        returns ``offered_operations(cls)`` here). Delivery says then."""
+        if cls.deliver is not ConnectorProvider.deliver:
+            return None
+        return offered_operations(cls)
 
     async def deliver(self, envelope: Envelope) -> DeliveryOutcome:
         """Perform ``envelope.operation``; errors become the outcome their class calls for.
@@ -201,7 +205,9 @@ class ConnectorProvider(ABC):
 
 
 @cache
-def _operation_names(cls: type[ConnectorProvider]) -> frozenset[str] | None:
+def offered_operations(cls: type[ConnectorProvider]) -> frozenset[str] | None:
+    """The names ``cls.operations()`` gives without a config (``None`` if it needs one),
+    worked out once per class."""
     try:
         bare = cls.__new__(cls)  # no config: operations() of the category bases read none
         return frozenset(cls.operations(bare))
