@@ -152,6 +152,8 @@ class Misbehaving(MessagingProvider):
             return ConnectionTestResult(True, "reachable", {"client": object()})
         if mode == "list_details":
             return ConnectionTestResult(True, "reachable", ["not", "a", "dict"])
+        if mode == "raw_bytes":
+            return ConnectionTestResult(True, "reachable", {"banner": b"\xff\xfe"})
         if mode == "dated":
             return ConnectionTestResult(
                 True, "reachable", {"at": __import__("datetime").date(2026, 1, 2), "n": 1}
@@ -224,6 +226,12 @@ def test_a_provider_stopping_the_process_in_its_test_is_a_failed_test(rest, mode
             "unserialisable",
             "test_connection() returned details that cannot be shown as JSON "
             "(Unable to serialize unknown type: <class 'object'>): the provider must "
+            "return only JSON values (text, numbers, lists, dicts)",
+        ),
+        (
+            "raw_bytes",
+            "test_connection() returned details that cannot be shown as JSON ('utf-8' codec "
+            "can't decode byte 0xff in position 0: invalid utf-8): the provider must "
             "return only JSON values (text, numbers, lists, dicts)",
         ),
         (

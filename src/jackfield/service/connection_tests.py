@@ -100,7 +100,7 @@ def _checked(result: object) -> ConnectionTestResult:
         )
     try:
         details = to_jsonable_python(result.details)
-    except PydanticSerializationError as exc:
+    except (PydanticSerializationError, ValueError) as exc:  # (bytes not UTF-8, a cycle)
         return ConnectionTestResult(
             False,
             f"test_connection() returned details that cannot be shown as JSON ({exc}): "
