@@ -9,8 +9,9 @@ A provider passes by subclassing ``StorageConformance`` in its own tests and sup
             return LocalFsProvider.from_config({"root": str(tmp_path)})
 
 The tests are coroutines run by pytest-asyncio (``pip install 'jackfield[testing]'``); the
-class marks them ``asyncio`` itself, so they run in its default strict mode as well as
-in ``asyncio_mode = "auto"``, with no setting in the provider's own project.
+suite marks its coroutines ``asyncio`` itself (not the plain tests a subclass adds), so they
+run in its default strict mode as well as in ``asyncio_mode = "auto"``, with no setting in
+the provider's own project.
 
 Everything goes through ``call_async``, so sync and async providers pass the same tests,
 and through the public interface only (``put/get/delete/list/stat``, ``test_connection``
@@ -20,6 +21,7 @@ and ``deliver``), so built-in and standalone (gRPC) providers are held to one st
 from __future__ import annotations
 
 import base64
+import inspect
 from typing import Any
 
 import pytest
@@ -52,12 +54,22 @@ def _envelope(operation: str, payload: dict[str, Any]) -> Envelope:
     return Envelope(str(ULID()), "conformance", operation, payload)
 
 
+def _mark_coroutines(cls: type) -> None:
+    """Mark each coroutine test of ``cls`` for pytest-asyncio (unmarked, its default
+    strict mode leaves them unrun: "async def functions are not natively supported").
+    Not the whole class (``pytestmark``): a plain test a subclass adds would be warned
+    about a mark it never asked for."""
+    for name, test in list(vars(cls).items()):
+        if name.startswith("test_") and inspect.iscoroutinefunction(test):
+            setattr(cls, name, pytest.mark.asyncio(test))
+
+
 class StorageConformance:
     """Subclass and provide a ``provider`` fixture; every test here then runs against it."""
 
-    # without this, pytest-asyncio's default (strict) mode left every test unrun:
-    # "async def functions are not natively supported"; subclasses inherit the mark
-    pytestmark = pytest.mark.asyncio
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _mark_coroutines(cls)  # a coroutine test the subclass overrides or adds, too
 
     @pytest.fixture
     def provider(self) -> Any:
@@ -192,3 +204,7 @@ class StorageConformance:
         payload = {"path": "../escape.txt", "content": "x"}
         outcome = await provider.deliver(_envelope("put_object", payload))
         assert isinstance(outcome, Permanent), outcome
+
+
+
+_mark_coroutines(StorageConformance)
