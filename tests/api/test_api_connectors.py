@@ -380,6 +380,9 @@ def test_bad_input_is_a_clear_4xx(callers):
         refused = admin(method, path)
         assert_error(refused, 405, "method_not_allowed")
         assert refused.headers["allow"] == allowed, (method, path)
+    # a static file's 405 (a mount's) says its own methods; before, "Allow: " (none)
+    static = admin("PATCH", "/static/app.css")
+    assert static.status_code == 405 and static.headers["allow"] == "GET, HEAD"
     assert admin("GET", "/api/connectors").json()["items"] == []  # nothing was created
 
 

@@ -22,7 +22,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..kernel.errors import (
@@ -157,8 +157,8 @@ def install_error_handlers(app: FastAPI) -> None:
         remedy = HTTP_REMEDIES.get(exc.status_code, "")
         body = error_body(code, str(exc.detail), remedy, _org(request), _sent(request))
         headers = exc.headers
-        if exc.status_code == 405:
-            headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+        if exc.status_code == 405 and (allowed := _allowed_methods(request)):
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
         return JSONResponse(body, exc.status_code, headers=headers)
 
 
@@ -169,14 +169,16 @@ def _allowed_methods(request: Request) -> list[str]:
     """Every method some route of the app takes at the request's path. (Starlette's 405
     names the methods of the first route matching the path only: ``GET`` for
     ``/api/connectors``, which takes ``POST`` too.) Asked of the routes as the router
-    asks them, so routers included in routers are asked too."""
-    routes = request.app.router.routes
+    asks them, so routers included in routers are asked too. Asked from the app's root
+    (a mounted app's 405 comes with the mount's ``root_path``), and of routes only: a
+    mount (the static files) takes every method, and its own 405 says which.
+    """
+    scope = {**request.scope, "root_path": request.scope.get("app_root_path", "")}
+    routes = [route for route in request.app.router.routes if not isinstance(route, Mount)]
     return [
         method
         for method in _METHODS
-        if any(
-            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
-        )
+        if any(route.matches({**scope, "method": method})[0] is Match.FULL for route in routes)
     ]
 
 
