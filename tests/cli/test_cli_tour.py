@@ -236,6 +236,22 @@ def test_a_failed_connection_test_exits_1_with_the_result(cli, tmp_path):
     assert result["success"] is False and result["status"] == "error" and result["message"]
 
 
+def test_a_connector_id_in_upper_case_names_the_same_connector(cli, tmp_path):
+    """As in REST (``/api/connectors/{id}``); before, ``no connector ...``, exit 1."""
+    cli.run("orgs", "create", "acme")
+    conn = cli.json(
+        *"connectors create --org acme --name x".split(),
+        *"--category storage --provider local_fs".split(),
+        *["--param", f"root={tmp_path / 'files'}"],
+    )
+    (tmp_path / "files").mkdir()
+    upper = conn["id"].upper()
+    assert cli.json("connectors", "show", upper)["id"] == conn["id"]
+    assert cli.json("connectors", "test", upper)["success"] is True
+    assert cli.json("connectors", "activate", upper)["is_enabled"] is True
+    assert cli.json("runtime", "restart", upper)["connector_id"] == conn["id"]
+
+
 def test_keys_rotate(cli):
     cli.run("orgs", "create", "acme")
     cli.json(

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from ..kernel.errors import ConnectorConfigError
 from ..service import Principal
+from ..service.views import connector_id_of
 from .output import (
     JsonOption,
     console,
@@ -48,6 +49,15 @@ def named_organizations(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     the listings that cover every organization."""
     names = {o["id"]: o["name"] for o in jackfield().accounts.list_orgs()}
     return [{**item, "organization": names.get(item["organization_id"], "?")} for item in items]
+
+
+def connector_id_arg(value: str | None) -> str | None:
+    """A connector id in any letter case, as REST takes it (``ABC...`` names ``abc...``)."""
+    return None if value is None else connector_id_of(value)
+
+
+ConnectorIdArg = typer.Argument(..., metavar="ID", callback=connector_id_arg)
+ConnectorArg = typer.Argument(..., metavar="CONNECTOR", callback=connector_id_arg)
 
 
 def operator_for(connector_id: str) -> Principal:
@@ -161,7 +171,7 @@ def create(
 
 @app.command("update")
 def update(
-    connector_id: str = typer.Argument(..., metavar="ID"),
+    connector_id: str = ConnectorIdArg,
     name: str | None = typer.Option(None, "--name"),
     param: list[str] | None = ParamOption,
     default: bool | None = typer.Option(None, "--default/--no-default"),
@@ -182,7 +192,7 @@ def update(
 
 
 @app.command("show")
-def show(connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOption) -> None:
+def show(connector_id: str = ConnectorIdArg, as_json: bool = JsonOption) -> None:
     """Show one connector (secret values masked)."""
     with user_errors():
         jf = jackfield()
@@ -198,9 +208,7 @@ def show(connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = 
 
 
 @app.command("delete")
-def delete(
-    connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOption
-) -> None:
+def delete(connector_id: str = ConnectorIdArg, as_json: bool = JsonOption) -> None:
     """Delete a connector and its params."""
     with user_errors():
         jackfield().connectors.delete(operator_for(connector_id), connector_id)
@@ -212,7 +220,7 @@ def delete(
 
 
 @app.command("test")
-def test(connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOption) -> None:
+def test(connector_id: str = ConnectorIdArg, as_json: bool = JsonOption) -> None:
     """Test the connection; exit 1 when the test fails."""
     with user_errors():
         result = jackfield().connectors.test(operator_for(connector_id), connector_id)
@@ -238,25 +246,19 @@ def _set_enabled(connector_id: str, enabled: bool, as_json: bool) -> None:
 
 
 @app.command("activate")
-def activate(
-    connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOption
-) -> None:
+def activate(connector_id: str = ConnectorIdArg, as_json: bool = JsonOption) -> None:
     """Enable a connector (it must be connected)."""
     _set_enabled(connector_id, True, as_json)
 
 
 @app.command("deactivate")
-def deactivate(
-    connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOption
-) -> None:
+def deactivate(connector_id: str = ConnectorIdArg, as_json: bool = JsonOption) -> None:
     """Disable a connector."""
     _set_enabled(connector_id, False, as_json)
 
 
 @app.command("config")
-def config(
-    connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOption
-) -> None:
+def config(connector_id: str = ConnectorIdArg, as_json: bool = JsonOption) -> None:
     """Print the nested config (secrets masked)."""
     with user_errors():
         data = jackfield().connectors.get_config(operator_for(connector_id), connector_id)
@@ -265,7 +267,7 @@ def config(
 
 @app.command("import-config")
 def import_config(
-    connector_id: str = typer.Argument(..., metavar="ID"),
+    connector_id: str = ConnectorIdArg,
     file: Path = typer.Argument(..., metavar="FILE"),
     as_json: bool = JsonOption,
 ) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from ..service.events import MAX_LIMIT, EventService
-from .connectors import operator_for
+from .connectors import ConnectorArg, operator_for
 from .output import JsonOption, console, emit, emit_items, jackfield, user_errors
 
 app = typer.Typer(help="Inbound events (the inbox).", no_args_is_help=True)
@@ -19,7 +19,7 @@ PAYLOAD_CHARS = 120  # in the table; --json has every event whole
 
 @app.command("list")
 def list_(
-    connector_id: str = typer.Argument(..., metavar="CONNECTOR"),
+    connector_id: str = ConnectorArg,
     limit: int = typer.Option(50, "--limit", min=1, max=MAX_LIMIT),
     cursor: str | None = typer.Option(
         None, "--cursor", help="The next_cursor a previous page printed: older events."

@@ -13,7 +13,7 @@ from typing import Any
 import typer
 
 from ..service import Principal
-from .connectors import operator, operator_for
+from .connectors import ConnectorArg, connector_id_arg, operator, operator_for
 from .output import (
     JsonOption,
     console,
@@ -28,7 +28,10 @@ from .output import (
 app = typer.Typer(help="Outbound messages and dead letters.", no_args_is_help=True)
 COLUMNS = ["envelope_id", "connector_id", "state", "attempts", "next_attempt_at", "last_error"]
 ConnectorOption = typer.Option(
-    None, "--connector", help="Only this connector's messages (or: the one with this id)."
+    None,
+    "--connector",
+    help="Only this connector's messages (or: the one with this id).",
+    callback=connector_id_arg,
 )
 
 
@@ -111,9 +114,7 @@ def replay(
 
 
 @app.command("replay-dead")
-def replay_dead(
-    connector_id: str = typer.Argument(..., metavar="CONNECTOR"), as_json: bool = JsonOption
-) -> None:
+def replay_dead(connector_id: str = ConnectorArg, as_json: bool = JsonOption) -> None:
     """Send every dead message of CONNECTOR again (once the cause is fixed)."""
     with user_errors():
         result = jackfield().runtime.outbox.replay_dead(operator_for(connector_id), connector_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from .connectors import named_organizations, operator, operator_for
+from .connectors import ConnectorIdArg, named_organizations, operator, operator_for
 from .output import JsonOption, emit, emit_items, existing_database, jackfield, user_errors
 
 app = typer.Typer(help="Supervised connector units.", no_args_is_help=True)
@@ -44,9 +44,7 @@ def status(
 
 
 @app.command("restart")
-def restart(
-    connector_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JsonOption
-) -> None:
+def restart(connector_id: str = ConnectorIdArg, as_json: bool = JsonOption) -> None:
     """Restart a connector's unit on every node (also clears 'failed')."""
     with user_errors():
         unit = jackfield().runtime.units.request_restart(operator_for(connector_id), connector_id)

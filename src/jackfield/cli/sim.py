@@ -15,7 +15,7 @@ import typer
 from ..connectors.echo import parse_simulate
 from ..kernel.errors import PermanentError
 from ..service.events import EventService
-from .connectors import operator_for
+from .connectors import ConnectorArg, operator_for
 from .output import JsonOption, console, emit, fail, jackfield, user_errors
 
 app = typer.Typer(help="Simulator: send and inject events.", no_args_is_help=True)
@@ -23,7 +23,7 @@ app = typer.Typer(help="Simulator: send and inject events.", no_args_is_help=Tru
 
 @app.command("send")
 def send(
-    connector_id: str = typer.Argument(..., metavar="CONNECTOR"),
+    connector_id: str = ConnectorArg,
     text: str = typer.Argument(..., metavar="TEXT"),
     simulate: str | None = typer.Option(
         None,
@@ -51,7 +51,7 @@ def send(
 
 @app.command("inject")
 def inject(
-    connector_id: str = typer.Argument(..., metavar="CONNECTOR"),
+    connector_id: str = ConnectorArg,
     payload: str = typer.Argument(..., metavar="JSON", help="The event payload, an object."),
     event_type: str | None = typer.Option(
         None, "--type", help="Event type (default: the payload's 'type', else message.received)."
