@@ -261,3 +261,22 @@ def test_pages_of_the_outbox_list(api, tenant, make_connector, client):
         error = state.json()["error"]
         assert error["code"] == "invalid_request" and "'nope'" in error["message"]
         assert "dead" in error["remediation"] and "message" not in error["remediation"]
+
+
+def test_a_result_or_a_body_error_quoting_a_users_guess_does_not_say_whether_it_is_a_secret(
+    api, tenant, make_connector, client, wait_until
+):
+    """The echo connector's result names the channel sent; a bad envelope_id is quoted
+    in the 422. Before, both came back masked when the guess was a secret."""
+    password = "Acme-Spring-2026!"
+    make_connector(tenant.admin, "leaky_test", api_key=password)  # the secret guessed at
+    echo = make_connector(tenant.admin)
+    with client(api.url, tenant.user_token) as http:
+        results = {}
+        for guess in ("Acme-Winter-2026!", password):
+            sent = _send(http, echo, {"text": "hi", "channel": guess}).json()["envelope_id"]
+            results[guess] = wait_until(lambda: _state(http, sent, "delivered"))["result"]  # noqa: B023
+        refused = _send(http, echo, {"text": "hi"}, envelope_id=password)
+    assert refused.status_code == 422 and password in refused.json()["error"]["message"]
+    for guess, result in results.items():
+        assert result["channel"] == guess  # shown as sent, right guess or wrong
