@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
@@ -73,3 +74,16 @@ def test_an_answer_shows_the_secrets_its_caller_sent_and_masks_the_others():
     shown = mine.redact(text, org="acme", sent=sent)
     assert shown == "bad path '../guessed/pass' (url ..%2Fguessed%2Fpass) ********"
     assert mine.redact(text, org="acme").count("********") == 3  # without sent: all masked
+
+
+def test_a_large_payload_is_read_once_for_a_whole_result_quoting_secrets():
+    """A delivery's result is masked on the outbox worker: a 256 KiB payload encoded
+    again for each string of a result quoting a secret held the worker for seconds."""
+    mine = Redactor()
+    mine.add("s3cr3t-value", org="acme")
+    payload = {"text": "héllo wörld/+= " * 17_000}  # about 256 KiB as JSON
+    result = {"headers": {f"x-h{i}": "s3cr3t-value" for i in range(40)}, "ok": ["s3cr3t-value"]}
+    started = time.perf_counter()
+    shown = mine.redact_obj(result, org="acme", sent=payload)
+    assert time.perf_counter() - started < 1.5
+    assert shown["ok"] == ["********"] and set(shown["headers"].values()) == {"********"}

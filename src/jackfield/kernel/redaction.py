@@ -75,13 +75,10 @@ class Redactor:
             return cut(text, limit)
         if sent is None:
             return cut(pattern.sub(SECRET_MASK, text), limit)
-        known: str | None = None  # the forms of what was sent, made at the first match
+        known = sent if isinstance(sent, _Sent) else _Sent(sent)
 
         def mask(match: re.Match[str]) -> str:
-            nonlocal known
-            if known is None:
-                known = "\0".join(f for s in _strings(sent) for f in secret_forms(s))
-            return match[0] if match[0] in known else SECRET_MASK
+            return match[0] if known.holds(match[0]) else SECRET_MASK
 
         return cut(pattern.sub(mask, text), limit)
 
@@ -107,6 +104,8 @@ class Redactor:
         and delivery results); ``sent`` as for ``redact``."""
         if self._pattern(org) is None:
             return value
+        if sent is not None and not isinstance(sent, _Sent):
+            sent = _Sent(sent)  # its forms made once for all the strings of ``value``
         if isinstance(value, str):
             return self.redact(value, org=org, sent=sent)
         if isinstance(value, Mapping):
@@ -114,6 +113,21 @@ class Redactor:
         if isinstance(value, list | tuple):
             return [self.redact_obj(v, org=org, sent=sent) for v in value]
         return value
+
+
+class _Sent:
+    """What a caller sent, as the text of its strings in each of their forms: made at
+    the first match (most answers quote no secret) and once for every string of an
+    answer (a payload may be 256 KiB; encoding it per string blocked the worker)."""
+
+    def __init__(self, sent: object) -> None:
+        self._sent = sent
+        self._known: str | None = None
+
+    def holds(self, text: str) -> bool:
+        if self._known is None:
+            self._known = "\0".join(f for s in _strings(self._sent) for f in secret_forms(s))
+        return text in self._known
 
 
 def _strings(value: object) -> Iterator[str]:
