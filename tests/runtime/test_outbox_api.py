@@ -280,3 +280,21 @@ def test_a_result_or_a_body_error_quoting_a_users_guess_does_not_say_whether_it_
     assert refused.status_code == 422 and password in refused.json()["error"]["message"]
     for guess, result in results.items():
         assert result["channel"] == guess  # shown as sent, right guess or wrong
+
+
+def test_a_guess_sent_json_escaped_is_shown_as_sent_too(api, tenant, make_connector, client):
+    """JSON lets a body spell a character as \\u0041: the guess arrives the same, and
+    an error quoting it must show it the same (before: masked, so the guess was
+    confirmed by sending it escaped)."""
+    password = "Acme-Spring-2026!"
+    make_connector(tenant.admin, "leaky_test", api_key=password)  # the secret guessed at
+    echo = make_connector(tenant.admin)
+    body = '{"payload": {"text": "hi"}, "envelope_id": "\\u0041cme-Spring-2026!"}'
+    with client(api.url, tenant.user_token) as http:
+        refused = http.post(
+            f"/api/connectors/{echo}/messages",
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
+    assert refused.status_code == 422
+    assert password in refused.json()["error"]["message"], refused.text

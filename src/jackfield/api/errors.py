@@ -13,7 +13,8 @@ Starlette's outermost middleware never re-raises it for the server to log again
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -90,7 +91,20 @@ def _sent(request: Request) -> list[object]:
     it was read (Starlette keeps it on the request then); never read here, as an error
     may be about a body too large to read."""
     body = getattr(request, "_body", b"")
-    return [request.scope.get("path", ""), dict(request.query_params), request.url.query, body]
+    query = request.url.query
+    # the body as the route read it too (decoded only at an error's first secret): JSON
+    # may spell a character \u0041, and an error quotes the decoded value
+    return [request.scope.get("path", ""), dict(request.query_params), query, body, _json(body)]
+
+
+def _json(body: bytes) -> Callable[[], object]:
+    def parsed() -> object:
+        try:
+            return json.loads(body) if body else None
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
+            return None
+
+    return parsed
 
 
 HTTP_REMEDIES = {

@@ -131,18 +131,23 @@ class _Sent:
 
 
 def _strings(value: object) -> Iterator[str]:
-    """Every string in ``value`` (keys too) and the text of every other scalar."""
-    if isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _strings(key)
-            yield from _strings(item)
-    elif isinstance(value, list | tuple | set | frozenset):
-        for item in value:
-            yield from _strings(item)
-    elif isinstance(value, bytes):
-        yield value.decode("utf-8", "replace")
-    elif value is not None:
-        yield str(value)
+    """Every string in ``value`` (keys too) and the text of every other scalar; a
+    callable stands for what it returns (made only when needed). Without recursion: a
+    request's body may nest deeper than Python's stack."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if callable(item):
+            stack.append(item())
+        elif isinstance(item, Mapping):
+            for key, inner in item.items():
+                stack += (key, inner)
+        elif isinstance(item, list | tuple | set | frozenset):
+            stack.extend(item)
+        elif isinstance(item, bytes):
+            yield item.decode("utf-8", "replace")
+        elif item is not None:
+            yield str(item)
 
 
 redactor = Redactor()
