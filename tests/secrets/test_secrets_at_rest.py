@@ -121,6 +121,17 @@ def test_an_existing_data_dir_and_database_keep_the_modes_their_owner_gave(tmp_p
     assert stat.S_IMODE(database.stat().st_mode) == 0o640
 
 
+def test_a_sqlite_uri_database_is_private_and_leaves_no_stray_file(tmp_path, monkeypatch):
+    """SQLite's URI form (file:...?uri=true): before, an empty 'file:jf.db' was created
+    beside the real database, which kept the umask's mode; an in-memory one left a file."""
+    monkeypatch.chdir(tmp_path)
+    with umask(0o022):
+        make("sqlite:///file:jf.db?uri=true", tmp_path / "data").close()
+        make("sqlite:///file:mem?mode=memory&cache=shared&uri=true", tmp_path / "data").close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "jf.db"]
+    assert stat.S_IMODE((tmp_path / "jf.db").stat().st_mode) == 0o600
+
+
 def test_start_with_the_wrong_key_is_refused_and_changes_nothing(database_url, tmp_path):
     right = key()
     jf = make(database_url, tmp_path / "data", right)

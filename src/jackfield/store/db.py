@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
@@ -33,9 +34,17 @@ def is_sqlite(engine: Engine) -> bool:
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite database URL; ``None`` for another database or memory."""
     parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+    if parsed.get_backend_name() != "sqlite":
         return None
-    return Path(parsed.database)
+    database = parsed.database or ""
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):
+        # a URI (sqlite:///file:name.db?uri=true): its path is the file, unless in memory
+        if parsed.query.get("mode") == "memory":
+            return None
+        database = unquote(urlsplit(database).path)
+    if database in ("", ":memory:"):
+        return None
+    return Path(database)
 
 
 def create_db_engine(url: str, **kwargs: Any) -> Engine:
