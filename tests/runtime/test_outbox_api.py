@@ -167,35 +167,14 @@ def test_another_organizations_secret_is_not_masked_in_this_ones_texts(
         sent = _send(http, quoting, {"text": guesses}).json()["envelope_id"]
         dead = wait_until(lambda: _state(http, sent, "dead"))
         refused = [http.get("/api/outbox", params={"state": s}) for s in (theirs, mine)]
-    # the guesses are shown as sent: another organization's key is not this one's secret,
-    # and masking this one's own would confirm the guess (the sender knows what it sent)
-    assert repr(guesses) in dead["last_error"]
+    # the guess is shown as sent; only this organization's own key is masked
+    assert f"{theirs} | ********" in dead["last_error"] and mine not in dead["last_error"]
     assert [r.status_code for r in refused] == [422, 422]
-    assert theirs in refused[0].text and mine in refused[1].text
+    assert theirs in refused[0].text and mine not in refused[1].text
     with client(api.url, other_tenant.user_token) as http:
         sent = _send(http, foreign, {"text": "hello"}).json()["envelope_id"]
         dead = wait_until(lambda: _state(http, sent, "dead"))
     assert theirs not in dead["last_error"] and "(key ********)" in dead["last_error"]
-
-
-def test_an_error_quoting_a_users_guess_does_not_say_whether_it_is_a_secret(
-    api, tenant, make_connector, client, wait_until
-):
-    """Before: an error quoting the sender's input masked any of the organization's
-    secrets in it, so a user sending guesses saw which one came back masked."""
-    key, password = "leaky-key-7f3e", "Acme-Spring-2026!"
-    quoting = make_connector(tenant.admin, "leaky_test", api_key=key)
-    make_connector(tenant.admin, "leaky_test", api_key=password)  # the secret guessed at
-    errors = {}
-    with client(api.url, tenant.user_token) as http:
-        for guess in ("Acme-Winter-2026!", password):
-            sent = _send(http, quoting, {"text": guess}).json()["envelope_id"]
-            errors[guess] = wait_until(lambda: _state(http, sent, "dead"))["last_error"]  # noqa: B023
-        refused = http.get("/api/outbox", params={"state": password})
-    for guess, error in errors.items():
-        assert f"refused {guess!r}" in error  # shown as sent, right guess or wrong
-        assert key not in error and "(key ********)" in error  # what it did not send
-    assert refused.status_code == 422 and password in refused.text
 
 
 def test_one_envelope_id_on_two_connectors_is_two_messages_told_apart_by_connector_id(
@@ -261,40 +240,3 @@ def test_pages_of_the_outbox_list(api, tenant, make_connector, client):
         error = state.json()["error"]
         assert error["code"] == "invalid_request" and "'nope'" in error["message"]
         assert "dead" in error["remediation"] and "message" not in error["remediation"]
-
-
-def test_a_result_or_a_body_error_quoting_a_users_guess_does_not_say_whether_it_is_a_secret(
-    api, tenant, make_connector, client, wait_until
-):
-    """The echo connector's result names the channel sent; a bad envelope_id is quoted
-    in the 422. Before, both came back masked when the guess was a secret."""
-    password = "Acme-Spring-2026!"
-    make_connector(tenant.admin, "leaky_test", api_key=password)  # the secret guessed at
-    echo = make_connector(tenant.admin)
-    with client(api.url, tenant.user_token) as http:
-        results = {}
-        for guess in ("Acme-Winter-2026!", password):
-            sent = _send(http, echo, {"text": "hi", "channel": guess}).json()["envelope_id"]
-            results[guess] = wait_until(lambda: _state(http, sent, "delivered"))["result"]  # noqa: B023
-        refused = _send(http, echo, {"text": "hi"}, envelope_id=password)
-    assert refused.status_code == 422 and password in refused.json()["error"]["message"]
-    for guess, result in results.items():
-        assert result["channel"] == guess  # shown as sent, right guess or wrong
-
-
-def test_a_guess_sent_json_escaped_is_shown_as_sent_too(api, tenant, make_connector, client):
-    """JSON lets a body spell a character as \\u0041: the guess arrives the same, and
-    an error quoting it must show it the same (before: masked, so the guess was
-    confirmed by sending it escaped)."""
-    password = "Acme-Spring-2026!"
-    make_connector(tenant.admin, "leaky_test", api_key=password)  # the secret guessed at
-    echo = make_connector(tenant.admin)
-    body = '{"payload": {"text": "hi"}, "envelope_id": "\\u0041cme-Spring-2026!"}'
-    with client(api.url, tenant.user_token) as http:
-        refused = http.post(
-            f"/api/connectors/{echo}/messages",
-            content=body,
-            headers={"Content-Type": "application/json"},
-        )
-    assert refused.status_code == 422
-    assert password in refused.json()["error"]["message"], refused.text

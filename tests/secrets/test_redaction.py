@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from urllib.parse import quote, quote_plus, urlencode
 
 import pytest
@@ -63,27 +62,3 @@ def test_text_cut_to_a_length_is_masked_before_it_is_cut():
     for pad in range(10, 24):
         shown = mine.redact("x" * pad + "s3cr3t-value", org="acme", limit=20)
         assert len(shown) <= 20 and "s3c" not in shown, shown
-
-
-def test_an_answer_shows_the_secrets_its_caller_sent_and_masks_the_others():
-    """Masking a value the caller sent would confirm their guess that it is a secret."""
-    mine = Redactor()
-    mine.add("guessed/pass", "other-secret", org="acme")
-    sent = {"path": ["../guessed/pass"], "n": 1}
-    text = f"bad path '../guessed/pass' (url ..%2F{quote('guessed/pass', safe='')}) other-secret"
-    shown = mine.redact(text, org="acme", sent=sent)
-    assert shown == "bad path '../guessed/pass' (url ..%2Fguessed%2Fpass) ********"
-    assert mine.redact(text, org="acme").count("********") == 3  # without sent: all masked
-
-
-def test_a_large_payload_is_read_once_for_a_whole_result_quoting_secrets():
-    """A delivery's result is masked on the outbox worker: a 256 KiB payload encoded
-    again for each string of a result quoting a secret held the worker for seconds."""
-    mine = Redactor()
-    mine.add("s3cr3t-value", org="acme")
-    payload = {"text": "héllo wörld/+= " * 17_000}  # about 256 KiB as JSON
-    result = {"headers": {f"x-h{i}": "s3cr3t-value" for i in range(40)}, "ok": ["s3cr3t-value"]}
-    started = time.perf_counter()
-    shown = mine.redact_obj(result, org="acme", sent=payload)
-    assert time.perf_counter() - started < 1.5
-    assert shown["ok"] == ["********"] and set(shown["headers"].values()) == {"********"}

@@ -13,8 +13,7 @@ Starlette's outermost middleware never re-raises it for the server to log again
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -65,46 +64,18 @@ def status_for(exc: JackfieldError) -> int:
 
 
 def error_body(
-    code: str,
-    message: str,
-    remediation: str = "",
-    org: str | None = None,
-    sent: object = None,
-    **extra: object,
+    code: str, message: str, remediation: str = "", org: str | None = None, **extra: object
 ) -> dict[str, Any]:
     """The error format, with ``org``'s secrets masked (every secret when the caller's
-    organization is not known), except those in what the caller ``sent``
-    (``Redactor.redact``: an error quoting a guess must not confirm it)."""
-    message = redactor.redact(message, org=org, sent=sent)
-    body = {"code": code, "message": message, "remediation": remediation}
-    body.update({k: redactor.redact_obj(v, org=org, sent=sent) for k, v in extra.items() if v})
+    organization is not known)."""
+    body = {"code": code, "message": redactor.redact(message, org=org), "remediation": remediation}
+    body.update({k: redactor.redact_obj(v, org=org) for k, v in extra.items() if v})
     return {"error": body}
 
 
 def _org(request: Request) -> str | None:
     """The authenticated caller's organization (set by ``current_principal``)."""
     return getattr(request.state, "organization_id", None)
-
-
-def _sent(request: Request) -> list[object]:
-    """What the caller sent: path, query and the body the route read. The body only if
-    it was read (Starlette keeps it on the request then); never read here, as an error
-    may be about a body too large to read."""
-    body = getattr(request, "_body", b"")
-    query = request.url.query
-    # the body as the route read it too (decoded only at an error's first secret): JSON
-    # may spell a character \u0041, and an error quotes the decoded value
-    return [request.scope.get("path", ""), dict(request.query_params), query, body, _json(body)]
-
-
-def _json(body: bytes) -> Callable[[], object]:
-    def parsed() -> object:
-        try:
-            return json.loads(body) if body else None
-        except (ValueError, RecursionError):  # not JSON, or nested too deep to parse
-            return None
-
-    return parsed
 
 
 HTTP_REMEDIES = {
@@ -122,8 +93,7 @@ def install_error_handlers(app: FastAPI) -> None:
         if status >= 500:
             log.error("request failed: %s", exc)
         details = exc.details or None
-        org, sent = _org(request), _sent(request)
-        body = error_body(exc.code, exc.message, exc.remediation, org, sent, details=details)
+        body = error_body(exc.code, exc.message, exc.remediation, _org(request), details=details)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(body, status, headers=headers)
 
@@ -149,7 +119,6 @@ def install_error_handlers(app: FastAPI) -> None:
             "the request is not valid: " + "; ".join(f"{k}: {v}" for k, v in fields.items()),
             "Check the request body against the OpenAPI document.",
             _org(request),
-            _sent(request),
             details={"fields": fields},
         )
         return JSONResponse(body, 422)
@@ -169,7 +138,7 @@ def install_error_handlers(app: FastAPI) -> None:
             413: "too_large",
         }.get(exc.status_code, "http_error")
         remedy = HTTP_REMEDIES.get(exc.status_code, "")
-        body = error_body(code, str(exc.detail), remedy, _org(request), _sent(request))
+        body = error_body(code, str(exc.detail), remedy, _org(request))
         headers = exc.headers
         if exc.status_code == 405 and (allowed := _allowed_methods(request)):
             headers = {**(headers or {}), "Allow": ", ".join(allowed)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from .config import SECRET_MASK
@@ -53,34 +53,13 @@ class Redactor:
                         known.update(forms)
                         self._patterns.clear()
 
-    def redact(
-        self,
-        text: str,
-        *,
-        org: str | None = None,
-        limit: int | None = None,
-        sent: object = None,
-    ) -> str:
+    def redact(self, text: str, *, org: str | None = None, limit: int | None = None) -> str:
         """``text`` with the values of ``org`` (of every organization when ``None``)
         masked: one regex pass, however many secrets the process knows (it also masks
         stored results, once per delivery). Then cut to ``limit`` characters: masked
-        first, since a secret cut in two is no longer found.
-
-        ``sent`` is what the caller sent (a request's text, a message's payload: strings,
-        or dicts and lists of them) when ``text`` is an answer to it. A value found in it
-        (in any of its forms) stays: masking it would confirm to the caller that a guess
-        they sent is a secret, and showing it tells them nothing they did not send."""
+        first, since a secret cut in two is no longer found."""
         pattern = self._pattern(org)
-        if pattern is None:
-            return cut(text, limit)
-        if sent is None:
-            return cut(pattern.sub(SECRET_MASK, text), limit)
-        known = sent if isinstance(sent, _Sent) else _Sent(sent)
-
-        def mask(match: re.Match[str]) -> str:
-            return match[0] if known.holds(match[0]) else SECRET_MASK
-
-        return cut(pattern.sub(mask, text), limit)
+        return cut(pattern.sub(SECRET_MASK, text) if pattern else text, limit)
 
     def _pattern(self, org: str | None) -> re.Pattern[str] | None:
         """One regex of the scope's values, longest first; ``None`` when it has none."""
@@ -99,55 +78,18 @@ class Redactor:
             self._patterns[scope] = pattern
             return pattern
 
-    def redact_obj(self, value: Any, *, org: str | None = None, sent: object = None) -> Any:
+    def redact_obj(self, value: Any, *, org: str | None = None) -> Any:
         """Redact strings anywhere inside dicts/lists (for audit details, error bodies
-        and delivery results); ``sent`` as for ``redact``."""
+        and delivery results)."""
         if self._pattern(org) is None:
             return value
-        if sent is not None and not isinstance(sent, _Sent):
-            sent = _Sent(sent)  # its forms made once for all the strings of ``value``
         if isinstance(value, str):
-            return self.redact(value, org=org, sent=sent)
+            return self.redact(value, org=org)
         if isinstance(value, Mapping):
-            return {k: self.redact_obj(v, org=org, sent=sent) for k, v in value.items()}
+            return {k: self.redact_obj(v, org=org) for k, v in value.items()}
         if isinstance(value, list | tuple):
-            return [self.redact_obj(v, org=org, sent=sent) for v in value]
+            return [self.redact_obj(v, org=org) for v in value]
         return value
-
-
-class _Sent:
-    """What a caller sent, as the text of its strings in each of their forms: made at
-    the first match (most answers quote no secret) and once for every string of an
-    answer (a payload may be 256 KiB; encoding it per string blocked the worker)."""
-
-    def __init__(self, sent: object) -> None:
-        self._sent = sent
-        self._known: str | None = None
-
-    def holds(self, text: str) -> bool:
-        if self._known is None:
-            self._known = "\0".join(f for s in _strings(self._sent) for f in secret_forms(s))
-        return text in self._known
-
-
-def _strings(value: object) -> Iterator[str]:
-    """Every string in ``value`` (keys too) and the text of every other scalar; a
-    callable stands for what it returns (made only when needed). Without recursion: a
-    request's body may nest deeper than Python's stack."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if callable(item):
-            stack.append(item())
-        elif isinstance(item, Mapping):
-            for key, inner in item.items():
-                stack += (key, inner)
-        elif isinstance(item, list | tuple | set | frozenset):
-            stack.extend(item)
-        elif isinstance(item, bytes):
-            yield item.decode("utf-8", "replace")
-        elif item is not None:
-            yield str(item)
 
 
 redactor = Redactor()

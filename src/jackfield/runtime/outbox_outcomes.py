@@ -76,13 +76,10 @@ def checked(outcome: object) -> DeliveryOutcome:
 
 
 def ack_for(message: Claimed, policy: RetryPolicy, outcome: DeliveryOutcome) -> Ack:
-    # a result or error quoting a secret is stored masked, unless the payload holds it
-    # (the sender knows it; masking it would tell them their guess is a secret)
-    org, sent = message.organization_id, message.payload
-    if isinstance(outcome, Delivered):
-        result = redactor.redact_obj(outcome.result, org=org, sent=sent)
+    if isinstance(outcome, Delivered):  # a result quoting a secret is stored masked
+        result = redactor.redact_obj(outcome.result, org=message.organization_id)
         return Ack(message, "delivered", result, outcome.events)
-    error = redactor.redact(outcome.message, org=org, sent=sent)
+    error = redactor.redact(outcome.message, org=message.organization_id)
     if isinstance(outcome, Permanent):
         return Ack(message, "dead", error_class=outcome.error_class, last_error=error)
     retry_after = outcome.retry_after if isinstance(outcome, Retry) else None

@@ -14,6 +14,7 @@ from ulid import ULID
 from ..kernel.errors import ConnectorConfigError, JackfieldError
 from ..kernel.payloads import PayloadError, payload_json
 from ..kernel.randomness import random_bytes
+from ..secrets import redactor
 from .views import iso
 
 STATES = ("pending", "in_flight", "retrying", "delivered", "dead", "discarded")
@@ -43,9 +44,7 @@ def message_view(row: Any) -> dict[str, Any]:
     """The public shape of an outbox message (no payload, no lease internals).
 
     ``result`` is what the provider returned for a delivered message (e.g. the
-    ``message_id`` to edit or react to it later). It and ``last_error`` are stored
-    masked (``runtime.outbox_outcomes.ack_for``), except what the sender sent itself;
-    masking the result again here, without the payload, would confirm a guess sent in it.
+    ``message_id`` to edit or react to it later).
 
     ``next_attempt_at`` is when a pending or retrying message is due, or when an
     in-flight message's lease expires (it is tried again then if its worker died).
@@ -59,7 +58,7 @@ def message_view(row: Any) -> dict[str, Any]:
         "next_attempt_at": None if row.state in TERMINAL_STATES else iso(row.next_attempt_at),
         "last_error": row.last_error,
         "error_class": row.error_class,
-        "result": row.result,
+        "result": row.result and redactor.redact_obj(row.result, org=row.organization_id),
         "created_at": iso(row.created_at),
         "updated_at": iso(row.updated_at),
     }

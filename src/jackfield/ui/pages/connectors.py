@@ -51,13 +51,11 @@ def provider_class(jf: Jackfield, category: str, provider_type: str) -> type[Con
     return jf.registry.get(category, provider_type)
 
 
-def error_text(exc: JackfieldError, who: Principal, sent: object = None) -> str:
-    """A service error as one line for the page (the organization's secrets masked,
-    except those in what the page was ``sent``, as for an API error: masking a typed
-    value would confirm a guess that it is a secret)."""
+def error_text(exc: JackfieldError, who: Principal) -> str:
+    """A service error as one line for the page (the organization's secrets masked)."""
     parts = [exc.message, exc.remediation]
     text = " ".join(_sentence(p) for p in parts if p and p.strip())
-    return redactor.redact(text, org=who.organization_id, sent=sent)
+    return redactor.redact(text, org=who.organization_id)
 
 
 def _sentence(text: str) -> str:

@@ -43,7 +43,7 @@ def outbox_page(
         )
     except JackfieldError as exc:
         items, next_cursor = [], None
-        flash_error = error_text(exc, who, sent=dict(request.query_params))
+        flash_error = error_text(exc, who)
     else:
         flash_error = ""
     names = {c["id"]: c["name"] for c in jf.connectors.list(who)}
