@@ -330,3 +330,24 @@ def test_a_webhook_connector_page_shows_where_senders_post(
     url = f"{jf.settings.public_url}/hooks/{hook['id']}"  # JACKFIELD_PUBLIC_URL's base
     assert f'<code id="webhook-url">{url}</code>' in client.get(f"/connectors/{hook['id']}").text
     assert 'id="webhook-url"' not in client.get(f"/connectors/{echo['id']}").text
+
+
+def test_a_connector_address_with_its_id_in_upper_case_is_the_same_page(
+    client: httpx2.Client, jf: Any, ui_user: Any
+) -> None:
+    """UUIDs ignore case: an address typed or pasted in upper case opens the connector
+    and its actions work, as they do for ``/api/connectors/{ID}``."""
+    who = Principal(ui_user.organization_id, "t", Role.ADMIN)
+    echo = jf.connectors.create(who, name="Loop", category="messaging", provider_type="echo")
+    url = f"/connectors/{echo['id'].upper()}"
+    page = client.get(url)
+    assert page.status_code == 200 and "Loop" in page.text
+    form_post(client, url + "/test", {}, url)
+    assert form_post(client, url + "/activate", {}, url).status_code == 303
+    assert "“Loop” is activated." in client.get(url).text
+    assert jf.connectors.get(who, echo["id"])["is_enabled"] is True
+    jf.send(echo["id"], {"text": "hi"})
+    outbox = client.get("/outbox", params={"connector_id": echo["id"].upper()}).text
+    assert "Only messages of connector <strong>Loop</strong>" in outbox
+    assert client.get(f"/connectors/{str(uuid.uuid4()).upper()}").status_code == 404
+    assert client.get("/connectors/not-a-uuid").status_code == 404

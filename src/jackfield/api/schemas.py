@@ -15,10 +15,8 @@ import json
 from typing import Annotated, Any, Literal
 
 from fastapi import Path, Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
-
-from ..service.views import connector_id_of
 
 MAX_KEY_LENGTH = 200
 MAX_DEPTH = 16
@@ -26,20 +24,10 @@ KEY_PATTERN = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
 DATE_TIME: JsonDict = {"format": "date-time"}
 
 
-def _connector_id(value: str | None) -> str | None:
-    return None if value is None else connector_id_of(value)
-
-
-# connector ids in any letter case: normalised here, once for every route
-ConnectorId = Annotated[
-    str,
-    Path(max_length=100, description="the connector's id (UUID)"),
-    AfterValidator(_connector_id),
-]
+# connector ids in any letter case: the service normalises them (``service.lookup``)
+ConnectorId = Annotated[str, Path(max_length=100, description="the connector's id (UUID)")]
 ConnectorFilter = Annotated[
-    str | None,
-    Query(max_length=100, description="only this connector's (its id, a UUID)"),
-    AfterValidator(_connector_id),
+    str | None, Query(max_length=100, description="only this connector's (its id, a UUID)")
 ]
 
 

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ..kernel.errors import ConnectorConfigError
 from ..service import Principal
-from ..service.views import connector_id_of
+from ..service.lookup import connector_id_of
 from .output import (
     JsonOption,
     console,

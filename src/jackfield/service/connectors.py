@@ -21,7 +21,6 @@ from ..kernel.errors import (
     ConflictError,
     ConnectorConfigError,
     ConnectorError,
-    ConnectorNotFoundError,
 )
 from ..kernel.provider import Capability, ConnectorProvider, TokenSourceFn
 from ..kernel.redaction import Redactor, get_logger
@@ -36,6 +35,7 @@ from .context import Principal
 from .files import FileStore
 from .listing import after_cursor, connector_cursor
 from .local_paths import DirectoryGuard, DirectoryPolicy, directory_fields
+from .lookup import load_connector, stored_connector_id
 from .params import MAX_FILE_BYTES, ParamCodec, ParamInput, normalize_params
 from .secret_origins import check_kept_secrets
 from .units import end_failed_units
@@ -273,11 +273,11 @@ class ConnectorService:
                 who,
                 "connector.delete",
                 "connector",
-                connector_id,
+                connector.id,
                 details={"name": connector.name},
             )
-        self.files.delete_connector(connector_id)
-        self._changed(str(connector_id))
+        self.files.delete_connector(connector.id)
+        self._changed(connector.id)
 
     def set_enabled(self, who: Principal, connector_id: str, enabled: bool) -> dict[str, Any]:
         """Activate (only when connected) or deactivate."""
@@ -357,9 +357,10 @@ class ConnectorService:
             connector = self._load(s, who, connector_id)
             cls = self._provider(connector)
             config = self.codec.plain_config(connector)
+            stored_id = connector.id
         result = run_connection_test(
             cls,
-            lambda: self._instantiate(connector_id, cls, config),
+            lambda: self._instantiate(stored_id, cls, config),
             who.organization_id,
             self.test_timeout_seconds,
         )
@@ -391,24 +392,19 @@ class ConnectorService:
     ) -> tuple[Connector, type[ConnectorProvider], dict[str, Any]]:
         """A connector's record, provider class and decrypted config, in any organization."""
         with self.db.transaction() as s:
-            connector = s.get(Connector, connector_id)
-            if connector is None:
-                raise ConnectorNotFoundError(f"no connector {connector_id}")
+            connector = load_connector(s, connector_id)
             return connector, self._provider(connector), self.codec.plain_config(connector)
 
     def open_provider(self, connector_id: str) -> ConnectorProvider:
         """A live provider for a stored connector (any organization), with the OAuth
         token source attached when the provider declares ``oauth2``."""
-        _, cls, config = self.resolve(connector_id)
-        return self._instantiate(connector_id, cls, config)
+        connector, cls, config = self.resolve(connector_id)
+        return self._instantiate(connector.id, cls, config)
 
     def organization_of(self, connector_id: str) -> str:
         """The organization a connector belongs to (for the operator's CLI)."""
         with self.db.transaction() as s:
-            connector = s.get(Connector, str(connector_id))
-            if connector is None:
-                raise ConnectorNotFoundError(f"no connector {connector_id}")
-            return connector.organization_id
+            return load_connector(s, connector_id).organization_id
 
     # -- internals ------------------------------------------------------------------------
     def _load(
@@ -423,11 +419,7 @@ class ConnectorService:
         how: dict[str, Any] | bool | None = {"key_share": True} if lock == "edit" else None
         if lock == "delete":
             how = True
-        connector = s.get(Connector, str(connector_id), with_for_update=how)
-        if connector is None or connector.organization_id != who.organization_id:
-            # another organization's connector looks exactly like a missing one
-            raise ConnectorNotFoundError(f"no connector {connector_id}")
-        return connector
+        return load_connector(s, connector_id, organization_id=who.organization_id, lock=how)
 
     def _instantiate(
         self, connector_id: str, cls: type[ConnectorProvider], config: dict[str, Any]
@@ -530,7 +522,8 @@ def _lock_with_defaults(s: Session, organization_id: str, connector_id: str) -> 
         select(Connector.id)
         .where(
             Connector.organization_id == organization_id,
-            or_(Connector.id == str(connector_id), Connector.is_default.is_(True)),
+            # (no UUID: its ``IS NULL`` locks no row, and the connector is not found next)
+            or_(Connector.id == stored_connector_id(connector_id), Connector.is_default.is_(True)),
         )
         .order_by(Connector.id)
         .with_for_update(key_share=True)

@@ -18,12 +18,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from ulid import ULID
 
-from ..kernel.errors import ConnectorConfigError, ConnectorNotFoundError
+from ..kernel.errors import ConnectorConfigError
 from ..kernel.inbound import MAX_EVENT_ID, MAX_EVENT_TYPE, text_problem
 from ..kernel.payloads import PayloadError, payload_json
-from ..store import Connector, Database
+from ..store import Database
 from ..store.models_inbound import InboxEvent
 from .context import Principal
+from .lookup import load_connector, stored_id_of
 from .views import invalid_cursor, iso, parse_row_id
 
 DEFAULT_EVENT_TYPE = "message.received"
@@ -90,8 +91,8 @@ class EventService:
         limit = max(1, min(int(limit), MAX_LIMIT))
         before = _parse_cursor(cursor)
         with self.db.snapshot() as s:
-            _load(s, who, connector_id)
-            query = select(InboxEvent).where(InboxEvent.connector_id == connector_id)
+            connector = load_connector(s, connector_id, organization_id=who.organization_id)
+            query = select(InboxEvent).where(InboxEvent.connector_id == connector.id)
             if before is not None:
                 query = query.where(InboxEvent.id < before)
             rows = list(s.scalars(query.order_by(InboxEvent.id.desc()).limit(limit + 1)))
@@ -139,7 +140,7 @@ class EventService:
                 raise _invalid(name, problem)
         try:
             with self.db.transaction() as s:
-                connector = _load(s, who, connector_id)
+                connector = load_connector(s, connector_id, organization_id=who.organization_id)
                 existing = _find(s, connector.id, event_id)
                 duplicate = existing is not None
                 if existing is None:
@@ -156,7 +157,7 @@ class EventService:
                 return {**EventRecord.from_row(existing).view(), "duplicate": duplicate}
         except IntegrityError:  # stored by another writer since we looked (PostgreSQL)
             with self.db.snapshot() as s:
-                existing = _find(s, connector_id, event_id)
+                existing = _find(s, stored_id_of(connector_id), event_id)
                 if existing is None:
                     raise
                 return {**EventRecord.from_row(existing).view(), "duplicate": True}
@@ -188,7 +189,6 @@ class EventService:
             rows = s.scalars(query.order_by(InboxEvent.id).limit(limit))
             return [EventRecord.from_row(r) for r in rows]
 
-
     def among(self, organization_id: str, ids: Sequence[int]) -> builtins.list[EventRecord]:
         """Those of ``ids`` that are an organization's events, oldest first (a resumed
         stream's late rows)."""
@@ -197,13 +197,6 @@ class EventService:
                 InboxEvent.organization_id == organization_id, InboxEvent.id.in_(ids)
             )
             return [EventRecord.from_row(r) for r in s.scalars(query.order_by(InboxEvent.id))]
-
-
-def _load(s: Session, who: Principal, connector_id: str) -> Connector:
-    connector = s.get(Connector, str(connector_id))
-    if connector is None or connector.organization_id != who.organization_id:
-        raise ConnectorNotFoundError(f"no connector {connector_id}")
-    return connector
 
 
 def _find(s: Session, connector_id: str, event_id: str) -> InboxEvent | None:

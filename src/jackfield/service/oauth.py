@@ -44,6 +44,7 @@ from ..store.models_oauth import OAuthState
 from . import audit
 from .connectors import ConnectorService
 from .context import Principal, Role
+from .lookup import load_connector
 from .oauth_tokens import ConnectorTokenSource, TokenRefresher, token_params
 from .params import ParamCodec
 
@@ -106,9 +107,7 @@ class OAuthService:
         verifier = secrets.token_urlsafe(64)  # 86 characters of [A-Za-z0-9_-] (RFC 7636)
         digest = _digest(nonce)
         with self.db.transaction() as s:
-            connector = s.get(Connector, str(connector_id))
-            if connector is None or connector.organization_id != who.organization_id:
-                raise ConnectorNotFoundError(f"no connector {connector_id}")
+            connector = load_connector(s, connector_id, organization_id=who.organization_id)
             cls = self._oauth_provider(connector)
             auth = cls.oauth_authorization(cls.validate_config(self.codec.plain_config(connector)))
             if auth is None:

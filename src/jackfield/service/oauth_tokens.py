@@ -23,15 +23,12 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
-
 from ..kernel import call_sync
 from ..kernel.config import get_path, secret_keys
 from ..kernel.errors import (
     AuthError,
     ConnectorConfigError,
     ConnectorError,
-    ConnectorNotFoundError,
     ConnectorNotSupportedError,
 )
 from ..kernel.params import flatten_config, unflatten_params
@@ -41,6 +38,7 @@ from ..store import Connector, Database
 from . import audit
 from .connectors import ConnectorService
 from .context import Principal
+from .lookup import load_connector
 from .params import ParamCodec, ParamInput, normalize_params
 
 REFRESH_LEEWAY = 60.0
@@ -122,11 +120,7 @@ class TokenRefresher:
         failure: ConnectorError | None = None
         with self.db.transaction() as s:
             # the row lock (PostgreSQL) / write transaction (SQLite) makes this single-flight
-            connector = s.scalars(
-                select(Connector).where(Connector.id == str(connector_id)).with_for_update()
-            ).one_or_none()
-            if connector is None:
-                raise ConnectorNotFoundError(f"no connector {connector_id}")
+            connector = load_connector(s, connector_id, lock=True)
             cls = self.connectors.registry.get(connector.category, connector.provider_type)
             config = cls.validate_config(self.codec.plain_config(connector))
             access = _text(get_path(config, ACCESS_TOKEN))

@@ -28,12 +28,13 @@ from typing import Any
 from sqlalchemy import and_, select, text, true, update
 from sqlalchemy.orm import Session
 
-from ..kernel.errors import ConflictError, ConnectorNotFoundError
-from ..store import Connector, Database, utcnow
+from ..kernel.errors import ConflictError
+from ..store import Database, utcnow
 from ..store.group_commit import GroupCommitter
 from ..store.models_outbox import DEAD_SQL, OutboxMessage
 from . import audit
 from .context import Principal
+from .lookup import load_connector, stored_connector_id, stored_id_of
 from .messages import (
     MAX_LIST,
     STATES,
@@ -111,7 +112,7 @@ class OutboxService:
     ) -> Future[SendResult]:
         """Like ``send``; the future resolves when the message is committed."""
         item = Send(
-            str(connector_id),
+            stored_id_of(connector_id),
             who.organization_id if who is not None else None,
             parse_envelope_id(envelope_id),
             check_operation(operation),
@@ -133,8 +134,9 @@ class OutboxService:
         Nothing is queued if one payload is invalid or the connector cannot take them."""
         organization = who.organization_id if who is not None else None
         operation = check_operation(operation)
+        connector_id = stored_id_of(connector_id)
         items = [
-            Send(str(connector_id), organization, new_ulid(), operation, encode_payload(p), False)
+            Send(connector_id, organization, new_ulid(), operation, encode_payload(p), False)
             for p in payloads
         ]
         return self._enqueuer.submit_many(items)
@@ -156,7 +158,8 @@ class OutboxService:
         """Messages of the caller's organization, newest first; ``cursor`` pages on."""
         which = OutboxMessage.organization_id == who.organization_id
         if connector_id:
-            which = and_(which, OutboxMessage.connector_id == str(connector_id))
+            # (no UUID: ``IS NULL``, which no message is -- not a query the database refuses)
+            which = and_(which, OutboxMessage.connector_id == stored_connector_id(connector_id))
         return self._page(which, state, limit, cursor)
 
     def list_deployment(
@@ -237,14 +240,7 @@ class OutboxService:
         who.require_admin()
         now = utcnow()
         with self.db.transaction() as s:
-            connector = s.scalar(
-                select(Connector.id).where(
-                    Connector.id == str(connector_id),
-                    Connector.organization_id == who.organization_id,
-                )
-            )
-            if connector is None:
-                raise ConnectorNotFoundError(f"no connector {connector_id}")
+            connector = load_connector(s, connector_id, organization_id=who.organization_id).id
             replayed = (
                 s.connection()
                 .execute(
@@ -296,7 +292,7 @@ class OutboxService:
             OutboxMessage.organization_id == who.organization_id,
         )
         if connector_id:
-            query = query.where(OutboxMessage.connector_id == str(connector_id))
+            query = query.where(OutboxMessage.connector_id == stored_connector_id(connector_id))
         if lock:
             query = query.with_for_update()
         row = s.scalar(query.order_by(OutboxMessage.id.desc()).limit(1))

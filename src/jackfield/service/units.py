@@ -23,6 +23,7 @@ from ..store import Connector, Database, utcnow
 from ..store.models_outbox import RuntimeRestart, RuntimeUnit
 from . import audit
 from .context import Principal
+from .lookup import load_connector
 from .nodes import ended_here
 from .views import iso
 
@@ -131,7 +132,7 @@ class RuntimeUnitService:
     def get(self, who: Principal, connector_id: str) -> dict[str, Any]:
         """A connector's unit; with several nodes, the one most in need of attention."""
         with self.db.snapshot() as s:
-            connector = _connector(s, who, connector_id)
+            connector = load_connector(s, connector_id, organization_id=who.organization_id)
             units = _units(s, connector.id)
             if not units:
                 raise ConnectorNotFoundError(
@@ -148,7 +149,7 @@ class RuntimeUnitService:
         ``failed``). Answers with the unit ``get`` shows, or the one about to start."""
         who.require_admin()
         with self.db.transaction() as s:
-            connector = _connector(s, who, connector_id)
+            connector = load_connector(s, connector_id, organization_id=who.organization_id)
             if not connector.is_enabled:
                 raise ConflictError(
                     f"connector {connector.name!r} is not enabled",
@@ -220,10 +221,3 @@ def _units(s: Session, connector_id: str) -> list[RuntimeUnit]:
     """A connector's units on every node, the one most in need of attention first."""
     units = s.scalars(select(RuntimeUnit).where(RuntimeUnit.connector_id == connector_id))
     return sorted(units, key=lambda u: (_urgency(u), u.node))
-
-
-def _connector(s: Session, who: Principal, connector_id: str) -> Connector:
-    connector = s.get(Connector, str(connector_id))
-    if connector is None or connector.organization_id != who.organization_id:
-        raise ConnectorNotFoundError(f"no connector {connector_id}")
-    return connector

@@ -3,7 +3,6 @@ REST API, the CLI and the UI show the same thing. Secret values become the mask 
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,16 +51,6 @@ def as_utc(value: datetime) -> datetime:
     """``value`` in UTC, whatever zone it came in (a naive one is UTC, as SQLite stores
     it; PostgreSQL's come with the session's zone)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def connector_id_of(text: str) -> str:
-    """A connector id as a client gave it, in the form it is stored in: connector ids
-    are UUIDs, stored in lower case, and ``ABC...`` names the same connector as
-    ``abc...``. Text that is not a UUID is returned as is (it names no connector)."""
-    try:
-        return str(uuid.UUID(text))
-    except ValueError:
-        return text
 
 
 def iso(value: datetime | None) -> str | None:

@@ -41,7 +41,6 @@ from ...runtime import heap
 from ...runtime.inbound.webhook import WebhookIngress, no_webhook_endpoint
 from ...runtime.inbox import InvalidEventError
 from ...secrets.redaction import NO_ORGANIZATION
-from ...service.views import connector_id_of
 from ..errors import error_body, fault_response, status_for
 from ..schemas import ErrorResponse
 from .events import event_router, wrap_lifespan
@@ -111,7 +110,7 @@ async def _receive(
         query_string = scope.get("query_string")
         query = dict(QueryParams(query_string)) if query_string else {}
         webhook = WebhookRequest(scope["method"], headers, body, query)
-        result = await ingress.receive(connector_id_of(connector_id), webhook)
+        result = await ingress.receive(connector_id, webhook)
     except _TooLarge:
         body_ = error_body(
             "too_large",

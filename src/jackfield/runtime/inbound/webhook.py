@@ -50,6 +50,7 @@ from ...kernel.errors import (
     TransientError,
 )
 from ...kernel.inbound import InboundEvent, WebhookRequest, WebhookSource
+from ...service.lookup import connector_id_of
 from ...store import Connector
 from ...store.bulk import DriverCursor, DriverValues, placeholders
 from ..inbox import InvalidEventError, add_event_batches, checked_events
@@ -134,8 +135,9 @@ class WebhookIngress:
         connector kept changing meanwhile), ``InvalidEventError`` (the provider returned
         an event the inbox cannot store: its bug, so the sender is asked to retry) or
         the provider's other errors (a malformed body); in every such case nothing is
-        stored.
+        stored. ``connector_id`` may come in any letter case (senders' URLs do).
         """
+        connector_id = connector_id_of(connector_id)  # one cache entry per connector
         for _ in range(2):
             target = self._targets.get(connector_id)  # the common case: no await
             if target is None or time.monotonic() - target.loaded_at >= self.cache_seconds:
@@ -177,7 +179,7 @@ class WebhookIngress:
 
     def organization_of(self, connector_id: str) -> str | None:
         """The organization of a connector this ingress has verified requests for."""
-        target = self._targets.get(connector_id)
+        target = self._targets.get(connector_id_of(connector_id))
         return target.organization_id if target is not None else None
 
     def close(self) -> None:

@@ -10,6 +10,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
 from ...kernel.errors import JackfieldError
+from ...service.lookup import connector_id_of
 from ...service.messages import STATES
 from ..render import flash, redirect, render
 from ..session import UiPrincipal, ui_router
@@ -49,7 +50,7 @@ def outbox_page(
     names = {c["id"]: c["name"] for c in jf.connectors.list(who)}
     # the connector filter is set by clicking a connector in the table and kept by every state
     # tab: the page names it, and "all connectors" drops it but keeps the state
-    connector_name = names.get(connector_id, connector_id) if connector_id else ""
+    connector_name = names.get(connector_id_of(connector_id), connector_id) if connector_id else ""
     older = _page_url(state, connector_id, next_cursor) if next_cursor else None
     newest = _page_url(state, connector_id, "") if cursor else None  # back to the first page
     return render(
