@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import ClassVar
 
 import pytest
 
-from jackfield import connector_registry
+from jackfield import Jackfield, connector_registry
 from jackfield.kernel import (
     InboundEvent,
     MessagingProvider,
@@ -114,20 +117,50 @@ async def test_cancellation_still_goes_through_call_async():
         await task
 
 
+@dataclass
+class BesideASteadyOne:
+    """A started runtime with a connector whose provider exits and a steady one."""
+
+    jf: Jackfield
+    exiting: str
+    steady: str
+    seen: list[str]
+
+    async def still_delivers(self) -> None:
+        """The runtime is still up: the steady connector's message is delivered."""
+        later = await asyncio.to_thread(self.jf.send, self.steady, {"text": "still here"})
+        for _ in range(100):
+            if later in self.seen:
+                break
+            await asyncio.sleep(0.05)
+        assert later in self.seen
+
+
+@asynccontextmanager
+async def running(jf, tenant, make_connector, provider_type) -> AsyncIterator[BesideASteadyOne]:
+    """``jf`` started with a ``provider_type`` connector beside a steady echo one,
+    stopped afterwards."""
+    beside = BesideASteadyOne(
+        jf, make_connector(tenant.admin, provider_type), make_connector(tenant.admin), []
+    )
+
+    @jf.on("message.received")
+    async def on_message(event):
+        beside.seen.append(event.payload["envelope_id"])
+
+    await jf.start()
+    try:
+        yield beside
+    finally:
+        await jf.stop()
+
+
 @pytest.mark.parametrize("provider_type", ["exiting_test", "async_exiting_test"])
 async def test_a_provider_exiting_in_a_delivery_crashes_its_unit_not_the_runtime(
     jf, tenant, make_connector, provider_type
 ):
-    exiting = make_connector(tenant.admin, provider_type)
-    steady = make_connector(tenant.admin)
-    seen: list[str] = []
-
-    @jf.on("message.received")
-    async def on_message(event):
-        seen.append(event.payload["envelope_id"])
-
-    await jf.start()
-    try:
+    async with running(jf, tenant, make_connector, provider_type) as beside:
+        exiting = beside.exiting
         await asyncio.to_thread(jf.send, exiting, {"text": "exit"})
         await asyncio.to_thread(jf.send, exiting, {"text": "interrupt"})
         errors: set[str] = set()
@@ -139,15 +172,7 @@ async def test_a_provider_exiting_in_a_delivery_crashes_its_unit_not_the_runtime
                 break
             await asyncio.sleep(0.02)
         assert errors == {"RuntimeError"}, errors
-        # the runtime is still up: another connector's message is delivered
-        later = await asyncio.to_thread(jf.send, steady, {"text": "still here"})
-        for _ in range(100):
-            if later in seen:
-                break
-            await asyncio.sleep(0.05)
-        assert later in seen
-    finally:
-        await jf.stop()
+        await beside.still_delivers()
 
 
 @pytest.mark.parametrize(
@@ -157,28 +182,12 @@ async def test_a_provider_exiting_in_a_delivery_crashes_its_unit_not_the_runtime
 async def test_an_inbound_source_exiting_crashes_its_unit_not_the_runtime(
     jf, tenant, make_connector, provider_type
 ):
-    exiting = make_connector(tenant.admin, provider_type)
-    steady = make_connector(tenant.admin)
-    seen: list[str] = []
-
-    @jf.on("message.received")
-    async def on_message(event):
-        seen.append(event.payload["envelope_id"])
-
-    await jf.start()
-    try:
+    async with running(jf, tenant, make_connector, provider_type) as beside:
         for _ in range(200):
-            unit = jf.runtime.supervisor.units.get(exiting)
+            unit = jf.runtime.supervisor.units.get(beside.exiting)
             if unit is not None and unit.restart_count >= 1:
                 break
             await asyncio.sleep(0.02)
         assert unit is not None and unit.restart_count >= 1  # crashed and restarted
         assert (unit.last_error or "").startswith("RuntimeError: the provider raised")
-        later = await asyncio.to_thread(jf.send, steady, {"text": "still here"})
-        for _ in range(100):
-            if later in seen:
-                break
-            await asyncio.sleep(0.05)
-        assert later in seen
-    finally:
-        await jf.stop()
+        await beside.still_delivers()

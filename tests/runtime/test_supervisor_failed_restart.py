@@ -18,16 +18,20 @@ import socket
 import subprocess
 import sys
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
 import jackfield.runtime
+from jackfield import Jackfield
 from jackfield.runtime.units import UnitStore
+from jackfield.service import Principal
 from jackfield.store import utcnow
 from jackfield.store.models_outbox import RuntimeUnit
 
-from .conftest import active_connector, eventually, new_tenant
+from .conftest import Tenant, active_connector, eventually, new_tenant
 
 FAST_FAIL = {"outbox_crash_limit": 1, "supervisor_backoff_max_seconds": 0.3}
 
@@ -46,17 +50,36 @@ def _units(jf, who, connector_id):
     return [u for u in jf.runtime.units.list(who) if u["connector_id"] == connector_id]
 
 
-async def test_a_failed_unit_stays_failed_across_a_restart_of_its_node(
-    database_url, make_jf, monkeypatch
-):
+@dataclass
+class FailedOnAnEndedNode:
+    """A unit crashed into ``failed`` by a runtime named like an ended process of this
+    host, now stopped; ``unit`` as it was seen failed while that runtime ran."""
+
+    first: Jackfield
+    who: Principal
+    cid: str
+    unit: dict[str, Any]
+    ended: str
+    waiting: str | None
+
+    def next_node(self, make_jf) -> Jackfield:
+        """The node's next process: the same host, the same database and master key."""
+        key = self.first.settings.secret_key.get_secret_value()
+        return make_jf(self.first.settings.database_url, **FAST_FAIL, secret_key=key)
+
+
+async def _fail_on_an_ended_node(
+    database_url, make_jf, monkeypatch, *, waiting: bool = False
+) -> FailedOnAnEndedNode:
+    """Six messages crash a connector's unit six times: ``failed``. With ``waiting``, one
+    more crashing message is queued while it is failed (the failed unit leaves it)."""
     ended = _ended_node()
     monkeypatch.setattr(jackfield.runtime, "node_id", lambda: ended)
     first = make_jf(database_url, **FAST_FAIL)
     monkeypatch.undo()
-    tenant = new_tenant(first)
-    who = tenant.admin
+    who = new_tenant(first).admin
     cid = active_connector(first, who, retry={"base_seconds": "0.01"})
-
+    queued = None
     await first.start()
     try:
         for i in range(6):  # six messages, each crashing the unit once: six faults
@@ -64,20 +87,27 @@ async def test_a_failed_unit_stays_failed_across_a_restart_of_its_node(
         (unit,) = await eventually(
             lambda: _units(first, who, cid), lambda us: us and us[0]["liveness"] == "failed"
         )
-        assert unit["readiness"] == "degraded" and unit["restart_count"] == 5
-        waiting = await asyncio.to_thread(
-            first.send, cid, {"text": "bad again", "simulate": "crash"}
-        )
+        if waiting:
+            queued = await asyncio.to_thread(
+                first.send, cid, {"text": "bad again", "simulate": "crash"}
+            )
     finally:
         await first.stop()
+    return FailedOnAnEndedNode(first, who, cid, unit, ended, queued)
+
+
+async def test_a_failed_unit_stays_failed_across_a_restart_of_its_node(
+    database_url, make_jf, monkeypatch
+):
+    failed = await _fail_on_an_ended_node(database_url, make_jf, monkeypatch, waiting=True)
+    first, who, cid, ended = failed.first, failed.who, failed.cid, failed.ended
+    assert failed.unit["readiness"] == "degraded" and failed.unit["restart_count"] == 5
     (stopped,) = _units(first, who, cid)
     assert (stopped["liveness"], stopped["node"]) == ("failed", ended)  # not "stopped"
 
     # the connector's params are edited meanwhile: still failed (as while a node runs)
     first.connectors.update(who, cid, config={"delay_ms": 1, "retry": {"base_seconds": "0.01"}})
-    second = make_jf(
-        database_url, **FAST_FAIL, secret_key=first.settings.secret_key.get_secret_value()
-    )
+    second = failed.next_node(make_jf)
     await second.start()
     try:
         await asyncio.sleep(1.0)  # five supervisor polls: time to have delivered, wrongly
@@ -85,7 +115,7 @@ async def test_a_failed_unit_stays_failed_across_a_restart_of_its_node(
         assert unit["node"] == second.runtime.node_id != ended
         assert (unit["liveness"], unit["readiness"]) == ("failed", "degraded"), unit
         assert "simulated crash" in unit["last_error"] and unit["restart_count"] == 5
-        message = second.runtime.outbox.get(who, waiting)
+        message = second.runtime.outbox.get(who, failed.waiting)
         assert (message["state"], message["attempts"]) == ("pending", 0), message
 
         # the operator's restart clears it: the waiting message crashes it once (dead),
@@ -94,7 +124,9 @@ async def test_a_failed_unit_stays_failed_across_a_restart_of_its_node(
         assert restarted["liveness"] != "failed"
         good = await asyncio.to_thread(second.send, cid, {"text": "good"})
         await eventually(lambda: second.runtime.outbox.get(who, good)["state"], "delivered".__eq__)
-        await eventually(lambda: second.runtime.outbox.get(who, waiting)["state"], "dead".__eq__)
+        await eventually(
+            lambda: second.runtime.outbox.get(who, failed.waiting)["state"], "dead".__eq__
+        )
         (unit,) = await eventually(
             lambda: _units(second, who, cid), lambda us: us[0]["liveness"] == "running"
         )
@@ -108,29 +140,12 @@ async def test_deactivating_a_connector_while_its_node_is_down_ends_failed(
 ):
     """Deactivate and activate again while the node is down: the node, back, starts the
     unit afresh and delivers, as when the connector is deactivated while a node runs."""
-    ended = _ended_node()
-    monkeypatch.setattr(jackfield.runtime, "node_id", lambda: ended)
-    first = make_jf(database_url, **FAST_FAIL)
-    monkeypatch.undo()
-    tenant = new_tenant(first)
-    who = tenant.admin
-    cid = active_connector(first, who, retry={"base_seconds": "0.01"})
-    await first.start()
-    try:
-        for i in range(6):
-            await asyncio.to_thread(first.send, cid, {"text": f"bad {i}", "simulate": "crash"})
-        await eventually(
-            lambda: _units(first, who, cid), lambda us: us and us[0]["liveness"] == "failed"
-        )
-    finally:
-        await first.stop()
-
+    failed = await _fail_on_an_ended_node(database_url, make_jf, monkeypatch)
+    first, who, cid = failed.first, failed.who, failed.cid
     first.connectors.set_enabled(who, cid, False)
     assert [u["liveness"] for u in _units(first, who, cid)] == ["stopped"]
     first.connectors.set_enabled(who, cid, True)
-    second = make_jf(
-        database_url, **FAST_FAIL, secret_key=first.settings.secret_key.get_secret_value()
-    )
+    second = failed.next_node(make_jf)
     await second.start()
     try:
         good = await asyncio.to_thread(second.send, cid, {"text": "good"})
@@ -147,24 +162,8 @@ async def test_a_failed_unit_stays_failed_when_the_first_look_at_the_database_fa
     """The node comes back while the database fails its supervisor's first reads (a
     locked SQLite file, PostgreSQL restarting): its outbox claims nothing until the
     supervisor has seen which units it left failed, so the unit stays failed."""
-    ended = _ended_node()
-    monkeypatch.setattr(jackfield.runtime, "node_id", lambda: ended)
-    first = make_jf(database_url, **FAST_FAIL)
-    monkeypatch.undo()
-    tenant = new_tenant(first)
-    who = tenant.admin
-    cid = active_connector(first, who, retry={"base_seconds": "0.01"})
-    await first.start()
-    try:
-        for i in range(6):
-            await asyncio.to_thread(first.send, cid, {"text": f"bad {i}", "simulate": "crash"})
-        await eventually(
-            lambda: _units(first, who, cid), lambda us: us and us[0]["liveness"] == "failed"
-        )
-        waiting = await asyncio.to_thread(first.send, cid, {"text": "bad", "simulate": "crash"})
-    finally:
-        await first.stop()
-
+    failed = await _fail_on_an_ended_node(database_url, make_jf, monkeypatch, waiting=True)
+    who, cid, ended, waiting = failed.who, failed.cid, failed.ended, failed.waiting
     failing_reads = iter(range(3))
     real = UnitStore.failed_before
 
@@ -174,9 +173,7 @@ async def test_a_failed_unit_stays_failed_when_the_first_look_at_the_database_fa
         return real(self, node)
 
     monkeypatch.setattr(UnitStore, "failed_before", flaky)
-    second = make_jf(
-        database_url, **FAST_FAIL, secret_key=first.settings.secret_key.get_secret_value()
-    )
+    second = failed.next_node(make_jf)
     await second.start()
     try:
         await eventually(lambda: _units(second, who, cid), lambda us: us and us[0]["node"] != ended)
@@ -189,29 +186,37 @@ async def test_a_failed_unit_stays_failed_when_the_first_look_at_the_database_fa
         await second.stop()
 
 
-def test_another_node_keeps_the_failed_row_of_a_silent_node(database_url, make_jf):
-    """A node on another host, silent for longer than three heartbeats: its rows are
-    swept, but not a ``failed`` one of an enabled connector (it is failed until an
-    operator's restart, also when that node comes back); a restart request lets it go."""
-    jf = make_jf(database_url)
+def _failed_and_other_unit_of(jf, node: str, other_liveness: str, **row: Any) -> tuple[Tenant, str]:
+    """A new organization with two active connectors whose unit rows ``node`` left: one
+    ``failed``, the other ``other_liveness`` (and ``row``'s columns for both); returns
+    the organization and the failed one's connector."""
     tenant = new_tenant(jf)
-    failed, running = (active_connector(jf, tenant.admin) for _ in range(2))
-    far = f"far-away-{uuid.uuid4().hex[:6]}:123"
-    long_ago = utcnow() - timedelta(hours=1)
+    failed, other = (active_connector(jf, tenant.admin) for _ in range(2))
     with jf.db.transaction() as s:
-        for cid, liveness in ((failed, "failed"), (running, "running")):
+        for cid, liveness in ((failed, "failed"), (other, other_liveness)):
             s.add(
                 RuntimeUnit(
                     connector_id=cid,
-                    node=far,
+                    node=node,
                     organization_id=tenant.org_id,
                     liveness=liveness,
                     readiness="degraded",
                     restart_count=5,
                     restart_seen=0,
-                    updated_at=long_ago,
+                    **row,
                 )
             )
+    return tenant, failed
+
+
+def test_another_node_keeps_the_failed_row_of_a_silent_node(database_url, make_jf):
+    """A node on another host, silent for longer than three heartbeats: its rows are
+    swept, but not a ``failed`` one of an enabled connector (it is failed until an
+    operator's restart, also when that node comes back); a restart request lets it go."""
+    jf = make_jf(database_url)
+    far = f"far-away-{uuid.uuid4().hex[:6]}:123"
+    long_ago = utcnow() - timedelta(hours=1)
+    tenant, failed = _failed_and_other_unit_of(jf, far, "running", updated_at=long_ago)
     store = UnitStore(jf.db)
 
     store.sweep("here:1", utcnow() - timedelta(minutes=1))
@@ -228,23 +233,10 @@ def test_another_process_of_the_host_keeps_the_failed_row_for_the_next_one(datab
     sweep (which removes an ended process's rows at once) leaves that row, and the
     ended one's next process takes it over as its own -- failed still."""
     jf = make_jf(database_url)
-    tenant = new_tenant(jf)
-    failed, running = (active_connector(jf, tenant.admin) for _ in range(2))
     ended = _ended_node()
-    with jf.db.transaction() as s:
-        for cid, liveness in ((failed, "failed"), (running, "stopped")):
-            s.add(
-                RuntimeUnit(
-                    connector_id=cid,
-                    node=ended,
-                    organization_id=tenant.org_id,
-                    liveness=liveness,
-                    readiness="degraded",
-                    restart_count=5,
-                    last_error="RuntimeError: boom",
-                    restart_seen=0,
-                )
-            )
+    tenant, failed = _failed_and_other_unit_of(
+        jf, ended, "stopped", last_error="RuntimeError: boom"
+    )
     store = UnitStore(jf.db)
     store.sweep(f"{socket.gethostname()}:1", utcnow() - timedelta(minutes=1))
     left = {u["connector_id"]: u["liveness"] for u in jf.runtime.units.list(tenant.admin)}
