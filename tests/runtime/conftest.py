@@ -26,6 +26,7 @@ from jackfield.app import Jackfield
 from jackfield.kernel import MessagingProvider, OutboundMessage, PermanentError, SentMessage
 from jackfield.service import Principal, Role
 from jackfield.settings import Settings
+from jackfield.store.models_outbox import RuntimeUnit
 
 FAST = {
     "outbox_retry_base_seconds": 0.05,
@@ -283,6 +284,24 @@ def serve_setup() -> Callable[..., tuple[str, str, dict[str, str]]]:
 
 
 # -- helpers of several test files ---------------------------------------------------------
+def plant_unit(
+    jf: Jackfield, connector_id: str, node: str, organization_id: str, **columns: Any
+) -> None:
+    """A unit row as ``node`` would have written it (a node gone, far away or ended):
+    ``running`` and ``ready`` with no restarts, unless ``columns`` say otherwise."""
+    row = {"liveness": "running", "readiness": "ready", "restart_count": 0, **columns}
+    with jf.db.transaction() as s:
+        s.add(
+            RuntimeUnit(
+                connector_id=connector_id,
+                node=node,
+                organization_id=organization_id,
+                restart_seen=0,
+                **row,
+            )
+        )
+
+
 def runtime_unit(http: Any, connector_id: str) -> dict[str, Any] | None:
     """The connector's row of ``GET /api/runtime`` (``None`` while it has none)."""
     items = http.get("/api/runtime").json()["items"]

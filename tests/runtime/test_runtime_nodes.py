@@ -25,9 +25,9 @@ from jackfield.kernel import (
 )
 from jackfield.runtime import Runtime
 from jackfield.store import utcnow
-from jackfield.store.models_outbox import RuntimeRestart, RuntimeUnit
+from jackfield.store.models_outbox import RuntimeRestart
 
-from .conftest import eventually
+from .conftest import eventually, plant_unit
 
 
 class GatedProvider(MessagingProvider, PollingSource):
@@ -114,19 +114,8 @@ async def test_each_node_keeps_its_own_unit_and_acts_on_every_restart_request(
 
         # a node that vanished (killed) leaves rows nobody rewrites: swept once stale
         def plant(node, age, liveness="running"):
-            with jf.db.transaction() as s:
-                s.add(
-                    RuntimeUnit(
-                        connector_id=cid,
-                        node=node,
-                        organization_id=tenant.org_id,
-                        liveness=liveness,
-                        readiness="ready",
-                        restart_count=0,
-                        restart_seen=0,
-                        updated_at=utcnow() - timedelta(seconds=age),
-                    )
-                )
+            written = utcnow() - timedelta(seconds=age)
+            plant_unit(jf, cid, node, tenant.org_id, liveness=liveness, updated_at=written)
 
         await asyncio.to_thread(plant, "node-gone", 60, "failed")
         await asyncio.to_thread(plant, "node-recent", 0)
@@ -200,20 +189,8 @@ def test_a_unit_whose_node_ended_without_shutting_down_shows_stopped(jf, tenant,
     running that nothing ran, for good."""
     connector = make_connector(tenant.admin)
     now = utcnow()
-    with jf.db.transaction() as s:
-        for node, written in (("killed-node", now - timedelta(minutes=5)), ("live-node", now)):
-            s.add(
-                RuntimeUnit(
-                    connector_id=connector,
-                    node=node,
-                    organization_id=tenant.org_id,
-                    liveness="running",
-                    readiness="ready",
-                    restart_count=0,
-                    restart_seen=0,
-                    updated_at=written,
-                )
-            )
+    for node, written in (("killed-node", now - timedelta(minutes=5)), ("live-node", now)):
+        plant_unit(jf, connector, node, tenant.org_id, updated_at=written)
     units = {u["node"]: u for u in jf.runtime.units.list(tenant.admin)}
     assert units["live-node"]["liveness"] == "running"
     gone = units["killed-node"]

@@ -29,9 +29,8 @@ from jackfield import Jackfield
 from jackfield.runtime.units import UnitStore
 from jackfield.service import Principal
 from jackfield.store import utcnow
-from jackfield.store.models_outbox import RuntimeUnit
 
-from .conftest import Tenant, active_connector, eventually, new_tenant
+from .conftest import Tenant, active_connector, eventually, new_tenant, plant_unit
 
 FAST_FAIL = {"outbox_crash_limit": 1, "supervisor_backoff_max_seconds": 0.3}
 
@@ -192,20 +191,17 @@ def _failed_and_other_unit_of(jf, node: str, other_liveness: str, **row: Any) ->
     the organization and the failed one's connector."""
     tenant = new_tenant(jf)
     failed, other = (active_connector(jf, tenant.admin) for _ in range(2))
-    with jf.db.transaction() as s:
-        for cid, liveness in ((failed, "failed"), (other, other_liveness)):
-            s.add(
-                RuntimeUnit(
-                    connector_id=cid,
-                    node=node,
-                    organization_id=tenant.org_id,
-                    liveness=liveness,
-                    readiness="degraded",
-                    restart_count=5,
-                    restart_seen=0,
-                    **row,
-                )
-            )
+    for cid, liveness in ((failed, "failed"), (other, other_liveness)):
+        plant_unit(
+            jf,
+            cid,
+            node,
+            tenant.org_id,
+            liveness=liveness,
+            readiness="degraded",
+            restart_count=5,
+            **row,
+        )
     return tenant, failed
 
 

@@ -192,6 +192,21 @@ def outcome_of(client: httpx2.Client, mode: str) -> tuple[httpx2.Response, dict[
     return answer, client.get(f"/api/connectors/{connector}").json()
 
 
+def failed_test_of(client: httpx2.Client, mode: str, message: str) -> dict[str, Any]:
+    """The test of a ``mode`` connector is answered as a failed test with ``message``,
+    which the connector keeps as its error; returns the connector as stored."""
+    answer, stored = outcome_of(client, mode)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {
+        "success": False,
+        "message": message,
+        "details": None,
+        "status": "error",
+    }
+    assert (stored["status"], stored["status_message"]) == ("error", message)
+    return stored
+
+
 @pytest.mark.parametrize(
     ("mode", "raised"),
     [
@@ -203,20 +218,11 @@ def outcome_of(client: httpx2.Client, mode: str) -> tuple[httpx2.Response, dict[
 def test_a_provider_stopping_the_process_in_its_test_is_a_failed_test(rest, mode, raised):
     """Before, REST answered a plain-text 500 (and the CLI exited with the provider's code,
     printing nothing); the connector stayed "not tested yet"."""
-    answer, stored = outcome_of(rest, mode)
-    assert answer.status_code == 200, answer.text
     message = (
         f"test_connection() raised {raised}: a bug in the provider, which must report a "
         f"failure as a ConnectorError or a failed result, not stop the process"
     )
-    assert answer.json() == {
-        "success": False,
-        "message": message,
-        "details": None,
-        "status": "error",
-    }
-    assert (stored["status"], stored["status_message"]) == ("error", message)
-    assert stored["last_tested_at"] is not None
+    assert failed_test_of(rest, mode, message)["last_tested_at"] is not None
 
 
 @pytest.mark.parametrize(
@@ -244,15 +250,7 @@ def test_a_provider_stopping_the_process_in_its_test_is_a_failed_test(rest, mode
 def test_details_that_are_not_json_make_a_failed_test(rest, mode, message):
     """Before, the test's answer was a 500 although the connector was stored as connected
     (and could be activated on a result nobody saw)."""
-    answer, stored = outcome_of(rest, mode)
-    assert answer.status_code == 200, answer.text
-    assert answer.json() == {
-        "success": False,
-        "message": message,
-        "details": None,
-        "status": "error",
-    }
-    assert (stored["status"], stored["status_message"]) == ("error", message)
+    failed_test_of(rest, mode, message)
 
 
 def test_details_with_dates_are_shown_as_text(rest):
