@@ -60,6 +60,9 @@ class ProviderServer:
         self.client_auth_seen: list[str] = []
         self.files: dict[str, dict[str, Any]] = {}
         self.page_size_cap = 3  # small pages so listing must follow nextPageToken
+        # answer every Drive call 200 with this body (a proxy's page, a cut body);
+        # ``{token}`` in it becomes the access token the request carried
+        self.drive_not_json: str | None = None
         self.url = ""
 
     # -- helpers for tests ------------------------------------------------------------
@@ -221,6 +224,9 @@ class ProviderServer:
                 },
                 401,
             )
+        if self.drive_not_json is not None:
+            token = request.headers["authorization"][7:]
+            return Response(self.drive_not_json.replace("{token}", token), 200)
         method, path = request.method, request.url.path
         q = request.query_params
         match = re.fullmatch(r"/(upload/)?drive/v3/files(?:/([^/]+))?", path)

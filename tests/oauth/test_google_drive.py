@@ -11,7 +11,14 @@ import httpx2
 import pytest
 
 from jackfield.connectors.google_drive import GoogleDriveProvider
-from jackfield.kernel import ConnectorConfigError, call_async
+from jackfield.kernel import (
+    ConnectorConfigError,
+    Envelope,
+    Retry,
+    RetryClass,
+    TransientError,
+    call_async,
+)
 from jackfield.testing import StorageConformance
 
 from .conftest import CLIENT_ID, CLIENT_SECRET, SQLITE_ONLY, client, connect, tokens_for
@@ -209,3 +216,46 @@ async def test_delete_of_a_path_that_is_no_string_is_a_config_error(provider_ser
     provider.token_source = static_source(provider_server.issue_access())
     with pytest.raises(ConnectorConfigError):
         await provider.delete(path)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["<html><body>Sign in to the guest network ({token})</body></html>", '{"files": ['],
+    ids=["captive-portal", "cut-body"],
+)
+async def test_an_answer_that_is_not_json_is_retried_not_a_crash(provider_server, answer):
+    """Before: a 200 whose body was a proxy's login page or a cut body raised
+    JSONDecodeError out of the provider -- the runtime counted crashes and restarted the
+    unit, messages went dead, Test said "unexpected error (JSONDecodeError)". Now it is a
+    transient error naming the status, with the access token masked in the excerpt."""
+    folder = provider_server.make_folder()
+    provider = GoogleDriveProvider.from_config(drive_config(provider_server, folder))
+    token = provider_server.issue_access()
+    provider.token_source = static_source(token)
+    await provider.put("kept.txt", b"before the proxy")
+    provider_server.drive_not_json = answer
+
+    result = await provider.test_connection()
+    assert not result.success
+    assert "HTTP 200" in result.message and "not a JSON object" in result.message
+    assert "unexpected" not in result.message and token not in str(result)
+    assert result.details and result.details["code"] == TransientError.code
+
+    payload = {"path": "new.txt", "content": "x"}
+    outcome = await provider.deliver(
+        Envelope(
+            envelope_id="01J0000000000000000000000",
+            connector_id="c1",
+            operation="put_object",
+            payload=payload,
+        )
+    )
+    assert isinstance(outcome, Retry) and outcome.retry_class is RetryClass.TRANSIENT
+    assert token not in outcome.message
+    for call in (provider.list(), provider.stat("kept.txt"), provider.get("kept.txt")):
+        with pytest.raises(TransientError, match="not a JSON object"):
+            await call
+
+    provider_server.drive_not_json = None  # the proxy is gone: all works again
+    await provider.put("kept.txt", b"after")
+    assert await provider.get("kept.txt") == b"after"

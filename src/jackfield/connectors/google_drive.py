@@ -222,11 +222,20 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
         raise_for_response(response, operation)
         return response
 
+    async def _call_json(
+        self, client: httpx2.AsyncClient, method: str, url: str, operation: str, **kwargs: Any
+    ) -> dict[str, Any]:
+        """``_call`` for an answer that must be a JSON object (file metadata, a listing):
+        anything else -- a proxy's login page, a cut body -- is a ``TransientError``."""
+        from jackfield.integration import json_object
+
+        return json_object(await self._call(client, method, url, operation, **kwargs), operation)
+
     async def _find(self, client: httpx2.AsyncClient, path: str) -> dict[str, Any] | None:
         query = f"name = {_quote(path)} and {_quote(self._folder)} in parents and trashed = false"
         params = {"q": query, "fields": f"files({FILE_FIELDS})", "pageSize": "10"}
-        response = await self._call(client, "GET", f"{self._api}/files", "find", params=params)
-        files = [f for f in response.json().get("files") or [] if f.get("mimeType") != FOLDER_MIME]
+        found = await self._call_json(client, "GET", f"{self._api}/files", "find", params=params)
+        files = [f for f in found.get("files") or [] if f.get("mimeType") != FOLDER_MIME]
         return files[0] if files else None
 
     async def _require(self, client: httpx2.AsyncClient, path: str) -> dict[str, Any]:
@@ -243,7 +252,7 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
         async with self._one_writer(path), self._session() as client:
             existing = await self._find(client, path)
             if existing is not None:
-                response = await self._call(
+                answer = await self._call_json(
                     client,
                     "PATCH",
                     f"{upload}/files/{existing['id']}",
@@ -256,7 +265,7 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
             else:
                 metadata = {"name": path, "parents": [self._folder], "mimeType": mime}
                 body, boundary = _multipart(metadata, data, mime)
-                response = await self._call(
+                answer = await self._call_json(
                     client,
                     "POST",
                     f"{upload}/files",
@@ -266,7 +275,7 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
                     headers={"Content-Type": f"multipart/related; boundary={boundary}"},
                     transfer=True,
                 )
-        info = _info(response.json())
+        info = _info(answer)
         return ObjectInfo(path, len(data), info.modified_at, mime)
 
     async def get(self, path: str) -> bytes:
@@ -301,10 +310,9 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
         seen_tokens: set[str] = set()
         async with self._session() as client:
             for _ in range(MAX_PAGES):
-                response = await self._call(
+                body = await self._call_json(
                     client, "GET", f"{self._api}/files", "list", params=params
                 )
-                body = response.json()
                 items += [
                     _info(f)
                     for f in body.get("files") or []
@@ -320,7 +328,7 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
     async def test_connection(self) -> ConnectionTestResult:
         try:
             async with self._session() as client:
-                response = await self._call(
+                folder = await self._call_json(
                     client,
                     "GET",
                     f"{self._api}/files/{self._folder}",
@@ -330,7 +338,6 @@ class GoogleDriveProvider(OAuth2CodeFlow, StorageProvider):
         except ConnectorError as exc:
             details = {"code": exc.code, "remediation": exc.remediation}
             return ConnectionTestResult(False, exc.message, details)
-        folder = response.json()
         if folder.get("mimeType") != FOLDER_MIME:
             return ConnectionTestResult(False, f"{self._folder} is not a folder")
         return ConnectionTestResult(True, f"Drive folder {folder.get('name')!r} is reachable")

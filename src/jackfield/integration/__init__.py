@@ -35,6 +35,7 @@ from .egress import (
 )
 from .errors import (
     body_excerpt,
+    json_object,
     parse_retry_after,
     raise_for_response,
     redact,
@@ -65,6 +66,7 @@ __all__ = [
     "create_client",
     "drop_foreign_credentials",
     "exchange",
+    "json_object",
     "parse_retry_after",
     "raise_for_response",
     "redact",

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import httpx2
 
@@ -169,6 +170,36 @@ def raise_for_response(
         message,
         operation=operation,
         remediation="Check the base URL, path and request payload.",
+    )
+
+
+def json_object(
+    response: httpx2.Response, operation: str | None = None, *, secrets: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The body of a successful answer as a JSON object, or ``TransientError``.
+
+    A 2xx whose body is not a JSON object is seldom the API's own answer: a captive
+    portal or proxy page, or a body cut short. Parsing it unguarded let the decoder's
+    ``JSONDecodeError`` out of the provider, which the runtime counts as a crash (the
+    unit restarts, the message goes dead) and Test shows as "unexpected error". It is
+    reported like a 5xx instead -- retried later -- naming the status and with the
+    same masked, cut excerpt as ``raise_for_response``.
+    """
+    try:
+        body = response.json()
+    except ValueError:  # JSONDecodeError, or bytes that are not text
+        body = None
+    if isinstance(body, dict):
+        return body
+    label = operation or "request"
+    excerpt = body_excerpt(response, secrets=secrets) or "an empty body"
+    raise TransientError(
+        f"{label} failed: HTTP {response.status_code} {response.reason_phrase} "
+        f"({_where(_request_of(response))}) answered with a body that is not a JSON object: "
+        f"{excerpt}",
+        operation=operation,
+        remediation="The remote system, or a proxy or captive portal in between, did not "
+        "answer as its API does; the request is retried later.",
     )
 
 
