@@ -87,6 +87,14 @@ async def padded_token(request: Request) -> Response:
     return JSONResponse({"error": "invalid_grant", "error_description": said}, 400)
 
 
+async def portal_token(request: Request) -> Response:
+    """What a captive portal or a broken proxy answers a token request with: 200 and an
+    HTML page, here quoting the posted secret (or else refresh token) back."""
+    form = dict(await request.form())
+    quoted = form.get("client_secret") or form.get("refresh_token") or ""
+    return Response(f"<html><body>Please sign in ({quoted})</body></html>", 200)
+
+
 async def token_basic_only(request: Request) -> Response:
     """A token endpoint that, as RFC 6749 §2.3.1 allows, takes client credentials only
     by HTTP Basic (id and secret form-encoded first) and refuses them in the body."""
@@ -147,6 +155,7 @@ APP = Starlette(
         Route("/api/quote-url", quote_url),
         Route("/token", token, methods=["POST"]),
         Route("/token/basic", token_basic_only, methods=["POST"]),
+        Route("/token/portal", portal_token, methods=["POST"]),
         Route("/token/padded/{pad:int}", padded_token, methods=["POST"]),
         Route("/redirect", redirect, methods=["POST"]),
         Route("/api/drip", drip, methods=["POST"]),
@@ -456,6 +465,40 @@ async def test_client_credentials_may_use_http_basic(server: str) -> None:
     outcome = await provider.deliver(envelope({"path": "/cc"}))
     assert isinstance(outcome, Delivered) and outcome.result["status"] == 200
     assert STATE["token_requests"] == 1
+
+
+async def test_a_token_endpoint_answering_a_page_is_an_outage_not_refused_credentials(
+    server: str,
+) -> None:
+    """Both OAuth paths. Before: a 200 whose body was not JSON (a proxy or captive portal
+    page) was 'token endpoint refused the client credentials (HTTP 200): not json',
+    auth_failed, with advice to check the secret and reconnect."""
+    refresh = "rt-3e4d5c-refresh-secret"
+    with pytest.raises(TransientError) as info:
+        await call_token_endpoint(
+            f"{server}/token/portal",
+            {"grant_type": "refresh_token", "refresh_token": refresh},
+            client_id="cid",
+            client_secret=CLIENT_SECRET,
+        )
+    assert "HTTP 200" in info.value.message and "not a JSON object" in info.value.message
+    assert "Please sign in" in info.value.message and refresh not in info.value.message
+    _no_secrets(info.value.message)
+
+    provider = make(
+        server,
+        mode="oauth2_client_credentials",
+        client_id="cid",
+        client_secret=CLIENT_SECRET,
+        token_url=f"{server}/token/portal",
+        token_auth_method="client_secret_post",
+    )
+    outcome = await provider.deliver(envelope({"path": "/cc"}))
+    assert isinstance(outcome, Retry) and outcome.retry_class is RetryClass.TRANSIENT
+    assert "HTTP 200" in outcome.message and "refused" not in outcome.message
+    result = await provider.test_connection()
+    assert not result.success and result.details and result.details["code"] == "transient"
+    _no_secrets(outcome.message + result.message)
 
 
 async def test_client_secret_post_stays_the_default_and_others_are_refused(server: str) -> None:

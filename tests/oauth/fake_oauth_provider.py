@@ -57,6 +57,7 @@ class ProviderServer:
         self.omit_refresh = False  # answer a refresh without refresh_token
         self.refresh_delay = 0.0
         self.refresh_failure: tuple[int, str] | None = None  # (status, error code)
+        self.refresh_page: str | None = None  # answer refreshes 200 with this (not JSON)
         self.client_auth_seen: list[str] = []
         self.files: dict[str, dict[str, Any]] = {}
         self.page_size_cap = 3  # small pages so listing must follow nextPageToken
@@ -152,6 +153,8 @@ class ProviderServer:
         if grant == "refresh_token":
             if self.refresh_delay:
                 await asyncio.sleep(self.refresh_delay)
+            if self.refresh_page is not None:
+                return Response(self.refresh_page, 200, media_type="text/html")
             if self.refresh_failure is not None:
                 status, code = self.refresh_failure
                 return _error(status, code, "the refresh token was revoked")

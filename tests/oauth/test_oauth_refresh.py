@@ -138,6 +138,24 @@ def test_transient_refresh_failure_changes_nothing(oauth_api, provider_server):
     assert stored(jf, cid) == before
 
 
+def test_a_refresh_answered_by_a_proxy_page_is_retried_not_a_reconnect(oauth_api, provider_server):
+    """Before: a 200 that was no JSON (a proxy or captive portal page) counted as the
+    token endpoint refusing the refresh token: the connector went to error with
+    "reconnect", though the credentials were fine and the next refresh worked."""
+    jf = oauth_api.jf
+    api, cid = connected(oauth_api, provider_server)
+    before = stored(jf, cid)
+    provider_server.refresh_page = "<html><body>Proxy authentication required</body></html>"
+    with pytest.raises(TransientError, match=r"HTTP 200.*not a JSON object"):
+        jf.oauth.access_token_sync(cid, force_refresh=True)
+    view = api.get(f"/api/connectors/{cid}").json()
+    assert view["status"] == "connected", view["status_message"]
+    assert stored(jf, cid) == before
+    provider_server.refresh_page = None
+    assert jf.oauth.access_token_sync(cid, force_refresh=True) != before["access_token"]
+    api.close()
+
+
 def test_concurrent_refresh_from_threads_and_processes_calls_the_server_once(
     oauth_api, provider_server, tmp_path: Path
 ):

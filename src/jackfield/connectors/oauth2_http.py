@@ -178,12 +178,14 @@ async def call_token_endpoint(
     within the endpoint's origin, raises ``AuthError`` (it would carry the secret and the
     grant on, or drop the grant). A 400/401 answer (e.g.
     ``invalid_grant``) raises ``AuthError``: trying again will not help. 429 and 5xx
-    raise retryable errors.
+    raise retryable errors, and so does a success whose body is no JSON object (a proxy
+    or captive portal page, a cut body): it says nothing about the credentials.
     """
     from jackfield.integration import (
         TOKEN_REQUEST,
         create_client,
         exchange,
+        json_object,
         raise_for_response,
         redact,
     )
@@ -211,13 +213,15 @@ async def call_token_endpoint(
         )
     if response.status_code == 429 or response.status_code >= 500:
         raise_for_response(response, operation, secrets=secrets)
-    try:
-        body: Any = response.json()
-    except ValueError:
-        body = None
-    if response.status_code >= 400 or not isinstance(body, dict):
-        error = body.get("error") if isinstance(body, dict) else None
-        description = body.get("error_description") if isinstance(body, dict) else None
+    if response.status_code < 400:
+        body = json_object(response, operation, secrets=secrets)
+    else:
+        try:
+            refusal: Any = response.json()
+        except ValueError:
+            refusal = None
+        error = refusal.get("error") if isinstance(refusal, dict) else None
+        description = refusal.get("error_description") if isinstance(refusal, dict) else None
         detail = ", ".join(str(x) for x in (error, description) if x) or "no error code"
         detail = redact(detail, secrets, limit=300)  # masked, then cut
         raise AuthError(

@@ -23,6 +23,7 @@ from .errors import (
     CREDENTIAL_HEADERS,
     CREDENTIAL_PARAMS,
     body_excerpt,
+    json_object,
     raise_for_response,
 )
 
@@ -244,17 +245,21 @@ class OAuth2ClientCredentials(httpx2.Auth):
         )
 
     def _store(self, response: httpx2.Response) -> None:
-        """Keep the token from a token endpoint response, or raise ``AuthError``."""
+        """Keep the token from a token endpoint response, or raise ``AuthError`` when it
+        refused the client; an outage (429, 5xx, a success that is no JSON object, e.g. a
+        proxy's page) raises a retryable error, since it says nothing of the credentials."""
         operation = "oauth2_token"
         secrets = (self._client_secret,)
         if response.status_code == 429 or response.status_code >= 500:
             raise_for_response(response, operation, secrets=secrets)  # retryable outage
-        try:
-            data: Any = response.json()
-        except ValueError:
-            data = None
-        if response.status_code >= 400 or not isinstance(data, dict):
-            code = data.get("error") if isinstance(data, dict) else None
+        if response.status_code < 400:
+            data = json_object(response, operation, secrets=secrets)
+        else:
+            try:
+                refusal: Any = response.json()
+            except ValueError:
+                refusal = None
+            code = refusal.get("error") if isinstance(refusal, dict) else None
             excerpt = body_excerpt(response, secrets=secrets)
             raise AuthError(
                 f"token endpoint refused the client credentials (HTTP {response.status_code}"
