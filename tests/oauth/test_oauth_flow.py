@@ -16,6 +16,7 @@ from urllib.error import URLError
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
+import pytest
 from sqlalchemy import select, update
 
 from jackfield import connector_registry
@@ -195,6 +196,39 @@ def test_a_callback_on_another_providers_path_leaves_the_state_usable(oauth_api,
         assert done.json()["success"] is True and done.json()["status"] == "connected"
         assert "already used" in _callback_error(callback)["message"]
     assert provider_server.calls["authorization_code"] == 1
+
+
+@pytest.mark.parametrize("provider_type", ["oauth2_http", "google_drive"])
+def test_test_before_connect_says_to_connect(oauth_api, provider_server, provider_type):
+    """Before: Test of a connector that was never connected said "OAuth token refresh
+    failed: no OAuth refresh token is stored; reconnect", and recorded a failed refresh;
+    now it says the connector is not connected yet and how to connect it."""
+    admin, _ = tokens_for(oauth_api.jf)
+    with client(oauth_api.url, admin) as api:
+        if provider_type == "oauth2_http":
+            cid = create_connector(api, provider_server)
+        else:
+            config = {
+                "client_id": CLIENT_ID,
+                "client_secret": CLIENT_SECRET,
+                "token_url": f"{provider_server.url}/token",
+                "api_base": f"{provider_server.url}/drive/v3",
+                "upload_base": f"{provider_server.url}/upload/drive/v3",
+            }
+            body = {"name": "Drive", "category": "storage", "provider_type": provider_type}
+            created = api.post("/api/connectors", json={**body, "config": config})
+            assert created.status_code == 201, created.text
+            cid = created.json()["id"]
+        tested = api.post(f"/api/connectors/{cid}/test").json()
+        assert tested["success"] is False
+        assert "not connected yet" in tested["message"], tested
+        assert "refresh" not in tested["message"].lower()
+        assert "Connect" in tested["details"]["remediation"]
+        assert api.get(f"/api/connectors/{cid}").json()["status_message"] == tested["message"]
+    with oauth_api.jf.db.transaction() as s:
+        actions = s.scalars(select(AuditEvent.action).where(AuditEvent.target_id == cid)).all()
+    assert "connector.oauth_refresh" not in actions
+    assert provider_server.calls["refresh_token"] == 0
 
 
 @SQLITE_ONLY

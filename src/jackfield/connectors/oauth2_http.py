@@ -27,6 +27,7 @@ from jackfield.kernel.provider import (
     OAuthAuthorization,
     Tier,
     TokenSourceFn,
+    oauth_not_connected,
 )
 
 from .http import HttpRestProvider
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 
 TOKEN_TIMEOUT = 15.0
 TOKEN_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
-NOT_CONNECTED = "Use Connect on the connector's page to authorize access."
 
 TOKEN_FIELDS = [
     ConfigField("oauth.access_token", "Access token", secret=True, help="set by Connect"),
@@ -158,7 +158,7 @@ class OAuth2CodeFlow:
             return OAuth2RefreshingAuth(cast(TokenSource, self.token_source))
         token = (self.config.get("oauth") or {}).get("access_token")
         if not token:
-            raise AuthError("the connector is not connected yet", remediation=NOT_CONNECTED)
+            raise oauth_not_connected()
         return bearer_auth(str(token))
 
 

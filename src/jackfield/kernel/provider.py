@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from ._async import call_async
 from .config import ConfigField, fields_from_model, validate_config, validate_with_model
 from .envelope import Delivered, DeliveryOutcome, Envelope, outcome_from_error
-from .errors import ConnectorError, ConnectorNotSupportedError
+from .errors import AuthError, ConnectorError, ConnectorNotSupportedError
 
 
 class Tier(StrEnum):
@@ -58,6 +58,17 @@ OAUTH_FLOW_KEY = "oauth_flow"
 Both OAuth hooks return the nested params to store; the service reads the tokens at
 ``oauth.access_token``, ``oauth.refresh_token`` (secret fields of the provider's schema)
 and ``oauth.expires_at`` (Unix seconds)."""
+
+
+def oauth_not_connected() -> AuthError:
+    """The error of an OAuth connector used before Connect stored any token. The provider
+    raises it when it has no token source, the service's token source when it finds no
+    token to refresh: both say the same, so Test tells how to connect, not to reconnect."""
+    return AuthError(
+        "the connector is not connected yet",
+        remediation="Use Connect on the connector's page to authorize access.",
+    )
+
 
 TokenSourceFn = Callable[..., Awaitable[str]]
 """``await source(force_refresh=False) -> access token`` (the integration's TokenSource)."""

@@ -32,7 +32,7 @@ from ..kernel.errors import (
     ConnectorNotSupportedError,
 )
 from ..kernel.params import flatten_config, unflatten_params
-from ..kernel.provider import Capability, ConnectorProvider
+from ..kernel.provider import Capability, ConnectorProvider, oauth_not_connected
 from ..secrets import redactor
 from ..store import Connector, Database
 from . import audit
@@ -85,7 +85,8 @@ class TokenRefresher:
         ``force_refresh`` (the API answered 401) refreshes unless ``stale_token`` — the
         token the caller was refused with — was already replaced by another caller.
         Raises ``AuthError`` (and marks the connector ``error``) when the refresh is
-        refused for good, ``TransientError``/``ConnectionFailedError`` otherwise.
+        refused for good, ``TransientError``/``ConnectionFailedError`` otherwise; before
+        Connect (no token at all) the provider's "not connected yet", marking nothing.
         """
         _, cls, config = self.connectors.resolve(connector_id)
         if Capability.OAUTH2 not in cls.capabilities:
@@ -128,6 +129,8 @@ class TokenRefresher:
             if access and self.fresh(config) and (not force or replaced):
                 return access  # valid, or another caller (thread, process, node) refreshed
             refresh = _text(get_path(config, REFRESH_TOKEN))
+            if not access and not refresh:
+                raise oauth_not_connected()  # before Connect: no refresh failed, none recorded
             who = Principal.operator(connector.organization_id, "oauth-refresh")
             if not refresh:
                 failure = AuthError("no OAuth refresh token is stored", remediation=RECONNECT)
