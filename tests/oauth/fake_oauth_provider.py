@@ -64,6 +64,7 @@ class ProviderServer:
         # answer every Drive call 200 with this body (a proxy's page, a cut body);
         # ``{token}`` in it becomes the access token the request carried
         self.drive_not_json: str | None = None
+        self.size_text: str | None = None  # every file's size as this (a malformed answer)
         self.url = ""
 
     # -- helpers for tests ------------------------------------------------------------
@@ -196,11 +197,10 @@ class ProviderServer:
             "modifiedTime": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         }
 
-    @staticmethod
-    def _resource(item: dict[str, Any]) -> dict[str, Any]:
+    def _resource(self, item: dict[str, Any]) -> dict[str, Any]:
         out = {k: v for k, v in item.items() if k not in ("content", "trashed")}
         if item["mimeType"] != FOLDER_MIME:
-            out["size"] = str(len(item["content"]))  # int64 as a string, like Drive
+            out["size"] = self.size_text or str(len(item["content"]))  # int64 as a string
         return out
 
     def _matches(self, item: dict[str, Any], query: str) -> bool:

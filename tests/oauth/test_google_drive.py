@@ -259,3 +259,18 @@ async def test_an_answer_that_is_not_json_is_retried_not_a_crash(provider_server
     provider_server.drive_not_json = None  # the proxy is gone: all works again
     await provider.put("kept.txt", b"after")
     assert await provider.get("kept.txt") == b"after"
+
+
+async def test_a_size_that_is_no_number_is_shown_as_unknown(provider_server):
+    """Before: a listing whose size was not an int64 string raised ValueError out of the
+    provider (a crash of the unit); now such a size counts as unknown, like a missing
+    one (Drive leaves it out for some files) and like a modifiedTime it cannot read."""
+    provider = GoogleDriveProvider.from_config(
+        drive_config(provider_server, provider_server.make_folder())
+    )
+    provider.token_source = static_source(provider_server.issue_access())
+    await provider.put("a.txt", b"abc")
+    provider_server.size_text = "lots"
+    assert [(i.path, i.size) for i in await provider.list()] == [("a.txt", 0)]
+    assert (await provider.stat("a.txt")).size == 0
+    assert (await provider.put("a.txt", b"abcd")).size == 4

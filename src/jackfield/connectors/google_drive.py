@@ -83,6 +83,9 @@ def _quote(value: str) -> str:
 
 
 def _info(item: Mapping[str, Any]) -> ObjectInfo:
+    """An object's info from Drive's file resource. A field it cannot read counts as
+    unknown (size 0, no time), as when Drive leaves it out: one odd value must not make
+    the whole call fail (a ``ValueError`` out of a provider is a crash of its unit)."""
     modified = item.get("modifiedTime")
     when = None
     if isinstance(modified, str):
@@ -90,9 +93,13 @@ def _info(item: Mapping[str, Any]) -> ObjectInfo:
             when = datetime.fromisoformat(modified.replace("Z", "+00:00"))
         except ValueError:
             when = None
+    try:
+        size = int(item.get("size") or 0)  # Drive sends int64 values as strings
+    except (TypeError, ValueError):
+        size = 0
     return ObjectInfo(
         path=str(item.get("name", "")),
-        size=int(item.get("size") or 0),  # Drive sends int64 values as strings
+        size=size,
         modified_at=when,
         content_type=item.get("mimeType"),
     )
