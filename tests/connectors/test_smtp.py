@@ -471,3 +471,19 @@ async def test_connection_test_reports_missing_starttls(server: Any) -> None:
     assert not result.success
     assert "STARTTLS" in result.message
     assert result.details is not None and "starttls" in result.details["remediation"]
+
+
+@pytest.mark.parametrize("field", ["subject", "text"])
+async def test_a_null_subject_or_text_is_left_empty_not_sent_as_none(
+    server: Any, field: str
+) -> None:
+    """Before, ``"subject": null`` reached the recipient as the subject "None" (and a
+    null text as a body reading "None")."""
+    handler, port = server
+    payload = {"to": "bob@example.com", "subject": "s", "text": "t", field: None}
+    outcome = await provider(port).deliver(envelope(payload))
+    assert isinstance(outcome, Delivered), outcome
+    message = handler.received[0].message
+    assert "None" not in message.as_string()
+    shown = message["Subject"] if field == "subject" else message.get_content().strip()
+    assert shown == ""

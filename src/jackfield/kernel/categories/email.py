@@ -30,8 +30,8 @@ class EmailMessage:
             raise ConnectorConfigError("an email needs at least one recipient in 'to'")
         return cls(
             to=recipients,
-            subject=str(payload.get("subject", "")),
-            text=str(payload.get("text", "")),
+            subject=_text(payload, "subject"),
+            text=_text(payload, "text"),
             html=payload.get("html"),
             sender=payload.get("from") or payload.get("sender"),
             cc=_addresses(payload.get("cc")),
@@ -91,6 +91,13 @@ class EmailProvider(ConnectorProvider):
             "message_id": result.message_id,
             "refused": [r.to_dict() for r in result.refused],
         }
+
+
+def _text(payload: dict[str, Any], key: str) -> str:
+    """``payload[key]`` as text; ``null`` is the field left out. (``str(None)`` sent the
+    literal word "None" as the subject or body of a real email.)"""
+    value = payload.get(key)
+    return "" if value is None else str(value)
 
 
 def _addresses(value: Any) -> tuple[str, ...]:
