@@ -31,6 +31,7 @@ from jackfield.kernel import (
     Envelope,
     HttpRequest,
     Permanent,
+    PermanentError,
     Retry,
     RetryClass,
     Tier,
@@ -851,3 +852,58 @@ async def test_a_credential_quoted_across_the_results_cut_shows_no_part_of_it(
     assert outcome.result["truncated"] is True
     assert len(outcome.result["body"].encode()) <= 64 * 1024
     assert API_KEY[:4] not in outcome.result["body"]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"path": "/echo", "headers": {"X-A": 5}}, "headers"),
+        ({"path": "/echo", "headers": {"X-A": None}}, "headers"),
+        ({"path": "/echo", "headers": "abc"}, "headers"),
+        ({"path": "/echo", "headers": {"X-A": "a\r\nInjected: 1"}}, "headers"),
+        ({"path": "/echo", "headers": {"Bad Name": "v"}}, "headers"),
+        ({"path": "/echo", "headers": {"X-U": "üñí"}}, "headers"),
+        ({"path": "/echo", "params": "x"}, "params"),
+        ({"path": "/echo", "params": {"a": {"b": 1}}}, "params"),
+        ({"path": "/ec ho\r\nX: y"}, "path"),
+        ({"path": 5}, "path"),
+        ({"method": "GE T", "path": "/echo"}, "method"),
+        ({"method": 5, "path": "/echo"}, "method"),
+    ],
+)
+async def test_a_payload_no_request_can_carry_is_permanent_and_sends_nothing(
+    server: str, payload: dict[str, Any], field: str
+) -> None:
+    """Before, these raised TypeError, ValueError or InvalidURL out of the provider (a
+    crash of the unit, retried after each restart's backoff while the messages behind
+    it waited), or a TransientError that was retried (a line break in a header value,
+    an illegal method). Now each is dead at once, naming the field to correct."""
+    outcome = await make(server).deliver(envelope(payload))
+    assert isinstance(outcome, Permanent), outcome
+    assert outcome.error_class == "PermanentError"
+    assert f"payload field {field!r}" in outcome.message
+    assert STATE["hits"] == 0
+
+
+async def test_a_request_httpx_cannot_send_is_permanent_not_retried(server: str) -> None:
+    """Through the Python API (no payload checks): what the HTTP library refuses to
+    send fails the same way every time, so it is no TransientError; the refused header's
+    value is not quoted (a header may carry a credential)."""
+    provider = make(server)
+    for request in (
+        HttpRequest("GET", "/echo", headers={"X-A": "a\r\nB: 1"}),
+        HttpRequest("GE T", "/echo"),
+    ):
+        with pytest.raises(PermanentError, match="cannot be sent as given") as info:
+            await provider.request(request)
+        assert "B: 1" not in str(info.value)
+    with pytest.raises(PermanentError, match="invalid URL"):
+        await provider.request(HttpRequest("GET", "/ec\nho"))
+    assert STATE["hits"] == 0
+
+
+async def test_json_values_a_query_string_can_carry_are_sent(server: str) -> None:
+    payload = {"path": "/echo", "params": {"n": 2, "on": True, "tags": ["a", "b"]}}
+    outcome = await make(server).deliver(envelope(payload))
+    assert isinstance(outcome, Delivered), outcome
+    assert json.loads(outcome.result["body"])["query"] == {"n": "2", "on": "true", "tags": "b"}

@@ -326,6 +326,33 @@ async def test_a_sender_holding_several_addresses_is_refused(server: Any) -> Non
     assert handler.received == []
 
 
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"headers": {"X-N": 5}}, "headers"),
+        ({"headers": ["X-N"]}, "headers"),
+        ({"to": 5}, "to"),
+        ({"to": {"bob@example.com": 1}}, "to"),
+        ({"cc": ["cc@example.com", 7]}, "cc"),
+        ({"html": 5}, "html"),
+        ({"from": ["ops@example.net"]}, "from"),
+        ({"reply_to": {"a": "b"}}, "reply_to"),
+    ],
+)
+async def test_a_field_of_the_wrong_type_is_permanent_and_nothing_is_sent(
+    server: Any, fields: dict[str, Any], field: str
+) -> None:
+    """Before, these escaped as TypeError ("unexpected error: 'int' object is not
+    subscriptable"): a crash of the unit, retried after backoff while later mail waited."""
+    handler, port = server
+    payload = {"to": "bob@example.com", "subject": "s", "text": "t", **fields}
+    outcome = await provider(port).deliver(envelope(payload))
+    assert isinstance(outcome, Permanent), outcome
+    assert outcome.error_class == "PermanentError"
+    assert f"payload field {field!r}" in outcome.message
+    assert handler.received == []
+
+
 def test_tls_and_starttls_together_are_refused() -> None:
     with pytest.raises(ConnectorConfigError) as info:
         SmtpProvider.from_config({"host": "mail.example.org", "tls": "true", "starttls": "true"})

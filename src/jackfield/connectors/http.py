@@ -168,7 +168,11 @@ class HttpRestProvider(HttpProvider):
     async def request(self, request: HttpRequest) -> HttpResponse:
         import httpx2
 
-        from jackfield.integration import BODY_TRUNCATED, request_secrets
+        from jackfield.integration import (
+            BODY_TRUNCATED,
+            request_secrets,
+            translate_transport_errors,
+        )
         from jackfield.integration import request as send
 
         if not _is_relative(request.path):
@@ -176,8 +180,10 @@ class HttpRestProvider(HttpProvider):
                 "payload field 'path' must be relative to the connector's base URL",
                 operation="request",
             )
-        # params add to a query string in the path (httpx would replace it)
-        url = httpx2.URL(request.path).copy_merge_params(request.params)
+        # params add to a query string in the path (httpx would replace it); a path
+        # httpx cannot parse is a PermanentError, like any URL it refuses
+        with translate_transport_errors("request"):
+            url = httpx2.URL(request.path).copy_merge_params(request.params)
         kwargs: dict[str, Any] = {"headers": request.headers}
         if request.json is not None:
             kwargs["json"] = request.json

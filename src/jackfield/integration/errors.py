@@ -219,6 +219,16 @@ def _translate(exc: httpx2.HTTPError, operation: str | None) -> ConnectorError:
         return PermanentError(f"too many redirects from {host}", operation=operation)
     if isinstance(exc, httpx2.UnsupportedProtocol):
         return PermanentError(f"unsupported URL scheme: {detail}", operation=operation)
+    if isinstance(exc, httpx2.LocalProtocolError):  # e.g. a line break in a header value
+        # h11 quotes the offending header ("Illegal header value b'...'"): left out, as
+        # a header may be a credential
+        reason = str(exc).partition(" b'")[0].partition(' b"')[0]
+        return PermanentError(
+            f"the request to {host} cannot be sent as given: {reason}",
+            operation=operation,
+            remediation="Correct the request (method, path, headers): the same request "
+            "fails the same way on every attempt.",
+        )
     return TransientError(
         f"{_what_broke(exc, host)} ({type(exc).__name__}: {detail or _os_reason(exc)})",
         operation=operation,

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 from .._async import call_async
 from ..errors import ConnectorConfigError
 from ..provider import Category, ConnectorProvider
+from .fields import json_kind, optional_text, payload_error, text_map
 
 
 @dataclass(frozen=True)
@@ -25,19 +26,21 @@ class EmailMessage:
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> EmailMessage:
-        recipients = _addresses(payload.get("to"))
+        """The message a payload describes; a field of the wrong type raises
+        ``PermanentError`` naming it (see ``fields``)."""
+        recipients = _addresses(payload, "to")
         if not recipients:
             raise ConnectorConfigError("an email needs at least one recipient in 'to'")
         return cls(
             to=recipients,
             subject=_text(payload, "subject"),
             text=_text(payload, "text"),
-            html=payload.get("html"),
-            sender=payload.get("from") or payload.get("sender"),
-            cc=_addresses(payload.get("cc")),
-            bcc=_addresses(payload.get("bcc")),
-            reply_to=payload.get("reply_to"),
-            headers=dict(payload.get("headers") or {}),
+            html=optional_text(payload, "html"),
+            sender=optional_text(payload, "from") or optional_text(payload, "sender"),
+            cc=_addresses(payload, "cc"),
+            bcc=_addresses(payload, "bcc"),
+            reply_to=optional_text(payload, "reply_to"),
+            headers=text_map(payload, "headers"),
         )
 
 
@@ -100,8 +103,14 @@ def _text(payload: dict[str, Any], key: str) -> str:
     return "" if value is None else str(value)
 
 
-def _addresses(value: Any) -> tuple[str, ...]:
-    """One address or a list of them."""
+def _addresses(payload: dict[str, Any], field: str) -> tuple[str, ...]:
+    """``payload[field]``: one address or a list of them (absent or ``null``: none)."""
+    value = payload.get(field)
+    if value is None:
+        return ()
     if isinstance(value, str):
         return (value,)
-    return tuple(str(v) for v in value or ())
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    what = "an array of other things" if isinstance(value, list) else json_kind(value)
+    raise payload_error(field, f"must be an address or an array of addresses, not {what}")

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .._async import call_async
-from ..errors import ConnectorConfigError
 from ..provider import Category, ConnectorProvider
 from ..secret_text import mask_secrets
+from .fields import json_kind, optional_text, payload_error, text_map
 
 RESULT_BODY_LIMIT = 64 * 1024
 """How much of a response body a delivery result keeps (the outbox stores results)."""
+
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An RFC 9110 token: what a method and a header name are made of."""
+
+FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
+"""A header value an HTTP client can send as given: printable ASCII, spaces and tabs
+(no line break, which would end the header; non-ASCII text needs an encoding)."""
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+_PARAM_TYPES = (str, int, float, bool, type(None))
 
 
 @dataclass(frozen=True)
@@ -20,24 +32,60 @@ class HttpRequest:
     method: str
     path: str
     headers: dict[str, str] = field(default_factory=dict)
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
     json: Any = None
     body: bytes | None = None
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> HttpRequest:
-        path = payload.get("path", "")
-        if not isinstance(path, str):
-            raise ConnectorConfigError("payload field 'path' must be a string")
+        """The request a payload describes. A field no HTTP request can carry raises
+        ``PermanentError`` naming it (see ``fields``): a method or header name that is
+        not a token, a header value with a line break, a path with a control character."""
+        method = optional_text(payload, "method") or "GET"
+        if not TOKEN.fullmatch(method):
+            raise payload_error("method", f"{method!r} is not an HTTP method name")
+        path = optional_text(payload, "path") or ""
+        if CONTROL.search(path):
+            raise payload_error("path", "holds a control character (such as a line break)")
         body = payload.get("body")
         return cls(
-            method=str(payload.get("method", "GET")).upper(),
+            method=method.upper(),
             path=path,
-            headers=dict(payload.get("headers") or {}),
-            params=dict(payload.get("params") or {}),
+            headers=_headers(payload),
+            params=_params(payload),
             json=payload.get("json"),
             body=body.encode() if isinstance(body, str) else None,
         )
+
+
+def _headers(payload: dict[str, Any]) -> dict[str, str]:
+    headers = text_map(payload, "headers")
+    for name, value in headers.items():
+        if not TOKEN.fullmatch(name):
+            raise payload_error("headers", f"{name!r} is not a header name")
+        if not FIELD_VALUE.fullmatch(value):
+            raise payload_error(
+                "headers",
+                f"{name!r} holds a line break, a control character or non-ASCII text, "
+                "which a header value cannot carry",
+            )
+    return headers
+
+
+def _params(payload: dict[str, Any]) -> dict[str, Any]:
+    """Query parameters: a value is a string, number or boolean, or an array of them."""
+    params = payload.get("params")
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise payload_error("params", f"must be an object, not {json_kind(params)}")
+    for name, value in params.items():
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, _PARAM_TYPES) for v in values):
+            raise payload_error(
+                "params", f"{name!r} must be a string, number, boolean or null, or an array of them"
+            )
+    return dict(params)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from .._async import call_async
-from ..errors import ConnectorConfigError, PermanentError
+from ..errors import ConnectorConfigError
 from ..provider import Category, ConnectorProvider
+from .fields import json_kind, payload_error
 
 
 @dataclass(frozen=True)
@@ -61,18 +62,15 @@ class StorageProvider(ConnectorProvider):
 
 
 def _decode_base64(value: Any) -> bytes:
-    """Decode ``content_base64`` or raise ``PermanentError``: a malformed payload fails the
-    same way on every attempt, so it must go dead at once with a message naming the field,
-    not escape as a ``binascii.Error`` that the runtime counts as a crash of the unit."""
+    """Decode ``content_base64`` or raise ``PermanentError`` (see ``fields``)."""
     if not isinstance(value, str):
-        raise PermanentError(
-            f"payload field 'content_base64' must be a base64 string, not {type(value).__name__}"
-        )
+        raise payload_error("content_base64", f"must be a base64 string, not {json_kind(value)}")
     try:
         return base64.b64decode(value, validate=True)
     except ValueError as exc:  # binascii.Error, and non-ASCII text
-        raise PermanentError(
-            f"payload field 'content_base64' is not valid base64: {exc}",
+        raise payload_error(
+            "content_base64",
+            f"is not valid base64: {exc}",
             remediation="Send the content base64-encoded (RFC 4648, standard alphabet), "
             "or as text in 'content'.",
         ) from exc
