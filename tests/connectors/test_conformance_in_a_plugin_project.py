@@ -44,6 +44,6 @@ def test_the_storage_suite_runs_in_a_project_without_special_settings(tmp_path: 
         timeout=120,
     )
     assert done.returncode == 0, done.stdout[-3000:]
-    assert "28 passed" in done.stdout.splitlines()[-1]
+    assert "29 passed" in done.stdout.splitlines()[-1]
     # (before, the plugin's own sync test was warned about a mark it never asked for)
     assert "warning" not in done.stdout.splitlines()[-1], done.stdout[-3000:]

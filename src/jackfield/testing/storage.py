@@ -200,6 +200,20 @@ class StorageConformance:
         with pytest.raises(ConnectorNotFoundError):
             await call_async(provider.stat, "out/old.txt")
 
+    async def test_deliver_delete_object_again_is_delivered_not_dead(self, provider: Any) -> None:
+        """Delivery is at-least-once: a retry of a delete whose first attempt removed
+        the object (but never reported back) must not end in a dead letter."""
+        await call_async(provider.put, "out/once.txt", b"once")
+        retried = _envelope("delete_object", {"path": "out/once.txt"})
+        first = await provider.deliver(retried)
+        again = await provider.deliver(retried)
+        assert isinstance(first, Delivered), first
+        assert isinstance(again, Delivered), again
+        assert (first.result, again.result) == (
+            {"path": "out/once.txt", "existed": True},
+            {"path": "out/once.txt", "existed": False},
+        )
+
     async def test_deliver_with_an_escaping_path_is_permanent(self, provider: Any) -> None:
         payload = {"path": "../escape.txt", "content": "x"}
         outcome = await provider.deliver(_envelope("put_object", payload))

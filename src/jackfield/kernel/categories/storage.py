@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from .._async import call_async
-from ..errors import ConnectorConfigError
+from ..errors import ConnectorConfigError, ConnectorNotFoundError
 from ..provider import Category, ConnectorProvider
 from .fields import json_kind, payload_error
 
@@ -24,7 +24,8 @@ class ObjectInfo:
 
 class StorageProvider(ConnectorProvider):
     """put/get/delete/list/stat. ``get``/``stat``/``delete`` of a missing path raise
-    ``ConnectorNotFoundError``; paths that escape the store raise ``ConnectorConfigError``."""
+    ``ConnectorNotFoundError`` (the ``delete_object`` operation takes that as done);
+    paths that escape the store raise ``ConnectorConfigError``."""
 
     category: ClassVar[str] = Category.STORAGE
 
@@ -57,8 +58,17 @@ class StorageProvider(ConnectorProvider):
             return {"path": info.path, "size": info.size}
         return {"path": path, "size": len(data)}
 
-    def _delete_payload(self, payload: dict[str, Any]) -> Any:
-        return self.delete(_require(payload, "path"))
+    async def _delete_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Delete the object; one already missing counts as deleted. Delivery is
+        at-least-once: an attempt that deleted it but did not report back (the process
+        was killed, the delete outlasted its timeout) is tried again, and must not end
+        in a dead letter because its own first attempt did the work."""
+        path = _require(payload, "path")
+        try:
+            await call_async(self.delete, path)
+        except ConnectorNotFoundError:
+            return {"path": path, "existed": False}
+        return {"path": path, "existed": True}
 
 
 def _decode_base64(value: Any) -> bytes:

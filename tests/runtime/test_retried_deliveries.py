@@ -1,0 +1,92 @@
+"""Delivery is at-least-once: a delivery whose first attempt did its work but never
+reported back is tried again. What the admin and the receiver see of such a retry."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from jackfield import connector_registry
+from jackfield.app import Jackfield
+from jackfield.connectors.local_fs import LocalFsProvider
+from jackfield.kernel import TransientError
+
+from .conftest import Tenant
+
+LOST: set[str] = set()
+
+
+class LostAnswerFs(LocalFsProvider):
+    """local_fs whose first delete of each path loses its answer after the work is done,
+    as a delete that outlasts its timeout (or a process killed just after it) does."""
+
+    provider_type: ClassVar[str] = "lost_answer_fs_test"
+    display_name: ClassVar[str] = "local_fs losing answers (tests)"
+
+    def delete(self, path: str) -> None:
+        super().delete(path)
+        if path not in LOST:
+            LOST.add(path)
+            raise TransientError("timed out waiting for the answer")
+
+
+if not connector_registry.is_registered("storage", "lost_answer_fs_test"):
+    connector_registry.register(LostAnswerFs)
+
+
+@pytest.fixture
+def jf(database_url: str, make_jf: Callable[..., Jackfield], tmp_path: Path) -> Jackfield:
+    LOST.clear()
+    return make_jf(database_url, egress_allowlist="127.0.0.1", directory_allowlist=str(tmp_path))
+
+
+def connector(jf: Jackfield, tenant: Tenant, category: str, kind: str, **config: Any) -> str:
+    """An active connector of ``tenant``'s organization."""
+    created = jf.connectors.create(
+        tenant.admin,
+        name=f"{kind}-{uuid.uuid4().hex[:6]}",
+        category=category,
+        provider_type=kind,
+        config=config,
+    )
+    assert jf.connectors.test(tenant.admin, created["id"])["success"]
+    jf.connectors.set_enabled(tenant.admin, created["id"], True)
+    return str(created["id"])
+
+
+def settled(http: Any, envelope_id: str) -> dict[str, Any] | None:
+    message = http.get(f"/api/outbox/{envelope_id}").json()
+    return message if message["state"] in ("delivered", "dead") else None
+
+
+def send(http: Any, connector_id: str, payload: dict[str, Any], operation: str) -> str:
+    body = {"payload": payload, "operation": operation}
+    response = http.post(f"/api/connectors/{connector_id}/messages", json=body)
+    assert response.status_code == 202, response.text
+    return str(response.json()["envelope_id"])
+
+
+def test_a_retried_delete_whose_first_attempt_deleted_the_object_is_delivered(
+    jf: Jackfield,
+    api: Any,
+    tenant: Tenant,
+    tmp_path: Path,
+    client: Callable[..., Any],
+    wait_until: Callable[..., Any],
+) -> None:
+    """Before, the retry found no object and the message went dead ("no object at
+    'report.txt'"): a false dead letter for a delete that was done."""
+    root = tmp_path / "files"
+    root.mkdir()
+    (root / "report.txt").write_text("q3")
+    cid = connector(jf, tenant, "storage", "lost_answer_fs_test", root=str(root))
+    with client(api.url, tenant.user_token) as http:
+        envelope_id = send(http, cid, {"path": "report.txt"}, "delete_object")
+        message = wait_until(lambda: settled(http, envelope_id))
+    assert not (root / "report.txt").exists()
+    assert (message["state"], message["attempts"]) == ("delivered", 2), message
+    assert message["result"] == {"path": "report.txt", "existed": False}
