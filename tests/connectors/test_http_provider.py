@@ -907,3 +907,27 @@ async def test_json_values_a_query_string_can_carry_are_sent(server: str) -> Non
     outcome = await make(server).deliver(envelope(payload))
     assert isinstance(outcome, Delivered), outcome
     assert json.loads(outcome.result["body"])["query"] == {"n": "2", "on": "true", "tags": "b"}
+
+
+async def test_every_attempt_of_a_delivery_carries_the_envelope_id_as_idempotency_key(
+    server: str,
+) -> None:
+    """Before, nothing in a request told the receiver that a retry was one: the outbox
+    delivers at least once, and the envelope id is how a receiver deduplicates."""
+    provider = make(server)
+    retried = envelope({"method": "POST", "path": "/echo", "json": {"order": 42}})
+    seen = []
+    for _ in range(2):
+        outcome = await provider.deliver(retried)
+        assert isinstance(outcome, Delivered), outcome
+        seen.append(json.loads(outcome.result["body"])["headers"]["idempotency-key"])
+    assert seen == [retried.envelope_id] * 2
+
+
+async def test_an_idempotency_key_the_payload_sets_is_sent_instead(server: str) -> None:
+    payload = {"path": "/echo", "headers": {"idempotency-key": "order-42"}}
+    outcome = await make(server).deliver(envelope(payload))
+    assert isinstance(outcome, Delivered), outcome
+    headers = json.loads(outcome.result["body"])["headers"]
+    assert headers["idempotency-key"] == "order-42"
+    assert envelope(payload).envelope_id not in json.dumps(headers)

@@ -202,6 +202,29 @@ async def test_deliver_send_email_through_the_outbox_contract(server: Any) -> No
     assert outcome.result["message_id"] == handler.received[0].message["Message-ID"]
 
 
+async def test_every_attempt_of_a_delivery_sends_the_same_message_id(server: Any) -> None:
+    """Before, each attempt made a new random Message-ID, so a receiver could not tell a
+    retried delivery (at-least-once) from a second message. Now it is the envelope id at
+    the sender's domain, a valid RFC 5322 msg-id."""
+    handler, port = server
+    retried = envelope({"to": "bob@example.com", "subject": "invoice", "text": "t"})
+    for _ in range(2):
+        outcome = await provider(port).deliver(retried)
+        assert isinstance(outcome, Delivered), outcome
+    ids = [got.message["Message-ID"] for got in handler.received]
+    assert ids == [f"<{retried.envelope_id}@example.org>"] * 2
+    parsed = handler.received[0].message["Message-ID"]
+    assert parsed.defects == ()  # the email package parsed it as a valid msg-id
+
+
+async def test_a_message_id_the_payload_sets_is_kept(server: Any) -> None:
+    handler, port = server
+    payload = {"to": "bob@example.com", "subject": "s", "headers": {"Message-ID": "<a@b.c>"}}
+    outcome = await provider(port).deliver(envelope(payload))
+    assert isinstance(outcome, Delivered), outcome
+    assert handler.received[0].message["Message-ID"] == "<a@b.c>"
+
+
 async def test_partly_refused_recipients_still_deliver_to_the_rest(
     server: Any, caplog: pytest.LogCaptureFixture
 ) -> None:

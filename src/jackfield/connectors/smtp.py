@@ -51,6 +51,9 @@ FIELD_NAME = re.compile(r"[\x21-\x39\x3b-\x7e]+")
 ``email`` package checks header values but writes a name as given, so a name holding
 CRLF would smuggle whole header lines (a second From:, a Reply-To:) into the message."""
 
+MSG_ID_LEFT = re.compile(r"[A-Za-z0-9]+")
+"""An envelope id fit to be a Message-ID's left part as it is (a ULID is)."""
+
 PAYLOAD_REMEDIATION = "Correct the message payload; it is refused before anything is sent."
 
 
@@ -202,7 +205,7 @@ class SmtpProvider(EmailProvider):
                     )
                 mime[name] = value
             if "Message-ID" not in mime:
-                mime["Message-ID"] = make_msgid(domain=_domain(sender))
+                mime["Message-ID"] = _message_id(message, sender)
             mime.set_content(message.text)
             if message.html is not None:
                 mime.add_alternative(message.html, subtype="html")
@@ -314,6 +317,16 @@ def _address(value: str, field: str) -> str:
     if "@" not in address:
         raise ConnectorConfigError(f"{value!r} is not an email address", operation="send_email")
     return address
+
+
+def _message_id(message: EmailMessage, sender: str) -> str:
+    """``<envelope id@sender's domain>`` for a delivered message: every attempt of a
+    retried delivery sends the same Message-ID, which receivers deduplicate by. (An
+    envelope id is a ULID, letters and digits: a valid RFC 5322 id-left, and unique.)
+    A message sent without an envelope gets a random one."""
+    if message.envelope_id and MSG_ID_LEFT.fullmatch(message.envelope_id):
+        return f"<{message.envelope_id}@{_domain(sender)}>"
+    return make_msgid(domain=_domain(sender))
 
 
 def _domain(sender: str) -> str:

@@ -38,6 +38,10 @@ EXCERPT_LIMIT = 200
 _SENSITIVE_NAME = re.compile(
     r"auth|key|token|secret|pass|cookie|session|signature|^sig$|credential", re.IGNORECASE
 )
+# Named like a credential, but not one: the envelope id a delivery sends (masking it
+# hid the id in every result and error that quoted it). An auth class that puts a
+# credential under such a name still marks it (below), and it is masked then.
+_NOT_CREDENTIALS = frozenset({"idempotency-key"})
 # Request extensions where auth classes name the headers / query params they filled in,
 # so that credentials under innocuous names ("k", "X-Id") are scrubbed too.
 CREDENTIAL_HEADERS = "jackfield.credential_headers"
@@ -73,7 +77,8 @@ def request_secrets(request: httpx2.Request) -> set[str]:
     marked_headers = {n.lower() for n in request.extensions.get(CREDENTIAL_HEADERS, ())}
     marked_params = set(request.extensions.get(CREDENTIAL_PARAMS, ()))
     for name, value in request.headers.items():
-        if not (_SENSITIVE_NAME.search(name) or name.lower() in marked_headers):
+        by_name = _SENSITIVE_NAME.search(name) and name.lower() not in _NOT_CREDENTIALS
+        if not (by_name or name.lower() in marked_headers):
             continue
         found.add(value)
         scheme, _, credential = value.partition(" ")

@@ -7,6 +7,7 @@ record instead of two.
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -58,6 +59,13 @@ class AuthFailed:
 
 DeliveryOutcome = Delivered | Retry | Permanent | AuthFailed
 
+DELIVERING: ContextVar[Envelope | None] = ContextVar("jackfield_delivering", default=None)
+"""The envelope whose operation is running (``ConnectorProvider.deliver`` sets it; sync
+operations see it too, in their worker thread). A category's operation, which takes
+only the payload, reads it to give what it sends the identity every attempt shares --
+delivery is at-least-once, and the envelope id is how a receiver tells a retry from a
+new message."""
+
 
 def outcome_from_error(exc: ConnectorError) -> DeliveryOutcome:
     """Map a provider error onto the outcome its retry class calls for."""
@@ -68,3 +76,10 @@ def outcome_from_error(exc: ConnectorError) -> DeliveryOutcome:
         return Permanent(name, exc.message)
     retry_after = getattr(exc, "retry_after", None)
     return Retry(exc.retry_class, name, exc.message, retry_after)
+
+
+def delivering_id() -> str | None:
+    """The id of the envelope being delivered (``DELIVERING``), or ``None`` outside a
+    delivery (a provider's method called directly)."""
+    envelope = DELIVERING.get()
+    return envelope.envelope_id if envelope is not None else None

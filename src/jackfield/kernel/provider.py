@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from ._async import call_async
 from .config import ConfigField, fields_from_model, validate_config, validate_with_model
-from .envelope import Delivered, DeliveryOutcome, Envelope, outcome_from_error
+from .envelope import DELIVERING, Delivered, DeliveryOutcome, Envelope, outcome_from_error
 from .errors import AuthError, ConnectorError, ConnectorNotSupportedError
 
 
@@ -193,7 +193,8 @@ class ConnectorProvider(ABC):
     async def deliver(self, envelope: Envelope) -> DeliveryOutcome:
         """Perform ``envelope.operation``; errors become the outcome their class calls for.
 
-        Unexpected exceptions propagate: the runtime counts them as crashes.
+        Unexpected exceptions propagate: the runtime counts them as crashes. While the
+        operation runs, ``DELIVERING`` holds the envelope (the categories send its id).
         """
         name = envelope.operation or self.default_operation
         operation = self.operations().get(name or "")
@@ -204,14 +205,17 @@ class ConnectorProvider(ABC):
                 operation=name,
             )
             return outcome_from_error(exc)
+        delivering = DELIVERING.set(envelope)
         try:
             result = await call_async(operation, envelope.payload)
+            if not isinstance(result, dict) and inspect.isawaitable(result):
+                result = await result
         except ConnectorError as exc:
             if exc.operation is None:
                 exc.operation = name
             return outcome_from_error(exc)
-        if not isinstance(result, dict) and inspect.isawaitable(result):
-            result = await result
+        finally:
+            DELIVERING.reset(delivering)
         return Delivered(result if isinstance(result, dict) else {})
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .._async import call_async
+from ..envelope import delivering_id
 from ..errors import ConnectorConfigError
 from ..provider import Category, ConnectorProvider
 from .fields import json_kind, optional_text, payload_error, text_map
@@ -23,9 +24,13 @@ class EmailMessage:
     bcc: tuple[str, ...] = ()
     reply_to: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    envelope_id: str | None = None
+    """The outbox envelope being delivered, the same on every attempt: a provider gives
+    the message an identity from it (SMTP: the Message-ID), so that a receiver can tell
+    a retried delivery from a new message."""
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> EmailMessage:
+    def from_payload(cls, payload: dict[str, Any], envelope_id: str | None = None) -> EmailMessage:
         """The message a payload describes; a field of the wrong type raises
         ``PermanentError`` naming it (see ``fields``)."""
         recipients = _addresses(payload, "to")
@@ -41,6 +46,7 @@ class EmailMessage:
             bcc=_addresses(payload, "bcc"),
             reply_to=optional_text(payload, "reply_to"),
             headers=text_map(payload, "headers"),
+            envelope_id=envelope_id,
         )
 
 
@@ -87,7 +93,8 @@ class EmailProvider(ConnectorProvider):
         return {"send_email": self._send_payload}
 
     async def _send_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
-        result = await call_async(self.send, EmailMessage.from_payload(payload))
+        message = EmailMessage.from_payload(payload, delivering_id())
+        result = await call_async(self.send, message)
         if not isinstance(result, SendResult):
             return {}
         return {

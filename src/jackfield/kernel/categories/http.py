@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from .._async import call_async
+from ..envelope import delivering_id
 from ..provider import Category, ConnectorProvider
 from ..secret_text import mask_secrets
 from .fields import json_kind, optional_text, payload_error, text_map
@@ -24,6 +25,10 @@ FIELD_VALUE = re.compile(r"[\t\x20-\x7e]*")
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+IDEMPOTENCY_KEY = "Idempotency-Key"
+"""The header a delivered request carries the envelope id in (the same on every
+attempt: a receiver that honours it does the work of a retried request once)."""
+
 _PARAM_TYPES = (str, int, float, bool, type(None))
 
 
@@ -37,10 +42,13 @@ class HttpRequest:
     body: bytes | None = None
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any]) -> HttpRequest:
+    def from_payload(
+        cls, payload: dict[str, Any], idempotency_key: str | None = None
+    ) -> HttpRequest:
         """The request a payload describes. A field no HTTP request can carry raises
         ``PermanentError`` naming it (see ``fields``): a method or header name that is
-        not a token, a header value with a line break, a path with a control character."""
+        not a token, a header value with a line break, a path with a control character.
+        ``idempotency_key`` is sent as ``IDEMPOTENCY_KEY`` unless the payload sets it."""
         method = optional_text(payload, "method") or "GET"
         if not TOKEN.fullmatch(method):
             raise payload_error("method", f"{method!r} is not an HTTP method name")
@@ -51,14 +59,14 @@ class HttpRequest:
         return cls(
             method=method.upper(),
             path=path,
-            headers=_headers(payload),
+            headers=_headers(payload, idempotency_key),
             params=_params(payload),
             json=payload.get("json"),
             body=body.encode() if isinstance(body, str) else None,
         )
 
 
-def _headers(payload: dict[str, Any]) -> dict[str, str]:
+def _headers(payload: dict[str, Any], idempotency_key: str | None) -> dict[str, str]:
     headers = text_map(payload, "headers")
     for name, value in headers.items():
         if not TOKEN.fullmatch(name):
@@ -69,6 +77,8 @@ def _headers(payload: dict[str, Any]) -> dict[str, str]:
                 f"{name!r} holds a line break, a control character or non-ASCII text, "
                 "which a header value cannot carry",
             )
+    if idempotency_key and not any(n.lower() == IDEMPOTENCY_KEY.lower() for n in headers):
+        headers[IDEMPOTENCY_KEY] = idempotency_key
     return headers
 
 
@@ -117,7 +127,8 @@ class HttpProvider(ConnectorProvider):
         return {"request": self._request_payload}
 
     async def _request_payload(self, payload: dict[str, Any]) -> dict[str, Any]:
-        response = await call_async(self.request, HttpRequest.from_payload(payload))
+        request = HttpRequest.from_payload(payload, delivering_id())
+        response = await call_async(self.request, request)
         if not isinstance(response, HttpResponse):
             return {}
         # the whole body is masked, then cut (to RESULT_BODY_LIMIT bytes of UTF-8): a
