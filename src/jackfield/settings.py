@@ -63,8 +63,10 @@ class Settings(BaseSettings):
     outbox_max_in_flight: PositiveInt = 2048  # claimed and not yet acknowledged, per node
     # concurrent deliveries per connector (param runtime.concurrency)
     outbox_concurrency: PositiveInt = 16
-    # a claim's lease; a dead worker's messages return after it
+    # a claim's lease, renewed while a delivery runs; a dead node's messages return after it
     outbox_lease_seconds: PositiveFloat = 60.0
+    # a delivery still running this long is given up (and retried): a call that never returns
+    outbox_delivery_timeout_seconds: PositiveFloat = 3600.0
     outbox_poll_seconds: PositiveFloat = 1.0  # idle re-check for work enqueued by other nodes
     outbox_retry_base_seconds: PositiveFloat = 1.0  # first retry delay (param retry.base_seconds)
     outbox_retry_max_seconds: PositiveFloat = 300.0  # retry delay cap (param retry.max_seconds)

@@ -79,7 +79,7 @@ def _deadline(client: httpx2.AsyncClient, timeout: Any = httpx2.USE_CLIENT_DEFAU
 
     httpx2's timeouts bound each connect, write and *read*, not the request: a server
     sending a byte a second never trips a 3 s read timeout, and the request would run
-    until the outbox lease ran out (and the message was claimed and sent again).
+    until the outbox's delivery timeout (an hour by default) gave it up.
     """
     use_client = timeout is httpx2.USE_CLIENT_DEFAULT
     limits = client.timeout if use_client else httpx2.Timeout(timeout)

@@ -75,6 +75,7 @@ class Runtime:
                 batch_size=s.outbox_batch_size,
                 max_in_flight=s.outbox_max_in_flight,
                 lease_seconds=s.outbox_lease_seconds,
+                delivery_timeout_seconds=s.outbox_delivery_timeout_seconds,
                 poll_seconds=s.outbox_poll_seconds,
                 grace_seconds=s.runtime_shutdown_grace_seconds,
                 crash_limit=s.outbox_crash_limit,

@@ -22,16 +22,26 @@ them finds nothing more due.
 
 **Workers**, at most the connector's concurrency (param ``runtime.concurrency``,
 default 16) per connector -- one until the connector's provider has opened and the
-param is known -- take messages from the buffer and call the provider's ``deliver``;
-the messages of one lease share a deadline (the lease expiry less a margin), so a run
-of them shares one timeout. A delivery is not started with less than twice the
-connector's usual time per message left: the rest of that lease's messages go back
-untouched (an attempt is counted only for a delivery that had its time). The outcome
-becomes an ack (``outbox_outcomes``); an unexpected exception counts as a crash of the
-unit and the message is retried -- until it has crashed the unit ``crash_limit`` times
-within the supervisor's crash window (on this node): then it goes to ``dead``. The
-**acker** (``outbox_acker``) writes every ack that accumulated while it was busy, fenced
-by lease token; the event router is woken when loopback events were added.
+param is known -- take messages from the buffer and call the provider's ``deliver``.
+A message is not started once its lease is down to a margin: it goes back untouched
+(no attempt counted), as does a buffered message whose lease gets there before a worker
+is free.
+
+**Leases are kept** while deliveries run: every half margin one statement renews the
+lease of each running delivery with less than half a lease left (``OutboxStore.renew``,
+fenced by its token), so a delivery may take longer than the lease -- what bounds it is
+the connector's own timeout and, for a call that never returns, ``delivery_timeout_seconds``
+(then it is a transient failure, retried). Only a node that died, or whose event loop
+hangs, stops renewing: its messages are claimed by another node once their leases
+expire, and its late acks are rejected. A lease that ran out meanwhile (the database
+was unreachable for that long) is not revived: that delivery's ack is rejected and
+the message is delivered again (at-least-once).
+
+The outcome becomes an ack (``outbox_outcomes``); an unexpected exception counts as a
+crash of the unit and the message is retried -- until it has crashed the unit
+``crash_limit`` times within the supervisor's crash window (on this node): then it goes
+to ``dead``. The **acker** (``outbox_acker``) writes every ack that accumulated while it
+was busy, fenced by lease token; the event router is woken when loopback events were added.
 
 Claims, acks and enqueues run in the ``GroupCommitter``'s thread, in the same group
 transactions: on SQLite that makes one writer (no lock contention, whose busy-wait
@@ -64,7 +74,7 @@ from ..store.bulk import DriverValues
 from ..store.group_commit import GroupCommitter
 from .outbox_acker import COALESCE_SECONDS, Acker
 from .outbox_handover import HandOvers
-from .outbox_outcomes import ack_for, checked, crashed, failed, lease_ran_out
+from .outbox_outcomes import ack_for, checked, crashed, failed, overran
 from .outbox_pace import Pace
 from .outbox_store import Ack, AckReport, Claimed, ClaimResult, OutboxStore
 from .supervisor import Supervisor, UnitUnavailable
@@ -79,6 +89,7 @@ class DeliveryConfig:
     batch_size: int = 256
     max_in_flight: int = 2048
     lease_seconds: float = 60.0
+    delivery_timeout_seconds: float = 3600.0  # a delivery still running then is given up
     poll_seconds: float = 1.0
     grace_seconds: float = 10.0
     crash_limit: int = 3  # a message that crashed its unit this often goes to dead
@@ -124,8 +135,9 @@ class OutboxWorker:
         self.on_events = on_events  # loopback events were committed: wake the router
         self.stats = DeliveryStats()
         self._margin = min(5.0, self.config.lease_seconds / 10)
-        self._half_lease = (self.config.lease_seconds - self._margin) / 2
         self._buffers: dict[str, collections.deque[Claimed]] = {}
+        self._delivering: dict[int, Claimed] = {}  # id() -> a message being delivered
+        self._keeper: asyncio.Task[None] | None = None
         self._workers: dict[str, int] = {}
         self._worker_tasks: set[asyncio.Task[None]] = set()
         self._outstanding = 0  # taken and not yet acknowledged
@@ -150,6 +162,7 @@ class OutboxWorker:
         self._handovers.open()
         self._acker.start()
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="jackfield-outbox")
+        self._keeper = asyncio.create_task(self._keep_leases(), name="jackfield-outbox-leases")
 
     async def stop(self) -> None:
         """Graceful: nothing stays leased (see the module docstring)."""
@@ -170,6 +183,9 @@ class OutboxWorker:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if self._keeper is not None:  # (kept the leases of the deliveries finishing)
+            self._keeper.cancel()
+            await asyncio.gather(self._keeper, return_exceptions=True)
         await self._acker.stop(self.config.grace_seconds)
         self._loop = self._wakeup = None
 
@@ -356,8 +372,8 @@ class OutboxWorker:
 
     async def _run(self, buffer: collections.deque[Claimed]) -> None:
         """Deliver the messages at the head of ``buffer`` that share its first one's
-        lease, under one timeout: the lease expiry less a margin -- the deadline each
-        of them would have on its own."""
+        lease, starting none after the lease expiry less a margin (their deadline to
+        start: they are not renewed until they are)."""
         head = buffer[0]
         unit = self.supervisor.unit_for_delivery(head.connector_id, head.organization_id)
         token = head.lease_token
@@ -378,52 +394,44 @@ class OutboxWorker:
         generation = unit.generation
         provider = handle.acquire()
         refill = self._pace.room(head.connector_id) - 1
-        # a delivery is not started unless it has twice the connector's usual time left:
-        # cut off by the lease it would cost an attempt it never had (and may be sent
-        # twice). Never more than half a lease, though: a connector slower than that
-        # still gets one delivery per claim (perhaps cut off, which counts an attempt)
-        # instead of giving back every message it is handed, for ever.
-        needs = min(2 * self._pace.per_message(head.connector_id), self._half_lease)
+        ceiling = self.config.delivery_timeout_seconds
         current: Claimed | None = None
         clock = asyncio.get_running_loop().time
         started, done = clock(), 0
         deadline = started + budget
         try:
-            async with asyncio.timeout(budget):
-                while (
-                    buffer
-                    and buffer[0].lease_token == token
-                    and unit.generation == generation
-                    and not changing(head.connector_id)
-                ):
-                    if deadline - clock() < needs:
-                        while buffer and buffer[0].lease_token == token:
-                            self._push(Ack(buffer.popleft(), "release"))  # claimed again
-                        break
-                    current = buffer.popleft()
-                    if self._want_room and len(buffer) == refill:
-                        self.wake()  # no longer full: the dispatcher may claim for it again
-                    try:
-                        # a provider may override deliver() with a sync method
+            while (
+                buffer
+                and buffer[0].lease_token == token
+                and unit.generation == generation
+                and not changing(head.connector_id)
+            ):
+                if clock() >= deadline:
+                    while buffer and buffer[0].lease_token == token:
+                        self._push(Ack(buffer.popleft(), "release"))  # claimed again
+                    break
+                current = buffer.popleft()
+                if self._want_room and len(buffer) == refill:
+                    self.wake()  # no longer full: the dispatcher may claim for it again
+                limit = asyncio.timeout(ceiling)
+                self._delivering[id(current)] = current  # its lease is kept meanwhile
+                try:
+                    async with limit:  # a provider may override deliver() with a sync method
                         outcome = checked(await call_async(provider.deliver, current.envelope()))
-                    except (TimeoutError, ConnectorError) as exc:
-                        outcome = failed(exc)
-                    except Exception as exc:  # noqa: BLE001 - the unit crashed, not the worker
-                        self.stats.crashes += 1
-                        envelope_id = current.envelope_id
-                        self.supervisor.report_crash(unit, generation, exc, envelope_id)
-                        times = unit.crashes_caused_by(envelope_id)
-                        outcome = crashed(exc, times, self.config.crash_limit)
-                    self.supervisor.note_outcome(unit, generation, outcome)
-                    self._push(ack_for(current, unit.policy, outcome))
-                    current = None
-                    done += 1
-        except TimeoutError:
-            if current is not None:
-                done += 1  # it took the time left (measured, so the pace sees how slow)
-                outcome = lease_ran_out(self.config.lease_seconds)
+                except (TimeoutError, ConnectorError) as exc:
+                    outcome = overran(ceiling) if limit.expired() else failed(exc)
+                except Exception as exc:  # noqa: BLE001 - the unit crashed, not the worker
+                    self.stats.crashes += 1
+                    envelope_id = current.envelope_id
+                    self.supervisor.report_crash(unit, generation, exc, envelope_id)
+                    times = unit.crashes_caused_by(envelope_id)
+                    outcome = crashed(exc, times, self.config.crash_limit)
+                finally:
+                    self._delivering.pop(id(current), None)
                 self.supervisor.note_outcome(unit, generation, outcome)
                 self._push(ack_for(current, unit.policy, outcome))
+                current = None
+                done += 1
         except asyncio.CancelledError:
             if current is not None:  # cancelled mid-delivery by stop(): give it back
                 self._push(Ack(current, "release"))
@@ -431,6 +439,58 @@ class OutboxWorker:
         finally:
             self._pace.note(head.connector_id, done, clock() - started, unit.concurrency)
             await handle.release()
+
+    # -- keeping leases -----------------------------------------------------------------
+    async def _keep_leases(self) -> None:
+        """Every half margin: give back the buffered messages whose leases are down to the
+        margin, and renew the running deliveries' leases that are down to half a lease
+        (one statement for all of them, a statement every half lease or so while any
+        runs). A delivery starts with at least the margin left, so its lease is renewed
+        before it expires."""
+        half_lease = timedelta(seconds=self.config.lease_seconds / 2)
+        while True:
+            await asyncio.sleep(self._margin / 2)
+            now = utcnow()
+            self._give_back_expiring(now + timedelta(seconds=self._margin))
+            due = [m for m in self._delivering.values() if m.lease_expires_at < now + half_lease]
+            if not due:
+                continue
+            try:
+                renew = functools.partial(self.store.renew, due, self.config.lease_seconds)
+                expires, renewed = await self.committer.run(renew)
+            except SQLAlchemyError as exc:  # tried again next time, while the leases last
+                if not database_unavailable(exc):  # (an outage is logged by the claims)
+                    log.warning("renewing %d leases failed: %s", len(due), exc)
+                continue
+            except Exception:  # a bug must not end delivery
+                log.exception("renewing %d leases failed", len(due))
+                continue
+            for message in due:
+                if (message.connector_id, message.envelope_id, message.lease_token) in renewed:
+                    message.lease_expires_at = expires
+                elif self._delivering.pop(id(message), None) is not None:  # still running
+                    log.warning(
+                        "the lease of %s ran out while it was being delivered: its outcome"
+                        " will not be recorded (it is delivered again)",
+                        message.envelope_id,
+                    )
+
+    def _give_back_expiring(self, cutoff: datetime) -> None:
+        """Release buffered messages whose leases expire by ``cutoff`` (the rule ``_run``
+        applies as it takes them): while all of a connector's workers are busy with long
+        deliveries, released now they cost no attempt; left to expire, they would be
+        claimed again with one counted for a delivery they never had."""
+        for buffer in self._buffers.values():
+            if not any(m.lease_expires_at <= cutoff for m in buffer):
+                continue
+            kept = []
+            for message in buffer:
+                if message.lease_expires_at > cutoff:
+                    kept.append(message)
+                else:
+                    self._push(Ack(message, "release"))
+            buffer.clear()  # (in place: the connector's workers hold this deque)
+            buffer.extend(kept)
 
     # -- acknowledging ------------------------------------------------------------------
     def _push(self, ack: Ack) -> None:

@@ -41,12 +41,11 @@ def failed(exc: TimeoutError | ConnectorError) -> DeliveryOutcome:
     return Retry(RetryClass.TRANSIENT, "DeliveryTimeout", f"delivery timed out: {exc}")
 
 
-def lease_ran_out(lease_seconds: float) -> Retry:
-    """The outcome of a delivery still running when its lease was about to expire."""
+def overran(seconds: float) -> Retry:
+    """The outcome of a delivery still running after the delivery timeout (``seconds``):
+    a transient failure, as when the provider's own timeout ends it."""
     return Retry(
-        RetryClass.TRANSIENT,
-        "DeliveryTimeout",
-        f"delivery did not finish within its {lease_seconds:.0f}s lease",
+        RetryClass.TRANSIENT, "DeliveryTimeout", f"delivery did not finish within {seconds:g} s"
     )
 
 

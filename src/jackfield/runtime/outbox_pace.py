@@ -35,10 +35,6 @@ class Pace:
         room = self.budget * max(1, concurrency) / per
         self._room[connector_id] = int(max(self.floor, min(self.ceiling, room)))
 
-    def per_message(self, connector_id: str) -> float:
-        """The connector's recent time per delivery, in seconds (0 until measured)."""
-        return self._per_message.get(connector_id, 0.0)
-
     def room(self, connector_id: str) -> int:
         """How many messages the connector's buffer may hold now."""
         return self._room.get(connector_id, self.floor)

@@ -11,6 +11,9 @@ per batch, not per message. A message is addressed by its idempotency key
   transaction holds the single write lock from ``BEGIN IMMEDIATE``), marks them
   ``in_flight`` with a fresh lease token and counts the attempt. An expired lease makes
   the row claimable again (its ``next_attempt_at`` is the lease expiry).
+* ``renew`` extends the leases of messages whose deliveries are still running, all in
+  one statement, fenced like an ack: a lease that has expired is not revived (another
+  node may have claimed the message; if none has yet, the next claim may).
 * ``ack`` applies outcomes only where the row is still ``in_flight`` under the worker's
   lease token and the lease has not expired: an ack from a worker whose lease expired
   (and was perhaps taken over by another) is rejected -- fencing. The message is then
@@ -42,6 +45,7 @@ from sqlalchemy import (
     null,
     select,
     text,
+    tuple_,
     type_coerce,
     update,
 )
@@ -63,7 +67,8 @@ MAX_ERROR_CHARS = 2000
 
 @dataclass(slots=True)
 class Claimed:
-    """A message this worker holds under ``lease_token`` until ``lease_expires_at``."""
+    """A message this worker holds under ``lease_token`` until ``lease_expires_at``
+    (moved on as the worker renews the lease of a delivery still running)."""
 
     envelope_id: str
     connector_id: str
@@ -130,6 +135,19 @@ class OutboxStore:
         self.db = db
         self.skip_locked = db.engine.dialect.name == "postgresql"
         self._heads, self._claim_one = self._statements()
+        self._renew = (
+            update(T)
+            .where(
+                T.c.envelope_id.in_(bindparam("r_envelopes", expanding=True)),  # (indexed)
+                tuple_(T.c.connector_id, T.c.envelope_id, T.c.lease_token).in_(
+                    bindparam("r_leases", expanding=True)
+                ),
+                T.c.state == _text("in_flight"),
+                T.c.lease_expires_at > bindparam("r_now"),
+            )
+            .values(lease_expires_at=bindparam("r_expires"), next_attempt_at=bindparam("r_expires"))
+            .returning(T.c.connector_id, T.c.envelope_id, T.c.lease_token)
+        )
 
     def claim(
         self,
@@ -258,6 +276,27 @@ class OutboxStore:
             )
         )
         return heads, claim
+
+    def renew(
+        self, held: Iterable[Claimed], lease_seconds: float, session: Session
+    ) -> tuple[datetime, set[tuple[str, str, str]]]:
+        """Extend the leases of ``held`` messages to ``lease_seconds`` from now in one
+        statement: the new expiry, and the ``(connector, envelope, token)`` of those
+        renewed. Only a lease still held is (in flight under that token, not expired):
+        one that ran out stays lost, so the ack of its delivery is rejected."""
+        now = utcnow()
+        expires = now + timedelta(seconds=lease_seconds)
+        leases = [(c.connector_id, c.envelope_id, c.lease_token) for c in held]
+        if not leases:
+            return expires, set()
+        params = {
+            "r_envelopes": list({lease[1] for lease in leases}),
+            "r_leases": leases,
+            "r_now": now,
+            "r_expires": expires,
+        }
+        renewed = session.execute(self._renew, params)
+        return expires, {(row[0], row[1], row[2]) for row in renewed}
 
     def ack(
         self, acks: list[Ack], session: Session | None = None, *, careful: bool = False
