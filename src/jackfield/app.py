@@ -70,10 +70,12 @@ class Jackfield:
             overrides["database_url"] = database_url
         if secret_key is not None:
             overrides["secret_key"] = SecretStr(secret_key)
-        if data_dir is not None:
-            overrides["data_dir"] = Path(data_dir)
         base = settings or Settings()
-        self.settings = base.model_copy(update=overrides) if overrides else base
+        # a relative data directory is the one of the current directory now, for good:
+        # followed later, an app's os.chdir() made a second key file elsewhere and sealed
+        # new secrets under it (the app then could not start again), and moved storage
+        overrides["data_dir"] = Path(base.data_dir if data_dir is None else data_dir).absolute()
+        self.settings = base.model_copy(update=overrides)
         explicit = self.settings.egress_allowlist != os.environ.get(ALLOWLIST_ENV, "")
         use_allowlist(self.settings.egress_allowlist if explicit else None)
         self.registry = registry or connector_registry

@@ -423,3 +423,29 @@ def test_a_rotation_and_making_another_connector_the_default_do_not_deadlock(
     assert isinstance(outcome.get("rotated"), int), outcome
     jf.close()
     rotator.close()
+
+
+def test_a_relative_data_dir_stays_where_it_was_when_the_app_changes_directory(
+    database_url, tmp_path, monkeypatch
+):
+    """Before: a relative ``data_dir`` followed the process's current directory, so an
+    app that called ``os.chdir()`` got a second key file there and new secrets sealed
+    under it -- the app could not start again from its own directory (``SecretKeyError``)
+    -- and its built-in storage moved too."""
+    home, elsewhere = tmp_path / "app", tmp_path / "elsewhere"
+    home.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(home)
+    jf = make(database_url, "data")
+    monkeypatch.chdir(elsewhere)
+    _, conn = create_smtp(jf)
+    org = conn["organization_id"]
+    jf.default("storage", org).instantiate().put("f.txt", b"x")
+    jf.close()
+    assert list(elsewhere.iterdir()) == []
+    assert (home / "data" / "storage" / org / "f.txt").read_bytes() == b"x"
+
+    monkeypatch.chdir(home)
+    again = make(database_url, "data")
+    assert again.connectors.resolve(conn["id"])[2]["password"] == "pw-canary-1"
+    again.close()
