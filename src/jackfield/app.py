@@ -17,6 +17,7 @@ from .integration.egress import ALLOWLIST_ENV, use_allowlist
 from .kernel.errors import ConnectorError
 from .kernel.inbound import WebhookSource
 from .kernel.provider import ConnectorProvider
+from .kernel.redaction import PROCESS_SETTINGS, redactor
 from .kernel.registry import ConnectorRegistry, connector_registry
 from .runtime import Runtime
 from .secrets import SecretBox, load_keyring, write_key_file
@@ -76,6 +77,7 @@ class Jackfield:
         # new secrets under it (the app then could not start again), and moved storage
         overrides["data_dir"] = Path(base.data_dir if data_dir is None else data_dir).absolute()
         self.settings = base.model_copy(update=overrides)
+        redactor.add(*self.settings.secret_values, org=PROCESS_SETTINGS)
         explicit = self.settings.egress_allowlist != os.environ.get(ALLOWLIST_ENV, "")
         use_allowlist(self.settings.egress_allowlist if explicit else None)
         self.registry = registry or connector_registry

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
         raw = self.secret_key_fallbacks.get_secret_value()
         return [k.strip() for k in raw.split(",") if k.strip()]
 
+    @property
+    def secret_values(self) -> list[str]:
+        """Every secret these settings hold, for the redactor: the built-in email adapter
+        hands the SMTP password to a provider, and no log line may show it."""
+        held = [self.secret_key, self.admin_password, self.smtp_password]
+        return [s.get_secret_value() for s in held if s is not None] + self.fallback_keys
+
     # -- runtime: outbox and supervisor (timings are settings so tests can run fast) --
     # (a 0 where it makes no sense is refused: an interval of 0 spun a core)
     runtime_enabled: bool = True  # False: serve the API only, deliver nothing on this node

@@ -26,6 +26,11 @@ _EVERY = object()  # the scope of every organization's values
 NO_ORGANIZATION = ""
 """The scope of a caller of no organization (a webhook sender): only values that belong
 to no organization are masked for it."""
+PROCESS_SETTINGS = "settings"
+"""The scope of the process's own secrets (its settings: the SMTP password of the built-in
+email, the master keys, the admin password): masked where every value is (logs, the
+CLI), not in an organization's text, where a member could test guesses of them through
+any error that quotes its input (organization ids are UUIDs, never this name)."""
 
 
 class Redactor:

@@ -5,7 +5,7 @@ an email or store a file before any admin configured anything."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
@@ -13,6 +13,7 @@ from sqlalchemy import select
 from ..kernel.errors import ConnectorNotFoundError
 from ..kernel.provider import ConnectorProvider
 from ..kernel.registry import ConnectorRegistry
+from ..secrets import mask_config
 from ..store import Connector, Database
 from .categories import check_category
 from .params import ParamCodec
@@ -27,6 +28,17 @@ class ResolvedConnector:
     name: str
     provider: type[ConnectorProvider]
     config: dict[str, Any]
+    stored_secrets: frozenset[str] = field(default=frozenset(), repr=False)
+    """Keys stored as secret that the provider's schema may not call secret."""
+
+    def __repr__(self) -> str:
+        """The config with its secrets masked: an app prints or logs what it resolved,
+        and the dataclass's own repr showed the decrypted values."""
+        config = mask_config(self.provider.config_schema(), self.config, self.stored_secrets)
+        return (
+            f"ResolvedConnector(connector_id={self.connector_id!r}, name={self.name!r}, "
+            f"provider={self.provider!r}, config={config!r})"
+        )
 
     @property
     def builtin(self) -> bool:
@@ -73,7 +85,8 @@ class DefaultResolver:
                 cls = self.registry.get(connector.category, connector.provider_type)
                 config = self.codec.plain_config(connector)
                 self.check(cls, config, organization_id)
-                return ResolvedConnector(connector.id, connector.name, cls, config)
+                secret = frozenset(row.key for row in connector.params if row.is_secret)
+                return ResolvedConnector(connector.id, connector.name, cls, config, secret)
         builtin = self.builtins(category, organization_id)
         if builtin is None:
             raise ConnectorNotFoundError(
