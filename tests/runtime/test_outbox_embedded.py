@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import functools
 import time
 from typing import ClassVar
@@ -104,6 +105,24 @@ def test_send_takes_payloads_at_the_limits(jf, tenant, make_connector):
     fine = {"big": 2**64 - 1, "small": -(2**63), "emoji": "\U0001f600", "deep": deepest}
     envelope = jf.send(cid, fine)
     assert _rows(jf)[envelope].payload == fine
+
+
+def test_send_refuses_keys_that_are_not_strings_and_says_where(jf, tenant, make_connector):
+    """Before: keys were written as text, so ``{1: "a", "1": "b"}`` was queued as
+    ``{"1": "b"}`` -- a value silently lost -- and ``None`` became the key "null"."""
+    cid = make_connector(tenant.admin)
+    with pytest.raises(InvalidMessageError, match=r"not a string: 1 \(int\) in payload$"):
+        jf.send(cid, {"text": "d", 1: "a", "1": "b"})
+    nested = {"text": "d", "rows": [{"id": "x"}, {"id": "y", None: "z"}]}
+    with pytest.raises(InvalidMessageError, match=r"None \(NoneType\) in payload\['rows'\]\[1\]"):
+        jf.send(cid, nested)
+    assert _rows(jf) == {}
+
+    class Field(enum.StrEnum):
+        TEXT = "text"
+
+    envelope = jf.send(cid, {Field.TEXT: "a str subclass is a string"})
+    assert _rows(jf)[envelope].payload == {"text": "a str subclass is a string"}
 
 
 async def test_send_many_commits_a_batch_in_order_and_the_runtime_delivers_each_once(

@@ -10,6 +10,8 @@ that cannot be served would break its connector's event list):
   and an API answer wraps a payload in levels of its own;
 * valid Unicode: Python's ``json`` reads ``"\\ud800"`` (an unpaired UTF-16 surrogate)
   into a string that cannot be encoded as UTF-8;
+* for payloads Jackfield is asked to send: string keys (JSON's keys are text: written as
+  text, ``1`` and ``"1"`` became one key and a value was lost);
 * for payloads Jackfield is asked to send: finite numbers (JSON has no NaN) and
   integers within 64 bits (orjson's range, beyond which a read would round them).
 
@@ -46,7 +48,7 @@ def payload_json(value: Any) -> str:
     this module's docstring rules out. Costs one orjson dump (plus a C-speed check when
     the text has ``null``, which is what orjson writes for NaN, or many brackets)."""
     try:
-        text = orjson.dumps(value, option=_OPTIONS)
+        text = _dump_with_string_keys(value)
     except orjson.JSONEncodeError as exc:
         raise PayloadError(_explain(exc)) from None
     if b"null" in text:
@@ -58,6 +60,43 @@ def payload_json(value: Any) -> str:
             ) from None
     check_depth(value, text)
     return text.decode()
+
+
+def _dump_with_string_keys(value: Any) -> bytes:
+    """orjson's text of ``value``, whose keys must be strings (instances of ``str``: a
+    ``StrEnum`` member is written as its value); ``PayloadError`` names the first other
+    key and where it is."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError as exc:
+        if str(exc) != "Dict key must be str":
+            raise
+    found = _non_string_key(value)
+    if found is not None:
+        key, path = found
+        kind = type(key).__name__
+        raise PayloadError(
+            f"the payload has a key that is not a string: {key!r} ({kind}) in {path}"
+        )
+    return orjson.dumps(value, option=_OPTIONS)  # keys of str subclasses only
+
+
+def _non_string_key(value: Any) -> tuple[Any, str] | None:
+    """The first key of ``value`` that is not a ``str`` and the path of its object
+    (``payload['rows'][1]``), walking at most ``MAX_DEPTH`` levels (a cycle or a deeper
+    payload is refused for its depth)."""
+    level: list[tuple[Any, str]] = [(value, "payload")]
+    for _ in range(MAX_DEPTH + 1):
+        children: list[tuple[Any, str]] = []
+        for item, path in level:
+            entries = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, child in entries:
+                if isinstance(item, dict) and not isinstance(key, str):
+                    return key, path
+                if isinstance(child, dict | list | tuple):
+                    children.append((child, f"{path}[{key!r}]"))
+        level = children
+    return None
 
 
 def check_depth(value: Any, text: bytes) -> None:
