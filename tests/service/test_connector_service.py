@@ -350,6 +350,9 @@ def test_legacy_config_column_is_the_fallback_without_params(jf, admin):
             },
             "name",
         ),
+        # before: AttributeError: 'list' object has no attribute 'items'
+        ({"category": "http", "provider_type": "vault_test", "config": ["url"]}, "config must"),
+        ({"category": "http", "provider_type": "vault_test", "config": "url=x"}, "config must"),
     ],
 )
 def test_bad_create_input_is_a_clear_error_and_changes_nothing(jf, admin, kwargs, match):

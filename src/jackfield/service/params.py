@@ -62,6 +62,11 @@ def normalize_params(
 
     ``stored``: the connector's plain text values; one sent back unchanged is not held to
     the size limits (stored before them, it must not block an unrelated edit)."""
+    if config is not None and not isinstance(config, Mapping):  # a Python caller's slip
+        raise ConnectorConfigError(
+            "config must be an object of keys and values, e.g. {'host': 'smtp.example.com'}",
+            field_errors={"config": "an object"},
+        )
     from_config: list[Mapping[str, Any]] = list(flatten_config(config)) if config else []
     raw = from_config + list(params or [])
     by_key: dict[str, ParamInput] = {}
