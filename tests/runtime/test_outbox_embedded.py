@@ -163,6 +163,22 @@ def test_send_many_queues_nothing_when_one_message_cannot_be_sent(jf, tenant, ma
     assert _rows(jf) == {}
 
 
+def test_send_many_names_the_payload_it_refuses(jf, tenant, make_connector):
+    """Before: one NaN among 511 payloads was refused as ``{'payload': 'JSON'}``, with no
+    way to tell which of them to fix."""
+    cid = make_connector(tenant.admin)
+    payloads: list = [{"text": f"r{i}"} for i in range(511)]
+    payloads[500] = {"text": "bad", "v": float("nan")}
+    with pytest.raises(InvalidMessageError, match=r"^payloads\[500\]: .*NaN") as info:
+        jf.send_many(cid, payloads)
+    assert info.value.field_errors == {"payloads.500": "JSON"}
+    payloads[500] = "not an object"
+    with pytest.raises(InvalidMessageError, match=r"^payloads\[500\]: .*JSON object") as info:
+        jf.send_many(cid, payloads)
+    assert info.value.field_errors == {"payloads.500": "an object"}
+    assert _rows(jf) == {}
+
+
 def test_a_backlog_larger_than_one_write_is_split_and_every_sender_hears_back(
     jf, tenant, make_connector
 ):

@@ -120,22 +120,27 @@ def check_operation(operation: str | None) -> str:
     return operation.strip()
 
 
-def encode_payload(payload: Any) -> str:
+def encode_payload(payload: Any, index: int | None = None) -> str:
     """The payload's JSON text (stored as is), after checking it is an object within
-    ``MAX_PAYLOAD_BYTES``."""
+    ``MAX_PAYLOAD_BYTES``. ``index``: its place in a batch, which a refusal names (field
+    ``payloads.3``, as REST names the fields of a body): one bad payload among hundreds
+    must be found without a search."""
+    field, where = (
+        ("payload", "") if index is None else (f"payloads.{index}", f"payloads[{index}]: ")
+    )
     if not isinstance(payload, dict):
         raise InvalidMessageError(
-            "payload must be a JSON object", field_errors={"payload": "an object"}
+            f"{where}payload must be a JSON object", field_errors={field: "an object"}
         )
     try:
         text = payload_json(payload)
     except PayloadError as exc:
-        raise InvalidMessageError(str(exc), field_errors={"payload": "JSON"}) from None
+        raise InvalidMessageError(f"{where}{exc}", field_errors={field: "JSON"}) from None
     size = len(text)
     if size > MAX_PAYLOAD_BYTES:
         raise InvalidMessageError(
-            f"payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}",
-            field_errors={"payload": "too large"},
+            f"{where}payload is {size} bytes; the limit is {MAX_PAYLOAD_BYTES}",
+            field_errors={field: "too large"},
             remediation="Store large content elsewhere (e.g. storage) and send a reference.",
         )
     return text

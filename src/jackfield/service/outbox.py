@@ -136,8 +136,8 @@ class OutboxService:
         operation = check_operation(operation)
         connector_id = stored_id_of(connector_id)
         items = [
-            Send(connector_id, organization, new_ulid(), operation, encode_payload(p), False)
-            for p in payloads
+            Send(connector_id, organization, new_ulid(), operation, encode_payload(p, i), False)
+            for i, p in enumerate(payloads)
         ]
         return self._enqueuer.submit_many(items)
 
