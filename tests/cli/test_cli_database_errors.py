@@ -4,10 +4,14 @@ every database error used to suggest). Real SQLite errors, not hand-made ones.""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import typer
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import ArgumentError
 
+from jackfield.app import Jackfield
 from jackfield.cli.output import user_errors
 from jackfield.store import create_db_engine
 
@@ -47,3 +51,11 @@ def test_a_held_lock_says_to_try_again(tmp_path, capsys):
         stderr = _fails_with(capsys, impatient, "BEGIN IMMEDIATE")
     holder.dispose()
     assert "database is locked" in stderr and "try again" in stderr
+
+
+def test_postgresql_without_its_extra_says_what_to_install(monkeypatch):
+    """Before: "no driver for 'postgresql+psycopg' is installed (No module named
+    'psycopg')", which did not say that ``jackfield[postgres]`` brings it."""
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if the extra were not installed
+    with pytest.raises(ArgumentError, match=r"pip install 'jackfield\[postgres\]'"):
+        Jackfield(database_url="postgresql://jackfield@127.0.0.1/jackfield")

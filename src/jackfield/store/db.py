@@ -55,9 +55,14 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     try:
         return _create_engine(parsed, url, **kwargs)
     except ImportError as exc:
+        # PostgreSQL's driver is an extra: say which, not only which module is missing
+        remedy = (
+            "install it with: pip install 'jackfield[postgres]'"
+            if parsed.get_backend_name() == "postgresql"
+            else "Jackfield runs on SQLite and PostgreSQL"
+        )
         raise ArgumentError(
-            f"no driver for {parsed.drivername!r} is installed ({exc}); Jackfield runs on"
-            " SQLite and PostgreSQL"
+            f"no driver for {parsed.drivername!r} is installed ({exc}); {remedy}"
         ) from exc
 
 
