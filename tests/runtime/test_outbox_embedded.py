@@ -347,6 +347,36 @@ async def test_start_after_stop_in_the_same_process_delivers_again(jf, tenant, m
         await jf.stop()
 
 
+def test_start_in_a_new_event_loop_after_one_ended_without_stop_delivers(
+    jf, tenant, make_connector
+):
+    """Before: an event loop that ended without ``stop()`` (``asyncio.run`` returning, a
+    test's loop) left the runtime "running": ``start()`` in the next loop did nothing,
+    nothing more was delivered, and ``stop()`` raised "Event loop is closed"."""
+    cid = make_connector(tenant.admin)
+    seen: list[str] = []
+    jf.on("message.received")(lambda event: seen.append(event.payload["text"]))
+
+    async def run(text: str, *, stop: bool) -> None:
+        await jf.start()
+        await asyncio.to_thread(jf.send, cid, {"text": text})
+        for _ in range(200):
+            if text in seen:
+                break
+            await asyncio.sleep(0.05)
+        if stop:
+            await jf.stop()
+
+    asyncio.run(run("first", stop=False))
+    jf.send(cid, {"text": "sent between the loops"})
+    asyncio.run(run("second", stop=False))
+    asyncio.run(jf.stop())  # in a loop of its own: lets go of the one that ended
+    assert not jf.runtime.running
+    asyncio.run(run("third", stop=True))
+    assert seen == ["first", "sent between the loops", "second", "third"]
+    assert {r.state for r in _rows(jf).values()} == {"delivered"}
+
+
 class AsyncTested(MessagingProvider):
     """A provider whose connection test is a coroutine, as most network providers'."""
 

@@ -12,6 +12,7 @@ This package never imports the facade, the API, UI or CLI: ``jf`` is any object 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -43,10 +44,20 @@ class Runtime:
         # one writer for enqueues, claims, acks and unit state: group-committed together
         self.committer = GroupCommitter(jf.db, name="jackfield-writes")
         self.outbox = OutboxService(jf.db, self.committer, sending=self._sending)
-        heartbeat = 10 * s.supervisor_poll_seconds  # each node rewrites its unit rows
-        silent = timedelta(seconds=STALE_HEARTBEATS * heartbeat)  # ... else it is gone
+        self._heartbeat = 10 * s.supervisor_poll_seconds  # each node rewrites its unit rows
+        silent = timedelta(seconds=STALE_HEARTBEATS * self._heartbeat)  # ... else it is gone
         self.units = RuntimeUnitService(jf.db, silent_after=silent)
         self.events = EventRouter(jf, grace_seconds=s.runtime_shutdown_grace_seconds)
+        self._build()
+        self.outbox.add_listener(lambda _connectors: self.delivery.wake())
+        jf.connectors.add_listener(self._connector_changed)
+        self.running = False
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop it runs in
+
+    def _build(self) -> None:
+        """The parts that run in ``start()``'s event loop: the supervisor, delivery and
+        retention (built anew by ``_abandon``)."""
+        s, jf = self.jf.settings, self.jf
         self.supervisor = Supervisor(
             jf,
             self.node_id,
@@ -58,7 +69,7 @@ class Runtime:
                 crash_window=s.supervisor_crash_window_seconds,
                 healthy_reset=s.supervisor_healthy_reset_seconds,
                 poll_seconds=s.supervisor_poll_seconds,
-                heartbeat_seconds=heartbeat,
+                heartbeat_seconds=self._heartbeat,
                 policy=RetryPolicy(
                     s.outbox_retry_base_seconds, s.outbox_retry_max_seconds, s.outbox_max_attempts
                 ),
@@ -91,17 +102,18 @@ class Runtime:
                 interval=s.retention_interval_seconds,
             ),
         )
-        self.outbox.add_listener(lambda _connectors: self.delivery.wake())
-        jf.connectors.add_listener(self.supervisor.connector_changed)
         self.outbox.set_direct_delivery(self.delivery)
-        self.running = False
 
     async def start(self) -> None:
         """Start the event router and, unless ``runtime_enabled`` is off, the supervisor
-        and outbox delivery (idempotent)."""
+        and outbox delivery (idempotent). Started in an event loop that has closed since
+        without ``stop()``, it starts afresh in this one (``_abandon``)."""
+        loop = asyncio.get_running_loop()
         if self.running:
-            return
-        self.running = True
+            if self._loop is loop:
+                return
+            await self._abandon()
+        self.running, self._loop = True, loop
         heap.freeze()  # what start-up built stays out of the collector's way (``heap``)
         await self.events.start()
         if self.enabled:
@@ -117,7 +129,10 @@ class Runtime:
         """Graceful stop: deliveries finish or are given back, units stop, state saved."""
         if not self.running:
             return
-        self.running = False
+        if self._loop is not asyncio.get_running_loop():
+            await self._abandon()
+            return
+        self.running, self._loop = False, None
         if self.enabled:
             await self.retention.stop()
             await self.delivery.stop()
@@ -126,6 +141,31 @@ class Runtime:
         self.committer.close()
         heap.thaw()
         log.info("runtime stopped on %s", self.node_id)
+
+    async def _abandon(self) -> None:
+        """Let go of a runtime whose event loop closed without ``stop()`` (``asyncio.run``
+        returning, a test's loop): its tasks went with that loop, and it would neither
+        start again nor stop (the closed loop refuses every call). As a new process
+        would, this one begins afresh: providers closed, acks not yet written and the
+        messages only waiting written back; a message being delivered then, or an event
+        being handled, waits for its lease to expire (whether it went out is unknown)."""
+        old = self._loop
+        if old is not None and not old.is_closed():
+            raise RuntimeError(
+                "the runtime runs in another event loop: await jf.stop() in that loop first"
+            )
+        log.warning(
+            "the event loop the runtime on %s ran in closed without jf.stop(); starting"
+            " afresh (await jf.stop() before the loop ends)",
+            self.node_id,
+        )
+        await asyncio.to_thread(self.delivery.abandon)
+        await self.supervisor.abandon()
+        self.events.abandon()
+        self.committer.close()
+        heap.thaw()
+        self.running, self._loop = False, None
+        self._build()
 
     def send(
         self,
@@ -167,6 +207,9 @@ class Runtime:
 
     def _wake_delivery(self) -> None:
         self.delivery.wake()
+
+    def _connector_changed(self, connector_id: str) -> None:
+        self.supervisor.connector_changed(connector_id)
 
 
 __all__ = ["Runtime", "SendResult", "node_id"]

@@ -134,6 +134,14 @@ class EventRouter:
         self._loop = self._wakeup = None
         await self.feed.close()
 
+    def abandon(self) -> None:
+        """The loop it ran in closed without ``stop()``: forget that loop's tasks (their
+        claim on events expires) and streams, so that ``start()`` begins afresh; the
+        handlers stay."""
+        self._task = self._finishing = None
+        self._loop = self._wakeup = None
+        self.feed = EventFeed(self.db, poll_interval=self.feed.poll_interval)
+
     def wake(self) -> None:
         """New rows were committed: dispatch and stream them now (thread-safe)."""
         self.feed.wake()

@@ -189,6 +189,19 @@ class OutboxWorker:
         await self._acker.stop(self.config.grace_seconds)
         self._loop = self._wakeup = None
 
+    def abandon(self) -> None:
+        """The loop it ran in closed without ``stop()`` (blocking: run it in a thread):
+        no more hand-overs; the acks not yet written are written, and the messages
+        waiting in its buffers released. One being delivered when the loop closed stays
+        leased until its lease expires: whether it went out is not known."""
+        self._handovers.close()
+        waiting = [
+            Ack(claimed, "release") for buffer in self._buffers.values() for claimed in buffer
+        ]
+        self._buffers.clear()
+        self.store.ack(self._acker.take() + waiting)
+        self._loop = self._wakeup = None
+
     def wake(self) -> None:
         """Something may be due now (a local enqueue, a unit back up); thread-safe."""
         loop, wakeup = self._loop, self._wakeup
@@ -203,6 +216,8 @@ class OutboxWorker:
     def reserve(self, connector_id: str, count: int) -> Lease | None:
         """Room for new messages of a connector whose unit delivers (``outbox_handover``
         has the rules); what does not fit is queued."""
+        if self._loop is None or self._loop.is_closed():  # it ended without stop(): queued,
+            return None  # not leased to a worker that will never take it
         unit = self.supervisor.units.get(connector_id)
         if unit is None or not unit.deliverable or self.supervisor.changing(connector_id):
             return None  # the dispatcher creates the unit / waits for it (to reload)

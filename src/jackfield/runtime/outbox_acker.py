@@ -74,6 +74,11 @@ class Acker:
             await asyncio.gather(self._task, return_exceptions=True)
         self._task = self._ready = None
 
+    def take(self) -> list[Ack]:
+        """The acks not written yet, which the caller writes instead."""
+        acks, self._acks = self._acks, []
+        return acks
+
     def push(self, ack: Ack) -> None:
         self._acks.append(ack)
         if self._ready is not None:

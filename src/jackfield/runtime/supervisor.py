@@ -171,6 +171,15 @@ class Supervisor:
         self._next_heartbeat = 0.0
         self._loop = self._wakeup = None
 
+    async def abandon(self) -> None:
+        """The loop it ran in closed without ``stop()``: close the providers its units
+        opened (their tasks went with that loop); a new supervisor takes over."""
+        for unit in self.units.values():
+            handle, unit.outbound = unit.outbound, None
+            if handle is not None:
+                await handle.close()
+        self.units.clear()
+
     def poke(self) -> None:
         """Reconcile now, e.g. after a restart request (thread-safe)."""
         loop, wakeup = self._loop, self._wakeup
