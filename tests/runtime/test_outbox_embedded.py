@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import threading
 import time
 from typing import ClassVar
 
@@ -375,6 +376,23 @@ def test_start_in_a_new_event_loop_after_one_ended_without_stop_delivers(
     asyncio.run(run("third", stop=True))
     assert seen == ["first", "sent between the loops", "second", "third"]
     assert {r.state for r in _rows(jf).values()} == {"delivered"}
+
+
+def test_start_in_a_second_loop_while_the_first_still_runs_is_refused(jf):
+    """The runtime cannot run in two loops at once: the second says to stop the first."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(jf.start(), loop).result(30)
+        with pytest.raises(RuntimeError, match=r"another event loop: await jf\.stop\(\)"):
+            asyncio.run(jf.start())
+        asyncio.run_coroutine_threadsafe(jf.stop(), loop).result(30)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    assert not jf.runtime.running
 
 
 class AsyncTested(MessagingProvider):
