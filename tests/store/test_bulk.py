@@ -4,7 +4,7 @@ the SQL binds them in, on both databases; JSON text round-trips what JSON can ho
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table, bindparam, event, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from jackfield.kernel.inbound import InboundEvent
@@ -139,3 +139,27 @@ def test_a_driver_transaction_commits_or_stores_nothing(jf, admin):
         add_event_batches(cursor, [(cid, org, [InboundEvent("kept", "t", {})])], "test")
     with jf.db.transaction() as s:
         assert s.scalars(select(InboxEvent.event_id)).all() == ["kept"]
+
+
+def test_a_batch_of_any_size_takes_one_statement_per_bit_of_its_size(jf, admin):
+    """255 loopback events were twelve statements (three per power of four), each one a
+    trip of the GIL between the database thread and the event loop; now eight."""
+    cid, org = _connector(jf, admin), admin.organization_id
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        if statement.startswith("INSERT INTO inbox_events"):
+            statements.append(statement)
+
+    event.listen(jf.db.engine, "before_cursor_execute", count)
+    try:
+        for size, first in ((255, 0), (1000, 255), (1024, 1255)):
+            statements.clear()
+            events = [InboundEvent(f"b{first + i}", "t", {"i": i}) for i in range(size)]
+            with jf.db.transaction() as s:
+                assert insert_event_batches(s, [(cid, org, events)], "test") == size
+            assert len(statements) == bin(size).count("1")
+    finally:
+        event.remove(jf.db.engine, "before_cursor_execute", count)
+    with jf.db.transaction() as s:
+        assert s.scalar(select(func.count()).select_from(InboxEvent)) == 255 + 1000 + 1024

@@ -451,7 +451,7 @@ def _mark_delivered(session: Session, acks: list[Ack], now: Any) -> int:
     changed = 0
     for (connector_id, token), group in by_lease.items():
         start = 0
-        for size in ROW_CHUNKS:  # a few statement texts, so they stay prepared
+        for size in ROW_CHUNKS:  # a fixed few statement texts, so they stay prepared
             while len(group) - start >= size:
                 values: list[Any] = [now]
                 for a in group[start : start + size]:
