@@ -104,9 +104,9 @@ def provider_server() -> Iterator[ProviderServer]:
         yield state
 
 
-@pytest.fixture
-def oauth_api(database_url: str, tmp_path: Path) -> Iterator[Any]:
-    """A Jackfield whose public URL is its live API server (so redirect URIs resolve)."""
+def _served(database_url: str, tmp_path: Path, *, runtime: bool, **extra: Any) -> Iterator[Any]:
+    """A Jackfield whose public URL is its live API server (so redirect URIs resolve),
+    with its runtime (and ``extra`` settings) or without."""
     from jackfield.api import create_app
     from jackfield.app import Jackfield
     from jackfield.settings import Settings
@@ -119,10 +119,30 @@ def oauth_api(database_url: str, tmp_path: Path) -> Iterator[Any]:
         secret_key=key,
         public_url=f"http://127.0.0.1:{port}",
         directory_allowlist=str(tmp_path),
+        **extra,
     )
     jf = Jackfield(settings=settings)
-    with Served(create_app(jf, start_runtime=False), port=port) as served:
+    with Served(create_app(jf, start_runtime=runtime), port=port) as served:
         served.jf = jf  # type: ignore[attr-defined]
         served.secret_key = key  # type: ignore[attr-defined]
         yield served
     jf.close()
+
+
+@pytest.fixture
+def oauth_api(database_url: str, tmp_path: Path) -> Iterator[Any]:
+    """A Jackfield whose public URL is its live API server; no runtime."""
+    yield from _served(database_url, tmp_path, runtime=False)
+
+
+@pytest.fixture
+def oauth_runtime(database_url: str, tmp_path: Path) -> Iterator[Any]:
+    """The same with its runtime, whose supervisor and outbox look every 0.2 s."""
+    yield from _served(
+        database_url,
+        tmp_path,
+        runtime=True,
+        supervisor_poll_seconds=0.2,
+        outbox_poll_seconds=0.2,
+        outbox_retry_base_seconds=0.05,
+    )

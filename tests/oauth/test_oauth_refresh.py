@@ -39,11 +39,11 @@ jf.close()
 """
 
 
-def connected(oauth_api: Any, ps: Any, *, expires_in: int = 3600) -> tuple[Any, str]:
+def connected(oauth_api: Any, ps: Any, *, expires_in: int = 3600, **config: Any) -> tuple[Any, str]:
     """A connector of a fresh organization that went through the flow; (client, id)."""
     admin, _ = tokens_for(oauth_api.jf)
     api = client(oauth_api.url, admin)
-    cid = create_connector(api, ps)
+    cid = create_connector(api, ps, **config)
     ps.expires_in = expires_in
     assert connect(api, cid)["status"] == "connected"
     ps.expires_in = 3600
@@ -124,6 +124,48 @@ def test_refused_refresh_marks_the_connector_for_reconnect(
     assert code in view["status_message"] and "reconnect" in view["status_message"]
     assert stored(jf, cid)["refresh_token"] not in str(view)
     api.close()
+
+
+def test_a_refresh_that_fails_for_good_leaves_the_unit_auth_failed(oauth_runtime, provider_server):
+    """The failed refresh rewrites the connector (status ``error``), so its unit reloads;
+    readiness stays what the delivery met, as DESIGN.md says, not ``ready``."""
+    # one attempt per message: a retry would show ``auth_failed`` again by itself
+    api, cid = connected(oauth_runtime, provider_server, retry={"max_attempts": 1})
+    assert api.post(f"/api/connectors/{cid}/activate").status_code == 200
+
+    def send() -> str:
+        body = {"operation": "request", "payload": {"method": "GET", "path": "me"}}
+        sent = api.post(f"/api/connectors/{cid}/messages", json=body)
+        assert sent.status_code == 202, sent.text
+        return str(sent.json()["envelope_id"])
+
+    def unit() -> tuple[str, str | None] | None:
+        items = api.get("/api/runtime").json()["items"]
+        found = [(u["readiness"], u["last_error"]) for u in items if u["connector_id"] == cid]
+        return found[0] if found else None
+
+    def state(envelope: str) -> str:
+        return str(api.get(f"/api/outbox/{envelope}").json()["state"])
+
+    first = send()
+    eventually(lambda: state(first) == "delivered" and unit() == ("ready", None))
+    provider_server.revoke_all_access()  # the API refuses the token; so does the server
+    provider_server.refresh_failure = (400, "invalid_grant")  # the refresh token
+    second = send()
+    eventually(lambda: state(second) == "dead" and (unit() or ("",))[0] == "auth_failed")
+    assert api.get(f"/api/connectors/{cid}").json()["status"] == "error"
+    refused = unit()
+    assert refused is not None and "reconnect" in str(refused[1]), refused
+    time.sleep(1.5)  # (the unit reloads: its connector changed)
+    assert unit() == refused
+    api.close()
+
+
+def eventually(condition: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
 
 
 @SQLITE_ONLY

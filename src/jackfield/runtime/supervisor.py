@@ -403,7 +403,9 @@ class Supervisor:
         self.recorder.mark(unit)
 
     async def restart(self, unit: Unit, request: int) -> None:
-        """An operator's restart: now, with a clean crash history (clears ``failed``)."""
+        """An operator's restart: now, with a clean crash history (clears ``failed``),
+        and its readiness starts over -- ``ready`` and no error, until what the restarted
+        unit meets says otherwise."""
         async with unit.lock:
             if unit.restart_timer is not None:
                 unit.restart_timer.cancel()
@@ -412,7 +414,7 @@ class Supervisor:
             unit.consecutive_restarts = 0
             unit.source_failures = 0  # an operator's restart starts every backoff over
             unit.working_since = None
-            unit.readiness = "ready"
+            unit.readiness, unit.last_error = "ready", None
             unit.restart_count += 1
             unit.restart_seen = request
             self._begin(unit, restarting=True)
@@ -560,14 +562,21 @@ class Supervisor:
         self.on_change()
 
     async def _reload(self, unit: Unit) -> None:
-        """The connector's params changed (or its type is now known): start a new
-        generation with the new config."""
+        """The connector changed (or its type is now known): start a new generation with
+        the new config.
+
+        Readiness and ``last_error`` stay as they were: they are the last evidence of what
+        the connector's system does -- a delivery, poll or batch, which the new
+        generation's first one replaces. A change is none: a connection test (which only
+        rewrites the connector's status, and may have failed itself), a token refresh
+        that failed for good (which must leave ``auth_failed``), a new name, and an edit
+        of the params too, which may or may not fix what was wrong (a unit with a source
+        polls at once; an outbound one says so with its next delivery)."""
         self._classify(unit)
         if not unit.deliverable:
             return  # it opens with the new config when it restarts
         async with unit.lock:
             self._retire(unit)
-            unit.readiness = "ready"
             self._begin(unit)
         self.on_change()
 

@@ -57,18 +57,21 @@ class UnitHealth:
         self.mark = mark  # persist the unit's changed state (``UnitRecorder.mark``)
 
     def note_outcome(self, unit: Unit, outcome: DeliveryOutcome) -> None:
-        """Readiness follows what deliveries report (a permanent error is the message's
-        fault, not the connector's, and changes nothing). Back to ``ready``, the error
-        that made it otherwise is over and no longer shown."""
+        """Readiness and ``last_error`` follow what deliveries report (a permanent error
+        is the message's fault, not the connector's, and changes nothing): the latest
+        failure's error, or none once one is delivered. Both are compared and set
+        together, so a delivery that works clears an error shown beside ``ready`` too
+        (a row an older version wrote), and the error shown is the latest, not the
+        first of the outage."""
         readiness = outcome_readiness(outcome)
-        if readiness is None or readiness == unit.readiness:
+        if readiness is None:
             return
-        unit.readiness = readiness
+        error = None
         if isinstance(outcome, Retry | AuthFailed):
-            unit.last_error = clip(unit, f"{outcome.error_class}: {outcome.message}")
-        else:  # delivered
-            unit.last_error = None
-        self.mark(unit)
+            error = clip(unit, f"{outcome.error_class}: {outcome.message}")
+        if (readiness, error) != (unit.readiness, unit.last_error):
+            unit.readiness, unit.last_error = readiness, error
+            self.mark(unit)
 
     def source_works(self, unit: Unit) -> None:
         """The unit's source committed a poll or a batch: what its failure or crash said
