@@ -161,7 +161,7 @@ def test_a_refresh_that_fails_for_good_leaves_the_unit_auth_failed(oauth_runtime
     api.close()
 
 
-def eventually(condition: Any, timeout: float = 15.0) -> None:
+def eventually(condition: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"

@@ -10,15 +10,17 @@ itself. A delivery that works again clears both.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from starlette.applications import Starlette
@@ -26,6 +28,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from jackfield import connector_registry
+from jackfield.kernel import AuthError, MessagingProvider, OutboundMessage, SentMessage
 from jackfield.testing import LiveServer
 
 from .conftest import runtime_unit
@@ -33,6 +37,25 @@ from .conftest import runtime_unit
 JACKFIELD = str(Path(sys.executable).with_name("jackfield"))
 SETTLE = 1.5
 """Seconds for the supervisor (polling every 0.2 s here) to act on a change."""
+
+
+class SlowRefusedProvider(MessagingProvider):
+    """A delivery that takes its time and is then refused, as one whose OAuth refresh
+    fails for good (which rewrites the connector while the delivery is under way)."""
+
+    provider_type: ClassVar[str] = "slow_refused_test"
+    display_name: ClassVar[str] = "Slow, refused (tests)"
+    started: ClassVar[threading.Event] = threading.Event()
+    go_on: ClassVar[threading.Event] = threading.Event()
+
+    async def send_message(self, message: OutboundMessage) -> SentMessage:
+        type(self).started.set()
+        await asyncio.to_thread(type(self).go_on.wait, 30)
+        raise AuthError("the token endpoint said invalid_grant: reconnect the connector")
+
+
+if not connector_registry.is_registered("messaging", SlowRefusedProvider.provider_type):
+    connector_registry.register(SlowRefusedProvider)
 
 
 async def answer(request: Request) -> JSONResponse:
@@ -159,3 +182,26 @@ def test_a_failed_test_never_makes_a_refused_connector_look_ready(
         time.sleep(SETTLE)
         assert shown(runtime_unit(http, cid)) == refused
         assert shown(runtime_status(cid)) == refused
+
+
+def test_a_delivery_refused_while_its_connector_changes_still_shows(
+    api, tenant, client, wait_until, make_connector
+):
+    """The connector changes while a delivery is under way (a Test here; a token refresh
+    that fails for good does the same), so its unit reloads before the delivery ends:
+    what that delivery met is still the latest news of the connector."""
+    SlowRefusedProvider.started.clear()
+    SlowRefusedProvider.go_on.clear()
+    cid = make_connector(tenant.admin, "slow_refused_test", retry={"max_attempts": 1})
+    with client(api.url, tenant.admin_token) as http:
+        body = {"payload": {"text": "hello"}}
+        sent = http.post(f"/api/connectors/{cid}/messages", json=body)
+        assert sent.status_code == 202, sent.text
+        envelope = sent.json()["envelope_id"]
+        assert SlowRefusedProvider.started.wait(10)
+        assert http.post(f"/api/connectors/{cid}/test").json()["success"]
+        time.sleep(SETTLE)  # (its unit reloads meanwhile)
+        SlowRefusedProvider.go_on.set()
+        wait_until(lambda: http.get(f"/api/outbox/{envelope}").json()["state"] == "dead")
+        wait_until(lambda: readiness(http, cid) == "auth_failed", timeout=5)
+        assert "invalid_grant" in str(runtime_unit(http, cid)["last_error"])

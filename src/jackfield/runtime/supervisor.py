@@ -359,8 +359,13 @@ class Supervisor:
         return unit.outbound
 
     def note_outcome(self, unit: Unit, generation: int, outcome: DeliveryOutcome) -> None:
-        """A delivery's outcome, for the unit's readiness (``UnitHealth.note_outcome``)."""
-        if generation == unit.generation:
+        """A delivery's outcome, for the unit's readiness (``UnitHealth.note_outcome``):
+        also one of a generation a reload retired while it was under way -- a reload
+        keeps what deliveries showed (``_reload``), and that outcome is the latest news
+        (a token refresh that failed for good during the delivery reloads the unit before
+        the delivery ends). Not one from before a crash, an outage at open, an operator's
+        restart or a stop (``_retire``)."""
+        if generation >= unit.outcomes_since:
             self.health.note_outcome(unit, outcome)
 
     def report_crash(
@@ -380,7 +385,7 @@ class Supervisor:
             unit.crashes.popleft()
         unit.last_error = clip(unit, f"{type(exc).__name__}: {exc}")
         unit.readiness = readiness_for(unit, exc) or "degraded"  # never ``ready``: it is down
-        self._retire(unit)
+        self._retire(unit, anew=True)
         # a provider's bug: where it raised (redacted like every log record); a connector
         # error (unreachable, bad credentials) explains itself
         where = None if isinstance(exc, ConnectorError) else exc
@@ -409,7 +414,7 @@ class Supervisor:
         async with unit.lock:
             if unit.restart_timer is not None:
                 unit.restart_timer.cancel()
-            self._retire(unit)
+            self._retire(unit, anew=True)
             unit.crashes.clear()
             unit.consecutive_restarts = 0
             unit.source_failures = 0  # an operator's restart starts every backoff over
@@ -523,7 +528,7 @@ class Supervisor:
         delay = self.health.outage_delay(unit, exc)
         unit.opening_failed = True
         self.health.show_outage(unit, exc, " could not open", delay)
-        self._retire(unit)
+        self._retire(unit, anew=True)
         unit.liveness = "restarting"
         unit.next_restart_at = utcnow() + timedelta(seconds=delay)
         unit.restart_timer = asyncio.get_running_loop().create_task(
@@ -580,10 +585,15 @@ class Supervisor:
             self._begin(unit)
         self.on_change()
 
-    def _retire(self, unit: Unit) -> ProviderHandle | None:
+    def _retire(self, unit: Unit, *, anew: bool = False) -> ProviderHandle | None:
         """End the current generation: cancel its inbound task; its outbound provider is
-        closed once the deliveries using it are done (returned, to await, or scheduled)."""
+        closed once the deliveries using it are done (returned, to await, or scheduled).
+        ``anew``: the unit's readiness was just set for a crash, an outage or a restart,
+        or the unit stops: the outcomes of deliveries still under way must not change it
+        (those of a reload's old generation still do: ``note_outcome``)."""
         unit.generation += 1
+        if anew:
+            unit.outcomes_since = unit.generation
         task, unit.inbound_task = unit.inbound_task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -596,7 +606,7 @@ class Supervisor:
         if unit.restart_timer is not None:
             unit.restart_timer.cancel()
         task = unit.inbound_task
-        handle = self._retire(unit)
+        handle = self._retire(unit, anew=True)
         if task is not None:
             await asyncio.gather(task, return_exceptions=True)
         if handle is not None:

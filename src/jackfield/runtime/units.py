@@ -80,6 +80,9 @@ class Unit:
     last_error: str | None = None
     next_restart_at: datetime | None = None
     generation: int = 0
+    # deliveries of generations before this one no longer say anything of its readiness
+    # (``Supervisor.note_outcome``)
+    outcomes_since: int = 0
     started_at: float = 0.0  # loop time the current generation started
     consecutive_restarts: int = 0  # backoff exponent; reset after a healthy stretch
     # (loop time, what crashed it: a message's envelope id, or None) within the window
