@@ -96,6 +96,16 @@ async def portal_token(request: Request) -> Response:
     return Response(f"<html><body>Please sign in ({quoted})</body></html>", 200)
 
 
+NEW_TOKENS = ("at-7f6e5d-issued-access", "rt-4c3b2a-issued-refresh")
+
+
+async def cut_token(request: Request) -> Response:
+    """A token answer cut short on the way (a proxy, a dropped connection): the start of
+    the JSON the endpoint sent, newly issued tokens included."""
+    access, refresh = NEW_TOKENS
+    return Response(f'{{"access_token": "{access}", "refresh_token": "{refresh}", "exp', 200)
+
+
 async def token_basic_only(request: Request) -> Response:
     """A token endpoint that, as RFC 6749 §2.3.1 allows, takes client credentials only
     by HTTP Basic (id and secret form-encoded first) and refuses them in the body."""
@@ -157,6 +167,7 @@ APP = Starlette(
         Route("/token", token, methods=["POST"]),
         Route("/token/basic", token_basic_only, methods=["POST"]),
         Route("/token/portal", portal_token, methods=["POST"]),
+        Route("/token/cut", cut_token, methods=["POST"]),
         Route("/token/padded/{pad:int}", padded_token, methods=["POST"]),
         Route("/redirect", redirect, methods=["POST"]),
         Route("/api/drip", drip, methods=["POST"]),
@@ -483,7 +494,7 @@ async def test_a_token_endpoint_answering_a_page_is_an_outage_not_refused_creden
             client_secret=CLIENT_SECRET,
         )
     assert "HTTP 200" in info.value.message and "not a JSON object" in info.value.message
-    assert "Please sign in" in info.value.message and refresh not in info.value.message
+    assert "not quoted" in info.value.message and refresh not in info.value.message
     _no_secrets(info.value.message)
 
     provider = make(
@@ -500,6 +511,32 @@ async def test_a_token_endpoint_answering_a_page_is_an_outage_not_refused_creden
     result = await provider.test_connection()
     assert not result.success and result.details and result.details["code"] == "transient"
     _no_secrets(outcome.message + result.message)
+
+
+async def test_a_token_answer_that_is_not_json_is_not_quoted(server: str) -> None:
+    """A token endpoint's success is the one answer whose body holds credentials: cut
+    short (or sent form-encoded), the tokens it issued were quoted in the error, which
+    reaches the outbox's last_error, Test's answer and the log."""
+    with pytest.raises(TransientError) as info:
+        await call_token_endpoint(
+            f"{server}/token/cut",
+            {"grant_type": "refresh_token", "refresh_token": "rt-old-refresh"},
+            client_id="cid",
+            client_secret=CLIENT_SECRET,
+        )
+    provider = make(
+        server,
+        mode="oauth2_client_credentials",
+        client_id="cid",
+        client_secret=CLIENT_SECRET,
+        token_url=f"{server}/token/cut",
+    )
+    outcome = await provider.deliver(envelope({"path": "/cc"}))
+    assert isinstance(outcome, Retry), outcome
+    result = await provider.test_connection()
+    for message in (info.value.message, outcome.message, result.message):
+        assert "HTTP 200" in message and "not a JSON object" in message, message
+        assert not any(token in message for token in NEW_TOKENS), message
 
 
 async def test_client_secret_post_stays_the_default_and_others_are_refused(server: str) -> None:

@@ -214,7 +214,7 @@ async def call_token_endpoint(
     if response.status_code == 429 or response.status_code >= 500:
         raise_for_response(response, operation, secrets=secrets)
     if response.status_code < 400:
-        body = json_object(response, operation, secrets=secrets)
+        body = json_object(response, operation, secrets=secrets, quote=False)
     else:
         try:
             refusal: Any = response.json()

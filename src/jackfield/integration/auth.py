@@ -253,7 +253,7 @@ class OAuth2ClientCredentials(httpx2.Auth):
         if response.status_code == 429 or response.status_code >= 500:
             raise_for_response(response, operation, secrets=secrets)  # retryable outage
         if response.status_code < 400:
-            data = json_object(response, operation, secrets=secrets)
+            data = json_object(response, operation, secrets=secrets, quote=False)
         else:
             try:
                 refusal: Any = response.json()

@@ -179,7 +179,11 @@ def raise_for_response(
 
 
 def json_object(
-    response: httpx2.Response, operation: str | None = None, *, secrets: Iterable[str] = ()
+    response: httpx2.Response,
+    operation: str | None = None,
+    *,
+    secrets: Iterable[str] = (),
+    quote: bool = True,
 ) -> dict[str, Any]:
     """The body of a successful answer as a JSON object, or ``TransientError``.
 
@@ -189,6 +193,10 @@ def json_object(
     unit restarts, the message goes dead) and Test shows as "unexpected error". It is
     reported like a 5xx instead -- retried later -- naming the status and with the
     same masked, cut excerpt as ``raise_for_response``.
+
+    ``quote=False`` names only the body's type and size: for a token endpoint, whose
+    success holds the tokens it just issued -- cut short or form-encoded, they are in
+    the body, and masking knows only the values that were sent.
     """
     try:
         body = response.json()
@@ -197,7 +205,11 @@ def json_object(
     if isinstance(body, dict):
         return body
     label = operation or "request"
-    excerpt = body_excerpt(response, secrets=secrets) or "an empty body"
+    if quote:
+        excerpt = body_excerpt(response, secrets=secrets) or "an empty body"
+    else:
+        kind = cut(response.headers.get("Content-Type") or "no Content-Type", 80)
+        excerpt = f"{len(response.content)} bytes of {kind}, not quoted (it may hold tokens)"
     raise TransientError(
         f"{label} failed: HTTP {response.status_code} {response.reason_phrase} "
         f"({_where(_request_of(response))}) answered with a body that is not a JSON object: "
