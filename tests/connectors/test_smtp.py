@@ -360,6 +360,10 @@ async def test_a_sender_holding_several_addresses_is_refused(server: Any) -> Non
         ({"html": 5}, "html"),
         ({"from": ["ops@example.net"]}, "from"),
         ({"reply_to": {"a": "b"}}, "reply_to"),
+        # before: sent, as Python wrote them ("{'lines': ['hi']}", "True")
+        ({"text": {"lines": ["hi"]}}, "text"),
+        ({"subject": ["Invoice", "42"]}, "subject"),
+        ({"subject": True}, "subject"),
     ],
 )
 async def test_a_field_of_the_wrong_type_is_permanent_and_nothing_is_sent(
@@ -537,3 +541,12 @@ async def test_a_null_subject_or_text_is_left_empty_not_sent_as_none(
     assert "None" not in message.as_string()
     shown = message["Subject"] if field == "subject" else message.get_content().strip()
     assert shown == ""
+
+
+async def test_a_number_as_subject_or_text_is_sent_as_written(server: Any) -> None:
+    handler, port = server
+    payload = {"to": "bob@example.com", "subject": 1042, "text": 2.5}
+    outcome = await provider(port).deliver(envelope(payload))
+    assert isinstance(outcome, Delivered), outcome
+    message = handler.received[0].message
+    assert (message["Subject"], message.get_content().strip()) == ("1042", "2.5")

@@ -104,10 +104,14 @@ class EmailProvider(ConnectorProvider):
 
 
 def _text(payload: dict[str, Any], key: str) -> str:
-    """``payload[key]`` as text; ``null`` is the field left out. (``str(None)`` sent the
-    literal word "None" as the subject or body of a real email.)"""
+    """``payload[key]`` as text: a string, or a number as written; ``null`` is the field
+    left out. Anything else is ``PermanentError`` (see ``fields``): ``str()`` sent Python's
+    spelling of it -- "None", "True", "{'lines': ['hi']}" -- as a real email's subject or
+    body."""
     value = payload.get(key)
-    return "" if value is None else str(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return optional_text(payload, key) or ""
 
 
 def _addresses(payload: dict[str, Any], field: str) -> tuple[str, ...]:
