@@ -87,6 +87,13 @@ def _settled(http: Any, envelopes: list[str]) -> dict[str, Any] | None:
     return None
 
 
+def _units(http: Any, connectors: set[str]) -> list[dict[str, Any]] | None:
+    """The runtime's units once each of ``connectors`` has one: a unit's row is written
+    by its supervisor, which may do so after the unit delivered its first messages."""
+    units: list[dict[str, Any]] = http.get("/api/runtime").json()["items"]
+    return units if {u["connector_id"] for u in units} >= connectors else None
+
+
 def test_bad_payloads_die_at_once_and_the_messages_behind_them_are_delivered(
     jf: Jackfield,
     api: LiveServer,
@@ -117,7 +124,7 @@ def test_bad_payloads_die_at_once_and_the_messages_behind_them_are_delivered(
             _send(http, smtp, {"to": "bob@example.com", "subject": "good", "text": "hi"}),
         ]
         messages = wait_until(lambda: _settled(http, [*dead.values(), *good]), timeout=15)
-        units = http.get("/api/runtime").json()["items"]
+        units = wait_until(lambda: _units(http, {rest, smtp}))
 
     for field, envelope_id in dead.items():
         message = messages[envelope_id]
