@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
+import logging
 import threading
 import time
 from typing import ClassVar
 
 import pytest
 from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from ulid import ULID
 
 from jackfield import ConnectionTestResult, connector_registry
@@ -28,6 +33,9 @@ from jackfield.kernel import (
 from jackfield.service import Principal, Role
 from jackfield.service.outbox import InvalidMessageError
 from jackfield.store.models_outbox import OutboxMessage
+from jackfield.testing import LiveServer
+
+from .conftest import new_tenant
 
 
 def _rows(jf):
@@ -393,6 +401,55 @@ def test_start_in_a_second_loop_while_the_first_still_runs_is_refused(jf):
         thread.join(10)
         loop.close()
     assert not jf.runtime.running
+
+
+def test_a_new_event_loop_lets_go_of_an_http_connector_without_logging_a_failure(
+    database_url, make_jf, caplog
+):
+    """Before: starting again in a new loop logged "closing provider http failed" with an
+    "Event loop is closed" traceback for each open HTTP connector (its connections
+    belonged to the loop that had ended, and no other loop can close them): a warning
+    about a failure nobody could act on, after the runtime had already said why."""
+    posted: list[str] = []
+
+    async def endpoint(request: Request) -> JSONResponse:
+        if request.method == "POST":
+            posted.append(request.url.path)
+        return JSONResponse({})
+
+    app = Starlette(routes=[Route("/{rest:path}", endpoint, methods=["GET", "POST"])])
+    jf = make_jf(database_url, egress_allowlist="127.0.0.1")
+    who = new_tenant(jf).admin
+    with LiveServer(app, lifespan="off") as live:
+        cid = jf.connectors.create(
+            who,
+            name="rest",
+            category="http",
+            provider_type="http",
+            config={"base_url": live.url, "health_path": "/health"},
+        )["id"]
+        assert jf.connectors.test(who, cid)["success"]
+        jf.connectors.set_enabled(who, cid, True)
+
+        async def run(path: str, *, stop: bool) -> None:
+            await jf.start()
+            await asyncio.to_thread(
+                jf.send, cid, {"method": "POST", "path": path}, operation="request"
+            )
+            for _ in range(200):
+                if path in posted:
+                    break
+                await asyncio.sleep(0.05)
+            if stop:
+                await jf.stop()
+
+        asyncio.run(run("/first", stop=False))  # its connection stays in the pool
+        with caplog.at_level(logging.WARNING):
+            asyncio.run(run("/second", stop=True))
+    assert posted == ["/first", "/second"]
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [m for m in warned if "closing provider" in m] == []
+    assert any("closed without jf.stop()" in m for m in warned)  # what the user must know
 
 
 class AsyncTested(MessagingProvider):

@@ -173,11 +173,12 @@ class Supervisor:
 
     async def abandon(self) -> None:
         """The loop it ran in closed without ``stop()``: close the providers its units
-        opened (their tasks went with that loop); a new supervisor takes over."""
+        opened, as far as another loop can (their tasks went with that loop, and so do
+        async connections, which cannot be closed now); a new supervisor takes over."""
         for unit in self.units.values():
             handle, unit.outbound = unit.outbound, None
             if handle is not None:
-                await handle.close()
+                await handle.close(loop_ended=True)
         self.units.clear()
 
     def poke(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -60,14 +61,19 @@ class ProviderHandle:
         if self.users == 0:
             await self.close()
 
-    async def close(self) -> None:
+    async def close(self, *, loop_ended: bool = False) -> None:
+        """Close the provider; a failure is logged, never raised. ``loop_ended``: it was
+        opened in an event loop that has closed since, whose connections no other loop
+        can close -- that failure is expected, so it is not a warning."""
         if self.closed:
             return
         self.closed = True
         try:
             await call_async(self.provider.close)
         except Exception:  # a failing close must not take the runtime down
-            log.warning("closing provider %s failed", self.provider.provider_type, exc_info=True)
+            level = logging.DEBUG if loop_ended else logging.WARNING
+            name = self.provider.provider_type
+            log.log(level, "closing provider %s failed", name, exc_info=True)
 
 
 @dataclass
