@@ -961,8 +961,19 @@ async def test_every_attempt_of_a_delivery_carries_the_envelope_id_as_idempotenc
     assert seen == [retried.envelope_id] * 2
 
 
+@pytest.mark.parametrize("method", ["GET", "put", "DELETE"])
+async def test_a_method_safe_to_repeat_goes_without_an_idempotency_key(
+    server: str, method: str
+) -> None:
+    """A receiver that caches answers per key (errors included) would otherwise replay a
+    transient failure to every retry of a request HTTP already allows to repeat."""
+    outcome = await make(server).deliver(envelope({"method": method, "path": "/echo"}))
+    assert isinstance(outcome, Delivered), outcome
+    assert "idempotency-key" not in json.loads(outcome.result["body"])["headers"]
+
+
 async def test_an_idempotency_key_the_payload_sets_is_sent_instead(server: str) -> None:
-    payload = {"path": "/echo", "headers": {"idempotency-key": "order-42"}}
+    payload = {"method": "PATCH", "path": "/echo", "headers": {"idempotency-key": "order-42"}}
     outcome = await make(server).deliver(envelope(payload))
     assert isinstance(outcome, Delivered), outcome
     headers = json.loads(outcome.result["body"])["headers"]

@@ -29,6 +29,12 @@ IDEMPOTENCY_KEY = "Idempotency-Key"
 """The header a delivered request carries the envelope id in (the same on every
 attempt: a receiver that honours it does the work of a retried request once)."""
 
+UNSAFE_TO_REPEAT = frozenset({"POST", "PATCH"})
+"""Methods whose request gets ``IDEMPOTENCY_KEY``: the IETF Idempotency-Key draft names
+these; GET, PUT and DELETE are idempotent by HTTP's own definition, and a receiver that
+caches answers per key (Stripe does, errors included) must not replay a cached failure
+to a request that was safe to repeat anyway."""
+
 _PARAM_TYPES = (str, int, float, bool, type(None))
 
 
@@ -48,7 +54,8 @@ class HttpRequest:
         """The request a payload describes. A field no HTTP request can carry raises
         ``PermanentError`` naming it (see ``fields``): a method or header name that is
         not a token, a header value with a line break, a path with a control character.
-        ``idempotency_key`` is sent as ``IDEMPOTENCY_KEY`` unless the payload sets it."""
+        ``idempotency_key`` is sent as ``IDEMPOTENCY_KEY`` with a POST or PATCH unless
+        the payload sets it."""
         method = optional_text(payload, "method") or "GET"
         if not TOKEN.fullmatch(method):
             raise payload_error("method", f"{method!r} is not an HTTP method name")
@@ -56,8 +63,11 @@ class HttpRequest:
         if CONTROL.search(path):
             raise payload_error("path", "holds a control character (such as a line break)")
         body = payload.get("body")
+        method = method.upper()
+        if method not in UNSAFE_TO_REPEAT:
+            idempotency_key = None
         return cls(
-            method=method.upper(),
+            method=method,
             path=path,
             headers=_headers(payload, idempotency_key),
             params=_params(payload),
