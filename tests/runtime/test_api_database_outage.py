@@ -106,6 +106,9 @@ def test_while_the_database_is_cut_requests_answer_503_and_log_one_line(
         wait_until(lambda: http.get("/readyz").status_code == 200, timeout=15)
         after = http.post(f"/api/connectors/{cid}/messages", json={"payload": {"text": "1"}})
         assert after.status_code == 202, after.text
+        # the first success ends the outage in the log, counted from its first failure
+        back = [r.getMessage() for r in _problems(caplog) if "available again" in r.getMessage()]
+        assert len(back) == 1 and back[0].endswith("(32 failures)"), back
     assert _outbox_rows(database_url) == 2  # nothing of the refused requests was stored
 
 

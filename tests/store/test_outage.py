@@ -4,13 +4,16 @@ SQLite and PostgreSQL, not hand-made ones."""
 
 from __future__ import annotations
 
+import logging
+import time
+
 import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from jackfield.store import create_db_engine
-from jackfield.store.outage import database_unavailable
+from jackfield.store.outage import OutageLog, database_unavailable
 
 
 def error_of(url: str, *statements: str, engine: Engine | None = None) -> DBAPIError:
@@ -126,3 +129,23 @@ def test_a_session_used_after_its_flush_failed_is_a_fault(tmp_path):
             session.execute(text("SELECT 1"))
     engine.dispose()
     assert not database_unavailable(again.value)
+
+
+def test_an_outage_whose_failures_are_slow_is_logged_as_one_until_a_success(caplog):
+    """Against a hung database each failure took over two minutes (longer than the log's
+    minute): the log said the database was "available again after 18.6s (1 failures)"
+    although it had been away for 4.5 minutes. Only a success ends an outage."""
+    refused = error_of("postgresql+psycopg://postgres@127.0.0.1:9/x?connect_timeout=2", "SELECT 1")
+    caplog.set_level(logging.WARNING)
+    outages = OutageLog(logging.getLogger("jackfield.test"), "nothing is done", every=0.2)
+    started = time.monotonic()
+    for _ in range(3):
+        outages.failed(refused)
+        time.sleep(0.3)  # each failure "takes" longer than ``every``
+    outages.recovered()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len([line for line in lines if line.startswith("database unavailable")]) == 1, lines
+    assert lines[-1].startswith("database available again after ")
+    assert lines[-1].endswith("(3 failures)")
+    seconds = float(lines[-1].split(" after ")[1].split("s ")[0])
+    assert seconds >= 0.85 and seconds <= time.monotonic() - started + 0.05

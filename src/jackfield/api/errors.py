@@ -4,7 +4,8 @@ Status codes follow the error class; a 5xx only for real faults, never with a tr
 
 While the database is unavailable (down, unreachable, full), a request answers 503
 ``database_unavailable`` with ``Retry-After``, and the log has a line when the outage
-begins and one a minute while it lasts, not a traceback per request. Any other
+begins, one a minute while it lasts and one when a request succeeds again, not a
+traceback per request. Any other
 unexpected error answers 500 ``internal_error`` and logs its traceback once, through
 Jackfield's redacting logger: ``ErrorGuard`` handles it around every middleware, so
 Starlette's outermost middleware never re-raises it for the server to log again
@@ -216,6 +217,11 @@ def fault_response(scope: Scope, exc: Exception) -> JSONResponse:
     return JSONResponse(body, 500)
 
 
+_USES_DATABASE = ("/api/", "/hooks/", "/readyz", "/metrics")
+"""Paths whose every successful answer read the database (a token, a connector, its
+state): one answered below 400 while an outage is logged ends that outage."""
+
+
 class ErrorGuard:
     """ASGI middleware around all of the app's others: an exception that escapes them
     (a route's, or a middleware's own, such as a token check while the database is away)
@@ -229,15 +235,18 @@ class ErrorGuard:
             await self.app(scope, receive, send)
             return
         started = False
+        status = 500
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
-                started = True
+                started, status = True, message["status"]
             await send(message)
 
         try:
             await self.app(scope, receive, tracking_send)
+            if outages.ongoing and status < 400 and scope["path"].startswith(_USES_DATABASE):
+                outages.recovered()
         except Exception as exc:  # noqa: BLE001 - every fault is answered and logged here
             response = fault_response(scope, exc)
             if not started:  # else the client has a status already: the server drops it

@@ -76,9 +76,10 @@ class OutageLog:
     """Logs a database outage at its start, every ``every`` seconds while it lasts (how
     many failures it caused meanwhile) and at its end -- not once per failure.
 
-    ``failed(exc)`` notes a failure; ``recovered()`` a success after one. An outage with
-    no failure noted for ``every`` seconds is over for the log even without
-    ``recovered()`` (a request handler only sees failures)."""
+    ``failed(exc)`` notes a failure; ``recovered()`` a success after one. Only a success
+    ends an outage, and its length is counted from its first failure: against a database
+    that does not answer, each failure may take minutes, and a quiet spell between two of
+    them is no sign that it is back."""
 
     def __init__(self, logger: logging.Logger, what: str, every: float = 60.0) -> None:
         self.logger = logger
@@ -86,7 +87,6 @@ class OutageLog:
         self.every = every
         self._lock = threading.Lock()
         self._since: float | None = None  # when the outage began (monotonic)
-        self._last_failure = 0.0
         self._last_line = 0.0
         self._unlogged = 0
         self._failures = 0
@@ -98,9 +98,6 @@ class OutageLog:
     def failed(self, exc: BaseException) -> None:
         now = time.monotonic()
         with self._lock:
-            if self._since is not None and now - self._last_failure > self.every:
-                self._since = None  # quiet for a while: that outage is over
-            self._last_failure = now
             self._failures += 1
             if self._since is None:
                 self._since, self._last_line, self._unlogged, self._failures = now, now, 0, 1
