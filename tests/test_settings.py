@@ -27,3 +27,13 @@ def test_an_allowlist_entry_that_would_allow_nothing_is_refused(entry):
 def test_the_built_in_email_adapter_takes_one_tls_mode():
     with pytest.raises(ValidationError, match="not both"):
         Settings(smtp_tls=True, smtp_starttls=True)
+
+
+@pytest.mark.parametrize("hours", ["inf", "nan", "1e8", "20000000", "-1"])
+def test_a_retention_no_date_can_hold_is_refused(hours):
+    """``inf`` or ``1e8`` hours reach back before the year 1: each pruning pass failed,
+    and pruning stopped for good (the inbox's too) without a word."""
+    for name in ("outbox_retention_hours", "inbox_retention_hours"):
+        with pytest.raises(ValidationError, match=name):
+            Settings(**{name: hours})
+    assert Settings(outbox_retention_hours=876_000, inbox_retention_hours=0)

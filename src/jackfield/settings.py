@@ -22,6 +22,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .kernel.inbound import MAX_REPLAY_WINDOW_SECONDS
 
+MAX_RETENTION_HOURS = 876_000
+"""A retention of at most 100 years: a longer one (``inf``, ``1e8``) reaches back before
+the year 1, which no date can hold, and would stop every pruning pass. ``0`` keeps rows
+for ever."""
+RetentionHours = Annotated[float, Field(ge=0, le=MAX_RETENTION_HOURS, allow_inf_nan=False)]
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="JACKFIELD_", extra="ignore")
@@ -91,8 +97,8 @@ class Settings(BaseSettings):
     # in-flight deliveries may finish this long
     runtime_shutdown_grace_seconds: NonNegativeFloat = 10.0
     # retention (0: keep for ever): delivered/discarded messages, dispatched events
-    outbox_retention_hours: NonNegativeFloat = 168.0
-    inbox_retention_hours: NonNegativeFloat = 168.0
+    outbox_retention_hours: RetentionHours = 168.0
+    inbox_retention_hours: RetentionHours = 168.0
     retention_interval_seconds: PositiveFloat = 600.0  # how often each node prunes
 
     @field_validator("public_url")

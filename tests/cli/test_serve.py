@@ -284,6 +284,9 @@ def test_ctrl_c_stops_serve_although_a_provider_call_never_returns(env, tmp_path
         ({"JACKFIELD_EGRESS_ALLOWLIST": "bad host!"}, "'bad host!' is not a host name"),
         ({"JACKFIELD_PUBLIC_URL": "notaurl"}, "JACKFIELD_PUBLIC_URL: must be an http://"),
         ({"JACKFIELD_SMTP_PORT": "0"}, "JACKFIELD_SMTP_PORT: Input should be greater than"),
+        # a retention no date can reach back to stopped all pruning, the inbox's too
+        ({"JACKFIELD_OUTBOX_RETENTION_HOURS": "inf"}, "JACKFIELD_OUTBOX_RETENTION_HOURS: "),
+        ({"JACKFIELD_INBOX_RETENTION_HOURS": "1e8"}, "less than or equal to 876000"),
         # an unreachable server: psycopg's message has a second line ("Is the server ...")
         (
             {"JACKFIELD_DATABASE_URL": "postgresql+psycopg://u@127.0.0.1:9/x?connect_timeout=2"},

@@ -5,6 +5,7 @@ stay, however old."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -164,3 +165,32 @@ def _echo_connector(jf):
 def _state(jf, envelope):
     with jf.db.transaction() as s:
         return s.scalar(select(OutboxMessage.state).where(OutboxMessage.envelope_id == envelope))
+
+
+async def test_a_pass_that_fails_unexpectedly_is_logged_and_the_next_one_runs(
+    jf, tenant, make_connector, caplog, wait_until
+):
+    """An outbox retention too long for a date (refused by the settings now) made every
+    pass raise OverflowError: the task died unlogged and never pruned again, the inbox
+    included. A fault of one pass is logged with its traceback, and pruning goes on."""
+    cid = make_connector(tenant.admin)
+    event = await asyncio.to_thread(
+        _event, jf, tenant.admin, cid, dispatched=True, age=timedelta(days=30)
+    )
+    caplog.set_level(logging.INFO, logger="jackfield")
+    config = RetentionConfig(outbox_hours=2e7, inbox_hours=168, interval=0.05)
+    broken = Retention(jf.db, jf.runtime.committer, config)
+    broken.start()
+    try:
+        await asyncio.to_thread(
+            wait_until,
+            lambda: len([r for r in caplog.records if "retention pass failed" in r.message]) >= 2,
+        )
+        assert broken._task is not None and not broken._task.done()
+        failed = [r for r in caplog.records if "retention pass failed" in r.message]
+        assert failed[0].exc_info and failed[0].exc_info[0] is OverflowError
+        # the same task goes on: once the window is one a date can hold, it prunes
+        object.__setattr__(config, "outbox_hours", 168)
+        await asyncio.to_thread(wait_until, lambda: event not in _left(jf)[1])
+    finally:
+        await broken.stop()

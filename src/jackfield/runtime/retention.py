@@ -141,6 +141,8 @@ class Retention:
                 await self.prune()
             except SQLAlchemyError as exc:  # the database is away: try again next time
                 log.warning("retention pass failed: %s", exc)
+            except Exception:  # a fault of one pass must not end pruning for good
+                log.exception("retention pass failed unexpectedly; trying again next time")
             await asyncio.sleep(self.config.interval)
 
     async def _prune(
