@@ -309,6 +309,34 @@ def test_an_unusable_setting_is_a_one_line_error(env, tmp_path, setting, expecte
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
 
 
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sqlite:///{file}", "file is not a database (JACKFIELD_DATABASE_URL names a file that"),
+        ("postgresql://u:pw-s3cret@127.0.0.1:abc/db", "its host and port do not parse"),
+        ("postgresql://u:pw-s3cret@[::1/db", "its host and port do not parse"),
+    ],
+)
+def test_a_database_url_that_cannot_work_is_a_one_line_error(env, tmp_path, url, expected):
+    """Before, a file that is not a SQLite database (DatabaseError) and a port that is
+    not a number (ValueError) printed a hundred lines of traceback, the URL in them."""
+    not_a_database = tmp_path / "notes.txt"
+    not_a_database.write_text("hello\n")
+    env = {**env, "JACKFIELD_DATABASE_URL": url.format(file=not_a_database)}
+    for command in (
+        ("runtime", "status"),
+        ("outbox", "list"),
+        ("db", "upgrade"),
+        ("serve", "--port", "0"),
+    ):
+        result = run(env, *command)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith("error:") and expected in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert "s3cret" not in result.stdout + result.stderr
+    assert not_a_database.read_text() == "hello\n"
+
+
 @pytest.mark.parametrize("public_url", [None, "https://jackfield.example"])
 def test_serve_says_when_its_urls_point_elsewhere(env, public_url):
     """Webhook URLs, OAuth redirect URIs and the return from OAuth are built on

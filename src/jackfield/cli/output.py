@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DatabaseError, OperationalError
 
 from ..kernel.errors import JackfieldError
 from ..secrets import redactor
@@ -96,7 +96,12 @@ def user_errors() -> Iterator[None]:
     except ValidationError as exc:  # only Settings are validated by pydantic out here
         problems = "; ".join(map(_setting_problem, exc.errors()))
         fail(f"the settings are not valid: {problems}", "fix the environment variables")
-    except OperationalError as exc:
+    except DatabaseError as exc:
+        # the database cannot be used (unreachable, locked, full), or the driver's generic
+        # error: a file that is not a SQLite database, or a damaged one. A statement's
+        # fault (IntegrityError, ProgrammingError ...) is a bug: its traceback stays.
+        if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
+            raise
         fail(f"cannot use the database: {exc.orig}", _database_remedy(str(exc.orig)))
     except ArgumentError as exc:  # also an unknown driver (NoSuchModuleError)
         fail(f"JACKFIELD_DATABASE_URL cannot be used: {exc}", "sqlite:///PATH or postgresql://...")
@@ -115,6 +120,8 @@ _SQLITE_REMEDIES = (
     ("locked", "another process holds the database's write lock: try again"),
     ("readonly", "check the permissions of the database file and its directory"),
     ("unable to open", "check JACKFIELD_DATABASE_URL and the permissions of its directory"),
+    ("not a database", "JACKFIELD_DATABASE_URL names a file that is not a SQLite database"),
+    ("malformed", "the database file is damaged: restore it from a backup"),
 )
 
 

@@ -19,9 +19,18 @@ from jackfield.kernel.private_paths import create_private_file, make_private_dir
 from .bulk import DriverCursor
 
 
+def parse_url(url: str) -> URL:
+    """``url`` parsed; ``ArgumentError`` when it does not parse (a port that is not a
+    number raised a bare ``ValueError``), without quoting it: it may hold a password."""
+    try:
+        return make_url(url)
+    except ValueError as exc:
+        raise ArgumentError("its host and port do not parse (a port is a number)") from exc
+
+
 def normalize_url(url: str) -> str:
     """``postgresql://`` means psycopg 3 here (the driver the ``postgres`` extra installs)."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
@@ -33,7 +42,7 @@ def is_sqlite(engine: Engine) -> bool:
 
 def sqlite_file(url: str) -> Path | None:
     """The file of a SQLite database URL; ``None`` for another database or memory."""
-    parsed = make_url(url)
+    parsed = parse_url(url)
     if parsed.get_backend_name() != "sqlite":
         return None
     database = parsed.database or ""
@@ -51,7 +60,7 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for ``url``; ``ArgumentError`` when its database has no driver here
     (``mysql://`` without MySQLdb), instead of the import's traceback."""
     url = normalize_url(url)
-    parsed = make_url(url)
+    parsed = parse_url(url)
     try:
         return _create_engine(parsed, url, **kwargs)
     except ImportError as exc:
