@@ -261,6 +261,43 @@ def test_ctrl_c_stops_serve_although_a_provider_call_never_returns(env, tmp_path
     assert "Finished server process" in err
 
 
+def test_sighup_stops_serve_gracefully_as_sigterm_does(env, tmp_path):
+    """Before, SIGHUP (the terminal or ssh session that started serve closed) killed it
+    at once without a line in its log, and the message it was delivering stayed
+    in_flight until its lease ran out."""
+    assert run(env, "orgs", "create", "acme").returncode == 0
+    create = "connectors create --org acme --name echo --category messaging --provider echo"
+    connector = json.loads(run(env, *create.split(), "--json").stdout)["id"]
+    assert run(env, "connectors", "test", connector).returncode == 0
+    assert run(env, "connectors", "activate", connector).returncode == 0
+    serve = _serve(env)
+    try:
+        _started(serve)
+        sent = run(env, "sim", "send", connector, "slow", "--simulate", "slow:2000")
+        assert sent.returncode == 0, sent.stderr
+        database = tmp_path / "data" / "jackfield.db"
+        deadline = time.monotonic() + 15
+        while _states(database) != ["in_flight"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _states(database) == ["in_flight"]
+        serve.send_signal(signal.SIGHUP)
+        _, err = serve.communicate(timeout=30)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    assert serve.returncode == -signal.SIGHUP, err
+    assert "SIGHUP received: stopping" in err and "Finished server process" in err, err
+    assert _states(database) == ["delivered"]  # it finished within the shutdown's grace
+
+
+def _states(database: Path) -> list[str]:
+    connection = sqlite3.connect(database)
+    try:
+        return [state for (state,) in connection.execute("SELECT state FROM outbox_messages")]
+    finally:
+        connection.close()
+
+
 @pytest.mark.parametrize(
     ("setting", "expected"),
     [

@@ -5,7 +5,10 @@ not exist is a one-line user error, and the runtime never starts for a server th
 cannot listen. On SIGTERM the server first ends the live event streams: they never end
 by themselves, and uvicorn waits for open responses before it shuts the app (and the
 runtime) down -- an open browser tab would otherwise hold the shutdown for the whole
-grace period and then be cancelled with an error in the log.
+grace period and then be cancelled with an error in the log. SIGHUP (the terminal or
+the ssh session that started it closed) stops it the same way: by default it killed the
+process at once, leaving the messages it was delivering in flight until their lease ran
+out.
 
 Once the app and runtime have stopped, the process gets ``EXIT_GRACE_SECONDS`` to exit.
 A provider's sync call stuck in a worker thread (a ``poll`` that never returns) would
@@ -18,8 +21,11 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -33,6 +39,8 @@ GRACE_SECONDS = 5
 """How long requests still running at shutdown may take to finish."""
 EXIT_GRACE_SECONDS = 5.0
 """How long the process may take to exit once the app and runtime have stopped."""
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""The signals that stop ``serve`` gracefully (uvicorn itself takes INT and TERM only)."""
 log = get_logger(__name__)
 
 
@@ -61,11 +69,29 @@ class Server(uvicorn.Server):
         self._app = app
         self._signal = 0
 
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        """uvicorn's, for ``STOP_SIGNALS``: handled while serving, then restored, and the
+        one that stopped the server raised again (its default action ends the process)."""
+        if threading.current_thread() is not threading.main_thread():
+            yield  # (signals reach the main thread only)
+            return
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if self._signal:
+            signal.raise_signal(self._signal)
+
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         self._signal = sig
         super().handle_exit(sig, frame)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        if self._signal:
+            log.info("%s received: stopping", signal.Signals(self._signal).name)
         await begin_shutdown(self._app)
         await super().shutdown(sockets)
         _exit_unless_done_within(EXIT_GRACE_SECONDS, 128 + self._signal if self._signal else 0)
