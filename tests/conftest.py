@@ -13,6 +13,7 @@ import socket
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -112,11 +113,14 @@ def free_port_fixture() -> Callable[[], int]:
 class CuttableProxy:
     """A TCP proxy on loopback to ``target`` that a test can ``cut`` (every connection
     through it closed, new ones refused: the port is not listened on) and ``restore``
-    (on the same port): a network outage between Jackfield and its database server."""
+    (on the same port): a network outage between Jackfield and its database server.
+    Or ``hang`` it (``hung = False`` again to resume): connections stay open and new
+    ones are taken, but nothing goes through -- a server that stopped answering."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.port = 0
+        self.hung = False
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
         self._sockets: set[socket.socket] = set()
@@ -147,8 +151,14 @@ class CuttableProxy:
         for sock in sockets:
             _close(sock)
 
+    def hang(self) -> None:
+        self.hung = True
+
     def _accept(self, listener: socket.socket) -> None:
         while self._listener is listener:
+            if self.hung:  # the kernel still completes new connections (the backlog)
+                time.sleep(0.05)
+                continue
             try:
                 client, _ = listener.accept()
             except TimeoutError:
@@ -174,6 +184,8 @@ class CuttableProxy:
     def _pump(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                while self.hung and source in self._sockets:
+                    time.sleep(0.05)
                 sink.sendall(data)
         except OSError:
             pass

@@ -290,6 +290,54 @@ def test_sighup_stops_serve_gracefully_as_sigterm_does(env, tmp_path):
     assert _states(database) == ["delivered"]  # it finished within the shutdown's grace
 
 
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_while_postgresql_does_not_answer_commands_fail_and_sigterm_stops_serve(
+    env, database_url, cuttable_proxy
+):
+    """A PostgreSQL that accepts connections and then says nothing (hung, or packets
+    dropped): a command failed only after 131 s, and serve ignored SIGTERM for as long
+    as the database did not answer (4.5 minutes). Now a command fails within seconds in
+    one line, and serve stops within its grace (its in-flight work is recovered by
+    leases, as after a kill)."""
+    proxy, through_proxy = cuttable_proxy(database_url)
+    env = {
+        **env,
+        "JACKFIELD_DATABASE_URL": through_proxy,
+        "JACKFIELD_RUNTIME_SHUTDOWN_GRACE_SECONDS": "2",
+    }
+    assert run(env, "orgs", "create", "acme").returncode == 0
+    create = "connectors create --org acme --name echo --category messaging --provider echo"
+    connector = json.loads(run(env, *create.split(), "--json").stdout)["id"]
+    assert run(env, "connectors", "test", connector).returncode == 0
+    assert run(env, "connectors", "activate", connector).returncode == 0
+    serve = _serve(env)
+    try:
+        _started(serve)
+        assert run(env, "sim", "send", connector, "warm").returncode == 0
+        time.sleep(1.5)  # the runtime's connections are open and idle
+        proxy.hang()
+        started = time.monotonic()
+        status = run(env, "runtime", "status")
+        assert time.monotonic() - started < 12
+        assert status.returncode == 1
+        assert status.stderr.startswith("error: cannot use the database: "), status.stderr
+        assert len(status.stderr.strip().splitlines()) == 1, status.stderr
+
+        time.sleep(1)
+        signalled = time.monotonic()
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=60)
+        stopped = time.monotonic()
+    finally:
+        proxy.hung = False
+        if serve.poll() is None:
+            serve.kill()
+    # its grace: 5 s for requests, 2 s for deliveries, 5 s to exit
+    assert stopped - signalled < 12 + 3, err
+    assert "still stopping 12s after the signal (is the database answering?)" in err
+    assert serve.returncode in (128 + signal.SIGTERM, -signal.SIGTERM), err
+
+
 def _states(database: Path) -> list[str]:
     connection = sqlite3.connect(database)
     try:

@@ -5,6 +5,7 @@ SQLite and PostgreSQL, not hand-made ones."""
 from __future__ import annotations
 
 import logging
+import socket
 import time
 
 import pytest
@@ -149,3 +150,45 @@ def test_an_outage_whose_failures_are_slow_is_logged_as_one_until_a_success(capl
     assert lines[-1].endswith("(3 failures)")
     seconds = float(lines[-1].split(" after ")[1].split("s ")[0])
     assert seconds >= 0.85 and seconds <= time.monotonic() - started + 0.05
+
+
+def test_a_postgresql_that_stops_answering_is_an_outage_within_seconds(pg_database, cuttable_proxy):
+    """A server that accepts connections and then says nothing (a hung server, a network
+    that drops packets): a new connection waited as long as the system let it (131 s).
+    Now it fails within seconds, as an outage."""
+    proxy, through_proxy = cuttable_proxy(pg_database)
+    proxy.hang()
+    engine = create_db_engine(through_proxy)
+    started = time.monotonic()
+    try:
+        with pytest.raises(DBAPIError) as hung, engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+    assert time.monotonic() - started < 8
+    assert database_unavailable(hung.value)
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("", (1, 5, 10_000)), ("?keepalives=0&tcp_user_timeout=0", (0, 7200, 0))],
+)
+def test_a_postgresql_connection_notices_a_silent_server(pg_database, query, expected):
+    """TCP keepalives and a user timeout, so a connection to a server gone silent (packets
+    dropped) is dropped within seconds instead of waiting for ever; the URL's own
+    parameters win (libpq's names)."""
+    engine = create_db_engine(pg_database + query)
+    try:
+        with engine.connect() as conn:
+            sock = socket.socket(fileno=conn.connection.dbapi_connection.fileno())
+            try:
+                found = (
+                    sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
+                )
+            finally:
+                sock.detach()
+    finally:
+        engine.dispose()
+    assert found == expected

@@ -22,7 +22,7 @@ def serve(
 ) -> None:
     """Run the REST API, admin UI and runtime in one process."""
     from ..api import create_app
-    from .serving import Server, listen
+    from .serving import Server, listen, stop_seconds
 
     listener = listen(host, port)  # first: a taken port must not start the runtime
     with user_errors():
@@ -46,7 +46,7 @@ def serve(
         if admin.generated:
             started["bootstrap_admin"]["password"] = admin.password  # shown once
     emit(started, as_json, _show_started)
-    Server(create_app(jf)).run(sockets=[listener])
+    Server(create_app(jf), stop_seconds(jf.settings)).run(sockets=[listener])
 
 
 def _show_started(started: dict[str, Any]) -> None:

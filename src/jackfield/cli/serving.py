@@ -10,6 +10,11 @@ the ssh session that started it closed) stops it the same way: by default it kil
 process at once, leaving the messages it was delivering in flight until their lease ran
 out.
 
+A stop takes at most ``stop_seconds(settings)`` from the signal: the grace of requests,
+then of deliveries, then ``EXIT_GRACE_SECONDS``. Past it the process exits anyway -- a
+database that stopped answering would otherwise hold the shutdown for as long as it
+does (minutes); what was in flight then is recovered by its lease, as after a kill.
+
 Once the app and runtime have stopped, the process gets ``EXIT_GRACE_SECONDS`` to exit.
 A provider's sync call stuck in a worker thread (a ``poll`` that never returns) would
 otherwise keep it alive for ever after Ctrl-C: Python joins those threads on exit, and
@@ -33,6 +38,7 @@ import uvicorn
 
 from ..api import begin_shutdown
 from ..kernel.redaction import get_logger
+from ..settings import Settings
 from .output import fail
 
 GRACE_SECONDS = 5
@@ -42,6 +48,11 @@ EXIT_GRACE_SECONDS = 5.0
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 """The signals that stop ``serve`` gracefully (uvicorn itself takes INT and TERM only)."""
 log = get_logger(__name__)
+
+
+def stop_seconds(settings: Settings) -> float:
+    """How long ``serve`` may take to stop once signalled, whatever its database does."""
+    return GRACE_SECONDS + settings.runtime_shutdown_grace_seconds + EXIT_GRACE_SECONDS
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -62,12 +73,13 @@ class Server(uvicorn.Server):
     """uvicorn's server for one app, which ends the app's event streams as it starts
     to shut down."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, stop_within: float) -> None:
         super().__init__(
             uvicorn.Config(app, log_config=None, timeout_graceful_shutdown=GRACE_SECONDS)
         )
         self._app = app
         self._signal = 0
+        self._stop_within = stop_within
 
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -86,6 +98,13 @@ class Server(uvicorn.Server):
             signal.raise_signal(self._signal)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self._signal:  # timed from the signal: the shutdown itself may be stuck
+            _exit_unless_done_within(
+                self._stop_within,
+                128 + sig,
+                "still stopping %.0fs after the signal (is the database answering?): exiting"
+                " now; messages in flight return to the outbox when their lease expires",
+            )
         self._signal = sig
         super().handle_exit(sig, frame)
 
@@ -94,18 +113,20 @@ class Server(uvicorn.Server):
             log.info("%s received: stopping", signal.Signals(self._signal).name)
         await begin_shutdown(self._app)
         await super().shutdown(sockets)
-        _exit_unless_done_within(EXIT_GRACE_SECONDS, 128 + self._signal if self._signal else 0)
-
-
-def _exit_unless_done_within(seconds: float, code: int) -> None:
-    """End the process with ``code`` after ``seconds`` unless it has exited by then."""
-
-    def leave() -> None:
-        log.warning(
+        _exit_unless_done_within(
+            EXIT_GRACE_SECONDS,
+            128 + self._signal if self._signal else 0,
             "threads still busy %.0fs after shutdown (a provider call that does not"
             " return): exiting without them",
-            seconds,
         )
+
+
+def _exit_unless_done_within(seconds: float, code: int, why: str) -> None:
+    """End the process with ``code`` after ``seconds`` unless it has exited by then,
+    logging ``why`` (formatted with ``seconds``)."""
+
+    def leave() -> None:
+        log.warning(why, seconds)
         logging.shutdown()  # flush the log
         os._exit(code)
 
