@@ -47,8 +47,16 @@ class SlowRefusedProvider(MessagingProvider):
     display_name: ClassVar[str] = "Slow, refused (tests)"
     started: ClassVar[threading.Event] = threading.Event()
     go_on: ClassVar[threading.Event] = threading.Event()
+    held: ClassVar[threading.Event] = threading.Event()
+    go_on_held: ClassVar[threading.Event] = threading.Event()
 
     async def send_message(self, message: OutboundMessage) -> SentMessage:
+        if message.text == "quick":  # one the connector's system accepts at once
+            return SentMessage(message_id="quick")
+        if message.text == "held":  # ... or once the test lets it
+            type(self).held.set()
+            await asyncio.to_thread(type(self).go_on_held.wait, 30)
+            return SentMessage(message_id="held")
         type(self).started.set()
         await asyncio.to_thread(type(self).go_on.wait, 30)
         raise AuthError("the token endpoint said invalid_grant: reconnect the connector")
@@ -205,3 +213,38 @@ def test_a_delivery_refused_while_its_connector_changes_still_shows(
         wait_until(lambda: http.get(f"/api/outbox/{envelope}").json()["state"] == "dead")
         wait_until(lambda: readiness(http, cid) == "auth_failed", timeout=5)
         assert "invalid_grant" in str(runtime_unit(http, cid)["last_error"])
+
+
+def test_a_delivery_that_ends_after_a_newer_one_worked_does_not_hide_it(
+    jf, api, tenant, client, wait_until, make_connector
+):
+    """The connector changed (an edit that fixed it, a Test) while two deliveries were
+    under way; once one ended, a delivery through the new config worked. The other,
+    refused later, is older news: the unit stays ``ready`` with no error, as the latest
+    delivery found."""
+    provider = SlowRefusedProvider
+    for flag in (provider.started, provider.go_on, provider.held, provider.go_on_held):
+        flag.clear()
+    cid = make_connector(tenant.admin, "slow_refused_test", retry={"max_attempts": 1})
+    with client(api.url, tenant.admin_token) as http:
+
+        def send(text: str) -> str:
+            sent = http.post(f"/api/connectors/{cid}/messages", json={"payload": {"text": text}})
+            assert sent.status_code == 202, sent.text
+            return str(sent.json()["envelope_id"])
+
+        def state(envelope: str) -> str:
+            return str(http.get(f"/api/outbox/{envelope}").json()["state"])
+
+        # in one write, so that one claim takes both and both are under way at once
+        slow, held = jf.send_many(cid, [{"text": "slow"}, {"text": "held"}])
+        assert provider.started.wait(10) and provider.held.wait(10)
+        assert http.post(f"/api/connectors/{cid}/test").json()["success"]
+        time.sleep(SETTLE)  # (its unit reloads meanwhile)
+        quick = send("quick")
+        provider.go_on_held.set()  # (its worker then takes the new message)
+        wait_until(lambda: state(held) == state(quick) == "delivered")
+        provider.go_on.set()
+        wait_until(lambda: state(slow) == "dead")
+        time.sleep(SETTLE)  # (what the unit shows is written within 0.05 s)
+        assert shown(runtime_unit(http, cid)) == ("ready", None)

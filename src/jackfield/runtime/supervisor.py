@@ -365,9 +365,20 @@ class Supervisor:
         keeps what deliveries showed (``_reload``), and that outcome is the latest news
         (a token refresh that failed for good during the delivery reloads the unit before
         the delivery ends). Not one from before a crash, an outage at open, an operator's
-        restart or a stop (``_retire``)."""
-        if generation >= unit.outcomes_since:
+        restart or a stop (``_retire``), nor one older than what the unit showed last: a
+        delivery of the old config ending after one of the new config (or a poll) is
+        older news."""
+        if self._newest(unit, generation):
             self.health.note_outcome(unit, outcome)
+
+    @staticmethod
+    def _newest(unit: Unit, generation: int) -> bool:
+        """Whether news of ``generation`` is not older than what the unit shows: if so,
+        news of older generations no longer is (``Unit.outcomes_since``)."""
+        if generation < unit.outcomes_since:
+            return False
+        unit.outcomes_since = generation
+        return True
 
     def report_crash(
         self, unit: Unit, generation: int, exc: BaseException, cause: str | None = None
@@ -542,14 +553,15 @@ class Supervisor:
             self.health.opened(unit)
 
     def _source_works(self, unit: Unit, generation: int) -> None:
-        if generation == unit.generation:
+        if generation == unit.generation and self._newest(unit, generation):
             self.health.source_works(unit)
 
     def _source_failed(self, unit: Unit, generation: int, exc: ConnectorError) -> float:
         """The unit's source raised ``exc`` (its system is down, refuses the credentials,
         ...): not a crash. Shown; returns the seconds to wait before it tries again."""
         delay = self.health.outage_delay(unit, exc)
-        if generation == unit.generation:  # (a retired one's task is being cancelled)
+        # (a retired generation's task is being cancelled)
+        if generation == unit.generation and self._newest(unit, generation):
             self.health.show_outage(unit, exc, ": its source failed", delay)
         return delay
 

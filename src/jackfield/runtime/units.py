@@ -86,7 +86,8 @@ class Unit:
     last_error: str | None = None
     next_restart_at: datetime | None = None
     generation: int = 0
-    # deliveries of generations before this one no longer say anything of its readiness
+    # deliveries of generations before this one no longer say anything of its readiness:
+    # a crash, a restart or a stop began it, or a delivery or poll of it was shown
     # (``Supervisor.note_outcome``)
     outcomes_since: int = 0
     started_at: float = 0.0  # loop time the current generation started
