@@ -13,7 +13,8 @@ backing off, while one that fails now and then (a stream an idle timeout closes 
 minutes) reconnects at once. An error that will not pass by itself waits the cap; a
 ``Retry-After`` is a floor.
 
-The callers check that the report is of the unit's current generation.
+The callers check that the report is news (``Supervisor._newest``): of the unit's
+current generation, or a delivery's of one a reload retired that nothing newer followed.
 """
 
 from __future__ import annotations
