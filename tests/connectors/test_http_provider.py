@@ -260,6 +260,30 @@ def test_defaults_applied() -> None:
     assert provider.config["timeout_seconds"] == 30
 
 
+UNSENDABLE_AUTH = [
+    (
+        {"base_url": "https://x.io", "auth": {"mode": "bearer", "token": "S3CR3T\nX-Evil: 1"}},
+        "auth.token",
+    ),
+    (
+        {"base_url": "https://x.io", "auth": {"mode": "api_key", "api_key": "S3CR3T\r\n"}},
+        "auth.api_key",
+    ),
+    (
+        {
+            "base_url": "https://x.io",
+            "auth": {"mode": "api_key", "api_key": "S3CR3T", "api_key_header": "X Key"},
+        },
+        "auth.api_key_header",
+    ),
+    (
+        {"base_url": "https://x.io", "auth": {"mode": "basic", "username": "S3CR3T:x"}},
+        "auth.username",
+    ),
+]
+"""Auth values no HTTP request can carry (the secret part is S3CR3T)."""
+
+
 @pytest.mark.parametrize(
     ("config", "field"),
     [
@@ -291,12 +315,27 @@ def test_defaults_applied() -> None:
             )
             for url in ("nope", "ftp://x.io/token", "https://u:p@x.io/token")
         ),
+        *UNSENDABLE_AUTH,
     ],
 )
 def test_invalid_config(config: dict[str, Any], field: str) -> None:
     with pytest.raises(ConnectorConfigError) as info:
         HttpRestProvider.from_config(config)
     assert field in info.value.field_errors
+
+
+@pytest.mark.parametrize(("config", "field"), UNSENDABLE_AUTH)
+def test_credentials_no_request_can_carry_are_refused_without_quoting_them(
+    config: dict[str, Any], field: str
+) -> None:
+    """Before, such a value was saved, the unit stayed ready and every message died at
+    delivery with "Correct the request (method, path, headers)", though the fault was
+    the connector's: a header cannot hold a line break, a header name cannot hold a
+    space, and a Basic user-id cannot hold a colon."""
+    with pytest.raises(ConnectorConfigError) as info:
+        HttpRestProvider.from_config(config)
+    assert field in info.value.field_errors
+    assert "S3CR3T" not in str(info.value) + str(info.value.field_errors)
 
 
 def test_a_url_the_client_cannot_request_is_refused_when_saved() -> None:

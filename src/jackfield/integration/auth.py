@@ -17,6 +17,7 @@ from urllib.parse import quote_plus, urlsplit
 
 import httpx2
 
+from jackfield.kernel.categories.http import FIELD_VALUE, TOKEN
 from jackfield.kernel.errors import AuthError, ConnectorConfigError
 
 from .errors import (
@@ -353,12 +354,35 @@ def auth_config_errors(config: Mapping[str, Any], key_prefix: str = "auth.") -> 
     method = str(config.get("token_auth_method") or DEFAULT_TOKEN_AUTH_METHOD)
     if mode == "oauth2_client_credentials" and method not in TOKEN_AUTH_METHODS:
         errors[f"{key_prefix}token_auth_method"] = f"expected {' or '.join(TOKEN_AUTH_METHODS)}"
+    errors.update(_unsendable(mode, config, key_prefix))
     token_url = str(config.get("token_url") or "")
     if mode == "oauth2_client_credentials" and token_url and (problem := url_problem(token_url)):
         # Checked at save like a base URL: before, "nope" was stored and only Test said
         # "egress to nope refused". (Only where the mode uses it: an unused value left
         # from another mode must not stop a stored connector from loading.)
         errors[f"{key_prefix}token_url"] = problem
+    return errors
+
+
+def _unsendable(mode: str, config: Mapping[str, Any], key_prefix: str) -> dict[str, str]:
+    """Field errors of values no request can carry: checked at save, since at delivery
+    they would kill every message with an error that blames the message. The texts never
+    quote the value (it is a credential)."""
+    errors: dict[str, str] = {}
+    header_values = {"bearer": ("token",), "oauth2_authorization_code": ("token",)}.get(mode, ())
+    if mode == "api_key" and str(config.get("api_key_in") or "header") == "header":
+        header_values = ("api_key",)
+        name = str(config.get("api_key_header") or "X-API-Key")
+        if not TOKEN.fullmatch(name):
+            errors[f"{key_prefix}api_key_header"] = "not a header name (letters, digits, -)"
+    for field in header_values:
+        if config.get(field) and not FIELD_VALUE.fullmatch(str(config[field])):
+            errors[f"{key_prefix}{field}"] = (
+                "holds a line break, a control character or non-ASCII text,"
+                " which a request header cannot carry"
+            )
+    if mode == "basic" and ":" in str(config.get("username") or ""):
+        errors[f"{key_prefix}username"] = "a Basic auth user name cannot hold a colon"
     return errors
 
 
