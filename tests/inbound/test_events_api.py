@@ -74,6 +74,9 @@ def test_bad_paging_parameters_are_422(api, webhook_connector, org_token):
         if "cursor" in params:  # the hint is about paging, not the connector's params
             assert "next_cursor" in response.json()["error"]["remediation"]
             assert response.json()["error"]["code"] == "invalid_request"  # as on every list
+        else:  # the hint points at the query, not at a body this request does not have
+            assert "query parameters" in response.json()["error"]["remediation"]
+            assert "body" not in response.json()["error"]["remediation"]
 
 
 def test_inject_rules(jf, admin, other_admin, webhook_connector):

@@ -14,7 +14,7 @@ Starlette's outermost middleware never re-raises it for the server to log again
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -87,6 +87,16 @@ HTTP_REMEDIES = {
 }
 
 
+_PARTS = {"body": "body", "query": "query parameters", "path": "path", "header": "headers"}
+
+
+def _validation_remedy(errors: Sequence[Any]) -> str:
+    """Point at the part of the request that is wrong: "the request body" for a bad
+    ``?limit=`` sent callers looking in the wrong place."""
+    parts = [_PARTS[p] for p in _PARTS if any(e["loc"][:1] == (p,) for e in errors)]
+    return f"Check the request's {' and '.join(parts or ['body'])} against the OpenAPI document."
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(JackfieldError)
     async def jackfield_error(request: Request, exc: JackfieldError) -> JSONResponse:
@@ -118,7 +128,7 @@ def install_error_handlers(app: FastAPI) -> None:
         body = error_body(
             "invalid_request",
             "the request is not valid: " + "; ".join(f"{k}: {v}" for k, v in fields.items()),
-            "Check the request body against the OpenAPI document.",
+            _validation_remedy(exc.errors()),
             _org(request),
             details={"fields": fields},
         )
