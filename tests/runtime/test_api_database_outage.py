@@ -158,6 +158,9 @@ def test_while_the_database_is_cut_webhooks_answer_503_and_log_one_line(
         assert not [r for r in lines if r.exc_info], "no traceback for an outage"
         proxy.restore()
         assert deliver(http, 21).status_code == 200
+        # a webhook stored ends the outage in the log (the fast path, outside ErrorGuard)
+        back = [r.getMessage() for r in _problems(caplog) if "available again" in r.getMessage()]
+        assert len(back) == 1 and back[0].endswith("(20 failures)"), back
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

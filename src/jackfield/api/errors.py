@@ -232,6 +232,13 @@ _USES_DATABASE = ("/api/", "/hooks/", "/readyz", "/metrics")
 state): one answered below 400 while an outage is logged ends that outage."""
 
 
+def answered(scope: Scope, status: int) -> None:
+    """Note that a request was answered ``status``: a success on a path that uses the
+    database ends an outage the log shows."""
+    if outages.ongoing and status < 400 and scope["path"].startswith(_USES_DATABASE):
+        outages.recovered()
+
+
 class ErrorGuard:
     """ASGI middleware around all of the app's others: an exception that escapes them
     (a route's, or a middleware's own, such as a token check while the database is away)
@@ -255,8 +262,7 @@ class ErrorGuard:
 
         try:
             await self.app(scope, receive, tracking_send)
-            if outages.ongoing and status < 400 and scope["path"].startswith(_USES_DATABASE):
-                outages.recovered()
+            answered(scope, status)
         except Exception as exc:  # noqa: BLE001 - every fault is answered and logged here
             response = fault_response(scope, exc)
             if not started:  # else the client has a status already: the server drops it

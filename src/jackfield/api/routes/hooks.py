@@ -41,7 +41,7 @@ from ...runtime import heap
 from ...runtime.inbound.webhook import WebhookIngress, no_webhook_endpoint
 from ...runtime.inbox import InvalidEventError
 from ...secrets.redaction import NO_ORGANIZATION
-from ..errors import error_body, fault_response, status_for
+from ..errors import answered, error_body, fault_response, status_for
 from ..schemas import ErrorResponse
 from .events import event_router, wrap_lifespan
 
@@ -247,6 +247,7 @@ class _FastPath:
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+        answered(scope, status)  # (this path has no ErrorGuard to note a success)
 
 
 def setup_app(app: FastAPI) -> None:
