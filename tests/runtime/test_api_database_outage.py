@@ -13,12 +13,12 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, text
 
 from jackfield.api import create_app
 from jackfield.connectors.webhook import sign
@@ -161,6 +161,57 @@ def test_while_the_database_is_cut_webhooks_answer_503_and_log_one_line(
         # a webhook stored ends the outage in the log (the fast path, outside ErrorGuard)
         back = [r.getMessage() for r in _problems(caplog) if "available again" in r.getMessage()]
         assert len(back) == 1 and back[0].endswith("(20 failures)"), back
+
+
+def _refuse_writes(database_url: str) -> Callable[[Any, Any], None]:
+    """A ``connect`` hook that makes a connection answer reads and refuse writes, as a
+    full disk or a standby after a failover does."""
+    statement = (
+        "PRAGMA query_only = 1"
+        if database_url.startswith("sqlite")
+        else "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+    )
+
+    def refuse(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute(statement)
+        cursor.close()
+        dbapi_conn.commit()
+
+    return refuse
+
+
+def test_while_the_database_refuses_writes_reads_do_not_end_the_outage_in_the_log(
+    database_url, make_jf, client, caplog
+):
+    """A database that answers reads but refuses writes is unavailable all the same:
+    every message sent answers 503. The log said 'available again' at each /readyz that
+    succeeded and 'unavailable' at the next write -- two lines per probe, and an outage
+    that looked over. Only a request that writes ends one a write began."""
+    jf = make_jf(database_url)
+    tenant = new_tenant(jf)
+    token, cid = tenant.admin_token, active_connector(jf, tenant.admin)
+    engine, refuse = jf.db.engine, _refuse_writes(database_url)
+    with (
+        serving(create_app(jf, start_runtime=False), caplog) as server,
+        client(server.url, token) as http,
+    ):
+        assert http.get(f"/api/connectors/{cid}").status_code == 200  # (the token's use noted)
+        event.listen(engine, "connect", refuse)
+        engine.dispose()
+        caplog.clear()
+        for i in range(5):
+            sent = http.post(f"/api/connectors/{cid}/messages", json={"payload": {"text": str(i)}})
+            assert sent.status_code == 503, sent.text
+            assert http.get("/readyz").status_code == 200  # (reads in a snapshot)
+        lines = [r.getMessage() for r in _problems(caplog)]
+        assert len(lines) == 1 and lines[0].startswith("database unavailable"), lines
+        event.remove(engine, "connect", refuse)
+        engine.dispose()
+        sent = http.post(f"/api/connectors/{cid}/messages", json={"payload": {"text": "5"}})
+        assert sent.status_code == 202, sent.text
+        back = [r.getMessage() for r in _problems(caplog) if "available again" in r.getMessage()]
+        assert len(back) == 1 and back[0].endswith("(5 failures)"), back
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -192,3 +192,27 @@ def test_a_postgresql_connection_notices_a_silent_server(pg_database, query, exp
     finally:
         engine.dispose()
     assert found == expected
+
+
+def test_a_read_does_not_end_an_outage_a_write_began(caplog):
+    """A full disk, or a standby after a failover, answers reads and refuses writes: a
+    read's success said 'available again' while every write still failed."""
+    refused = error_of("sqlite://", "SELECT 1 FROM no_such_table")  # (any driver error)
+    caplog.set_level(logging.WARNING)
+    outages = OutageLog(logging.getLogger("jackfield.test"), "nothing is written")
+    outages.failed(refused)
+    outages.recovered(writing=False)
+    assert outages.ongoing
+    outages.failed(refused, writing=False)
+    outages.recovered()
+    assert not outages.ongoing
+    outages.failed(refused, writing=False)  # an outage only reads met: a read ends it
+    outages.recovered(writing=False)
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(" (")[0].split(" after")[0] for line in lines] == [
+        "database unavailable",
+        "database available again",
+        "database unavailable",
+        "database available again",
+    ], lines
+    assert lines[1].endswith("(2 failures)"), lines

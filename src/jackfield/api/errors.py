@@ -4,8 +4,9 @@ Status codes follow the error class; a 5xx only for real faults, never with a tr
 
 While the database is unavailable (down, unreachable, full), a request answers 503
 ``database_unavailable`` with ``Retry-After``, and the log has a line when the outage
-begins, one a minute while it lasts and one when a request succeeds again, not a
-traceback per request. Any other
+begins, one a minute while it lasts and one when a request succeeds again (one that
+may write, if a write failed: a full disk still answers reads), not a traceback per
+request. Any other
 unexpected error answers 500 ``internal_error`` and logs its traceback once, through
 Jackfield's redacting logger: ``ErrorGuard`` handles it around every middleware, so
 Starlette's outermost middleware never re-raises it for the server to log again
@@ -201,7 +202,7 @@ def fault_response(scope: Scope, exc: Exception) -> JSONResponse:
     unavailable (logged once per outage), else 500 (logged with its traceback). Neither
     quotes the exception: a driver's text may hold a host, a statement, its values."""
     if database_unavailable(exc):
-        outages.failed(exc)
+        outages.failed(exc, writing=_writes(scope))
         body = error_body(
             "database_unavailable",
             "the database is unavailable, so the request could not be completed",
@@ -232,11 +233,16 @@ _USES_DATABASE = ("/api/", "/hooks/", "/readyz", "/metrics")
 state): one answered below 400 while an outage is logged ends that outage."""
 
 
+def _writes(scope: Scope) -> bool:
+    """Whether the request may write: a GET's success says only that reads work."""
+    return scope.get("method") not in ("GET", "HEAD")
+
+
 def answered(scope: Scope, status: int) -> None:
     """Note that a request was answered ``status``: a success on a path that uses the
-    database ends an outage the log shows."""
+    database ends an outage the log shows (one a write began, only if it may write)."""
     if outages.ongoing and status < 400 and scope["path"].startswith(_USES_DATABASE):
-        outages.recovered()
+        outages.recovered(writing=_writes(scope))
 
 
 class ErrorGuard:

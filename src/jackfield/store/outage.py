@@ -79,7 +79,9 @@ class OutageLog:
     ``failed(exc)`` notes a failure; ``recovered()`` a success after one. Only a success
     ends an outage, and its length is counted from its first failure: against a database
     that does not answer, each failure may take minutes, and a quiet spell between two of
-    them is no sign that it is back."""
+    them is no sign that it is back. ``writing=False`` says that what failed or succeeded
+    only read: a database whose disk is full, or a standby after a failover, still
+    answers reads, so a read's success does not end an outage in which a write failed."""
 
     def __init__(self, logger: logging.Logger, what: str, every: float = 60.0) -> None:
         self.logger = logger
@@ -90,15 +92,17 @@ class OutageLog:
         self._last_line = 0.0
         self._unlogged = 0
         self._failures = 0
+        self._write_failed = False  # in this outage
 
     @property
     def ongoing(self) -> bool:
         return self._since is not None
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, exc: BaseException, *, writing: bool = True) -> None:
         now = time.monotonic()
         with self._lock:
             self._failures += 1
+            self._write_failed = writing or (self._write_failed and self._since is not None)
             if self._since is None:
                 self._since, self._last_line, self._unlogged, self._failures = now, now, 0, 1
                 line: tuple[object, ...] = (
@@ -119,9 +123,9 @@ class OutageLog:
                 return
         self.logger.warning(*line)
 
-    def recovered(self) -> None:
+    def recovered(self, *, writing: bool = True) -> None:
         with self._lock:
-            if self._since is None:
+            if self._since is None or (self._write_failed and not writing):
                 return
             seconds, failures = time.monotonic() - self._since, self._failures
             self._since = None
