@@ -338,6 +338,31 @@ def test_while_postgresql_does_not_answer_commands_fail_and_sigterm_stops_serve(
     assert serve.returncode in (128 + signal.SIGTERM, -signal.SIGTERM), err
 
 
+def test_serve_under_nohup_keeps_running_when_its_terminal_closes(env):
+    """``nohup jackfield serve &`` is how a server outlives the ssh session that started
+    it: nohup ignores SIGHUP. serve installed its own handler over that and stopped
+    when the session closed."""
+    serve = subprocess.Popen(
+        ["nohup", JACKFIELD, "serve", "--port", "0", "--json"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        health = str(_started(serve)["health"])
+        serve.send_signal(signal.SIGHUP)
+        time.sleep(1)
+        assert serve.poll() is None, serve.communicate()[1]
+        assert httpx2.get(health).status_code == 200
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=30)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    assert "SIGTERM received: stopping" in err and "SIGHUP" not in err, err
+
+
 def _states(database: Path) -> list[str]:
     connection = sqlite3.connect(database)
     try:

@@ -84,11 +84,15 @@ class Server(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         """uvicorn's, for ``STOP_SIGNALS``: handled while serving, then restored, and the
-        one that stopped the server raised again (its default action ends the process)."""
+        one that stopped the server raised again (its default action ends the process).
+        A SIGHUP ignored at start stays ignored: ``nohup jackfield serve`` is how a server
+        is kept running after the session that started it closes."""
         if threading.current_thread() is not threading.main_thread():
             yield  # (signals reach the main thread only)
             return
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in STOP_SIGNALS}
+        nohup = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        signals = [sig for sig in STOP_SIGNALS if not (nohup and sig == signal.SIGHUP)]
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
         try:
             yield
         finally:
