@@ -9,7 +9,7 @@ import sys
 import pytest
 import typer
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DatabaseError
 
 from jackfield.app import Jackfield
 from jackfield.cli.output import user_errors
@@ -51,6 +51,26 @@ def test_a_held_lock_says_to_try_again(tmp_path, capsys):
         stderr = _fails_with(capsys, impatient, "BEGIN IMMEDIATE")
     holder.dispose()
     assert "database is locked" in stderr and "try again" in stderr
+
+
+def test_a_read_only_postgresql_says_to_use_the_primary(pg_database, capsys):
+    """A PostgreSQL that takes no writes (a standby after a failover, a database set
+    read-only) printed a hundred-line traceback from every command that writes, the
+    statement's parameters (a sealed key check value) among its lines."""
+    engine = create_db_engine(pg_database + "?options=-c%20default_transaction_read_only%3Don")
+    stderr = _fails_with(capsys, engine, "CREATE TABLE never_made (a int)")
+    assert stderr.startswith(
+        "error: cannot use the database: cannot execute CREATE TABLE in a read-only transaction"
+        " (the server takes no writes: point JACKFIELD_DATABASE_URL at the primary)"
+    ), stderr
+
+
+def test_a_statement_that_is_wrong_keeps_its_traceback(pg_database):
+    """A bug (a statement the database refuses) is no user error: its traceback stays."""
+    engine = create_db_engine(pg_database)
+    with pytest.raises(DatabaseError), user_errors(), engine.connect() as conn:
+        conn.execute(text("SELECT no_such_column FROM no_such_table_at_all"))
+    engine.dispose()
 
 
 def test_postgresql_without_its_extra_says_what_to_install(monkeypatch):

@@ -425,6 +425,11 @@ def test_an_unusable_setting_is_a_one_line_error(env, tmp_path, setting, expecte
         ("sqlite:///{file}", "file is not a database (JACKFIELD_DATABASE_URL names a file that"),
         ("postgresql://u:pw-s3cret@127.0.0.1:abc/db", "its host and port do not parse"),
         ("postgresql://u:pw-s3cret@[::1/db", "its host and port do not parse"),
+        # a parameter the driver refuses before it connects (psycopg's ProgrammingError)
+        (
+            "postgresql://u:pw-s3cret@127.0.0.1:9/db?connect_timeout=abc",
+            "bad value for connect_timeout: 'abc' (check JACKFIELD_DATABASE_URL)",
+        ),
     ],
 )
 def test_a_database_url_that_cannot_work_is_a_one_line_error(env, tmp_path, url, expected):

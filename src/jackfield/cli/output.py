@@ -97,10 +97,7 @@ def user_errors() -> Iterator[None]:
         problems = "; ".join(map(_setting_problem, exc.errors()))
         fail(f"the settings are not valid: {problems}", "fix the environment variables")
     except DatabaseError as exc:
-        # the database cannot be used (unreachable, locked, full), or the driver's generic
-        # error: a file that is not a SQLite database, or a damaged one. A statement's
-        # fault (IntegrityError, ProgrammingError ...) is a bug: its traceback stays.
-        if not isinstance(exc, OperationalError) and type(exc) is not DatabaseError:
+        if not _cannot_use(exc):
             raise
         fail(f"cannot use the database: {exc.orig}", _database_remedy(str(exc.orig)))
     except ArgumentError as exc:  # also an unknown driver (NoSuchModuleError)
@@ -113,8 +110,24 @@ def user_errors() -> Iterator[None]:
         )
 
 
-# what a SQLite error asks of the operator; any other error: the URL is the likely cause
-_SQLITE_REMEDIES = (
+def _cannot_use(exc: DatabaseError) -> bool:
+    """Whether ``exc`` says the database cannot be used -- unreachable, locked, full,
+    read-only (a standby), a URL parameter its driver refused while connecting, or the
+    driver's generic error (a file that is not a SQLite database, or a damaged one) --
+    rather than that a statement was wrong (IntegrityError, ProgrammingError ...: a bug,
+    whose traceback stays)."""
+    from ..store import database_unavailable
+
+    return (
+        isinstance(exc, OperationalError)
+        or type(exc) is DatabaseError
+        or exc.statement is None  # (raised while connecting)
+        or database_unavailable(exc)
+    )
+
+
+# what a database error asks of the operator; any other error: the URL is the likely cause
+_DATABASE_REMEDIES = (
     ("disk is full", "free disk space where the database lives"),
     ("disk i/o error", "check the disk where the database lives"),
     ("locked", "another process holds the database's write lock: try again"),
@@ -122,12 +135,16 @@ _SQLITE_REMEDIES = (
     ("unable to open", "check JACKFIELD_DATABASE_URL and the permissions of its directory"),
     ("not a database", "JACKFIELD_DATABASE_URL names a file that is not a SQLite database"),
     ("malformed", "the database file is damaged: restore it from a backup"),
+    (
+        "read-only transaction",
+        "the server takes no writes: point JACKFIELD_DATABASE_URL at the primary",
+    ),
 )
 
 
 def _database_remedy(error: str) -> str:
     text = error.lower()
-    fixes = (fix for cause, fix in _SQLITE_REMEDIES if cause in text)
+    fixes = (fix for cause, fix in _DATABASE_REMEDIES if cause in text)
     return next(fixes, "check JACKFIELD_DATABASE_URL")
 
 
