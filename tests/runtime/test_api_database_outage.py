@@ -8,6 +8,7 @@ of it); ``/readyz`` answers within its probe time whatever the database does.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -19,8 +20,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, event, text
+from sqlalchemy.exc import DBAPIError
 
 from jackfield.api import create_app
+from jackfield.api.errors import ErrorGuard, fault_response, outages
 from jackfield.connectors.webhook import sign
 from jackfield.secrets import redactor
 from jackfield.testing import LiveServer
@@ -255,3 +258,53 @@ def test_readyz_answers_at_once_while_another_process_holds_the_sqlite_write_loc
             holder.close()
     assert took < 3, f"/readyz took {took:.1f}s"
     assert ready.status_code == 200  # a WAL database still answers reads
+
+
+async def test_a_request_that_began_before_an_outage_does_not_end_it(caplog):
+    """A request that read the database before an outage's first failure and answered
+    200 after it (an event stream its browser closed, a slow page) logged 'database
+    available again' while the database was still away."""
+    refused = _refused_connection()
+    gate = asyncio.Event()
+
+    async def slow(scope: Any, receive: Any, send: Any) -> None:  # read the database, then
+        await gate.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Any) -> None:
+        pass
+
+    def request(path: str) -> dict[str, Any]:
+        return {"type": "http", "method": "GET", "path": path, "headers": []}
+
+    caplog.set_level(logging.WARNING, logger="jackfield")
+    guard = ErrorGuard(slow)
+    stream = asyncio.create_task(guard(request("/api/events/stream"), receive, send))
+    await asyncio.sleep(0.05)
+    try:
+        fault_response(request("/api/runtime"), refused)  # the outage's first failure
+        gate.set()
+        await stream
+        assert outages.ongoing
+        assert "available again" not in caplog.text
+        await guard(request("/readyz"), receive, send)  # a request that began after it
+        assert not outages.ongoing
+        assert caplog.text.count("available again") == 1
+    finally:
+        outages.recovered()
+
+
+def _refused_connection() -> DBAPIError:
+    engine = create_engine("postgresql+psycopg://postgres@127.0.0.1:9/x?connect_timeout=2")
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        return exc
+    finally:
+        engine.dispose()
+    raise AssertionError("port 9 accepted a connection")

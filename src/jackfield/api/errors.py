@@ -15,6 +15,7 @@ Starlette's outermost middleware never re-raises it for the server to log again
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -238,11 +239,12 @@ def _writes(scope: Scope) -> bool:
     return scope.get("method") not in ("GET", "HEAD")
 
 
-def answered(scope: Scope, status: int) -> None:
-    """Note that a request was answered ``status``: a success on a path that uses the
-    database ends an outage the log shows (one a write began, only if it may write)."""
+def answered(scope: Scope, status: int, began: float) -> None:
+    """Note that a request that ``began`` (monotonic) was answered ``status``: a success
+    on a path that uses the database ends an outage the log shows (one a write began,
+    only if it may write; one that began after it, never)."""
     if outages.ongoing and status < 400 and scope["path"].startswith(_USES_DATABASE):
-        outages.recovered(writing=_writes(scope))
+        outages.recovered(writing=_writes(scope), began=began)
 
 
 class ErrorGuard:
@@ -257,8 +259,7 @@ class ErrorGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-        status = 500
+        began, started, status = time.monotonic(), False, 500
 
         async def tracking_send(message: Message) -> None:
             nonlocal started, status
@@ -268,7 +269,7 @@ class ErrorGuard:
 
         try:
             await self.app(scope, receive, tracking_send)
-            answered(scope, status)
+            answered(scope, status, began)
         except Exception as exc:  # noqa: BLE001 - every fault is answered and logged here
             response = fault_response(scope, exc)
             if not started:  # else the client has a status already: the server drops it

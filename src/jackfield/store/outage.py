@@ -123,9 +123,15 @@ class OutageLog:
                 return
         self.logger.warning(*line)
 
-    def recovered(self, *, writing: bool = True) -> None:
+    def recovered(self, *, writing: bool = True, began: float | None = None) -> None:
+        """A success: the end of an outage, unless it only read and a write failed, or it
+        ``began`` (monotonic) before the outage did -- a request that read the database
+        before its first failure and ends after it (an event stream closed) says
+        nothing of it."""
         with self._lock:
             if self._since is None or (self._write_failed and not writing):
+                return
+            if began is not None and began < self._since:
                 return
             seconds, failures = time.monotonic() - self._since, self._failures
             self._since = None

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -234,6 +235,7 @@ class _FastPath:
         await self.inner(scope, receive, send)
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, connector_id: str) -> None:
+        began = time.monotonic()
         ingress = self._ingress
         if ingress is None:
             ingress = self._ingress = _ingress(self.app)
@@ -247,7 +249,7 @@ class _FastPath:
             return
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        answered(scope, status)  # (this path has no ErrorGuard to note a success)
+        answered(scope, status, began)  # (this path has no ErrorGuard to note a success)
 
 
 def setup_app(app: FastAPI) -> None:
