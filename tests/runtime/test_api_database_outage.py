@@ -54,6 +54,11 @@ def _outbox_rows(database_url: str) -> int:
         engine.dispose()
 
 
+def _back(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The lines that say an outage is over."""
+    return [r.getMessage() for r in _problems(caplog) if "available again" in r.getMessage()]
+
+
 def _problems(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
     """The server's records (not the access log's line per request, nor the client's)."""
     return [
@@ -110,14 +115,14 @@ def test_while_the_database_is_cut_requests_answer_503_and_log_one_line(
         after = http.post(f"/api/connectors/{cid}/messages", json={"payload": {"text": "1"}})
         assert after.status_code == 202, after.text
         # the first success ends the outage in the log, counted from its first failure
-        back = [r.getMessage() for r in _problems(caplog) if "available again" in r.getMessage()]
+        back = wait_until(lambda: _back(caplog))  # (noted once the answer is sent)
         assert len(back) == 1 and back[0].endswith("(32 failures)"), back
     assert _outbox_rows(database_url) == 2  # nothing of the refused requests was stored
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 def test_while_the_database_is_cut_webhooks_answer_503_and_log_one_line(
-    database_url, cuttable_proxy, make_jf, client, caplog
+    database_url, cuttable_proxy, make_jf, client, wait_until, caplog
 ):
     """Webhooks, served in front of the app's middleware, answered 500 internal_error
     with a traceback per request: a sender took it for the receiver's fault and the log
@@ -162,7 +167,7 @@ def test_while_the_database_is_cut_webhooks_answer_503_and_log_one_line(
         proxy.restore()
         assert deliver(http, 21).status_code == 200
         # a webhook stored ends the outage in the log (the fast path, outside ErrorGuard)
-        back = [r.getMessage() for r in _problems(caplog) if "available again" in r.getMessage()]
+        back = wait_until(lambda: _back(caplog))  # (noted once the answer is sent)
         assert len(back) == 1 and back[0].endswith("(20 failures)"), back
 
 
@@ -185,7 +190,7 @@ def _refuse_writes(database_url: str) -> Callable[[Any, Any], None]:
 
 
 def test_while_the_database_refuses_writes_reads_do_not_end_the_outage_in_the_log(
-    database_url, make_jf, client, caplog
+    database_url, make_jf, client, wait_until, caplog
 ):
     """A database that answers reads but refuses writes is unavailable all the same:
     every message sent answers 503. The log said 'available again' at each /readyz that
@@ -213,7 +218,7 @@ def test_while_the_database_refuses_writes_reads_do_not_end_the_outage_in_the_lo
         engine.dispose()
         sent = http.post(f"/api/connectors/{cid}/messages", json={"payload": {"text": "5"}})
         assert sent.status_code == 202, sent.text
-        back = [r.getMessage() for r in _problems(caplog) if "available again" in r.getMessage()]
+        back = wait_until(lambda: _back(caplog))  # (noted once the answer is sent)
         assert len(back) == 1 and back[0].endswith("(5 failures)"), back
 
 
