@@ -134,3 +134,59 @@ def test_the_runtime_logs_a_cut_once_not_at_every_round(
     assert any("database unavailable" in r.getMessage() for r in runtime)
     assert any("available again" in r.getMessage() for r in runtime)
     assert not [r for r in runtime if r.exc_info]
+
+
+class SlowSink(CountingSink):
+    """Like ``CountingSink``, each delivery taking ``SLOW_SECONDS``."""
+
+    provider_type: ClassVar[str] = "slow_sink_test"
+    display_name: ClassVar[str] = "Slow sink (tests)"
+
+    async def deliver(self, envelope: Envelope) -> Delivered:
+        DELIVERIES[envelope.envelope_id] += 1
+        await asyncio.sleep(SLOW_SECONDS)
+        return Delivered(result={"received": True})
+
+
+SLOW_SECONDS = 4.0
+if not connector_registry.is_registered("messaging", "slow_sink_test"):
+    connector_registry.register(SlowSink)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_acks_dropped_in_a_cut_leave_no_outage_behind_in_the_log(
+    database_url, cuttable_proxy, make_jf, client, wait_until, caplog
+):
+    """Deliveries that end during a cut after their leases ran out (a 2 s lease, 4 s
+    deliveries, nothing renewed meanwhile): their acks are dropped, and the log says so
+    during the cut. Before, the acker then stayed "in outage": it logged "database
+    available again after ..." only at its next write, a delivery after the database
+    came back, timing the outage until then."""
+    caplog.set_level(logging.INFO)
+    proxy, through_proxy = cuttable_proxy(database_url)
+    jf = make_jf(through_proxy, outbox_lease_seconds=2.0)
+    tenant = new_tenant(jf)
+    token, sink = tenant.admin_token, active_connector(jf, tenant.admin, "slow_sink_test")
+    DELIVERIES.clear()
+
+    with LiveServer(create_app(jf)) as server, client(server.url, token) as http:
+        sent = []
+        for i in range(4):
+            answer = http.post(
+                f"/api/connectors/{sink}/messages", json={"payload": {"text": f"m{i}"}}
+            )
+            assert answer.status_code == 202, answer.text
+            sent.append(answer.json()["envelope_id"])
+        wait_until(lambda: len(DELIVERIES) == len(sent), timeout=5)  # all under way
+        caplog.clear()
+        proxy.cut()  # the leases run out within 2 s, the deliveries end after 3 s
+        time.sleep(SLOW_SECONDS + 0.8)
+        proxy.restore()
+        restored = time.time()
+        # taken again once the claims reach the database, delivered (a second time)
+        wait_until(lambda: _states(database_url) == Counter(delivered=len(sent)), timeout=15)
+
+    acker_lines = [r for r in caplog.records if r.name == "jackfield.runtime.outbox_acker"]
+    said = [r.getMessage() for r in acker_lines]
+    assert [line for line in said if "outcomes of deliveries dropped" in line], said
+    assert [r.getMessage() for r in acker_lines if r.created > restored] == []

@@ -16,9 +16,12 @@ A write that fails because the database is unavailable (down, unreachable, full)
 nothing about the acks: they are kept and written again, after a pause doubling from
 ``RETRY_FIRST_SECONDS`` to ``RETRY_MAX_SECONDS``, until the database is back -- so a
 message delivered during an outage is not delivered again after it. An ack whose lease
-expires meanwhile is dropped (the fence would reject it anyway: the message is claimed
-again). The log has a line when such an outage begins and one when it ends, not one
-per message.
+expires meanwhile is dropped after a failed write (the fence would reject it anyway: the
+message is claimed again). The log has a line when such an outage begins and one when it
+ends, not one per message; when the drops leave the acker nothing to write, its outage
+ends there (quietly: whether the database is back is not known), so it neither stays
+"in outage" until the next write long after the database came back nor blames later
+drops or the time since then on it.
 """
 
 from __future__ import annotations
@@ -92,10 +95,6 @@ class Acker:
             self._ready.clear()
             while self._acks:
                 acks, self._acks = self._acks, []
-                if self._outage.ongoing:
-                    acks = self._drop_expired(acks)
-                    if not acks:
-                        continue
                 chunks = [acks[i : i + self.chunk] for i in range(0, len(acks), self.chunk)]
                 self._writing = True
                 try:
@@ -108,26 +107,41 @@ class Acker:
                     acks = [ack for ack in acks if id(ack) not in waiting]
                 if acks:
                     self.on_written(acks, [report for report, _ in written])
+                if kept:
+                    kept = self._drop_expired(kept)
+                    if not kept and not self._acks:  # nothing waits for the database now
+                        self._pause = 0.0
+                        self._outage.forget()
                 if kept:  # the database is unavailable: try again after a pause
                     self._acks[:0] = kept
                     self._pause = min(RETRY_MAX_SECONDS, max(RETRY_FIRST_SECONDS, 2 * self._pause))
                     await asyncio.sleep(self._pause)
-                elif self._outage.ongoing:
+                elif self._outage.ongoing and acks:
                     self._pause = 0.0
                     self._outage.recovered()
 
     def _drop_expired(self, acks: list[Ack]) -> list[Ack]:
-        """``acks`` without those whose lease expired while they waited (reported as
-        rejected, as the fence would have them)."""
+        """``acks`` (kept after a write the database did not take) without those whose
+        lease has expired (reported as rejected, as the fence would have them). The log
+        says what becomes of their messages: a delivery's outcome lost means it is made
+        again; a give-back lost (a message never started) means it is claimed again."""
         now = utcnow()
         expired = [ack for ack in acks if ack.claimed.lease_expires_at <= now]
         if not expired:
             return acks
-        log.warning(
-            "%d acks dropped: their leases expired while the database was unavailable"
-            " (those messages are delivered again)",
-            len(expired),
-        )
+        released = sum(ack.kind == "release" for ack in expired)
+        if len(expired) > released:
+            log.warning(
+                "%d outcomes of deliveries dropped: their leases expired while the database"
+                " was unavailable (those messages are delivered again)",
+                len(expired) - released,
+            )
+        if released:
+            log.warning(
+                "%d give-backs dropped: the leases of those messages (none of them started)"
+                " expired while the database was unavailable; they are claimed again",
+                released,
+            )
         self.on_written(expired, [AckReport(rejected=expired)])
         return [ack for ack in acks if ack.claimed.lease_expires_at > now]
 

@@ -137,5 +137,12 @@ class OutageLog:
             self._since = None
         self.logger.warning("database available again after %.1fs (%d failures)", seconds, failures)
 
+    def forget(self) -> None:
+        """End the outage without a line: its caller no longer waits for the database
+        (it gave up what it kept for it). Whether the database is back is not known, so
+        nothing says it is; a failure after this begins a new outage."""
+        with self._lock:
+            self._since = None
+
 
 __all__ = ["OutageLog", "database_unavailable", "outage_reason"]
