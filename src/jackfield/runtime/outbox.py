@@ -47,9 +47,13 @@ Claims, acks and enqueues run in the ``GroupCommitter``'s thread, in the same gr
 transactions: on SQLite that makes one writer (no lock contention, whose busy-wait
 sleeps would dominate) and one fsync for everything that happened meanwhile.
 
-``stop()`` stops taking messages, gives buffered (not yet started) messages back, lets
-running deliveries finish for up to ``grace_seconds`` (then cancels them and gives them
-back too) and flushes the acks: after a graceful shutdown no message is left leased.
+``stop()`` stops taking messages, gives buffered (not yet started) messages back (no
+attempt counted), lets running deliveries finish for up to ``grace_seconds``, then
+cancels them -- each of those is an attempt made (its request may have gone out, and a
+delivery longer than the grace must not be sent again and again, across restarts,
+without ever using up its attempts): ``retrying`` at once, "cut off by the node's
+shutdown", or ``dead`` if that was its last attempt -- and flushes the acks: after a
+graceful shutdown no message is left leased.
 """
 
 from __future__ import annotations
@@ -74,7 +78,7 @@ from ..store.bulk import DriverValues
 from ..store.group_commit import GroupCommitter
 from .outbox_acker import COALESCE_SECONDS, Acker
 from .outbox_handover import HandOvers
-from .outbox_outcomes import ack_for, checked, crashed, failed, overran
+from .outbox_outcomes import ack_for, checked, crashed, cut_off, failed, overran
 from .outbox_pace import Pace
 from .outbox_store import Ack, AckReport, Claimed, ClaimResult, OutboxStore
 from .supervisor import Supervisor, UnitUnavailable
@@ -448,8 +452,8 @@ class OutboxWorker:
                 current = None
                 done += 1
         except asyncio.CancelledError:
-            if current is not None:  # cancelled mid-delivery by stop(): give it back
-                self._push(Ack(current, "release"))
+            if current is not None:  # cancelled mid-delivery by stop(): an attempt made
+                self._push(ack_for(current, unit.policy, cut_off(), at_once=True))
             raise
         finally:
             self._pace.note(head.connector_id, done, clock() - started, unit.concurrency)

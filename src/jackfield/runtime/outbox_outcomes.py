@@ -1,15 +1,16 @@
 """What a delivery attempt comes to: a provider's outcome turned into the ack to record.
 
 Kept apart from the worker's scheduling so the rules read in one place: ``Delivered``
-records the result (and the loopback events); ``Permanent`` goes to ``dead``;
-``Retry`` and ``AuthFailed`` are retried on the connector's ``RetryPolicy`` (a
-``Retry-After`` is a floor) until it is exhausted, then ``dead``. A delivery that
+records the result (and the loopback events); ``Permanent`` goes to ``dead``; ``Retry``
+and ``AuthFailed`` are retried on the connector's ``RetryPolicy`` (a ``Retry-After`` is
+a floor) until it is exhausted, then ``dead``. A delivery the node's shutdown cut off is
+an attempt too (it may have reached the receiver), retried at once. A delivery that
 crashed the unit is retried too, unless the message has now crashed it ``limit`` times:
 then it is a poison message and goes to ``dead``, so that one bad message cannot hold
-its connector down (its crashes would otherwise mark the unit ``failed`` long before
-its retries run out, and the messages behind it would wait for an operator). Error
-texts (and results, should a provider quote a secret in one) are redacted here, before
-they reach the database.
+its connector down (its crashes would otherwise mark the unit ``failed`` long before its
+retries run out, and the messages behind it would wait for an operator). Error texts
+(and results, should a provider quote a secret in one) are redacted here, before they
+reach the database.
 """
 
 from __future__ import annotations
@@ -74,7 +75,18 @@ def checked(outcome: object) -> DeliveryOutcome:
     return outcome
 
 
-def ack_for(message: Claimed, policy: RetryPolicy, outcome: DeliveryOutcome) -> Ack:
+def cut_off() -> Retry:
+    """The outcome of a delivery the node's shutdown cancelled after its grace: the
+    request may have gone out, so the attempt counts, but the receiver did not fail --
+    the message is due again at once (``ack_for(..., at_once=True)``)."""
+    return Retry(RetryClass.TRANSIENT, "Shutdown", "cut off by the node's shutdown")
+
+
+def ack_for(
+    message: Claimed, policy: RetryPolicy, outcome: DeliveryOutcome, *, at_once: bool = False
+) -> Ack:
+    """The ack recording ``outcome``; a retry falls due after the policy's delay, or
+    ``at_once``."""
     if isinstance(outcome, Delivered):  # a result quoting a secret is stored masked
         result = redactor.redact_obj(outcome.result, org=message.organization_id)
         return Ack(message, "delivered", result, outcome.events)
@@ -83,7 +95,7 @@ def ack_for(message: Claimed, policy: RetryPolicy, outcome: DeliveryOutcome) -> 
         return Ack(message, "dead", error_class=outcome.error_class, last_error=error)
     retry_after = outcome.retry_after if isinstance(outcome, Retry) else None
     if isinstance(outcome, AuthFailed | Retry) and not policy.exhausted(message.attempts):
-        delay = policy.delay(message.attempts, retry_after)
+        delay = 0.0 if at_once else policy.delay(message.attempts, retry_after)
         return Ack(
             message,
             "retrying",
