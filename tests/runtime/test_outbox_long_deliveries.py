@@ -13,6 +13,7 @@ The tests use a 1 s lease (its margin 0.1 s), so a 3 s delivery spans three leas
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -122,6 +123,43 @@ async def test_messages_waiting_behind_a_long_delivery_lose_no_attempt(jf, tenan
         await jf.stop()
     assert [(r.state, r.attempts) for r in rows] == [("delivered", 1)] * 4
     assert sorted(LongCallProvider.calls) == sorted([long, *behind])
+
+
+async def test_a_busy_database_does_not_make_waiting_messages_lose_an_attempt(
+    jf, tenant, make_connector
+):
+    """As above, while every write waits a quarter of the lease for the one before it (a
+    busy database: here a writer holding the group commit 0.25 s at a time). Before, a
+    waiting message was given back with a tenth of its lease left or less, so the give-back
+    was written after the lease had run out: refused, and the next claim counted an
+    attempt the message never had. Now it is given back with half its lease left, as a
+    running delivery's lease is renewed."""
+    cid = make_connector(tenant.admin, "long_call_test", runtime={"concurrency": "1"})
+    committer = jf.runtime.committer
+    busy = threading.Event()
+
+    def hold_the_writes() -> None:
+        while not busy.is_set():
+            committer.submit(lambda session: time.sleep(LEASE / 4))
+
+    await jf.start()
+    writer = threading.Thread(target=hold_the_writes, daemon=True)
+    try:
+        long = await asyncio.to_thread(jf.send, cid, {"seconds": 3.0})
+        deadline = time.monotonic() + 10
+        while LongCallProvider.calls != [long]:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        behind = await asyncio.to_thread(jf.send_many, cid, [{"seconds": 0}] * 3)
+        writer.start()
+        await asyncio.sleep(3.0)  # the long delivery runs; the others wait
+        busy.set()
+        rows = [await _settled(jf, envelope) for envelope in (long, *behind)]
+    finally:
+        busy.set()
+        await jf.stop()
+    assert [(r.state, r.attempts) for r in rows] == [("delivered", 1)] * 4
+    assert jf.runtime.delivery.stats.rejected == 0
 
 
 async def test_a_delivery_that_never_returns_ends_at_the_delivery_timeout(

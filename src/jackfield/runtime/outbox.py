@@ -24,8 +24,8 @@ them finds nothing more due.
 default 16) per connector -- one until the connector's provider has opened and the
 param is known -- take messages from the buffer and call the provider's ``deliver``.
 A message is not started once its lease is down to a margin: it goes back untouched
-(no attempt counted), as does a buffered message whose lease gets there before a worker
-is free.
+(no attempt counted), as does a buffered message whose lease is down to half a lease
+before a worker is free (early enough for the give-back to be written in time).
 
 **Leases are kept** while deliveries run: every half margin one statement renews the
 lease of each running delivery with less than half a lease left (``OutboxStore.renew``,
@@ -461,17 +461,20 @@ class OutboxWorker:
 
     # -- keeping leases -----------------------------------------------------------------
     async def _keep_leases(self) -> None:
-        """Every half margin: give back the buffered messages whose leases are down to the
-        margin, and renew the running deliveries' leases that are down to half a lease
-        (one statement for all of them, a statement every half lease or so while any
-        runs). A delivery starts with at least the margin left, so its lease is renewed
-        before it expires."""
+        """Every half margin: renew the running deliveries' leases that are down to half a
+        lease (one statement for all of them, a statement every half lease or so while
+        any runs), and give back the buffered messages whose leases are down to half a
+        lease too. A delivery starts with at least the margin left, so its lease is
+        renewed before it expires. A give-back has as long as a renewal to be written: sent
+        with only the margin left, a busy database (a group commit taking longer) wrote it
+        after the lease had run out -- refused, and the next claim counted an attempt the
+        message never had."""
         half_lease = timedelta(seconds=self.config.lease_seconds / 2)
         while True:
             await asyncio.sleep(self._margin / 2)
-            now = utcnow()
-            self._give_back_expiring(now + timedelta(seconds=self._margin))
-            due = [m for m in self._delivering.values() if m.lease_expires_at < now + half_lease]
+            by = utcnow() + half_lease
+            self._give_back_expiring(by)
+            due = [m for m in self._delivering.values() if m.lease_expires_at < by]
             if not due:
                 continue
             try:
@@ -495,10 +498,10 @@ class OutboxWorker:
                     )
 
     def _give_back_expiring(self, cutoff: datetime) -> None:
-        """Release buffered messages whose leases expire by ``cutoff`` (the rule ``_run``
-        applies as it takes them): while all of a connector's workers are busy with long
-        deliveries, released now they cost no attempt; left to expire, they would be
-        claimed again with one counted for a delivery they never had."""
+        """Release buffered messages whose leases expire by ``cutoff``: while all of a
+        connector's workers are busy with long deliveries, released in time they cost no
+        attempt; left to expire, they would be claimed again with one counted for a
+        delivery they never had."""
         for buffer in self._buffers.values():
             if not any(m.lease_expires_at <= cutoff for m in buffer):
                 continue
