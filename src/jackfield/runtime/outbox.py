@@ -12,9 +12,11 @@ Messages reach a connector's buffer two ways:
   whose connectors all deliver fast (``outbox_pace``) -- as many as the slowest of them
   may buffer, so a fast connector's backlog drains in a few claims instead of keeping
   pace with its producer forever (and its new messages go back to hand-over). It skips
-  connectors whose unit cannot deliver or whose buffer is full; when nothing is due it
-  sleeps until the next message falls due, a local enqueue wakes it, or
-  ``poll_seconds`` pass.
+  connectors whose unit cannot deliver or whose buffer is full, and *saturated* ones
+  (all their workers busy with deliveries that have run a margin or more: their waiting
+  messages are given back for nodes with free workers, ``_give_back_surplus``); when
+  nothing is due it sleeps until the next message falls due, a local enqueue wakes it,
+  or ``poll_seconds`` pass.
 
 A connector that got messages queued because its buffer was full is *behind*: its new
 messages are queued too (not handed over past the older ones) until a claim that saw
@@ -141,6 +143,9 @@ class OutboxWorker:
         self._margin = min(5.0, self.config.lease_seconds / 10)
         self._buffers: dict[str, collections.deque[Claimed]] = {}
         self._delivering: dict[int, Claimed] = {}  # id() -> a message being delivered
+        self._running: dict[str, int] = {}  # connector -> deliveries under way
+        self._last_start: dict[str, float] = {}  # connector -> when its last one started
+        self._saturated: frozenset[str] = frozenset()  # see _give_back_surplus
         self._keeper: asyncio.Task[None] | None = None
         self._workers: dict[str, int] = {}
         self._worker_tasks: set[asyncio.Task[None]] = set()
@@ -163,6 +168,7 @@ class OutboxWorker:
         self._loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
         self._stopping = False
+        self._saturated = frozenset()  # (a stop ended every delivery)
         self._handovers.open()
         self._acker.start()
         self._dispatcher = asyncio.create_task(self._dispatch_loop(), name="jackfield-outbox")
@@ -225,6 +231,8 @@ class OutboxWorker:
         unit = self.supervisor.units.get(connector_id)
         if unit is None or not unit.deliverable or self.supervisor.changing(connector_id):
             return None  # the dispatcher creates the unit / waits for it (to reload)
+        if connector_id in self._saturated:
+            return None  # queued: a node with a free worker takes it
         granted = self._handovers.reserve(
             connector_id,
             count,
@@ -299,7 +307,7 @@ class OutboxWorker:
                 limit = 0  # its first reconcile wakes us
             room_of = self._pace.room
             full = {cid for cid, buf in self._buffers.items() if len(buf) >= room_of(cid)}
-            exclude = self.supervisor.blocked() | full
+            exclude = self.supervisor.blocked() | full | self._saturated
             claimed: list[Claimed] = []
             more, due = False, None
             if limit > 0:
@@ -417,6 +425,7 @@ class OutboxWorker:
         current: Claimed | None = None
         clock = asyncio.get_running_loop().time
         started, done = clock(), 0
+        cid, running = head.connector_id, self._running
         deadline = started + budget
         try:
             while (
@@ -434,6 +443,8 @@ class OutboxWorker:
                     self.wake()  # no longer full: the dispatcher may claim for it again
                 limit = asyncio.timeout(ceiling)
                 self._delivering[id(current)] = current  # its lease is kept meanwhile
+                running[cid] = running.get(cid, 0) + 1
+                self._last_start[cid] = clock()
                 try:
                     async with limit:  # a provider may override deliver() with a sync method
                         outcome = checked(await call_async(provider.deliver, current.envelope()))
@@ -447,6 +458,10 @@ class OutboxWorker:
                     outcome = crashed(exc, times, self.config.crash_limit)
                 finally:
                     self._delivering.pop(id(current), None)
+                    running[cid] -= 1
+                    if cid in self._saturated:  # a worker is free: claim for it again
+                        self._saturated -= {cid}
+                        self.wake()
                 self.supervisor.note_outcome(unit, generation, outcome)
                 self._push(ack_for(current, unit.policy, outcome))
                 current = None
@@ -473,6 +488,7 @@ class OutboxWorker:
         while True:
             await asyncio.sleep(self._margin / 2)
             by = utcnow() + half_lease
+            self._give_back_surplus()
             self._give_back_expiring(by)
             due = [m for m in self._delivering.values() if m.lease_expires_at < by]
             if not due:
@@ -496,6 +512,31 @@ class OutboxWorker:
                         " will not be recorded (it is delivered again)",
                         message.envelope_id,
                     )
+
+    def _give_back_surplus(self) -> None:
+        """Find the *saturated* connectors -- all their workers busy with deliveries that
+        started a margin ago or more -- give back the messages waiting in their buffers
+        (no attempt counted) and keep them out of this node's claims and hand-overs until
+        one of those deliveries ends. A worker may not be free for as long as a delivery
+        takes (minutes): meanwhile another node with free workers takes those messages,
+        where this one would hold them (and, giving them back as their leases run low,
+        claim them straight back) while the other nodes sit idle. Deliveries that are
+        quick never all run that long, so fast connectors are not affected."""
+        loop = asyncio.get_running_loop()
+        long_ago = loop.time() - self._margin
+        saturated: set[str] = set()
+        for cid, running in list(self._running.items()):
+            if running <= 0:
+                del self._running[cid], self._last_start[cid]
+                continue
+            unit = self.supervisor.units.get(cid)
+            cap = unit.concurrency if unit is not None and unit.outbound is not None else 1
+            if running >= cap and self._last_start[cid] <= long_ago:
+                saturated.add(cid)
+                buffer = self._buffers.get(cid)
+                while buffer:
+                    self._push(Ack(buffer.popleft(), "release"))
+        self._saturated = frozenset(saturated)
 
     def _give_back_expiring(self, cutoff: datetime) -> None:
         """Release buffered messages whose leases expire by ``cutoff``: while all of a
