@@ -125,6 +125,27 @@ async def test_messages_waiting_behind_a_long_delivery_lose_no_attempt(jf, tenan
     assert sorted(LongCallProvider.calls) == sorted([long, *behind])
 
 
+async def test_a_message_sent_during_a_long_delivery_uses_a_free_worker(jf, tenant, make_connector):
+    """Concurrency 2, one worker busy with a 3 s delivery: a message sent meanwhile goes to
+    the second worker at once. Before, a busy worker counted as free for the messages
+    waiting in the buffer, so the new one waited for the long delivery to end."""
+    cid = make_connector(tenant.admin, "long_call_test", runtime={"concurrency": "2"})
+    await jf.start()
+    try:
+        long = await asyncio.to_thread(jf.send, cid, {"seconds": 3.0})
+        deadline = time.monotonic() + 10
+        while LongCallProvider.calls != [long]:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        quick = await asyncio.to_thread(jf.send, cid, {"seconds": 0})
+        row = await _settled(jf, quick)
+        long_row = await asyncio.to_thread(_row, jf.db, long)
+    finally:
+        await jf.stop()
+    assert (row.state, row.attempts) == ("delivered", 1)
+    assert long_row.state == "in_flight"  # delivered while the long one still ran
+
+
 async def test_a_busy_database_does_not_make_waiting_messages_lose_an_attempt(
     jf, tenant, make_connector
 ):

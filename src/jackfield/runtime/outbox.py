@@ -367,14 +367,15 @@ class OutboxWorker:
         if buffer is None:
             buffer = self._buffers[cid] = collections.deque()
         buffer.append(message)
-        if self._workers.get(cid, 0) < len(buffer):
+        if self._workers.get(cid, 0) - self._running.get(cid, 0) < len(buffer):
             self._staff(cid, self.supervisor.unit_for_delivery(cid, message.organization_id))
 
     def _staff(self, cid: str, unit: Unit) -> None:
         """Start workers for the connector's buffered messages, up to its concurrency --
-        one while its provider is not open: the cap is one of its params, read on open."""
+        one while its provider is not open: the cap is one of its params, read on open. A
+        worker busy with a delivery is not free for them (a long one would hold them up)."""
         cap = unit.concurrency if unit.outbound is not None else 1
-        wanted = min(cap, len(self._buffers.get(cid, ())))
+        wanted = min(cap, self._running.get(cid, 0) + len(self._buffers.get(cid, ())))
         running = self._workers.get(cid, 0)
         if running >= wanted:
             return
