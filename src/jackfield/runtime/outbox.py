@@ -370,11 +370,21 @@ class OutboxWorker:
         if self._workers.get(cid, 0) - self._running.get(cid, 0) < len(buffer):
             self._staff(cid, self.supervisor.unit_for_delivery(cid, message.organization_id))
 
+    def _cap(self, cid: str, unit: Unit | None) -> int:
+        """How many deliveries the connector may have under way on this node: its
+        concurrency -- or, while its provider is not open (the cap is one of its params,
+        read on open), one more than are running: deliveries through the settings before
+        a reload may still run, and must not keep the worker that opens the new provider
+        from starting."""
+        if unit is not None and unit.outbound is not None:
+            return unit.concurrency
+        return self._running.get(cid, 0) + 1
+
     def _staff(self, cid: str, unit: Unit) -> None:
-        """Start workers for the connector's buffered messages, up to its concurrency --
-        one while its provider is not open: the cap is one of its params, read on open. A
-        worker busy with a delivery is not free for them (a long one would hold them up)."""
-        cap = unit.concurrency if unit.outbound is not None else 1
+        """Start workers for the connector's buffered messages, up to its cap (``_cap``).
+        A worker busy with a delivery is not free for them (a long one would hold them
+        up)."""
+        cap = self._cap(cid, unit)
         wanted = min(cap, self._running.get(cid, 0) + len(self._buffers.get(cid, ())))
         running = self._workers.get(cid, 0)
         if running >= wanted:
@@ -530,8 +540,7 @@ class OutboxWorker:
             if running <= 0:
                 del self._running[cid], self._last_start[cid]
                 continue
-            unit = self.supervisor.units.get(cid)
-            cap = unit.concurrency if unit is not None and unit.outbound is not None else 1
+            cap = self._cap(cid, self.supervisor.units.get(cid))
             if running >= cap and self._last_start[cid] <= long_ago:
                 saturated.add(cid)
                 buffer = self._buffers.get(cid)
