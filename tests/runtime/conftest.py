@@ -130,13 +130,15 @@ def active_connector(
     provider_type: str = "echo",
     *,
     enable: bool = True,
+    category: str = "messaging",
     **config: Any,
 ) -> str:
-    """A messaging connector of ``who``'s organization: created, tested, active."""
+    """A connector of ``who``'s organization (messaging unless ``category`` says
+    otherwise): created, tested, active."""
     created = jf.connectors.create(
         who,
         name=f"{provider_type}-{uuid.uuid4().hex[:6]}",
-        category="messaging",
+        category=category,
         provider_type=provider_type,
         config=config,
     )

@@ -4,7 +4,6 @@ sees (nothing of it, and the good messages sent after it without delay)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from starlette.routing import Route
 from jackfield.app import Jackfield
 from jackfield.testing import LiveServer
 
-from .conftest import Tenant
+from .conftest import Tenant, active_connector
 
 SEEN: list[dict[str, Any]] = []
 
@@ -61,19 +60,6 @@ def mailbox(free_port: Callable[[], int]) -> Iterator[tuple[Mailbox, int]]:
         controller.stop()
 
 
-def _connector(jf: Jackfield, tenant: Tenant, category: str, kind: str, **config: Any) -> str:
-    created = jf.connectors.create(
-        tenant.admin,
-        name=f"{kind}-{uuid.uuid4().hex[:6]}",
-        category=category,
-        provider_type=kind,
-        config=config,
-    )
-    assert jf.connectors.test(tenant.admin, created["id"])["success"]
-    jf.connectors.set_enabled(tenant.admin, created["id"], True)
-    return str(created["id"])
-
-
 def _send(http: Any, connector_id: str, payload: dict[str, Any]) -> str:
     response = http.post(f"/api/connectors/{connector_id}/messages", json={"payload": payload})
     assert response.status_code == 202, response.text
@@ -106,9 +92,17 @@ def test_bad_payloads_die_at_once_and_the_messages_behind_them_are_delivered(
     """Before, each bad payload crashed the unit three times (with backoff) before it
     went dead, and a good message sent after them stayed pending for minutes."""
     box, port = mailbox
-    rest = _connector(jf, tenant, "http", "http", base_url=receiver, health_path="/health")
-    smtp = _connector(
-        jf, tenant, "email", "smtp", host="127.0.0.1", port=port, from_address="jf@example.org"
+    rest = active_connector(
+        jf, tenant.admin, "http", category="http", base_url=receiver, health_path="/health"
+    )
+    smtp = active_connector(
+        jf,
+        tenant.admin,
+        "smtp",
+        category="email",
+        host="127.0.0.1",
+        port=port,
+        from_address="jf@example.org",
     )
     bad = {
         "headers": ({"path": "/bad", "headers": {"X-A": 5}}, rest),

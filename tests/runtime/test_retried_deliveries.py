@@ -3,7 +3,6 @@ reported back is tried again. What the admin and the receiver see of such a retr
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -22,7 +21,7 @@ from jackfield.connectors.local_fs import LocalFsProvider
 from jackfield.kernel import TransientError
 from jackfield.testing import LiveServer
 
-from .conftest import Tenant
+from .conftest import Tenant, active_connector
 
 LOST: set[str] = set()
 
@@ -88,20 +87,6 @@ def jf(database_url: str, make_jf: Callable[..., Jackfield], tmp_path: Path) -> 
     return make_jf(database_url, egress_allowlist="127.0.0.1", directory_allowlist=str(tmp_path))
 
 
-def connector(jf: Jackfield, tenant: Tenant, category: str, kind: str, **config: Any) -> str:
-    """An active connector of ``tenant``'s organization."""
-    created = jf.connectors.create(
-        tenant.admin,
-        name=f"{kind}-{uuid.uuid4().hex[:6]}",
-        category=category,
-        provider_type=kind,
-        config=config,
-    )
-    assert jf.connectors.test(tenant.admin, created["id"])["success"]
-    jf.connectors.set_enabled(tenant.admin, created["id"], True)
-    return str(created["id"])
-
-
 def settled(http: Any, envelope_id: str) -> dict[str, Any] | None:
     message = http.get(f"/api/outbox/{envelope_id}").json()
     return message if message["state"] in ("delivered", "dead") else None
@@ -127,7 +112,9 @@ def test_a_retried_delete_whose_first_attempt_deleted_the_object_is_delivered(
     root = tmp_path / "files"
     root.mkdir()
     (root / "report.txt").write_text("q3")
-    cid = connector(jf, tenant, "storage", "lost_answer_fs_test", root=str(root))
+    cid = active_connector(
+        jf, tenant.admin, "lost_answer_fs_test", category="storage", root=str(root)
+    )
     with client(api.url, tenant.user_token) as http:
         envelope_id = send(http, cid, {"path": "report.txt"}, "delete_object")
         message = wait_until(lambda: settled(http, envelope_id))
@@ -148,7 +135,9 @@ def test_a_retried_request_carries_the_same_idempotency_key(
     that had done the work of the first attempt could not tell the retry from a new
     request."""
     fails, url = receiver
-    cid = connector(jf, tenant, "http", "http", base_url=url, health_path="/health")
+    cid = active_connector(
+        jf, tenant.admin, "http", category="http", base_url=url, health_path="/health"
+    )
     with client(api.url, tenant.user_token) as http:
         envelope_id = send(http, cid, {"method": "POST", "path": "/orders"}, "request")
         message = wait_until(lambda: settled(http, envelope_id))
@@ -167,8 +156,14 @@ def test_a_retried_email_carries_the_same_message_id(
     """Before, every attempt made a new Message-ID: a retry after a lost answer reached
     the inbox as a second, different email."""
     fails, port = mailbox
-    cid = connector(
-        jf, tenant, "email", "smtp", host="127.0.0.1", port=port, from_address="jf@example.org"
+    cid = active_connector(
+        jf,
+        tenant.admin,
+        "smtp",
+        category="email",
+        host="127.0.0.1",
+        port=port,
+        from_address="jf@example.org",
     )
     with client(api.url, tenant.user_token) as http:
         payload = {"to": "bob@example.com", "subject": "invoice", "text": "t"}
