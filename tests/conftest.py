@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -108,6 +109,26 @@ def free_port() -> int:
 def free_port_fixture() -> Callable[[], int]:
     """``free_port()``: a loopback port nobody listens on (for servers a test starts)."""
     return free_port
+
+
+@pytest.fixture
+def smtp_loopback() -> Iterator[Callable[[Any], int]]:
+    """``smtp_loopback(handler)``: an aiosmtpd server on a free loopback port that hands
+    each message to ``handler`` (``handle_DATA``); returns its port, stopped after the
+    test."""
+    from aiosmtpd.controller import Controller
+
+    started: list[Any] = []
+
+    def start(handler: Any) -> int:
+        controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+        controller.start()
+        started.append(controller)
+        return int(controller.port)
+
+    yield start
+    for controller in started:
+        controller.stop()
 
 
 class CuttableProxy:

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -50,14 +49,9 @@ def receiver() -> Iterator[str]:
 
 
 @pytest.fixture
-def mailbox(free_port: Callable[[], int]) -> Iterator[tuple[Mailbox, int]]:
+def mailbox(smtp_loopback: Callable[[Any], int]) -> tuple[Mailbox, int]:
     box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield box, controller.port
-    finally:
-        controller.stop()
+    return box, smtp_loopback(box)
 
 
 def _send(http: Any, connector_id: str, payload: dict[str, Any]) -> str:

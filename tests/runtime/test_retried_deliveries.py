@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
-from aiosmtpd.controller import Controller
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -71,14 +70,9 @@ def receiver() -> Iterator[tuple[FailsFirst, str]]:
 
 
 @pytest.fixture
-def mailbox(free_port: Callable[[], int]) -> Iterator[tuple[FailsFirst, int]]:
+def mailbox(smtp_loopback: Callable[[Any], int]) -> tuple[FailsFirst, int]:
     fails = FailsFirst()
-    controller = Controller(fails, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield fails, controller.port
-    finally:
-        controller.stop()
+    return fails, smtp_loopback(fails)
 
 
 @pytest.fixture
